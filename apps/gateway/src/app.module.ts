@@ -1,0 +1,54 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, APP_PIPE } from '@nestjs/core';
+import type { Clock, JobTypeRegistry } from '@gantry/contracts';
+import type { OutputStore } from '@gantry/storage';
+import type { Logger, Registry } from '@gantry/telemetry';
+import { ApiKeyGuard } from './auth/auth';
+import { GATEWAY_CONFIG, type GatewayConfig } from './config';
+import { HealthController } from './health/health.controller';
+import { ObserveInterceptor } from './http/observe.interceptor';
+import { ProblemFilter } from './http/problem.filter';
+import { StrictValidationPipe } from './http/validation';
+import { JobListService } from './jobs/job-list.service';
+import { JobsController } from './jobs/jobs.controller';
+import { JobsService } from './jobs/jobs.service';
+import { GatewayNats } from './nats/gateway-nats';
+import { QueueController } from './queue/queue.controller';
+import { SchedulerClient } from './queue/scheduler-client';
+import { CLOCK, JOB_TYPES, LOGGER, METRICS_REGISTRY, OUTPUT_STORE } from './tokens';
+
+export interface GatewayDeps {
+  config: GatewayConfig;
+  logger: Logger;
+  clock: Clock;
+  types: JobTypeRegistry;
+  outputs: OutputStore;
+  registry: Registry;
+  nats: GatewayNats;
+}
+
+@Module({})
+export class GatewayModule {
+  static register(d: GatewayDeps): DynamicModule {
+    return {
+      module: GatewayModule,
+      controllers: [JobsController, QueueController, HealthController],
+      providers: [
+        { provide: GATEWAY_CONFIG, useValue: d.config },
+        { provide: LOGGER, useValue: d.logger },
+        { provide: CLOCK, useValue: d.clock },
+        { provide: JOB_TYPES, useValue: d.types },
+        { provide: OUTPUT_STORE, useValue: d.outputs },
+        { provide: METRICS_REGISTRY, useValue: d.registry },
+        { provide: GatewayNats, useValue: d.nats },
+        JobsService,
+        JobListService,
+        SchedulerClient,
+        { provide: APP_GUARD, useClass: ApiKeyGuard },
+        { provide: APP_PIPE, useClass: StrictValidationPipe },
+        { provide: APP_INTERCEPTOR, useFactory: () => new ObserveInterceptor(d.registry) },
+        { provide: APP_FILTER, useFactory: () => new ProblemFilter(d.logger) },
+      ],
+    };
+  }
+}

@@ -1,0 +1,72 @@
+import {
+  apiKeys,
+  commonSpec,
+  int,
+  jobPolicySpec,
+  port,
+  refuseDevKeysInProduction,
+  s3Spec,
+  str,
+  type ConfigOf,
+  type VariableSpec,
+} from '@gantry/config';
+
+export interface PoolInventory {
+  gpus: number;
+  memoryMb: number;
+}
+
+/** `POOLS=pool=gpus×memoryMb,…` (x or ×), e.g. `default=8x81559,small=4x24576`. */
+function pools(doc: string): VariableSpec<Record<string, PoolInventory>> {
+  return {
+    doc,
+    parse(raw) {
+      const out: Record<string, PoolInventory> = {};
+      if (raw === undefined || raw.trim() === '') return out;
+      for (const item of raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)) {
+        const m = /^([A-Za-z0-9_-]{1,64})=(\d+)[x×](\d+)$/.exec(item);
+        if (!m) throw new Error(`"${item}" must be pool=gpus×memoryMb (e.g. default=8x81559)`);
+        out[m[1]!] = { gpus: Number(m[2]), memoryMb: Number(m[3]) };
+      }
+      return out;
+    },
+  };
+}
+
+export const gatewaySpec = {
+  ...commonSpec,
+  ...jobPolicySpec,
+  ...s3Spec,
+  GATEWAY_HOST: str({ default: '127.0.0.1', doc: 'bind address' }),
+  GATEWAY_PORT: port({ default: 8080, allowZero: true, doc: 'bind port (0 = any free port)' }),
+  API_KEYS: apiKeys('comma-separated key:role[:tenant], role admin or client'),
+  MAX_QUEUE_SIZE: int({
+    default: 100_000,
+    min: 1,
+    max: 100_000_000,
+    doc: 'queued jobs beyond this are refused with 429 (until the scheduler reports its own value)',
+  }),
+  MAX_JOBS_PER_BATCH: int({
+    default: 1_000,
+    min: 1,
+    max: 100_000,
+    aliases: ['MAX_VIDEOS_PER_REQUEST'],
+    doc: 'jobs in one batch submit',
+  }),
+  RATE_LIMIT_SUBMITS_PER_MINUTE: int({
+    default: 600,
+    min: 1,
+    max: 10_000_000,
+    doc: 'submits per API key (or client IP) per minute',
+  }),
+  POOLS: pools('declared GPU inventory per pool, pool=gpus×memoryMb'),
+  BODY_LIMIT_BYTES: int({ default: 10 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'largest request body' }),
+  RPC_TIMEOUT_MS: int({ default: 2_000, min: 50, max: 120_000, doc: 'how long to wait for the scheduler or notifier' }),
+};
+
+export type GatewayConfig = ConfigOf<typeof gatewaySpec>;
+export const gatewayRefinements = [refuseDevKeysInProduction];
+export const GATEWAY_CONFIG = Symbol('GATEWAY_CONFIG');

@@ -1,0 +1,148 @@
+/**
+ * Request bodies, validated with class-validator (whitelist + forbid unknown fields) and described for OpenAPI.
+ * Job-type-specific `input` is validated afterwards against the type's own schema.
+ */
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { PRIORITIES, type Priority } from '@gantry/contracts';
+import { Type } from 'class-transformer';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsIn,
+  IsInt,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  ValidateNested,
+  registerDecorator,
+  type ValidationOptions,
+} from 'class-validator';
+
+/** The JSON of the value is at most `bytes` long. */
+export function MaxJsonSize(bytes: number, options?: ValidationOptions) {
+  return (object: object, propertyName: string) =>
+    registerDecorator({
+      name: 'maxJsonSize',
+      target: object.constructor,
+      propertyName,
+      options: { message: `must serialize to at most ${bytes} bytes of JSON`, ...options },
+      validator: { validate: (v: unknown) => v === undefined || Buffer.byteLength(JSON.stringify(v) ?? '') <= bytes },
+    });
+}
+
+export const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export class GpuDto {
+  @ApiProperty({ minimum: 0, maximum: 16, description: 'GPUs the job needs (0 = none)' })
+  @IsInt()
+  @Min(0)
+  @Max(16)
+  count!: number;
+
+  @ApiPropertyOptional({ minimum: 0, description: 'memory to reserve on each GPU, in MB' })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(10_000_000)
+  memoryMb?: number;
+}
+
+export class UploadDto {
+  @ApiProperty({ description: 'presigned PUT URL that receives the output (or the error when the job fails)' })
+  @IsString()
+  @MaxLength(8_192)
+  url!: string;
+}
+
+export class SubmitJobDto {
+  @ApiProperty({ example: 'noop', description: 'job type: noop, ffmpeg, or an operator-defined type' })
+  @IsString()
+  @Matches(/^[a-z][a-z0-9-]{0,62}$/, { message: 'must be a job type name' })
+  type!: string;
+
+  @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'parameters for the job type' })
+  @IsOptional()
+  @IsObject()
+  @MaxJsonSize(256 * 1024)
+  input?: Record<string, unknown>;
+
+  @ApiPropertyOptional({ enum: PRIORITIES, default: 'normal' })
+  @IsOptional()
+  @IsIn(PRIORITIES)
+  priority?: Priority;
+
+  @ApiPropertyOptional({ default: 'default', pattern: TOKEN.source })
+  @IsOptional()
+  @IsString()
+  @Matches(TOKEN, { message: 'must match [A-Za-z0-9_-]{1,64}' })
+  pool?: string;
+
+  @ApiPropertyOptional({ description: 'https URL that receives Standard Webhooks for every lifecycle event' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(2_048)
+  callbackUrl?: string;
+
+  @ApiPropertyOptional({ description: 'sent as Authorization: Bearer <token> with each webhook' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(4_096)
+  callbackToken?: string;
+
+  @ApiPropertyOptional({ minimum: 1, maximum: 604800, description: 'per-attempt timeout (download, run, upload)' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(604_800)
+  timeoutSeconds?: number;
+
+  @ApiPropertyOptional({ minimum: 1, maximum: 100 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  maxAttempts?: number;
+
+  @ApiPropertyOptional({ type: GpuDto })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => GpuDto)
+  gpu?: GpuDto;
+
+  @ApiPropertyOptional({ type: UploadDto })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => UploadDto)
+  upload?: UploadDto;
+
+  @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'any JSON, at most 8 KiB' })
+  @IsOptional()
+  @IsObject()
+  @MaxJsonSize(8 * 1024)
+  metadata?: Record<string, unknown>;
+}
+
+export class SubmitBatchDto {
+  @ApiProperty({ type: [SubmitJobDto] })
+  @IsArray()
+  @ArrayMaxSize(100_000)
+  @ValidateNested({ each: true })
+  @Type(() => SubmitJobDto)
+  jobs!: SubmitJobDto[];
+
+  @ApiPropertyOptional({ description: 'default callbackUrl for jobs without one' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(2_048)
+  callbackUrl?: string;
+}
+
+export class PriorityDto {
+  @ApiProperty({ enum: PRIORITIES })
+  @IsIn(PRIORITIES)
+  priority!: Priority;
+}

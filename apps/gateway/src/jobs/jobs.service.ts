@@ -1,0 +1,198 @@
+/**
+ * Job use cases behind the HTTP routes. The gateway never decides order or holds tokens: it validates, writes the
+ * job's first revision (the durable acceptance — a 202 is sent only after the broker acked it), and reads records.
+ */
+import { Inject, Injectable } from '@nestjs/common';
+import {
+  JobTypeRegistry,
+  SUBJECTS,
+  isUrlInput,
+  newId,
+  newJob,
+  toJobView,
+  type Clock,
+  type FieldError,
+  type JobRecord,
+  type JobView,
+  type NewJobSpec,
+  type PositionsReply,
+  type PositionsRequest,
+  type StoredJob,
+} from '@gantry/contracts';
+import { rpcRequest } from '@gantry/jetstream';
+import { JobStore } from '@gantry/job-store';
+import { assertAllowedUrl } from '@gantry/net';
+import type { OutputStore } from '@gantry/storage';
+import { currentTraceparent, type Logger } from '@gantry/telemetry';
+import type { Principal } from '../auth/auth';
+import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
+import { problems } from '../http/problem';
+import { GatewayNats } from '../nats/gateway-nats';
+import { CLOCK, JOB_TYPES, LOGGER, OUTPUT_STORE } from '../tokens';
+import type { SubmitJobDto } from './job.dto';
+
+export interface PreparedJob {
+  spec: NewJobSpec;
+}
+
+@Injectable()
+export class JobsService {
+  constructor(
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+    @Inject(GatewayNats) private readonly nats: GatewayNats,
+    @Inject(JOB_TYPES) private readonly types: JobTypeRegistry,
+    @Inject(CLOCK) private readonly clock: Clock,
+    @Inject(OUTPUT_STORE) private readonly outputs: OutputStore,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  store(): JobStore {
+    return new JobStore(this.nats.handle(), this.clock);
+  }
+
+  /** Semantic checks after the DTO: the type's input schema, URLs, GPU fit. Returns field errors (prefixed). */
+  async check(dto: SubmitJobDto, prefix = ''): Promise<FieldError[]> {
+    const errors: FieldError[] = this.types
+      .validate(dto.type, dto.input ?? {})
+      .map((e) => ({ ...e, field: `${prefix}${e.field}` }));
+    const allowPrivate = this.config.ALLOW_PRIVATE_URLS;
+    const urlChecks: [string, string | undefined][] = [
+      ['callbackUrl', dto.callbackUrl],
+      ['upload.url', dto.upload?.url],
+    ];
+    if (dto.type === 'ffmpeg' && dto.input && typeof dto.input['inputs'] === 'object' && dto.input['inputs']) {
+      for (const [name, url] of Object.entries(dto.input['inputs'] as Record<string, unknown>)) {
+        if (typeof url === 'string' && /^https?:/i.test(url) && isUrlInput(url))
+          urlChecks.push([`input.inputs.${name}`, url]);
+      }
+    }
+    await Promise.all(
+      urlChecks.map(async ([field, url]) => {
+        if (url === undefined) return;
+        try {
+          await assertAllowedUrl(url, allowPrivate);
+        } catch (err) {
+          errors.push({ field: `${prefix}${field}`, message: (err as Error).message });
+        }
+      }),
+    );
+    const def = this.types.get(dto.type);
+    const gpu = dto.gpu ?? def?.defaultGpu;
+    if (gpu && gpu.count > 0) {
+      const pool = dto.pool ?? 'default';
+      const declared = this.config.POOLS[pool];
+      const known = declared ?? this.nats.poolCapability(pool);
+      if (known && (gpu.count > known.gpus || (gpu.memoryMb ?? 0) > known.memoryMb)) {
+        errors.push({
+          field: `${prefix}gpu`,
+          message: `no GPU of pool ${pool} can fit it (${declared ? 'declared' : 'largest live'}: ${known.gpus} GPU(s) of ${known.memoryMb} MB)`,
+        });
+      }
+    }
+    return errors;
+  }
+
+  /** Refuses new work while draining, the queue is full, or NATS is away (nothing is written). */
+  admit(count: number): void {
+    this.nats.handle();
+    if (this.nats.draining)
+      throw problems.unavailable('the queue is draining: new submissions are refused', 30, 'draining');
+    const stats = this.nats.freshStats();
+    const max = stats?.maxQueueSize ?? this.nats.queueConfig?.maxQueueSize ?? this.config.MAX_QUEUE_SIZE;
+    const depth = (stats ? stats.depth.total + stats.retrying : 0) + this.nats.acceptedSinceStats;
+    if (depth + count > max) {
+      throw problems.tooMany(`the queue is full (${depth} of ${max} jobs waiting)`, 5, 'queue-full');
+    }
+  }
+
+  prepare(p: Principal, dto: SubmitJobDto, extra: { batchId?: string; callbackUrl?: string } = {}): NewJobSpec {
+    const def = this.types.get(dto.type);
+    const gpu = dto.gpu ? { count: dto.gpu.count, memoryMb: dto.gpu.memoryMb ?? 0 } : def?.defaultGpu;
+    const callbackUrl = dto.callbackUrl ?? extra.callbackUrl;
+    return {
+      id: newId(),
+      tenant: p.tenant,
+      type: dto.type,
+      input: dto.input ?? {},
+      priority: dto.priority ?? 'normal',
+      pool: dto.pool ?? 'default',
+      ...(callbackUrl ? { callbackUrl } : {}),
+      ...(dto.callbackToken ? { callbackToken: dto.callbackToken } : {}),
+      timeoutSeconds: dto.timeoutSeconds ?? def?.defaultTimeoutSeconds ?? this.config.DEFAULT_JOB_TIMEOUT_SECONDS,
+      maxAttempts: dto.maxAttempts ?? this.config.MAX_ATTEMPTS,
+      retryDelaysMs: [...this.config.RETRY_DELAYS_MS],
+      ...(gpu && (dto.gpu || gpu.count > 0) ? { gpu } : {}),
+      ...(dto.upload ? { upload: { url: dto.upload.url } } : {}),
+      metadata: dto.metadata ?? {},
+      ...(extra.batchId ? { batchId: extra.batchId } : {}),
+      ...currentTraceparent(),
+    };
+  }
+
+  /** Stores the first revision; resolves after the broker acked it. */
+  async create(spec: NewJobSpec): Promise<StoredJob> {
+    const stored = await this.store().create(newJob(spec, this.clock.now()));
+    this.nats.acceptedSinceStats++;
+    return stored;
+  }
+
+  async submit(p: Principal, dto: SubmitJobDto): Promise<StoredJob> {
+    const errors = await this.check(dto);
+    if (errors.length > 0) throw problems.validation(errors);
+    this.admit(1);
+    return this.create(this.prepare(p, dto));
+  }
+
+  /** The job if this principal may see it (other tenants' jobs are 404 for client keys). */
+  async get(p: Principal, id: string): Promise<StoredJob> {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw problems.notFound(`job ${id} not found`);
+    const stored = await this.store().get(id);
+    if (!stored || (p.role !== 'admin' && stored.record.tenant !== p.tenant))
+      throw problems.notFound(`job ${id} not found`);
+    return stored;
+  }
+
+  /** Queue positions from the leader (absent when it does not answer quickly: the view omits them then). */
+  async positions(records: readonly JobRecord[]): Promise<PositionsReply['positions']> {
+    const queued = records.filter((r) => r.status === 'queued');
+    if (queued.length === 0) return {};
+    const req: PositionsRequest = {
+      ids: queued.map((r) => ({
+        id: r.id,
+        pool: r.pool,
+        priority: r.priority,
+        tenant: r.tenant,
+        queueSeq: r.queueSeq ?? 0,
+        enqueuedAt: r.enqueuedAt,
+      })),
+    };
+    try {
+      const reply = await rpcRequest<PositionsReply>(this.nats.handle().nc, SUBJECTS.schedulerRpc('positions'), req, {
+        timeoutMs: Math.min(500, this.config.RPC_TIMEOUT_MS),
+      });
+      return reply.positions;
+    } catch (err) {
+      this.logger.debug({ err: String(err) }, 'queue positions unavailable');
+      return {};
+    }
+  }
+
+  /** Views with positions (queued jobs) and presigned download URLs (completed jobs). */
+  async views(records: readonly JobRecord[]): Promise<JobView[]> {
+    const positions = await this.positions(records);
+    const now = this.clock.now();
+    return Promise.all(
+      records.map(async (r) => {
+        const pos = positions[r.id];
+        return toJobView(r, now, {
+          ...(pos ? { queuePosition: pos.queuePosition, estimatedWaitSeconds: pos.estimatedWaitSeconds } : {}),
+          ...(r.outputs?.length ? { downloadUrls: await this.outputs.presignAll(r.outputs) } : {}),
+        });
+      }),
+    );
+  }
+
+  async view(r: JobRecord): Promise<JobView> {
+    return (await this.views([r]))[0]!;
+  }
+}

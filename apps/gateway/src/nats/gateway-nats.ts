@@ -1,0 +1,153 @@
+/**
+ * The gateway's NATS side, connected in the background so the HTTP server answers (`/healthz` 200, `/readyz` 503,
+ * write routes 503 + Retry-After) while NATS is away. It also keeps three small read models warm:
+ * the leader's queue statistics (backpressure without a round trip), the queue config (drain), and the GPU inventory
+ * that live workers report per pool (refusing at submit a job no GPU of its pool can fit).
+ */
+import {
+  BUCKETS,
+  CONFIG_KEYS,
+  DEFAULT_TOPOLOGY,
+  SUBJECTS,
+  bucketDeclarations,
+  streamDeclarations,
+  type QueueConfigRecord,
+  type QueueStatsBroadcast,
+  type WorkerHeartbeat,
+} from '@gantry/contracts';
+import { decodeJson, NatsHandle, provision } from '@gantry/jetstream';
+import type { Logger } from '@gantry/telemetry';
+import type { GatewayConfig } from '../config';
+import { problems } from '../http/problem';
+
+export class GatewayNats {
+  private handleValue: NatsHandle | undefined;
+  private provisioned = false;
+  readonly ready: Promise<NatsHandle>;
+  stats: QueueStatsBroadcast | undefined;
+  private statsAt = 0;
+  /** Submits accepted by this gateway since the last statistics broadcast (so a burst cannot overshoot much). */
+  acceptedSinceStats = 0;
+  queueConfig: QueueConfigRecord | undefined;
+  private readonly workers = new Map<string, WorkerHeartbeat>();
+  private closed = false;
+
+  constructor(
+    private readonly config: GatewayConfig,
+    private readonly logger: Logger,
+  ) {
+    this.ready = this.connect();
+    this.ready.catch((err: unknown) => logger.error({ err }, 'NATS setup failed'));
+  }
+
+  private async connect(): Promise<NatsHandle> {
+    const nats = await NatsHandle.connect({ servers: this.config.NATS_URL, name: 'gateway', logger: this.logger });
+    this.handleValue = nats;
+    const topology = {
+      ...DEFAULT_TOPOLOGY,
+      replicas: this.config.NATS_REPLICAS,
+      retentionMs: this.config.JOB_RETENTION_HOURS * 3_600_000,
+    };
+    const s = streamDeclarations(topology);
+    const b = bucketDeclarations(topology);
+    for (let attempt = 0; !this.closed; attempt++) {
+      try {
+        await provision(
+          nats,
+          {
+            streams: [s.jobs, s.batches, s.list, s.webhookDlq],
+            buckets: [b.idempotency, b.rateLimit, b.config, b.workers],
+          },
+          this.logger,
+        );
+        break;
+      } catch (err) {
+        this.logger.warn({ err: String(err) }, 'provisioning failed; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** attempt)));
+      }
+    }
+    nats.nc.subscribe(SUBJECTS.queueStats, {
+      callback: (_e, m) => {
+        try {
+          this.stats = decodeJson<QueueStatsBroadcast>(m.data);
+          this.statsAt = Date.now();
+          this.acceptedSinceStats = 0;
+        } catch {
+          // ignore
+        }
+      },
+    });
+    void this.watchConfig(nats);
+    void this.watchWorkers(nats);
+    this.provisioned = true;
+    return nats;
+  }
+
+  private async watchConfig(nats: NatsHandle): Promise<void> {
+    const kv = await nats.kvm.open(BUCKETS.config);
+    const iter = await kv.watch({ key: CONFIG_KEYS.queue });
+    for await (const e of iter) {
+      if (e.operation === 'PUT') {
+        try {
+          this.queueConfig = e.json<QueueConfigRecord>();
+        } catch {
+          // ignore
+        }
+      }
+    }
+  }
+
+  private async watchWorkers(nats: NatsHandle): Promise<void> {
+    const kv = await nats.kvm.open(BUCKETS.workers);
+    const iter = await kv.watch({ key: '>' });
+    for await (const e of iter) {
+      if (e.operation === 'PUT') {
+        try {
+          this.workers.set(e.key, e.json<WorkerHeartbeat>());
+        } catch {
+          // ignore
+        }
+      } else {
+        this.workers.delete(e.key);
+      }
+    }
+  }
+
+  /** The connection for a request; a 503 problem while NATS is away. */
+  handle(): NatsHandle {
+    if (!this.handleValue || !this.provisioned || !this.handleValue.connected) {
+      throw problems.unavailable('NATS is unavailable; nothing was changed', 2, 'nats-unavailable');
+    }
+    return this.handleValue;
+  }
+
+  get isReady(): boolean {
+    return !!this.handleValue && this.provisioned && this.handleValue.connected;
+  }
+
+  /** Fresh statistics from the leading scheduler (undefined when none arrived lately). */
+  freshStats(maxAgeMs = 5_000): QueueStatsBroadcast | undefined {
+    return this.stats && Date.now() - this.statsAt <= maxAgeMs ? this.stats : undefined;
+  }
+
+  get draining(): boolean {
+    return this.queueConfig?.draining ?? this.stats?.draining ?? false;
+  }
+
+  /** The largest GPU (count and memory) that a live worker of the pool has, from heartbeats seen lately. */
+  poolCapability(pool: string): { gpus: number; memoryMb: number } | undefined {
+    let best: { gpus: number; memoryMb: number } | undefined;
+    const now = Date.now();
+    for (const w of this.workers.values()) {
+      if (w.pool !== pool || now - Date.parse(w.heartbeatAt) > 60_000) continue;
+      const mem = Math.max(0, ...w.gpus.map((g) => g.memoryTotalMb));
+      best = { gpus: Math.max(best?.gpus ?? 0, w.gpus.length), memoryMb: Math.max(best?.memoryMb ?? 0, mem) };
+    }
+    return best;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.handleValue?.drain();
+  }
+}

@@ -1,0 +1,48 @@
+import {
+  bool,
+  commonSpec,
+  int,
+  jobPolicySpec,
+  livenessSpec,
+  optionalInt,
+  optionalStr,
+  port,
+  s3Spec,
+  str,
+  type ConfigOf,
+} from '@gantry/config';
+
+export const workerSpec = {
+  ...commonSpec,
+  ...livenessSpec,
+  ...s3Spec,
+  JOB_TYPES_FILE: jobPolicySpec.JOB_TYPES_FILE,
+  ALLOW_PRIVATE_URLS: jobPolicySpec.ALLOW_PRIVATE_URLS,
+  WORKER_HTTP_PORT: port({ default: 8082, allowZero: true, doc: '/healthz, /readyz and /metrics (0 = any free port)' }),
+  WORKER_POOL: str({ default: 'default', pattern: /^[A-Za-z0-9_-]{1,64}$/, doc: 'pool this worker serves' }),
+  WORKER_SLOTS: optionalInt({
+    min: 1,
+    max: 1024,
+    doc: 'jobs run at once (default GPUs × SLOTS_PER_GPU, or 2 without a GPU)',
+  }),
+  SLOTS_PER_GPU: int({ default: 2, min: 1, max: 64, doc: 'jobs one GPU may run at once' }),
+  WORKER_SHUTDOWN_GRACE_SECONDS: int({
+    default: 30,
+    min: 0,
+    max: 86_400,
+    doc: 'on SIGTERM, finish in-flight work this long',
+  }),
+  WORKER_ID_PREFIX: optionalStr({ doc: 'prefix of the worker id (default: the host name)' }),
+  WORKER_SCRATCH_DIR: optionalStr({ doc: 'where per-attempt scratch directories go (default: the OS temp dir)' }),
+  FFMPEG: str({ default: 'ffmpeg', doc: 'ffmpeg binary' }),
+  NVIDIA_SMI: str({ default: 'nvidia-smi', doc: 'nvidia-smi binary used for GPU discovery' }),
+  GPU_DISCOVERY: bool({ default: true, doc: 'false = CPU-only mode without probing' }),
+  PROGRESS_RECORD_INTERVAL_MS: int({
+    default: 1_000,
+    min: 0,
+    max: 600_000,
+    doc: 'at most one progress revision per job per interval',
+  }),
+};
+
+export type WorkerConfig = ConfigOf<typeof workerSpec>;

@@ -1,0 +1,58 @@
+/** How a job type runs on a worker. One executor per job type, found at boot (a type with none or two is an error). */
+import type { ErrorCode, JobOutput, JobRecord } from '@gantry/contracts';
+import type { Logger } from '@gantry/telemetry';
+
+export interface AttemptContext {
+  readonly record: JobRecord;
+  readonly attempt: number;
+  /** Private scratch directory of this attempt, removed afterwards. */
+  readonly scratchDir: string;
+  /** Environment for child processes (CUDA_VISIBLE_DEVICES set to the job's GPUs). */
+  readonly env: Readonly<Record<string, string>>;
+  /** Aborted on cancel, timeout, lost lease or shutdown; executors must stop promptly (kill their process group). */
+  readonly signal: AbortSignal;
+  /** Reports progress; throttled by the runner before it becomes a record revision. */
+  progress(percent: number, stage?: string): void;
+  readonly logger: Logger;
+}
+
+export interface ExecutionResult {
+  result?: unknown;
+  outputs?: JobOutput[];
+}
+
+export interface JobExecutor {
+  /** Job type names this executor runs. */
+  readonly types: readonly string[];
+  run(ctx: AttemptContext): Promise<ExecutionResult>;
+}
+
+/** A failed attempt with a stable code; `retryable` decides whether the scheduler may try again. */
+export class JobFailure extends Error {
+  override readonly name = 'JobFailure';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly retryable: boolean,
+    readonly detail?: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+  }
+}
+
+/** Resolves after `ms` or rejects when the signal aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

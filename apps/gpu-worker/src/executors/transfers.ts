@@ -1,0 +1,136 @@
+/**
+ * Moving bytes for a job: inputs from `http(s)://` (address policy enforced at connect time) or `s3://`, outputs to
+ * S3 or to a client's presigned `upload.url`. HTTP transfers: connect 30 s, read/write idle 120 s, 3 attempts with
+ * backoff; a 4xx other than 408/429 is not retried.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { readText, safeRequest } from '@gantry/net';
+import type { OutputStore } from '@gantry/storage';
+import { JobFailure, sleep } from './executor';
+
+export interface TransferSettings {
+  allowPrivate: boolean;
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  attempts: number;
+  backoffMs: number;
+}
+
+export const DEFAULT_TRANSFERS: TransferSettings = {
+  allowPrivate: false,
+  connectTimeoutMs: 30_000,
+  idleTimeoutMs: 120_000,
+  attempts: 3,
+  backoffMs: 1_000,
+};
+
+class PermanentHttpError extends Error {}
+
+async function withRetries<T>(s: TransferSettings, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+  let last: unknown;
+  for (let i = 0; i < s.attempts; i++) {
+    if (signal.aborted) throw signal.reason;
+    try {
+      return await fn();
+    } catch (err) {
+      last = err;
+      if (err instanceof PermanentHttpError || signal.aborted) break;
+      if (i < s.attempts - 1) await sleep(s.backoffMs * 2 ** i, signal);
+    }
+  }
+  throw last;
+}
+
+function permanent(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
+/** Downloads one input into `dest`; returns its size. */
+export async function downloadInput(
+  url: string,
+  dest: string,
+  store: OutputStore,
+  s: TransferSettings,
+  signal: AbortSignal,
+): Promise<number> {
+  try {
+    if (url.startsWith('s3://')) return await withRetries(s, signal, () => store.download(url, dest, signal));
+    return await withRetries(s, signal, async () => {
+      const res = await safeRequest({
+        method: 'GET',
+        url,
+        timeoutMs: s.connectTimeoutMs + s.idleTimeoutMs,
+        connectTimeoutMs: s.connectTimeoutMs,
+        idleTimeoutMs: s.idleTimeoutMs,
+        allowPrivate: s.allowPrivate,
+        signal,
+      });
+      if (res.status < 200 || res.status >= 300) {
+        await readText(res, 1_024).catch(() => '');
+        const msg = `GET ${new URL(url).origin}… answered ${res.status}`;
+        throw permanent(res.status) ? new PermanentHttpError(msg) : new Error(msg);
+      }
+      await pipeline(res.body, createWriteStream(dest));
+      return (await stat(dest)).size;
+    });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new JobFailure(
+      'DOWNLOAD_FAILED',
+      `cannot download input: ${(err as Error).message}`,
+      !(err instanceof PermanentHttpError),
+    );
+  }
+}
+
+/** PUTs a file (or a JSON error document) to a presigned URL. */
+export async function putToUrl(
+  url: string,
+  body: { path: string } | { json: unknown },
+  s: TransferSettings,
+  signal: AbortSignal,
+): Promise<number> {
+  return withRetries(s, signal, async () => {
+    let size: number;
+    let payload: string | ReturnType<typeof createReadStream>;
+    let contentType: string;
+    if ('path' in body) {
+      size = (await stat(body.path)).size;
+      payload = createReadStream(body.path);
+      contentType = 'application/octet-stream';
+    } else {
+      payload = JSON.stringify(body.json);
+      size = Buffer.byteLength(payload);
+      contentType = 'application/json';
+    }
+    const res = await safeRequest({
+      method: 'PUT',
+      url,
+      headers: { 'content-type': contentType, 'content-length': String(size) },
+      body: payload,
+      timeoutMs: s.connectTimeoutMs + s.idleTimeoutMs,
+      connectTimeoutMs: s.connectTimeoutMs,
+      idleTimeoutMs: s.idleTimeoutMs,
+      allowPrivate: s.allowPrivate,
+      signal,
+    });
+    await readText(res, 4_096).catch(() => '');
+    if (res.status < 200 || res.status >= 300) {
+      const msg = `PUT answered ${res.status}`;
+      throw permanent(res.status) ? new PermanentHttpError(msg) : new Error(msg);
+    }
+    return size;
+  });
+}
+
+/** The URL without its query (the presigned signature is a secret). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return 'invalid-url';
+  }
+}

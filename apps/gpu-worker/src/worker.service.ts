@@ -1,0 +1,135 @@
+/**
+ * The worker process: registers and heartbeats (the lease), listens for cancels, checks its attempts' records on every
+ * beat, kills its own work when it cannot renew the lease, and shuts down gracefully.
+ */
+import {
+  BUCKETS,
+  SUBJECTS,
+  type Clock,
+  type GpuInfo,
+  type WorkerControl,
+  type WorkerHeartbeat,
+} from '@gantry/contracts';
+import { decodeJson, encodeJson, type NatsHandle } from '@gantry/jetstream';
+import type { Logger } from '@gantry/telemetry';
+import type { KV } from '@nats-io/kv';
+import type { Subscription } from '@nats-io/transport-node';
+import type { AttemptRunner } from './runner/attempt-runner';
+
+export interface WorkerIdentity {
+  id: string;
+  pool: string;
+  slots: number;
+  slotsPerGpu: number;
+  gpus: GpuInfo[];
+  jobTypes: string[];
+  version: string;
+}
+
+export class WorkerService {
+  private kv: KV | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private control: Subscription | undefined;
+  private lastBeat = 0;
+  private beating = false;
+  draining = false;
+  private readonly startedAt: string;
+
+  constructor(
+    readonly identity: WorkerIdentity,
+    private readonly nats: NatsHandle,
+    private readonly runner: AttemptRunner,
+    private readonly clock: Clock,
+    private readonly timings: { heartbeatMs: number; lostAfterMs: number },
+    private readonly logger: Logger,
+  ) {
+    this.startedAt = clock.now().toISOString();
+  }
+
+  get registered(): boolean {
+    return this.lastBeat > 0 && Date.now() - this.lastBeat < this.timings.lostAfterMs;
+  }
+
+  async start(): Promise<void> {
+    this.kv = await this.nats.kvm.open(BUCKETS.workers);
+    this.control = this.nats.nc.subscribe(SUBJECTS.workerControl(this.identity.id), {
+      callback: (_err, msg) => {
+        try {
+          const c = decodeJson<WorkerControl>(msg.data);
+          if (c.type === 'cancel' && this.runner.abortJob(c.jobId, 'cancel', c.generation)) {
+            this.logger.info({ jobId: c.jobId }, 'cancel requested; killing the job');
+          }
+        } catch {
+          // ignore malformed control messages
+        }
+      },
+    });
+    await this.beat();
+    this.timer = setInterval(() => {
+      this.watchdog();
+      void this.beat();
+    }, this.timings.heartbeatMs);
+  }
+
+  /**
+   * If the lease has not been renewed for most of the lost-after period, the scheduler is about to hand this worker's
+   * attempts to others: kill them first (even when a heartbeat is stuck rather than failing).
+   */
+  private watchdog(): void {
+    const silentFor = Date.now() - this.lastBeat;
+    if (this.lastBeat > 0 && silentFor > this.timings.lostAfterMs * 0.6 && this.runner.running.size > 0) {
+      this.logger.error(
+        { silentForMs: silentFor },
+        'lease cannot be renewed; killing running attempts before they are reassigned',
+      );
+      this.runner.abortAll('fenced');
+    }
+  }
+
+  heartbeat(): WorkerHeartbeat {
+    return {
+      v: 1,
+      id: this.identity.id,
+      pool: this.identity.pool,
+      slots: this.identity.slots,
+      slotsPerGpu: this.identity.slotsPerGpu,
+      gpus: this.identity.gpus,
+      runningJobs: [...this.runner.running.keys()],
+      inflight: [...this.runner.inflight.values()],
+      jobTypes: this.identity.jobTypes,
+      draining: this.draining,
+      startedAt: this.startedAt,
+      heartbeatAt: this.clock.now().toISOString(),
+      version: this.identity.version,
+    };
+  }
+
+  /** One heartbeat: renew the registration, then check the attempts' records. */
+  private async beat(): Promise<void> {
+    if (this.beating || !this.kv) return;
+    this.beating = true;
+    try {
+      await this.kv.put(this.identity.id, encodeJson(this.heartbeat()));
+      this.lastBeat = Date.now();
+      await this.runner.checkOwnership().catch((err: unknown) => this.logger.warn({ err }, 'ownership check failed'));
+    } catch (err) {
+      this.logger.warn({ err: String(err), silentForMs: Date.now() - this.lastBeat }, 'heartbeat failed');
+      this.watchdog();
+    } finally {
+      this.beating = false;
+    }
+  }
+
+  /** Stops heartbeating and removes the registration so the scheduler re-queues anything still addressed here. */
+  async deregister(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.control?.unsubscribe();
+    await this.kv?.delete(this.identity.id).catch(() => undefined);
+  }
+
+  /** Announces draining (no new dispatches) with an immediate heartbeat. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    await this.beat();
+  }
+}

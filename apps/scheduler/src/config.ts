@@ -1,0 +1,35 @@
+import { commonSpec, int, livenessSpec, optionalInt, port, type ConfigOf } from '@gantry/config';
+
+export const schedulerSpec = {
+  ...commonSpec,
+  ...livenessSpec,
+  SCHEDULER_HTTP_PORT: port({ default: 8081, allowZero: true, doc: '/healthz, /readyz and /metrics' }),
+  MAX_CONCURRENT_JOBS: int({
+    default: 4,
+    min: 0,
+    max: 1_000_000,
+    aliases: ['PIPELINE_MAX_PARALLEL_JOBS'],
+    doc: 'global concurrency tokens (initial value; PUT /v1/queue/config changes it at runtime)',
+  }),
+  MAX_QUEUE_SIZE: int({
+    default: 100_000,
+    min: 1,
+    max: 100_000_000,
+    doc: 'queued jobs beyond this are refused (initial value)',
+  }),
+  TENANT_MAX_CONCURRENT_JOBS: optionalInt({ min: 1, max: 1_000_000, doc: 'running jobs one tenant may hold at once' }),
+  AGING_SECONDS: int({
+    default: 0,
+    min: 0,
+    max: 30 * 86_400,
+    doc: 'promote a queued job one level per this many seconds (0 = off)',
+  }),
+  STATS_INTERVAL_MS: int({
+    default: 500,
+    min: 50,
+    max: 60_000,
+    doc: 'how often the leader broadcasts queue statistics',
+  }),
+};
+
+export type SchedulerConfig = ConfigOf<typeof schedulerSpec>;

@@ -1,0 +1,266 @@
+/**
+ * The leader's dispatch loop. It puts a job into a worker's dispatch subject only when a token and a slot (and the GPU
+ * memory it asks for) are free to run it now, so no job ever waits in a dispatch queue in front of a later urgent one.
+ *
+ * Fencing: every dispatch is published with `Nats-Expected-Last-Sequence` = the last sequence this leader saw on the
+ * dispatch stream. A new leader first publishes a fence message, so a deposed leader's next dispatch fails and it
+ * steps down; nothing it decided after losing the lease can reach a worker.
+ */
+import { HEADERS, STREAMS, SUBJECTS, priorityLevel, type Clock, type DispatchMessage } from '@gantry/contracts';
+import { isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import type { JobStore } from '@gantry/job-store';
+import { ATTR, contextFromTraceparent, type Logger } from '@gantry/telemetry';
+import { compareKeys, type Candidate } from '../domain/order-index';
+import { entryOf, type SchedulerState } from '../domain/scheduler-state';
+import type { SchedulerMetrics } from '../stats/metrics';
+
+export interface DispatchSettings {
+  agingMs: number;
+  /** At most this many dispatches decided per round (bounded batches, published pipelined). */
+  batch: number;
+}
+
+interface Decision {
+  candidate: Candidate;
+  workerId: string;
+  gpuIndices: number[];
+  memoryMb: number;
+}
+
+export class Dispatcher {
+  private running = false;
+  private again = false;
+  private lastSeq = 0;
+  private epoch = 0;
+  private counter = 0;
+  paused = false;
+  /** Jobs no live worker of their pool can ever fit; skipped (not blocking) until the workers change. */
+  private readonly unplaceable = new Set<string>();
+
+  constructor(
+    private readonly nats: NatsHandle,
+    private readonly jobs: JobStore,
+    private readonly state: SchedulerState,
+    private readonly clock: Clock,
+    private readonly settings: DispatchSettings,
+    private readonly metrics: SchedulerMetrics,
+    private readonly logger: Logger,
+    private readonly fenced: (reason: string) => void,
+  ) {}
+
+  get active(): boolean {
+    return this.epoch > 0;
+  }
+
+  /**
+   * Takes over dispatching: fences the stream and adopts the dispatches already in it (made by a predecessor and not
+   * yet finished) as held tokens.
+   */
+  async activate(epoch: number): Promise<void> {
+    const fence = await publishJson(
+      this.nats.js,
+      SUBJECTS.dispatchFence,
+      { epoch, at: this.clock.now().toISOString() },
+      {
+        headers: { [HEADERS.epoch]: String(epoch) },
+      },
+    );
+    this.lastSeq = fence.seq;
+    await this.nats.jsm.streams.deleteMessage(STREAMS.dispatch, fence.seq, false).catch(() => undefined);
+    await this.adoptOutstanding(fence.seq);
+    this.epoch = epoch;
+    this.unplaceable.clear();
+    this.kick();
+  }
+
+  deactivate(): void {
+    this.epoch = 0;
+  }
+
+  /** Reads every unfinished dispatch (direct gets, no consumer: the work queue allows one consumer per subject). */
+  private async adoptOutstanding(upTo: number): Promise<void> {
+    const outstanding: { seq: number; d: DispatchMessage }[] = [];
+    let seq = 1;
+    for (;;) {
+      let msg;
+      try {
+        msg = await this.nats.jsm.direct.getMessage(STREAMS.dispatch, { next_by_subj: SUBJECTS.dispatchAll, seq });
+      } catch {
+        msg = null;
+      }
+      if (!msg || msg.seq > upTo) break;
+      seq = msg.seq + 1;
+      if (msg.subject !== SUBJECTS.dispatchFence) outstanding.push({ seq: msg.seq, d: msg.json<DispatchMessage>() });
+    }
+    const records = await this.jobs.getMany(outstanding.map((o) => o.d.jobId));
+    let adopted = 0;
+    for (const { seq: dispatchSeq, d } of outstanding) {
+      const stored = records.get(d.jobId);
+      const r = stored?.record;
+      if (!stored || !r || this.state.holdings.has(d.jobId)) continue; // gone, or already running per its record
+      if (r.status !== 'queued' || r.generation !== d.generation || r.attempts !== d.attempt - 1) continue; // stale
+      const candidate = {
+        pool: r.pool,
+        tenant: r.tenant,
+        level: priorityLevel(r.priority),
+        effective: 0,
+        entry: entryOf(stored),
+      };
+      const h = this.state.hold(
+        candidate,
+        { workerId: d.workerId, gpuIndices: d.gpuIndices, memoryMb: d.memoryMb },
+        this.clock.now().getTime(),
+      );
+      h.dispatchSeq = dispatchSeq;
+      adopted++;
+    }
+    if (adopted > 0) this.logger.info({ adopted }, 'adopted dispatches of the previous leader');
+  }
+
+  /** Asks for a dispatch round soon (coalesced). */
+  kick(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    setImmediate(() => void this.loop());
+  }
+
+  /** Workers changed: jobs that never fitted may fit now. */
+  workersChanged(): void {
+    this.unplaceable.clear();
+    this.kick();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        await this.round();
+      } while (this.again && this.active);
+    } catch (err) {
+      this.logger.error({ err }, 'dispatch round failed');
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private decide(now: number): Decision[] {
+    const out: Decision[] = [];
+    const blockedPools = new Set<string>();
+    while (out.length < this.settings.batch && this.state.capacity.globalFree > 0) {
+      let best: Candidate | undefined;
+      for (const pool of this.state.index.poolNames()) {
+        if (blockedPools.has(pool)) continue;
+        const c = this.state.index.best(
+          pool,
+          now,
+          this.settings.agingMs,
+          (t) => this.state.capacity.tenantBlocked(t),
+          this.unplaceable,
+        );
+        if (c && (!best || compareKeys(c.effective, c.entry.seq, best.effective, best.entry.seq) < 0)) best = c;
+      }
+      if (!best) break;
+      const p = this.state.capacity.place({
+        pool: best.pool,
+        gpuCount: best.entry.gpuCount,
+        gpuMemoryMb: best.entry.gpuMemoryMb,
+      });
+      if (!p.ok) {
+        if (p.reason === 'never-fits') this.unplaceable.add(best.entry.id);
+        // Strict order within a pool: nothing behind its best job may take the slot that job is waiting for.
+        else blockedPools.add(best.pool);
+        continue;
+      }
+      this.state.hold(best, { workerId: p.workerId, gpuIndices: p.gpuIndices, memoryMb: p.memoryMb }, now);
+      out.push({ candidate: best, workerId: p.workerId, gpuIndices: p.gpuIndices, memoryMb: p.memoryMb });
+    }
+    return out;
+  }
+
+  private async round(): Promise<void> {
+    if (!this.active || this.paused) return;
+    const now = this.clock.now();
+    const decisions = this.decide(now.getTime());
+    if (decisions.length === 0) return;
+
+    // Check each record (it is the truth; the index is a cache of it) and pick up its trace context.
+    const records = await this.jobs.getMany(decisions.map((d) => d.candidate.entry.id));
+    const valid: Decision[] = [];
+    for (const d of decisions) {
+      const e = d.candidate.entry;
+      const r = records.get(e.id)?.record;
+      if (
+        !r ||
+        r.status !== 'queued' ||
+        r.generation !== e.generation ||
+        r.attempts !== e.attempts ||
+        r.cancelRequestedAt
+      ) {
+        // Stale index entry: the projection will deliver the newer revision; drop the token now.
+        this.state.releaseHolding(e.id);
+        continue;
+      }
+      valid.push(d);
+    }
+
+    const epoch = this.epoch;
+    let expected = this.lastSeq;
+    const publishes = valid.map((d) => {
+      const e = d.candidate.entry;
+      const r = records.get(e.id)!.record;
+      const msg: DispatchMessage = {
+        v: 1,
+        jobId: e.id,
+        generation: e.generation,
+        attempt: e.attempts + 1,
+        workerId: d.workerId,
+        gpuIndices: d.gpuIndices,
+        memoryMb: d.memoryMb,
+        epoch,
+        dispatchedAt: now.toISOString(),
+      };
+      const expect = expected++;
+      return publishJson(this.nats.js, SUBJECTS.dispatch(d.workerId), msg, {
+        msgID: `dispatch.${epoch}.${++this.counter}`,
+        expect: { lastSequence: expect },
+        headers: { [HEADERS.epoch]: String(epoch), [HEADERS.jobId]: e.id },
+        parent: contextFromTraceparent(r.traceparent, r.tracestate),
+        spanName: 'job dispatch',
+        attributes: {
+          [ATTR.jobId]: e.id,
+          [ATTR.attempt]: msg.attempt,
+          [ATTR.generation]: msg.generation,
+          [ATTR.workerId]: d.workerId,
+        },
+      }).then(
+        (ack) => ({ d, ok: true as const, seq: ack.seq }),
+        (err: unknown) => ({ d, ok: false as const, err }),
+      );
+    });
+    const results = await Promise.all(publishes);
+    let fencedReason: string | undefined;
+    for (const res of results) {
+      const id = res.d.candidate.entry.id;
+      if (res.ok) {
+        this.lastSeq = Math.max(this.lastSeq, res.seq);
+        const h = this.state.holdings.get(id);
+        if (h) h.dispatchSeq = res.seq;
+        this.metrics.dispatched(res.d.candidate.pool, now.getTime() - res.d.candidate.entry.enqueuedAt);
+      } else {
+        this.state.requeue(id);
+        fencedReason ??= isWrongLastSequence(res.err)
+          ? 'dispatch fenced: another leader wrote to the dispatch stream'
+          : `dispatch publish failed: ${String(res.err)}`;
+      }
+    }
+    if (fencedReason) {
+      this.deactivate();
+      this.fenced(fencedReason);
+      return;
+    }
+    if (valid.length > 0) this.again = true;
+  }
+}

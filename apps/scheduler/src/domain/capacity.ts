@@ -1,0 +1,253 @@
+/**
+ * Concurrency tokens and placement. A reservation is held from dispatch until the attempt ends; it counts against
+ * the global cap, the tenant cap, one slot of its worker and, per assigned GPU, one GPU slot and its memory.
+ * Placement never oversubscribes a GPU's memory budget or slots; the record is the truth, so a reservation that the
+ * record contradicts (a job found running elsewhere) is moved as the record says, even past a limit, and is counted.
+ */
+import type { GpuInfo } from '@gantry/contracts';
+
+export interface GpuState {
+  index: number;
+  uuid: string;
+  memoryTotalMb: number;
+  reservedMb: number;
+  jobs: number;
+}
+
+export interface WorkerState {
+  id: string;
+  pool: string;
+  slots: number;
+  slotsPerGpu: number;
+  used: number;
+  gpus: GpuState[];
+  draining: boolean;
+}
+
+export interface Reservation {
+  jobId: string;
+  tenant: string;
+  pool: string;
+  workerId: string;
+  gpuIndices: number[];
+  memoryMb: number;
+}
+
+export interface PlacementRequest {
+  pool: string;
+  /** -1 = unspecified (one GPU of a GPU worker, or a CPU slot), 0 = CPU only, n = n GPUs. */
+  gpuCount: number;
+  gpuMemoryMb: number;
+}
+
+export type Placement =
+  | { ok: true; workerId: string; gpuIndices: number[]; memoryMb: number }
+  | { ok: false; reason: 'no-worker' | 'no-slot' | 'no-memory' | 'never-fits' };
+
+export class Capacity {
+  private readonly workers = new Map<string, WorkerState>();
+  private readonly reservations = new Map<string, Reservation>();
+  private readonly perTenant = new Map<string, number>();
+
+  constructor(
+    public maxConcurrent: number,
+    public tenantCap?: number,
+  ) {}
+
+  get used(): number {
+    return this.reservations.size;
+  }
+
+  get globalFree(): number {
+    return Math.max(0, this.maxConcurrent - this.reservations.size);
+  }
+
+  tenantUsed(tenant: string): number {
+    return this.perTenant.get(tenant) ?? 0;
+  }
+
+  tenantBlocked(tenant: string): boolean {
+    return this.tenantCap !== undefined && this.tenantUsed(tenant) >= this.tenantCap;
+  }
+
+  reservation(jobId: string): Reservation | undefined {
+    return this.reservations.get(jobId);
+  }
+
+  allReservations(): IterableIterator<Reservation> {
+    return this.reservations.values();
+  }
+
+  worker(id: string): WorkerState | undefined {
+    return this.workers.get(id);
+  }
+
+  allWorkers(): IterableIterator<WorkerState> {
+    return this.workers.values();
+  }
+
+  /** Adds or refreshes a worker from its heartbeat, keeping what is reserved on it. */
+  upsertWorker(w: {
+    id: string;
+    pool: string;
+    slots: number;
+    slotsPerGpu: number;
+    gpus: GpuInfo[];
+    draining: boolean;
+  }): void {
+    const cur = this.workers.get(w.id);
+    const gpus: GpuState[] = w.gpus.map((g) => {
+      const old = cur?.gpus.find((x) => x.index === g.index);
+      return {
+        index: g.index,
+        uuid: g.uuid,
+        memoryTotalMb: g.memoryTotalMb,
+        reservedMb: old?.reservedMb ?? 0,
+        jobs: old?.jobs ?? 0,
+      };
+    });
+    const state: WorkerState = {
+      id: w.id,
+      pool: w.pool,
+      slots: w.slots,
+      slotsPerGpu: Math.max(1, w.slotsPerGpu),
+      used: cur?.used ?? 0,
+      gpus,
+      draining: w.draining,
+    };
+    if (!cur) {
+      // A worker first heard of after reservations naming it (e.g. jobs found running at takeover).
+      for (const r of this.reservations.values()) {
+        if (r.workerId !== w.id) continue;
+        state.used++;
+        for (const i of r.gpuIndices) {
+          const g = gpus.find((x) => x.index === i);
+          if (g) {
+            g.jobs++;
+            g.reservedMb += r.memoryMb;
+          }
+        }
+      }
+    }
+    this.workers.set(w.id, state);
+  }
+
+  /** Forgets a worker; returns the reservations that were on it (still held until the caller releases them). */
+  removeWorker(id: string): Reservation[] {
+    this.workers.delete(id);
+    return [...this.reservations.values()].filter((r) => r.workerId === id);
+  }
+
+  /** Free slots of a pool's live, non-draining workers. */
+  poolFreeSlots(pool: string): number {
+    let free = 0;
+    for (const w of this.workers.values()) if (w.pool === pool && !w.draining) free += Math.max(0, w.slots - w.used);
+    return free;
+  }
+
+  poolSlots(pool: string): number {
+    let slots = 0;
+    for (const w of this.workers.values()) if (w.pool === pool) slots += w.slots;
+    return slots;
+  }
+
+  /** Largest GPU memory any live worker of the pool reported (undefined when none has a GPU). */
+  poolLargestGpuMb(pool: string): number | undefined {
+    let max: number | undefined;
+    for (const w of this.workers.values()) {
+      if (w.pool !== pool) continue;
+      for (const g of w.gpus) max = Math.max(max ?? 0, g.memoryTotalMb);
+    }
+    return max;
+  }
+
+  /** Where a job of this shape would run now, or why it cannot (without reserving anything). */
+  place(req: PlacementRequest): Placement {
+    let anyWorker = false;
+    let everFits = false;
+    let slotFree = false;
+    let best: { workerId: string; gpuIndices: number[]; score: number } | undefined;
+    for (const w of this.workers.values()) {
+      if (w.pool !== req.pool) continue;
+      anyWorker = true;
+      if (req.gpuCount >= 1) {
+        const big = w.gpus.filter((g) => g.memoryTotalMb >= req.gpuMemoryMb);
+        if (big.length >= req.gpuCount) everFits = true;
+        else continue;
+      } else {
+        everFits = true;
+      }
+      if (w.draining || w.used >= w.slots) continue;
+      slotFree = true;
+      const pick = this.pickGpus(w, req);
+      if (!pick) continue;
+      if (!best || pick.score < best.score) best = { workerId: w.id, gpuIndices: pick.indices, score: pick.score };
+    }
+    if (best)
+      return {
+        ok: true,
+        workerId: best.workerId,
+        gpuIndices: best.gpuIndices,
+        memoryMb: req.gpuCount >= 1 ? req.gpuMemoryMb : 0,
+      };
+    if (!anyWorker) return { ok: false, reason: 'no-worker' };
+    if (!everFits) return { ok: false, reason: 'never-fits' };
+    return { ok: false, reason: slotFree ? 'no-memory' : 'no-slot' };
+  }
+
+  /** GPUs for the job on one worker; lower score = better (best fit on memory, then the emptier worker). */
+  private pickGpus(w: WorkerState, req: PlacementRequest): { indices: number[]; score: number } | undefined {
+    const freeSlotsScore = w.used / Math.max(1, w.slots);
+    if (req.gpuCount === 0 || (req.gpuCount < 0 && w.gpus.length === 0)) return { indices: [], score: freeSlotsScore };
+    if (req.gpuCount < 0) {
+      // Unspecified: the least busy GPU with a free GPU slot.
+      const g = w.gpus.filter((x) => x.jobs < w.slotsPerGpu).sort((a, b) => a.jobs - b.jobs || a.index - b.index)[0];
+      return g ? { indices: [g.index], score: freeSlotsScore } : undefined;
+    }
+    const fits = w.gpus
+      .filter((g) => g.jobs < w.slotsPerGpu && g.memoryTotalMb - g.reservedMb >= req.gpuMemoryMb)
+      .sort((a, b) => a.memoryTotalMb - a.reservedMb - (b.memoryTotalMb - b.reservedMb) || a.index - b.index);
+    if (fits.length < req.gpuCount) return undefined;
+    const chosen = fits.slice(0, req.gpuCount);
+    const leftover = chosen.reduce((s, g) => s + (g.memoryTotalMb - g.reservedMb - req.gpuMemoryMb), 0);
+    return { indices: chosen.map((g) => g.index).sort((a, b) => a - b), score: leftover + freeSlotsScore };
+  }
+
+  /** Records a reservation (dispatch) or one the record proves (a job running on a worker). Idempotent per job. */
+  reserve(r: Reservation): void {
+    if (this.reservations.has(r.jobId)) this.release(r.jobId);
+    this.reservations.set(r.jobId, r);
+    this.perTenant.set(r.tenant, this.tenantUsed(r.tenant) + 1);
+    const w = this.workers.get(r.workerId);
+    if (!w) return;
+    w.used++;
+    for (const i of r.gpuIndices) {
+      const g = w.gpus.find((x) => x.index === i);
+      if (g) {
+        g.jobs++;
+        g.reservedMb += r.memoryMb;
+      }
+    }
+  }
+
+  release(jobId: string): Reservation | undefined {
+    const r = this.reservations.get(jobId);
+    if (!r) return undefined;
+    this.reservations.delete(jobId);
+    const t = this.tenantUsed(r.tenant) - 1;
+    if (t > 0) this.perTenant.set(r.tenant, t);
+    else this.perTenant.delete(r.tenant);
+    const w = this.workers.get(r.workerId);
+    if (w) {
+      w.used = Math.max(0, w.used - 1);
+      for (const i of r.gpuIndices) {
+        const g = w.gpus.find((x) => x.index === i);
+        if (g) {
+          g.jobs = Math.max(0, g.jobs - 1);
+          g.reservedMb = Math.max(0, g.reservedMb - r.memoryMb);
+        }
+      }
+    }
+    return r;
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * Everything a scheduler knows, kept by every replica (the leader and its warm standbys) as a projection of the jobs
+ * stream: the queue order, the tokens held (dispatched or running attempts), the retries waiting out their delay and
+ * measured durations. `apply` is pure bookkeeping (no I/O), so the whole state machine is unit-testable.
+ */
+import { isTerminal, priorityLevel, type StoredJob } from '@gantry/contracts';
+import { Capacity, type Reservation } from './capacity';
+import { DurationStats } from './eta';
+import { OrderIndex } from './order-index';
+import type { Entry } from './ordered-set';
+
+export interface Holding {
+  state: 'dispatched' | 'running';
+  pool: string;
+  tenant: string;
+  level: number;
+  entry: Entry;
+  workerId: string;
+  /** The attempt this token is for. */
+  attempt: number;
+  generation: number;
+  since: number;
+  /** Dispatch stream sequence, for dispatched holdings. */
+  dispatchSeq?: number;
+}
+
+export interface Counters {
+  completed: number;
+  failed: number;
+  cancelled: number;
+  retried: number;
+  processingSecondsSum: number;
+  processingCount: number;
+  waitSecondsSum: number;
+  waitCount: number;
+}
+
+export interface StateHooks {
+  /** Something changed that may let more work run. */
+  onWorkAvailable?(): void;
+  /** A retry now waits until `retryAt` (epoch ms). */
+  onRetryScheduled?(jobId: string, retryAt: number): void;
+  /** A worker is named by a running attempt (so its liveness gets watched even if it never heartbeats again). */
+  onWorkerReferenced?(workerId: string): void;
+  /** A job reached a terminal state (for metrics). */
+  onTerminal?(job: StoredJob): void;
+}
+
+export function entryOf(s: StoredJob): Entry {
+  const r = s.record;
+  return {
+    seq: r.queueSeq ?? s.revision,
+    id: r.id,
+    enqueuedAt: Date.parse(r.enqueuedAt),
+    gpuCount: r.gpu ? r.gpu.count : -1,
+    gpuMemoryMb: r.gpu?.memoryMb ?? 0,
+    generation: r.generation,
+    attempts: r.attempts,
+  };
+}
+
+export class SchedulerState {
+  readonly index = new OrderIndex();
+  readonly capacity: Capacity;
+  readonly holdings = new Map<string, Holding>();
+  readonly retrying = new Map<string, number>();
+  readonly durations = new DurationStats();
+  readonly counters: Counters = {
+    completed: 0,
+    failed: 0,
+    cancelled: 0,
+    retried: 0,
+    processingSecondsSum: 0,
+    processingCount: 0,
+    waitSecondsSum: 0,
+    waitCount: 0,
+  };
+  /** Highest jobs-stream sequence applied. */
+  lastApplied = 0;
+
+  constructor(
+    maxConcurrent: number,
+    tenantCap: number | undefined,
+    private readonly hooks: StateHooks = {},
+  ) {
+    this.capacity = new Capacity(maxConcurrent, tenantCap);
+  }
+
+  /**
+   * Applies one record revision. `live` is false while replaying the stream's snapshot at start, when counters
+   * are not incremented (they count what this replica saw happen).
+   */
+  apply(s: StoredJob, live: boolean): void {
+    if (s.revision <= this.lastApplied) return;
+    this.lastApplied = s.revision;
+    const r = s.record;
+    const level = priorityLevel(r.priority);
+    const fromLevel = s.event.change?.fromPriority ? priorityLevel(s.event.change.fromPriority) : level;
+    const entry = entryOf(s);
+    const held = this.holdings.get(r.id);
+
+    // Whatever the new status, a previous retry wait is over (a retrying revision sets a new one below).
+    this.retrying.delete(r.id);
+
+    switch (r.status) {
+      case 'queued': {
+        if (held) {
+          if (held.state === 'dispatched' && held.generation === r.generation && held.attempt === r.attempts + 1) {
+            // Still waiting for its worker (e.g. a priority change of a dispatched job): the dispatch stands.
+            held.level = level;
+            held.entry = entry;
+            return;
+          }
+          this.releaseHolding(r.id);
+        }
+        if (!this.index.remove(r.pool, r.tenant, fromLevel, entry.seq))
+          this.index.removeAnywhere(r.pool, r.tenant, entry.seq);
+        this.index.add(r.pool, r.tenant, level, entry);
+        this.hooks.onWorkAvailable?.();
+        return;
+      }
+      case 'running': {
+        if (!this.index.remove(r.pool, r.tenant, level, entry.seq))
+          this.index.removeAnywhere(r.pool, r.tenant, entry.seq);
+        const workerId = r.workerId ?? 'unknown';
+        const same =
+          held && held.workerId === workerId && held.generation === r.generation && held.attempt === r.attempts;
+        if (!same) {
+          if (held) this.releaseHolding(r.id);
+          this.capacity.reserve({
+            jobId: r.id,
+            tenant: r.tenant,
+            pool: r.pool,
+            workerId,
+            gpuIndices: r.gpuIndices ?? [],
+            memoryMb: r.gpu && r.gpu.count >= 1 ? r.gpu.memoryMb : 0,
+          });
+          this.hooks.onWorkerReferenced?.(workerId);
+        }
+        if (s.event.type === 'job.started' && live) {
+          this.counters.waitSecondsSum += Math.max(
+            0,
+            (Date.parse(r.startedAt ?? r.updatedAt) - entry.enqueuedAt) / 1000,
+          );
+          this.counters.waitCount++;
+        }
+        this.holdings.set(r.id, {
+          state: 'running',
+          pool: r.pool,
+          tenant: r.tenant,
+          level,
+          entry,
+          workerId,
+          attempt: r.attempts,
+          generation: r.generation,
+          since: held && same ? held.since : Date.parse(r.startedAt ?? r.updatedAt),
+        });
+        return;
+      }
+      case 'retrying': {
+        if (held) this.releaseHolding(r.id);
+        this.index.removeAnywhere(r.pool, r.tenant, entry.seq);
+        const retryAt = r.retryAt ? Date.parse(r.retryAt) : Date.parse(r.updatedAt);
+        this.retrying.set(r.id, retryAt);
+        if (live && s.event.type === 'job.retrying') this.counters.retried++;
+        this.hooks.onRetryScheduled?.(r.id, retryAt);
+        this.hooks.onWorkAvailable?.();
+        return;
+      }
+      case 'completed':
+      case 'failed':
+      case 'cancelled': {
+        if (held) this.releaseHolding(r.id);
+        this.index.removeAnywhere(r.pool, r.tenant, entry.seq);
+        if (live && isTerminal(r.status)) {
+          if (r.status === 'completed') this.counters.completed++;
+          else if (r.status === 'failed') this.counters.failed++;
+          else this.counters.cancelled++;
+          if (r.startedAt && r.finishedAt && r.status !== 'cancelled') {
+            const seconds = (Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000;
+            this.durations.observe(r.pool, seconds);
+            this.counters.processingSecondsSum += seconds;
+            this.counters.processingCount++;
+          }
+          this.hooks.onTerminal?.(s);
+        }
+        this.hooks.onWorkAvailable?.();
+        return;
+      }
+    }
+  }
+
+  /** Drops a token (the attempt ended, or the dispatch went stale). */
+  releaseHolding(jobId: string): Holding | undefined {
+    const h = this.holdings.get(jobId);
+    if (!h) return undefined;
+    this.holdings.delete(jobId);
+    this.capacity.release(jobId);
+    this.hooks.onWorkAvailable?.();
+    return h;
+  }
+
+  /** Takes a queued job out of the order and holds a token for it on a worker (the leader dispatching). */
+  hold(
+    c: { pool: string; tenant: string; level: number; entry: Entry },
+    placement: Omit<Reservation, 'jobId' | 'tenant' | 'pool'>,
+    now: number,
+  ): Holding {
+    this.index.remove(c.pool, c.tenant, c.level, c.entry.seq);
+    this.capacity.reserve({ jobId: c.entry.id, tenant: c.tenant, pool: c.pool, ...placement });
+    const h: Holding = {
+      state: 'dispatched',
+      pool: c.pool,
+      tenant: c.tenant,
+      level: c.level,
+      entry: c.entry,
+      workerId: placement.workerId,
+      attempt: c.entry.attempts + 1,
+      generation: c.entry.generation,
+      since: now,
+    };
+    this.holdings.set(c.entry.id, h);
+    return h;
+  }
+
+  /** Gives a dispatched job back to the queue at its place (its worker dropped it, died or the publish failed). */
+  requeue(jobId: string): boolean {
+    const h = this.holdings.get(jobId);
+    if (!h || h.state !== 'dispatched') return false;
+    this.releaseHolding(jobId);
+    this.index.add(h.pool, h.tenant, h.level, h.entry);
+    this.hooks.onWorkAvailable?.();
+    return true;
+  }
+
+  /** Queued jobs per level, counting dispatched-not-started ones (they are still `queued`). */
+  depth(): { byLevel: number[]; total: number } {
+    const d = this.index.depth();
+    for (const h of this.holdings.values()) {
+      if (h.state === 'dispatched') {
+        d.byLevel[h.level]!++;
+        d.total++;
+      }
+    }
+    return d;
+  }
+
+  runningCount(): number {
+    let n = 0;
+    for (const h of this.holdings.values()) if (h.state === 'running') n++;
+    return n;
+  }
+}

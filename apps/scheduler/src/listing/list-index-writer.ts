@@ -1,0 +1,194 @@
+/**
+ * The newest-first listing index (`GET /v1/jobs`), written by the leader only (one writer, no contention).
+ *
+ * Jobs are filed per tenant in pages keyed by `floor(createSeq / BUCKET)` (createSeq: the stream sequence of the job's
+ * first revision, i.e. acceptance order). A page holds, newest first, one compact entry per job —
+ * [createSeq, id, status, type, priority, createdAtMs] — and links to the tenant's previous non-empty page, so a reader
+ * walks newest to oldest touching only pages (never every job). Entries carry the current status, priority and type,
+ * so filters need no record reads. Dirty pages are flushed every FLUSH_MS, followed by a checkpoint of the last
+ * applied stream sequence; a new leader resumes from that checkpoint, re-applying at most one flush window
+ * (idempotent: an entry is keyed by createSeq).
+ */
+import {
+  BUCKETS,
+  CONFIG_KEYS,
+  STREAMS,
+  SUBJECTS,
+  type ListEntry,
+  type ListHead,
+  type ListPage,
+  type StoredJob,
+} from '@gantry/contracts';
+import { decodeJson, encodeJson, type NatsHandle } from '@gantry/jetstream';
+import { decodeStored } from '@gantry/job-store';
+import type { Logger } from '@gantry/telemetry';
+import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+
+export const LIST_BUCKET = 1_024;
+const FLUSH_MS = 100;
+const CACHE_PAGES = 512;
+
+export function listBucket(createSeq: number): number {
+  return Math.floor(createSeq / LIST_BUCKET);
+}
+
+/** Inserts or updates an entry, keeping the page sorted by descending createSeq. */
+export function upsertEntry(page: ListPage, e: ListEntry): void {
+  const entries = page.entries;
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (entries[mid]![0] > e[0]) lo = mid + 1;
+    else hi = mid;
+  }
+  if (entries[lo]?.[0] === e[0]) entries[lo] = e;
+  else entries.splice(lo, 0, e);
+}
+
+export class ListIndexWriter {
+  private messages: ConsumerMessages | undefined;
+  private done: Promise<void> | undefined;
+  private readonly pages = new Map<string, ListPage>();
+  private readonly dirty = new Set<string>();
+  private readonly heads = new Map<string, number>();
+  private readonly dirtyHeads = new Set<string>();
+  private lastSeq = 0;
+  private checkpointed = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  private config: KV | undefined;
+
+  constructor(
+    private readonly nats: NatsHandle,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.config = await this.nats.kvm.open(BUCKETS.config);
+    const cp = await this.config.get(CONFIG_KEYS.listCheckpoint).catch(() => null);
+    const from = cp?.operation === 'PUT' ? Number(cp.string()) || 0 : 0;
+    this.lastSeq = from;
+    this.checkpointed = from;
+    const consumer = await this.nats.js.consumers.get(STREAMS.jobs, {
+      filter_subjects: SUBJECTS.jobsAll,
+      ...(from > 0
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from + 1 }
+        : { deliver_policy: DeliverPolicy.All }),
+    });
+    this.messages = await consumer.consume({ max_messages: 1_024 });
+    this.done = (async () => {
+      for await (const m of this.messages!) {
+        try {
+          await this.apply(decodeStored(m));
+        } catch (err) {
+          this.logger.error({ err, seq: m.seq }, 'listing index: cannot apply a revision; skipping it');
+        }
+        this.lastSeq = m.seq;
+      }
+    })();
+    this.timer = setInterval(() => void this.flush(), FLUSH_MS);
+    this.logger.info({ from }, 'listing index writer started');
+  }
+
+  private pageKey(tenant: string, bucket: number): string {
+    return `${tenant}\u0000${bucket}`;
+  }
+
+  private async head(tenant: string): Promise<number | null> {
+    const cached = this.heads.get(tenant);
+    if (cached !== undefined) return cached;
+    const msg = await this.nats.jsm.direct
+      .getMessage(STREAMS.list, { last_by_subj: SUBJECTS.listHead(tenant) })
+      .catch(() => null);
+    if (!msg) return null;
+    const h = decodeJson<ListHead>(msg.data);
+    this.heads.set(tenant, h.bucket);
+    return h.bucket;
+  }
+
+  private async page(tenant: string, bucket: number): Promise<ListPage | undefined> {
+    const key = this.pageKey(tenant, bucket);
+    const cached = this.pages.get(key);
+    if (cached) return cached;
+    const msg = await this.nats.jsm.direct
+      .getMessage(STREAMS.list, { last_by_subj: SUBJECTS.listPage(tenant, bucket) })
+      .catch(() => null);
+    if (!msg) return undefined;
+    const p = decodeJson<ListPage>(msg.data);
+    this.remember(key, p);
+    return p;
+  }
+
+  private remember(key: string, p: ListPage): void {
+    this.pages.set(key, p);
+    if (this.pages.size > CACHE_PAGES) {
+      for (const k of this.pages.keys()) {
+        if (this.pages.size <= CACHE_PAGES) break;
+        if (!this.dirty.has(k)) this.pages.delete(k);
+      }
+    }
+  }
+
+  async apply(s: StoredJob): Promise<void> {
+    const r = s.record;
+    const createSeq = r.createSeq ?? s.revision;
+    const bucket = listBucket(createSeq);
+    const key = this.pageKey(r.tenant, bucket);
+    let page = await this.page(r.tenant, bucket);
+    if (!page) {
+      const head = await this.head(r.tenant);
+      page = { v: 1, tenant: r.tenant, bucket, prev: head !== null && head < bucket ? head : null, entries: [] };
+      if (head === null || bucket > head) {
+        this.heads.set(r.tenant, bucket);
+        this.dirtyHeads.add(r.tenant);
+      }
+      this.remember(key, page);
+    }
+    upsertEntry(page, [createSeq, r.id, r.status, r.type, r.priority, Date.parse(r.createdAt)]);
+    this.dirty.add(key);
+  }
+
+  /** Writes dirty pages, then heads, then the checkpoint (so a crash re-applies instead of skipping). */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(async () => {
+      const seq = this.lastSeq;
+      const keys = [...this.dirty];
+      this.dirty.clear();
+      const heads = [...this.dirtyHeads];
+      this.dirtyHeads.clear();
+      if (keys.length === 0 && heads.length === 0 && seq === this.checkpointed) return;
+      try {
+        await Promise.all(
+          keys.map((k) => {
+            const p = this.pages.get(k)!;
+            return this.nats.js.publish(SUBJECTS.listPage(p.tenant, p.bucket), encodeJson(p));
+          }),
+        );
+        await Promise.all(
+          heads.map((t) =>
+            this.nats.js.publish(
+              SUBJECTS.listHead(t),
+              encodeJson({ v: 1, bucket: this.heads.get(t)! } satisfies ListHead),
+            ),
+          ),
+        );
+        await this.config?.put(CONFIG_KEYS.listCheckpoint, String(seq));
+        this.checkpointed = seq;
+      } catch (err) {
+        for (const k of keys) this.dirty.add(k);
+        for (const t of heads) this.dirtyHeads.add(t);
+        this.logger.warn({ err }, 'listing index flush failed; retrying');
+      }
+    });
+    return this.flushing;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.messages?.close().catch(() => undefined);
+    await this.done?.catch(() => undefined);
+    await this.flush();
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Feeds the jobs stream into the scheduler state. It starts with the last revision of every job (DeliverLastPerSubject
+ * — the current records, which is the rebuild after a restart or takeover) and then follows every new revision.
+ * An ordered consumer: ephemeral, flow-controlled, recreated by the client after a gap or a reconnect.
+ */
+import { STREAMS, SUBJECTS } from '@gantry/contracts';
+import type { NatsHandle } from '@gantry/jetstream';
+import { decodeStored } from '@gantry/job-store';
+import type { Logger } from '@gantry/telemetry';
+import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
+import type { SchedulerState } from '../domain/scheduler-state';
+
+export class JobProjection {
+  private messages: ConsumerMessages | undefined;
+  private caughtUpAt: number | undefined;
+  private target = 0;
+  private readonly waiters: (() => void)[] = [];
+  private done: Promise<void> | undefined;
+
+  constructor(
+    private readonly nats: NatsHandle,
+    private readonly state: SchedulerState,
+    private readonly logger: Logger,
+  ) {}
+
+  /** True once the snapshot up to the stream's last sequence at start has been applied. */
+  get caughtUp(): boolean {
+    return this.caughtUpAt !== undefined;
+  }
+
+  async start(): Promise<void> {
+    const info = await this.nats.jsm.streams.info(STREAMS.jobs);
+    this.target = info.state.last_seq;
+    const consumer = await this.nats.js.consumers.get(STREAMS.jobs, {
+      filter_subjects: SUBJECTS.jobsAll,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    this.messages = await consumer.consume({ max_messages: 2_048 });
+    if (this.target === 0) this.markCaughtUp();
+    const started = Date.now();
+    this.done = (async () => {
+      for await (const m of this.messages!) {
+        let live = this.caughtUp;
+        try {
+          this.state.apply(decodeStored(m), live);
+        } catch (err) {
+          this.logger.error({ err, seq: m.seq, subject: m.subject }, 'cannot apply a job revision; skipping it');
+        }
+        if (!live && (m.seq >= this.target || m.info.pending === 0)) {
+          live = true;
+          this.markCaughtUp();
+          this.logger.info(
+            { seq: m.seq, ms: Date.now() - started, queued: this.state.index.size },
+            'scheduler state rebuilt',
+          );
+        }
+      }
+    })();
+  }
+
+  private markCaughtUp(): void {
+    this.caughtUpAt = Date.now();
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Resolves when the snapshot has been applied. */
+  whenCaughtUp(): Promise<void> {
+    if (this.caughtUp) return Promise.resolve();
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  /** Resolves once every revision up to the stream's current last sequence has been applied. */
+  async sync(timeoutMs = 10_000): Promise<void> {
+    const last = (await this.nats.jsm.streams.info(STREAMS.jobs)).state.last_seq;
+    const deadline = Date.now() + timeoutMs;
+    while (this.state.lastApplied < last && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  async stop(): Promise<void> {
+    await this.messages?.close().catch(() => undefined);
+    await this.done?.catch(() => undefined);
+  }
+}

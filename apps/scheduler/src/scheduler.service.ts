@@ -1,0 +1,407 @@
+/**
+ * Wires the scheduler together: every replica keeps the state warm (projection, workers, retry timers, config);
+ * the elected leader alone dispatches, re-queues retries, declares workers lost, writes the listing index and
+ * broadcasts queue statistics.
+ */
+import {
+  BUCKETS,
+  CONFIG_KEYS,
+  STREAMS,
+  SUBJECTS,
+  TransitionRefused,
+  priorityLevel,
+  requestCancel,
+  type Clock,
+  type ConcurrencyStats,
+  type DispatchReleased,
+  type PositionsReply,
+  type PositionsRequest,
+  type QueueConfigRecord,
+  type QueueConfigUpdate,
+  type QueueMetrics,
+  type QueueState,
+  type QueueStatsBroadcast,
+  type WorkerView,
+} from '@gantry/contracts';
+import { decodeJson, encodeJson, RpcError, type NatsHandle } from '@gantry/jetstream';
+import type { JobStore } from '@gantry/job-store';
+import type { Logger, Registry } from '@gantry/telemetry';
+import type { KV } from '@nats-io/kv';
+import type { Subscription } from '@nats-io/transport-node';
+import type { SchedulerConfig } from './config';
+import { Dispatcher } from './dispatch/dispatcher';
+import { SchedulerState } from './domain/scheduler-state';
+import { LeaderElection } from './leader/leader-election';
+import { ListIndexWriter } from './listing/list-index-writer';
+import { JobProjection } from './projection/job-projection';
+import { RetryTimer } from './retries/retry-timer';
+import { SchedulerMetrics } from './stats/metrics';
+import { WorkerMonitor } from './workers/worker-monitor';
+
+export class SchedulerService {
+  readonly state: SchedulerState;
+  private readonly projection: JobProjection;
+  private readonly leader: LeaderElection;
+  private readonly dispatcher: Dispatcher;
+  private readonly monitor: WorkerMonitor;
+  private readonly retries: RetryTimer;
+  private readonly metrics: SchedulerMetrics;
+  private listWriter: ListIndexWriter | undefined;
+  private configKv: KV | undefined;
+  private queueConfig: QueueConfigRecord;
+  private statsTimer: NodeJS.Timeout | undefined;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private releasedSub: Subscription | undefined;
+  private configWatch: Promise<void> | undefined;
+  private stopConfigWatch: (() => void) | undefined;
+  private readonly startedAt: number;
+
+  constructor(
+    readonly id: string,
+    private readonly config: SchedulerConfig,
+    private readonly nats: NatsHandle,
+    private readonly jobs: JobStore,
+    private readonly clock: Clock,
+    registry: Registry,
+    private readonly logger: Logger,
+  ) {
+    this.startedAt = clock.now().getTime();
+    this.queueConfig = { paused: false, draining: false, updatedAt: new Date(0).toISOString() };
+    this.state = new SchedulerState(config.MAX_CONCURRENT_JOBS, config.TENANT_MAX_CONCURRENT_JOBS, {
+      onWorkAvailable: () => this.dispatcher?.kick(),
+      onRetryScheduled: (id, at) => this.retries?.scheduled(id, at),
+      onWorkerReferenced: (w) => this.monitor?.reference(w),
+      onTerminal: (s) => this.metrics?.finished(s),
+    });
+    this.metrics = new SchedulerMetrics(
+      registry,
+      this.state,
+      () => this.leader.isLeader,
+      () => ({ maxQueueSize: this.maxQueueSize }),
+    );
+    this.projection = new JobProjection(nats, this.state, logger);
+    this.retries = new RetryTimer(jobs, this.state, clock, logger);
+    this.dispatcher = new Dispatcher(
+      nats,
+      jobs,
+      this.state,
+      clock,
+      { agingMs: config.AGING_SECONDS * 1000, batch: 256 },
+      this.metrics,
+      logger,
+      (reason) => {
+        this.metrics.fenced();
+        void this.leader.depose(reason);
+      },
+    );
+    this.monitor = new WorkerMonitor(
+      nats,
+      jobs,
+      this.state,
+      clock,
+      config.WORKER_LOST_AFTER_MS,
+      {
+        isLeader: () => this.leader.isLeader,
+        verifyLeadership: () => this.leader.verify(),
+        workersChanged: () => this.dispatcher.workersChanged(),
+        lost: () => this.metrics.workerLost(),
+      },
+      logger,
+    );
+    this.leader = new LeaderElection(
+      nats,
+      id,
+      config.LEADER_LEASE_MS,
+      {
+        onElected: (epoch) => this.lead(epoch),
+        onDeposed: () => this.follow(),
+      },
+      logger,
+    );
+  }
+
+  get isLeader(): boolean {
+    return this.leader.isLeader;
+  }
+
+  get ready(): boolean {
+    return this.projection.caughtUp && this.nats.connected;
+  }
+
+  get maxQueueSize(): number {
+    return this.queueConfig.maxQueueSize ?? this.config.MAX_QUEUE_SIZE;
+  }
+
+  async start(): Promise<void> {
+    this.configKv = await this.nats.kvm.open(BUCKETS.config);
+    await this.watchConfig();
+    await this.monitor.start();
+    await this.projection.start();
+    await this.projection.whenCaughtUp();
+    this.releasedSub = this.nats.nc.subscribe(SUBJECTS.dispatchReleased, {
+      callback: (_err, msg) => {
+        if (!this.leader.isLeader) return;
+        try {
+          const r = decodeJson<DispatchReleased>(msg.data);
+          const h = this.state.holdings.get(r.jobId);
+          if (h?.state === 'dispatched' && h.generation === r.generation && h.attempt === r.attempt)
+            this.state.requeue(r.jobId);
+        } catch {
+          // malformed notice: the reconciliation timer covers it
+        }
+      },
+    });
+    await this.leader.start();
+  }
+
+  private async watchConfig(): Promise<void> {
+    const kv = this.configKv!;
+    const iter = await kv.watch({ key: CONFIG_KEYS.queue });
+    this.stopConfigWatch = () => iter.stop();
+    this.configWatch = (async () => {
+      for await (const e of iter) {
+        if (e.operation !== 'PUT') continue;
+        try {
+          this.applyConfig(e.json<QueueConfigRecord>());
+        } catch (err) {
+          this.logger.error({ err }, 'bad queue config record');
+        }
+      }
+    })();
+  }
+
+  private applyConfig(c: QueueConfigRecord): void {
+    this.queueConfig = c;
+    this.state.capacity.maxConcurrent = c.maxConcurrentJobs ?? this.config.MAX_CONCURRENT_JOBS;
+    this.dispatcher.paused = c.paused;
+    this.dispatcher.kick();
+  }
+
+  private async lead(epoch: number): Promise<void> {
+    await this.projection.sync();
+    this.monitor.refreshAll();
+    try {
+      await this.dispatcher.activate(epoch);
+    } catch (err) {
+      this.logger.error({ err }, 'could not take over dispatching');
+      await this.leader.depose('takeover failed');
+      return;
+    }
+    this.retries.activate();
+    this.listWriter = new ListIndexWriter(this.nats, this.logger);
+    await this.listWriter.start();
+    this.statsTimer = setInterval(() => this.broadcastStats(), this.config.STATS_INTERVAL_MS);
+    this.reconcileTimer = setInterval(
+      () => void this.reconcileDispatches(),
+      Math.max(1_000, this.config.WORKER_LOST_AFTER_MS),
+    );
+    this.broadcastStats();
+  }
+
+  private async follow(): Promise<void> {
+    this.dispatcher.deactivate();
+    this.retries.deactivate();
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    const w = this.listWriter;
+    this.listWriter = undefined;
+    await w?.stop();
+  }
+
+  /**
+   * A dispatched job whose worker neither started it nor still holds its message is given back to the queue (the
+   * worker dropped it, e.g. a stale dispatch it could not report).
+   */
+  private async reconcileDispatches(): Promise<void> {
+    if (!this.leader.isLeader) return;
+    const now = this.clock.now().getTime();
+    for (const [jobId, h] of this.state.holdings) {
+      if (h.state !== 'dispatched' || now - h.since < this.config.WORKER_LOST_AFTER_MS || h.dispatchSeq === undefined)
+        continue;
+      const hb = this.monitor.heartbeats.get(h.workerId);
+      if (hb?.inflight.some((i) => i.jobId === jobId)) continue;
+      const msg = await this.nats.jsm.direct.getMessage(STREAMS.dispatch, { seq: h.dispatchSeq }).catch(() => null);
+      if (!msg) this.state.requeue(jobId);
+    }
+  }
+
+  queueState(): QueueState {
+    const d = this.state.depth();
+    return {
+      paused: this.queueConfig.paused,
+      draining: this.queueConfig.draining,
+      depth: { urgent: d.byLevel[0]!, high: d.byLevel[1]!, normal: d.byLevel[2]!, low: d.byLevel[3]!, total: d.total },
+      running: this.state.runningCount(),
+      retrying: this.state.retrying.size,
+      maxConcurrentJobs: this.state.capacity.maxConcurrent,
+      availableTokens: this.state.capacity.globalFree,
+      maxQueueSize: this.maxQueueSize,
+      workers: this.monitor.liveWorkers().length,
+    };
+  }
+
+  private broadcastStats(): void {
+    if (!this.leader.isLeader) return;
+    const msg: QueueStatsBroadcast = {
+      v: 1,
+      epoch: this.leader.epoch,
+      at: this.clock.now().toISOString(),
+      ...this.queueState(),
+    };
+    this.nats.nc.publish(SUBJECTS.queueStats, encodeJson(msg));
+  }
+
+  queueMetrics(): QueueMetrics {
+    const q = this.queueState();
+    const c = this.state.counters;
+    return {
+      queueLength: q.depth.total,
+      activeJobs: q.running,
+      activeWorkers: q.workers,
+      utilizationPercent: q.maxConcurrentJobs > 0 ? round((this.state.capacity.used / q.maxConcurrentJobs) * 100) : 0,
+      queueUtilizationPercent: round(((q.depth.total + q.retrying) / q.maxQueueSize) * 100),
+      performance: {
+        totalJobsProcessed: c.completed + c.failed,
+        totalJobsFailed: c.failed,
+        totalJobsRetried: c.retried,
+        averageProcessingSeconds: c.processingCount ? round(c.processingSecondsSum / c.processingCount) : 0,
+        averageWaitSeconds: c.waitCount ? round(c.waitSecondsSum / c.waitCount) : 0,
+        uptimeSeconds: round((this.clock.now().getTime() - this.startedAt) / 1000),
+      },
+    };
+  }
+
+  concurrency(): ConcurrencyStats {
+    const q = this.queueState();
+    return {
+      maxParallelJobs: q.maxConcurrentJobs,
+      queueSize: q.depth.total,
+      activeJobs: this.state.capacity.used,
+      availableTokens: q.availableTokens,
+      workers: q.workers,
+    };
+  }
+
+  workers(): WorkerView[] {
+    return this.monitor
+      .liveWorkers()
+      .map((hb) => ({
+        id: hb.id,
+        pool: hb.pool,
+        slots: hb.slots,
+        busy: this.state.capacity.worker(hb.id)?.used ?? hb.runningJobs.length,
+        gpus: hb.gpus,
+        runningJobs: hb.runningJobs,
+        lastHeartbeatAt: hb.heartbeatAt,
+        draining: hb.draining,
+      }))
+      .sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  positions(req: PositionsRequest): PositionsReply {
+    const now = this.clock.now().getTime();
+    const out: PositionsReply['positions'] = {};
+    const agingMs = this.config.AGING_SECONDS * 1000;
+    for (const j of req.ids ?? []) {
+      const h = this.state.holdings.get(j.id);
+      if (h) {
+        out[j.id] = { queuePosition: 0, estimatedWaitSeconds: this.queueConfig.paused ? null : 0 };
+        continue;
+      }
+      const level = priorityLevel(j.priority);
+      if (!this.state.index.has(j.pool, j.tenant, level, j.queueSeq)) continue;
+      const enqueuedAt = j.enqueuedAt ? Date.parse(j.enqueuedAt) : now;
+      const position = this.state.index.position(j.pool, level, j.queueSeq, enqueuedAt, now, agingMs);
+      const capacity = Math.min(this.state.capacity.maxConcurrent, this.state.capacity.poolSlots(j.pool));
+      const free = Math.min(this.state.capacity.globalFree, this.state.capacity.poolFreeSlots(j.pool));
+      out[j.id] = {
+        queuePosition: position,
+        estimatedWaitSeconds: this.queueConfig.paused
+          ? null
+          : this.state.durations.estimate(j.pool, position, capacity, free),
+      };
+    }
+    return { positions: out };
+  }
+
+  private async writeConfig(patch: Partial<QueueConfigRecord>): Promise<QueueState> {
+    if (!this.leader.isLeader) throw new RpcError(503, 'Not the leader', 'this scheduler is a standby');
+    const kv = this.configKv!;
+    for (let i = 0; i < 10; i++) {
+      const cur = await kv.get(CONFIG_KEYS.queue);
+      const base: QueueConfigRecord =
+        cur?.operation === 'PUT' ? cur.json<QueueConfigRecord>() : { ...this.queueConfig };
+      const next: QueueConfigRecord = { ...base, ...patch, updatedAt: this.clock.now().toISOString() };
+      try {
+        if (cur?.operation === 'PUT') await kv.update(CONFIG_KEYS.queue, encodeJson(next), cur.revision);
+        else await kv.create(CONFIG_KEYS.queue, encodeJson(next));
+        this.applyConfig(next);
+        this.broadcastStats();
+        return this.queueState();
+      } catch {
+        // lost a race with another writer; read again
+      }
+    }
+    throw new RpcError(503, 'Config busy', 'could not update the queue configuration; try again');
+  }
+
+  pause(): Promise<QueueState> {
+    return this.writeConfig({ paused: true });
+  }
+
+  resume(): Promise<QueueState> {
+    return this.writeConfig({ paused: false, draining: false });
+  }
+
+  drain(): Promise<QueueState> {
+    return this.writeConfig({ draining: true });
+  }
+
+  async updateConfig(u: QueueConfigUpdate): Promise<QueueState> {
+    return this.writeConfig({
+      ...(u.maxConcurrentJobs !== undefined ? { maxConcurrentJobs: u.maxConcurrentJobs } : {}),
+      ...(u.maxQueueSize !== undefined ? { maxQueueSize: u.maxQueueSize } : {}),
+    });
+  }
+
+  /** Cancels every queued job (dispatched-not-started ones included; their workers skip them). */
+  async clear(): Promise<QueueState> {
+    if (!this.leader.isLeader) throw new RpcError(503, 'Not the leader', 'this scheduler is a standby');
+    const now = this.clock.now();
+    const ids = [...this.state.index.all()].map((q) => q.entry.id);
+    for (const [id, h] of this.state.holdings) if (h.state === 'dispatched') ids.push(id);
+    let i = 0;
+    const worker = async () => {
+      while (i < ids.length) {
+        const id = ids[i++]!;
+        await this.jobs
+          .tryTransition(id, (cur) => {
+            if (cur.record.status !== 'queued')
+              throw new TransitionRefused('CONFLICT', `job ${id} is no longer queued`);
+            return requestCancel(cur.record, now, 'cancelled: queue cleared by an admin');
+          })
+          .catch((err: unknown) => this.logger.warn({ err, jobId: id }, 'clear: could not cancel a job'));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(64, ids.length) }, worker));
+    await this.projection.sync();
+    this.logger.info({ cancelled: ids.length }, 'queue cleared');
+    return this.queueState();
+  }
+
+  async stop(): Promise<void> {
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    await this.leader.stop();
+    await this.follow();
+    this.releasedSub?.unsubscribe();
+    this.stopConfigWatch?.();
+    await this.configWatch?.catch(() => undefined);
+    await this.monitor.stop();
+    await this.projection.stop();
+  }
+}
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
+}

@@ -1,0 +1,148 @@
+/**
+ * Tracks workers from their heartbeats (a watch on the workers bucket) and judges liveness by this process's own
+ * clock: a worker unheard of for WORKER_LOST_AFTER_MS is lost. (KV TTL expiry sends no watch event on 2.9, so the
+ * bucket's TTL is only a backstop for cleanup.) Every replica keeps the view warm; only the leader acts on a loss:
+ * its dispatched-not-started jobs go back to the queue, its running attempts end WORKER_LOST (costing the attempt),
+ * and its dispatch consumer and subject are removed so a zombie cannot pick up anything addressed to it.
+ */
+import { BUCKETS, CONSUMERS, STREAMS, SUBJECTS, workerLost, type Clock, type WorkerHeartbeat } from '@gantry/contracts';
+import type { NatsHandle } from '@gantry/jetstream';
+import type { JobStore } from '@gantry/job-store';
+import type { Logger } from '@gantry/telemetry';
+import type { KvWatchEntry, KV } from '@nats-io/kv';
+import type { SchedulerState } from '../domain/scheduler-state';
+
+export interface WorkerMonitorHooks {
+  isLeader(): boolean;
+  /** Re-checks the lease right before acting on a loss (a lease is not a fence). */
+  verifyLeadership(): Promise<boolean>;
+  workersChanged(): void;
+  lost(workerId: string): void;
+}
+
+export class WorkerMonitor {
+  private kv: KV | undefined;
+  private readonly lastSeen = new Map<string, number>();
+  readonly heartbeats = new Map<string, WorkerHeartbeat>();
+  private timer: NodeJS.Timeout | undefined;
+  private watching: Promise<void> | undefined;
+  private stopWatch: (() => void) | undefined;
+  private readonly handling = new Set<string>();
+
+  constructor(
+    private readonly nats: NatsHandle,
+    private readonly jobs: JobStore,
+    private readonly state: SchedulerState,
+    private readonly clock: Clock,
+    private readonly lostAfterMs: number,
+    private readonly hooks: WorkerMonitorHooks,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.kv = await this.nats.kvm.open(BUCKETS.workers);
+    const iter = await this.kv.watch({ key: '>' });
+    this.stopWatch = () => iter.stop();
+    this.watching = (async () => {
+      for await (const e of iter) this.onEntry(e);
+    })();
+    this.timer = setInterval(() => void this.sweep(), Math.max(100, Math.floor(this.lostAfterMs / 5)));
+  }
+
+  private onEntry(e: KvWatchEntry): void {
+    const id = e.key;
+    if (e.operation !== 'PUT') {
+      // A worker that stops gracefully deletes its key: treat it as gone at once.
+      this.lastSeen.set(id, 0);
+      void this.sweep();
+      return;
+    }
+    let hb: WorkerHeartbeat;
+    try {
+      hb = e.json<WorkerHeartbeat>();
+    } catch {
+      return;
+    }
+    const known = this.heartbeats.has(id);
+    this.heartbeats.set(id, hb);
+    this.lastSeen.set(id, this.clock.now().getTime());
+    const before = this.state.capacity.worker(id);
+    this.state.capacity.upsertWorker(hb);
+    if (
+      !known ||
+      !before ||
+      before.slots !== hb.slots ||
+      before.draining !== hb.draining ||
+      before.gpus.length !== hb.gpus.length
+    ) {
+      this.hooks.workersChanged();
+    }
+  }
+
+  /** A worker named by a running attempt gets watched even if it never heartbeats to us. */
+  reference(workerId: string): void {
+    if (!this.lastSeen.has(workerId)) this.lastSeen.set(workerId, this.clock.now().getTime());
+  }
+
+  /** After a takeover the new leader gives every known worker a full period before judging it. */
+  refreshAll(): void {
+    const now = this.clock.now().getTime();
+    for (const id of this.lastSeen.keys()) if (this.lastSeen.get(id) !== 0) this.lastSeen.set(id, now);
+    for (const h of this.state.holdings.values()) this.reference(h.workerId);
+  }
+
+  liveWorkers(): WorkerHeartbeat[] {
+    return [...this.heartbeats.values()].filter((h) => this.lastSeen.get(h.id) !== 0);
+  }
+
+  private async sweep(): Promise<void> {
+    const now = this.clock.now().getTime();
+    for (const [id, seen] of this.lastSeen) {
+      if (now - seen <= this.lostAfterMs || this.handling.has(id)) continue;
+      if (!this.hooks.isLeader()) {
+        // Standbys forget the worker from their capacity view; the leader's writes update the records.
+        this.state.capacity.removeWorker(id);
+        this.heartbeats.delete(id);
+        this.lastSeen.delete(id);
+        continue;
+      }
+      this.handling.add(id);
+      try {
+        await this.declareLost(id, now);
+      } catch (err) {
+        this.logger.error({ err, workerId: id }, 'handling a lost worker failed; will retry');
+      } finally {
+        this.handling.delete(id);
+      }
+    }
+  }
+
+  private async declareLost(workerId: string, now: number): Promise<void> {
+    if (!(await this.hooks.verifyLeadership())) return;
+    this.logger.warn({ workerId, silentForMs: now - (this.lastSeen.get(workerId) ?? 0) }, 'worker lost');
+    const reservations = this.state.capacity.removeWorker(workerId);
+    this.heartbeats.delete(workerId);
+    // Its dispatch queue first: nothing addressed to it may be picked up later by a zombie.
+    await this.nats.jsm.consumers.delete(STREAMS.dispatch, CONSUMERS.worker(workerId)).catch(() => undefined);
+    await this.nats.jsm.streams.purge(STREAMS.dispatch, { filter: SUBJECTS.dispatch(workerId) }).catch(() => undefined);
+    const at = this.clock.now();
+    for (const r of reservations) {
+      const h = this.state.holdings.get(r.jobId);
+      if (h?.state === 'dispatched') {
+        this.state.requeue(r.jobId);
+        continue;
+      }
+      const done = await this.jobs.tryTransition(r.jobId, (cur) => workerLost(cur.record, workerId, at));
+      if (!done) this.state.releaseHolding(r.jobId);
+    }
+    this.lastSeen.delete(workerId);
+    this.hooks.lost(workerId);
+    this.hooks.workersChanged();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.stopWatch?.();
+    await this.watching?.catch(() => undefined);
+  }
+}

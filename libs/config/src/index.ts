@@ -1,0 +1,33 @@
+export {
+  loadConfig,
+  redactConfig,
+  ConfigError,
+  str,
+  optionalStr,
+  oneOf,
+  int,
+  optionalInt,
+  port,
+  bool,
+  intList,
+  url,
+  optionalUrl,
+  natsServers,
+} from './env';
+export type { VariableSpec, Spec, ConfigOf, ConfigProblem, Refinement } from './env';
+export {
+  LOG_LEVELS,
+  commonSpec,
+  livenessSpec,
+  s3Spec,
+  jobPolicySpec,
+  DEV_API_KEYS,
+  apiKeys,
+  refuseDevKeysInProduction,
+  DEV_WEBHOOK_SECRET,
+  webhookSecret,
+  webhookSecrets,
+  refuseDevSecretInProduction,
+} from './common';
+export type { Role, ApiKey } from './common';
+export { loadConfigOrExit } from './boot';

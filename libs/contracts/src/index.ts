@@ -1,0 +1,89 @@
+export {
+  SUBJECT_TOKEN,
+  assertToken,
+  STREAMS,
+  BUCKETS,
+  CONSUMERS,
+  SUBJECTS,
+  SCHEDULER_RPC_OPS,
+  NOTIFIER_RPC_OPS,
+  HEADERS,
+  CONFIG_KEYS,
+  LEADER_KEY,
+} from './names';
+export type { SchedulerRpcOp, NotifierRpcOp } from './names';
+export {
+  PRIORITIES,
+  priorityLevel,
+  JOB_STATUSES,
+  TERMINAL_STATUSES,
+  isTerminal,
+  PUBLIC_EVENT_TYPES,
+  INTERNAL_EVENT_TYPES,
+  isPublicEvent,
+  ERROR_CODES,
+  normalizeRecord,
+  webhookId,
+  revisionMsgId,
+} from './job';
+export type {
+  Priority,
+  JobStatus,
+  PublicEventType,
+  InternalEventType,
+  JobEventType,
+  ErrorCode,
+  JobError,
+  GpuRequest,
+  JobOutput,
+  JobProgress,
+  JobRecord,
+  JobEvent,
+  StoredJob,
+} from './job';
+export {
+  TransitionRefused,
+  newJob,
+  assertOwner,
+  startAttempt,
+  reportProgress,
+  completeAttempt,
+  failAttempt,
+  workerLost,
+  cancelAttempt,
+  requestCancel,
+  handBack,
+  requeueAfterDelay,
+  adminRetry,
+  reprioritize,
+  toEvent,
+  jobError,
+} from './job-machine';
+export type { Transition, TransitionRefusal, AttemptOwner, NewJobSpec } from './job-machine';
+export { nextRetryDelayMs, withJitter } from './retry-policy';
+export { toJobView } from './job-view';
+export type { JobView, ViewExtras } from './job-view';
+export type * from './messages';
+export {
+  ms,
+  DEFAULT_TOPOLOGY,
+  streamDeclarations,
+  consumerDeclarations,
+  workerConsumer,
+  demandConsumer,
+  bucketDeclarations,
+} from './topology';
+export type { StreamDeclaration, ConsumerDeclaration, BucketDeclaration, TopologyOptions } from './topology';
+export { newId, newWorkerId } from './ids';
+export type { FieldError, JobTypeDefinition } from './job-types/job-type';
+export { isPlainObject } from './job-types/job-type';
+export { noopJobType, NOOP_MAX_DURATION_MS } from './job-types/noop';
+export type { NoopInput } from './job-types/noop';
+export { ffmpegJobType, validateFfmpegInput, isUrlInput, SAFE_FILE_NAME } from './job-types/ffmpeg';
+export type { FfmpegInput } from './job-types/ffmpeg';
+export { CatalogError, parseCatalog, loadCatalog, renderTemplate } from './job-types/catalog';
+export type { CatalogEntry, CatalogFile, CatalogJobType, RenderContext } from './job-types/catalog';
+export { JobTypeRegistry } from './job-types/registry';
+export { systemClock } from './clock';
+export type { Clock } from './clock';
+export { isPrivateAddress, isMetadataHost } from './net-policy';

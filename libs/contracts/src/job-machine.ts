@@ -1,0 +1,335 @@
+/**
+ * The job state machine as pure functions. Each takes the current record and returns the next revision together with
+ * the event that names it, or throws {@link TransitionRefused}. Writers apply them with a compare-and-set on the
+ * record's stream revision, so exactly one writer wins each transition and only the winner's event exists.
+ *
+ *   queued ──start──▶ running ──complete──▶ completed
+ *     ▲  │              │ ├──fail (retryable, attempts left)──▶ retrying ──delay over──▶ queued
+ *     │  │              │ ├──fail (final) / worker lost (final)──▶ failed
+ *     │  │              │ ├──cancel requested ⇒ worker kills ──▶ cancelled
+ *     │  │              │ └──hand back (worker shutdown)──▶ queued (attempt not counted)
+ *     │  └──cancel──▶ cancelled            retrying ──cancel──▶ cancelled
+ *     └──admin retry (new generation)── failed | cancelled
+ */
+import type {
+  ErrorCode,
+  GpuRequest,
+  JobError,
+  JobEvent,
+  JobEventType,
+  JobOutput,
+  JobProgress,
+  JobRecord,
+  Priority,
+} from './job';
+import { nextRetryDelayMs } from './retry-policy';
+
+export type TransitionRefusal = 'CONFLICT' | 'NOT_OWNER' | 'NOT_DUE' | 'UNCHANGED';
+
+export class TransitionRefused extends Error {
+  override readonly name = 'TransitionRefused';
+  constructor(
+    readonly reason: TransitionRefusal,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Transition {
+  type: JobEventType;
+  record: JobRecord;
+  change?: JobEvent['change'];
+}
+
+/** Identifies one attempt of one generation on one worker: only its owner may move a running job. */
+export interface AttemptOwner {
+  workerId: string;
+  generation: number;
+  attempt: number;
+}
+
+export interface NewJobSpec {
+  id: string;
+  tenant: string;
+  type: string;
+  input: Record<string, unknown>;
+  priority: Priority;
+  pool: string;
+  callbackUrl?: string;
+  callbackToken?: string;
+  timeoutSeconds: number;
+  maxAttempts: number;
+  retryDelaysMs: number[];
+  gpu?: GpuRequest;
+  upload?: { url: string };
+  metadata: Record<string, unknown>;
+  batchId?: string;
+  traceparent?: string;
+  tracestate?: string;
+}
+
+const iso = (d: Date) => d.toISOString();
+
+/** The first revision of a job: `queued`, generation 1, sequence 1. */
+export function newJob(spec: NewJobSpec, now: Date): Transition {
+  const record: JobRecord = {
+    ...spec,
+    status: 'queued',
+    generation: 1,
+    attempts: 0,
+    sequence: 1,
+    enqueuedAt: iso(now),
+    createdAt: iso(now),
+    updatedAt: iso(now),
+  };
+  return { type: 'job.queued', record: stripUndefined(record) };
+}
+
+function next(cur: JobRecord, now: Date, patch: Partial<JobRecord>): JobRecord {
+  return stripUndefined({ ...cur, ...patch, sequence: cur.sequence + 1, updatedAt: iso(now) });
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+function refuse(reason: TransitionRefusal, message: string): never {
+  throw new TransitionRefused(reason, message);
+}
+
+export function assertOwner(cur: JobRecord, owner: AttemptOwner): void {
+  if (cur.status !== 'running') refuse('NOT_OWNER', `job ${cur.id} is ${cur.status}, not running`);
+  if (cur.generation !== owner.generation || cur.attempts !== owner.attempt || cur.workerId !== owner.workerId) {
+    refuse(
+      'NOT_OWNER',
+      `job ${cur.id} runs generation ${cur.generation} attempt ${cur.attempts} on ${cur.workerId ?? '-'}, ` +
+        `not generation ${owner.generation} attempt ${owner.attempt} on ${owner.workerId}`,
+    );
+  }
+}
+
+/** A worker takes a dispatched job: `queued` → `running`, counting the attempt. */
+export function startAttempt(
+  cur: JobRecord,
+  owner: AttemptOwner,
+  placement: { gpus: string[]; gpuIndices: number[] },
+  now: Date,
+): Transition {
+  if (cur.status !== 'queued') refuse('CONFLICT', `job ${cur.id} is ${cur.status}, not queued`);
+  if (cur.generation !== owner.generation) refuse('CONFLICT', `job ${cur.id} is in generation ${cur.generation}`);
+  if (cur.attempts !== owner.attempt - 1) {
+    refuse('CONFLICT', `job ${cur.id} has ${cur.attempts} attempts; dispatch was for attempt ${owner.attempt}`);
+  }
+  return {
+    type: 'job.started',
+    record: next(cur, now, {
+      status: 'running',
+      attempts: owner.attempt,
+      workerId: owner.workerId,
+      gpus: placement.gpus,
+      gpuIndices: placement.gpuIndices,
+      startedAt: iso(now),
+      finishedAt: undefined,
+      retryAt: undefined,
+      progress: undefined,
+      error: undefined,
+      result: undefined,
+      outputs: undefined,
+    }),
+  };
+}
+
+export function reportProgress(cur: JobRecord, owner: AttemptOwner, progress: JobProgress, now: Date): Transition {
+  assertOwner(cur, owner);
+  if (cur.progress?.percent === progress.percent && cur.progress?.stage === progress.stage) {
+    refuse('UNCHANGED', 'progress unchanged');
+  }
+  return { type: 'job.progress', record: next(cur, now, { progress }) };
+}
+
+export function completeAttempt(
+  cur: JobRecord,
+  owner: AttemptOwner,
+  outcome: { result?: unknown; outputs?: JobOutput[] },
+  now: Date,
+): Transition {
+  assertOwner(cur, owner);
+  return {
+    type: 'job.completed',
+    record: next(cur, now, {
+      status: 'completed',
+      finishedAt: iso(now),
+      progress: { percent: 100, ...(cur.progress?.stage ? { stage: cur.progress.stage } : {}) },
+      result: outcome.result,
+      outputs: outcome.outputs,
+      error: undefined,
+    }),
+  };
+}
+
+/**
+ * An attempt ended in error. Retryable errors with attempts left go to `retrying` (the delay comes from the policy
+ * stamped on the job at submit); anything else ends the generation `failed`.
+ */
+function failRunning(cur: JobRecord, error: JobError, now: Date): Transition {
+  if (cur.cancelRequestedAt) {
+    return cancelled(cur, now, { code: 'CANCELLED', message: 'cancelled by request', retryable: false });
+  }
+  if (error.retryable && cur.attempts < cur.maxAttempts) {
+    const delay = nextRetryDelayMs(cur.retryDelaysMs, cur.attempts);
+    return {
+      type: 'job.retrying',
+      record: next(cur, now, {
+        status: 'retrying',
+        error,
+        retryAt: iso(new Date(now.getTime() + delay)),
+        workerId: undefined,
+        gpus: undefined,
+        gpuIndices: undefined,
+      }),
+    };
+  }
+  return {
+    type: 'job.failed',
+    record: next(cur, now, { status: 'failed', error, finishedAt: iso(now) }),
+  };
+}
+
+export function failAttempt(cur: JobRecord, owner: AttemptOwner, error: JobError, now: Date): Transition {
+  assertOwner(cur, owner);
+  return failRunning(cur, error, now);
+}
+
+/** The scheduler's safety net: the worker running this attempt stopped heartbeating. Costs the attempt. */
+export function workerLost(cur: JobRecord, workerId: string, now: Date): Transition {
+  if (cur.status !== 'running' || cur.workerId !== workerId) {
+    refuse('CONFLICT', `job ${cur.id} is not running on ${workerId}`);
+  }
+  return failRunning(
+    cur,
+    {
+      code: 'WORKER_LOST',
+      message: `worker ${workerId} stopped heartbeating during attempt ${cur.attempts}`,
+      retryable: true,
+    },
+    now,
+  );
+}
+
+function cancelled(cur: JobRecord, now: Date, error: JobError): Transition {
+  return {
+    type: 'job.cancelled',
+    record: next(cur, now, { status: 'cancelled', error, finishedAt: iso(now), retryAt: undefined }),
+  };
+}
+
+/** The worker killed the job process because a cancel was requested. */
+export function cancelAttempt(cur: JobRecord, owner: AttemptOwner, now: Date): Transition {
+  assertOwner(cur, owner);
+  return cancelled(cur, now, { code: 'CANCELLED', message: 'cancelled by request', retryable: false });
+}
+
+/**
+ * A client or admin cancels. Queued and retrying jobs end at once; a running job is marked, and its worker kills the
+ * process and writes `cancelled`.
+ */
+export function requestCancel(cur: JobRecord, now: Date, reason = 'cancelled by request'): Transition {
+  switch (cur.status) {
+    case 'queued':
+    case 'retrying':
+      return cancelled(cur, now, { code: 'CANCELLED', message: reason, retryable: false });
+    case 'running':
+      if (cur.cancelRequestedAt) refuse('UNCHANGED', `job ${cur.id} is already being cancelled`);
+      return { type: 'job.cancel_requested', record: next(cur, now, { cancelRequestedAt: iso(now) }) };
+    case 'completed':
+    case 'failed':
+    case 'cancelled':
+      return refuse('CONFLICT', `job ${cur.id} is already ${cur.status}`);
+  }
+}
+
+/** A stopping worker gives a running attempt back; the attempt is not counted and the job keeps its place. */
+export function handBack(cur: JobRecord, owner: AttemptOwner, now: Date): Transition {
+  assertOwner(cur, owner);
+  if (cur.cancelRequestedAt)
+    return cancelled(cur, now, { code: 'CANCELLED', message: 'cancelled by request', retryable: false });
+  return {
+    type: 'job.queued',
+    record: next(cur, now, {
+      status: 'queued',
+      attempts: cur.attempts - 1,
+      workerId: undefined,
+      gpus: undefined,
+      gpuIndices: undefined,
+      startedAt: undefined,
+      progress: undefined,
+    }),
+  };
+}
+
+/** The scheduler moves a job whose retry delay is over back into the queue, at its original place. */
+export function requeueAfterDelay(cur: JobRecord, now: Date): Transition {
+  if (cur.status !== 'retrying') refuse('CONFLICT', `job ${cur.id} is ${cur.status}, not retrying`);
+  if (cur.retryAt && Date.parse(cur.retryAt) > now.getTime())
+    refuse('NOT_DUE', `job ${cur.id} retries at ${cur.retryAt}`);
+  return { type: 'job.queued', record: next(cur, now, { status: 'queued', retryAt: undefined }) };
+}
+
+/** An admin retries a failed or cancelled job: a new generation, attempts from zero, a new place at the tail. */
+export function adminRetry(cur: JobRecord, now: Date): Transition {
+  if (cur.status !== 'failed' && cur.status !== 'cancelled') {
+    refuse('CONFLICT', `job ${cur.id} is ${cur.status}; only failed or cancelled jobs can be retried`);
+  }
+  return {
+    type: 'job.queued',
+    record: next(cur, now, {
+      status: 'queued',
+      generation: cur.generation + 1,
+      attempts: 0,
+      queueSeq: undefined,
+      enqueuedAt: iso(now),
+      startedAt: undefined,
+      finishedAt: undefined,
+      retryAt: undefined,
+      workerId: undefined,
+      gpus: undefined,
+      gpuIndices: undefined,
+      progress: undefined,
+      result: undefined,
+      outputs: undefined,
+      error: undefined,
+      cancelRequestedAt: undefined,
+    }),
+  };
+}
+
+/** Reprioritizes a waiting job; it keeps its submission order (queueSeq) within the new level. */
+export function reprioritize(cur: JobRecord, priority: Priority, now: Date): Transition {
+  if (cur.status !== 'queued' && cur.status !== 'retrying') {
+    refuse('CONFLICT', `job ${cur.id} is ${cur.status}; only queued or retrying jobs can be reprioritized`);
+  }
+  if (cur.priority === priority) refuse('UNCHANGED', `job ${cur.id} already has priority ${priority}`);
+  return {
+    type: 'job.priority_changed',
+    record: next(cur, now, { priority }),
+    change: { fromPriority: cur.priority },
+  };
+}
+
+/** Wraps a transition into the message that is stored. */
+export function toEvent(t: Transition, now: Date): JobEvent {
+  return {
+    type: t.type,
+    timestamp: now.toISOString(),
+    sequence: t.record.sequence,
+    generation: t.record.generation,
+    job: t.record,
+    ...(t.change ? { change: t.change } : {}),
+  };
+}
+
+export function jobError(code: ErrorCode, message: string, retryable: boolean, detail?: string): JobError {
+  return detail ? { code, message, retryable, detail } : { code, message, retryable };
+}

@@ -1,0 +1,48 @@
+import type { GpuRequest } from '../job';
+
+/** A field-level validation error, as it appears in problem+json `errors`. */
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/**
+ * One typed declaration of a job type, shared by the gateway (which refuses bad input at submit) and the worker
+ * (which checks again before running, and executes it).
+ */
+export interface JobTypeDefinition {
+  readonly name: string;
+  readonly kind: 'builtin' | 'catalog';
+  /** Field errors for a client's `input` (paths relative to `input`); empty when valid. */
+  validate(input: unknown): FieldError[];
+  /** GPU needs applied when the client sends none. */
+  readonly defaultGpu?: GpuRequest;
+  /** Timeout applied when the client sends none (else DEFAULT_JOB_TIMEOUT_SECONDS). */
+  readonly defaultTimeoutSeconds?: number;
+}
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Rejects keys that are not in `allowed`. */
+export function unknownKeys(obj: Record<string, unknown>, allowed: readonly string[], prefix: string): FieldError[] {
+  return Object.keys(obj)
+    .filter((k) => !allowed.includes(k))
+    .map((k) => ({ field: `${prefix}${k}`, message: 'is not a known field' }));
+}
+
+export function checkInt(
+  obj: Record<string, unknown>,
+  key: string,
+  min: number,
+  max: number,
+  prefix: string,
+): FieldError[] {
+  const v = obj[key];
+  if (v === undefined) return [];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    return [{ field: `${prefix}${key}`, message: `must be an integer from ${min} to ${max}` }];
+  }
+  return [];
+}

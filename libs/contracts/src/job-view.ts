@@ -1,0 +1,88 @@
+import type { JobError, JobOutput, JobProgress, JobRecord, JobStatus, Priority } from './job';
+
+/** The job as clients see it (API.md §3). Never carries the callback token or internal bookkeeping. */
+export interface JobView {
+  id: string;
+  type: string;
+  status: JobStatus;
+  priority: Priority;
+  pool: string;
+  tenant: string;
+  input: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+  attempts: number;
+  maxAttempts: number;
+  timeoutSeconds: number;
+  generation: number;
+  sequence: number;
+  progress?: JobProgress;
+  queuePosition?: number;
+  estimatedWaitSeconds?: number | null;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  retryAt?: string;
+  elapsedSeconds?: number;
+  workerId?: string;
+  gpus?: string[];
+  gpu?: { count: number; memoryMb: number };
+  callbackUrl?: string;
+  batchId?: string;
+  result?: unknown;
+  outputs?: JobOutput[];
+  error?: Omit<JobError, 'retryable'> & { retryable?: boolean };
+  cancelRequested?: boolean;
+}
+
+export interface ViewExtras {
+  queuePosition?: number;
+  estimatedWaitSeconds?: number | null;
+  /** Presigned download URLs by output name (presigning is asynchronous, so callers do it first). */
+  downloadUrls?: Readonly<Record<string, string>>;
+}
+
+export function toJobView(r: JobRecord, now: Date, extras: ViewExtras = {}): JobView {
+  const view: JobView = {
+    id: r.id,
+    type: r.type,
+    status: r.status,
+    priority: r.priority,
+    pool: r.pool,
+    tenant: r.tenant,
+    input: r.input,
+    metadata: r.metadata,
+    attempts: r.attempts,
+    maxAttempts: r.maxAttempts,
+    timeoutSeconds: r.timeoutSeconds,
+    generation: r.generation,
+    sequence: r.sequence,
+    createdAt: r.createdAt,
+  };
+  if (r.progress) view.progress = r.progress;
+  if (r.status === 'queued') {
+    if (extras.queuePosition !== undefined) view.queuePosition = extras.queuePosition;
+    if (extras.estimatedWaitSeconds !== undefined) view.estimatedWaitSeconds = extras.estimatedWaitSeconds;
+  }
+  if (r.startedAt) {
+    view.startedAt = r.startedAt;
+    const end = r.finishedAt ? Date.parse(r.finishedAt) : r.status === 'running' ? now.getTime() : undefined;
+    if (end !== undefined) view.elapsedSeconds = Math.max(0, (end - Date.parse(r.startedAt)) / 1000);
+  }
+  if (r.finishedAt) view.finishedAt = r.finishedAt;
+  if (r.retryAt) view.retryAt = r.retryAt;
+  if (r.workerId) view.workerId = r.workerId;
+  if (r.gpus) view.gpus = r.gpus;
+  if (r.gpu) view.gpu = r.gpu;
+  if (r.callbackUrl) view.callbackUrl = r.callbackUrl;
+  if (r.batchId) view.batchId = r.batchId;
+  if (r.result !== undefined) view.result = r.result;
+  if (r.outputs) {
+    view.outputs = r.outputs.map((o) => {
+      const downloadUrl = extras.downloadUrls?.[o.name];
+      return downloadUrl ? { ...o, downloadUrl } : o;
+    });
+  }
+  if (r.error) view.error = r.error;
+  if (r.cancelRequestedAt && r.status === 'running') view.cancelRequested = true;
+  return view;
+}

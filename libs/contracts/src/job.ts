@@ -1,0 +1,172 @@
+/** The job record, its statuses and lifecycle events. The record (its last revision in the jobs stream) is the truth. */
+
+export const PRIORITIES = ['urgent', 'high', 'normal', 'low'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+/** 0 = urgent … 3 = low. Lower runs first. */
+export function priorityLevel(p: Priority): number {
+  return PRIORITIES.indexOf(p);
+}
+
+export const JOB_STATUSES = ['queued', 'running', 'retrying', 'completed', 'failed', 'cancelled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
+export function isTerminal(status: JobStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+/** Lifecycle events that clients see (webhooks, SSE). */
+export const PUBLIC_EVENT_TYPES = [
+  'job.queued',
+  'job.started',
+  'job.progress',
+  'job.retrying',
+  'job.completed',
+  'job.failed',
+  'job.cancelled',
+] as const;
+export type PublicEventType = (typeof PUBLIC_EVENT_TYPES)[number];
+
+/** Revisions of the record that are not lifecycle events for clients. */
+export const INTERNAL_EVENT_TYPES = ['job.cancel_requested', 'job.priority_changed'] as const;
+export type InternalEventType = (typeof INTERNAL_EVENT_TYPES)[number];
+export type JobEventType = PublicEventType | InternalEventType;
+
+export function isPublicEvent(type: string): type is PublicEventType {
+  return (PUBLIC_EVENT_TYPES as readonly string[]).includes(type);
+}
+
+export const ERROR_CODES = [
+  'TIMEOUT',
+  'EXIT_CODE',
+  'SIGNAL',
+  'CANCELLED',
+  'UPLOAD_FAILED',
+  'DOWNLOAD_FAILED',
+  'WORKER_LOST',
+  'INVALID_INPUT',
+  'SPAWN_FAILED',
+  'JOB_FAILED',
+  'INTERNAL',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface JobError {
+  code: ErrorCode;
+  message: string;
+  retryable: boolean;
+  /** Last lines the job process wrote, when it failed. */
+  detail?: string;
+}
+
+export interface GpuRequest {
+  /** GPUs the job needs. 0 = none; absent `gpu` = runs anywhere, on one GPU of a GPU worker. */
+  count: number;
+  /** Memory to reserve on each assigned GPU. */
+  memoryMb: number;
+}
+
+export interface JobOutput {
+  name: string;
+  url: string;
+  sizeBytes: number;
+  /** Filled at read/delivery time (presigned), never stored. */
+  downloadUrl?: string;
+}
+
+export interface JobProgress {
+  percent: number;
+  stage?: string;
+}
+
+export interface JobRecord {
+  id: string;
+  tenant: string;
+  type: string;
+  input: Record<string, unknown>;
+  /** Base priority. Aging is computed by the scheduler and never written back. */
+  priority: Priority;
+  pool: string;
+  callbackUrl?: string;
+  /** Sent as `authorization: Bearer …` with webhooks. Never shown in a view. */
+  callbackToken?: string;
+  timeoutSeconds: number;
+  maxAttempts: number;
+  /** The retry policy in force when the job was accepted (RETRY_DELAYS_MS). */
+  retryDelaysMs: number[];
+  gpu?: GpuRequest;
+  upload?: { url: string };
+  metadata: Record<string, unknown>;
+  batchId?: string;
+
+  status: JobStatus;
+  generation: number;
+  /** Attempts started in this generation. */
+  attempts: number;
+  /** Per-job event sequence, monotonic across generations and services. */
+  sequence: number;
+  /** Stream sequence of the first revision. Absent in that revision itself (see {@link normalizeRecord}). */
+  createSeq?: number;
+  /** FIFO order key within a priority level: the stream sequence of the revision that placed the job in the queue. */
+  queueSeq?: number;
+  /** When the job took its queue order (the aging clock). */
+  enqueuedAt: string;
+  createdAt: string;
+  updatedAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  retryAt?: string;
+  workerId?: string;
+  gpus?: string[];
+  gpuIndices?: number[];
+  progress?: JobProgress;
+  result?: unknown;
+  outputs?: JobOutput[];
+  error?: JobError;
+  cancelRequestedAt?: string;
+  /** W3C trace context of the submission, so that every later span joins the job's trace. */
+  traceparent?: string;
+  tracestate?: string;
+}
+
+/** One message of the jobs stream: a revision of the record and the lifecycle event that made it. */
+export interface JobEvent {
+  type: JobEventType;
+  timestamp: string;
+  sequence: number;
+  generation: number;
+  job: JobRecord;
+  /** Details of internal revisions. */
+  change?: { fromPriority?: Priority };
+}
+
+/** A record as read from the stream, with the stream revision used for compare-and-set. */
+export interface StoredJob {
+  record: JobRecord;
+  revision: number;
+  event: JobEvent;
+}
+
+/**
+ * Fills `createSeq` and `queueSeq`, which the revision that set them could not know (a message does not know its own
+ * stream sequence). Every later writer copies the normalized values forward.
+ */
+export function normalizeRecord(record: JobRecord, revision: number): JobRecord {
+  if (record.createSeq !== undefined && record.queueSeq !== undefined) return record;
+  return {
+    ...record,
+    createSeq: record.createSeq ?? revision,
+    queueSeq: record.queueSeq ?? revision,
+  };
+}
+
+/** The deterministic Standard Webhooks id of an event: the same on every retry and replay. */
+export function webhookId(jobId: string, generation: number, sequence: number): string {
+  return `msg_${jobId}_${generation}_${sequence}`;
+}
+
+/** The de-duplication id of a record revision in the jobs stream. */
+export function revisionMsgId(jobId: string, generation: number, sequence: number): string {
+  return `${jobId}.${generation}.${sequence}`;
+}

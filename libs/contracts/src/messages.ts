@@ -1,0 +1,249 @@
+/** Payloads of every message that is not a job record revision. All are JSON; every one carries W3C trace headers. */
+import type { JobStatus, PublicEventType, Priority } from './job';
+
+/** Leader → one worker (`gantry.v1.dispatch.<workerId>`): run this attempt on these GPUs. A hint checked against the record. */
+export interface DispatchMessage {
+  v: 1;
+  jobId: string;
+  generation: number;
+  /** The attempt number to start (the record's `attempts` + 1). */
+  attempt: number;
+  workerId: string;
+  /** Indices (on that worker) of the GPUs given to the job; empty for CPU-only work. */
+  gpuIndices: number[];
+  /** Memory reserved on each of those GPUs. */
+  memoryMb: number;
+  /** The leader's epoch (its lease revision). */
+  epoch: number;
+  dispatchedAt: string;
+}
+
+export interface GpuInfo {
+  index: number;
+  uuid: string;
+  name: string;
+  memoryTotalMb: number;
+}
+
+/** A worker's registration and heartbeat, the value of its key in the workers bucket. */
+export interface WorkerHeartbeat {
+  v: 1;
+  id: string;
+  pool: string;
+  slots: number;
+  /** Jobs one GPU may run at once (SLOTS_PER_GPU). */
+  slotsPerGpu: number;
+  gpus: GpuInfo[];
+  /** Jobs started on this worker and not finished. */
+  runningJobs: string[];
+  /** Dispatches received and not yet acked (started or about to start). */
+  inflight: { jobId: string; attempt: number }[];
+  /** Job types this worker can run. */
+  jobTypes: string[];
+  draining: boolean;
+  startedAt: string;
+  heartbeatAt: string;
+  version: string;
+}
+
+/** Worker → leader, core NATS: a dispatch was dropped without starting (stale, cancelled, or refused). */
+export interface DispatchReleased {
+  v: 1;
+  jobId: string;
+  generation: number;
+  attempt: number;
+  workerId: string;
+  reason: string;
+}
+
+/** Gateway → worker, core NATS: a running job was cancelled; kill it now (the worker also polls). */
+export interface WorkerControl {
+  v: 1;
+  type: 'cancel';
+  jobId: string;
+  generation: number;
+}
+
+export interface PriorityDepth {
+  urgent: number;
+  high: number;
+  normal: number;
+  low: number;
+  total: number;
+}
+
+/** `GET /v1/queue`. */
+export interface QueueState {
+  paused: boolean;
+  draining: boolean;
+  depth: PriorityDepth;
+  running: number;
+  retrying: number;
+  maxConcurrentJobs: number;
+  availableTokens: number;
+  maxQueueSize: number;
+  workers: number;
+}
+
+/** Broadcast by the leader about twice a second (core NATS); gateways use it for backpressure without a round trip. */
+export interface QueueStatsBroadcast extends QueueState {
+  v: 1;
+  epoch: number;
+  at: string;
+}
+
+/** `GET /v1/queue/metrics`. */
+export interface QueueMetrics {
+  queueLength: number;
+  activeJobs: number;
+  activeWorkers: number;
+  utilizationPercent: number;
+  queueUtilizationPercent: number;
+  performance: {
+    totalJobsProcessed: number;
+    totalJobsFailed: number;
+    totalJobsRetried: number;
+    averageProcessingSeconds: number;
+    averageWaitSeconds: number;
+    uptimeSeconds: number;
+  };
+}
+
+/** `GET /v1/concurrency/stats`. */
+export interface ConcurrencyStats {
+  maxParallelJobs: number;
+  queueSize: number;
+  activeJobs: number;
+  availableTokens: number;
+  workers: number;
+}
+
+/** `GET /v1/workers` item. */
+export interface WorkerView {
+  id: string;
+  pool: string;
+  slots: number;
+  busy: number;
+  gpus: GpuInfo[];
+  runningJobs: string[];
+  lastHeartbeatAt: string;
+  draining: boolean;
+}
+
+/** Runtime queue configuration kept in the config bucket (survives restarts; env values are the initial ones). */
+export interface QueueConfigRecord {
+  paused: boolean;
+  draining: boolean;
+  maxConcurrentJobs?: number;
+  maxQueueSize?: number;
+  updatedAt: string;
+}
+
+export interface PositionsRequest {
+  ids: { id: string; pool: string; priority: Priority; tenant: string; queueSeq: number; enqueuedAt: string }[];
+}
+export interface PositionsReply {
+  positions: Record<string, { queuePosition: number; estimatedWaitSeconds: number | null } | undefined>;
+}
+
+export interface QueueConfigUpdate {
+  maxConcurrentJobs?: number;
+  maxQueueSize?: number;
+}
+
+/** The reply envelope of every request/reply call. */
+export type RpcReply<T> =
+  { ok: true; data: T } | { ok: false; error: { status: number; title: string; detail: string } };
+
+/** Manifest of a batch submit (`gantry.v1.batch.<id>`). */
+export interface BatchManifest {
+  v: 1;
+  id: string;
+  tenant: string;
+  jobIds: string[];
+  createdAt: string;
+}
+
+/** One entry of a listing page: [createSeq, id, status, type, priority, createdAtMs]. */
+export type ListEntry = [number, string, JobStatus, string, Priority, number];
+
+/** A page of the newest-first listing index (`gantry.v1.list.<tenant>.p<bucket>`). */
+export interface ListPage {
+  v: 1;
+  tenant: string;
+  bucket: number;
+  /** The tenant's previous non-empty bucket, or null for its first. */
+  prev: number | null;
+  /** Newest first (descending createSeq). */
+  entries: ListEntry[];
+}
+
+export interface ListHead {
+  v: 1;
+  bucket: number;
+}
+
+/** A pending webhook delivery (`gantry.v1.webhook.<endpointHash>`). */
+export interface WebhookDelivery {
+  v: 1;
+  webhookId: string;
+  jobId: string;
+  tenant: string;
+  type: PublicEventType;
+  url: string;
+  /** Sent as `authorization: Bearer …` when the job has one. */
+  callbackToken?: string;
+  /** Number of attempts made before this message (0 for the first). */
+  attempts: number;
+  /** Epoch ms before which the delivery must not be attempted. */
+  notBefore: number;
+  /** The body as JSON (without presigned URLs, which are filled per attempt). */
+  body: WebhookBody;
+  lastStatus?: number;
+  lastError?: string;
+  firstAttemptAt?: string;
+  replayOf?: string;
+}
+
+export interface WebhookBody {
+  type: PublicEventType;
+  timestamp: string;
+  sequence: number;
+  generation: number;
+  data: unknown;
+}
+
+/** A delivery that exhausted its attempts (`gantry.v1.webhook_dlq.<tenant>`). */
+export interface FailedWebhook {
+  v: 1;
+  delivery: WebhookDelivery;
+  attempts: number;
+  lastStatus?: number;
+  lastError?: string;
+  failedAt: string;
+}
+
+export interface FailedWebhookView {
+  id: string;
+  webhookId: string;
+  jobId: string;
+  type: PublicEventType;
+  url: string;
+  attempts: number;
+  lastStatus: number | null;
+  lastError: string | null;
+  failedAt: string;
+}
+
+export interface FailedListRequest {
+  limit: number;
+  cursor?: string;
+  tenant?: string;
+}
+export interface FailedListReply {
+  items: FailedWebhookView[];
+  nextCursor: string | null;
+}
+export interface ReplayRequest {
+  id: string;
+}

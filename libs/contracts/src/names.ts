@@ -1,0 +1,134 @@
+/**
+ * Every NATS name Gantry uses: subjects, streams, durable consumers and KV buckets.
+ * Apps never spell a subject themselves; they call these builders. Subjects carry the contract version (`v1`):
+ * a breaking change to a payload gets a new version and both are served during a rollout.
+ */
+
+/** Tokens that may appear inside a subject: job ids, worker ids, tenants, pools. */
+export const SUBJECT_TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function assertToken(kind: string, value: string): string {
+  if (!SUBJECT_TOKEN.test(value)) {
+    throw new Error(`${kind} "${value}" must match ${String(SUBJECT_TOKEN)} to be used in a NATS subject`);
+  }
+  return value;
+}
+
+export const STREAMS = {
+  /** One subject per job; every message is a lifecycle event carrying the whole job record (the record's revisions). */
+  jobs: 'GANTRY_JOBS_V1',
+  /** Worker-addressed dispatches; a message lives until its worker has finished the attempt (WorkQueue). */
+  dispatch: 'GANTRY_DISPATCH_V1',
+  /** Batch manifests (the ids a batch submit created), read by GET /v1/batches/{id}. */
+  batches: 'GANTRY_BATCHES_V1',
+  /** Newest-first listing pages per tenant, written by the leading scheduler. */
+  list: 'GANTRY_LIST_V1',
+  /** Pending webhook deliveries, one subject per endpoint hash, owned by the notifier. */
+  webhooks: 'GANTRY_WEBHOOKS_V1',
+  /** Deliveries that exhausted their attempts (the webhook dead-letter list). */
+  webhookDlq: 'GANTRY_WEBHOOK_DLQ_V1',
+  /** A gauge whose consumer lag equals the queued jobs per pool (capped), for KEDA's nats-jetstream scaler. */
+  demand: 'GANTRY_DEMAND_V1',
+} as const;
+
+export const BUCKETS = {
+  /** Worker registrations and heartbeats (TTL as a backstop; the scheduler judges liveness by its own clock). */
+  workers: 'gantry_workers_v1',
+  /** The scheduler leader lease (TTL). Its revision is the leader's epoch. */
+  leader: 'gantry_leader_v1',
+  /** Persistent runtime configuration (pause/drain, caps) and projection checkpoints. No TTL. */
+  config: 'gantry_config_v1',
+  /** Idempotency keys (24 h TTL). */
+  idempotency: 'gantry_idempotency_v1',
+  /** Submit rate-limit windows shared by every gateway replica. */
+  rateLimit: 'gantry_ratelimit_v1',
+  /** Last `job.progress` webhook time per job, shared by notifier replicas. */
+  progressThrottle: 'gantry_webhook_throttle_v1',
+} as const;
+
+export const CONSUMERS = {
+  /** The notifier's intake of lifecycle events (shared by every notifier replica). */
+  notifierIntake: 'notifier_intake_v1',
+  /** The notifier's delivery worker (shared by every notifier replica). */
+  notifierDeliveries: 'notifier_deliveries_v1',
+  /** One per worker process, filtered on that worker's dispatch subject. */
+  worker: (workerId: string) => `worker_${assertToken('worker id', workerId)}`,
+  /** Never consumed: its lag is the number of queued jobs in the pool (capped), read by KEDA. */
+  demand: (pool: string) => `demand_${assertToken('pool', pool)}`,
+} as const;
+
+export const SUBJECTS = {
+  jobsAll: 'gantry.v1.job.*',
+  job: (jobId: string) => `gantry.v1.job.${assertToken('job id', jobId)}`,
+  jobIdFromSubject(subject: string): string {
+    const id = subject.slice('gantry.v1.job.'.length);
+    return id;
+  },
+
+  dispatchAll: 'gantry.v1.dispatch.*',
+  dispatch: (workerId: string) => `gantry.v1.dispatch.${assertToken('worker id', workerId)}`,
+  /** Published by a new leader to bump the dispatch stream's last sequence, fencing off its predecessor. */
+  dispatchFence: 'gantry.v1.dispatch._fence',
+
+  batchesAll: 'gantry.v1.batch.*',
+  batch: (batchId: string) => `gantry.v1.batch.${assertToken('batch id', batchId)}`,
+
+  listAll: 'gantry.v1.list.>',
+  listPage: (tenant: string, bucket: number) => `gantry.v1.list.${assertToken('tenant', tenant)}.p${bucket}`,
+  listHead: (tenant: string) => `gantry.v1.list.${assertToken('tenant', tenant)}.head`,
+
+  webhooksAll: 'gantry.v1.webhook.*',
+  webhook: (endpointHash: string) => `gantry.v1.webhook.${assertToken('endpoint hash', endpointHash)}`,
+  webhookDlqAll: 'gantry.v1.webhook_dlq.*',
+  webhookDlq: (tenant: string) => `gantry.v1.webhook_dlq.${assertToken('tenant', tenant)}`,
+
+  demandAll: 'gantry.v1.demand.>',
+  demandPool: (pool: string) => `gantry.v1.demand.${assertToken('pool', pool)}.*`,
+  demandUnit: (pool: string, n: number) => `gantry.v1.demand.${assertToken('pool', pool)}.${n}`,
+
+  /** Core NATS (not persisted): the leader's queue statistics, broadcast about twice a second. */
+  queueStats: 'gantry.v1.stats.queue',
+  /** Core NATS: commands for one worker (cancel a running job). */
+  workerControl: (workerId: string) => `gantry.v1.control.worker.${assertToken('worker id', workerId)}`,
+  /** Core NATS: a worker tells the leader it dropped a dispatch without starting it. */
+  dispatchReleased: 'gantry.v1.events.dispatch_released',
+
+  /** Core NATS request/reply served by the leading scheduler. */
+  schedulerRpc: (op: SchedulerRpcOp) => `gantry.v1.rpc.scheduler.${op}`,
+  /** Core NATS request/reply served by any notifier replica (queue group). */
+  notifierRpc: (op: NotifierRpcOp) => `gantry.v1.rpc.notifier.${op}`,
+} as const;
+
+export const SCHEDULER_RPC_OPS = [
+  'queue',
+  'metrics',
+  'concurrency',
+  'workers',
+  'positions',
+  'pause',
+  'resume',
+  'drain',
+  'clear',
+  'config',
+] as const;
+export type SchedulerRpcOp = (typeof SCHEDULER_RPC_OPS)[number];
+
+export const NOTIFIER_RPC_OPS = ['failed-list', 'replay'] as const;
+export type NotifierRpcOp = (typeof NOTIFIER_RPC_OPS)[number];
+
+/** NATS header names Gantry sets besides the standard `Nats-*` and W3C `traceparent`/`tracestate`. */
+export const HEADERS = {
+  eventType: 'Gantry-Event',
+  jobId: 'Gantry-Job-Id',
+  notBefore: 'Gantry-Not-Before',
+  epoch: 'Gantry-Leader-Epoch',
+} as const;
+
+/** Keys inside the config bucket. */
+export const CONFIG_KEYS = {
+  queue: 'queue',
+  listCheckpoint: 'list_checkpoint',
+  sweepCheckpoint: 'sweep_checkpoint',
+} as const;
+
+export const LEADER_KEY = 'scheduler';

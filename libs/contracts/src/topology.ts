@@ -1,0 +1,182 @@
+/**
+ * The JetStream topology: every stream, durable consumer and KV bucket, declared once. Services provision what they use
+ * at start (idempotently; limits are only ever raised on a live stream, because lowering one deletes messages).
+ * Settings are in JetStream API units (nanoseconds for durations) so that they can be compared with `stream info`.
+ * docs/architecture.md explains each setting.
+ */
+import { BUCKETS, CONSUMERS, STREAMS, SUBJECTS } from './names';
+
+const NS_PER_MS = 1_000_000;
+export const ms = (n: number): number => n * NS_PER_MS;
+
+export interface StreamDeclaration {
+  name: string;
+  subjects: string[];
+  retention: 'limits' | 'workqueue';
+  storage: 'file' | 'memory';
+  discard: 'old' | 'new';
+  /** Nanoseconds; 0 = keep forever. */
+  max_age: number;
+  max_msgs: number;
+  max_bytes: number;
+  max_msgs_per_subject: number;
+  max_msg_size: number;
+  /** Nanoseconds. */
+  duplicate_window: number;
+  allow_direct: boolean;
+  num_replicas: number;
+}
+
+export interface ConsumerDeclaration {
+  stream: string;
+  durable_name: string;
+  filter_subject: string;
+  deliver_policy: 'all' | 'new' | 'last_per_subject';
+  ack_policy: 'explicit';
+  /** Nanoseconds. */
+  ack_wait: number;
+  /** -1 = unlimited. Work streams must never use a finite MaxDeliver: a WorkQueue message past it is stranded. */
+  max_deliver: -1;
+  max_ack_pending: number;
+  /** Nanoseconds; 0 = never removed for inactivity. */
+  inactive_threshold: number;
+}
+
+export interface BucketDeclaration {
+  bucket: string;
+  history: number;
+  /** Milliseconds; 0 = no expiry. */
+  ttlMs: number;
+  replicas: number;
+}
+
+export interface TopologyOptions {
+  /** Stream and bucket replicas (1 locally; 3 in production, see docs/operations.md). */
+  replicas: number;
+  /** JOB_RETENTION_HOURS in ms. */
+  retentionMs: number;
+  /** Heartbeat bucket backstop TTL. */
+  workerTtlMs: number;
+  /** Leader lease. */
+  leaderLeaseMs: number;
+  /** Upper bound of webhook retries waiting at once across every endpoint (MaxAckPending of the delivery consumer). */
+  webhookMaxPending: number;
+  /** Ack wait of the delivery consumer; longer than one delivery attempt. */
+  webhookAckWaitMs: number;
+}
+
+export const DEFAULT_TOPOLOGY: TopologyOptions = {
+  replicas: 1,
+  retentionMs: 168 * 3_600_000,
+  workerTtlMs: 60_000,
+  leaderLeaseMs: 5_000,
+  webhookMaxPending: 100_000,
+  webhookAckWaitMs: 60_000,
+};
+
+function stream(
+  partial: Partial<StreamDeclaration> & Pick<StreamDeclaration, 'name' | 'subjects'>,
+  o: TopologyOptions,
+) {
+  const base: StreamDeclaration = {
+    name: partial.name,
+    subjects: partial.subjects,
+    retention: 'limits',
+    storage: 'file',
+    discard: 'old',
+    max_age: 0,
+    max_msgs: -1,
+    max_bytes: -1,
+    max_msgs_per_subject: -1,
+    max_msg_size: -1,
+    duplicate_window: ms(120_000),
+    allow_direct: true,
+    num_replicas: o.replicas,
+  };
+  return { ...base, ...partial };
+}
+
+export function streamDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
+  return {
+    jobs: stream({ name: STREAMS.jobs, subjects: [SUBJECTS.jobsAll] }, o),
+    dispatch: stream({ name: STREAMS.dispatch, subjects: [SUBJECTS.dispatchAll], retention: 'workqueue' }, o),
+    batches: stream({ name: STREAMS.batches, subjects: [SUBJECTS.batchesAll], max_age: ms(o.retentionMs) }, o),
+    list: stream({ name: STREAMS.list, subjects: [SUBJECTS.listAll], max_msgs_per_subject: 1 }, o),
+    webhooks: stream(
+      { name: STREAMS.webhooks, subjects: [SUBJECTS.webhooksAll], retention: 'workqueue', allow_direct: false },
+      o,
+    ),
+    webhookDlq: stream({ name: STREAMS.webhookDlq, subjects: [SUBJECTS.webhookDlqAll], max_age: ms(o.retentionMs) }, o),
+    demand: stream({ name: STREAMS.demand, subjects: [SUBJECTS.demandAll], max_msgs_per_subject: 1 }, o),
+  } satisfies Record<string, StreamDeclaration>;
+}
+
+export function consumerDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
+  return {
+    notifierIntake: {
+      stream: STREAMS.jobs,
+      durable_name: CONSUMERS.notifierIntake,
+      filter_subject: SUBJECTS.jobsAll,
+      deliver_policy: 'all',
+      ack_policy: 'explicit',
+      ack_wait: ms(30_000),
+      max_deliver: -1,
+      max_ack_pending: 1_000,
+      inactive_threshold: 0,
+    },
+    notifierDeliveries: {
+      stream: STREAMS.webhooks,
+      durable_name: CONSUMERS.notifierDeliveries,
+      filter_subject: SUBJECTS.webhooksAll,
+      deliver_policy: 'all',
+      ack_policy: 'explicit',
+      ack_wait: ms(o.webhookAckWaitMs),
+      max_deliver: -1,
+      max_ack_pending: o.webhookMaxPending,
+      inactive_threshold: 0,
+    },
+  } satisfies Record<string, ConsumerDeclaration>;
+}
+
+/** The durable consumer of one worker process. Only that worker reads its subject. */
+export function workerConsumer(workerId: string, slots: number): ConsumerDeclaration {
+  return {
+    stream: STREAMS.dispatch,
+    durable_name: CONSUMERS.worker(workerId),
+    filter_subject: SUBJECTS.dispatch(workerId),
+    deliver_policy: 'all',
+    ack_policy: 'explicit',
+    ack_wait: ms(30_000),
+    max_deliver: -1,
+    // The broker never hands a worker more dispatches than it has slots.
+    max_ack_pending: Math.max(1, slots),
+    // Backstop cleanup for a worker that died; the leader deletes it when it declares the worker lost.
+    inactive_threshold: ms(3_600_000),
+  };
+}
+
+/** A never-consumed consumer whose pending count is the pool's demand gauge (for KEDA). */
+export function demandConsumer(pool: string): ConsumerDeclaration {
+  return {
+    stream: STREAMS.demand,
+    durable_name: CONSUMERS.demand(pool),
+    filter_subject: SUBJECTS.demandPool(pool),
+    deliver_policy: 'all',
+    ack_policy: 'explicit',
+    ack_wait: ms(30_000),
+    max_deliver: -1,
+    max_ack_pending: 1,
+    inactive_threshold: 0,
+  };
+}
+
+export function bucketDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
+  return {
+    workers: { bucket: BUCKETS.workers, history: 1, ttlMs: o.workerTtlMs, replicas: o.replicas },
+    leader: { bucket: BUCKETS.leader, history: 1, ttlMs: o.leaderLeaseMs, replicas: o.replicas },
+    config: { bucket: BUCKETS.config, history: 5, ttlMs: 0, replicas: o.replicas },
+    idempotency: { bucket: BUCKETS.idempotency, history: 1, ttlMs: 24 * 3_600_000, replicas: o.replicas },
+    rateLimit: { bucket: BUCKETS.rateLimit, history: 1, ttlMs: 120_000, replicas: o.replicas },
+    progressThrottle: { bucket: BUCKETS.progressThrottle, history: 1, ttlMs: 3_600_000, replicas: o.replicas },
+  } satisfies Record<string, BucketDeclaration>;
+}

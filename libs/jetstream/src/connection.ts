@@ -1,0 +1,111 @@
+/** One NATS connection per process, with JetStream and KV handles, reconnecting forever. */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { Logger } from '@gantry/telemetry';
+
+export interface NatsHandleOptions {
+  servers: string[];
+  /** Shown in `nats server report connections`. */
+  name: string;
+  logger: Logger;
+  /** Request timeout for JetStream API calls. */
+  timeoutMs?: number;
+}
+
+function parseVersion(v: string): [number, number, number] {
+  const [a = 0, b = 0, c = 0] = v
+    .split('-')[0]!
+    .split('.')
+    .map((x) => Number(x) || 0);
+  return [a, b, c];
+}
+
+export function versionAtLeast(have: string, want: string): boolean {
+  const h = parseVersion(have);
+  const w = parseVersion(want);
+  for (let i = 0; i < 3; i++) {
+    if (h[i]! !== w[i]!) return h[i]! > w[i]!;
+  }
+  return true;
+}
+
+export class NatsHandle {
+  private closed = false;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly js: JetStreamClient,
+    readonly jsm: JetStreamManager,
+    readonly kvm: Kvm,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Connects (retrying until the server answers) and logs every connection status change. */
+  static async connect(o: NatsHandleOptions): Promise<NatsHandle> {
+    const nc = await connect({
+      servers: o.servers,
+      name: o.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      waitOnFirstConnect: true,
+      pingInterval: 5_000,
+      maxPingOut: 3,
+      timeout: 5_000,
+    });
+    const timeout = o.timeoutMs ?? 5_000;
+    const js = jetstream(nc, { timeout });
+    const jsm = await jetstreamManager(nc, { timeout });
+    const handle = new NatsHandle(nc, js, jsm, new Kvm(js), o.logger);
+    void handle.watchStatus();
+    o.logger.info({ server: nc.getServer(), version: handle.serverVersion }, 'connected to NATS');
+    return handle;
+  }
+
+  get serverVersion(): string {
+    return this.nc.info?.version ?? '0.0.0';
+  }
+
+  /** Gates JetStream features added after 2.9 (the oldest server Gantry supports). */
+  serverAtLeast(version: string): boolean {
+    return versionAtLeast(this.serverVersion, version);
+  }
+
+  /** True while connected (not reconnecting, not closed). */
+  get connected(): boolean {
+    return !this.closed && !this.nc.isClosed() && !this.nc.isDraining() && this.reconnecting === false;
+  }
+
+  private reconnecting = false;
+
+  private async watchStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      switch (s.type) {
+        case 'disconnect':
+          this.reconnecting = true;
+          this.logger.warn({ status: s.type }, 'NATS connection lost; reconnecting');
+          break;
+        case 'reconnect':
+          this.reconnecting = false;
+          this.logger.info({ status: s.type, server: this.nc.getServer() }, 'NATS reconnected');
+          break;
+        case 'error':
+          this.logger.error({ status: s.type, err: String(s.error) }, 'NATS error');
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  /** Drains subscriptions and flushes pending publishes, then closes. Safe to call twice. */
+  async drain(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.nc.drain();
+    } catch {
+      await this.nc.close().catch(() => undefined);
+    }
+  }
+}

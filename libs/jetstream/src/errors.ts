@@ -1,0 +1,83 @@
+/**
+ * Named errors with a stable `code` and a `cause`. Thrown from a message handler, they decide the message's fate:
+ * {@link RetryLaterError} → `nak(delay)` (transient infrastructure trouble), {@link PoisonMessageError} → `term`
+ * (the message can never be processed). Any other error is treated as transient and nak'ed with backoff.
+ */
+import { JetStreamApiError } from '@nats-io/jetstream';
+import { RpcException } from '@nestjs/microservices';
+
+/**
+ * Nest's exception filter replaces any error a handler throws with `{ status: 'error', message: … }` unless it is an
+ * RpcException, whose `getError()` it passes on. These errors return themselves, so the transport sees the original.
+ */
+abstract class TransportSignal extends RpcException {
+  override getError(): object {
+    return this;
+  }
+}
+
+export class RetryLaterError extends TransportSignal {
+  override readonly name = 'RetryLaterError';
+  readonly code = 'RETRY_LATER';
+  readonly delayMs: number;
+  constructor(message: string, options: { delayMs: number; cause?: unknown }) {
+    super(message);
+    this.delayMs = options.delayMs;
+    this.cause = options.cause;
+  }
+}
+
+export class PoisonMessageError extends TransportSignal {
+  override readonly name = 'PoisonMessageError';
+  readonly code = 'POISON_MESSAGE';
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message);
+    this.cause = options.cause;
+  }
+}
+
+export class ProvisionError extends Error {
+  override readonly name = 'ProvisionError';
+  readonly code = 'PROVISION_FAILED';
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+  }
+}
+
+/** A request/reply call got an error reply (it carries the HTTP status the caller should answer with). */
+export class RpcError extends TransportSignal {
+  override readonly name = 'RpcError';
+  readonly code = 'RPC_ERROR';
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    readonly detail: string,
+  ) {
+    super(`${title}: ${detail}`);
+  }
+}
+
+/** Nobody answered a request/reply call in time (no responders, timeout, or NATS down). */
+export class RpcUnavailableError extends Error {
+  override readonly name = 'RpcUnavailableError';
+  readonly code = 'RPC_UNAVAILABLE';
+  constructor(
+    readonly subject: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(`no answer on ${subject}`, { cause: options.cause });
+  }
+}
+
+const WRONG_LAST_SEQUENCE = 10071;
+
+/** A compare-and-set publish (Nats-Expected-Last-[Subject-]Sequence) lost the race. */
+export function isWrongLastSequence(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === WRONG_LAST_SEQUENCE;
+  return err instanceof Error && /wrong last sequence/i.test(err.message);
+}
+
+export function isNotFound(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.status === 404;
+  return err instanceof Error && /not found/i.test(err.message);
+}

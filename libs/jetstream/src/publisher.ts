@@ -1,0 +1,51 @@
+/** Durable publishes with a producer span and W3C trace context in the headers. */
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
+import {
+  ATTR,
+  inSpan,
+  injectTrace,
+  publishAttributes,
+  SpanKind,
+  type Attributes,
+  type Context,
+} from '@gantry/telemetry';
+import { encodeJson } from './codec';
+
+export interface PublishOptions {
+  /** `Nats-Msg-Id`: the broker drops a repeat within the stream's duplicate window. */
+  msgID?: string;
+  /** Compare-and-set: the publish fails unless the stream's / subject's last sequence is this. */
+  expect?: { lastSequence?: number; lastSubjectSequence?: number };
+  headers?: Record<string, string>;
+  /** Parent of the producer span; the active context when absent. */
+  parent?: Context;
+  attributes?: Attributes;
+  timeoutMs?: number;
+  /** Span name; `<subject> publish` when absent. */
+  spanName?: string;
+}
+
+export async function publishJson(
+  js: JetStreamClient,
+  subject: string,
+  data: unknown,
+  o: PublishOptions = {},
+): Promise<PubAck> {
+  const attributes = publishAttributes(subject, { ...(o.msgID ? { [ATTR.messageId]: o.msgID } : {}), ...o.attributes });
+  return inSpan(
+    o.spanName ?? `${subject} publish`,
+    { kind: SpanKind.PRODUCER, attributes, ...(o.parent ? { parent: o.parent } : {}) },
+    async () => {
+      const h = natsHeaders();
+      for (const [k, v] of Object.entries(o.headers ?? {})) h.set(k, v);
+      injectTrace(h);
+      return js.publish(subject, encodeJson(data), {
+        headers: h,
+        ...(o.msgID ? { msgID: o.msgID } : {}),
+        ...(o.expect ? { expect: o.expect } : {}),
+        ...(o.timeoutMs ? { timeout: o.timeoutMs } : {}),
+      });
+    },
+  );
+}

@@ -1,0 +1,270 @@
+/**
+ * A Nest custom transport over JetStream durable pull consumers (events) and core NATS request/reply (messages).
+ *
+ * - `@EventPattern('<binding>')` handlers are bound to a durable consumer declared in the server's `bindings`.
+ *   The server pulls only as many messages as the binding has free handler slots (`maxInFlight`), calls `working()`
+ *   on a timer while a handler runs, and settles each message explicitly: the handler may ack/nak/term through its
+ *   {@link JetStreamContext}; otherwise success → ack, {@link RetryLaterError} → nak(delay),
+ *   {@link PoisonMessageError} (or an undecodable payload) → term, any other error → nak with backoff.
+ * - `@MessagePattern('<subject>')` handlers answer core NATS requests with an {@link RpcReply} envelope; a handler
+ *   returns {@link NO_REPLY} to stay silent (e.g. a standby scheduler).
+ * - Every message is processed inside a consumer/server span whose parent is the W3C context in its headers.
+ * - `close()` stops pulling, waits for in-flight handlers (bounded), then drains the subscriptions.
+ */
+import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
+import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import type { ConsumerDeclaration } from '@gantry/contracts';
+import { ATTR, extractTrace, inSpan, processAttributes, recordError, SpanKind, type Logger } from '@gantry/telemetry';
+import { lastValueFrom } from 'rxjs';
+import { decodeJson } from './codec';
+import type { NatsHandle } from './connection';
+import { JetStreamContext, NatsRpcContext } from './context';
+import { PoisonMessageError, RetryLaterError, RpcError } from './errors';
+import { ensureConsumer } from './provision';
+import { replyError, replyOk } from './rpc';
+
+/** Returned by a `@MessagePattern` handler to send no reply at all. */
+export const NO_REPLY = Symbol('gantry.no-reply');
+
+export interface ConsumerBinding {
+  consumer: ConsumerDeclaration;
+  /** Handlers running at once for this binding; the server never pulls more than the free ones. */
+  maxInFlight: number;
+  /** `working()` period while a handler runs; default a third of the consumer's AckWait; 0 = never. */
+  heartbeatMs?: number;
+  /** Long-poll length of one pull (at least 1 s, the client minimum). */
+  pullExpiresMs?: number;
+}
+
+export interface JetStreamServerOptions {
+  nats: NatsHandle;
+  bindings: Record<string, ConsumerBinding>;
+  logger: Logger;
+  /** Queue group for `@MessagePattern` subscriptions (each request answered once). Unset = every replica answers. */
+  rpcQueueGroup?: string;
+  /** How long `close()` waits for in-flight handlers. */
+  drainTimeoutMs?: number;
+}
+
+/** Exponential backoff for naks of unexpected errors: 1 s, 2 s, 4 s … capped at 30 s. */
+export function defaultNakDelayMs(deliveryCount: number): number {
+  return Math.min(30_000, 1_000 * 2 ** Math.max(0, deliveryCount - 1));
+}
+
+interface Loop {
+  binding: string;
+  stop(): void;
+  done: Promise<void>;
+  inFlight(): number;
+}
+
+export class JetStreamServer extends Server implements CustomTransportStrategy {
+  private readonly loops: Loop[] = [];
+  private readonly subs: Subscription[] = [];
+  private readonly rpcTasks = new Set<Promise<void>>();
+  private closing = false;
+
+  constructor(private readonly options: JetStreamServerOptions) {
+    super();
+  }
+
+  override on(): never {
+    throw new Error('JetStreamServer does not emit transport events; watch NatsHandle status instead');
+  }
+
+  override unwrap<T>(): T {
+    return this.options.nats.nc as T;
+  }
+
+  override listen(callback: (err?: unknown) => void): void {
+    this.start().then(
+      () => callback(),
+      (err: unknown) => callback(err),
+    );
+  }
+
+  private async start(): Promise<void> {
+    for (const [pattern, handler] of this.messageHandlers) {
+      if (handler.isEventHandler) {
+        const binding = this.options.bindings[pattern];
+        if (!binding) throw new Error(`@EventPattern('${pattern}') has no consumer binding in JetStreamServer options`);
+        if (handler.next) throw new Error(`binding ${pattern} has two handlers; give each consumer exactly one`);
+        await ensureConsumer(this.options.nats.jsm, binding.consumer, this.options.logger);
+        const consumer = await this.options.nats.js.consumers.get(
+          binding.consumer.stream,
+          binding.consumer.durable_name,
+        );
+        this.loops.push(this.pullLoop(pattern, binding, consumer, handler));
+      } else {
+        const sub = this.options.nats.nc.subscribe(
+          pattern,
+          this.options.rpcQueueGroup ? { queue: this.options.rpcQueueGroup } : {},
+        );
+        this.subs.push(sub);
+        void this.rpcLoop(sub, pattern, handler);
+      }
+    }
+  }
+
+  private pullLoop(pattern: string, binding: ConsumerBinding, consumer: Consumer, handler: MessageHandler): Loop {
+    const log = this.options.logger;
+    const ackWaitMs = binding.consumer.ack_wait / 1_000_000;
+    const heartbeatMs = binding.heartbeatMs ?? Math.max(100, Math.floor(ackWaitMs / 3));
+    let stopped = false;
+    let current: ConsumerMessages | undefined;
+    let inFlight = 0;
+    let wake: (() => void) | undefined;
+    const slotFreed = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    const idle = new Set<Promise<void>>();
+
+    const done = (async () => {
+      let failures = 0;
+      while (!stopped) {
+        const free = binding.maxInFlight - inFlight;
+        if (free <= 0) {
+          await new Promise<void>((r) => (wake = r));
+          continue;
+        }
+        try {
+          current = await consumer.fetch({
+            max_messages: free,
+            expires: Math.max(1_000, binding.pullExpiresMs ?? 5_000),
+          });
+          for await (const m of current) {
+            inFlight++;
+            const task = this.handleJs(pattern, m, handler, heartbeatMs).finally(() => {
+              inFlight--;
+              idle.delete(task);
+              slotFreed();
+            });
+            idle.add(task);
+          }
+          failures = 0;
+        } catch (err) {
+          if (stopped) break;
+          failures++;
+          const delay = Math.min(5_000, 100 * 2 ** Math.min(failures, 6));
+          log.warn({ binding: pattern, err: String(err), retryInMs: delay }, 'pull failed; retrying');
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+      await Promise.allSettled([...idle]);
+    })();
+
+    return {
+      binding: pattern,
+      inFlight: () => inFlight,
+      done,
+      stop: () => {
+        stopped = true;
+        current?.stop();
+        slotFreed();
+      },
+    };
+  }
+
+  private async handleJs(pattern: string, m: JsMsg, handler: MessageHandler, heartbeatMs: number): Promise<void> {
+    const ctx = new JetStreamContext(m, pattern);
+    const parent = extractTrace(m.headers);
+    const attributes = processAttributes(m.subject, {
+      [ATTR.consumer]: pattern,
+      [ATTR.deliveryCount]: m.info.deliveryCount,
+      [ATTR.streamSeq]: m.seq,
+      ...(m.headers?.get('Nats-Msg-Id') ? { [ATTR.messageId]: m.headers.get('Nats-Msg-Id') } : {}),
+    });
+    await inSpan(`${m.subject} process`, { kind: SpanKind.CONSUMER, parent, attributes }, async (span) => {
+      const timer = heartbeatMs > 0 ? setInterval(() => ctx.working(), heartbeatMs) : undefined;
+      try {
+        let data: unknown;
+        try {
+          data = decodeJson(m.data);
+        } catch (err) {
+          throw new PoisonMessageError(`undecodable payload on ${m.subject}`, { cause: err });
+        }
+        await lastValueFrom(this.transformToObservable(await handler(data, ctx)), { defaultValue: undefined });
+        ctx.ack();
+      } catch (err) {
+        recordError(span, err);
+        if (ctx.settled !== 'pending') {
+          this.options.logger.error({ err, subject: m.subject }, 'handler failed after settling its message');
+        } else if (err instanceof PoisonMessageError) {
+          this.options.logger.error({ err, subject: m.subject, seq: m.seq }, 'poison message; terminating it');
+          ctx.term();
+        } else if (err instanceof RetryLaterError) {
+          ctx.nak(err.delayMs);
+        } else {
+          const delay = defaultNakDelayMs(m.info.deliveryCount);
+          this.options.logger.warn(
+            { err, subject: m.subject, seq: m.seq, retryInMs: delay },
+            'handler failed; redelivering later',
+          );
+          ctx.nak(delay);
+        }
+      } finally {
+        if (timer) clearInterval(timer);
+      }
+    });
+  }
+
+  private async rpcLoop(sub: Subscription, pattern: string, handler: MessageHandler): Promise<void> {
+    for await (const m of sub) {
+      const task = this.handleRpc(pattern, m, handler).finally(() => this.rpcTasks.delete(task));
+      this.rpcTasks.add(task);
+    }
+  }
+
+  private async handleRpc(pattern: string, m: Msg, handler: MessageHandler): Promise<void> {
+    const parent = extractTrace(m.headers);
+    await inSpan(
+      `${pattern} process`,
+      { kind: SpanKind.SERVER, parent, attributes: processAttributes(m.subject) },
+      async (span) => {
+        if (!m.reply) return;
+        let data: unknown;
+        try {
+          data = decodeJson(m.data);
+        } catch {
+          replyError(m, 400, 'Bad request', 'request payload is not JSON');
+          return;
+        }
+        try {
+          const out = await lastValueFrom(this.transformToObservable(await handler(data, new NatsRpcContext(m))), {
+            defaultValue: undefined,
+          });
+          if (out === NO_REPLY) return;
+          replyOk(m, out);
+        } catch (err) {
+          if (err instanceof RpcError) {
+            replyError(m, err.status, err.title, err.detail);
+            return;
+          }
+          recordError(span, err);
+          this.options.logger.error({ err, subject: m.subject }, 'request handler failed');
+          replyError(m, 500, 'Internal error', err instanceof Error ? err.message : String(err));
+        }
+      },
+    );
+  }
+
+  /** Handlers currently running, per binding (for readiness and shutdown logs). */
+  inFlight(): Record<string, number> {
+    return Object.fromEntries(this.loops.map((l) => [l.binding, l.inFlight()]));
+  }
+
+  override async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const l of this.loops) l.stop();
+    const timeout = this.options.drainTimeoutMs ?? 30_000;
+    const all = Promise.allSettled([...this.loops.map((l) => l.done), ...this.rpcTasks]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, timeout)))]);
+    if (timer) clearTimeout(timer);
+    await Promise.allSettled(this.subs.map((s) => s.drain()));
+  }
+}

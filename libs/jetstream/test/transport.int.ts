@@ -1,0 +1,291 @@
+import 'reflect-metadata';
+import { Controller, Module, type INestMicroservice } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
+import { ms, type ConsumerDeclaration, type StreamDeclaration } from '@gantry/contracts';
+import { NatsServer, waitFor, Deferred } from '@gantry/testing';
+import { activeIds, createLogger, inSpan, startTelemetry } from '@gantry/telemetry';
+import {
+  ensureStream,
+  JetStreamClientProxy,
+  JetStreamContext,
+  JetStreamHandler,
+  JetStreamServer,
+  NatsHandle,
+  NO_REPLY,
+  PoisonMessageError,
+  publishJson,
+  RetryLaterError,
+  rpcRequest,
+  RpcError,
+  RpcUnavailableError,
+  type ConsumerBinding,
+} from '@gantry/jetstream';
+import { firstValueFrom } from 'rxjs';
+
+const logger = createLogger('transport-test', 'silent');
+const STREAM = 'TEST_WORK';
+
+const stream: StreamDeclaration = {
+  name: STREAM,
+  subjects: ['test.work.>'],
+  retention: 'workqueue',
+  storage: 'file',
+  discard: 'old',
+  max_age: 0,
+  max_msgs: -1,
+  max_bytes: -1,
+  max_msgs_per_subject: -1,
+  max_msg_size: -1,
+  duplicate_window: ms(120_000),
+  allow_direct: true,
+  num_replicas: 1,
+};
+
+function consumer(name: string, ackWaitMs = 30_000): ConsumerDeclaration {
+  return {
+    stream: STREAM,
+    durable_name: name,
+    filter_subject: `test.work.${name}`,
+    deliver_policy: 'all',
+    ack_policy: 'explicit',
+    ack_wait: ms(ackWaitMs),
+    max_deliver: -1,
+    max_ack_pending: 1000,
+    inactive_threshold: 0,
+  };
+}
+
+interface Seen {
+  data: unknown;
+  deliveryCount: number;
+  at: number;
+  traceId?: string;
+}
+
+/** Records what each binding saw and lets a test script the handler's behaviour. */
+class Probe {
+  readonly seen: Record<string, Seen[]> = {};
+  behaviour: Record<string, (ctx: JetStreamContext, data: unknown) => Promise<unknown> | unknown> = {};
+  running = 0;
+  maxRunning = 0;
+  record(binding: string, data: unknown, ctx: JetStreamContext) {
+    (this.seen[binding] ??= []).push({ data, deliveryCount: ctx.deliveryCount, at: Date.now(), ...activeIds() });
+  }
+}
+const probe = new Probe();
+
+@Controller()
+class TestHandlers {
+  private async run(binding: string, data: unknown, ctx: JetStreamContext) {
+    probe.record(binding, data, ctx);
+    probe.running++;
+    probe.maxRunning = Math.max(probe.maxRunning, probe.running);
+    try {
+      return await probe.behaviour[binding]?.(ctx, data);
+    } finally {
+      probe.running--;
+    }
+  }
+  @JetStreamHandler('acked') acked(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+    return this.run('acked', d, c);
+  }
+  @JetStreamHandler('naked') naked(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+    return this.run('naked', d, c);
+  }
+  @JetStreamHandler('termed') termed(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+    return this.run('termed', d, c);
+  }
+  @JetStreamHandler('expiring') expiring(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+    return this.run('expiring', d, c);
+  }
+  @JetStreamHandler('long') long(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+    return this.run('long', d, c);
+  }
+  @JetStreamHandler('bounded') bounded(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+    return this.run('bounded', d, c);
+  }
+  @MessagePattern('test.rpc.echo') echo(@Payload() d: { text: string }) {
+    return { echoed: d.text };
+  }
+  @MessagePattern('test.rpc.silent') silent() {
+    return NO_REPLY;
+  }
+  @MessagePattern('test.rpc.refuse') refuse() {
+    throw new RpcError(409, 'Conflict', 'not now');
+  }
+}
+
+@Module({ controllers: [TestHandlers] })
+class TestModule {}
+
+describe('JetStream transport (real nats-server)', () => {
+  let server: NatsServer;
+  let nats: NatsHandle;
+  let app: INestMicroservice;
+  let strategy: JetStreamServer;
+
+  const bindings: Record<string, ConsumerBinding> = {
+    acked: { consumer: consumer('acked'), maxInFlight: 4 },
+    naked: { consumer: consumer('naked'), maxInFlight: 4 },
+    termed: { consumer: consumer('termed', 1_000), maxInFlight: 4, heartbeatMs: 0 },
+    expiring: { consumer: consumer('expiring', 1_000), maxInFlight: 4, heartbeatMs: 0, pullExpiresMs: 1_000 },
+    long: { consumer: consumer('long', 1_000), maxInFlight: 4, heartbeatMs: 250 },
+    bounded: { consumer: consumer('bounded'), maxInFlight: 2 },
+  };
+
+  beforeAll(async () => {
+    startTelemetry('transport-test');
+    server = await NatsServer.start();
+    nats = await NatsHandle.connect({ servers: [server.url], name: 'transport-test', logger });
+    await ensureStream(nats.jsm, stream, logger);
+    strategy = new JetStreamServer({ nats, bindings, logger, drainTimeoutMs: 10_000 });
+    app = await NestFactory.createMicroservice(TestModule, { strategy, logger: false });
+    await app.listen();
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await nats?.drain();
+    await server?.dispose();
+  });
+
+  const publish = (name: string, data: unknown) => publishJson(nats.js, `test.work.${name}`, data);
+  const ackPending = async (name: string) => (await nats.jsm.consumers.info(STREAM, name)).num_ack_pending;
+  const pending = async (name: string) => (await nats.jsm.consumers.info(STREAM, name)).num_pending;
+
+  it('acks a message after its handler succeeds, removing it from the work queue', async () => {
+    await publish('acked', { n: 1 });
+    await waitFor(() => probe.seen['acked']?.length === 1, { what: 'delivery' });
+    await waitFor(async () => (await ackPending('acked')) === 0 && (await pending('acked')) === 0, { what: 'ack' });
+    const info = await nats.jsm.streams.info(STREAM, { subjects_filter: 'test.work.acked' });
+    expect(info.state.subjects?.['test.work.acked'] ?? 0).toBe(0);
+    expect(probe.seen['acked']![0]!.data).toEqual({ n: 1 });
+  });
+
+  it('naks with the delay a handler asks for, then redelivers', async () => {
+    probe.behaviour['naked'] = (ctx) => {
+      if (ctx.deliveryCount === 1) throw new RetryLaterError('not yet', { delayMs: 700 });
+    };
+    await publish('naked', { n: 2 });
+    const seen = await waitFor(() => (probe.seen['naked']?.length === 2 ? probe.seen['naked'] : undefined), {
+      what: 'redelivery',
+    });
+    expect(seen[1]!.deliveryCount).toBe(2);
+    expect(seen[1]!.at - seen[0]!.at).toBeGreaterThanOrEqual(600);
+    await waitFor(async () => (await ackPending('naked')) === 0, { what: 'final ack' });
+  });
+
+  it('terminates a poison message and never redelivers it', async () => {
+    probe.behaviour['termed'] = () => {
+      throw new PoisonMessageError('cannot ever process this');
+    };
+    await publish('termed', { n: 3 });
+    await nats.nc.publish('test.work.termed', new TextEncoder().encode('not json'));
+    await waitFor(() => probe.seen['termed']?.length === 1, { what: 'first delivery' });
+    await waitFor(async () => (await ackPending('termed')) === 0, { what: 'term' });
+    // A terminated message leaves the work queue for good: nothing is left that could ever be redelivered.
+    await waitFor(
+      async () => {
+        const info = await nats.jsm.streams.info(STREAM, { subjects_filter: 'test.work.termed' });
+        return (info.state.subjects?.['test.work.termed'] ?? 0) === 0;
+      },
+      { what: 'terminated messages gone from the stream' },
+    );
+    expect(await pending('termed')).toBe(0);
+    expect(probe.seen['termed']).toHaveLength(1);
+  });
+
+  it('redelivers a message whose handler neither settles nor heartbeats within AckWait', async () => {
+    const release = new Deferred();
+    probe.behaviour['expiring'] = (ctx) => (ctx.deliveryCount === 1 ? release.promise : undefined);
+    await publish('expiring', { n: 4 });
+    const seen = await waitFor(() => (probe.seen['expiring']?.length === 2 ? probe.seen['expiring'] : undefined), {
+      what: 'redelivery after AckWait',
+    });
+    expect(seen[1]!.deliveryCount).toBe(2);
+    expect(seen[1]!.at - seen[0]!.at).toBeGreaterThanOrEqual(900);
+    release.resolve();
+  });
+
+  it('keeps a long message with working() heartbeats (no redelivery past AckWait)', async () => {
+    probe.behaviour['long'] = async () => {
+      const started = Date.now();
+      await waitFor(() => Date.now() - started >= 3_000 || undefined, { intervalMs: 100, timeoutMs: 5_000 });
+    };
+    await publish('long', { n: 5 });
+    await waitFor(() => probe.seen['long']?.length === 1, { what: 'delivery' });
+    await waitFor(async () => (await ackPending('long')) === 0 && probe.running === 0, {
+      what: 'completion',
+      timeoutMs: 10_000,
+    });
+    expect(probe.seen['long']).toHaveLength(1);
+  });
+
+  it('never runs more handlers of a binding than its maxInFlight', async () => {
+    const gate = new Deferred();
+    probe.maxRunning = 0;
+    probe.behaviour['bounded'] = () => gate.promise;
+    for (let i = 0; i < 6; i++) await publish('bounded', { i });
+    await waitFor(() => probe.seen['bounded']?.length === 2, { what: 'two deliveries' });
+    // The broker holds the other four: pending, not delivered.
+    await waitFor(async () => (await pending('bounded')) === 4, { what: 'four still pending' });
+    expect(await ackPending('bounded')).toBe(2);
+    gate.resolve();
+    await waitFor(() => probe.seen['bounded']?.length === 6, { what: 'all six' });
+    expect(probe.maxRunning).toBe(2);
+  });
+
+  it('carries W3C trace context from a publish to its handler', async () => {
+    let publisherTrace: string | undefined;
+    await inSpan('test-root', {}, async () => {
+      publisherTrace = activeIds().traceId;
+      await publish('acked', { n: 'traced' });
+    });
+    const seen = await waitFor(() => probe.seen['acked']?.find((s) => (s.data as { n?: string }).n === 'traced'), {
+      what: 'traced delivery',
+    });
+    expect(publisherTrace).toMatch(/^[0-9a-f]{32}$/);
+    expect(seen.traceId).toBe(publisherTrace);
+  });
+
+  it('answers request/reply, stays silent on NO_REPLY, and maps RpcError', async () => {
+    await expect(rpcRequest(nats.nc, 'test.rpc.echo', { text: 'hi' }, { timeoutMs: 2_000 })).resolves.toEqual({
+      echoed: 'hi',
+    });
+    await expect(rpcRequest(nats.nc, 'test.rpc.silent', {}, { timeoutMs: 300 })).rejects.toBeInstanceOf(
+      RpcUnavailableError,
+    );
+    await expect(rpcRequest(nats.nc, 'test.rpc.refuse', {}, { timeoutMs: 2_000 })).rejects.toMatchObject({
+      status: 409,
+    });
+    const client = new JetStreamClientProxy({ nats, timeoutMs: 2_000 });
+    await expect(firstValueFrom(client.send('test.rpc.echo', { text: 'proxy' }))).resolves.toEqual({ echoed: 'proxy' });
+    const ack = await firstValueFrom(client.emit('test.work.acked', { n: 'emitted' }));
+    expect(ack).toMatchObject({ stream: STREAM });
+    await waitFor(() => probe.seen['acked']?.some((s) => (s.data as { n?: string }).n === 'emitted'), {
+      what: 'emitted event',
+    });
+  });
+
+  it('drains on close: stops pulling, finishes in-flight handlers, acks them', async () => {
+    const gate = new Deferred();
+    let finished = false;
+    probe.behaviour['acked'] = async () => {
+      await gate.promise;
+      finished = true;
+    };
+    const before = probe.seen['acked']?.length ?? 0;
+    await publish('acked', { n: 'in-flight' });
+    await waitFor(() => (probe.seen['acked']?.length ?? 0) === before + 1, { what: 'in-flight delivery' });
+    const closing = strategy.close();
+    await publish('acked', { n: 'after-close' });
+    gate.resolve();
+    await closing;
+    expect(finished).toBe(true);
+    expect(await ackPending('acked')).toBe(0);
+    // The message published during shutdown was never pulled: it waits for the next consumer.
+    expect(await pending('acked')).toBe(1);
+    expect(probe.seen['acked']!.some((s) => (s.data as { n?: string }).n === 'after-close')).toBe(false);
+  });
+});

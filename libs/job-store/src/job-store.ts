@@ -1,0 +1,197 @@
+/**
+ * The job record repository. A job is one subject of the jobs stream; its last message is the current record and
+ * every message is the lifecycle event that produced that revision. Writes are compare-and-set on the subject's last
+ * sequence (`Nats-Expected-Last-Subject-Sequence`), so one writer wins each transition, and the winner's message is
+ * the only event for it — record update and event are one durable write.
+ */
+import {
+  HEADERS,
+  STREAMS,
+  SUBJECTS,
+  TransitionRefused,
+  normalizeRecord,
+  revisionMsgId,
+  toEvent,
+  type Clock,
+  type JobEvent,
+  type StoredJob,
+  type Transition,
+} from '@gantry/contracts';
+import { DeliverPolicy, type StoredMsg } from '@nats-io/jetstream';
+import { decodeJson, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import { ATTR, contextFromTraceparent, hasActiveSpan, type Context } from '@gantry/telemetry';
+
+export class JobNotFoundError extends Error {
+  override readonly name = 'JobNotFoundError';
+  readonly code = 'JOB_NOT_FOUND';
+  constructor(readonly jobId: string) {
+    super(`job ${jobId} not found`);
+  }
+}
+
+/** A transition kept losing the compare-and-set race (more writers than retries). */
+export class JobConflictError extends Error {
+  override readonly name = 'JobConflictError';
+  readonly code = 'JOB_CONFLICT';
+  constructor(
+    readonly jobId: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(`job ${jobId}: too many concurrent writers`, { cause: options.cause });
+  }
+}
+
+/** The job was created before (same id): `create` is idempotent only through this error. */
+export class JobExistsError extends Error {
+  override readonly name = 'JobExistsError';
+  readonly code = 'JOB_EXISTS';
+  constructor(readonly jobId: string) {
+    super(`job ${jobId} already exists`);
+  }
+}
+
+export function decodeStored(msg: { seq: number; data: Uint8Array }): StoredJob {
+  const event = decodeJson<JobEvent>(msg.data);
+  const record = normalizeRecord(event.job, msg.seq);
+  return { record, revision: msg.seq, event: { ...event, job: record } };
+}
+
+export interface ReadOptions {
+  /**
+   * Read from the stream leader (STREAM.MSG.GET) rather than any replica (DIRECT.GET). Writers use it before a
+   * compare-and-set; views use the cheaper direct read.
+   */
+  consistent?: boolean;
+}
+
+export class JobStore {
+  constructor(
+    private readonly nats: NatsHandle,
+    private readonly clock: Clock,
+  ) {}
+
+  async get(jobId: string, o: ReadOptions = {}): Promise<StoredJob | undefined> {
+    const subject = SUBJECTS.job(jobId);
+    let msg: StoredMsg | null;
+    try {
+      msg = o.consistent
+        ? await this.nats.jsm.streams.getMessage(STREAMS.jobs, { last_by_subj: subject })
+        : await this.nats.jsm.direct.getMessage(STREAMS.jobs, { last_by_subj: subject });
+    } catch (err) {
+      if (/no message found|not found/i.test(String(err))) return undefined;
+      throw err;
+    }
+    return msg ? decodeStored(msg) : undefined;
+  }
+
+  /** Reads many records concurrently (bounded); missing ids are absent from the map. */
+  async getMany(
+    ids: readonly string[],
+    o: ReadOptions & { concurrency?: number } = {},
+  ): Promise<Map<string, StoredJob>> {
+    const out = new Map<string, StoredJob>();
+    let i = 0;
+    const worker = async () => {
+      while (i < ids.length) {
+        const id = ids[i++]!;
+        const s = await this.get(id, o);
+        if (s) out.set(id, s);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 64, ids.length) }, worker));
+    return out;
+  }
+
+  /** The parent for a write's span: the active span if any, else the job's own trace. */
+  private parentFor(t: Transition): Context | undefined {
+    if (hasActiveSpan()) return undefined;
+    return contextFromTraceparent(t.record.traceparent, t.record.tracestate);
+  }
+
+  private async write(t: Transition, expectLastSubjectSequence: number): Promise<StoredJob> {
+    const now = this.clock.now();
+    const event = toEvent(t, now);
+    const r = t.record;
+    const parent = this.parentFor(t);
+    const ack = await publishJson(this.nats.js, SUBJECTS.job(r.id), event, {
+      msgID: revisionMsgId(r.id, r.generation, r.sequence),
+      expect: { lastSubjectSequence: expectLastSubjectSequence },
+      headers: { [HEADERS.eventType]: t.type, [HEADERS.jobId]: r.id },
+      attributes: {
+        [ATTR.jobId]: r.id,
+        [ATTR.generation]: r.generation,
+        [ATTR.attempt]: r.attempts,
+        [ATTR.eventType]: t.type,
+      },
+      spanName: `${t.type} publish`,
+      ...(parent ? { parent } : {}),
+    });
+    if (ack.duplicate) {
+      // The same revision was stored before (a retried publish); read back what the stream holds.
+      const stored = await this.get(r.id, { consistent: true });
+      if (stored && stored.record.sequence === r.sequence && stored.record.generation === r.generation) return stored;
+      throw new JobConflictError(r.id);
+    }
+    const record = normalizeRecord(event.job, ack.seq);
+    return { record, revision: ack.seq, event: { ...event, job: record } };
+  }
+
+  /** Stores the first revision. Throws {@link JobExistsError} when the id is taken. */
+  async create(t: Transition): Promise<StoredJob> {
+    try {
+      return await this.write(t, 0);
+    } catch (err) {
+      if (isWrongLastSequence(err)) throw new JobExistsError(t.record.id);
+      throw err;
+    }
+  }
+
+  /**
+   * Applies `decide` to the current record and stores the result with compare-and-set, re-reading and deciding again
+   * when another writer got there first. `decide` throws {@link TransitionRefused} to refuse (propagated as is).
+   */
+  async transition(jobId: string, decide: (current: StoredJob) => Transition, maxAttempts = 16): Promise<StoredJob> {
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      const cur = await this.get(jobId, { consistent: true });
+      if (!cur) throw new JobNotFoundError(jobId);
+      const t = decide(cur);
+      try {
+        return await this.write(t, cur.revision);
+      } catch (err) {
+        if (!isWrongLastSequence(err)) throw err;
+        lastErr = err;
+      }
+    }
+    throw new JobConflictError(jobId, { cause: lastErr });
+  }
+
+  /** Like {@link transition} but returns undefined instead of throwing when the transition is refused. */
+  async tryTransition(jobId: string, decide: (current: StoredJob) => Transition): Promise<StoredJob | undefined> {
+    try {
+      return await this.transition(jobId, decide);
+    } catch (err) {
+      if (err instanceof TransitionRefused) return undefined;
+      throw err;
+    }
+  }
+
+  /** Every stored revision of a job, oldest first (for SSE replay and audits). */
+  async history(jobId: string): Promise<StoredJob[]> {
+    const subject = SUBJECTS.job(jobId);
+    const last = await this.get(jobId);
+    if (!last) return [];
+    const consumer = await this.nats.js.consumers.get(STREAMS.jobs, {
+      filter_subjects: subject,
+      deliver_policy: DeliverPolicy.All,
+    });
+    const out: StoredJob[] = [];
+    const msgs = await consumer.consume();
+    for await (const m of msgs) {
+      out.push(decodeStored(m));
+      if (m.seq >= last.revision || m.info.pending === 0) break;
+    }
+    await msgs.close();
+    return out;
+  }
+}

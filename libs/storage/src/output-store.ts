@@ -1,0 +1,123 @@
+/**
+ * Job outputs in S3 (or any S3-compatible store) with `@aws-sdk/client-s3`: upload under `jobs/{id}/{name}`, presign
+ * downloads (at read and delivery time, never stored), download `s3://` inputs, and delete a job's outputs at retention.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { JobOutput } from '@gantry/contracts';
+
+export interface S3Settings {
+  S3_ENDPOINT?: string | undefined;
+  S3_REGION: string;
+  S3_BUCKET: string;
+  S3_FORCE_PATH_STYLE: boolean;
+  AWS_ACCESS_KEY_ID?: string | undefined;
+  AWS_SECRET_ACCESS_KEY?: string | undefined;
+  S3_PRESIGN_SECONDS: number;
+}
+
+export function parseS3Url(url: string): { bucket: string; key: string } {
+  const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
+  if (!m) throw new Error(`not an s3://bucket/key URL: ${url}`);
+  return { bucket: m[1]!, key: m[2]! };
+}
+
+export class OutputStore {
+  readonly client: S3Client;
+
+  constructor(private readonly s: S3Settings) {
+    this.client = new S3Client({
+      region: s.S3_REGION,
+      forcePathStyle: s.S3_FORCE_PATH_STYLE,
+      ...(s.S3_ENDPOINT ? { endpoint: s.S3_ENDPOINT } : {}),
+      ...(s.AWS_ACCESS_KEY_ID && s.AWS_SECRET_ACCESS_KEY
+        ? { credentials: { accessKeyId: s.AWS_ACCESS_KEY_ID, secretAccessKey: s.AWS_SECRET_ACCESS_KEY } }
+        : {}),
+      maxAttempts: 3,
+      // Checksums only where S3 requires them: many S3-compatible stores (MinIO versions, s3rver) reject the
+      // streaming trailer checksums the SDK sends by default since 2025.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  get bucket(): string {
+    return this.s.S3_BUCKET;
+  }
+
+  outputKey(jobId: string, name: string): string {
+    return `jobs/${jobId}/${name}`;
+  }
+
+  /** Uploads a local file as a job output; returns the output descriptor (without a download URL). */
+  async uploadOutput(jobId: string, name: string, path: string, signal?: AbortSignal): Promise<JobOutput> {
+    const { size } = await stat(path);
+    const key = this.outputKey(jobId, name);
+    await this.client.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: createReadStream(path), ContentLength: size }),
+      signal ? { abortSignal: signal } : {},
+    );
+    return { name, url: `s3://${this.bucket}/${key}`, sizeBytes: size };
+  }
+
+  async putObject(key: string, body: string | Buffer, contentType = 'application/octet-stream'): Promise<void> {
+    await this.client.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }),
+    );
+  }
+
+  /** Downloads `s3://bucket/key` to a local file. */
+  async download(url: string, path: string, signal?: AbortSignal): Promise<number> {
+    const { bucket, key } = parseS3Url(url);
+    const res = await this.client.send(
+      new GetObjectCommand({ Bucket: bucket, Key: key }),
+      signal ? { abortSignal: signal } : {},
+    );
+    if (!res.Body) throw new Error(`empty object ${url}`);
+    await pipeline(res.Body as Readable, createWriteStream(path));
+    return (await stat(path)).size;
+  }
+
+  /** A presigned GET URL for an `s3://` output (undefined for outputs stored elsewhere). */
+  async presign(output: JobOutput): Promise<string | undefined> {
+    if (!output.url.startsWith('s3://')) return undefined;
+    const { bucket, key } = parseS3Url(output.url);
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: bucket, Key: key }), {
+      expiresIn: this.s.S3_PRESIGN_SECONDS,
+    });
+  }
+
+  /** Presigned URLs by output name (failures leave a name out rather than failing the read). */
+  async presignAll(outputs: readonly JobOutput[] | undefined): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const o of outputs ?? []) {
+      const url = await this.presign(o).catch(() => undefined);
+      if (url) out[o.name] = url;
+    }
+    return out;
+  }
+
+  /** Removes every output of a job (retention). */
+  async deleteJobOutputs(jobId: string): Promise<number> {
+    const prefix = `jobs/${jobId}/`;
+    const list = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix }));
+    const keys = (list.Contents ?? []).map((o) => ({ Key: o.Key! }));
+    if (keys.length === 0) return 0;
+    await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys } }));
+    return keys.length;
+  }
+
+  destroy(): void {
+    this.client.destroy();
+  }
+}

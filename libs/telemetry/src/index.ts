@@ -1,0 +1,18 @@
+export { startTelemetry, tracer, tracingEnabled, ensurePropagator } from './tracing';
+export type { Telemetry } from './tracing';
+export {
+  injectTrace,
+  extractTrace,
+  currentTraceparent,
+  contextFromTraceparent,
+  activeIds,
+  hasActiveSpan,
+} from './propagation';
+export type { HeaderCarrier } from './propagation';
+export { ATTR, inSpan, recordError, publishAttributes, processAttributes, SpanKind, SpanStatusCode } from './messaging';
+export type { Span, Context, Attributes, SpanOptions } from './messaging';
+export { createLogger, NestPinoLogger } from './logger';
+export type { Logger } from './logger';
+export { createRegistry, DURATION_BUCKETS, Counter, Gauge, Histogram, Registry } from './metrics';
+export { startOpsServer } from './ops-server';
+export type { OpsServer, OpsServerOptions, Readiness } from './ops-server';

@@ -1,0 +1,71 @@
+/** W3C trace context in NATS headers (and in job records, so that work done later joins the job's trace). */
+import {
+  context,
+  propagation,
+  trace,
+  ROOT_CONTEXT,
+  type Context,
+  type TextMapGetter,
+  type TextMapSetter,
+} from '@opentelemetry/api';
+
+/** The subset of NATS `MsgHdrs` that propagation needs. */
+export interface HeaderCarrier {
+  get(key: string): string;
+  set(key: string, value: string): void;
+  keys(): string[];
+}
+
+const setter: TextMapSetter<HeaderCarrier> = {
+  set: (carrier, key, value) => carrier.set(key, value),
+};
+
+const getter: TextMapGetter<HeaderCarrier | undefined> = {
+  get: (carrier, key) => {
+    if (!carrier) return undefined;
+    const v = carrier.get(key);
+    return v === '' ? undefined : v;
+  },
+  keys: (carrier) => carrier?.keys() ?? [],
+};
+
+/** Writes the given (default: active) context into NATS headers. */
+export function injectTrace(headers: HeaderCarrier, ctx: Context = context.active()): void {
+  propagation.inject(ctx, headers, setter);
+}
+
+/** Reads a context from NATS headers (ROOT when there is none). */
+export function extractTrace(headers: HeaderCarrier | undefined): Context {
+  return propagation.extract(ROOT_CONTEXT, headers, getter);
+}
+
+/** The active context as a `traceparent`/`tracestate` pair, for storing in a job record. */
+export function currentTraceparent(ctx: Context = context.active()): { traceparent?: string; tracestate?: string } {
+  const carrier: Record<string, string> = {};
+  propagation.inject(ctx, carrier);
+  const out: { traceparent?: string; tracestate?: string } = {};
+  if (carrier['traceparent']) out.traceparent = carrier['traceparent'];
+  if (carrier['tracestate']) out.tracestate = carrier['tracestate'];
+  return out;
+}
+
+/** A context whose parent is a stored `traceparent` (ROOT when absent or malformed). */
+export function contextFromTraceparent(traceparent?: string, tracestate?: string): Context {
+  if (!traceparent) return ROOT_CONTEXT;
+  const carrier: Record<string, string> = { traceparent };
+  if (tracestate) carrier['tracestate'] = tracestate;
+  return propagation.extract(ROOT_CONTEXT, carrier);
+}
+
+/** The trace and span ids of the active span, for log lines. */
+export function activeIds(): { traceId?: string; spanId?: string } {
+  const span = trace.getSpan(context.active());
+  const sc = span?.spanContext();
+  if (!sc || !trace.isSpanContextValid(sc)) return {};
+  return { traceId: sc.traceId, spanId: sc.spanId };
+}
+
+/** True inside a span (an HTTP request, a message being processed). */
+export function hasActiveSpan(): boolean {
+  return trace.getSpan(context.active()) !== undefined;
+}

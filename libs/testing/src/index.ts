@@ -1,0 +1,13 @@
+export { waitFor, within, Deferred, WaitTimeoutError } from './wait';
+export type { WaitOptions } from './wait';
+export { freePort } from './ports';
+export { NatsServer, natsServerBinary } from './nats-server';
+export type { NatsServerOptions } from './nats-server';
+export { S3Server, S3RVER_CREDENTIALS } from './s3-server';
+export type { S3ServerOptions } from './s3-server';
+export { WebhookReceiver, webhookType } from './webhook-receiver';
+export type { ReceivedWebhook, ScriptedResponse, Responder } from './webhook-receiver';
+export { OtlpReceiver } from './otlp-receiver';
+export type { ReceivedSpan } from './otlp-receiver';
+export { ServiceProcess, repoRoot } from './processes';
+export type { ServiceName, LogLine } from './processes';

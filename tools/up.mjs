@@ -1,0 +1,130 @@
+// `npm run up`: an embedded nats-server (JetStream, data under .data/nats) and S3-compatible store (.data/s3) unless
+// NATS_URL / S3_ENDPOINT point elsewhere, then the four services in the foreground with their logs prefixed.
+// Ctrl-C or SIGTERM stops the services (gracefully, then hard), then the store and the server: nothing is left behind.
+// Runs under the pinned Node 24 (started by tools/gantry.mjs after the build).
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEV_API_KEYS, DEV_WEBHOOK_SECRET } from '@gantry/config';
+import { NatsServer, S3Server, S3RVER_CREDENTIALS } from '@gantry/testing';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const data = join(root, '.data');
+const color = { gateway: 36, scheduler: 35, 'gpu-worker': 33, notifier: 32 };
+const say = (msg) => process.stdout.write(`\x1b[1m[gantry]\x1b[0m ${msg}\n`);
+
+const env = { ...process.env };
+env.ALLOW_PRIVATE_URLS ??= 'true';
+env.LOG_LEVEL ??= 'info';
+env.GATEWAY_HOST ??= '127.0.0.1';
+env.GATEWAY_PORT ??= '8080';
+
+let nats;
+let s3;
+const children = [];
+let stopping = false;
+
+async function start() {
+  mkdirSync(data, { recursive: true });
+  if (!env.NATS_URL) {
+    nats = await NatsServer.start({
+      port: 4222,
+      storeDir: join(data, 'nats'),
+      keepStore: true,
+      monitorPort: 8222,
+      detached: true,
+    });
+    env.NATS_URL = nats.url;
+    say(`nats-server (JetStream) on ${nats.url}, monitoring http://127.0.0.1:8222, data in .data/nats`);
+  } else {
+    say(`using NATS at ${env.NATS_URL}`);
+  }
+  if (!env.S3_ENDPOINT) {
+    s3 = await S3Server.start({
+      port: 9000,
+      directory: join(data, 's3'),
+      buckets: [env.S3_BUCKET ?? 'gantry-outputs'],
+    });
+    Object.assign(env, { ...s3.env(env.S3_BUCKET ?? 'gantry-outputs') });
+    say(
+      `S3-compatible store on ${s3.endpoint} (bucket ${env.S3_BUCKET}, keys ${S3RVER_CREDENTIALS.accessKeyId}/${S3RVER_CREDENTIALS.secretAccessKey}), data in .data/s3`,
+    );
+  } else {
+    say(`using S3 at ${env.S3_ENDPOINT}`);
+  }
+
+  for (const name of ['scheduler', 'gpu-worker', 'notifier', 'gateway']) {
+    // Own process group: a terminal's Ctrl-C reaches only this script, which stops the services in order.
+    const child = spawn(process.execPath, [join(root, 'apps', name, 'dist', 'main.js')], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    children.push({ name, child });
+    const prefix = `\x1b[${color[name]}m${name.padEnd(10)}\x1b[0m | `;
+    for (const stream of [child.stdout, child.stderr]) {
+      let partial = '';
+      stream.on('data', (b) => {
+        const lines = (partial + b.toString()).split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) if (l.trim()) process.stdout.write(prefix + l + '\n');
+      });
+    }
+    child.on('exit', (code, signal) => {
+      if (!stopping) {
+        say(`${name} exited (${signal ?? code}); stopping everything`);
+        void stop(1);
+      }
+    });
+  }
+
+  const url = `http://${env.GATEWAY_HOST}:${env.GATEWAY_PORT}`;
+  for (let i = 0; i < 600 && !stopping; i++) {
+    const ok = await fetch(`${url}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (stopping) return;
+  const keys = env.API_KEYS ? '(from API_KEYS)' : DEV_API_KEYS.map((k) => `${k.key} (${k.role})`).join(', ');
+  say('');
+  say(`Gantry is up: ${url}   (API docs: ${url}/docs)`);
+  say(`API keys: ${keys}`);
+  say(`Webhook secret: ${env.WEBHOOK_SECRET ?? DEV_WEBHOOK_SECRET}`);
+  say('Ctrl-C stops everything.');
+  say('');
+}
+
+async function stop(code = 0) {
+  if (stopping) return;
+  stopping = true;
+  say('stopping…');
+  await Promise.all(
+    children.map(
+      ({ child }) =>
+        new Promise((r) => {
+          if (child.exitCode !== null || child.signalCode !== null) return r();
+          const hard = setTimeout(() => child.kill('SIGKILL'), 45_000);
+          child.once('exit', () => {
+            clearTimeout(hard);
+            r();
+          });
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+  await s3?.stop().catch(() => undefined);
+  await nats?.stop().catch(() => undefined);
+  say('stopped');
+  process.exit(code);
+}
+
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+start().catch((err) => {
+  process.stderr.write(`${err?.stack ?? err}\n`);
+  void stop(1);
+});
