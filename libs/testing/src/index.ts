@@ -11,3 +11,5 @@ export { OtlpReceiver } from './otlp-receiver';
 export type { ReceivedSpan } from './otlp-receiver';
 export { ServiceProcess, repoRoot } from './processes';
 export type { ServiceName, LogLine } from './processes';
+export { GantryCluster, ADMIN_KEY, CLIENT_KEY, OTHER_TENANT_KEY, E2E_WEBHOOK_SECRET, FAST_TIMINGS } from './cluster';
+export type { ClusterOptions, ApiResponse } from './cluster';

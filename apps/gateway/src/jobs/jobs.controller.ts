@@ -1,10 +1,10 @@
-import { Body, Controller, Get, Header, HttpCode, Inject, Param, Post, Query, Res } from '@nestjs/common';
+import { Body, Controller, Get, Header, HttpCode, Inject, Param, Post, Put, Query, Res } from '@nestjs/common';
 import { ApiOperation, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { JOB_STATUSES, PRIORITIES, type JobStatus, type JobView, type Priority } from '@gantry/contracts';
 import type { FastifyReply } from 'fastify';
 import { CurrentPrincipal, type Principal } from '../auth/auth';
 import { problems } from '../http/problem';
-import { SubmitJobDto } from './job.dto';
+import { PriorityDto, SubmitJobDto } from './job.dto';
 import { JobListService } from './job-list.service';
 import { JobsService } from './jobs.service';
 
@@ -42,6 +42,30 @@ export class JobsController {
   async get(@CurrentPrincipal() p: Principal, @Param('id') id: string): Promise<JobView> {
     const stored = await this.jobs.get(p, id);
     return this.jobs.view(stored.record);
+  }
+
+  @Post(':id/cancel')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Cancel: a queued job never starts; a running one is killed. 409 when already finished' })
+  async cancel(@CurrentPrincipal() p: Principal, @Param('id') id: string): Promise<JobView> {
+    return this.jobs.view((await this.jobs.cancel(p, id)).record);
+  }
+
+  @Post(':id/retry')
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Retry a failed or cancelled job (a new generation); 409 otherwise' })
+  async retry(@CurrentPrincipal() p: Principal, @Param('id') id: string): Promise<JobView> {
+    return this.jobs.view((await this.jobs.retry(p, id)).record);
+  }
+
+  @Put(':id/priority')
+  @ApiOperation({ summary: 'Reprioritize a queued or retrying job (keeps its submission order); 409 otherwise' })
+  async priority(
+    @CurrentPrincipal() p: Principal,
+    @Param('id') id: string,
+    @Body() dto: PriorityDto,
+  ): Promise<JobView> {
+    return this.jobs.view((await this.jobs.setPriority(p, id, dto.priority)).record);
   }
 
   @Get()

@@ -6,20 +6,28 @@ import { Inject, Injectable } from '@nestjs/common';
 import {
   JobTypeRegistry,
   SUBJECTS,
+  TransitionRefused,
+  adminRetry,
+  isTerminal,
   isUrlInput,
   newId,
   newJob,
+  reprioritize,
+  requestCancel,
   toJobView,
   type Clock,
   type FieldError,
   type JobRecord,
   type JobView,
   type NewJobSpec,
+  type Priority,
   type PositionsReply,
   type PositionsRequest,
   type StoredJob,
+  type Transition,
+  type WorkerControl,
 } from '@gantry/contracts';
-import { rpcRequest } from '@gantry/jetstream';
+import { encodeJson, rpcRequest } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { assertAllowedUrl } from '@gantry/net';
 import type { OutputStore } from '@gantry/storage';
@@ -150,6 +158,56 @@ export class JobsService {
     if (!stored || (p.role !== 'admin' && stored.record.tenant !== p.tenant))
       throw problems.notFound(`job ${id} not found`);
     return stored;
+  }
+
+  /**
+   * Applies a client's transition to a job it may see. `UNCHANGED` refusals (already so) return the job as it is;
+   * other refusals are 409s.
+   */
+  private async change(p: Principal, id: string, decide: (cur: StoredJob) => Transition): Promise<StoredJob> {
+    await this.get(p, id);
+    try {
+      return await this.store().transition(id, decide);
+    } catch (err) {
+      if (err instanceof TransitionRefused && err.reason === 'UNCHANGED')
+        return (await this.store().get(id, { consistent: true }))!;
+      throw err;
+    }
+  }
+
+  /**
+   * Cancels: a queued or retrying job ends at once (it never starts); a running one is marked and its worker told
+   * to kill the process; the reply waits briefly for the worker's `cancelled` so it usually shows the end state.
+   */
+  async cancel(p: Principal, id: string): Promise<StoredJob> {
+    const now = this.clock.now();
+    const stored = await this.change(p, id, (cur) => {
+      if (isTerminal(cur.record.status))
+        throw new TransitionRefused('CONFLICT', `job ${id} is already ${cur.record.status}`);
+      return requestCancel(cur.record, now);
+    });
+    const r = stored.record;
+    if (r.status !== 'running' || !r.workerId) return stored;
+    const control: WorkerControl = { v: 1, type: 'cancel', jobId: id, generation: r.generation };
+    this.nats.handle().nc.publish(SUBJECTS.workerControl(r.workerId), encodeJson(control));
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const cur = await this.store().get(id);
+      if (!cur || cur.record.status !== 'running' || Date.now() > deadline) return cur ?? stored;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
+  /** A failed or cancelled job starts again: a new generation, attempts from zero. */
+  async retry(p: Principal, id: string): Promise<StoredJob> {
+    const now = this.clock.now();
+    return this.change(p, id, (cur) => adminRetry(cur.record, now));
+  }
+
+  /** A queued or retrying job changes priority, keeping its submission order within the new level. */
+  async setPriority(p: Principal, id: string, priority: Priority): Promise<StoredJob> {
+    const now = this.clock.now();
+    return this.change(p, id, (cur) => reprioritize(cur.record, priority, now));
   }
 
   /** Queue positions from the leader (absent when it does not answer quickly: the view omits them then). */
