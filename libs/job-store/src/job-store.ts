@@ -17,6 +17,7 @@ import {
   type StoredJob,
   type Transition,
 } from '@gantry/contracts';
+import { randomBytes } from 'node:crypto';
 import { DeliverPolicy, type StoredMsg } from '@nats-io/jetstream';
 import { decodeJson, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
 import { ATTR, contextFromTraceparent, hasActiveSpan, type Context } from '@gantry/telemetry';
@@ -110,11 +111,14 @@ export class JobStore {
 
   private async write(t: Transition, expectLastSubjectSequence: number): Promise<StoredJob> {
     const now = this.clock.now();
+    // The de-duplication id is unique per write attempt: it collapses a publish the client retried after a timeout,
+    // and never two writers that computed the same next sequence (that race is for the compare-and-set to decide).
+    const nonce = randomBytes(6).toString('base64url');
     const event = toEvent(t, now);
     const r = t.record;
     const parent = this.parentFor(t);
     const ack = await publishJson(this.nats.js, SUBJECTS.job(r.id), event, {
-      msgID: revisionMsgId(r.id, r.generation, r.sequence),
+      msgID: `${revisionMsgId(r.id, r.generation, r.sequence)}.${nonce}`,
       expect: { lastSubjectSequence: expectLastSubjectSequence },
       headers: { [HEADERS.eventType]: t.type, [HEADERS.jobId]: r.id },
       attributes: {
@@ -127,9 +131,9 @@ export class JobStore {
       ...(parent ? { parent } : {}),
     });
     if (ack.duplicate) {
-      // The same revision was stored before (a retried publish); read back what the stream holds.
+      // Our own earlier publish of this very write landed (the client retried it): the stream holds it at ack.seq.
       const stored = await this.get(r.id, { consistent: true });
-      if (stored && stored.record.sequence === r.sequence && stored.record.generation === r.generation) return stored;
+      if (stored && stored.revision === ack.seq) return stored;
       throw new JobConflictError(r.id);
     }
     const record = normalizeRecord(event.job, ack.seq);

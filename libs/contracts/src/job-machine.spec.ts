@@ -1,0 +1,200 @@
+import {
+  TransitionRefused,
+  adminRetry,
+  cancelAttempt,
+  completeAttempt,
+  failAttempt,
+  handBack,
+  jobError,
+  newJob,
+  reportProgress,
+  reprioritize,
+  requestCancel,
+  requeueAfterDelay,
+  startAttempt,
+  toEvent,
+  workerLost,
+  type AttemptOwner,
+  type NewJobSpec,
+} from './job-machine';
+import { normalizeRecord, type JobRecord } from './job';
+
+const t0 = new Date('2026-01-01T00:00:00.000Z');
+const at = (ms: number) => new Date(t0.getTime() + ms);
+
+function spec(over: Partial<NewJobSpec> = {}): NewJobSpec {
+  return {
+    id: 'job1',
+    tenant: 'default',
+    type: 'noop',
+    input: {},
+    priority: 'normal',
+    pool: 'default',
+    timeoutSeconds: 60,
+    maxAttempts: 3,
+    retryDelaysMs: [1_000, 5_000],
+    metadata: {},
+    ...over,
+  };
+}
+
+function queued(over: Partial<NewJobSpec> = {}): JobRecord {
+  return normalizeRecord(newJob(spec(over), t0).record, 10);
+}
+
+const owner = (attempt = 1, workerId = 'w1', generation = 1): AttemptOwner => ({ workerId, attempt, generation });
+const refusal = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof TransitionRefused) return err.reason;
+    throw err;
+  }
+  return 'accepted';
+};
+
+describe('job state machine', () => {
+  it('creates queued, generation 1, sequence 1, with the aging clock at acceptance', () => {
+    const t = newJob(spec(), t0);
+    expect(t.type).toBe('job.queued');
+    expect(t.record).toMatchObject({
+      status: 'queued',
+      generation: 1,
+      attempts: 0,
+      sequence: 1,
+      enqueuedAt: t0.toISOString(),
+    });
+    expect(t.record.createSeq).toBeUndefined();
+  });
+
+  it('normalizes createSeq and queueSeq from the first revision and keeps them afterwards', () => {
+    const r = queued();
+    expect(r.createSeq).toBe(10);
+    expect(r.queueSeq).toBe(10);
+    const started = startAttempt(r, owner(), { gpus: [], gpuIndices: [] }, at(1)).record;
+    expect(normalizeRecord(started, 99).queueSeq).toBe(10);
+  });
+
+  it('starts only the attempt that was dispatched', () => {
+    const r = queued();
+    expect(refusal(() => startAttempt(r, owner(2), { gpus: [], gpuIndices: [] }, at(1)))).toBe('CONFLICT');
+    expect(refusal(() => startAttempt(r, owner(1, 'w1', 2), { gpus: [], gpuIndices: [] }, at(1)))).toBe('CONFLICT');
+    const s = startAttempt(r, owner(1), { gpus: ['GPU-a'], gpuIndices: [0] }, at(1));
+    expect(s.type).toBe('job.started');
+    expect(s.record).toMatchObject({ status: 'running', attempts: 1, workerId: 'w1', gpus: ['GPU-a'], sequence: 2 });
+    // A second start of the same attempt (a duplicate dispatch) is refused.
+    expect(refusal(() => startAttempt(s.record, owner(1, 'w2'), { gpus: [], gpuIndices: [] }, at(2)))).toBe('CONFLICT');
+  });
+
+  it('lets only the owner of the running attempt move it', () => {
+    const running = startAttempt(queued(), owner(1), { gpus: [], gpuIndices: [] }, at(1)).record;
+    expect(refusal(() => completeAttempt(running, owner(1, 'w2'), {}, at(2)))).toBe('NOT_OWNER');
+    expect(refusal(() => failAttempt(running, owner(2), jobError('EXIT_CODE', 'x', true), at(2)))).toBe('NOT_OWNER');
+    expect(refusal(() => reportProgress(running, owner(1, 'zombie'), { percent: 10 }, at(2)))).toBe('NOT_OWNER');
+    const done = completeAttempt(running, owner(1), { result: { ok: true } }, at(5));
+    expect(done.record).toMatchObject({ status: 'completed', result: { ok: true }, finishedAt: at(5).toISOString() });
+    expect(refusal(() => completeAttempt(done.record, owner(1), {}, at(6)))).toBe('NOT_OWNER');
+  });
+
+  it('retries retryable failures with the policy delay until attempts run out, then fails', () => {
+    let r = queued();
+    r = startAttempt(r, owner(1), { gpus: [], gpuIndices: [] }, at(0)).record;
+    const f1 = failAttempt(r, owner(1), jobError('EXIT_CODE', 'boom', true), at(100));
+    expect(f1.type).toBe('job.retrying');
+    expect(f1.record.retryAt).toBe(at(1_100).toISOString());
+    expect(f1.record.workerId).toBeUndefined();
+    expect(refusal(() => requeueAfterDelay(f1.record, at(1_000)))).toBe('NOT_DUE');
+    r = requeueAfterDelay(f1.record, at(1_100)).record;
+    expect(r.status).toBe('queued');
+    expect(r.queueSeq).toBe(10); // keeps its place
+    r = startAttempt(r, owner(2), { gpus: [], gpuIndices: [] }, at(1_200)).record;
+    const f2 = failAttempt(r, owner(2), jobError('TIMEOUT', 'slow', true), at(1_300));
+    expect(f2.record.retryAt).toBe(at(6_300).toISOString()); // second delay
+    r = startAttempt(
+      requeueAfterDelay(f2.record, at(7_000)).record,
+      owner(3),
+      { gpus: [], gpuIndices: [] },
+      at(7_000),
+    ).record;
+    const f3 = failAttempt(r, owner(3), jobError('EXIT_CODE', 'again', true), at(8_000));
+    expect(f3.type).toBe('job.failed');
+    expect(f3.record).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'EXIT_CODE' } });
+  });
+
+  it('fails at once on a non-retryable error', () => {
+    const running = startAttempt(queued(), owner(1), { gpus: [], gpuIndices: [] }, at(0)).record;
+    const f = failAttempt(running, owner(1), jobError('INVALID_INPUT', 'bad', false), at(1));
+    expect(f.type).toBe('job.failed');
+    expect(f.record.attempts).toBe(1);
+  });
+
+  it('counts a lost worker as an attempt (retryable) and refuses other workers', () => {
+    const running = startAttempt(queued({ maxAttempts: 1 }), owner(1), { gpus: [], gpuIndices: [] }, at(0)).record;
+    expect(refusal(() => workerLost(running, 'w2', at(1)))).toBe('CONFLICT');
+    const lost = workerLost(running, 'w1', at(1));
+    expect(lost.type).toBe('job.failed'); // maxAttempts 1: the lost attempt was the last
+    expect(lost.record.error?.code).toBe('WORKER_LOST');
+    const running2 = startAttempt(queued(), owner(1), { gpus: [], gpuIndices: [] }, at(0)).record;
+    expect(workerLost(running2, 'w1', at(1)).type).toBe('job.retrying');
+  });
+
+  it('cancels queued and retrying jobs at once, marks running ones, refuses terminal ones', () => {
+    expect(requestCancel(queued(), at(1)).record.status).toBe('cancelled');
+    const running = startAttempt(queued(), owner(1), { gpus: [], gpuIndices: [] }, at(0)).record;
+    const marked = requestCancel(running, at(1));
+    expect(marked.type).toBe('job.cancel_requested');
+    expect(marked.record.status).toBe('running');
+    expect(refusal(() => requestCancel(marked.record, at(2)))).toBe('UNCHANGED');
+    const killed = cancelAttempt(marked.record, owner(1), at(3));
+    expect(killed.record).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
+    expect(refusal(() => requestCancel(killed.record, at(4)))).toBe('CONFLICT');
+    // A failure reported after a cancel was requested ends the job cancelled, not retrying.
+    expect(failAttempt(marked.record, owner(1), jobError('SIGNAL', 'killed', true), at(3)).record.status).toBe(
+      'cancelled',
+    );
+  });
+
+  it('hands a running attempt back without counting it', () => {
+    const running = startAttempt(queued(), owner(1), { gpus: [], gpuIndices: [] }, at(0)).record;
+    const back = handBack(running, owner(1), at(1));
+    expect(back.type).toBe('job.queued');
+    expect(back.record).toMatchObject({ status: 'queued', attempts: 0, queueSeq: 10 });
+    expect(back.record.workerId).toBeUndefined();
+  });
+
+  it('retries a failed job as a new generation at the tail of the queue', () => {
+    const running = startAttempt(queued(), owner(1), { gpus: [], gpuIndices: [] }, at(0)).record;
+    const failed = failAttempt(running, owner(1), jobError('INVALID_INPUT', 'x', false), at(1)).record;
+    const again = adminRetry(failed, at(2));
+    expect(again.record).toMatchObject({ status: 'queued', generation: 2, attempts: 0 });
+    expect(again.record.queueSeq).toBeUndefined(); // the revision's own sequence becomes its place
+    expect(again.record.error).toBeUndefined();
+    expect(refusal(() => adminRetry(queued(), at(3)))).toBe('CONFLICT');
+    const completed = completeAttempt(
+      startAttempt(queued(), owner(1), { gpus: [], gpuIndices: [] }, at(0)).record,
+      owner(1),
+      {},
+      at(1),
+    ).record;
+    expect(refusal(() => adminRetry(completed, at(2)))).toBe('CONFLICT');
+  });
+
+  it('reprioritizes waiting jobs only, remembering the old level', () => {
+    const r = reprioritize(queued(), 'urgent', at(1));
+    expect(r.type).toBe('job.priority_changed');
+    expect(r.change).toEqual({ fromPriority: 'normal' });
+    expect(r.record.queueSeq).toBe(10);
+    expect(refusal(() => reprioritize(r.record, 'urgent', at(2)))).toBe('UNCHANGED');
+    const running = startAttempt(queued(), owner(1), { gpus: [], gpuIndices: [] }, at(0)).record;
+    expect(refusal(() => reprioritize(running, 'low', at(1)))).toBe('CONFLICT');
+  });
+
+  it('numbers every revision and wraps it into an event', () => {
+    const running = startAttempt(queued(), owner(1), { gpus: [], gpuIndices: [] }, at(0));
+    const p1 = reportProgress(running.record, owner(1), { percent: 50, stage: 'x' }, at(1));
+    expect(p1.record.sequence).toBe(3);
+    expect(refusal(() => reportProgress(p1.record, owner(1), { percent: 50, stage: 'x' }, at(2)))).toBe('UNCHANGED');
+    const e = toEvent(p1, at(1));
+    expect(e).toMatchObject({ type: 'job.progress', sequence: 3, generation: 1, timestamp: at(1).toISOString() });
+  });
+});
