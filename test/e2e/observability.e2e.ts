@@ -1,0 +1,160 @@
+/**
+ * Observability (issue 8): one job = one trace across the four real processes, exported over OTLP/HTTP to a real
+ * receiver; the spans form one tree with the expected services, kinds and parent links, one span per webhook
+ * attempt with the failed ones marked. And every service's /metrics moves as jobs run.
+ */
+import { GantryCluster, OtlpReceiver, WebhookReceiver, waitFor, type ReceivedSpan } from '@gantry/testing';
+
+const SERVER = 2;
+const CLIENT = 3;
+const PRODUCER = 4;
+const CONSUMER = 5;
+const STATUS_ERROR = 2;
+
+function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+([-\d.e+]+|NaN)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const l = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+describe('observability across the four services', () => {
+  let otlp: OtlpReceiver;
+  let receiver: WebhookReceiver;
+  let cluster: GantryCluster;
+
+  beforeAll(async () => {
+    otlp = await OtlpReceiver.start();
+    receiver = await WebhookReceiver.start();
+    cluster = await GantryCluster.start({
+      serviceEnv: {
+        gateway: otlp.env('gateway'),
+        scheduler: otlp.env('scheduler'),
+        'gpu-worker': otlp.env('gpu-worker'),
+        notifier: otlp.env('notifier'),
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await cluster?.stop();
+    await receiver?.close();
+    await otlp?.close();
+  });
+
+  it('traces one job as one tree from the HTTP request to the last webhook attempt', async () => {
+    receiver.failFirst(1, { status: 503 });
+    const traceparent = `00-${'ab'.repeat(16)}-${'cd'.repeat(8)}-01`;
+    const r = await cluster.api<{ id: string }>(
+      'POST',
+      '/v1/jobs',
+      { type: 'noop', input: { durationMs: 100, progressSteps: 2 }, callbackUrl: `${receiver.url}/trace` },
+      undefined,
+      { traceparent },
+    );
+    expect(r.status).toBe(202);
+    const id = r.body.id;
+    await cluster.waitForStatus(id, 'completed');
+    await receiver.waitForCount((w) => (w.json as { type?: string })?.type === 'job.completed' && w.answered === 204, 1, { timeoutMs: 20_000 });
+
+    const traceId = 'ab'.repeat(16);
+    const spans = await otlp.waitForSpans(
+      (all) => {
+        const t = all.filter((s) => s.traceId === traceId);
+        const services = new Set(t.map((s) => s.service));
+        // Spans are exported when they end: wait until every parent has arrived (the tree is complete).
+        const ids = new Set(t.map((s) => s.spanId));
+        const orphans = t.filter((s) => s.parentSpanId && !ids.has(s.parentSpanId) && s.parentSpanId !== 'cd'.repeat(8));
+        return (
+          ['gateway', 'scheduler', 'gpu-worker', 'notifier'].every((x) => services.has(x)) &&
+          t.filter((s) => s.name === 'webhook deliver').length >= 4 &&
+          orphans.length === 0
+        );
+      },
+      { timeoutMs: 30_000, what: 'spans of all four services' },
+    ).then((all) => all.filter((s) => s.traceId === traceId));
+
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    // One tree: every span's parent is in the trace, except the root whose parent is the client's span.
+    const roots = spans.filter((s) => !s.parentSpanId || !byId.has(s.parentSpanId));
+    expect(roots.map((s) => `${s.service}:${s.name}`)).toEqual(['gateway:POST /v1/jobs']);
+    expect(roots[0]!.parentSpanId).toBe('cd'.repeat(8));
+    expect(roots[0]!.kind).toBe(SERVER);
+
+    const ancestry = (s: ReceivedSpan): ReceivedSpan[] => {
+      const out: ReceivedSpan[] = [];
+      let cur: ReceivedSpan | undefined = s;
+      while (cur?.parentSpanId && byId.has(cur.parentSpanId)) {
+        cur = byId.get(cur.parentSpanId)!;
+        out.push(cur);
+      }
+      return out;
+    };
+    const find = (service: string, pred: (s: ReceivedSpan) => boolean) => spans.filter((s) => s.service === service && pred(s));
+
+    const queuedPublish = find('gateway', (s) => s.name === 'job.queued publish');
+    expect(queuedPublish).toHaveLength(1);
+    expect(queuedPublish[0]!.kind).toBe(PRODUCER);
+    expect(queuedPublish[0]!.attributes['messaging.system']).toBe('nats');
+    expect(queuedPublish[0]!.attributes['gantry.job.id']).toBe(id);
+
+    const dispatch = find('scheduler', (s) => s.name === 'job dispatch');
+    expect(dispatch).toHaveLength(1);
+    expect(dispatch[0]!.kind).toBe(PRODUCER);
+    expect(dispatch[0]!.attributes['messaging.destination.name']).toMatch(/^gantry\.v1\.dispatch\./);
+
+    const run = find('gpu-worker', (s) => s.name === 'job run');
+    expect(run).toHaveLength(1);
+    expect(ancestry(run[0]!).map((s) => s.name)).toContain('job dispatch');
+    const workerConsume = find('gpu-worker', (s) => s.kind === CONSUMER);
+    expect(workerConsume.length).toBeGreaterThanOrEqual(1);
+    expect(find('gpu-worker', (s) => s.name === 'job.completed publish')).toHaveLength(1);
+
+    const attempts = find('notifier', (s) => s.name === 'webhook deliver');
+    expect(attempts.every((s) => s.kind === CLIENT)).toBe(true);
+    const failed = attempts.filter((s) => s.status.code === STATUS_ERROR);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.attributes['http.response.status_code']).toBe(503);
+    expect(attempts.filter((s) => s.status.code !== STATUS_ERROR).length).toBeGreaterThanOrEqual(3);
+    for (const a of attempts) expect(ancestry(a).at(-1)?.name).toBe('POST /v1/jobs');
+    expect(find('notifier', (s) => s.kind === CONSUMER).length).toBeGreaterThanOrEqual(4);
+  });
+
+  it('exposes metrics on every service that move as jobs run', async () => {
+    const scrape = async (url: string) => (await fetch(url)).text();
+    const opsUrl = (name: string) => {
+      const p = cluster.of(name as 'scheduler')[0]!;
+      const line = p.lines.find((l) => typeof l['url'] === 'string' && String(l['msg']).includes('ops endpoint'));
+      return `${String(line!['url'])}/metrics`;
+    };
+    const before = {
+      http: metricValue(await scrape(`${cluster.gatewayUrl}/metrics`), 'gantry_http_requests_total', { route: '/v1/jobs', method: 'POST' }),
+      dispatched: metricValue(await scrape(opsUrl('scheduler')), 'gantry_dispatches_total'),
+      attempts: metricValue(await scrape(opsUrl('gpu-worker')), 'gantry_worker_attempts_total', { outcome: 'ok' }),
+      webhooks: metricValue(await scrape(opsUrl('notifier')), 'gantry_webhook_attempts_total', { outcome: 'success' }),
+    };
+    const id = await cluster.submit({ type: 'noop', input: { durationMs: 50 }, callbackUrl: `${receiver.url}/metrics` });
+    await cluster.waitForStatus(id, 'completed');
+    await waitFor(
+      async () => {
+        const now = {
+          http: metricValue(await scrape(`${cluster.gatewayUrl}/metrics`), 'gantry_http_requests_total', { route: '/v1/jobs', method: 'POST' }),
+          dispatched: metricValue(await scrape(opsUrl('scheduler')), 'gantry_dispatches_total'),
+          attempts: metricValue(await scrape(opsUrl('gpu-worker')), 'gantry_worker_attempts_total', { outcome: 'ok' }),
+          webhooks: metricValue(await scrape(opsUrl('notifier')), 'gantry_webhook_attempts_total', { outcome: 'success' }),
+        };
+        return now.http > before.http && now.dispatched > before.dispatched && now.attempts > before.attempts && now.webhooks > before.webhooks;
+      },
+      { what: 'metrics moving on all four services', timeoutMs: 20_000 },
+    );
+    const sched = await scrape(opsUrl('scheduler'));
+    for (const name of ['gantry_queue_depth', 'gantry_tokens_in_use', 'gantry_dispatch_latency_seconds_bucket', 'gantry_job_run_seconds_bucket', 'gantry_worker_slots']) {
+      expect(sched).toContain(name);
+    }
+  });
+});
