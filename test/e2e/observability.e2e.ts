@@ -60,24 +60,32 @@ describe('observability across the four services', () => {
     expect(r.status).toBe(202);
     const id = r.body.id;
     await cluster.waitForStatus(id, 'completed');
-    await receiver.waitForCount((w) => (w.json as { type?: string })?.type === 'job.completed' && w.answered === 204, 1, { timeoutMs: 20_000 });
+    await receiver.waitForCount(
+      (w) => (w.json as { type?: string })?.type === 'job.completed' && w.answered === 204,
+      1,
+      { timeoutMs: 20_000 },
+    );
 
     const traceId = 'ab'.repeat(16);
-    const spans = await otlp.waitForSpans(
-      (all) => {
-        const t = all.filter((s) => s.traceId === traceId);
-        const services = new Set(t.map((s) => s.service));
-        // Spans are exported when they end: wait until every parent has arrived (the tree is complete).
-        const ids = new Set(t.map((s) => s.spanId));
-        const orphans = t.filter((s) => s.parentSpanId && !ids.has(s.parentSpanId) && s.parentSpanId !== 'cd'.repeat(8));
-        return (
-          ['gateway', 'scheduler', 'gpu-worker', 'notifier'].every((x) => services.has(x)) &&
-          t.filter((s) => s.name === 'webhook deliver').length >= 4 &&
-          orphans.length === 0
-        );
-      },
-      { timeoutMs: 30_000, what: 'spans of all four services' },
-    ).then((all) => all.filter((s) => s.traceId === traceId));
+    const spans = await otlp
+      .waitForSpans(
+        (all) => {
+          const t = all.filter((s) => s.traceId === traceId);
+          const services = new Set(t.map((s) => s.service));
+          // Spans are exported when they end: wait until every parent has arrived (the tree is complete).
+          const ids = new Set(t.map((s) => s.spanId));
+          const orphans = t.filter(
+            (s) => s.parentSpanId && !ids.has(s.parentSpanId) && s.parentSpanId !== 'cd'.repeat(8),
+          );
+          return (
+            ['gateway', 'scheduler', 'gpu-worker', 'notifier'].every((x) => services.has(x)) &&
+            t.filter((s) => s.name === 'webhook deliver').length >= 4 &&
+            orphans.length === 0
+          );
+        },
+        { timeoutMs: 30_000, what: 'spans of all four services' },
+      )
+      .then((all) => all.filter((s) => s.traceId === traceId));
 
     const byId = new Map(spans.map((s) => [s.spanId, s]));
     // One tree: every span's parent is in the trace, except the root whose parent is the client's span.
@@ -95,7 +103,8 @@ describe('observability across the four services', () => {
       }
       return out;
     };
-    const find = (service: string, pred: (s: ReceivedSpan) => boolean) => spans.filter((s) => s.service === service && pred(s));
+    const find = (service: string, pred: (s: ReceivedSpan) => boolean) =>
+      spans.filter((s) => s.service === service && pred(s));
 
     const queuedPublish = find('gateway', (s) => s.name === 'job.queued publish');
     expect(queuedPublish).toHaveLength(1);
@@ -133,27 +142,50 @@ describe('observability across the four services', () => {
       return `${String(line!['url'])}/metrics`;
     };
     const before = {
-      http: metricValue(await scrape(`${cluster.gatewayUrl}/metrics`), 'gantry_http_requests_total', { route: '/v1/jobs', method: 'POST' }),
+      http: metricValue(await scrape(`${cluster.gatewayUrl}/metrics`), 'gantry_http_requests_total', {
+        route: '/v1/jobs',
+        method: 'POST',
+      }),
       dispatched: metricValue(await scrape(opsUrl('scheduler')), 'gantry_dispatches_total'),
       attempts: metricValue(await scrape(opsUrl('gpu-worker')), 'gantry_worker_attempts_total', { outcome: 'ok' }),
       webhooks: metricValue(await scrape(opsUrl('notifier')), 'gantry_webhook_attempts_total', { outcome: 'success' }),
     };
-    const id = await cluster.submit({ type: 'noop', input: { durationMs: 50 }, callbackUrl: `${receiver.url}/metrics` });
+    const id = await cluster.submit({
+      type: 'noop',
+      input: { durationMs: 50 },
+      callbackUrl: `${receiver.url}/metrics`,
+    });
     await cluster.waitForStatus(id, 'completed');
     await waitFor(
       async () => {
         const now = {
-          http: metricValue(await scrape(`${cluster.gatewayUrl}/metrics`), 'gantry_http_requests_total', { route: '/v1/jobs', method: 'POST' }),
+          http: metricValue(await scrape(`${cluster.gatewayUrl}/metrics`), 'gantry_http_requests_total', {
+            route: '/v1/jobs',
+            method: 'POST',
+          }),
           dispatched: metricValue(await scrape(opsUrl('scheduler')), 'gantry_dispatches_total'),
           attempts: metricValue(await scrape(opsUrl('gpu-worker')), 'gantry_worker_attempts_total', { outcome: 'ok' }),
-          webhooks: metricValue(await scrape(opsUrl('notifier')), 'gantry_webhook_attempts_total', { outcome: 'success' }),
+          webhooks: metricValue(await scrape(opsUrl('notifier')), 'gantry_webhook_attempts_total', {
+            outcome: 'success',
+          }),
         };
-        return now.http > before.http && now.dispatched > before.dispatched && now.attempts > before.attempts && now.webhooks > before.webhooks;
+        return (
+          now.http > before.http &&
+          now.dispatched > before.dispatched &&
+          now.attempts > before.attempts &&
+          now.webhooks > before.webhooks
+        );
       },
       { what: 'metrics moving on all four services', timeoutMs: 20_000 },
     );
     const sched = await scrape(opsUrl('scheduler'));
-    for (const name of ['gantry_queue_depth', 'gantry_tokens_in_use', 'gantry_dispatch_latency_seconds_bucket', 'gantry_job_run_seconds_bucket', 'gantry_worker_slots']) {
+    for (const name of [
+      'gantry_queue_depth',
+      'gantry_tokens_in_use',
+      'gantry_dispatch_latency_seconds_bucket',
+      'gantry_job_run_seconds_bucket',
+      'gantry_worker_slots',
+    ]) {
       expect(sched).toContain(name);
     }
   });
