@@ -3,6 +3,7 @@
  * processes, with fast liveness timings. Tests drive it over HTTP like a client would.
  */
 import { NatsServer } from './nats-server';
+import { freePort } from './ports';
 import { ServiceProcess, type ServiceName } from './processes';
 import { S3Server } from './s3-server';
 import { waitFor, type WaitOptions } from './wait';
@@ -59,11 +60,17 @@ export class GantryCluster {
     const s3 = await S3Server.start();
     const c = new GantryCluster(nats, s3, options);
     if (!options.manual) {
-      for (let i = 0; i < (options.schedulers ?? 1); i++) c.spawn('scheduler');
-      for (let i = 0; i < (options.workers ?? 1); i++) c.spawn('gpu-worker');
-      for (let i = 0; i < (options.notifiers ?? 1); i++) c.spawn('notifier');
-      await c.startGateway();
-      await c.waitForWorkers(options.workers ?? 1);
+      try {
+        for (let i = 0; i < (options.schedulers ?? 1); i++) c.spawn('scheduler');
+        for (let i = 0; i < (options.workers ?? 1); i++) c.spawn('gpu-worker');
+        for (let i = 0; i < (options.notifiers ?? 1); i++) c.spawn('notifier');
+        await c.startGateway();
+        await c.waitForWorkers(options.workers ?? 1);
+      } catch (err) {
+        // Leave nothing running behind a failed start.
+        await c.stop();
+        throw err;
+      }
     }
     return c;
   }
@@ -98,14 +105,20 @@ export class GantryCluster {
   }
 
   async startGateway(env: Record<string, string> = {}): Promise<ServiceProcess> {
-    const gw = this.spawn('gateway', env);
-    const line = await gw.waitForLog((l) => l.msg === 'gateway listening', { timeoutMs: 30_000 });
-    this.gatewayUrl = String(line['url']).replace('[::1]', '127.0.0.1');
-    await waitFor(async () => (await fetch(`${this.gatewayUrl}/readyz`).catch(() => undefined))?.status === 200, {
-      what: 'gateway ready',
-      timeoutMs: 30_000,
-      intervalMs: 50,
-    });
+    const port = env['GATEWAY_PORT'] ?? String(await freePort());
+    const gw = this.spawn('gateway', { ...env, GATEWAY_PORT: port });
+    this.gatewayUrl = `http://127.0.0.1:${port}`;
+    await waitFor(
+      async () => {
+        if (!gw.running) throw new Error(`gateway exited: ${gw.tail(10)}`);
+        return (await fetch(`${this.gatewayUrl}/readyz`).catch(() => undefined))?.status === 200;
+      },
+      {
+        what: 'gateway ready',
+        timeoutMs: 30_000,
+        intervalMs: 50,
+      },
+    );
     return gw;
   }
 
