@@ -25,7 +25,12 @@ export function parseBusySlots(text) {
     if (!line.startsWith(BUSY_METRIC)) continue;
     const rest = line.slice(BUSY_METRIC.length);
     if (rest[0] !== ' ' && rest[0] !== '{') continue;
-    const value = Number(rest.replace(/^\{[^}]*\}/, '').trim().split(/\s+/)[0]);
+    const value = Number(
+      rest
+        .replace(/^\{[^}]*\}/, '')
+        .trim()
+        .split(/\s+/)[0],
+    );
     if (Number.isFinite(value)) return value;
   }
   return undefined;

@@ -23,7 +23,9 @@ interface ComposeService {
   healthcheck?: { test: string[] };
   depends_on?: Record<string, { condition: string }>;
   profiles?: string[];
-  deploy?: { resources?: { reservations?: { devices?: { driver?: string; count?: unknown; capabilities: string[] }[] } } };
+  deploy?: {
+    resources?: { reservations?: { devices?: { driver?: string; count?: unknown; capabilities: string[] }[] } };
+  };
   stop_grace_period?: string;
   volumes?: string[];
   command?: string | string[];
@@ -70,7 +72,7 @@ describe('docker-compose.yml', () => {
     ajv.addFormat('ports', true);
     ajv.addFormat('expose', true);
     ajv.addFormat('subnet_ip_address', true);
-    const validate = ajv.compile(withoutLegacyIds(composeSchema));
+    const validate = ajv.compile(withoutLegacyIds(composeSchema) as object);
     const ok = validate(compose);
     expect(validate.errors ?? []).toEqual([]);
     expect(ok).toBe(true);
@@ -93,7 +95,9 @@ describe('docker-compose.yml', () => {
       if ('S3_ENDPOINT' in SERVICES[app].spec) expect(config['S3_ENDPOINT']).toBe('http://minio:9000');
       expect(s.environment?.['OTEL_EXPORTER_OTLP_ENDPOINT']).toBe('http://jaeger:4318');
       expect(dockerfileStages()).toContain(s.build?.target);
-      expect(s.image).toBe(`gantry/${s.build?.target === 'gpu-worker' ? 'gpu-worker' : app}:${dotenv['GANTRY_VERSION']}`);
+      expect(s.image).toBe(
+        `gantry/${s.build?.target === 'gpu-worker' ? 'gpu-worker' : app}:${dotenv['GANTRY_VERSION']}`,
+      );
     }
   });
 
@@ -101,7 +105,8 @@ describe('docker-compose.yml', () => {
     for (const { name, app } of gantry) {
       const env = raw.services[name]!.environment ?? {};
       for (const v of secretVariables(app)) {
-        if (env[v] !== undefined) expect({ name, v, value: env[v] }).toEqual({ name, v, value: expect.stringMatching(/^\$\{[A-Z_]+:\?/) });
+        if (env[v] !== undefined)
+          expect({ name, v, value: env[v] }).toEqual({ name, v, value: expect.stringMatching(/^\$\{[A-Z_]+:\?/) });
       }
     }
   });
@@ -115,7 +120,8 @@ describe('docker-compose.yml', () => {
         test: expect.stringContaining(`http://127.0.0.1:${config[SERVICES[app].portVariable]}/readyz`),
       });
       expect(s.depends_on?.['nats']).toEqual({ condition: 'service_healthy' });
-      if (app !== 'scheduler') expect(s.depends_on?.['minio-init']).toEqual({ condition: 'service_completed_successfully' });
+      if (app !== 'scheduler')
+        expect(s.depends_on?.['minio-init']).toEqual({ condition: 'service_completed_successfully' });
       expect(compose.services['nats']?.healthcheck?.test.join(' ')).toContain('/healthz');
     }
   });
@@ -132,7 +138,8 @@ describe('docker-compose.yml', () => {
     expect(loadServiceConfig('gpu-worker', cpu.environment ?? {})['GPU_DISCOVERY']).toBe(false);
     expect(loadServiceConfig('gpu-worker', gpu.environment ?? {})['GPU_DISCOVERY']).toBe(true);
     // Every other service runs in both profiles.
-    for (const [name, s] of Object.entries(compose.services)) if (!name.endsWith('worker')) expect(s.profiles).toBeUndefined();
+    for (const [name, s] of Object.entries(compose.services))
+      if (!name.endsWith('worker')) expect(s.profiles).toBeUndefined();
     expect(dotenv['COMPOSE_PROFILES']).toBe('gpu');
   });
 

@@ -223,7 +223,10 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (overlay) => {
       consumer: CONSUMERS.demand(pool),
     });
     // The consumer the contracts declare for the pool (created by the scheduler) is the one KEDA reads.
-    expect(demandConsumer(pool)).toMatchObject({ stream: nats?.metadata['stream'], durable_name: nats?.metadata['consumer'] });
+    expect(demandConsumer(pool)).toMatchObject({
+      stream: nats?.metadata['stream'],
+      durable_name: nats?.metadata['consumer'],
+    });
 
     // Busy slots: the worker's own gauge, per pool through the pod label the PodMonitor copies.
     const prom = spec.triggers.find((t) => t.type === 'prometheus');
@@ -258,7 +261,8 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (overlay) => {
     const spec = scheduler!.deployment['spec'] as { replicas: number; strategy: { rollingUpdate: object } };
     expect(spec.replicas).toBe(2);
     expect(spec.strategy.rollingUpdate).toEqual({ maxSurge: 1, maxUnavailable: 0 });
-    const spread = (podSpec(scheduler!.deployment) as { topologySpreadConstraints: object[] }).topologySpreadConstraints;
+    const spread = (podSpec(scheduler!.deployment) as { topologySpreadConstraints: object[] })
+      .topologySpreadConstraints;
     expect(spread).toContainEqual(
       expect.objectContaining({ topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule' }),
     );
@@ -336,8 +340,13 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (overlay) => {
       });
     }
     const { release } = natsInstall();
-    const natsPod = { 'app.kubernetes.io/name': 'nats', 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'nats' };
-    for (const port of [4222, 6222, 8222]) expect({ port, allowed: allowed(natsPod, port) }).toEqual({ port, allowed: true });
+    const natsPod = {
+      'app.kubernetes.io/name': 'nats',
+      'app.kubernetes.io/instance': release,
+      'app.kubernetes.io/component': 'nats',
+    };
+    for (const port of [4222, 6222, 8222])
+      expect({ port, allowed: allowed(natsPod, port) }).toEqual({ port, allowed: true });
   });
 
   it('wires the deletion-cost helper to the worker pods and their metrics port', () => {
@@ -345,16 +354,25 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (overlay) => {
     const [container] = containersOf(helper);
     const { env } = resolveEnv(container!, objects, secrets);
     const worker = services(objects).find((s) => s.service === 'gpu-worker')!;
-    const selector = Object.fromEntries(env['LABEL_SELECTOR']!.split(',').map((kv) => kv.split('=') as [string, string]));
+    const selector = Object.fromEntries(
+      env['LABEL_SELECTOR']!.split(',').map((kv) => kv.split('=') as [string, string]),
+    );
     expect(matches(selector, templateLabels(worker.deployment))).toBe(true);
     expect(Number(env['METRICS_PORT'])).toBe(loadServiceConfig('gpu-worker', worker.env)['WORKER_HTTP_PORT']);
     const account = (podSpec(helper) as { serviceAccountName: string }).serviceAccountName;
     const binding = kinds(objects, 'RoleBinding').find((b) =>
-      (b['subjects'] as { kind: string; name: string }[]).some((x) => x.kind === 'ServiceAccount' && x.name === account),
+      (b['subjects'] as { kind: string; name: string }[]).some(
+        (x) => x.kind === 'ServiceAccount' && x.name === account,
+      ),
     );
     const role = find(objects, 'Role', (binding!['roleRef'] as { name: string }).name);
-    expect(role['rules']).toContainEqual(expect.objectContaining({ resources: ['pods'], verbs: expect.arrayContaining(['list', 'patch']) }));
+    expect(role['rules']).toContainEqual(
+      expect.objectContaining({ resources: ['pods'], verbs: expect.arrayContaining(['list', 'patch']) }),
+    );
     // The Gantry services themselves get no API token.
-    for (const s of services(objects)) expect((podSpec(s.deployment) as { automountServiceAccountToken?: boolean }).automountServiceAccountToken).toBe(false);
+    for (const s of services(objects))
+      expect((podSpec(s.deployment) as { automountServiceAccountToken?: boolean }).automountServiceAccountToken).toBe(
+        false,
+      );
   });
 });

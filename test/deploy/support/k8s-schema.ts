@@ -31,7 +31,15 @@ function register(model: ModelClass & { apiVersion: string; kind: string }, pkg:
   MODELS[`${model.apiVersion}/${model.kind}`] = { model, module: `${pkg}/${path}/${model.kind}` };
 }
 for (const m of [ConfigMap, Secret, Service, ServiceAccount]) register(m as never, 'kubernetes-models');
-for (const m of [Deployment, StatefulSet, HorizontalPodAutoscaler, PodDisruptionBudget, NetworkPolicy, Role, RoleBinding])
+for (const m of [
+  Deployment,
+  StatefulSet,
+  HorizontalPodAutoscaler,
+  PodDisruptionBudget,
+  NetworkPolicy,
+  Role,
+  RoleBinding,
+])
   register(m as never, 'kubernetes-models');
 register(ScaledObject as never, '@kubernetes-models/keda');
 register(ServiceMonitor as never, '@kubernetes-models/prometheus-operator');

@@ -32,7 +32,8 @@ export function natsInstall(): NatsInstall {
   const namespace = arg('--namespace') ?? arg('-n');
   const chartVersion = arg('--version');
   const valuesFile = arg('-f') ?? arg('--values');
-  if (!namespace || !chartVersion || !valuesFile) throw new Error('the install command needs --namespace, --version and -f');
+  if (!namespace || !chartVersion || !valuesFile)
+    throw new Error('the install command needs --namespace, --version and -f');
   return { release, namespace, chartVersion, valuesFile };
 }
 
