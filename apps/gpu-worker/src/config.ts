@@ -37,6 +37,12 @@ export const workerSpec = {
   FFMPEG: str({ default: 'ffmpeg', doc: 'ffmpeg binary' }),
   NVIDIA_SMI: str({ default: 'nvidia-smi', doc: 'nvidia-smi binary used for GPU discovery' }),
   GPU_DISCOVERY: bool({ default: true, doc: 'false = CPU-only mode without probing' }),
+  DISPATCH_ACK_WAIT_MS: int({
+    default: 30_000,
+    min: 1_000,
+    max: 600_000,
+    doc: "AckWait of the worker's dispatch consumer; working() is sent every third of it while an attempt runs",
+  }),
   PROGRESS_RECORD_INTERVAL_MS: int({
     default: 1_000,
     min: 0,

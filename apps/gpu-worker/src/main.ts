@@ -1,5 +1,4 @@
 import 'reflect-metadata';
-import { mkdirSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NestFactory } from '@nestjs/core';
@@ -26,7 +25,8 @@ import { FfmpegExecutor } from './executors/ffmpeg.executor';
 import { NoopExecutor } from './executors/noop.executor';
 import { DEFAULT_TRANSFERS } from './executors/transfers';
 import { NvidiaSmiProbe, noGpus } from './gpu/gpu-probe';
-import { AttemptRunner } from './runner/attempt-runner';
+import { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
+import { prepareScratch, removeScratch } from './runner/scratch';
 import { WorkerMetrics } from './runner/worker-metrics';
 import { WorkerService } from './worker.service';
 
@@ -54,9 +54,11 @@ async function main(): Promise<void> {
   const gpus = await probe.discover();
   const slots = config.WORKER_SLOTS ?? (gpus.length > 0 ? gpus.length * config.SLOTS_PER_GPU : 2);
   const id = newWorkerId(config.WORKER_ID_PREFIX ?? hostname());
-  const scratchRoot = config.WORKER_SCRATCH_DIR ?? join(tmpdir(), 'gantry-worker');
-  mkdirSync(scratchRoot, { recursive: true });
-  logger.info({ workerId: id, pool: config.WORKER_POOL, slots, gpus }, 'worker identity');
+  const scratchRoot = await prepareScratch(config.WORKER_SCRATCH_DIR ?? join(tmpdir(), 'gantry-worker'), id, logger);
+  logger.info(
+    { workerId: id, pool: config.WORKER_POOL, slots, gpus, scratchRoot, mode: gpus.length > 0 ? 'gpu' : 'cpu-only' },
+    'worker identity',
+  );
 
   const live: { worker?: WorkerService; runner?: AttemptRunner; nats?: NatsHandle } = {};
   const ops = await startOpsServer({
@@ -89,6 +91,9 @@ async function main(): Promise<void> {
     busy: live.runner?.running.size ?? 0,
     gpus: gpus.length,
   }));
+  // Job processes die when heartbeats stop succeeding for 60 % of WORKER_LOST_AFTER_MS (before the scheduler could
+  // hand their attempts to another worker), even if this process is frozen.
+  const lease = new LeaseTicker(Math.floor(config.WORKER_LOST_AFTER_MS * 0.6));
   const runner = new AttemptRunner({
     workerId: id,
     nats,
@@ -100,6 +105,8 @@ async function main(): Promise<void> {
     progressIntervalMs: config.PROGRESS_RECORD_INTERVAL_MS,
     metrics,
     logger,
+    lease,
+    transfers,
   });
   live.runner = runner;
   const worker = new WorkerService(
@@ -117,13 +124,21 @@ async function main(): Promise<void> {
     systemClock,
     { heartbeatMs: config.HEARTBEAT_INTERVAL_MS, lostAfterMs: config.WORKER_LOST_AFTER_MS },
     logger,
+    lease,
   );
   live.worker = worker;
   const graceMs = config.WORKER_SHUTDOWN_GRACE_SECONDS * 1000;
   const strategy = new JetStreamServer({
     nats,
     logger,
-    bindings: { dispatch: { consumer: workerConsumer(id, slots), maxInFlight: slots, heartbeatMs: 10_000 } },
+    bindings: {
+      dispatch: {
+        consumer: workerConsumer(id, slots, config.DISPATCH_ACK_WAIT_MS),
+        maxInFlight: slots,
+        // working() every third of AckWait: a late timer still lands well inside it.
+        heartbeatMs: Math.floor(config.DISPATCH_ACK_WAIT_MS / 3),
+      },
+    },
     drainTimeoutMs: graceMs + 15_000,
   });
   const app = await NestFactory.createMicroservice(WorkerModule.register(runner), {
@@ -150,6 +165,7 @@ async function main(): Promise<void> {
     await app.close().catch((err: unknown) => logger.error({ err }, 'transport close failed'));
     clearTimeout(grace);
     await worker.deregister();
+    await removeScratch(scratchRoot);
     await nats.drain();
     await ops.close();
     await telemetry.shutdown();

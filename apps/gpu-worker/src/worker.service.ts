@@ -14,7 +14,7 @@ import { decodeJson, encodeJson, type NatsHandle } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
-import type { AttemptRunner } from './runner/attempt-runner';
+import type { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
 
 export interface WorkerIdentity {
   id: string;
@@ -42,6 +42,7 @@ export class WorkerService {
     private readonly clock: Clock,
     private readonly timings: { heartbeatMs: number; lostAfterMs: number },
     private readonly logger: Logger,
+    private readonly lease?: LeaseTicker,
   ) {
     this.startedAt = clock.now().toISOString();
   }
@@ -72,8 +73,9 @@ export class WorkerService {
   }
 
   /**
-   * If the lease has not been renewed for most of the lost-after period, the scheduler is about to hand this worker's
-   * attempts to others: kill them first (even when a heartbeat is stuck rather than failing).
+   * If the lease has not been renewed for most of the lost-after period (60 %), the scheduler is about to hand this
+   * worker's attempts to others: kill them first (even when a heartbeat is stuck rather than failing). The job
+   * processes' guards apply the same deadline on their own, in case this process cannot run at all.
    */
   private watchdog(): void {
     const silentFor = Date.now() - this.lastBeat;
@@ -111,6 +113,8 @@ export class WorkerService {
     try {
       await this.kv.put(this.identity.id, encodeJson(this.heartbeat()));
       this.lastBeat = Date.now();
+      // Only a heartbeat the broker stored renews the job processes' guards.
+      this.lease?.renewed();
       await this.runner.checkOwnership().catch((err: unknown) => this.logger.warn({ err }, 'ownership check failed'));
     } catch (err) {
       this.logger.warn({ err: String(err), silentForMs: Date.now() - this.lastBeat }, 'heartbeat failed');
