@@ -105,6 +105,16 @@ describe('runProcess', () => {
     expect(k.message).toContain('SIGKILL (out of memory?)');
   });
 
+  it('ends when the job ends, killing what it left running in the background', async () => {
+    const m = marker();
+    const started = Date.now();
+    const r = await runProcess({ ...base(), command: 'sh', args: ['-c', `sleep ${m} & echo done`] });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdoutTail).toEqual(['done']);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await waitFor(() => pids(m).length === 0, { what: `the background sleep ${m} killed`, timeoutMs: 5_000 });
+  });
+
   it('kills the whole process group on abort, including children that ignore SIGTERM', async () => {
     const m = marker();
     const ac = new AbortController();

@@ -90,6 +90,7 @@ while :; do
   kill -0 "$child" 2>/dev/null || break
 done
 kill -KILL "$reader" $timer 2>/dev/null
+wait 2>/dev/null
 exit "$code"`;
 
 /** The guard's lease parameters: a check period of deadline/8 (0.1–1 s) and the checks that may be missed. */
@@ -183,6 +184,9 @@ export async function runProcess(spec: ProcessSpec): Promise<ProcessResult> {
     });
     const running = child;
     running.stdin?.on('error', () => undefined); // EPIPE once the guard is gone
+    // When the guard exits (the job's main process is done), whatever the job left in its group is killed at once:
+    // a leftover background child would otherwise hold stdout open and keep the attempt from ending.
+    running.nodeChildProcess.once('exit', () => killGroup(running.pid, 'SIGKILL'));
     running.stdout?.on('data', (c: Buffer) => out.push(c));
     running.stderr?.on('data', (c: Buffer) => err.push(c));
     const renew = () => {
