@@ -187,7 +187,8 @@ export function parseCatalog(text: string, file: string): CatalogJobType[] {
   } catch (err) {
     throw new CatalogError(`${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(err as Error).message}`);
   }
-  const ajv = new Ajv({ allErrors: true, strict: false });
+  // useDefaults: a parameter the client leaves out takes its schema default, in the stored input as in the argv.
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
   addFormats(ajv);
   const validateFile = ajv.compile(catalogSchema);
   if (!validateFile(data)) {
