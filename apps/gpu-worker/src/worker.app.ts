@@ -17,7 +17,7 @@ import {
   workerConsumer,
   type GpuInfo,
 } from '@gantry/contracts';
-import { JetStreamServer, NatsHandle, provision } from '@gantry/jetstream';
+import { JetStreamServer, NatsHandle, ensureConsumer, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { OutputStore } from '@gantry/storage';
 import { NestPinoLogger, startOpsServer, type Logger, type Registry } from '@gantry/telemetry';
@@ -135,6 +135,7 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     transfers,
   });
   live.runner = runner;
+  const consumer = workerConsumer(id, slots, config.DISPATCH_ACK_WAIT_MS);
   const worker = new WorkerService(
     {
       id,
@@ -151,6 +152,9 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     { heartbeatMs: config.HEARTBEAT_INTERVAL_MS, lostAfterMs: config.WORKER_LOST_AFTER_MS },
     logger,
     lease,
+    async () => {
+      await ensureConsumer(nats.jsm, consumer, logger);
+    },
   );
   live.worker = worker;
   const graceMs = config.WORKER_SHUTDOWN_GRACE_SECONDS * 1000;
@@ -159,7 +163,7 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     logger,
     bindings: {
       dispatch: {
-        consumer: workerConsumer(id, slots, config.DISPATCH_ACK_WAIT_MS),
+        consumer,
         maxInFlight: slots,
         // working() every third of AckWait: a late timer still lands well inside it.
         heartbeatMs: Math.floor(config.DISPATCH_ACK_WAIT_MS / 3),

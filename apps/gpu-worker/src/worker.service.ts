@@ -43,9 +43,19 @@ export class WorkerService {
     private readonly timings: { heartbeatMs: number; lostAfterMs: number },
     private readonly logger: Logger,
     private readonly lease?: LeaseTicker,
+    /**
+     * Re-creates this worker's dispatch consumer. A worker silent for WORKER_LOST_AFTER_MS was (or is being) declared
+     * lost: the scheduler deleted its consumer and purged its dispatches. When its heartbeats succeed again (a frozen
+     * process resumed, a partition healed) it rejoins as a fresh worker under the same id — its attempts were already
+     * killed — so its consumer must exist again, or dispatches addressed to it would wait forever.
+     */
+    private readonly rejoin?: () => Promise<void>,
   ) {
     this.startedAt = clock.now().toISOString();
   }
+
+  /** Until when successful beats also re-create the consumer (the scheduler may delete it late, after a first rejoin). */
+  private rejoinUntil = 0;
 
   get registered(): boolean {
     return this.lastBeat > 0 && Date.now() - this.lastBeat < this.timings.lostAfterMs;
@@ -112,9 +122,20 @@ export class WorkerService {
     this.beating = true;
     try {
       await this.kv.put(this.identity.id, encodeJson(this.heartbeat()));
-      this.lastBeat = Date.now();
+      const now = Date.now();
+      if (this.lastBeat > 0 && now - this.lastBeat >= this.timings.lostAfterMs) {
+        this.logger.warn(
+          { silentForMs: now - this.lastBeat },
+          'heartbeats resumed after this worker was declared lost; rejoining',
+        );
+        this.rejoinUntil = now + 2 * this.timings.lostAfterMs;
+      }
+      this.lastBeat = now;
       // Only a heartbeat the broker stored renews the job processes' guards.
       this.lease?.renewed();
+      if (this.rejoin && now < this.rejoinUntil) {
+        await this.rejoin().catch((err: unknown) => this.logger.warn({ err: String(err) }, 'rejoin failed; retrying'));
+      }
       await this.runner.checkOwnership().catch((err: unknown) => this.logger.warn({ err }, 'ownership check failed'));
     } catch (err) {
       this.logger.warn({ err: String(err), silentForMs: Date.now() - this.lastBeat }, 'heartbeat failed');
