@@ -30,6 +30,7 @@ import { NoopExecutor } from './executors/noop.executor';
 import { DEFAULT_TRANSFERS, type TransferSettings } from './executors/transfers';
 import { NvidiaSmiProbe, noGpus, type GpuProbe } from './gpu/gpu-probe';
 import { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
+import { S3InputPolicy } from './runner/s3-input-policy';
 import { prepareScratch, removeScratch } from './runner/scratch';
 import { WorkerMetrics } from './runner/worker-metrics';
 import { WorkerService } from './worker.service';
@@ -120,10 +121,11 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
   // Job processes die when heartbeats stop succeeding for 60 % of WORKER_LOST_AFTER_MS (before the scheduler could
   // hand their attempts to another worker), even if this process is frozen.
   const lease = new LeaseTicker(Math.floor(config.WORKER_LOST_AFTER_MS * 0.6));
+  const jobStore = new JobStore(nats, systemClock);
   const runner = new AttemptRunner({
     workerId: id,
     nats,
-    jobs: new JobStore(nats, systemClock),
+    jobs: jobStore,
     executors,
     clock: systemClock,
     gpus: () => gpus,
@@ -133,6 +135,9 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     logger,
     lease,
     transfers,
+    s3Inputs: new S3InputPolicy(config.S3_BUCKET, config.S3_INPUT_BUCKETS, {
+      tenantOf: async (jobId) => (await jobStore.get(jobId).catch(() => undefined))?.record.tenant,
+    }),
   });
   live.runner = runner;
   const consumer = workerConsumer(id, slots, config.DISPATCH_ACK_WAIT_MS);

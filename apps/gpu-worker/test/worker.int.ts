@@ -141,14 +141,14 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
   async function createJob(
     type: string,
     input: Record<string, unknown>,
-    extra: Partial<{ maxAttempts: number; timeoutSeconds: number; upload: { url: string } }> = {},
+    extra: Partial<{ maxAttempts: number; timeoutSeconds: number; upload: { url: string }; tenant: string }> = {},
   ): Promise<string> {
     const id = `int${Date.now().toString(36)}${seq++}`;
     await jobs.create(
       newJob(
         {
           id,
-          tenant: 'default',
+          tenant: extra.tenant ?? 'default',
           type,
           input,
           priority: 'normal',
@@ -370,6 +370,22 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the dispatch acked' });
     const history = await jobs.history(id);
     expect(history.at(-1)!.revision).toBe(verdict.revision); // nothing written after the verdict
+  });
+
+  it('refuses s3:// inputs outside S3_INPUT_BUCKETS and other tenants’ job outputs, before reading them', async () => {
+    const theirs = await createJob('noop', {}, { tenant: 'other-tenant' });
+    const bucket = s3.env()['S3_BUCKET'];
+    const cases: [string, RegExp][] = [
+      [`s3://${bucket}/jobs/${theirs}/out.mp4`, /another tenant's job/],
+      ['s3://somebody-elses-bucket/in.mp4', /not one of S3_INPUT_BUCKETS/],
+    ];
+    for (const [url, why] of cases) {
+      const id = await createJob('ffmpeg', { args: ['-i', 'in.mp4', 'out.mp4'], inputs: { 'in.mp4': url }, outputs: ['out.mp4'] });
+      await dispatch(id);
+      const r = await until(id, (x) => x.status === 'failed', 'failed');
+      expect(r.error).toMatchObject({ code: 'INVALID_INPUT', retryable: false });
+      expect(r.error!.message).toMatch(why);
+    }
   });
 
   it('drops a stale dispatch and tells the scheduler at once', async () => {

@@ -65,6 +65,7 @@ export class CatalogExecutor implements JobExecutor {
         this.store,
         this.transfers,
         ctx.signal,
+        ctx.s3ReadRefusal?.bind(ctx),
       );
     }
 

@@ -23,6 +23,11 @@ export interface AttemptContext {
   progress(percent: number, stage?: string): void;
   /** The worker's lease: job processes are killed when it is not renewed in time (see process-runner). */
   readonly lease?: Lease;
+  /**
+   * Whether this job may read `s3://bucket/key` with the worker's credentials: undefined when it may, else the reason
+   * it may not. Absent: any object may be read.
+   */
+  s3ReadRefusal?(bucket: string, key: string): Promise<string | undefined>;
   readonly logger: Logger;
 }
 

@@ -141,7 +141,7 @@ export class FfmpegExecutor implements JobExecutor {
     for (const [i, name] of names.entries()) {
       ctx.progress(0, `downloading ${i + 1}/${names.length}`);
       const path = join(ctx.scratchDir, name);
-      await downloadInput(input.inputs[name]!, path, this.store, this.transfers, ctx.signal);
+      await downloadInput(input.inputs[name]!, path, this.store, this.transfers, ctx.signal, ctx.s3ReadRefusal?.bind(ctx));
       const playlist = await sniffPlaylist(path);
       if (playlist) {
         throw new JobFailure(

@@ -7,7 +7,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { BlockedAddressError, readText, safeRequest } from '@gantry/net';
-import type { OutputStore } from '@gantry/storage';
+import { parseS3Url, type OutputStore } from '@gantry/storage';
 import { JobFailure, sleep } from './executor';
 
 export interface TransferSettings {
@@ -70,14 +70,23 @@ export function fromS3Error(err: unknown): Error {
   return err instanceof Error ? err : new Error(message);
 }
 
-/** Downloads one input into `dest`; returns its size. */
+/**
+ * Downloads one input into `dest`; returns its size. `s3ReadRefusal` (the job's policy) may refuse an s3:// object
+ * before anything is read.
+ */
 export async function downloadInput(
   url: string,
   dest: string,
   store: OutputStore,
   s: TransferSettings,
   signal: AbortSignal,
+  s3ReadRefusal?: (bucket: string, key: string) => Promise<string | undefined>,
 ): Promise<number> {
+  if (url.startsWith('s3://') && s3ReadRefusal) {
+    const { bucket, key } = parseS3Url(url);
+    const refusal = await s3ReadRefusal(bucket, key);
+    if (refusal) throw new JobFailure('INVALID_INPUT', `input ${url} may not be read: ${refusal}`, false);
+  }
   try {
     if (url.startsWith('s3://')) {
       return await withRetries(s, signal, () =>

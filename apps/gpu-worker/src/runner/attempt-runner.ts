@@ -40,6 +40,7 @@ import { ATTR, inSpan, type Logger } from '@gantry/telemetry';
 import { JobFailure, sleep, type ExecutionResult, type Lease } from '../executors/executor';
 import type { ExecutorRegistry } from '../executors/executor-registry';
 import { putToUrl, type TransferSettings } from '../executors/transfers';
+import type { S3InputPolicy } from './s3-input-policy';
 import type { WorkerMetrics } from './worker-metrics';
 
 export type AbortReason = 'cancel' | 'timeout' | 'lost' | 'fenced' | 'shutdown';
@@ -102,6 +103,8 @@ export interface RunnerDeps {
   transfers: TransferSettings;
   /** How long to keep retrying an outcome write that fails for NATS reasons before giving the message back. */
   outcomeRetryMs?: number;
+  /** Which s3:// inputs a job may read (absent: any). */
+  s3Inputs?: S3InputPolicy;
 }
 
 type Outcome = { kind: 'ok'; result: ExecutionResult } | { kind: 'fail'; error: JobError } | { kind: AbortReason };
@@ -240,6 +243,9 @@ export class AttemptRunner {
             signal: attempt.controller.signal,
             progress: progress.report,
             ...(this.d.lease ? { lease: this.d.lease } : {}),
+            ...(this.d.s3Inputs
+              ? { s3ReadRefusal: (bucket: string, key: string) => this.d.s3Inputs!.refusal(record.tenant, bucket, key) }
+              : {}),
             logger: log,
           });
           if (attempt.reason) return { kind: attempt.reason };
