@@ -39,7 +39,9 @@ function sleepers(tag: string): number[] {
   }
   return pids.filter((pid) => {
     try {
-      return !execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).trim().startsWith('Z');
+      return !execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' })
+        .trim()
+        .startsWith('Z');
     } catch {
       return false;
     }
@@ -84,7 +86,11 @@ describe('gpu-worker failures end to end', () => {
     cluster.spawn('gpu-worker');
     await cluster.startGateway();
     await cluster.waitForWorkers(2);
-    nats = await NatsHandle.connect({ servers: cluster.nats.url, name: 'e2e-observer', logger: createLogger('e2e', 'silent') });
+    nats = await NatsHandle.connect({
+      servers: [cluster.nats.url],
+      name: 'e2e-observer',
+      logger: createLogger('e2e', 'silent'),
+    });
     jobs = new JobStore(nats, systemClock);
   });
 
@@ -124,7 +130,10 @@ describe('gpu-worker failures end to end', () => {
       await victim.kill('SIGKILL');
       const killedAt = Date.now();
       // The guard sees its stdin close and kills the job well before the worker is declared lost.
-      await waitFor(() => sleepers('killed').length === 0, { what: 'the job to die with its worker', timeoutMs: 3_000 });
+      await waitFor(() => sleepers('killed').length === 0, {
+        what: 'the job to die with its worker',
+        timeoutMs: 3_000,
+      });
       expect(Date.now() - killedAt).toBeLessThan(LOST_AFTER_MS);
       expect((await cluster.job<View>(id)).workerId).toBe(first.workerId); // not yet reassigned
 
@@ -164,7 +173,10 @@ describe('gpu-worker failures end to end', () => {
     try {
       zombie.signal('SIGSTOP');
       // Frozen, the worker cannot act: the job's guard kills it when lease renewals stop (60 % of the lost period).
-      await waitFor(() => sleepers('frozen').length === 0, { what: 'the frozen worker’s job killed', timeoutMs: LOST_AFTER_MS });
+      await waitFor(() => sleepers('frozen').length === 0, {
+        what: 'the frozen worker’s job killed',
+        timeoutMs: LOST_AFTER_MS,
+      });
       const moved = await waitJob(id, (v) => v.status === 'running' && v.attempts === 2, 'running elsewhere');
       expect(moved.workerId).not.toBe(first.workerId);
       zombie.signal('SIGCONT');
@@ -196,7 +208,11 @@ describe('gpu-worker failures end to end', () => {
   });
 
   it('SIGTERM: stops taking work, finishes what fits in the grace period, hands the rest back at once', async () => {
-    const draining = cluster.spawn('gpu-worker', { WORKER_POOL: 'drain', WORKER_SLOTS: '2', WORKER_SHUTDOWN_GRACE_SECONDS: '10' });
+    const draining = cluster.spawn('gpu-worker', {
+      WORKER_POOL: 'drain',
+      WORKER_SLOTS: '2',
+      WORKER_SHUTDOWN_GRACE_SECONDS: '10',
+    });
     const drainingId = await workerId(draining);
     await waitFor(async () => (await liveWorkerIds()).includes(drainingId), { what: 'the draining worker listed' });
     const long = await cluster.submit({ type: 'sleeper', input: { tag: 'handback', seconds: 60 }, pool: 'drain' });

@@ -52,7 +52,9 @@ function live(pattern: string): number[] {
   }
   return pids.filter((pid) => {
     try {
-      return !execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).trim().startsWith('Z');
+      return !execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' })
+        .trim()
+        .startsWith('Z');
     } catch {
       return false;
     }
@@ -74,7 +76,15 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     media = mkdtempSync(join(tmpdir(), 'gantry-e2e-media-'));
     scratch = mkdtempSync(join(tmpdir(), 'gantry-e2e-scratch-'));
     const ff = (args: string[]) => execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...args]);
-    ff(['-f', 'lavfi', '-i', 'testsrc=duration=3:size=320x240:rate=25', '-pix_fmt', 'yuv420p', join(media, 'clip.mp4')]);
+    ff([
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=duration=3:size=320x240:rate=25',
+      '-pix_fmt',
+      'yuv420p',
+      join(media, 'clip.mp4'),
+    ]);
     ff(['-f', 'lavfi', '-i', 'testsrc=duration=300:size=64x48:rate=5', '-pix_fmt', 'yuv420p', join(media, 'long.mp4')]);
     origin = createServer((req, res) => {
       if (req.method === 'PUT') {
@@ -113,7 +123,11 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     cluster.spawn('gpu-worker', { WORKER_POOL: 'cpu', GPU_DISCOVERY: 'true', NVIDIA_SMI: '/nonexistent/nvidia-smi' });
     await cluster.startGateway();
     await cluster.waitForWorkers(2);
-    nats = await NatsHandle.connect({ servers: cluster.nats.url, name: 'e2e-observer', logger: createLogger('e2e', 'silent') });
+    nats = await NatsHandle.connect({
+      servers: [cluster.nats.url],
+      name: 'e2e-observer',
+      logger: createLogger('e2e', 'silent'),
+    });
     jobs = new JobStore(nats, systemClock);
   });
 
@@ -126,7 +140,6 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  const view = (id: string) => cluster.job<View>(id);
   const waitStatus = (id: string, status: string, timeoutMs = 30_000) =>
     cluster.waitForJob<View>(id, (j) => j.status === status, { timeoutMs, what: `job ${id} ${status}` });
   const workers = async () => (await cluster.api<WorkerView[]>('GET', '/v1/workers')).body;
@@ -217,7 +230,18 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
       type: 'ffmpeg',
       input: {
         // -re: read at the clip's own pace, so the run lasts ~3 s and reports progress on the way.
-        args: ['-re', '-i', 'a.mp4', '-i', 'b.mp4', '-filter_complex', '[0:v][1:v]hstack', '-c:v', 'libx264', 'out.mp4'],
+        args: [
+          '-re',
+          '-i',
+          'a.mp4',
+          '-i',
+          'b.mp4',
+          '-filter_complex',
+          '[0:v][1:v]hstack',
+          '-c:v',
+          'libx264',
+          'out.mp4',
+        ],
         inputs: { 'a.mp4': `${originUrl}/clip.mp4`, 'b.mp4': `s3://${s3env['S3_BUCKET']}/uploads/clip.mp4` },
         outputs: ['out.mp4'],
       },
@@ -237,9 +261,13 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     const file = join(media, `${id}.mp4`);
     writeFileSync(file, Buffer.from(await res.arrayBuffer()));
     expect(statSync(file).size).toBe(out.sizeBytes);
-    const dims = execFileSync('ffprobe', ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file], {
-      encoding: 'utf8',
-    }).trim();
+    const dims = execFileSync(
+      'ffprobe',
+      ['-v', 'error', '-show_entries', 'stream=width,height', '-of', 'csv=p=0', file],
+      {
+        encoding: 'utf8',
+      },
+    ).trim();
     expect(dims).toBe('640,240');
   });
 
@@ -264,7 +292,11 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     }
     const twoOutputs = await cluster.api<{ errors: { field: string }[] }>('POST', '/v1/jobs', {
       type: 'ffmpeg',
-      input: { args: ['-i', 'in.mp4', 'a.mp4', 'b.mp4'], inputs: { 'in.mp4': `${originUrl}/clip.mp4` }, outputs: ['a.mp4', 'b.mp4'] },
+      input: {
+        args: ['-i', 'in.mp4', 'a.mp4', 'b.mp4'],
+        inputs: { 'in.mp4': `${originUrl}/clip.mp4` },
+        outputs: ['a.mp4', 'b.mp4'],
+      },
       upload: { url: `${originUrl}/put/x` },
     });
     expect(twoOutputs.status).toBe(400);
@@ -275,7 +307,11 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     const run = async (marker: string, extra: Record<string, unknown>) =>
       cluster.submit({
         type: 'ffmpeg',
-        input: { args: ['-re', '-i', marker, '-c:v', 'libx264', 'out.mp4'], inputs: { [marker]: `${originUrl}/long.mp4` }, outputs: ['out.mp4'] },
+        input: {
+          args: ['-re', '-i', marker, '-c:v', 'libx264', 'out.mp4'],
+          inputs: { [marker]: `${originUrl}/long.mp4` },
+          outputs: ['out.mp4'],
+        },
         ...extra,
       });
     const cancelMarker = `cancel${Date.now()}.mp4`;
@@ -283,20 +319,30 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     await waitFor(() => live(`^ffmpeg .*${cancelMarker}`).length === 1, { what: 'ffmpeg running', timeoutMs: 30_000 });
     expect((await cluster.api('POST', `/v1/jobs/${a}/cancel`)).status).toBe(200);
     await waitStatus(a, 'cancelled');
-    await waitFor(() => live(`^ffmpeg .*${cancelMarker}`).length === 0, { what: 'no ffmpeg left after cancel', timeoutMs: 10_000 });
+    await waitFor(() => live(`^ffmpeg .*${cancelMarker}`).length === 0, {
+      what: 'no ffmpeg left after cancel',
+      timeoutMs: 10_000,
+    });
 
     const timeoutMarker = `timeout${Date.now()}.mp4`;
     const b = await run(timeoutMarker, { timeoutSeconds: 3, maxAttempts: 1 });
     await waitFor(() => live(`^ffmpeg .*${timeoutMarker}`).length === 1, { what: 'ffmpeg running', timeoutMs: 30_000 });
     const failed = await waitStatus(b, 'failed');
     expect(failed.error).toMatchObject({ code: 'TIMEOUT', message: 'attempt exceeded 3 s' });
-    await waitFor(() => live(`^ffmpeg .*${timeoutMarker}`).length === 0, { what: 'no ffmpeg left after timeout', timeoutMs: 10_000 });
+    await waitFor(() => live(`^ffmpeg .*${timeoutMarker}`).length === 0, {
+      what: 'no ffmpeg left after timeout',
+      timeoutMs: 10_000,
+    });
   });
 
   it('PUTs the output to upload.url, and an error document there when the job fails', async () => {
     const ok = await cluster.submit({
       type: 'ffmpeg',
-      input: { args: ['-i', 'in.mp4', '-t', '1', 'out.mp4'], inputs: { 'in.mp4': `${originUrl}/clip.mp4` }, outputs: ['out.mp4'] },
+      input: {
+        args: ['-i', 'in.mp4', '-t', '1', 'out.mp4'],
+        inputs: { 'in.mp4': `${originUrl}/clip.mp4` },
+        outputs: ['out.mp4'],
+      },
       upload: { url: `${originUrl}/put/ok.mp4?X-Amz-Signature=s` },
     });
     const done = await waitStatus(ok, 'completed');
@@ -305,9 +351,16 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     expect(done.outputs![0]!.url).toBe(`${originUrl}/put/ok.mp4`);
     expect(done.outputs![0]!.downloadUrl).toBeUndefined();
 
-    const bad = await cluster.submit({ type: 'report', input: { mode: 'fail' }, upload: { url: `${originUrl}/put/report.txt` } });
+    const bad = await cluster.submit({
+      type: 'report',
+      input: { mode: 'fail' },
+      upload: { url: `${originUrl}/put/report.txt` },
+    });
     const failed = await waitStatus(bad, 'failed');
-    expect(failed.error).toMatchObject({ code: 'EXIT_CODE', message: 'report exited with code 2: report generator crashed' });
+    expect(failed.error).toMatchObject({
+      code: 'EXIT_CODE',
+      message: 'report exited with code 2: report generator crashed',
+    });
     const doc = await waitFor(() => puts.find((p) => p.path === '/put/report.txt'), { what: 'the error document' });
     expect(doc.contentType).toBe('application/json');
     expect(JSON.parse(doc.body.toString())).toMatchObject({ id: bad, status: 'failed', error: { code: 'EXIT_CODE' } });

@@ -120,10 +120,12 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
       registry: createRegistry('gpu-worker'),
       transfers: { backoffMs: 50, connectTimeoutMs: 2_000, idleTimeoutMs: 5_000 },
     });
-    client = await NatsHandle.connect({ servers: nats.url, name: 'worker-int-test', logger });
+    client = await NatsHandle.connect({ servers: [nats.url], name: 'worker-int-test', logger });
     jobs = new JobStore(client, systemClock);
     client.nc.subscribe(SUBJECTS.dispatchReleased, {
-      callback: (_e, m) => released.push(decodeJson<DispatchReleased>(m.data)),
+      callback: (_e, m) => {
+        released.push(decodeJson<DispatchReleased>(m.data));
+      },
     });
   });
 
@@ -273,14 +275,20 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     expect((await consumerInfo()).num_ack_pending).toBe(1);
     holdPuts.resolve();
     const done = await until(id, (r) => r.status === 'completed', 'completed');
-    expect(done.outputs).toEqual([{ name: 'report.txt', url: `${originUrl}/hold/report.txt`, sizeBytes: expect.any(Number) }]);
+    expect(done.outputs).toEqual([
+      { name: 'report.txt', url: `${originUrl}/hold/report.txt`, sizeBytes: expect.any(Number) },
+    ]);
     expect(puts.find((p) => p.path.startsWith('/hold/'))!.body.toString()).toBe(`report for ${id}\n`);
     await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the ack' });
     holdPuts = undefined;
   });
 
   it('uploads an error document to upload.url when the generation fails, not while it will be retried', async () => {
-    const id = await createJob('report', { mode: 'flaky' }, { maxAttempts: 2, upload: { url: `${originUrl}/err/${'x'}` } });
+    const id = await createJob(
+      'report',
+      { mode: 'flaky' },
+      { maxAttempts: 2, upload: { url: `${originUrl}/err/${'x'}` } },
+    );
     await dispatch(id, 1);
     const retrying = await until(id, (r) => r.status === 'retrying', 'retrying');
     expect(retrying.error).toMatchObject({ code: 'EXIT_CODE', retryable: true });
@@ -308,7 +316,11 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     const retryable = await createJob('fail', { message: 'disk full', code: 3 });
     await dispatch(retryable);
     const r1 = await until(retryable, (r) => r.status === 'retrying', 'retrying');
-    expect(r1.error).toMatchObject({ code: 'EXIT_CODE', retryable: true, message: 'fail exited with code 3: error: disk full' });
+    expect(r1.error).toMatchObject({
+      code: 'EXIT_CODE',
+      retryable: true,
+      message: 'fail exited with code 3: error: disk full',
+    });
     expect(r1.error!.detail).toBe(
       '--- stderr (last 1 lines) ---\nerror: disk full\n--- stdout (last 1 lines) ---\npartial output',
     );
@@ -380,7 +392,11 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
       ['s3://somebody-elses-bucket/in.mp4', /not one of S3_INPUT_BUCKETS/],
     ];
     for (const [url, why] of cases) {
-      const id = await createJob('ffmpeg', { args: ['-i', 'in.mp4', 'out.mp4'], inputs: { 'in.mp4': url }, outputs: ['out.mp4'] });
+      const id = await createJob('ffmpeg', {
+        args: ['-i', 'in.mp4', 'out.mp4'],
+        inputs: { 'in.mp4': url },
+        outputs: ['out.mp4'],
+      });
       await dispatch(id);
       const r = await until(id, (x) => x.status === 'failed', 'failed');
       expect(r.error).toMatchObject({ code: 'INVALID_INPUT', retryable: false });
@@ -400,7 +416,12 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
   it('fails (retryably) an attempt of its own that it finds recorded but not running, instead of running it again', async () => {
     const id = await createJob('sleeper', { tag: 'orphan', seconds: 1 });
     await jobs.transition(id, (cur) =>
-      startAttempt(cur.record, { workerId: app.id, generation: 1, attempt: 1 }, { gpus: [], gpuIndices: [] }, new Date()),
+      startAttempt(
+        cur.record,
+        { workerId: app.id, generation: 1, attempt: 1 },
+        { gpus: [], gpuIndices: [] },
+        new Date(),
+      ),
     );
     await dispatch(id, 1);
     const r = await until(id, (x) => x.status === 'retrying', 'retrying');

@@ -156,7 +156,13 @@ describe('CatalogExecutor with the example catalog', () => {
       );
       if (gpus.length > 0) {
         const r = await executor().run(ctx);
-        expect(r.result).toMatchObject({ uuid: gpus[0], visibleDevices: gpus[0], n: 1 << 20, iterations: 100, maxError: 0 });
+        expect(r.result).toMatchObject({
+          uuid: gpus[0],
+          visibleDevices: gpus[0],
+          n: 1 << 20,
+          iterations: 100,
+          maxError: 0,
+        });
         expect(progress.some(([p, s]) => p >= 90 && s === 'computing')).toBe(true);
       } else {
         const err = await executor()

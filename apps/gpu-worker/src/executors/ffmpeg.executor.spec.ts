@@ -75,7 +75,15 @@ describe('FfmpegExecutor (real ffmpeg, HTTP and S3)', () => {
       'yuv420p',
       join(media, 'clip.mp4'),
     ]);
-    ffmpeg(['-f', 'lavfi', '-i', 'testsrc=duration=120:size=64x48:rate=5', '-pix_fmt', 'yuv420p', join(media, 'long.mp4')]);
+    ffmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=duration=120:size=64x48:rate=5',
+      '-pix_fmt',
+      'yuv420p',
+      join(media, 'long.mp4'),
+    ]);
     origin = createServer((req, res) => {
       requests.push(`${req.method} ${req.url}`);
       if (req.method === 'PUT') {
@@ -163,7 +171,21 @@ describe('FfmpegExecutor (real ffmpeg, HTTP and S3)', () => {
   it('transcodes inputs from http(s) and s3://, reports progress, and uploads outputs to S3 with a working URL', async () => {
     await store.putObject('inputs/clip.mp4', readFileSync(join(media, 'clip.mp4')));
     const r = record({
-      args: ['-i', 'a.mp4', '-i', 'b.mp4', '-map', '0:v', '-map', '1:a', '-vf', 'scale=160:-2', '-c:v', 'libx264', 'out.mp4'],
+      args: [
+        '-i',
+        'a.mp4',
+        '-i',
+        'b.mp4',
+        '-map',
+        '0:v',
+        '-map',
+        '1:a',
+        '-vf',
+        'scale=160:-2',
+        '-c:v',
+        'libx264',
+        'out.mp4',
+      ],
       inputs: { 'a.mp4': `${originUrl}/clip.mp4?sig=1`, 'b.mp4': `s3://${store.bucket}/inputs/clip.mp4` },
       outputs: ['out.mp4'],
     });
@@ -197,7 +219,11 @@ describe('FfmpegExecutor (real ffmpeg, HTTP and S3)', () => {
 
   it('PUTs the output to upload.url instead of S3', async () => {
     const r = record(
-      { args: ['-i', 'in.mp4', '-t', '1', '-c', 'copy', 'out.mp4'], inputs: { 'in.mp4': `${originUrl}/clip.mp4` }, outputs: ['out.mp4'] },
+      {
+        args: ['-i', 'in.mp4', '-t', '1', '-c', 'copy', 'out.mp4'],
+        inputs: { 'in.mp4': `${originUrl}/clip.mp4` },
+        outputs: ['out.mp4'],
+      },
       { upload: { url: `${originUrl}/upload/out.mp4?X-Amz-Signature=secret` } },
     );
     const { ctx } = context(r);
@@ -211,7 +237,11 @@ describe('FfmpegExecutor (real ffmpeg, HTTP and S3)', () => {
   it('refuses a playlist input before ffmpeg can follow it', async () => {
     const playlist = ['#EXTM3U', '#EXT-X-TARGETDURATION:4', '#EXTINF:4.0,', `${originUrl}/clip.mp4`, '#EXT-X-ENDLIST'];
     writeFileSync(join(media, 'list.m3u8'), playlist.join('\n'));
-    const r = record({ args: ['-i', 'in.mp4', 'out.mp4'], inputs: { 'in.mp4': `${originUrl}/list.m3u8` }, outputs: ['out.mp4'] });
+    const r = record({
+      args: ['-i', 'in.mp4', 'out.mp4'],
+      inputs: { 'in.mp4': `${originUrl}/list.m3u8` },
+      outputs: ['out.mp4'],
+    });
     const err = await executor.run(context(r).ctx).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(JobFailure);
     expect(err).toMatchObject({ code: 'INVALID_INPUT', retryable: false });
@@ -221,7 +251,11 @@ describe('FfmpegExecutor (real ffmpeg, HTTP and S3)', () => {
 
   it('fails with ffmpeg’s own words when the input is not media', async () => {
     writeFileSync(join(media, 'junk.mp4'), 'this is not a video');
-    const r = record({ args: ['-i', 'in.mp4', 'out.mp4'], inputs: { 'in.mp4': `${originUrl}/junk.mp4` }, outputs: ['out.mp4'] });
+    const r = record({
+      args: ['-i', 'in.mp4', 'out.mp4'],
+      inputs: { 'in.mp4': `${originUrl}/junk.mp4` },
+      outputs: ['out.mp4'],
+    });
     const err = (await executor.run(context(r).ctx).catch((e: unknown) => e)) as JobFailure;
     expect(err).toBeInstanceOf(JobFailure);
     expect(err.code).toBe('EXIT_CODE');
@@ -230,7 +264,11 @@ describe('FfmpegExecutor (real ffmpeg, HTTP and S3)', () => {
   });
 
   it('fails a download that does not exist without running ffmpeg', async () => {
-    const r = record({ args: ['-i', 'in.mp4', 'out.mp4'], inputs: { 'in.mp4': `${originUrl}/nope.mp4` }, outputs: ['out.mp4'] });
+    const r = record({
+      args: ['-i', 'in.mp4', 'out.mp4'],
+      inputs: { 'in.mp4': `${originUrl}/nope.mp4` },
+      outputs: ['out.mp4'],
+    });
     await expect(executor.run(context(r).ctx)).rejects.toMatchObject({ code: 'DOWNLOAD_FAILED', retryable: false });
   });
 

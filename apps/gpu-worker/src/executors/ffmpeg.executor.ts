@@ -35,7 +35,10 @@ async function sniffPlaylist(path: string): Promise<string | undefined> {
   try {
     const buf = Buffer.alloc(512);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    const head = buf.subarray(0, bytesRead).toString('latin1').replace(/^\uFEFF/, '');
+    const head = buf
+      .subarray(0, bytesRead)
+      .toString('latin1')
+      .replace(/^\uFEFF/, '');
     return PLAYLIST_SIGNATURES.find(([re]) => re.test(head))?.[1];
   } finally {
     await fh.close();
@@ -141,7 +144,14 @@ export class FfmpegExecutor implements JobExecutor {
     for (const [i, name] of names.entries()) {
       ctx.progress(0, `downloading ${i + 1}/${names.length}`);
       const path = join(ctx.scratchDir, name);
-      await downloadInput(input.inputs[name]!, path, this.store, this.transfers, ctx.signal, ctx.s3ReadRefusal?.bind(ctx));
+      await downloadInput(
+        input.inputs[name]!,
+        path,
+        this.store,
+        this.transfers,
+        ctx.signal,
+        ctx.s3ReadRefusal?.bind(ctx),
+      );
       const playlist = await sniffPlaylist(path);
       if (playlist) {
         throw new JobFailure(

@@ -277,7 +277,12 @@ export function exitFailure(name: string, r: ProcessResult, permanentExitCodes: 
   const code = r.exitCode;
   if (code === 126 || code === 127) {
     const why = code === 127 ? 'command not found' : 'command not executable';
-    return new JobFailure('SPAWN_FAILED', `${name} could not start (${why}, exit code ${code})${suffix}`, false, detail);
+    return new JobFailure(
+      'SPAWN_FAILED',
+      `${name} could not start (${why}, exit code ${code})${suffix}`,
+      false,
+      detail,
+    );
   }
   if (code !== undefined && code > 128 && code < 160) {
     const sig = signalName(code - 128);

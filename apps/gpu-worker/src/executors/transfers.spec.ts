@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputStore } from '@gantry/storage';
-import { JobFailure } from './executor';
+import type { JobFailure } from './executor';
 import { DEFAULT_TRANSFERS, downloadInput, putToUrl, redactUrl, type TransferSettings } from './transfers';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => void;
@@ -16,19 +16,18 @@ class ScriptedServer {
   private constructor(private readonly server: Server) {}
 
   static async start(handlers: Handler[]): Promise<ScriptedServer> {
-    let s: ScriptedServer | undefined;
-    const server = createServer((req, res) => {
+    const s = new ScriptedServer(createServer());
+    s.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const body = Buffer.concat(chunks);
-        s!.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
-        const h = handlers[Math.min(s!.requests.length - 1, handlers.length - 1)]!;
+        s.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+        const h = handlers[Math.min(s.requests.length - 1, handlers.length - 1)]!;
         h(req, res, body);
       });
     });
-    s = new ScriptedServer(server);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => s.server.listen(0, '127.0.0.1', r));
     return s;
   }
 
@@ -107,7 +106,9 @@ describe('transfers', () => {
     await server.close();
 
     server = await ScriptedServer.start([status(404)]);
-    const e2 = await failure(downloadInput(`${server.url}/missing?X-Amz-Signature=s`, join(dir, 'b'), store, FAST, never()));
+    const e2 = await failure(
+      downloadInput(`${server.url}/missing?X-Amz-Signature=s`, join(dir, 'b'), store, FAST, never()),
+    );
     expect(e2).toMatchObject({ code: 'DOWNLOAD_FAILED', retryable: false });
     expect(e2.message).toContain('answered 404');
     expect(e2.message).not.toContain('X-Amz-Signature');

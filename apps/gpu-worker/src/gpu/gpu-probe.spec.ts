@@ -14,8 +14,18 @@ describe('parseNvidiaSmi', () => {
         ].join('\n'),
       ),
     ).toEqual([
-      { index: 0, uuid: 'GPU-aaaaaaaa-0000-0000-0000-000000000000', name: 'NVIDIA GeForce RTX 4090', memoryTotalMb: 24564 },
-      { index: 1, uuid: 'GPU-bbbbbbbb-0000-0000-0000-000000000001', name: 'NVIDIA A100-SXM4-40GB', memoryTotalMb: 40960 },
+      {
+        index: 0,
+        uuid: 'GPU-aaaaaaaa-0000-0000-0000-000000000000',
+        name: 'NVIDIA GeForce RTX 4090',
+        memoryTotalMb: 24564,
+      },
+      {
+        index: 1,
+        uuid: 'GPU-bbbbbbbb-0000-0000-0000-000000000001',
+        name: 'NVIDIA A100-SXM4-40GB',
+        memoryTotalMb: 40960,
+      },
     ]);
   });
 

@@ -7,7 +7,9 @@ describe('S3InputPolicy', () => {
     const p = new S3InputPolicy('gantry-outputs', '', jobs);
     expect(await p.refusal('acme', 'gantry-outputs', 'uploads/in.mp4')).toBeUndefined();
     expect(await p.refusal('acme', 'gantry-outputs', 'jobs/a1/out.mp4')).toBeUndefined();
-    expect(await p.refusal('acme', 'gantry-outputs', 'jobs/b1/out.mp4')).toBe("it is an output of another tenant's job");
+    expect(await p.refusal('acme', 'gantry-outputs', 'jobs/b1/out.mp4')).toBe(
+      "it is an output of another tenant's job",
+    );
     expect(await p.refusal('acme', 'gantry-outputs', 'jobs/zz/out.mp4')).toBe('job zz does not exist');
     expect(await p.refusal('acme', 'private-bucket', 'secrets.txt')).toBe(
       'bucket private-bucket is not one of S3_INPUT_BUCKETS',

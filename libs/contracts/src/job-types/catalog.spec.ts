@@ -30,7 +30,12 @@ describe('the example catalog (examples/job-types.yaml)', () => {
 
   it('refuses bad parameters with field errors', () => {
     const saxpy = byName.get('cuda-saxpy')!;
-    expect(saxpy.validate({ n: 0, extra: '--evil' }).map((e) => e.field).sort()).toEqual(['input.extra', 'input.n']);
+    expect(
+      saxpy
+        .validate({ n: 0, extra: '--evil' })
+        .map((e) => e.field)
+        .sort(),
+    ).toEqual(['input.extra', 'input.n']);
     const thumb = byName.get('thumbnail')!;
     expect(thumb.validate({ url: 'file:///etc/passwd' }).map((e) => e.field)).toEqual(['input.url']);
     expect(thumb.validate({ url: 'https://cdn.example.com/v.mp4', width: 320 })).toEqual([]);
@@ -65,7 +70,9 @@ describe('parseCatalog', () => {
       /unknown placeholder \{\{env.HOME\}\}/,
     );
     expect(() => parseCatalog(entry({ downloads: { '../x': '{{input.u}}' } }), 'c.json')).toThrow(/not safe/);
-    expect(() => parseCatalog(entry({ inputSchema: { type: 'nonsense' } }), 'c.json')).toThrow(/not a valid JSON Schema/);
+    expect(() => parseCatalog(entry({ inputSchema: { type: 'nonsense' } }), 'c.json')).toThrow(
+      /not a valid JSON Schema/,
+    );
     expect(() => parseCatalog(entry({ outputs: ['/etc/passwd'] }), 'c.json')).toThrow(CatalogError);
     expect(() => parseCatalog(entry({ permanentExitCodes: [0] }), 'c.json')).toThrow(CatalogError);
     expect(() => parseCatalog(entry({ shell: 'bash -c' }), 'c.json')).toThrow(/is not a known field/);

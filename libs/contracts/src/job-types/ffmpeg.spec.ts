@@ -105,9 +105,9 @@ describe('validateFfmpegInput refuses what could reach outside the scratch direc
     expect(validateFfmpegInput(job(['-i', 'in.mp4', 'out.mp4'], { outputs: ['out.mp4', 'b.mp4'] }))).toEqual([
       { field: 'input.outputs', message: 'output "b.mp4" is declared but not written by args' },
     ]);
-    expect(
-      validateFfmpegInput(job(['-i', 'in.mp4', 'in.mp4'], { outputs: ['in.mp4'] })).map((e) => e.field),
-    ).toContain('input.outputs[0]');
+    expect(validateFfmpegInput(job(['-i', 'in.mp4', 'in.mp4'], { outputs: ['in.mp4'] })).map((e) => e.field)).toContain(
+      'input.outputs[0]',
+    );
   });
 
   it('refuses unsafe declared names and non-http(s)/s3 input URLs', () => {
@@ -171,8 +171,8 @@ describe('upload.url needs exactly one output', () => {
   });
 
   it('lists the http(s) inputs for the submit-time address check', () => {
-    expect(
-      ffmpegJobType.inputUrls?.({ inputs: { 'a.mp4': URL_IN, 'b.mp4': 's3://bucket-1/b.mp4' } }),
-    ).toEqual([['input.inputs.a.mp4', URL_IN]]);
+    expect(ffmpegJobType.inputUrls?.({ inputs: { 'a.mp4': URL_IN, 'b.mp4': 's3://bucket-1/b.mp4' } })).toEqual([
+      ['input.inputs.a.mp4', URL_IN],
+    ]);
   });
 });
