@@ -202,6 +202,7 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     const r2 = await waitStatus(two, 'completed');
     expect(r2.result!['cudaVisibleDevices']).toBe(`${GPU0},${GPU1}`);
     expect(r2.gpus).toEqual([GPU0, GPU1]);
+    expect(r2.result!['gpuMemoryMb']).toBe('1000'); // reserved per GPU by the scheduler
     for (const id of [none, cpu]) {
       const r = await waitStatus(id, 'completed');
       expect(r.result).toMatchObject({ cudaVisibleDevices: '', cudaVisibleDevicesSet: true });

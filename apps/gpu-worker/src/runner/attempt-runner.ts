@@ -234,7 +234,10 @@ export class AttemptRunner {
         try {
           if (!executor) throw new JobFailure('INVALID_INPUT', `this worker cannot run job type ${record.type}`, false);
           scratch = await mkdtemp(join(this.d.scratchRoot, `${record.id}-${m.attempt}-`));
-          const env = { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(m.gpuIndices, gpus) };
+          const env: Record<string, string> = { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(m.gpuIndices, gpus) };
+          // The memory reserved for the job on each of its GPUs, for programs that can cap themselves (e.g. PyTorch's
+          // set_per_process_memory_fraction); the scheduler never places more than a GPU's memory on it.
+          if (m.gpuIndices.length > 0 && m.memoryMb > 0) env['GANTRY_GPU_MEMORY_MB'] = String(m.memoryMb);
           const result = await executor.run({
             record,
             attempt: m.attempt,
