@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { NvidiaSmiProbe, parseNvidiaSmi } from './gpu-probe';
 
@@ -67,5 +68,25 @@ describe('NvidiaSmiProbe', () => {
     }
     expect(errors).toHaveLength(2);
     expect(String(errors[1])).toContain("couldn't communicate with the NVIDIA driver");
+  });
+});
+
+/** On a host with an NVIDIA driver, the real nvidia-smi must be understood too (skipped elsewhere). */
+function realNvidiaSmiWorks(): boolean {
+  try {
+    execFileSync('nvidia-smi', ['-L'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+(realNvidiaSmiWorks() ? describe : describe.skip)('NvidiaSmiProbe on this host’s real GPUs', () => {
+  it('discovers every GPU nvidia-smi -L lists, with its UUID', async () => {
+    const listed = execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8' });
+    const uuids = [...listed.matchAll(/UUID: (GPU-[0-9a-f-]+)/g)].map((m) => m[1]);
+    const gpus = await new NvidiaSmiProbe('nvidia-smi').discover();
+    expect(gpus.map((g) => g.uuid)).toEqual(uuids);
+    for (const g of gpus) expect(g.memoryTotalMb).toBeGreaterThan(1000);
   });
 });
