@@ -14,6 +14,9 @@ function esmPackages(dir = path.join(__dirname, 'node_modules'), scope = '') {
       out.push(...esmPackages(full, `${name}/`));
       continue;
     }
+    // Nested copies (e.g. execa/node_modules/npm-run-path) can be ESM where the hoisted one is not.
+    const nested = path.join(full, 'node_modules');
+    if (fs.existsSync(nested)) out.push(...esmPackages(nested));
     try {
       if (JSON.parse(fs.readFileSync(path.join(full, 'package.json'), 'utf8')).type === 'module')
         out.push(scope + name);
@@ -46,7 +49,7 @@ module.exports = {
       },
     ],
   },
-  transformIgnorePatterns: [`/node_modules/(?!(${esmPackages().map(escape).join('|')})/)`],
+  transformIgnorePatterns: [`/node_modules/(?!(${[...new Set(esmPackages())].map(escape).join('|')})/)`],
   resolver: '<rootDir>/tools/jest-resolver.cjs',
   moduleNameMapper: Object.fromEntries(libs.map((l) => [`^@gantry/${l}$`, `<rootDir>/libs/${l}/src/index.ts`])),
   testTimeout: 120_000,

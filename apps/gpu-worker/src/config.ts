@@ -34,9 +34,22 @@ export const workerSpec = {
   }),
   WORKER_ID_PREFIX: optionalStr({ doc: 'prefix of the worker id (default: the host name)' }),
   WORKER_SCRATCH_DIR: optionalStr({ doc: 'where per-attempt scratch directories go (default: the OS temp dir)' }),
+  S3_INPUT_BUCKETS: str({
+    default: '',
+    pattern: /^(\*|[a-z0-9][a-z0-9.-]{1,62}(,[a-z0-9][a-z0-9.-]{1,62})*)$/,
+    doc:
+      'buckets s3:// inputs may be read from with the worker credentials, comma-separated, or * for any ' +
+      '(default: S3_BUCKET only); jobs/<id>/ keys of S3_BUCKET only by jobs of the same tenant',
+  }),
   FFMPEG: str({ default: 'ffmpeg', doc: 'ffmpeg binary' }),
   NVIDIA_SMI: str({ default: 'nvidia-smi', doc: 'nvidia-smi binary used for GPU discovery' }),
   GPU_DISCOVERY: bool({ default: true, doc: 'false = CPU-only mode without probing' }),
+  DISPATCH_ACK_WAIT_MS: int({
+    default: 30_000,
+    min: 1_000,
+    max: 600_000,
+    doc: "AckWait of the worker's dispatch consumer; working() is sent every third of it while an attempt runs",
+  }),
   PROGRESS_RECORD_INTERVAL_MS: int({
     default: 1_000,
     min: 0,

@@ -1,163 +1,24 @@
 import 'reflect-metadata';
-import { mkdirSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { NestFactory } from '@nestjs/core';
-import {
-  DEFAULT_TOPOLOGY,
-  JobTypeRegistry,
-  bucketDeclarations,
-  loadCatalog,
-  newWorkerId,
-  streamDeclarations,
-  systemClock,
-  workerConsumer,
-} from '@gantry/contracts';
 import { loadConfigOrExit } from '@gantry/config';
-import { JetStreamServer, NatsHandle, provision } from '@gantry/jetstream';
-import { JobStore } from '@gantry/job-store';
-import { OutputStore } from '@gantry/storage';
-import { createLogger, createRegistry, NestPinoLogger, startOpsServer, startTelemetry } from '@gantry/telemetry';
-import { WorkerModule } from './app.module';
+import { createLogger, createRegistry, startTelemetry } from '@gantry/telemetry';
 import { workerSpec } from './config';
-import { CatalogExecutor } from './executors/catalog.executor';
-import { ExecutorRegistry } from './executors/executor-registry';
-import { FfmpegExecutor } from './executors/ffmpeg.executor';
-import { NoopExecutor } from './executors/noop.executor';
-import { DEFAULT_TRANSFERS } from './executors/transfers';
-import { NvidiaSmiProbe, noGpus } from './gpu/gpu-probe';
-import { AttemptRunner } from './runner/attempt-runner';
-import { WorkerMetrics } from './runner/worker-metrics';
-import { WorkerService } from './worker.service';
+import { startWorker } from './worker.app';
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit('gpu-worker', workerSpec);
   const telemetry = startTelemetry('gpu-worker');
   const logger = createLogger('gpu-worker', config.LOG_LEVEL);
-  const registry = createRegistry('gpu-worker');
+  const app = await startWorker(config, { logger, registry: createRegistry('gpu-worker') });
 
-  const types = JobTypeRegistry.load(config.JOB_TYPES_FILE);
-  const store = new OutputStore(config);
-  const transfers = { ...DEFAULT_TRANSFERS, allowPrivate: config.ALLOW_PRIVATE_URLS };
-  const catalog = config.JOB_TYPES_FILE ? loadCatalog(config.JOB_TYPES_FILE) : [];
-  const executors = new ExecutorRegistry(types, [
-    new NoopExecutor(),
-    new FfmpegExecutor(config.FFMPEG, store, transfers),
-    new CatalogExecutor(catalog, store, transfers),
-  ]);
-
-  const probe = config.GPU_DISCOVERY
-    ? new NvidiaSmiProbe(config.NVIDIA_SMI, (err) =>
-        logger.info({ err: String(err) }, 'no GPU found (nvidia-smi unavailable); CPU-only mode'),
-      )
-    : noGpus;
-  const gpus = await probe.discover();
-  const slots = config.WORKER_SLOTS ?? (gpus.length > 0 ? gpus.length * config.SLOTS_PER_GPU : 2);
-  const id = newWorkerId(config.WORKER_ID_PREFIX ?? hostname());
-  const scratchRoot = config.WORKER_SCRATCH_DIR ?? join(tmpdir(), 'gantry-worker');
-  mkdirSync(scratchRoot, { recursive: true });
-  logger.info({ workerId: id, pool: config.WORKER_POOL, slots, gpus }, 'worker identity');
-
-  const live: { worker?: WorkerService; runner?: AttemptRunner; nats?: NatsHandle } = {};
-  const ops = await startOpsServer({
-    host: config.HTTP_HOST,
-    port: config.WORKER_HTTP_PORT,
-    registry,
-    readiness: () => ({
-      ready: !!live.worker?.registered && !!live.nats?.connected && !live.worker.draining,
-      detail: { workerId: id, nats: live.nats?.connected ?? false, draining: live.worker?.draining ?? false },
-    }),
-  });
-  logger.info({ url: ops.url, workerId: id }, 'worker ops endpoint listening');
-
-  const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger });
-  live.nats = nats;
-  const topology = {
-    ...DEFAULT_TOPOLOGY,
-    replicas: config.NATS_REPLICAS,
-    retentionMs: config.JOB_RETENTION_HOURS * 3_600_000,
+  const stop = (signal: string) => {
+    void app
+      .shutdown(signal)
+      .catch((err: unknown) => logger.error({ err }, 'shutdown failed'))
+      .then(() => telemetry.shutdown())
+      .finally(() => process.exit(0));
   };
-  const streams = streamDeclarations(topology);
-  await provision(
-    nats,
-    { streams: [streams.jobs, streams.dispatch], buckets: [bucketDeclarations(topology).workers] },
-    logger,
-  );
-
-  const metrics = new WorkerMetrics(registry, () => ({
-    slots,
-    busy: live.runner?.running.size ?? 0,
-    gpus: gpus.length,
-  }));
-  const runner = new AttemptRunner({
-    workerId: id,
-    nats,
-    jobs: new JobStore(nats, systemClock),
-    executors,
-    clock: systemClock,
-    gpus: () => gpus,
-    scratchRoot,
-    progressIntervalMs: config.PROGRESS_RECORD_INTERVAL_MS,
-    metrics,
-    logger,
-  });
-  live.runner = runner;
-  const worker = new WorkerService(
-    {
-      id,
-      pool: config.WORKER_POOL,
-      slots,
-      slotsPerGpu: config.SLOTS_PER_GPU,
-      gpus,
-      jobTypes: executors.types(),
-      version: '0.1.0',
-    },
-    nats,
-    runner,
-    systemClock,
-    { heartbeatMs: config.HEARTBEAT_INTERVAL_MS, lostAfterMs: config.WORKER_LOST_AFTER_MS },
-    logger,
-  );
-  live.worker = worker;
-  const graceMs = config.WORKER_SHUTDOWN_GRACE_SECONDS * 1000;
-  const strategy = new JetStreamServer({
-    nats,
-    logger,
-    bindings: { dispatch: { consumer: workerConsumer(id, slots), maxInFlight: slots, heartbeatMs: 10_000 } },
-    drainTimeoutMs: graceMs + 15_000,
-  });
-  const app = await NestFactory.createMicroservice(WorkerModule.register(runner), {
-    strategy,
-    logger: new NestPinoLogger(logger),
-  });
-  await worker.start();
-  await app.listen();
-  logger.info({ workerId: id, slots }, 'worker started');
-
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info(
-      { signal, running: runner.running.size, graceMs },
-      'worker stopping: no new work; finishing in-flight attempts',
-    );
-    await worker.drain();
-    const grace = setTimeout(() => {
-      logger.warn({ running: runner.running.size }, 'grace period over; handing the rest back');
-      runner.abortAll('shutdown');
-    }, graceMs);
-    await app.close().catch((err: unknown) => logger.error({ err }, 'transport close failed'));
-    clearTimeout(grace);
-    await worker.deregister();
-    await nats.drain();
-    await ops.close();
-    await telemetry.shutdown();
-    logger.info('worker stopped');
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((err: unknown) => {

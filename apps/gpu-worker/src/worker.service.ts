@@ -14,7 +14,7 @@ import { decodeJson, encodeJson, type NatsHandle } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
-import type { AttemptRunner } from './runner/attempt-runner';
+import type { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
 
 export interface WorkerIdentity {
   id: string;
@@ -42,9 +42,20 @@ export class WorkerService {
     private readonly clock: Clock,
     private readonly timings: { heartbeatMs: number; lostAfterMs: number },
     private readonly logger: Logger,
+    private readonly lease?: LeaseTicker,
+    /**
+     * Re-creates this worker's dispatch consumer. A worker silent for WORKER_LOST_AFTER_MS was (or is being) declared
+     * lost: the scheduler deleted its consumer and purged its dispatches. When its heartbeats succeed again (a frozen
+     * process resumed, a partition healed) it rejoins as a fresh worker under the same id — its attempts were already
+     * killed — so its consumer must exist again, or dispatches addressed to it would wait forever.
+     */
+    private readonly rejoin?: () => Promise<void>,
   ) {
     this.startedAt = clock.now().toISOString();
   }
+
+  /** Until when successful beats also re-create the consumer (the scheduler may delete it late, after a first rejoin). */
+  private rejoinUntil = 0;
 
   get registered(): boolean {
     return this.lastBeat > 0 && Date.now() - this.lastBeat < this.timings.lostAfterMs;
@@ -72,8 +83,9 @@ export class WorkerService {
   }
 
   /**
-   * If the lease has not been renewed for most of the lost-after period, the scheduler is about to hand this worker's
-   * attempts to others: kill them first (even when a heartbeat is stuck rather than failing).
+   * If the lease has not been renewed for most of the lost-after period (60 %), the scheduler is about to hand this
+   * worker's attempts to others: kill them first (even when a heartbeat is stuck rather than failing). The job
+   * processes' guards apply the same deadline on their own, in case this process cannot run at all.
    */
   private watchdog(): void {
     const silentFor = Date.now() - this.lastBeat;
@@ -110,7 +122,20 @@ export class WorkerService {
     this.beating = true;
     try {
       await this.kv.put(this.identity.id, encodeJson(this.heartbeat()));
-      this.lastBeat = Date.now();
+      const now = Date.now();
+      if (this.lastBeat > 0 && now - this.lastBeat >= this.timings.lostAfterMs) {
+        this.logger.warn(
+          { silentForMs: now - this.lastBeat },
+          'heartbeats resumed after this worker was declared lost; rejoining',
+        );
+        this.rejoinUntil = now + 2 * this.timings.lostAfterMs;
+      }
+      this.lastBeat = now;
+      // Only a heartbeat the broker stored renews the job processes' guards.
+      this.lease?.renewed();
+      if (this.rejoin && now < this.rejoinUntil) {
+        await this.rejoin().catch((err: unknown) => this.logger.warn({ err: String(err) }, 'rejoin failed; retrying'));
+      }
       await this.runner.checkOwnership().catch((err: unknown) => this.logger.warn({ err }, 'ownership check failed'));
     } catch (err) {
       this.logger.warn({ err: String(err), silentForMs: Date.now() - this.lastBeat }, 'heartbeat failed');

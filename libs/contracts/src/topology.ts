@@ -139,14 +139,15 @@ export function consumerDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
 }
 
 /** The durable consumer of one worker process. Only that worker reads its subject. */
-export function workerConsumer(workerId: string, slots: number): ConsumerDeclaration {
+export function workerConsumer(workerId: string, slots: number, ackWaitMs = 30_000): ConsumerDeclaration {
   return {
     stream: STREAMS.dispatch,
     durable_name: CONSUMERS.worker(workerId),
     filter_subject: SUBJECTS.dispatch(workerId),
     deliver_policy: 'all',
     ack_policy: 'explicit',
-    ack_wait: ms(30_000),
+    // Kept alive by working() every third of it while the attempt runs (download, run, upload).
+    ack_wait: ms(ackWaitMs),
     max_deliver: -1,
     // The broker never hands a worker more dispatches than it has slots.
     max_ack_pending: Math.max(1, slots),

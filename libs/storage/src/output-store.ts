@@ -44,6 +44,8 @@ export class OutputStore {
         ? { credentials: { accessKeyId: s.AWS_ACCESS_KEY_ID, secretAccessKey: s.AWS_SECRET_ACCESS_KEY } }
         : {}),
       maxAttempts: 3,
+      // Connect 30 s; a socket idle for 120 s fails the request (the caller retries with a fresh body).
+      requestHandler: { connectionTimeout: 30_000, requestTimeout: 120_000 },
       // Checksums only where S3 requires them: many S3-compatible stores (MinIO versions, s3rver) reject the
       // streaming trailer checksums the SDK sends by default since 2025.
       requestChecksumCalculation: 'WHEN_REQUIRED',

@@ -9,7 +9,6 @@ import {
   TransitionRefused,
   adminRetry,
   isTerminal,
-  isUrlInput,
   newId,
   newJob,
   reprioritize,
@@ -61,19 +60,15 @@ export class JobsService {
   /** Semantic checks after the DTO: the type's input schema, URLs, GPU fit. Returns field errors (prefixed). */
   async check(dto: SubmitJobDto, prefix = ''): Promise<FieldError[]> {
     const errors: FieldError[] = this.types
-      .validate(dto.type, dto.input ?? {})
+      .validate(dto.type, dto.input ?? {}, { upload: dto.upload !== undefined })
       .map((e) => ({ ...e, field: `${prefix}${e.field}` }));
     const allowPrivate = this.config.ALLOW_PRIVATE_URLS;
     const urlChecks: [string, string | undefined][] = [
       ['callbackUrl', dto.callbackUrl],
       ['upload.url', dto.upload?.url],
     ];
-    if (dto.type === 'ffmpeg' && dto.input && typeof dto.input['inputs'] === 'object' && dto.input['inputs']) {
-      for (const [name, url] of Object.entries(dto.input['inputs'] as Record<string, unknown>)) {
-        if (typeof url === 'string' && /^https?:/i.test(url) && isUrlInput(url))
-          urlChecks.push([`input.inputs.${name}`, url]);
-      }
-    }
+    // Input URLs the worker will fetch (only once the input itself is valid: its own errors come first).
+    if (errors.length === 0) urlChecks.push(...(this.types.get(dto.type)?.inputUrls?.(dto.input ?? {}) ?? []));
     await Promise.all(
       urlChecks.map(async ([field, url]) => {
         if (url === undefined) return;

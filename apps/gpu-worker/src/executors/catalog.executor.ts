@@ -9,12 +9,29 @@ import { join } from 'node:path';
 import { renderTemplate, type CatalogJobType } from '@gantry/contracts';
 import type { OutputStore } from '@gantry/storage';
 import { JobFailure, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
-import { uploadOutputs } from './outputs';
+import { assertUploadTarget, uploadOutputs } from './outputs';
 import { exitFailure, runProcess } from './process-runner';
 import { downloadInput, type TransferSettings } from './transfers';
 
 const PROGRESS = /^GANTRY_PROGRESS\s+(\d+(?:\.\d+)?)(?:\s+(.*))?$/;
 const RESULT = /^GANTRY_RESULT\s+(.*)$/;
+/** A result is stored in the job record (one NATS message, 1 MiB by default): keep it well below that. */
+export const MAX_RESULT_BYTES = 64 * 1024;
+
+function parseResult(text: string, from: string): unknown {
+  if (Buffer.byteLength(text) > MAX_RESULT_BYTES) {
+    throw new JobFailure(
+      'JOB_FAILED',
+      `the result (${from}) is larger than ${MAX_RESULT_BYTES} bytes; write big results as an output file`,
+      false,
+    );
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new JobFailure('JOB_FAILED', `the result (${from}) is not valid JSON: ${(err as Error).message}`, false);
+  }
+}
 
 export class CatalogExecutor implements JobExecutor {
   readonly types: readonly string[];
@@ -36,6 +53,8 @@ export class CatalogExecutor implements JobExecutor {
     if (errors.length)
       throw new JobFailure('INVALID_INPUT', errors.map((e) => `${e.field} ${e.message}`).join('; '), false);
     const render = { input: ctx.record.input, catalogDir: type.catalogDir, jobId: ctx.record.id, attempt: ctx.attempt };
+    const outputNames = type.entry.outputs ?? [];
+    assertUploadTarget(ctx, outputNames);
 
     const downloads = Object.entries(type.entry.downloads ?? {});
     for (const [i, [name, tpl]] of downloads.entries()) {
@@ -46,44 +65,45 @@ export class CatalogExecutor implements JobExecutor {
         this.store,
         this.transfers,
         ctx.signal,
+        ctx.s3ReadRefusal?.bind(ctx),
       );
     }
 
     const [command, ...args] = type.entry.command.map((part) => renderTemplate(part, render));
-    let result: unknown;
+    let resultLine: string | undefined;
     const r = await runProcess({
       command: command!,
       args,
       cwd: ctx.scratchDir,
-      env: { ...(type.entry.env ?? {}), ...ctx.env, GANTRY_JOB_ID: ctx.record.id, GANTRY_ATTEMPT: String(ctx.attempt) },
+      env: {
+        ...(type.entry.env ?? {}),
+        ...ctx.env,
+        GANTRY_JOB_ID: ctx.record.id,
+        GANTRY_ATTEMPT: String(ctx.attempt),
+        GANTRY_WORK_DIR: ctx.scratchDir,
+      },
       signal: ctx.signal,
+      ...(ctx.lease ? { lease: ctx.lease } : {}),
       onStdoutLine: (line) => {
         const p = PROGRESS.exec(line.trim());
         if (p) {
-          ctx.progress(Number(p[1]), p[2]?.trim() || undefined);
+          ctx.progress(Math.min(98, Number(p[1])), p[2]?.trim() || undefined);
           return;
         }
         const m = RESULT.exec(line.trim());
-        if (m) {
-          try {
-            result = JSON.parse(m[1]!);
-          } catch {
-            // not JSON: ignored
-          }
-        }
+        if (m) resultLine = m[1]!;
       },
     });
     if (ctx.signal.aborted) throw ctx.signal.reason;
-    if (r.exitCode !== 0) throw exitFailure(type.name, r);
-    if (result === undefined && !(type.entry.outputs ?? []).includes('result.json')) {
-      result = await readFile(join(ctx.scratchDir, 'result.json'), 'utf8').then(
-        (t) => JSON.parse(t) as unknown,
-        () => undefined,
-      );
+    if (r.exitCode !== 0) throw exitFailure(type.name, r, type.entry.permanentExitCodes);
+    let result: unknown;
+    if (resultLine !== undefined) {
+      result = parseResult(resultLine, 'GANTRY_RESULT line');
+    } else if (!outputNames.includes('result.json')) {
+      const text = await readFile(join(ctx.scratchDir, 'result.json'), 'utf8').catch(() => undefined);
+      if (text !== undefined) result = parseResult(text, 'result.json');
     }
-    const outputs = type.entry.outputs?.length
-      ? await uploadOutputs(ctx, type.entry.outputs, this.store, this.transfers)
-      : undefined;
+    const outputs = outputNames.length ? await uploadOutputs(ctx, outputNames, this.store, this.transfers) : undefined;
     return { ...(result !== undefined ? { result } : {}), ...(outputs ? { outputs } : {}) };
   }
 }

@@ -2,6 +2,14 @@
 import type { ErrorCode, JobOutput, JobRecord } from '@gantry/contracts';
 import type { Logger } from '@gantry/telemetry';
 
+/** The worker's lease as a job process sees it: renewals arrive on every successful heartbeat. */
+export interface Lease {
+  /** Kill the job when no renewal arrived for this long (0 = never). */
+  readonly deadlineMs: number;
+  /** Calls `fn` on every renewal; returns the function that unsubscribes. */
+  onRenew(fn: () => void): () => void;
+}
+
 export interface AttemptContext {
   readonly record: JobRecord;
   readonly attempt: number;
@@ -13,6 +21,13 @@ export interface AttemptContext {
   readonly signal: AbortSignal;
   /** Reports progress; throttled by the runner before it becomes a record revision. */
   progress(percent: number, stage?: string): void;
+  /** The worker's lease: job processes are killed when it is not renewed in time (see process-runner). */
+  readonly lease?: Lease;
+  /**
+   * Whether this job may read `s3://bucket/key` with the worker's credentials: undefined when it may, else the reason
+   * it may not. Absent: any object may be read.
+   */
+  s3ReadRefusal?(bucket: string, key: string): Promise<string | undefined>;
   readonly logger: Logger;
 }
 

@@ -2,18 +2,126 @@
  * `ffmpeg`: downloads the declared inputs into the attempt's scratch directory, runs ffmpeg there (argv checked
  * again; `-progress pipe:1` parsed into percent), and uploads the declared outputs.
  */
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { validateFfmpegInput, type FfmpegInput } from '@gantry/contracts';
 import type { OutputStore } from '@gantry/storage';
 import { JobFailure, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
-import { uploadOutputs } from './outputs';
+import { assertUploadTarget, uploadOutputs } from './outputs';
 import { exitFailure, runProcess } from './process-runner';
 import { downloadInput, type TransferSettings } from './transfers';
 
-function parseDuration(line: string): number | undefined {
-  const m = /Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)/.exec(line);
-  if (!m) return undefined;
-  return (Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3])) * 1_000_000;
+/**
+ * Protocols ffmpeg may open while reading an input: local files only (plus `crypto`/`data` that HLS-style inputs
+ * use inline). Applied to every `-i`, so an input's content cannot make ffmpeg fetch URLs (SSRF) — e.g. an SDP file
+ * naming RTP sockets.
+ */
+export const INPUT_PROTOCOLS = 'file,crypto,data';
+
+/**
+ * Formats whose content names other files or URLs to open (playlists, concat lists, manifests). Inputs are single
+ * media files downloaded into the scratch directory; these are refused before ffmpeg runs.
+ */
+const PLAYLIST_SIGNATURES: [RegExp, string][] = [
+  [/^\s*#EXTM3U/, 'an HLS playlist'],
+  [/^\s*ffconcat\s+version/, 'an ffconcat list'],
+  [/^\s*(<\?xml[^>]*>\s*)?<MPD[\s>]/, 'a DASH manifest'],
+  [/^\s*\[playlist\]/i, 'a PLS playlist'],
+  [/^\s*<(asx|smil)[\s>]/i, 'an ASX/SMIL playlist'],
+];
+
+async function sniffPlaylist(path: string): Promise<string | undefined> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    const head = buf
+      .subarray(0, bytesRead)
+      .toString('latin1')
+      .replace(/^\uFEFF/, '');
+    return PLAYLIST_SIGNATURES.find(([re]) => re.test(head))?.[1];
+  } finally {
+    await fh.close();
+  }
+}
+
+/** ffmpeg's time syntax (`[-][HH:]MM:SS[.m…]` or seconds with an optional unit suffix) in microseconds. */
+export function parseFfmpegTime(v: string): number | undefined {
+  const hms = /^(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$/.exec(v.trim());
+  if (hms) return (Number(hms[1] ?? 0) * 3600 + Number(hms[2]) * 60 + Number(hms[3])) * 1_000_000;
+  const secs = /^(\d+(?:\.\d+)?)(s|ms|us)?$/.exec(v.trim());
+  if (!secs) return undefined;
+  const n = Number(secs[1]);
+  return secs[2] === 'ms' ? n * 1000 : secs[2] === 'us' ? n : n * 1_000_000;
+}
+
+/** `Duration: 00:01:02.50` from ffmpeg's input dump, in microseconds. */
+export function parseDurationLine(line: string): number | undefined {
+  const m = /Duration:\s*(\d+:\d+:\d+(?:\.\d+)?)/.exec(line);
+  return m ? parseFfmpegTime(m[1]!) : undefined;
+}
+
+/**
+ * Percent done from ffmpeg's `-progress` output: `out_time_us` against the expected output length — the first
+ * input's duration, less an `-ss` seek, capped by `-t` (or `-to`). Capped at 98 until the outputs are uploaded.
+ */
+export class FfmpegProgress {
+  private durationUs: number | undefined;
+  private readonly limitUs: number | undefined;
+  private readonly seekUs: number;
+  private last = -1;
+
+  constructor(args: readonly string[]) {
+    let limit: number | undefined;
+    let seek = 0;
+    for (let i = 0; i < args.length - 1; i++) {
+      const opt = args[i]!.split(':')[0];
+      const v = parseFfmpegTime(args[i + 1]!);
+      if (v === undefined) continue;
+      if (opt === '-t' || opt === '-to') limit = limit === undefined ? v : Math.min(limit, v);
+      if (opt === '-ss') seek = Math.max(seek, v);
+    }
+    this.limitUs = limit;
+    this.seekUs = seek;
+  }
+
+  /** Feeds one stderr line (for the duration). */
+  stderr(line: string): void {
+    this.durationUs ??= parseDurationLine(line);
+  }
+
+  /** Feeds one `-progress` line; returns a new, higher percent when there is one. */
+  progress(line: string): number | undefined {
+    const t = line.trim();
+    if (t === 'progress=end') return this.bump(98);
+    const m = /^out_time_(?:us|ms)=(\d+)$/.exec(t);
+    if (!m) return undefined;
+    const expected = this.expectedUs();
+    if (!expected) return undefined;
+    return this.bump(Math.min(98, Math.floor((Number(m[1]) / expected) * 100)));
+  }
+
+  private expectedUs(): number | undefined {
+    const fromInput = this.durationUs !== undefined ? Math.max(0, this.durationUs - this.seekUs) : undefined;
+    if (fromInput === undefined) return this.limitUs;
+    return this.limitUs === undefined ? fromInput : Math.min(fromInput, this.limitUs);
+  }
+
+  private bump(p: number): number | undefined {
+    if (p <= this.last) return undefined;
+    this.last = p;
+    return p;
+  }
+}
+
+/** The argv ffmpeg runs with: fixed options first, and every input read with local protocols only. */
+export function ffmpegArgv(clientArgs: readonly string[]): string[] {
+  const argv = ['-hide_banner', '-nostdin', '-y', '-nostats', '-progress', 'pipe:1'];
+  for (const a of clientArgs) {
+    if (a === '-i') argv.push('-protocol_whitelist', INPUT_PROTOCOLS);
+    argv.push(a);
+  }
+  return argv;
 }
 
 export class FfmpegExecutor implements JobExecutor {
@@ -30,33 +138,43 @@ export class FfmpegExecutor implements JobExecutor {
     if (errors.length)
       throw new JobFailure('INVALID_INPUT', errors.map((e) => `${e.field} ${e.message}`).join('; '), false);
     const input = ctx.record.input as unknown as FfmpegInput;
+    assertUploadTarget(ctx, input.outputs);
 
     const names = Object.keys(input.inputs);
     for (const [i, name] of names.entries()) {
       ctx.progress(0, `downloading ${i + 1}/${names.length}`);
-      await downloadInput(input.inputs[name]!, join(ctx.scratchDir, name), this.store, this.transfers, ctx.signal);
+      const path = join(ctx.scratchDir, name);
+      await downloadInput(
+        input.inputs[name]!,
+        path,
+        this.store,
+        this.transfers,
+        ctx.signal,
+        ctx.s3ReadRefusal?.bind(ctx),
+      );
+      const playlist = await sniffPlaylist(path);
+      if (playlist) {
+        throw new JobFailure(
+          'INVALID_INPUT',
+          `input ${name} is ${playlist}; inputs must be single media files (a playlist names other files to open)`,
+          false,
+        );
+      }
     }
 
-    let durationUs: number | undefined;
-    let lastPercent = -1;
+    const progress = new FfmpegProgress(input.args);
     ctx.progress(0, 'encoding');
     const r = await runProcess({
       command: this.binary,
-      args: ['-hide_banner', '-nostdin', '-y', '-nostats', '-progress', 'pipe:1', ...input.args],
+      args: ffmpegArgv(input.args),
       cwd: ctx.scratchDir,
       env: ctx.env,
       signal: ctx.signal,
-      onStderrLine: (line) => {
-        durationUs ??= parseDuration(line);
-      },
+      ...(ctx.lease ? { lease: ctx.lease } : {}),
+      onStderrLine: (line) => progress.stderr(line),
       onStdoutLine: (line) => {
-        const m = /^out_time_(?:us|ms)=(\d+)$/.exec(line.trim());
-        if (!m || !durationUs) return;
-        const percent = Math.min(98, Math.floor((Number(m[1]) / durationUs) * 100));
-        if (percent > lastPercent) {
-          lastPercent = percent;
-          ctx.progress(percent, 'encoding');
-        }
+        const p = progress.progress(line);
+        if (p !== undefined) ctx.progress(p, 'encoding');
       },
     });
     if (ctx.signal.aborted) throw ctx.signal.reason;

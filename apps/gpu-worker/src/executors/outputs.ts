@@ -3,37 +3,56 @@ import { join } from 'node:path';
 import type { JobOutput } from '@gantry/contracts';
 import type { OutputStore } from '@gantry/storage';
 import { JobFailure, type AttemptContext } from './executor';
-import { putToUrl, redactUrl, type TransferSettings } from './transfers';
+import { fromS3Error, putToUrl, redactUrl, withRetries, type TransferSettings } from './transfers';
 
 /**
  * Uploads the declared outputs of an attempt: to `s3://$S3_BUCKET/jobs/{id}/{name}`, or — when the job gave an
- * `upload.url` — PUT to that presigned URL (one output). Acked only after this succeeds.
+ * `upload.url` — PUT to that presigned URL (such a job writes exactly one output; the gateway refuses others). Each
+ * upload is tried up to 3 times with backoff. The dispatch is acked only after this returns.
  */
+/** Refuses, before any work, a job whose `upload.url` cannot take its outputs (exactly one is needed). */
+export function assertUploadTarget(ctx: AttemptContext, names: readonly string[]): void {
+  if (ctx.record.upload?.url && names.length !== 1) {
+    throw new JobFailure(
+      'INVALID_INPUT',
+      `upload.url takes exactly one output; this job declares ${names.length}`,
+      false,
+    );
+  }
+}
+
 export async function uploadOutputs(
   ctx: AttemptContext,
   names: readonly string[],
   store: OutputStore,
   transfers: TransferSettings,
 ): Promise<JobOutput[]> {
-  const out: JobOutput[] = [];
+  assertUploadTarget(ctx, names);
+  const upload = ctx.record.upload?.url;
   for (const name of names) {
-    const path = join(ctx.scratchDir, name);
     try {
-      await access(path);
+      await access(join(ctx.scratchDir, name));
     } catch {
       throw new JobFailure('JOB_FAILED', `declared output ${name} was not written`, false);
     }
   }
+  const out: JobOutput[] = [];
   ctx.progress(99, 'uploading');
   for (const name of names) {
     const path = join(ctx.scratchDir, name);
     try {
-      const upload = ctx.record.upload?.url;
       if (upload) {
         const size = await putToUrl(upload, { path }, transfers, ctx.signal);
         out.push({ name, url: redactUrl(upload), sizeBytes: size });
       } else {
-        out.push(await store.uploadOutput(ctx.record.id, name, path, ctx.signal));
+        // A fresh file stream per try: the SDK cannot retry a consumed stream body itself.
+        out.push(
+          await withRetries(transfers, ctx.signal, () =>
+            store.uploadOutput(ctx.record.id, name, path, ctx.signal).catch((err: unknown) => {
+              throw fromS3Error(err);
+            }),
+          ),
+        );
       }
     } catch (err) {
       if (ctx.signal.aborted) throw err;

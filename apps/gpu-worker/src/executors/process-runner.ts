@@ -1,10 +1,16 @@
 /**
- * Runs one job process with execa in its own process group, so cancel, timeout and shutdown kill the whole tree
- * (SIGTERM to the group, SIGKILL after a grace period) and nothing is left behind. Keeps the last lines of stdout and
- * stderr for the error message, and streams lines to the caller (progress parsing).
+ * Runs one job process with execa in its own process group (session), under a small `sh` guard, so that cancel,
+ * timeout and shutdown kill the whole tree (SIGTERM to the group, SIGKILL after a grace period) and nothing is left
+ * behind — and so that the job dies with its worker even when the worker cannot act (kill -9, SIGSTOP, a frozen
+ * event loop). Keeps the last lines of stdout and stderr for the error message and streams lines to the caller
+ * (progress parsing).
  */
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { constants as osConstants, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import { execa } from 'execa';
-import { JobFailure } from './executor';
+import { JobFailure, type Lease } from './executor';
 
 export interface ProcessSpec {
   command: string;
@@ -17,6 +23,8 @@ export interface ProcessSpec {
   /** SIGTERM → SIGKILL delay. */
   killGraceMs?: number;
   tailLines?: number;
+  /** When set, the guard kills the job once renewals stop for `lease.deadlineMs`. */
+  lease?: Lease;
 }
 
 export interface ProcessResult {
@@ -36,26 +44,67 @@ const PASSTHROUGH = [
   'LD_LIBRARY_PATH',
   'NVIDIA_VISIBLE_DEVICES',
   'NVIDIA_DRIVER_CAPABILITIES',
+  'CUDA_HOME',
 ];
 
 /**
- * The job runs under this guard, the leader of its own process group. The guard's stdin is a pipe from the worker
- * that is never written: when the worker dies (even `kill -9`), the pipe closes, the watcher reads EOF and kills the
- * whole group, so a job never outlives its worker and never runs beside its own redelivery.
+ * The job runs under this guard, the leader of its own process group. Arguments: how many lease checks may pass
+ * without a renewal (0 = no lease), the check period in seconds, a private directory, then the job's argv.
+ *
+ * - The guard's stdin is a pipe from the worker. A reader turns every line into a renewal; at EOF — the worker died,
+ *   even by `kill -9` — it kills the whole group, so a job never outlives its worker and never runs beside its own
+ *   redelivery.
+ * - A timer kills the group when renewals stop for the lease deadline (writing `expired` first, so the worker can
+ *   tell): a worker that is stopped, frozen or cut off from NATS (it renews only after a successful heartbeat) loses
+ *   its job before the scheduler hands the attempt to another worker.
+ * - The guard survives SIGTERM sent to the group (it waits for the job), and the reader and timer ignore it, so the
+ *   job's own SIGTERM grace period stays guarded too.
+ * Written for POSIX sh (dash, busybox, bash) with coreutils `sleep` (fractional seconds).
  */
-const GUARD = [
-  // Keep the pipe on fd 3: a background command's stdin would otherwise be /dev/null.
-  'exec 3<&0',
-  '"$@" </dev/null 3<&- &',
-  'child=$!',
-  '( while read -r _; do :; done <&3; kill -KILL -$$ 2>/dev/null ) &',
-  'watcher=$!',
-  'exec 3<&-',
-  'wait "$child"',
-  'code=$?',
-  'kill -KILL "$watcher" 2>/dev/null',
-  'exit "$code"',
-].join('\n');
+export const GUARD = `misses_allowed=$1; period=$2; dir=$3; shift 3
+trap 'term=1' TERM INT HUP
+exec 3<&0
+"$@" </dev/null 3<&- &
+child=$!
+( trap '' TERM INT HUP
+  while read -r _; do : > "$dir/tick"; done <&3
+  kill -KILL -$$ ) </dev/null >/dev/null 2>&1 &
+reader=$!
+timer=
+if [ "$misses_allowed" -gt 0 ]; then
+  ( trap '' TERM INT HUP
+    missed=0
+    while sleep "$period"; do
+      if [ -e "$dir/tick" ]; then rm -f "$dir/tick"; missed=0
+      else
+        missed=$((missed + 1))
+        if [ "$missed" -ge "$misses_allowed" ]; then : > "$dir/expired"; kill -KILL -$$; fi
+      fi
+    done ) 3<&- </dev/null >/dev/null 2>&1 &
+  timer=$!
+fi
+exec 3<&- 0</dev/null
+while :; do
+  wait "$child"
+  code=$?
+  kill -0 "$child" 2>/dev/null || break
+done
+kill -KILL "$reader" $timer 2>/dev/null
+wait 2>/dev/null
+exit "$code"`;
+
+/** The guard's lease parameters: a check period of deadline/8 (0.1–1 s) and the checks that may be missed. */
+export function guardLeaseArgs(deadlineMs: number): { missesAllowed: number; periodSeconds: string } {
+  if (deadlineMs <= 0) return { missesAllowed: 0, periodSeconds: '1' };
+  const periodMs = Math.min(1_000, Math.max(100, Math.floor(deadlineMs / 8)));
+  return { missesAllowed: Math.max(1, Math.ceil(deadlineMs / periodMs)), periodSeconds: (periodMs / 1000).toFixed(3) };
+}
+
+/** `/bin/sh` argv that runs `command args…` under the guard. */
+export function guardArgv(guardDir: string, leaseDeadlineMs: number, command: string, args: readonly string[]) {
+  const { missesAllowed, periodSeconds } = guardLeaseArgs(leaseDeadlineMs);
+  return ['-c', GUARD, 'gantry-guard', String(missesAllowed), periodSeconds, guardDir, command, ...args];
+}
 
 function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   if (!pid) return;
@@ -69,26 +118,41 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
 class Tail {
   private readonly lines: string[] = [];
   private partial = '';
+  private readonly decoder = new StringDecoder('utf8');
   constructor(
     private readonly max: number,
     private readonly onLine?: (line: string) => void,
   ) {}
-  push(chunk: Buffer | string): void {
-    const text = this.partial + chunk.toString();
+  push(chunk: Buffer): void {
+    const text = this.partial + this.decoder.write(chunk);
     const parts = text.split(/\r?\n|\r/);
     this.partial = parts.pop() ?? '';
+    // A line without an end is kept bounded (a progress bar that never prints a newline).
+    if (this.partial.length > 64 * 1024) this.partial = this.partial.slice(-64 * 1024);
     for (const l of parts) this.add(l);
   }
   private add(line: string): void {
-    this.onLine?.(line);
+    try {
+      this.onLine?.(line);
+    } catch {
+      // a parser's bug must not break the run
+    }
     this.lines.push(line.length > 2_000 ? `${line.slice(0, 2_000)}…` : line);
     if (this.lines.length > this.max) this.lines.shift();
   }
   end(): string[] {
-    if (this.partial) this.add(this.partial);
+    const rest = this.partial + this.decoder.end();
+    if (rest) this.add(rest);
     this.partial = '';
     return this.lines;
   }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 export async function runProcess(spec: ProcessSpec): Promise<ProcessResult> {
@@ -97,28 +161,43 @@ export async function runProcess(spec: ProcessSpec): Promise<ProcessResult> {
   Object.assign(env, spec.env);
   const out = new Tail(spec.tailLines ?? 20, spec.onStdoutLine);
   const err = new Tail(spec.tailLines ?? 20, spec.onStderrLine);
-  const child = execa('/bin/sh', ['-c', GUARD, 'gantry-guard', spec.command, ...spec.args], {
-    cwd: spec.cwd,
-    env,
-    extendEnv: false,
-    detached: true,
-    stdin: 'pipe',
-    buffer: false,
-    reject: false,
-    stripFinalNewline: false,
-  });
-  child.stdout?.on('data', (c: Buffer) => out.push(c));
-  child.stderr?.on('data', (c: Buffer) => err.push(c));
-  const grace = spec.killGraceMs ?? 5_000;
+  const guardDir = await mkdtemp(join(tmpdir(), 'gantry-guard-'));
+  const deadlineMs = spec.lease?.deadlineMs ?? 0;
+  let unsubscribe: (() => void) | undefined;
+  let child: ReturnType<typeof execa> | undefined;
   let killTimer: NodeJS.Timeout | undefined;
   const onAbort = () => {
-    killGroup(child.pid, 'SIGTERM');
-    killTimer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), grace);
+    killGroup(child?.pid, 'SIGTERM');
+    killTimer ??= setTimeout(() => killGroup(child?.pid, 'SIGKILL'), spec.killGraceMs ?? 5_000);
   };
-  if (spec.signal.aborted) onAbort();
-  else spec.signal.addEventListener('abort', onAbort, { once: true });
   try {
-    const r = await child;
+    child = execa('/bin/sh', guardArgv(guardDir, deadlineMs, spec.command, spec.args), {
+      cwd: spec.cwd,
+      env,
+      extendEnv: false,
+      // setsid(): the guard leads a new session and process group, apart from the worker's.
+      detached: true,
+      stdin: 'pipe',
+      buffer: false,
+      reject: false,
+      stripFinalNewline: false,
+    });
+    const running = child;
+    running.stdin?.on('error', () => undefined); // EPIPE once the guard is gone
+    // When the guard exits (the job's main process is done), whatever the job left in its group is killed at once:
+    // a leftover background child would otherwise hold stdout open and keep the attempt from ending.
+    running.nodeChildProcess.once('exit', () => killGroup(running.pid, 'SIGKILL'));
+    running.stdout?.on('data', (c: Buffer) => out.push(c));
+    running.stderr?.on('data', (c: Buffer) => err.push(c));
+    const renew = () => {
+      if (running.stdin?.writable) running.stdin.write('\n');
+    };
+    renew();
+    if (spec.lease && deadlineMs > 0) unsubscribe = spec.lease.onRenew(renew);
+    if (spec.signal.aborted) onAbort();
+    else spec.signal.addEventListener('abort', onAbort, { once: true });
+
+    const r = await running;
     if (r.failed && r.exitCode === undefined && !r.signal && !spec.signal.aborted) {
       const cause = (r as { cause?: unknown }).cause;
       throw new JobFailure(
@@ -129,31 +208,87 @@ export async function runProcess(spec: ProcessSpec): Promise<ProcessResult> {
         { cause },
       );
     }
-    const stderrTail = err.end();
-    // sh reports 127 when the command does not exist (the guard cannot know earlier).
-    if (r.exitCode === 127 && stderrTail.some((l) => /not found|No such file/i.test(l))) {
+    const result: ProcessResult = {
+      exitCode: r.exitCode,
+      signal: r.signal,
+      stdoutTail: out.end(),
+      stderrTail: err.end(),
+    };
+    if (!spec.signal.aborted && (await exists(join(guardDir, 'expired')))) {
       throw new JobFailure(
-        'SPAWN_FAILED',
-        `cannot start ${spec.command}: not found`,
-        false,
-        stderrTail.slice(-3).join('\n'),
+        'WORKER_LOST',
+        `the worker could not renew its lease for ${deadlineMs} ms, so the job was killed before another worker ` +
+          'could be given the attempt',
+        true,
+        failureDetail(result),
       );
     }
-    return { exitCode: r.exitCode, signal: r.signal, stdoutTail: out.end(), stderrTail };
+    return result;
   } finally {
     spec.signal.removeEventListener('abort', onAbort);
+    unsubscribe?.();
     if (killTimer) clearTimeout(killTimer);
     // Anything the job left running in its group goes with it.
-    killGroup(child.pid, 'SIGKILL');
+    killGroup(child?.pid, 'SIGKILL');
+    await rm(guardDir, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
-/** Maps an unsuccessful exit to a JobFailure (exit codes are retryable: the attempt budget bounds them). */
-export function exitFailure(name: string, r: ProcessResult): JobFailure {
-  const detail = r.stderrTail.slice(-10).join('\n') || r.stdoutTail.slice(-10).join('\n');
-  if (r.signal) return new JobFailure('SIGNAL', `${name} was killed by ${r.signal}`, true, detail);
-  if (r.exitCode !== undefined && r.exitCode > 128 && r.exitCode <= 192) {
-    return new JobFailure('SIGNAL', `${name} was killed by signal ${r.exitCode - 128}`, true, detail);
+const DETAIL_LIMIT = 8 * 1024;
+
+/** The last lines of stderr and stdout, labelled, bounded (for `error.detail`). */
+export function failureDetail(r: ProcessResult, lines = 20): string | undefined {
+  const parts: string[] = [];
+  const err = r.stderrTail.slice(-lines);
+  const out = r.stdoutTail.slice(-lines);
+  if (err.some((l) => l.trim())) parts.push(`--- stderr (last ${err.length} lines) ---\n${err.join('\n')}`);
+  if (out.some((l) => l.trim())) parts.push(`--- stdout (last ${out.length} lines) ---\n${out.join('\n')}`);
+  if (parts.length === 0) return undefined;
+  const text = parts.join('\n');
+  return text.length > DETAIL_LIMIT ? `…${text.slice(-DETAIL_LIMIT)}` : text;
+}
+
+function signalName(n: number): string {
+  const hit = Object.entries(osConstants.signals).find(([, v]) => v === n);
+  return hit ? hit[0] : `signal ${n}`;
+}
+
+function lastLine(lines: readonly string[]): string | undefined {
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const l = lines[i]!.trim();
+    if (l) return l.length > 300 ? `${l.slice(0, 300)}…` : l;
   }
-  return new JobFailure('EXIT_CODE', `${name} exited with code ${r.exitCode}`, true, detail);
+  return undefined;
+}
+
+/**
+ * Maps an unsuccessful exit to a JobFailure:
+ * - 126 (not executable) and 127 (not found) → `SPAWN_FAILED`, not retryable (another attempt would fail alike);
+ * - death by a signal (or the shell's 128+n) → `SIGNAL`, retryable (often the OOM killer or a node problem);
+ * - any other non-zero code → `EXIT_CODE`, retryable (the attempt budget bounds it), unless the code is listed in
+ *   `permanentExitCodes` (an operator's catalog says which codes mean "bad input").
+ * The message carries the last stderr line; `detail` the last lines of stderr and stdout.
+ */
+export function exitFailure(name: string, r: ProcessResult, permanentExitCodes: readonly number[] = []): JobFailure {
+  const detail = failureDetail(r);
+  const hint = lastLine(r.stderrTail) ?? lastLine(r.stdoutTail);
+  const suffix = hint ? `: ${hint}` : '';
+  if (r.signal) return new JobFailure('SIGNAL', `${name} was killed by ${r.signal}${suffix}`, true, detail);
+  const code = r.exitCode;
+  if (code === 126 || code === 127) {
+    const why = code === 127 ? 'command not found' : 'command not executable';
+    return new JobFailure(
+      'SPAWN_FAILED',
+      `${name} could not start (${why}, exit code ${code})${suffix}`,
+      false,
+      detail,
+    );
+  }
+  if (code !== undefined && code > 128 && code < 160) {
+    const sig = signalName(code - 128);
+    const oom = sig === 'SIGKILL' ? ' (out of memory?)' : '';
+    return new JobFailure('SIGNAL', `${name} was killed by ${sig}${oom}${suffix}`, true, detail);
+  }
+  const permanent = code !== undefined && permanentExitCodes.includes(code);
+  return new JobFailure('EXIT_CODE', `${name} exited with code ${code}${suffix}`, !permanent, detail);
 }

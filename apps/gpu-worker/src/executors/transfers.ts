@@ -6,8 +6,8 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { readText, safeRequest } from '@gantry/net';
-import type { OutputStore } from '@gantry/storage';
+import { BlockedAddressError, readText, safeRequest } from '@gantry/net';
+import { parseS3Url, type OutputStore } from '@gantry/storage';
 import { JobFailure, sleep } from './executor';
 
 export interface TransferSettings {
@@ -26,9 +26,21 @@ export const DEFAULT_TRANSFERS: TransferSettings = {
   backoffMs: 1_000,
 };
 
-class PermanentHttpError extends Error {}
+/** A refusal that another attempt would get again (a 4xx, a private address): not retried. */
+export class PermanentTransferError extends Error {
+  override readonly name = 'PermanentTransferError';
+  readonly code = 'TRANSFER_REFUSED';
+}
 
-async function withRetries<T>(s: TransferSettings, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+function isPermanent(err: unknown): boolean {
+  return err instanceof PermanentTransferError || err instanceof BlockedAddressError;
+}
+
+/**
+ * Runs `fn` up to `s.attempts` times with exponential backoff (backoffMs, ×2 …) unless the failure is permanent or
+ * the attempt was aborted. `fn` must start from scratch each time (a fresh stream for a body).
+ */
+export async function withRetries<T>(s: TransferSettings, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
   let last: unknown;
   for (let i = 0; i < s.attempts; i++) {
     if (signal.aborted) throw signal.reason;
@@ -36,27 +48,53 @@ async function withRetries<T>(s: TransferSettings, signal: AbortSignal, fn: () =
       return await fn();
     } catch (err) {
       last = err;
-      if (err instanceof PermanentHttpError || signal.aborted) break;
+      if (isPermanent(err) || signal.aborted) break;
       if (i < s.attempts - 1) await sleep(s.backoffMs * 2 ** i, signal);
     }
   }
   throw last;
 }
 
+/** 3xx (redirects are never followed: the target was not checked) and 4xx other than 408/429 are permanent. */
 function permanent(status: number): boolean {
-  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+  return status >= 300 && status < 500 && status !== 408 && status !== 429;
 }
 
-/** Downloads one input into `dest`; returns its size. */
+/** An S3 SDK error as a transfer error: 4xx (NoSuchKey, AccessDenied, …) are permanent. */
+export function fromS3Error(err: unknown): Error {
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  const name = err instanceof Error ? err.name : 'Error';
+  const message = err instanceof Error ? err.message : String(err);
+  if (status !== undefined && permanent(status))
+    return new PermanentTransferError(`S3 answered ${status} ${name}: ${message}`);
+  return err instanceof Error ? err : new Error(message);
+}
+
+/**
+ * Downloads one input into `dest`; returns its size. `s3ReadRefusal` (the job's policy) may refuse an s3:// object
+ * before anything is read.
+ */
 export async function downloadInput(
   url: string,
   dest: string,
   store: OutputStore,
   s: TransferSettings,
   signal: AbortSignal,
+  s3ReadRefusal?: (bucket: string, key: string) => Promise<string | undefined>,
 ): Promise<number> {
+  if (url.startsWith('s3://') && s3ReadRefusal) {
+    const { bucket, key } = parseS3Url(url);
+    const refusal = await s3ReadRefusal(bucket, key);
+    if (refusal) throw new JobFailure('INVALID_INPUT', `input ${url} may not be read: ${refusal}`, false);
+  }
   try {
-    if (url.startsWith('s3://')) return await withRetries(s, signal, () => store.download(url, dest, signal));
+    if (url.startsWith('s3://')) {
+      return await withRetries(s, signal, () =>
+        store.download(url, dest, signal).catch((err: unknown) => {
+          throw fromS3Error(err);
+        }),
+      );
+    }
     return await withRetries(s, signal, async () => {
       const res = await safeRequest({
         method: 'GET',
@@ -69,8 +107,8 @@ export async function downloadInput(
       });
       if (res.status < 200 || res.status >= 300) {
         await readText(res, 1_024).catch(() => '');
-        const msg = `GET ${new URL(url).origin}… answered ${res.status}`;
-        throw permanent(res.status) ? new PermanentHttpError(msg) : new Error(msg);
+        const msg = `GET answered ${res.status}${res.status < 400 ? ' (redirects are not followed)' : ''}`;
+        throw permanent(res.status) ? new PermanentTransferError(msg) : new Error(msg);
       }
       await pipeline(res.body, createWriteStream(dest));
       return (await stat(dest)).size;
@@ -79,8 +117,8 @@ export async function downloadInput(
     if (signal.aborted) throw err;
     throw new JobFailure(
       'DOWNLOAD_FAILED',
-      `cannot download input: ${(err as Error).message}`,
-      !(err instanceof PermanentHttpError),
+      `cannot download input ${redactUrl(url)}: ${(err as Error).message}`,
+      !isPermanent(err),
     );
   }
 }
@@ -119,7 +157,7 @@ export async function putToUrl(
     await readText(res, 4_096).catch(() => '');
     if (res.status < 200 || res.status >= 300) {
       const msg = `PUT answered ${res.status}`;
-      throw permanent(res.status) ? new PermanentHttpError(msg) : new Error(msg);
+      throw permanent(res.status) ? new PermanentTransferError(msg) : new Error(msg);
     }
     return size;
   });

@@ -1,6 +1,7 @@
 /**
- * GPU discovery, behind a port so tests can fake it. The real probe asks `nvidia-smi`; when it is missing or fails,
- * the worker runs in CPU-only mode (no GPUs, its slots still usable by jobs that need none).
+ * GPU discovery, behind a port so tests can fake it. The real probe asks `nvidia-smi` (the NVIDIA driver's own tool,
+ * present wherever the driver is, containers with the NVIDIA runtime included); when it is missing or fails, the
+ * worker runs in CPU-only mode (no GPUs; its slots still run jobs that need none).
  */
 import type { GpuInfo } from '@gantry/contracts';
 import { execa } from 'execa';
@@ -9,15 +10,25 @@ export interface GpuProbe {
   discover(): Promise<GpuInfo[]>;
 }
 
-/** Parses `nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits`. */
+/** The exact query the worker makes. */
+export const NVIDIA_SMI_ARGS = ['--query-gpu=index,uuid,name,memory.total', '--format=csv,noheader,nounits'] as const;
+
+/**
+ * Parses `nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits` (memory in MiB). A name
+ * may contain commas (the fields around it may not); lines that do not parse (e.g. `[N/A]` memory) are skipped.
+ */
 export function parseNvidiaSmi(csv: string): GpuInfo[] {
   const out: GpuInfo[] = [];
   for (const line of csv.split('\n')) {
     if (!line.trim()) continue;
-    const [index, uuid, name, mem] = line.split(',').map((s) => s.trim());
-    const idx = Number(index);
-    const memoryTotalMb = Number(mem);
-    if (!Number.isInteger(idx) || !uuid || !name || !Number.isFinite(memoryTotalMb)) continue;
+    const fields = line.split(',').map((s) => s.trim());
+    if (fields.length < 4) continue;
+    const idx = Number(fields[0]);
+    const uuid = fields[1] ?? '';
+    const memoryTotalMb = Number(fields[fields.length - 1]);
+    const name = fields.slice(2, -1).join(', ');
+    if (!Number.isInteger(idx) || idx < 0 || !/^(GPU|MIG)-[\w-]+$/.test(uuid) || !name) continue;
+    if (!Number.isFinite(memoryTotalMb) || memoryTotalMb <= 0) continue;
     out.push({ index: idx, uuid, name, memoryTotalMb: Math.floor(memoryTotalMb) });
   }
   return out.sort((a, b) => a.index - b.index);
@@ -31,13 +42,7 @@ export class NvidiaSmiProbe implements GpuProbe {
 
   async discover(): Promise<GpuInfo[]> {
     try {
-      const { stdout } = await execa(
-        this.binary,
-        ['--query-gpu=index,uuid,name,memory.total', '--format=csv,noheader,nounits'],
-        {
-          timeout: 15_000,
-        },
-      );
+      const { stdout } = await execa(this.binary, [...NVIDIA_SMI_ARGS], { timeout: 15_000 });
       return parseNvidiaSmi(stdout);
     } catch (err) {
       this.onError(err);

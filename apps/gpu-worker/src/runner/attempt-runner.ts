@@ -2,12 +2,15 @@
  * Runs one dispatched attempt from start to ack:
  *   1. compare-and-set the record `queued → running` naming this worker and attempt (a stale or duplicate dispatch
  *      loses here and is dropped, the scheduler told at once);
- *   2. run the executor in a private scratch directory under a timeout covering the whole attempt;
+ *   2. run the executor in a private scratch directory under a timeout covering the whole attempt (download, run,
+ *      upload), with `CUDA_VISIBLE_DEVICES` naming exactly the GPUs the attempt was given;
  *   3. compare-and-set the outcome — only while the record still names this attempt, so a worker that lost its
- *      lease (a zombie) can never complete or fail an attempt it no longer owns;
- *   4. ack the dispatch message, after the work is done.
+ *      lease (a zombie) can never complete or fail an attempt it no longer owns; NATS trouble is retried here;
+ *   4. when the generation ended `failed` and the job has an `upload.url`, PUT a JSON error document there;
+ *   5. ack the dispatch message, after all of that.
  * An attempt is aborted on cancel (request or control message), timeout, lost ownership, a heartbeat lease this worker
- * cannot renew (it kills its own work), or the end of the shutdown grace period (the job is handed back).
+ * cannot renew (it kills its own work; the job's guard does so even if this process is frozen), or the end of the
+ * shutdown grace period (the job is handed back).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,14 +37,17 @@ import {
 import { encodeJson, type JetStreamContext, type NatsHandle } from '@gantry/jetstream';
 import { JobNotFoundError, type JobStore } from '@gantry/job-store';
 import { ATTR, inSpan, type Logger } from '@gantry/telemetry';
-import { JobFailure, type ExecutionResult } from '../executors/executor';
+import { JobFailure, sleep, type ExecutionResult, type Lease } from '../executors/executor';
 import type { ExecutorRegistry } from '../executors/executor-registry';
+import { putToUrl, type TransferSettings } from '../executors/transfers';
+import type { S3InputPolicy } from './s3-input-policy';
 import type { WorkerMetrics } from './worker-metrics';
 
 export type AbortReason = 'cancel' | 'timeout' | 'lost' | 'fenced' | 'shutdown';
 
 export class AttemptAborted extends Error {
   override readonly name = 'AttemptAborted';
+  readonly code = 'ATTEMPT_ABORTED';
   constructor(readonly reason: AbortReason) {
     super(`attempt aborted: ${reason}`);
   }
@@ -64,6 +70,22 @@ export class RunningAttempt {
   }
 }
 
+/** Renewals of the worker's lease, fanned out to the guards of running job processes. */
+export class LeaseTicker implements Lease {
+  private readonly listeners = new Set<() => void>();
+  constructor(readonly deadlineMs: number) {}
+
+  onRenew(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Called after every successful heartbeat. */
+  renewed(): void {
+    for (const fn of this.listeners) fn();
+  }
+}
+
 export interface RunnerDeps {
   workerId: string;
   nats: NatsHandle;
@@ -75,9 +97,36 @@ export interface RunnerDeps {
   progressIntervalMs: number;
   metrics: WorkerMetrics;
   logger: Logger;
+  /** The worker's lease as job processes see it (absent: job processes only die with the worker). */
+  lease?: LeaseTicker;
+  /** For the error document PUT to `upload.url`. */
+  transfers: TransferSettings;
+  /** How long to keep retrying an outcome write that fails for NATS reasons before giving the message back. */
+  outcomeRetryMs?: number;
+  /** Which s3:// inputs a job may read (absent: any). */
+  s3Inputs?: S3InputPolicy;
 }
 
 type Outcome = { kind: 'ok'; result: ExecutionResult } | { kind: 'fail'; error: JobError } | { kind: AbortReason };
+
+/** The error document PUT to a job's `upload.url` when its generation ends `failed`. */
+export interface UploadErrorDocument {
+  id: string;
+  status: 'failed';
+  attempts: number;
+  finishedAt: string | undefined;
+  error: { code: string; message: string; detail?: string };
+}
+
+/**
+ * `CUDA_VISIBLE_DEVICES` for an attempt: the UUIDs of its GPUs (stable whatever the device order), or empty — no GPU
+ * visible — for an attempt given none (CPU-only work, or a CPU-only worker).
+ */
+export function cudaVisibleDevices(gpuIndices: readonly number[], gpus: readonly GpuInfo[]): string {
+  const assigned = gpuIndices.map((i) => gpus.find((g) => g.index === i));
+  if (assigned.every((g): g is GpuInfo => !!g)) return assigned.map((g) => g.uuid).join(',');
+  return gpuIndices.join(',');
+}
 
 export class AttemptRunner {
   readonly running = new Map<string, RunningAttempt>();
@@ -119,6 +168,12 @@ export class AttemptRunner {
       await ctx.ackAck();
       return;
     }
+    if (this.inflight.has(key)) {
+      // The same message again while its first delivery is still being handled (its AckWait ran out, e.g. the event
+      // loop stalled): never run an attempt twice. Acking this delivery acks the one message.
+      this.d.logger.warn({ jobId: m.jobId, attempt: m.attempt }, 'duplicate delivery of a running attempt ignored');
+      return;
+    }
     this.inflight.set(key, { jobId: m.jobId, attempt: m.attempt });
     try {
       await this.run(m, ctx);
@@ -143,6 +198,10 @@ export class AttemptRunner {
       );
     } catch (err) {
       if (err instanceof TransitionRefused || err instanceof JobNotFoundError) {
+        if (await this.recoverOwnAttempt(m, owner)) {
+          await ctx.ackAck();
+          return;
+        }
         this.d.logger.info({ jobId: m.jobId, attempt: m.attempt, reason: err.message }, 'stale dispatch dropped');
         this.released(m, err.message);
         await ctx.ackAck();
@@ -156,6 +215,8 @@ export class AttemptRunner {
     this.running.set(m.jobId, attempt);
     const executor = this.d.executors.get(record.type);
     const startedAt = Date.now();
+    const log = this.d.logger.child({ jobId: record.id, attempt: m.attempt });
+    log.info({ type: record.type, gpus: assigned.map((g) => g.uuid) }, 'attempt started');
     const outcome = await inSpan(
       'job run',
       {
@@ -173,11 +234,10 @@ export class AttemptRunner {
         try {
           if (!executor) throw new JobFailure('INVALID_INPUT', `this worker cannot run job type ${record.type}`, false);
           scratch = await mkdtemp(join(this.d.scratchRoot, `${record.id}-${m.attempt}-`));
-          const env: Record<string, string> = {};
-          if (m.gpuIndices.length > 0)
-            env['CUDA_VISIBLE_DEVICES'] =
-              assigned.length === m.gpuIndices.length ? assigned.map((g) => g.uuid).join(',') : m.gpuIndices.join(',');
-          else if (record.gpu?.count === 0) env['CUDA_VISIBLE_DEVICES'] = '';
+          const env: Record<string, string> = { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(m.gpuIndices, gpus) };
+          // The memory reserved for the job on each of its GPUs, for programs that can cap themselves (e.g. PyTorch's
+          // set_per_process_memory_fraction); the scheduler never places more than a GPU's memory on it.
+          if (m.gpuIndices.length > 0 && m.memoryMb > 0) env['GANTRY_GPU_MEMORY_MB'] = String(m.memoryMb);
           const result = await executor.run({
             record,
             attempt: m.attempt,
@@ -185,7 +245,11 @@ export class AttemptRunner {
             env,
             signal: attempt.controller.signal,
             progress: progress.report,
-            logger: this.d.logger.child({ jobId: record.id, attempt: m.attempt }),
+            ...(this.d.lease ? { lease: this.d.lease } : {}),
+            ...(this.d.s3Inputs
+              ? { s3ReadRefusal: (bucket: string, key: string) => this.d.s3Inputs!.refusal(record.tenant, bucket, key) }
+              : {}),
+            logger: log,
           });
           if (attempt.reason) return { kind: attempt.reason };
           return { kind: 'ok', result };
@@ -195,7 +259,7 @@ export class AttemptRunner {
             span.setAttribute('gantry.error.code', err.code);
             return { kind: 'fail', error: jobError(err.code, err.message, err.retryable, err.detail) };
           }
-          this.d.logger.error({ err, jobId: record.id }, 'executor crashed');
+          log.error({ err }, 'executor crashed');
           return { kind: 'fail', error: jobError('INTERNAL', err instanceof Error ? err.message : String(err), true) };
         } finally {
           clearTimeout(timer);
@@ -206,7 +270,37 @@ export class AttemptRunner {
     );
     this.running.delete(m.jobId);
     this.d.metrics.attemptFinished(record.type, outcome.kind, (Date.now() - startedAt) / 1000);
+    log.info(
+      { outcome: outcome.kind, ...(outcome.kind === 'fail' ? { code: outcome.error.code } : {}) },
+      'attempt finished',
+    );
     await this.finish(m, attempt, outcome, ctx);
+  }
+
+  /**
+   * A dispatch whose attempt the record says is already running here, but that this process is not running: its
+   * outcome was never recorded (the write kept failing and the message came back). The work is gone; fail the attempt
+   * (retryable) so the scheduler can try again, rather than leave the job `running` on a live worker forever.
+   */
+  private async recoverOwnAttempt(m: DispatchMessage, owner: AttemptOwner): Promise<boolean> {
+    const cur = await this.d.jobs.get(m.jobId, { consistent: true }).catch(() => undefined);
+    const r = cur?.record;
+    if (
+      !r ||
+      r.status !== 'running' ||
+      r.workerId !== owner.workerId ||
+      r.generation !== owner.generation ||
+      r.attempts !== owner.attempt ||
+      this.running.has(m.jobId)
+    ) {
+      return false;
+    }
+    this.d.logger.warn({ jobId: m.jobId, attempt: m.attempt }, 'own attempt found unfinished; failing it');
+    const error = jobError('INTERNAL', 'the worker lost track of this attempt before recording its outcome', true);
+    await this.d.jobs
+      .tryTransition(m.jobId, (c) => failAttempt(c.record, owner, error, this.d.clock.now()))
+      .catch((err: unknown) => this.d.logger.warn({ err, jobId: m.jobId }, 'could not fail the lost attempt'));
+    return true;
   }
 
   private async finish(
@@ -246,15 +340,13 @@ export class AttemptRunner {
         break;
     }
     if (decide) {
-      try {
-        await this.d.jobs.transition(m.jobId, decide);
-      } catch (err) {
-        if (!(err instanceof TransitionRefused)) throw err; // NATS trouble: nak, retry the outcome later
-        this.d.logger.warn(
-          { jobId: m.jobId, attempt: m.attempt, reason: err.message },
-          'attempt no longer ours; outcome dropped',
-        );
+      const written = await this.writeOutcome(m, owner, decide);
+      if (written === 'gave-up') {
+        // Redelivered later: recoverOwnAttempt then ends the attempt (or finds it ended by the scheduler).
+        ctx.nak(5_000);
+        return;
       }
+      if (written && written.status === 'failed' && written.upload?.url) await this.uploadError(written);
     }
     if (outcome.kind === 'fenced') {
       // Cut off from NATS: the scheduler will declare this attempt lost; acking may not even reach the broker.
@@ -262,6 +354,60 @@ export class AttemptRunner {
       return;
     }
     await ctx.ackAck();
+  }
+
+  /**
+   * Writes the outcome with compare-and-set, retrying NATS failures with backoff. Returns the record as written,
+   * undefined when the attempt is no longer this worker's, or 'gave-up' after `outcomeRetryMs` of failures.
+   */
+  private async writeOutcome(
+    m: DispatchMessage,
+    owner: AttemptOwner,
+    decide: (cur: StoredJob) => Transition,
+  ): Promise<JobRecord | undefined | 'gave-up'> {
+    const deadline = Date.now() + (this.d.outcomeRetryMs ?? 600_000);
+    const never = new AbortController().signal;
+    for (let i = 0; ; i++) {
+      try {
+        return (await this.d.jobs.transition(m.jobId, decide)).record;
+      } catch (err) {
+        if (err instanceof TransitionRefused || err instanceof JobNotFoundError) {
+          this.d.logger.warn(
+            { jobId: m.jobId, attempt: m.attempt, reason: err.message },
+            'attempt no longer ours; outcome dropped',
+          );
+          return undefined;
+        }
+        if (Date.now() >= deadline) {
+          this.d.logger.error({ err, jobId: m.jobId }, 'outcome could not be recorded; giving the dispatch back');
+          return 'gave-up';
+        }
+        const delay = Math.min(5_000, 250 * 2 ** Math.min(i, 5));
+        this.d.logger.warn({ err: String(err), jobId: m.jobId, retryInMs: delay }, 'outcome write failed; retrying');
+        await sleep(delay, never);
+      }
+    }
+  }
+
+  /** PUTs the error document to `upload.url` (best effort, 3 attempts with backoff; a failure is only logged). */
+  private async uploadError(r: JobRecord): Promise<void> {
+    const doc: UploadErrorDocument = {
+      id: r.id,
+      status: 'failed',
+      attempts: r.attempts,
+      finishedAt: r.finishedAt,
+      error: {
+        code: r.error?.code ?? 'INTERNAL',
+        message: r.error?.message ?? 'failed',
+        ...(r.error?.detail ? { detail: r.error.detail } : {}),
+      },
+    };
+    try {
+      await putToUrl(r.upload!.url, { json: doc }, this.d.transfers, new AbortController().signal);
+      this.d.logger.info({ jobId: r.id }, 'error document uploaded to upload.url');
+    } catch (err) {
+      this.d.logger.warn({ err: String(err), jobId: r.id }, 'could not upload the error document to upload.url');
+    }
   }
 
   /** Throttled progress revisions; each one also re-checks that the attempt is still ours and not being cancelled. */
@@ -301,6 +447,7 @@ export class AttemptRunner {
       },
       settle: async () => {
         if (timer) clearTimeout(timer);
+        timer = undefined;
         await writing;
       },
     };

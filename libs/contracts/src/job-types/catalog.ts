@@ -26,6 +26,11 @@ export interface CatalogEntry {
   timeoutSeconds?: number;
   /** Static environment for the process (never from the client). */
   env?: Record<string, string>;
+  /**
+   * Exit codes that mean "this input can never succeed" (the job fails at once, `EXIT_CODE`, not retried). Any other
+   * non-zero code is retryable.
+   */
+  permanentExitCodes?: number[];
 }
 
 export interface CatalogFile {
@@ -65,6 +70,7 @@ const catalogSchema = {
           },
           timeoutSeconds: { type: 'integer', minimum: 1, maximum: 604800 },
           env: { type: 'object', additionalProperties: { type: 'string' } },
+          permanentExitCodes: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 255 } },
         },
       },
     },
@@ -151,6 +157,15 @@ function makeType(entry: CatalogEntry, catalogDir: string, ajv: Ajv): CatalogJob
     catalogDir,
     ...(entry.gpu ? { defaultGpu: { count: entry.gpu.count, memoryMb: entry.gpu.memoryMb ?? 0 } } : {}),
     ...(entry.timeoutSeconds ? { defaultTimeoutSeconds: entry.timeoutSeconds } : {}),
+    outputCount: () => entry.outputs?.length ?? 0,
+    inputUrls(input: unknown): [string, string][] {
+      return Object.entries(entry.downloads ?? {})
+        .map(([name, tpl]): [string, string] => [
+          `input (download ${name})`,
+          renderTemplate(tpl, { input, catalogDir, jobId: 'x', attempt: 1 }),
+        ])
+        .filter(([, url]) => /^https?:/i.test(url));
+    },
     validate(input: unknown): FieldError[] {
       if (!check(input)) return ajvErrors(check.errors, 'input');
       const errors: FieldError[] = [];
@@ -172,7 +187,8 @@ export function parseCatalog(text: string, file: string): CatalogJobType[] {
   } catch (err) {
     throw new CatalogError(`${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(err as Error).message}`);
   }
-  const ajv = new Ajv({ allErrors: true, strict: false });
+  // useDefaults: a parameter the client leaves out takes its schema default, in the stored input as in the argv.
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
   addFormats(ajv);
   const validateFile = ajv.compile(catalogSchema);
   if (!validateFile(data)) {

@@ -19,6 +19,16 @@ export interface JobTypeDefinition {
   readonly defaultGpu?: GpuRequest;
   /** Timeout applied when the client sends none (else DEFAULT_JOB_TIMEOUT_SECONDS). */
   readonly defaultTimeoutSeconds?: number;
+  /**
+   * How many output files a valid `input` makes the job write. A job with `upload.url` must write exactly one (the
+   * presigned URL names one object); types without outputs leave this out.
+   */
+  outputCount?(input: unknown): number;
+  /**
+   * The http(s) URLs a valid `input` makes the worker fetch, as `[field, url]`, so the gateway can refuse private
+   * addresses at submit (the worker refuses them again at connect time).
+   */
+  inputUrls?(input: unknown): [field: string, url: string][];
 }
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -28,10 +28,22 @@ export class JobTypeRegistry {
     return [...this.types.keys()];
   }
 
-  /** Field errors for `type` + `input`; an unknown type is itself an error. */
-  validate(type: string, input: unknown): FieldError[] {
+  /**
+   * Field errors for `type` + `input`; an unknown type is itself an error. With `upload` (the job has `upload.url`),
+   * the job must write exactly one output: a presigned PUT URL names one object.
+   */
+  validate(type: string, input: unknown, options: { upload?: boolean } = {}): FieldError[] {
     const def = this.types.get(type);
     if (!def) return [{ field: 'type', message: `unknown job type "${type}"; known: ${this.names().join(', ')}` }];
-    return def.validate(input);
+    const errors = def.validate(input);
+    if (options.upload && errors.length === 0) {
+      const n = def.outputCount?.(input) ?? 0;
+      if (n !== 1)
+        errors.push({
+          field: 'upload.url',
+          message: `needs a job that writes exactly one output (this ${type} job writes ${n})`,
+        });
+    }
+    return errors;
   }
 }

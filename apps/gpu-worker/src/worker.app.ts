@@ -1,0 +1,212 @@
+/**
+ * Composition of one worker process: GPU discovery, executors, the NATS connection and provisioning, the attempt
+ * runner, heartbeats, the dispatch consumer (a Nest microservice over JetStream) and the ops endpoint. `main.ts` runs it
+ * with the process's configuration and signals; integration tests run it in-process.
+ */
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NestFactory } from '@nestjs/core';
+import {
+  DEFAULT_TOPOLOGY,
+  JobTypeRegistry,
+  bucketDeclarations,
+  loadCatalog,
+  newWorkerId,
+  streamDeclarations,
+  systemClock,
+  workerConsumer,
+  type GpuInfo,
+} from '@gantry/contracts';
+import { JetStreamServer, NatsHandle, ensureConsumer, provision } from '@gantry/jetstream';
+import { JobStore } from '@gantry/job-store';
+import { OutputStore } from '@gantry/storage';
+import { NestPinoLogger, startOpsServer, type Logger, type Registry } from '@gantry/telemetry';
+import { WorkerModule } from './app.module';
+import type { WorkerConfig } from './config';
+import { CatalogExecutor } from './executors/catalog.executor';
+import { ExecutorRegistry } from './executors/executor-registry';
+import { FfmpegExecutor } from './executors/ffmpeg.executor';
+import { NoopExecutor } from './executors/noop.executor';
+import { DEFAULT_TRANSFERS, type TransferSettings } from './executors/transfers';
+import { NvidiaSmiProbe, noGpus, type GpuProbe } from './gpu/gpu-probe';
+import { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
+import { S3InputPolicy } from './runner/s3-input-policy';
+import { prepareScratch, removeScratch } from './runner/scratch';
+import { WorkerMetrics } from './runner/worker-metrics';
+import { WorkerService } from './worker.service';
+
+export interface WorkerAppOptions {
+  logger: Logger;
+  registry: Registry;
+  /** GPU discovery (default: nvidia-smi, or none with GPU_DISCOVERY=false). */
+  probe?: GpuProbe;
+  /** Transfer timings (default: the contract's connect 30 s, idle 120 s, 3 attempts). */
+  transfers?: Partial<TransferSettings>;
+}
+
+export interface WorkerApp {
+  readonly id: string;
+  readonly slots: number;
+  readonly gpus: readonly GpuInfo[];
+  readonly scratchRoot: string;
+  readonly opsUrl: string;
+  readonly runner: AttemptRunner;
+  readonly worker: WorkerService;
+  /**
+   * Graceful stop: announce draining (no new dispatches), stop fetching, let running attempts finish for
+   * WORKER_SHUTDOWN_GRACE_SECONDS, then hand the rest back (they are queued again at once), deregister, disconnect.
+   */
+  shutdown(reason: string): Promise<void>;
+}
+
+export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Promise<WorkerApp> {
+  const { logger, registry } = o;
+  const types = JobTypeRegistry.load(config.JOB_TYPES_FILE);
+  const store = new OutputStore(config);
+  const transfers: TransferSettings = { ...DEFAULT_TRANSFERS, allowPrivate: config.ALLOW_PRIVATE_URLS, ...o.transfers };
+  const catalog = config.JOB_TYPES_FILE ? loadCatalog(config.JOB_TYPES_FILE) : [];
+  const executors = new ExecutorRegistry(types, [
+    new NoopExecutor(),
+    new FfmpegExecutor(config.FFMPEG, store, transfers),
+    new CatalogExecutor(catalog, store, transfers),
+  ]);
+
+  const probe =
+    o.probe ??
+    (config.GPU_DISCOVERY
+      ? new NvidiaSmiProbe(config.NVIDIA_SMI, (err) =>
+          logger.warn({ err: String(err) }, 'no GPU found (nvidia-smi missing or failing); CPU-only mode'),
+        )
+      : noGpus);
+  const gpus = await probe.discover();
+  const slots = config.WORKER_SLOTS ?? (gpus.length > 0 ? gpus.length * config.SLOTS_PER_GPU : 2);
+  const id = newWorkerId(config.WORKER_ID_PREFIX ?? hostname());
+  const scratchRoot = await prepareScratch(config.WORKER_SCRATCH_DIR ?? join(tmpdir(), 'gantry-worker'), id, logger);
+  logger.info(
+    { workerId: id, pool: config.WORKER_POOL, slots, gpus, scratchRoot, mode: gpus.length > 0 ? 'gpu' : 'cpu-only' },
+    'worker identity',
+  );
+
+  const live: { worker?: WorkerService; runner?: AttemptRunner; nats?: NatsHandle } = {};
+  const ops = await startOpsServer({
+    host: config.HTTP_HOST,
+    port: config.WORKER_HTTP_PORT,
+    registry,
+    readiness: () => ({
+      ready: !!live.worker?.registered && !!live.nats?.connected && !live.worker.draining,
+      detail: { workerId: id, nats: live.nats?.connected ?? false, draining: live.worker?.draining ?? false },
+    }),
+  });
+  logger.info({ url: ops.url, workerId: id }, 'worker ops endpoint listening');
+
+  const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger });
+  live.nats = nats;
+  const topology = {
+    ...DEFAULT_TOPOLOGY,
+    replicas: config.NATS_REPLICAS,
+    retentionMs: config.JOB_RETENTION_HOURS * 3_600_000,
+  };
+  const streams = streamDeclarations(topology);
+  await provision(
+    nats,
+    { streams: [streams.jobs, streams.dispatch], buckets: [bucketDeclarations(topology).workers] },
+    logger,
+  );
+
+  const metrics = new WorkerMetrics(registry, () => ({
+    slots,
+    busy: live.runner?.running.size ?? 0,
+    gpus: gpus.length,
+  }));
+  // Job processes die when heartbeats stop succeeding for 60 % of WORKER_LOST_AFTER_MS (before the scheduler could
+  // hand their attempts to another worker), even if this process is frozen.
+  const lease = new LeaseTicker(Math.floor(config.WORKER_LOST_AFTER_MS * 0.6));
+  const jobStore = new JobStore(nats, systemClock);
+  const runner = new AttemptRunner({
+    workerId: id,
+    nats,
+    jobs: jobStore,
+    executors,
+    clock: systemClock,
+    gpus: () => gpus,
+    scratchRoot,
+    progressIntervalMs: config.PROGRESS_RECORD_INTERVAL_MS,
+    metrics,
+    logger,
+    lease,
+    transfers,
+    s3Inputs: new S3InputPolicy(config.S3_BUCKET, config.S3_INPUT_BUCKETS, {
+      tenantOf: async (jobId) => (await jobStore.get(jobId).catch(() => undefined))?.record.tenant,
+    }),
+  });
+  live.runner = runner;
+  const consumer = workerConsumer(id, slots, config.DISPATCH_ACK_WAIT_MS);
+  const worker = new WorkerService(
+    {
+      id,
+      pool: config.WORKER_POOL,
+      slots,
+      slotsPerGpu: config.SLOTS_PER_GPU,
+      gpus,
+      jobTypes: executors.types(),
+      version: '0.1.0',
+    },
+    nats,
+    runner,
+    systemClock,
+    { heartbeatMs: config.HEARTBEAT_INTERVAL_MS, lostAfterMs: config.WORKER_LOST_AFTER_MS },
+    logger,
+    lease,
+    async () => {
+      await ensureConsumer(nats.jsm, consumer, logger);
+    },
+  );
+  live.worker = worker;
+  const graceMs = config.WORKER_SHUTDOWN_GRACE_SECONDS * 1000;
+  const strategy = new JetStreamServer({
+    nats,
+    logger,
+    bindings: {
+      dispatch: {
+        consumer,
+        maxInFlight: slots,
+        // working() every third of AckWait: a late timer still lands well inside it.
+        heartbeatMs: Math.floor(config.DISPATCH_ACK_WAIT_MS / 3),
+      },
+    },
+    // In-flight attempts get the grace period, then their hand-back (kill, CAS, ack) a bounded while longer.
+    drainTimeoutMs: graceMs + 15_000,
+  });
+  const app = await NestFactory.createMicroservice(WorkerModule.register(runner), {
+    strategy,
+    logger: new NestPinoLogger(logger),
+  });
+  await worker.start();
+  await app.listen();
+  logger.info({ workerId: id, slots }, 'worker started');
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info(
+        { reason, running: runner.running.size, graceMs },
+        'worker stopping: no new work; finishing in-flight attempts',
+      );
+      await worker.drain();
+      const grace = setTimeout(() => {
+        logger.warn({ running: runner.running.size }, 'grace period over; handing the rest back');
+        runner.abortAll('shutdown');
+      }, graceMs);
+      await app.close().catch((err: unknown) => logger.error({ err }, 'transport close failed'));
+      clearTimeout(grace);
+      await worker.deregister();
+      await removeScratch(scratchRoot);
+      await nats.drain().catch(() => undefined);
+      await ops.close();
+      store.destroy();
+      logger.info({ workerId: id }, 'worker stopped');
+    })();
+    return stopping;
+  };
+  return { id, slots, gpus, scratchRoot, opsUrl: ops.url, runner, worker, shutdown };
+}

@@ -1,0 +1,452 @@
+/**
+ * The worker in-process against a real nats-server and a real S3-compatible store, with the test playing the
+ * scheduler and the gateway: it writes job records and publishes dispatches addressed to this worker, then checks
+ * records, acks, heartbeats, processes and HTTP traffic. GPUs come from a fake `nvidia-smi` (two H100s).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  BUCKETS,
+  CONSUMERS,
+  STREAMS,
+  SUBJECTS,
+  newJob,
+  requestCancel,
+  requeueAfterDelay,
+  startAttempt,
+  systemClock,
+  workerLost,
+  type DispatchMessage,
+  type DispatchReleased,
+  type JobRecord,
+  type WorkerControl,
+  type WorkerHeartbeat,
+} from '@gantry/contracts';
+import { loadConfig } from '@gantry/config';
+import { NatsHandle, decodeJson, encodeJson, publishJson } from '@gantry/jetstream';
+import { JobStore } from '@gantry/job-store';
+import { createLogger, createRegistry } from '@gantry/telemetry';
+import { Deferred, NatsServer, S3Server, waitFor } from '@gantry/testing';
+import { workerSpec } from '../src/config';
+import { startWorker, type WorkerApp } from '../src/worker.app';
+
+const FIXTURES = join(__dirname, 'fixtures');
+const logger = createLogger('worker-int', process.env['GANTRY_TEST_ECHO'] ? 'debug' : 'silent');
+
+interface Put {
+  path: string;
+  body: Buffer;
+  contentType: string | undefined;
+}
+
+/** Process group of the sleeper tagged `tag` (its script's command line carries the tag). */
+function sleeperGroup(tag: string): number | undefined {
+  try {
+    const pid = execFileSync('pgrep', ['-f', `sleeper.sh ${tag} `], { encoding: 'utf8' }).split('\n')[0];
+    const pgid = execFileSync('ps', ['-o', 'pgid=', '-p', pid!], { encoding: 'utf8' }).trim();
+    return pgid ? Number(pgid) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Live processes of a process group. Zombies are left out: a killed job's orphans are reparented to init, and reaping
+ * them is init's job (in containers, run the worker under an init such as tini).
+ */
+function groupMembers(pgid: number): number[] {
+  try {
+    return execFileSync('ps', ['-o', 'pid=,stat=', '-g', String(pgid)], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter(([pid, stat]) => pid && stat && !stat.startsWith('Z'))
+      .map(([pid]) => Number(pid));
+  } catch {
+    return [];
+  }
+}
+
+describe('gpu-worker (in-process, real NATS and S3)', () => {
+  let nats: NatsServer;
+  let s3: S3Server;
+  let client: NatsHandle;
+  let jobs: JobStore;
+  let app: WorkerApp;
+  let scratchParent: string;
+  let origin: Server;
+  let originUrl: string;
+  const puts: Put[] = [];
+  let holdPuts: Deferred | undefined;
+  const released: DispatchReleased[] = [];
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    s3 = await S3Server.start();
+    scratchParent = mkdtempSync(join(tmpdir(), 'gantry-worker-int-'));
+    origin = createServer((req: IncomingMessage, res: ServerResponse) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        puts.push({ path: req.url ?? '', body: Buffer.concat(chunks), contentType: req.headers['content-type'] });
+        const answer = () => res.writeHead(200).end();
+        if (req.url?.startsWith('/hold') && holdPuts) void holdPuts.promise.then(answer);
+        else answer();
+      });
+    });
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+    originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+
+    const config = loadConfig(workerSpec, {
+      NATS_URL: nats.url,
+      ...s3.env(),
+      JOB_TYPES_FILE: join(FIXTURES, 'catalog.yaml'),
+      NVIDIA_SMI: join(FIXTURES, 'fake-nvidia-smi'),
+      ALLOW_PRIVATE_URLS: 'true',
+      WORKER_HTTP_PORT: '0',
+      HEARTBEAT_INTERVAL_MS: '200',
+      WORKER_LOST_AFTER_MS: '5000',
+      PROGRESS_RECORD_INTERVAL_MS: '100',
+      DISPATCH_ACK_WAIT_MS: '1500',
+      WORKER_SCRATCH_DIR: scratchParent,
+      WORKER_SHUTDOWN_GRACE_SECONDS: '3',
+      LOG_LEVEL: 'silent',
+    });
+    app = await startWorker(config, {
+      logger,
+      registry: createRegistry('gpu-worker'),
+      transfers: { backoffMs: 50, connectTimeoutMs: 2_000, idleTimeoutMs: 5_000 },
+    });
+    client = await NatsHandle.connect({ servers: [nats.url], name: 'worker-int-test', logger });
+    jobs = new JobStore(client, systemClock);
+    client.nc.subscribe(SUBJECTS.dispatchReleased, {
+      callback: (_e, m) => {
+        released.push(decodeJson<DispatchReleased>(m.data));
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await app?.shutdown('test over').catch(() => undefined);
+    await client?.drain().catch(() => undefined);
+    origin?.closeAllConnections();
+    await new Promise<void>((r) => (origin ? origin.close(() => r()) : r()));
+    await s3?.stop();
+    await nats?.dispose();
+    rmSync(scratchParent, { recursive: true, force: true });
+  });
+
+  let seq = 0;
+  async function createJob(
+    type: string,
+    input: Record<string, unknown>,
+    extra: Partial<{ maxAttempts: number; timeoutSeconds: number; upload: { url: string }; tenant: string }> = {},
+  ): Promise<string> {
+    const id = `int${Date.now().toString(36)}${seq++}`;
+    await jobs.create(
+      newJob(
+        {
+          id,
+          tenant: extra.tenant ?? 'default',
+          type,
+          input,
+          priority: 'normal',
+          pool: 'default',
+          timeoutSeconds: extra.timeoutSeconds ?? 60,
+          maxAttempts: extra.maxAttempts ?? 3,
+          retryDelaysMs: [0],
+          metadata: {},
+          ...(extra.upload ? { upload: extra.upload } : {}),
+        },
+        new Date(),
+      ),
+    );
+    return id;
+  }
+
+  async function dispatch(jobId: string, attempt = 1, gpuIndices: number[] = []): Promise<void> {
+    const rec = (await jobs.get(jobId))!.record;
+    const m: DispatchMessage = {
+      v: 1,
+      jobId,
+      generation: rec.generation,
+      attempt,
+      workerId: app.id,
+      gpuIndices,
+      memoryMb: 0,
+      epoch: 1,
+      dispatchedAt: new Date().toISOString(),
+    };
+    await publishJson(client.js, SUBJECTS.dispatch(app.id), m);
+  }
+
+  async function record(jobId: string): Promise<JobRecord> {
+    return (await jobs.get(jobId, { consistent: true }))!.record;
+  }
+
+  async function until(jobId: string, pred: (r: JobRecord) => boolean, what: string, timeoutMs = 20_000) {
+    return waitFor(
+      async () => {
+        const r = await record(jobId);
+        return pred(r) ? r : undefined;
+      },
+      { what: `${jobId} ${what}`, timeoutMs, intervalMs: 50 },
+    );
+  }
+
+  async function consumerInfo() {
+    return client.jsm.consumers.info(STREAMS.dispatch, CONSUMERS.worker(app.id));
+  }
+
+  async function heartbeat(): Promise<WorkerHeartbeat> {
+    const kv = await client.kvm.open(BUCKETS.workers);
+    const e = await kv.get(app.id);
+    return e!.json<WorkerHeartbeat>();
+  }
+
+  it('registers its GPUs and slots, and heartbeats the jobs it runs', async () => {
+    expect(app.gpus.map((g) => g.uuid)).toEqual([
+      'GPU-11111111-2222-3333-4444-555555555555',
+      'GPU-66666666-7777-8888-9999-000000000000',
+    ]);
+    expect(app.slots).toBe(4); // 2 GPUs × SLOTS_PER_GPU (2)
+    const hb = await heartbeat();
+    expect(hb).toMatchObject({ id: app.id, pool: 'default', slots: 4, slotsPerGpu: 2, draining: false });
+    expect(hb.gpus).toEqual(app.gpus);
+    expect(hb.jobTypes).toEqual(expect.arrayContaining(['noop', 'ffmpeg', 'env', 'sleeper']));
+
+    const id = await createJob('sleeper', { tag: 'hb', seconds: 2 });
+    await dispatch(id);
+    await waitFor(async () => (await heartbeat()).runningJobs.includes(id), { what: 'the job in the heartbeat' });
+    await until(id, (r) => r.status === 'completed', 'completed');
+    await waitFor(async () => (await heartbeat()).runningJobs.length === 0, { what: 'an idle heartbeat' });
+  });
+
+  it('gives each attempt CUDA_VISIBLE_DEVICES of its own GPUs and a private scratch dir removed afterwards', async () => {
+    const cases: [number[], string][] = [
+      [[1], 'GPU-66666666-7777-8888-9999-000000000000'],
+      [[0, 1], 'GPU-11111111-2222-3333-4444-555555555555,GPU-66666666-7777-8888-9999-000000000000'],
+      [[], ''],
+    ];
+    for (const [indices, expected] of cases) {
+      const id = await createJob('env', {});
+      await dispatch(id, 1, indices);
+      const done = await until(id, (r) => r.status === 'completed', 'completed');
+      const result = done.result as Record<string, string | boolean>;
+      expect(result['cudaVisibleDevices']).toBe(expected);
+      expect(result['cudaVisibleDevicesSet']).toBe(true); // set even when empty: no GPU visible at all
+      expect(done.gpus).toEqual(expected ? expected.split(',') : []);
+      expect(result['jobId']).toBe(id);
+      const pwd = String(result['pwd']);
+      expect(pwd.startsWith(join(app.scratchRoot, `${id}-1-`))).toBe(true);
+      expect(result['workDir']).toBe(pwd);
+      expect(existsSync(pwd)).toBe(false);
+    }
+    expect(readdirSync(app.scratchRoot)).toEqual(['.gantry-owner.json']);
+  });
+
+  it('keeps the dispatch alive with working() through a job longer than AckWait, and acks it after the outcome', async () => {
+    const before = (await consumerInfo()).num_redelivered;
+    const id = await createJob('sleeper', { tag: 'ackwait', seconds: 5 }); // AckWait is 1.5 s
+    await dispatch(id);
+    await until(id, (r) => r.status === 'running', 'running');
+    expect((await consumerInfo()).num_ack_pending).toBe(1);
+    const done = await until(id, (r) => r.status === 'completed', 'completed');
+    expect(done.attempts).toBe(1);
+    expect(done.result).toEqual({ tag: 'ackwait', slept: 5 });
+    await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the ack' });
+    expect((await consumerInfo()).num_redelivered).toBe(before);
+    const history = await jobs.history(id);
+    expect(history.filter((h) => h.event.type === 'job.started')).toHaveLength(1);
+    expect(history.filter((h) => h.event.type === 'job.progress').length).toBeGreaterThan(2);
+  });
+
+  it('acks the dispatch only after the output is uploaded', async () => {
+    holdPuts = new Deferred();
+    const id = await createJob('report', { mode: 'ok' }, { upload: { url: `${originUrl}/hold/report.txt?sig=x` } });
+    await dispatch(id);
+    await waitFor(() => puts.some((p) => p.path.startsWith('/hold/report.txt')), { what: 'the PUT to arrive' });
+    const during = await record(id);
+    expect(during.status).toBe('running');
+    expect(during.progress).toEqual({ percent: 99, stage: 'uploading' });
+    expect((await consumerInfo()).num_ack_pending).toBe(1);
+    holdPuts.resolve();
+    const done = await until(id, (r) => r.status === 'completed', 'completed');
+    expect(done.outputs).toEqual([
+      { name: 'report.txt', url: `${originUrl}/hold/report.txt`, sizeBytes: expect.any(Number) },
+    ]);
+    expect(puts.find((p) => p.path.startsWith('/hold/'))!.body.toString()).toBe(`report for ${id}\n`);
+    await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the ack' });
+    holdPuts = undefined;
+  });
+
+  it('uploads an error document to upload.url when the generation fails, not while it will be retried', async () => {
+    const id = await createJob(
+      'report',
+      { mode: 'flaky' },
+      { maxAttempts: 2, upload: { url: `${originUrl}/err/${'x'}` } },
+    );
+    await dispatch(id, 1);
+    const retrying = await until(id, (r) => r.status === 'retrying', 'retrying');
+    expect(retrying.error).toMatchObject({ code: 'EXIT_CODE', retryable: true });
+    expect(puts.filter((p) => p.path.startsWith('/err/'))).toHaveLength(0);
+
+    await jobs.transition(id, (cur) => requeueAfterDelay(cur.record, new Date(Date.parse(cur.record.retryAt!) + 1)));
+    await dispatch(id, 2);
+    const failed = await until(id, (r) => r.status === 'failed', 'failed');
+    const doc = await waitFor(() => puts.find((p) => p.path.startsWith('/err/')), { what: 'the error document' });
+    expect(doc.contentType).toBe('application/json');
+    expect(JSON.parse(doc.body.toString())).toEqual({
+      id,
+      status: 'failed',
+      attempts: 2,
+      finishedAt: failed.finishedAt,
+      error: {
+        code: 'EXIT_CODE',
+        message: 'report exited with code 3: temporary problem',
+        detail: '--- stderr (last 1 lines) ---\ntemporary problem',
+      },
+    });
+  });
+
+  it('maps exit codes to error codes and keeps the output tails', async () => {
+    const retryable = await createJob('fail', { message: 'disk full', code: 3 });
+    await dispatch(retryable);
+    const r1 = await until(retryable, (r) => r.status === 'retrying', 'retrying');
+    expect(r1.error).toMatchObject({
+      code: 'EXIT_CODE',
+      retryable: true,
+      message: 'fail exited with code 3: error: disk full',
+    });
+    expect(r1.error!.detail).toBe(
+      '--- stderr (last 1 lines) ---\nerror: disk full\n--- stdout (last 1 lines) ---\npartial output',
+    );
+
+    const permanent = await createJob('fail', { message: 'bad input', code: 2 });
+    await dispatch(permanent);
+    const r2 = await until(permanent, (r) => r.status === 'failed', 'failed');
+    expect(r2.attempts).toBe(1);
+    expect(r2.error).toMatchObject({ code: 'EXIT_CODE', retryable: false });
+
+    const missing = await createJob('missing-binary', {});
+    await dispatch(missing);
+    const r3 = await until(missing, (r) => r.status === 'failed', 'failed');
+    expect(r3.error).toMatchObject({ code: 'SPAWN_FAILED', retryable: false });
+  });
+
+  it('cancels a running job at once on the control message, killing its whole process group', async () => {
+    const id = await createJob('sleeper', { tag: 'cancelctl', seconds: 120 });
+    await dispatch(id);
+    await until(id, (r) => r.status === 'running' && r.progress !== undefined, 'running');
+    const pgid = await waitFor(() => sleeperGroup('cancelctl'), { what: 'the sleeper' });
+    expect(groupMembers(pgid).length).toBeGreaterThanOrEqual(3); // guard, script, background sleep 3600 …
+    await jobs.transition(id, (cur) => requestCancel(cur.record, new Date())); // the gateway's part
+    const control: WorkerControl = { v: 1, type: 'cancel', jobId: id, generation: 1 };
+    client.nc.publish(SUBJECTS.workerControl(app.id), encodeJson(control));
+    const done = await until(id, (r) => r.status === 'cancelled', 'cancelled', 10_000);
+    expect(done.error?.code).toBe('CANCELLED');
+    await waitFor(() => groupMembers(pgid).length === 0, { what: 'no process of the job left', timeoutMs: 10_000 });
+  });
+
+  it('cancels on the record alone (a missed control message) within a heartbeat', async () => {
+    const id = await createJob('sleeper', { tag: 'cancelrec', seconds: 120 });
+    await dispatch(id);
+    await until(id, (r) => r.status === 'running', 'running');
+    const pgid = await waitFor(() => sleeperGroup('cancelrec'), { what: 'the sleeper' });
+    await jobs.transition(id, (cur) => requestCancel(cur.record, new Date()));
+    await until(id, (r) => r.status === 'cancelled', 'cancelled', 10_000);
+    await waitFor(() => groupMembers(pgid).length === 0, { what: 'no process of the job left', timeoutMs: 10_000 });
+  });
+
+  it('times out an attempt, kills it, and reports TIMEOUT', async () => {
+    const id = await createJob('sleeper', { tag: 'timeout', seconds: 120 }, { timeoutSeconds: 2, maxAttempts: 1 });
+    await dispatch(id);
+    const pgid = await waitFor(() => sleeperGroup('timeout'), { what: 'the sleeper' });
+    const done = await until(id, (r) => r.status === 'failed', 'failed', 15_000);
+    expect(done.error).toMatchObject({ code: 'TIMEOUT', message: 'attempt exceeded 2 s' });
+    expect(Date.parse(done.finishedAt!) - Date.parse(done.startedAt!)).toBeLessThan(8_000);
+    await waitFor(() => groupMembers(pgid).length === 0, { what: 'no process of the job left', timeoutMs: 10_000 });
+  });
+
+  it('kills its job and writes nothing once the attempt is no longer its own (declared lost)', async () => {
+    const id = await createJob('sleeper', { tag: 'lost', seconds: 120 });
+    await dispatch(id);
+    await until(id, (r) => r.status === 'running', 'running');
+    const pgid = await waitFor(() => sleeperGroup('lost'), { what: 'the sleeper' });
+    const verdict = await jobs.transition(id, (cur) => workerLost(cur.record, app.id, new Date())); // the scheduler
+    expect(verdict.record.status).toBe('retrying');
+    await waitFor(() => groupMembers(pgid).length === 0, { what: 'the job killed', timeoutMs: 10_000 });
+    await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the dispatch acked' });
+    const history = await jobs.history(id);
+    expect(history.at(-1)!.revision).toBe(verdict.revision); // nothing written after the verdict
+  });
+
+  it('refuses s3:// inputs outside S3_INPUT_BUCKETS and other tenants’ job outputs, before reading them', async () => {
+    const theirs = await createJob('noop', {}, { tenant: 'other-tenant' });
+    const bucket = s3.env()['S3_BUCKET'];
+    const cases: [string, RegExp][] = [
+      [`s3://${bucket}/jobs/${theirs}/out.mp4`, /another tenant's job/],
+      ['s3://somebody-elses-bucket/in.mp4', /not one of S3_INPUT_BUCKETS/],
+    ];
+    for (const [url, why] of cases) {
+      const id = await createJob('ffmpeg', {
+        args: ['-i', 'in.mp4', 'out.mp4'],
+        inputs: { 'in.mp4': url },
+        outputs: ['out.mp4'],
+      });
+      await dispatch(id);
+      const r = await until(id, (x) => x.status === 'failed', 'failed');
+      expect(r.error).toMatchObject({ code: 'INVALID_INPUT', retryable: false });
+      expect(r.error!.message).toMatch(why);
+    }
+  });
+
+  it('drops a stale dispatch and tells the scheduler at once', async () => {
+    const id = await createJob('noop', {});
+    await dispatch(id, 2); // attempt 2 of a job with no attempt yet
+    const notice = await waitFor(() => released.find((r) => r.jobId === id), { what: 'the release notice' });
+    expect(notice).toMatchObject({ attempt: 2, workerId: app.id });
+    expect((await record(id)).status).toBe('queued');
+    await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the dispatch acked' });
+  });
+
+  it('fails (retryably) an attempt of its own that it finds recorded but not running, instead of running it again', async () => {
+    const id = await createJob('sleeper', { tag: 'orphan', seconds: 1 });
+    await jobs.transition(id, (cur) =>
+      startAttempt(
+        cur.record,
+        { workerId: app.id, generation: 1, attempt: 1 },
+        { gpus: [], gpuIndices: [] },
+        new Date(),
+      ),
+    );
+    await dispatch(id, 1);
+    const r = await until(id, (x) => x.status === 'retrying', 'retrying');
+    expect(r.error).toMatchObject({ code: 'INTERNAL', retryable: true });
+    expect(sleeperGroup('orphan')).toBeUndefined();
+  });
+
+  it('on shutdown, finishes what fits in the grace period and hands the rest back', async () => {
+    const short = await createJob('sleeper', { tag: 'shortjob', seconds: 1 });
+    const long = await createJob('sleeper', { tag: 'longjob', seconds: 120 });
+    await dispatch(short);
+    await dispatch(long);
+    await until(long, (r) => r.status === 'running', 'running');
+    const pgid = await waitFor(() => sleeperGroup('longjob'), { what: 'the long sleeper' });
+    const started = Date.now();
+    await app.shutdown('test');
+    expect(Date.now() - started).toBeLessThan(3_000 + 10_000);
+    expect((await record(short)).status).toBe('completed');
+    const back = await record(long);
+    expect(back.status).toBe('queued'); // handed back: another worker can take it at once
+    expect(back.attempts).toBe(0); // the handed-back attempt does not count
+    expect(back.workerId).toBeUndefined();
+    expect(groupMembers(pgid)).toEqual([]);
+    const kv = await client.kvm.open(BUCKETS.workers);
+    expect(await kv.get(app.id).then((e) => e?.operation)).not.toBe('PUT'); // deregistered
+    expect(existsSync(app.scratchRoot)).toBe(false);
+  });
+});
