@@ -1,0 +1,224 @@
+/**
+ * Bounded work per endpoint (one URL origin), per notifier replica:
+ *
+ * - at most `concurrency` attempts in flight and `queueLimit` deliveries waiting in memory for a slot; any further
+ *   delivery is deferred back to the stream (`nak` with a delay) for about as long as the endpoint needs to work off
+ *   what is ahead of it, so a backlog is not redelivered over and over;
+ * - a circuit breaker: after `failureThreshold` consecutive failed attempts the circuit opens and deliveries to that
+ *   endpoint fail fast (no HTTP, the attempt still counts, so every delivery keeps to its retry schedule and the
+ *   stream never fills up with a dead endpoint's messages) until `cooldownMs` has passed; then exactly one probe goes
+ *   out and its outcome closes or re-opens the circuit.
+ *
+ * A dead or hanging endpoint therefore costs at most `concurrency + queueLimit` handler slots for one timeout, then
+ * one probe per cooldown: never the other endpoints' turn. Plain class with an injected clock so it is unit-tested.
+ */
+
+export interface EndpointGateOptions {
+  concurrency: number;
+  queueLimit: number;
+  /** Consecutive failures that open the circuit; 0 disables the circuit. */
+  failureThreshold: number;
+  cooldownMs: number;
+  /** Upper bound of one attempt, used to estimate how long a busy endpoint stays busy. */
+  timeoutMs: number;
+  /** Longest deferral of a delivery waiting for a busy endpoint. */
+  maxDeferMs?: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** The decision for one delivery that is due. */
+export type Admission =
+  /** Attempt now; call `done` exactly once with the outcome. */
+  | { kind: 'attempt'; probe: boolean; done: (ok: boolean, status?: number) => void }
+  /** The endpoint is busy: put the delivery back for `delayMs` (no attempt counted). */
+  | { kind: 'defer'; delayMs: number }
+  /** The circuit is open: fail this attempt without sending it. */
+  | { kind: 'short-circuit'; reason: string; lastStatus?: number };
+
+interface Waiter {
+  resolve: (a: Admission) => void;
+}
+
+interface EndpointState {
+  inFlight: number;
+  /** Start times of the attempts in flight, by attempt number. */
+  started: Map<number, number>;
+  waiters: Waiter[];
+  consecutiveFailures: number;
+  lastStatus?: number;
+  /** Epoch ms until which the circuit is open; 0 = closed. */
+  openUntil: number;
+  probing: boolean;
+  /** Smoothed attempt duration (ms). */
+  latencyMs: number;
+  /** Virtual time at which the endpoint will have worked off the deliveries deferred so far. */
+  backlogUntil: number;
+  lastUsed: number;
+}
+
+const INITIAL_LATENCY_MS = 250;
+const MIN_DEFER_MS = 100;
+
+export class EndpointGate {
+  private readonly endpoints = new Map<string, EndpointState>();
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly maxDeferMs: number;
+  private attempts = 0;
+
+  constructor(private readonly o: EndpointGateOptions) {
+    this.now = o.now ?? Date.now;
+    this.random = o.random ?? Math.random;
+    this.maxDeferMs = o.maxDeferMs ?? 60_000;
+  }
+
+  private state(key: string): EndpointState {
+    let s = this.endpoints.get(key);
+    if (!s) {
+      s = {
+        inFlight: 0,
+        started: new Map(),
+        waiters: [],
+        consecutiveFailures: 0,
+        openUntil: 0,
+        probing: false,
+        latencyMs: INITIAL_LATENCY_MS,
+        backlogUntil: 0,
+        lastUsed: this.now(),
+      };
+      this.endpoints.set(key, s);
+    }
+    return s;
+  }
+
+  /** Decides what to do with a due delivery to `key`; waits (bounded) when the endpoint is busy. */
+  acquire(key: string): Promise<Admission> {
+    const s = this.state(key);
+    s.lastUsed = this.now();
+    const now = this.now();
+    const immediate = this.decide(key, s, now);
+    if (immediate) return Promise.resolve(immediate);
+    if (s.waiters.length < this.o.queueLimit) {
+      return new Promise((resolve) => s.waiters.push({ resolve }));
+    }
+    return Promise.resolve({ kind: 'defer', delayMs: this.deferDelay(s, now) });
+  }
+
+  /** An admission that needs no slot wait, or undefined when all slots are busy. */
+  private decide(key: string, s: EndpointState, now: number): Admission | undefined {
+    const threshold = this.o.failureThreshold;
+    if (threshold > 0 && s.consecutiveFailures >= threshold) {
+      if (s.openUntil > now || s.probing) {
+        return {
+          kind: 'short-circuit',
+          reason: `not sent: the endpoint's circuit is open after ${s.consecutiveFailures} consecutive failed attempts`,
+          ...(s.lastStatus !== undefined ? { lastStatus: s.lastStatus } : {}),
+        };
+      }
+      // Half-open: this delivery is the one probe.
+      if (s.inFlight >= this.o.concurrency) return undefined;
+      s.probing = true;
+      return this.start(key, s, now, true);
+    }
+    if (s.inFlight >= this.o.concurrency) return undefined;
+    return this.start(key, s, now, false);
+  }
+
+  private start(key: string, s: EndpointState, startedAt: number, probe: boolean): Admission {
+    s.inFlight++;
+    const id = ++this.attempts;
+    s.started.set(id, startedAt);
+    let settled = false;
+    return {
+      kind: 'attempt',
+      probe,
+      done: (ok, status) => {
+        if (settled) return;
+        settled = true;
+        this.finish(key, s, id, probe, ok, status);
+      },
+    };
+  }
+
+  private finish(key: string, s: EndpointState, id: number, probe: boolean, ok: boolean, status?: number) {
+    const now = this.now();
+    const startedAt = s.started.get(id) ?? now;
+    s.inFlight--;
+    s.started.delete(id);
+    s.lastUsed = now;
+    s.latencyMs = 0.8 * s.latencyMs + 0.2 * Math.max(1, now - startedAt);
+    if (probe) s.probing = false;
+    if (ok) {
+      s.consecutiveFailures = 0;
+      s.openUntil = 0;
+      delete s.lastStatus;
+    } else {
+      s.consecutiveFailures++;
+      if (status !== undefined) s.lastStatus = status;
+      else delete s.lastStatus;
+      const threshold = this.o.failureThreshold;
+      if (threshold > 0 && s.consecutiveFailures >= threshold && (probe || s.openUntil <= now)) {
+        s.openUntil = now + this.jitter(this.o.cooldownMs, 0.2);
+      }
+    }
+    this.wake(key, s, now);
+  }
+
+  /** Hands free slots (or an opened circuit's verdict) to the deliveries waiting in memory, in arrival order. */
+  private wake(key: string, s: EndpointState, now: number): void {
+    while (s.waiters.length > 0) {
+      const a = this.decide(key, s, now);
+      if (!a) return;
+      s.waiters.shift()!.resolve(a);
+    }
+  }
+
+  /**
+   * How long a delivery that finds the endpoint busy waits in the stream: until the endpoint has, at its measured
+   * pace, worked off what is in flight, waiting, and deferred before it (a virtual queue), ±20 %, at least 100 ms.
+   * One deferral per delivery in the usual case, instead of a redelivery every fixed interval.
+   */
+  private deferDelay(s: EndpointState, now: number): number {
+    let oldest = now;
+    for (const t of s.started.values()) oldest = Math.min(oldest, t);
+    // A hanging endpoint has no finished attempt to measure: the age of its oldest attempt is the better estimate.
+    const perAttempt = Math.min(this.o.timeoutMs, Math.max(s.latencyMs, now - oldest));
+    const perSlot = perAttempt / this.o.concurrency;
+    const queueAhead = (s.inFlight + s.waiters.length) * perSlot;
+    s.backlogUntil = Math.max(s.backlogUntil, now + queueAhead) + perSlot;
+    const delay = Math.min(this.maxDeferMs, s.backlogUntil - now);
+    return Math.max(MIN_DEFER_MS, this.jitter(delay, 0.2));
+  }
+
+  private jitter(ms: number, fraction: number): number {
+    const spread = ms * fraction;
+    return Math.max(0, Math.round(ms - spread + this.random() * 2 * spread));
+  }
+
+  /** Endpoints whose circuit is open now (for a gauge). */
+  openCircuits(): number {
+    const now = this.now();
+    let n = 0;
+    for (const s of this.endpoints.values())
+      if (this.o.failureThreshold > 0 && s.consecutiveFailures >= this.o.failureThreshold && s.openUntil > now) n++;
+    return n;
+  }
+
+  /** Forgets endpoints idle for `idleMs` with nothing in flight (bounded memory with many endpoints). */
+  prune(idleMs: number): number {
+    const now = this.now();
+    let removed = 0;
+    for (const [key, s] of this.endpoints) {
+      if (s.inFlight === 0 && s.waiters.length === 0 && now - s.lastUsed >= idleMs && s.openUntil <= now) {
+        this.endpoints.delete(key);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  get size(): number {
+    return this.endpoints.size;
+  }
+}
