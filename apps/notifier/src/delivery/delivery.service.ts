@@ -47,7 +47,9 @@ export class DeliveryService {
       ctx.nak(wait);
       return;
     }
-    const admission = await this.gate.acquire(endpointKey(d.url));
+    // The first attempt of a replay is an operator saying "fixed now": it goes out even through an open circuit.
+    const replayProbe = d.replayOf !== undefined && d.attempts === 0;
+    const admission = await this.gate.acquire(endpointKey(d.url), replayProbe);
     switch (admission.kind) {
       case 'defer':
         this.metrics.deferred();

@@ -125,3 +125,18 @@ describe('EndpointGate', () => {
     expect(g.size).toBe(0);
   });
 });
+
+describe('EndpointGate replay bypass', () => {
+  it('lets a replay through an open circuit (within the slot limit) and closes it on success', async () => {
+    const { g } = gate({ concurrency: 1 });
+    for (let i = 0; i < 3; i++) attempt(await g.acquire('e')).done(false, 500);
+    expect((await g.acquire('e')).kind).toBe('short-circuit');
+    const replay = attempt(await g.acquire('e', true));
+    expect(replay.probe).toBe(true);
+    // The slot limit still holds for it.
+    const second = g.acquire('e', true);
+    replay.done(true, 200);
+    expect((await second).kind).toBe('attempt');
+    expect(g.openCircuits()).toBe(0);
+  });
+});

@@ -38,6 +38,7 @@ export type Admission =
 
 interface Waiter {
   resolve: (a: Admission) => void;
+  bypassCircuit: boolean;
 }
 
 interface EndpointState {
@@ -92,21 +93,25 @@ export class EndpointGate {
     return s;
   }
 
-  /** Decides what to do with a due delivery to `key`; waits (bounded) when the endpoint is busy. */
-  acquire(key: string): Promise<Admission> {
+  /**
+   * Decides what to do with a due delivery to `key`; waits (bounded) when the endpoint is busy. `bypassCircuit` is
+   * for an operator's replay: it is sent even while the circuit is open (as a probe), within the slot limit.
+   */
+  acquire(key: string, bypassCircuit = false): Promise<Admission> {
     const s = this.state(key);
     s.lastUsed = this.now();
     const now = this.now();
-    const immediate = this.decide(key, s, now);
+    const immediate = this.decide(key, s, now, bypassCircuit);
     if (immediate) return Promise.resolve(immediate);
     if (s.waiters.length < this.o.queueLimit) {
-      return new Promise((resolve) => s.waiters.push({ resolve }));
+      return new Promise((resolve) => s.waiters.push({ resolve, bypassCircuit }));
     }
     return Promise.resolve({ kind: 'defer', delayMs: this.deferDelay(s, now) });
   }
 
   /** An admission that needs no slot wait, or undefined when all slots are busy. */
-  private decide(key: string, s: EndpointState, now: number): Admission | undefined {
+  private decide(key: string, s: EndpointState, now: number, bypassCircuit: boolean): Admission | undefined {
+    if (bypassCircuit) return s.inFlight < this.o.concurrency ? this.start(key, s, now, true, false) : undefined;
     const threshold = this.o.failureThreshold;
     if (threshold > 0 && s.consecutiveFailures >= threshold) {
       if (s.openUntil > now || s.probing) {
@@ -125,7 +130,8 @@ export class EndpointGate {
     return this.start(key, s, now, false);
   }
 
-  private start(key: string, s: EndpointState, startedAt: number, probe: boolean): Admission {
+  /** `holdsProbe`: this attempt is the half-open probe (the one allowed while the circuit waits for a verdict). */
+  private start(key: string, s: EndpointState, startedAt: number, probe: boolean, holdsProbe = probe): Admission {
     s.inFlight++;
     const id = ++this.attempts;
     s.started.set(id, startedAt);
@@ -136,19 +142,27 @@ export class EndpointGate {
       done: (ok, status) => {
         if (settled) return;
         settled = true;
-        this.finish(key, s, id, probe, ok, status);
+        this.finish(key, s, id, probe, holdsProbe, ok, status);
       },
     };
   }
 
-  private finish(key: string, s: EndpointState, id: number, probe: boolean, ok: boolean, status?: number) {
+  private finish(
+    key: string,
+    s: EndpointState,
+    id: number,
+    probe: boolean,
+    holdsProbe: boolean,
+    ok: boolean,
+    status?: number,
+  ) {
     const now = this.now();
     const startedAt = s.started.get(id) ?? now;
     s.inFlight--;
     s.started.delete(id);
     s.lastUsed = now;
     s.latencyMs = 0.8 * s.latencyMs + 0.2 * Math.max(1, now - startedAt);
-    if (probe) s.probing = false;
+    if (holdsProbe) s.probing = false;
     if (ok) {
       s.consecutiveFailures = 0;
       s.openUntil = 0;
@@ -168,7 +182,7 @@ export class EndpointGate {
   /** Hands free slots (or an opened circuit's verdict) to the deliveries waiting in memory, in arrival order. */
   private wake(key: string, s: EndpointState, now: number): void {
     while (s.waiters.length > 0) {
-      const a = this.decide(key, s, now);
+      const a = this.decide(key, s, now, s.waiters[0]!.bypassCircuit);
       if (!a) return;
       s.waiters.shift()!.resolve(a);
     }
