@@ -62,12 +62,34 @@ describe('EndpointGate', () => {
     expect(delays.at(-1)!).toBeLessThan(4_500);
   });
 
-  it('uses the age of a hanging attempt as the latency estimate (long deferrals for a hanging endpoint)', async () => {
+  it('uses the age of a hanging attempt as the latency estimate, but re-checks an unproven endpoint after ~1 timeout', async () => {
     const { g, c } = gate({ concurrency: 1, queueLimit: 0 });
     attempt(await g.acquire('hang'));
     c.advance(8_000);
     const d = await g.acquire('hang');
     expect(d.kind === 'defer' && d.delayMs).toBeGreaterThanOrEqual(8_000);
+    const delays: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const x = await g.acquire('hang');
+      if (x.kind === 'defer') delays.push(x.delayMs);
+    }
+    // Never longer than 1.5 timeouts (+20 % jitter) while the endpoint has not answered once.
+    expect(Math.max(...delays)).toBeLessThanOrEqual(10_000 * 1.5 * 1.2);
+  });
+
+  it("defers a healthy endpoint's backlog up to maxDeferMs", async () => {
+    const { g, c } = gate({ concurrency: 1, queueLimit: 0, maxDeferMs: 60_000 });
+    const a = attempt(await g.acquire('busy'));
+    c.advance(1_000);
+    a.done(true);
+    attempt(await g.acquire('busy'));
+    let last = 0;
+    for (let i = 0; i < 500; i++) {
+      const x = await g.acquire('busy');
+      if (x.kind === 'defer') last = x.delayMs;
+    }
+    expect(last).toBeGreaterThan(40_000);
+    expect(last).toBeLessThanOrEqual(60_000 * 1.2);
   });
 
   it('opens the circuit after consecutive failures, fails fast, then sends exactly one probe after the cooldown', async () => {

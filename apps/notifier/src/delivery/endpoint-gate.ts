@@ -55,6 +55,8 @@ interface EndpointState {
   latencyMs: number;
   /** Virtual time at which the endpoint will have worked off the deliveries deferred so far. */
   backlogUntil: number;
+  /** Epoch ms of the last successful attempt; 0 = none yet. */
+  lastSuccessAt: number;
   lastUsed: number;
 }
 
@@ -86,6 +88,7 @@ export class EndpointGate {
         probing: false,
         latencyMs: INITIAL_LATENCY_MS,
         backlogUntil: 0,
+        lastSuccessAt: 0,
         lastUsed: this.now(),
       };
       this.endpoints.set(key, s);
@@ -164,6 +167,7 @@ export class EndpointGate {
     s.latencyMs = 0.8 * s.latencyMs + 0.2 * Math.max(1, now - startedAt);
     if (holdsProbe) s.probing = false;
     if (ok) {
+      s.lastSuccessAt = now;
       s.consecutiveFailures = 0;
       s.openUntil = 0;
       delete s.lastStatus;
@@ -191,7 +195,10 @@ export class EndpointGate {
   /**
    * How long a delivery that finds the endpoint busy waits in the stream: until the endpoint has, at its measured
    * pace, worked off what is in flight, waiting, and deferred before it (a virtual queue), ±20 %, at least 100 ms.
-   * One deferral per delivery in the usual case, instead of a redelivery every fixed interval.
+   * One deferral per delivery in the usual case, instead of a redelivery every fixed interval. Until the endpoint
+   * has proved healthy (a success and no failure since), a delivery comes back after about one timeout at most: by
+   * then the attempts in flight have had their verdict, and if they opened the circuit it fails fast on its schedule
+   * rather than waiting out a deferral sized for a healthy endpoint.
    */
   private deferDelay(s: EndpointState, now: number): number {
     let oldest = now;
@@ -201,7 +208,9 @@ export class EndpointGate {
     const perSlot = perAttempt / this.o.concurrency;
     const queueAhead = (s.inFlight + s.waiters.length) * perSlot;
     s.backlogUntil = Math.max(s.backlogUntil, now + queueAhead) + perSlot;
-    const delay = Math.min(this.maxDeferMs, s.backlogUntil - now);
+    const healthy = s.lastSuccessAt > 0 && s.consecutiveFailures === 0;
+    const cap = healthy ? this.maxDeferMs : Math.min(this.maxDeferMs, this.o.timeoutMs * 1.5);
+    const delay = Math.min(cap, s.backlogUntil - now);
     return Math.max(MIN_DEFER_MS, this.jitter(delay, 0.2));
   }
 
