@@ -148,9 +148,9 @@ describe('notifier durability and dead letters (real processes)', () => {
     expect(missing.status).toBe(404);
     expect(missing.headers.get('content-type')).toContain('application/problem+json');
     expect((await cluster.api('POST', '/v1/webhooks/failed/abc/replay')).status).toBe(404);
-    expect((await cluster.api('POST', `/v1/webhooks/failed/${completed.id}/replay`, undefined, CLIENT_KEY)).status).toBe(
-      403,
-    );
+    expect(
+      (await cluster.api('POST', `/v1/webhooks/failed/${completed.id}/replay`, undefined, CLIENT_KEY)).status,
+    ).toBe(403);
 
     const before = receiver.matching((w) => w.path === '/dead' && idOf(w) === completed.webhookId);
     fixed = true;

@@ -23,11 +23,7 @@ export class NotifierMetrics {
   private readonly deferrals: Counter;
   private readonly throttles: Counter;
 
-  constructor(
-    registry: Registry,
-    nats: () => NatsHandle | undefined,
-    openCircuits: () => number = () => 0,
-  ) {
+  constructor(registry: Registry, nats: () => NatsHandle | undefined, openCircuits: () => number = () => 0) {
     const registers = [registry];
     this.attempts = new Counter({
       name: 'gantry_webhook_attempts_total',

@@ -83,7 +83,11 @@ export async function startNotifier(config: NotifierConfig, logger: Logger): Pro
     cooldownMs: config.WEBHOOK_CIRCUIT_COOLDOWN_MS,
     timeoutMs: config.WEBHOOK_TIMEOUT_MS,
   });
-  const metrics = new NotifierMetrics(registry, () => live.nats, () => gate.openCircuits());
+  const metrics = new NotifierMetrics(
+    registry,
+    () => live.nats,
+    () => gate.openCircuits(),
+  );
   const outputs = new OutputStore(config);
   const deadLetters = new DeadLetterService(nats, metrics, logger);
   const intake = new IntakeService(

@@ -330,3 +330,40 @@ describe('notifier address policy at delivery time (ALLOW_PRIVATE_URLS=false)', 
     expect(r.received).toHaveLength(0);
   });
 });
+
+describe('notifier across a nats-server restart', () => {
+  let h: NotifierHarness;
+  let r: WebhookReceiver;
+
+  beforeAll(async () => {
+    h = await NotifierHarness.start();
+    await h.replica({ WEBHOOK_RETRY_DELAYS_MS: '4000,4000' });
+    r = await WebhookReceiver.start();
+  });
+  afterAll(async () => {
+    await r?.close();
+    await h?.stop();
+  });
+
+  it('keeps the deliveries stream unexpiring and a waiting retry survives nats-server being killed and restarted', async () => {
+    const info = await h.client.jsm.streams.info(STREAMS.webhooks);
+    expect(info.config.max_age).toBe(0);
+    expect(info.config.max_msgs).toBe(-1);
+    expect(info.config.retention).toBe('workqueue');
+    const consumer = await h.client.jsm.consumers.info(STREAMS.webhooks, CONSUMERS.notifierDeliveries);
+    expect(consumer.config.max_deliver).toBe(-1);
+
+    r.failFirst(1, { status: 503 });
+    const { webhookId } = await h.event({ callbackUrl: `${r.url}/restart` });
+    await r.waitForCount(() => true, 1, { timeoutMs: 10_000 });
+    // The retry now waits (4 s) in the broker. Kill the broker and bring it back on the same store.
+    await h.nats.kill();
+    const downAt = Date.now();
+    await h.nats.restart();
+    const [, second] = await r.waitForCount(() => true, 2, { timeoutMs: 30_000 });
+    expect(second!.answered).toBe(204);
+    expect(idOf(second!)).toBe(webhookId);
+    expect(second!.receivedAt).toBeGreaterThan(downAt);
+    expect(verifies(TEST_SECRET, second!)).toBe(true);
+  });
+});

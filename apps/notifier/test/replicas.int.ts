@@ -85,9 +85,7 @@ describe('notifier replicas (real NATS)', () => {
     // The throttle was exercised by more than one replica (so it is shared, not per process).
     expect(throttledBy.filter((v) => v > 0).length).toBeGreaterThanOrEqual(2);
 
-    const times = hooks
-      .map((w) => Date.parse((w.json as { timestamp: string }).timestamp))
-      .sort((a, b) => a - b);
+    const times = hooks.map((w) => Date.parse((w.json as { timestamp: string }).timestamp)).sort((a, b) => a - b);
     expect(hooks.length).toBeGreaterThanOrEqual(3);
     expect(hooks.length).toBeLessThanOrEqual(Math.ceil(durationMs / INTERVAL_MS) + 1);
     for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(INTERVAL_MS);

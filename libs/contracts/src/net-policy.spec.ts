@@ -31,12 +31,16 @@ describe('isPrivateAddress', () => {
     expect(isPrivateAddress(a)).toBe(true);
   });
 
-  it.each(['8.8.8.8', '1.1.1.1', '93.184.216.34', '2606:4700:4700::1111', '2a00:1450:4001:82b::200e', '::ffff:8.8.8.8'])(
-    'allows %s',
-    (a) => {
-      expect(isPrivateAddress(a)).toBe(false);
-    },
-  );
+  it.each([
+    '8.8.8.8',
+    '1.1.1.1',
+    '93.184.216.34',
+    '2606:4700:4700::1111',
+    '2a00:1450:4001:82b::200e',
+    '::ffff:8.8.8.8',
+  ])('allows %s', (a) => {
+    expect(isPrivateAddress(a)).toBe(false);
+  });
 });
 
 describe('isMetadataHost', () => {

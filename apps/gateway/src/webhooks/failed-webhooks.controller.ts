@@ -37,7 +37,11 @@ export class FailedWebhooksController {
       return await firstValueFrom(client.send<T>(SUBJECTS.notifierRpc(op), payload));
     } catch (err) {
       if (err instanceof RpcUnavailableError)
-        throw problems.unavailable('no notifier answered (none running or NATS unavailable)', 2, 'notifier-unavailable');
+        throw problems.unavailable(
+          'no notifier answered (none running or NATS unavailable)',
+          2,
+          'notifier-unavailable',
+        );
       throw err;
     }
   }
