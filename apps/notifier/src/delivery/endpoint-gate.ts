@@ -51,16 +51,19 @@ interface EndpointState {
   /** Epoch ms until which the circuit is open; 0 = closed. */
   openUntil: number;
   probing: boolean;
-  /** Smoothed attempt duration (ms). */
-  latencyMs: number;
-  /** Virtual time at which the endpoint will have worked off the deliveries deferred so far. */
-  backlogUntil: number;
+  /** Smoothed attempt duration (ms); undefined until the first attempt finished. */
+  latencyMs: number | undefined;
+  /** The fastest attempt seen lately (ms), drifting up 2 % per attempt. */
+  fastestMs: number | undefined;
+  /** Deliveries deferred and (at the measured pace) not yet worked off: a virtual queue behind the real one. */
+  deferredAhead: number;
+  /** When `deferredAhead` was last brought up to date. */
+  deferredAt: number;
   /** Epoch ms of the last successful attempt; 0 = none yet. */
   lastSuccessAt: number;
   lastUsed: number;
 }
 
-const INITIAL_LATENCY_MS = 250;
 const MIN_DEFER_MS = 100;
 
 export class EndpointGate {
@@ -86,8 +89,10 @@ export class EndpointGate {
         consecutiveFailures: 0,
         openUntil: 0,
         probing: false,
-        latencyMs: INITIAL_LATENCY_MS,
-        backlogUntil: 0,
+        latencyMs: undefined,
+        fastestMs: undefined,
+        deferredAhead: 0,
+        deferredAt: 0,
         lastSuccessAt: 0,
         lastUsed: this.now(),
       };
@@ -164,7 +169,9 @@ export class EndpointGate {
     s.inFlight--;
     s.started.delete(id);
     s.lastUsed = now;
-    s.latencyMs = 0.8 * s.latencyMs + 0.2 * Math.max(1, now - startedAt);
+    const sample = Math.max(1, now - startedAt);
+    s.latencyMs = s.latencyMs === undefined ? sample : 0.7 * s.latencyMs + 0.3 * sample;
+    s.fastestMs = s.fastestMs === undefined ? sample : Math.min(sample, s.fastestMs * 1.02);
     if (holdsProbe) s.probing = false;
     if (ok) {
       s.lastSuccessAt = now;
@@ -194,23 +201,35 @@ export class EndpointGate {
 
   /**
    * How long a delivery that finds the endpoint busy waits in the stream: until the endpoint has, at its measured
-   * pace, worked off what is in flight, waiting, and deferred before it (a virtual queue), ±20 %, at least 100 ms.
-   * One deferral per delivery in the usual case, instead of a redelivery every fixed interval. Until the endpoint
-   * has proved healthy (a success and no failure since), a delivery comes back after about one timeout at most: by
-   * then the attempts in flight have had their verdict, and if they opened the circuit it fails fast on its schedule
-   * rather than waiting out a deferral sized for a healthy endpoint.
+   * pace, worked off what is in flight, waiting, and deferred before it (a virtual queue), ±20 %, at least 100 ms, at
+   * most `maxDeferMs`. A backlog is spread out instead of being redelivered every fixed interval; the pace is
+   * estimated on the fast side, so the endpoint is not left idle while its deliveries wait (the cost: some deliveries
+   * are deferred a few times). Until the endpoint has proved healthy (a success and no failure since), a delivery
+   * comes back after about one timeout at most: by then the attempts in flight have had their verdict, and if they
+   * opened the circuit it fails fast on its schedule rather than waiting out a deferral sized for a healthy endpoint.
    */
   private deferDelay(s: EndpointState, now: number): number {
-    let oldest = now;
-    for (const t of s.started.values()) oldest = Math.min(oldest, t);
-    // A hanging endpoint has no finished attempt to measure: the age of its oldest attempt is the better estimate.
-    const perAttempt = Math.min(this.o.timeoutMs, Math.max(s.latencyMs, now - oldest));
+    if (s.latencyMs === undefined) {
+      // Nothing measured yet (a new endpoint, or one whose first attempts hang): come back after about as long as
+      // the oldest attempt has been out (at least 100 ms), widely spread. A fast endpoint is measured by then; a
+      // hanging one is re-checked ever later (0.1 s, 0.2 s, 0.4 s …) until its first timeouts give a verdict.
+      let oldest = now;
+      for (const t of s.started.values()) oldest = Math.min(oldest, t);
+      const wait = Math.min(this.o.timeoutMs * 1.5, Math.max(MIN_DEFER_MS, now - oldest));
+      return Math.max(MIN_DEFER_MS, this.jitter(wait, 0.5));
+    }
+    // Measured durations include this process's own queueing while it works through a burst, which would spread a
+    // healthy backlog far too thin (an idle endpoint while its deliveries wait out long deferrals). Erring fast only
+    // costs a second deferral for some deliveries, so the estimate is the fastest attempt seen lately.
+    const perAttempt = Math.min(this.o.timeoutMs, s.fastestMs ?? s.latencyMs);
     const perSlot = perAttempt / this.o.concurrency;
-    const queueAhead = (s.inFlight + s.waiters.length) * perSlot;
-    s.backlogUntil = Math.max(s.backlogUntil, now + queueAhead) + perSlot;
+    // The virtual queue drains at the current estimate, so an early, pessimistic estimate (the first attempts of a
+    // burst are slow: connection set-up, this process busy taking the burst in) is not carried forward.
+    s.deferredAhead = Math.max(0, s.deferredAhead - (now - s.deferredAt) / perSlot) + 1;
+    s.deferredAt = now;
     const healthy = s.lastSuccessAt > 0 && s.consecutiveFailures === 0;
     const cap = healthy ? this.maxDeferMs : Math.min(this.maxDeferMs, this.o.timeoutMs * 1.5);
-    const delay = Math.min(cap, s.backlogUntil - now);
+    const delay = Math.min(cap, (s.inFlight + s.waiters.length + s.deferredAhead) * perSlot);
     return Math.max(MIN_DEFER_MS, this.jitter(delay, 0.2));
   }
 
