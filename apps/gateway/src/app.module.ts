@@ -16,6 +16,7 @@ import { GatewayNats } from './nats/gateway-nats';
 import { QueueController } from './queue/queue.controller';
 import { SchedulerClient } from './queue/scheduler-client';
 import { CLOCK, JOB_TYPES, LOGGER, METRICS_REGISTRY, OUTPUT_STORE } from './tokens';
+import { FailedWebhooksController } from './webhooks/failed-webhooks.controller';
 
 export interface GatewayDeps {
   config: GatewayConfig;
@@ -32,7 +33,7 @@ export class GatewayModule {
   static register(d: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [JobsController, QueueController, HealthController],
+      controllers: [JobsController, QueueController, HealthController, FailedWebhooksController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: d.config },
         { provide: LOGGER, useValue: d.logger },

@@ -36,14 +36,32 @@ export const notifierSpec = {
     default: 4,
     min: 1,
     max: 256,
-    doc: 'deliveries in flight to one endpoint per notifier',
+    doc: 'attempts in flight to one endpoint (URL origin) per notifier replica',
+  }),
+  WEBHOOK_ENDPOINT_QUEUE: int({
+    default: 4,
+    min: 0,
+    max: 1_024,
+    doc: 'deliveries that may wait in memory for a busy endpoint per replica; beyond it they wait in the stream',
+  }),
+  WEBHOOK_CIRCUIT_FAILURES: int({
+    default: 5,
+    min: 0,
+    max: 1_000,
+    doc: 'consecutive failed attempts that open the circuit of an endpoint (0 = never)',
+  }),
+  WEBHOOK_CIRCUIT_COOLDOWN_MS: int({
+    default: 5_000,
+    min: 100,
+    max: 3_600_000,
+    doc: 'how long an open circuit fails attempts fast before one probe is sent',
   }),
   WEBHOOK_MAX_IN_FLIGHT: int({ default: 256, min: 1, max: 10_000, doc: 'deliveries handled at once per notifier' }),
   WEBHOOK_MAX_PENDING: int({
     default: 100_000,
     min: 1_000,
     max: 10_000_000,
-    doc: 'retries that may wait at once (delivery consumer MaxAckPending)',
+    doc: 'deliveries that may wait for their time at once (delivery consumer MaxAckPending)',
   }),
 };
 

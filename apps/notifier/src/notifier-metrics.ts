@@ -1,64 +1,107 @@
+/**
+ * The notifier's Prometheus metrics (docs/webhooks.md lists them with what to alert on). Pending deliveries are read
+ * from the broker at scrape time (the delivery consumer's undelivered + unacknowledged messages), so every replica
+ * reports the same, true number, waiting retries included.
+ */
 import { CONSUMERS, STREAMS } from '@gantry/contracts';
 import type { NatsHandle } from '@gantry/jetstream';
 import { Counter, DURATION_BUCKETS, Gauge, Histogram, type Registry } from '@gantry/telemetry';
+import type { FailureReason } from './delivery/webhook-sender';
+
+export type AttemptOutcome = 'success' | 'failure';
 
 export class NotifierMetrics {
-  private readonly deliveries: Counter<'outcome' | 'status'>;
-  private readonly latency: Histogram<'outcome'>;
-  private readonly events: Counter<'type'>;
+  private readonly attempts: Counter<'outcome' | 'status'>;
+  private readonly deliveries: Counter<'type'>;
+  private readonly failures: Counter<'reason'>;
+  private readonly duration: Histogram<'outcome'>;
+  private readonly lag: Histogram;
+  private readonly enqueues: Counter<'type'>;
   private readonly retries: Counter;
   private readonly dlq: Counter;
-  private readonly parks: Counter;
+  private readonly replays: Counter;
+  private readonly deferrals: Counter;
   private readonly throttles: Counter;
 
-  constructor(registry: Registry, nats: () => NatsHandle | undefined) {
+  constructor(registry: Registry, nats: () => NatsHandle | undefined, openCircuits: () => number = () => 0) {
     const registers = [registry];
-    this.deliveries = new Counter({
+    this.attempts = new Counter({
       name: 'gantry_webhook_attempts_total',
-      help: 'Webhook delivery attempts by outcome and HTTP status class',
+      help: 'Webhook HTTP attempts by outcome and status class (1xx-5xx, none = no response)',
       labelNames: ['outcome', 'status'],
       registers,
     });
-    this.latency = new Histogram({
-      name: 'gantry_webhook_attempt_seconds',
-      help: 'Webhook attempt latency by outcome',
+    this.deliveries = new Counter({
+      name: 'gantry_webhook_deliveries_total',
+      help: 'Webhooks delivered (answered 2xx), by event type',
+      labelNames: ['type'],
+      registers,
+    });
+    this.failures = new Counter({
+      name: 'gantry_webhook_failures_total',
+      help: 'Failed attempts by reason: http (non-2xx), timeout, connection, blocked (address policy), circuit_open',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'gantry_webhook_attempt_duration_seconds',
+      help: 'Latency of webhook HTTP attempts, by outcome',
       labelNames: ['outcome'],
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.events = new Counter({
+    this.lag = new Histogram({
+      name: 'gantry_webhook_delivery_lag_seconds',
+      help: 'From the lifecycle event to its successful delivery (retries included)',
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.enqueues = new Counter({
       name: 'gantry_webhooks_enqueued_total',
-      help: 'Webhook deliveries created, by event type',
+      help: 'Webhook deliveries created from lifecycle events, by event type',
       labelNames: ['type'],
       registers,
     });
     this.retries = new Counter({
       name: 'gantry_webhook_retries_total',
-      help: 'Failed attempts scheduled for a retry',
+      help: 'Failed attempts scheduled for another attempt',
       registers,
     });
     this.dlq = new Counter({
       name: 'gantry_webhook_dead_letters_total',
-      help: 'Deliveries that exhausted their attempts',
+      help: 'Deliveries that exhausted their attempts (listed at /v1/webhooks/failed)',
       registers,
     });
-    this.parks = new Counter({
-      name: 'gantry_webhook_parked_total',
-      help: 'Deliveries deferred because their endpoint was busy or failing',
+    this.replays = new Counter({
+      name: 'gantry_webhook_replays_total',
+      help: 'Dead-lettered deliveries replayed',
+      registers,
+    });
+    this.deferrals = new Counter({
+      name: 'gantry_webhook_deferred_total',
+      help: 'Due deliveries put back because their endpoint was busy (no attempt counted)',
       registers,
     });
     this.throttles = new Counter({
       name: 'gantry_webhook_progress_throttled_total',
-      help: 'job.progress events not sent (throttled)',
+      help: 'job.progress events not sent because of WEBHOOK_PROGRESS_INTERVAL_MS',
       registers,
     });
     new Gauge({
+      name: 'gantry_webhook_circuit_open',
+      help: 'Endpoints whose circuit is open on this replica (attempts fail fast)',
+      registers,
+      collect() {
+        this.set(openCircuits());
+      },
+    });
+    new Gauge({
       name: 'gantry_webhook_pending',
-      help: 'Deliveries waiting in the deliveries stream (not yet attempted or waiting for a retry)',
+      help: 'Deliveries in the deliveries stream: not yet attempted, waiting for a retry, or in flight',
       registers,
       async collect() {
         const n = nats();
-        if (!n) return;
+        if (!n?.connected) return;
         try {
           const info = await n.jsm.consumers.info(STREAMS.webhooks, CONSUMERS.notifierDeliveries);
           this.set(info.num_pending + info.num_ack_pending);
@@ -69,13 +112,20 @@ export class NotifierMetrics {
     });
   }
 
-  attempt(outcome: 'success' | 'failure', status: number | undefined, seconds: number): void {
+  attempt(outcome: AttemptOutcome, status: number | undefined, seconds: number): void {
     const statusClass = status === undefined ? 'none' : `${Math.floor(status / 100)}xx`;
-    this.deliveries.inc({ outcome, status: statusClass });
-    this.latency.observe({ outcome }, seconds);
+    this.attempts.inc({ outcome, status: statusClass });
+    this.duration.observe({ outcome }, seconds);
+  }
+  delivered(type: string, lagSeconds: number): void {
+    this.deliveries.inc({ type });
+    if (Number.isFinite(lagSeconds) && lagSeconds >= 0) this.lag.observe(lagSeconds);
+  }
+  failed(reason: FailureReason): void {
+    this.failures.inc({ reason });
   }
   enqueued(type: string): void {
-    this.events.inc({ type });
+    this.enqueues.inc({ type });
   }
   retried(): void {
     this.retries.inc();
@@ -83,8 +133,11 @@ export class NotifierMetrics {
   deadLettered(): void {
     this.dlq.inc();
   }
-  parked(): void {
-    this.parks.inc();
+  replayed(): void {
+    this.replays.inc();
+  }
+  deferred(): void {
+    this.deferrals.inc();
   }
   throttled(): void {
     this.throttles.inc();

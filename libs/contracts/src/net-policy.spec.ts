@@ -1,30 +1,51 @@
 import { isMetadataHost, isPrivateAddress } from './net-policy';
 
-describe('address policy', () => {
+describe('isPrivateAddress', () => {
   it.each([
     '127.0.0.1',
     '10.1.2.3',
     '172.16.0.1',
-    '172.31.255.255',
     '192.168.1.1',
     '169.254.169.254',
-    '100.64.0.1',
+    '100.100.100.200',
     '0.0.0.0',
     '224.0.0.1',
     '::1',
     '::',
-    'fd00::1',
-    'fe80::1',
+    '0:0:0:0:0:0:0:1',
+    // What `new URL('http://[::ffff:127.0.0.1]/')` gives as its hostname: an IPv4-mapped loopback in hex.
+    '::ffff:7f00:1',
     '::ffff:127.0.0.1',
+    // 169.254.169.254 (cloud metadata), IPv4-mapped.
+    '::ffff:a9fe:a9fe',
+    '::7f00:1',
+    'fe80::1',
+    'fe80::1%eth0',
+    'fd00:ec2::254',
+    'fc00::1',
+    'ff02::1',
+    '64:ff9b::7f00:1',
+    '2002:7f00:1::1',
     'not-an-ip',
-  ])('refuses %s', (ip) => expect(isPrivateAddress(ip)).toBe(true));
+  ])('refuses %s', (a) => {
+    expect(isPrivateAddress(a)).toBe(true);
+  });
 
-  it.each(['8.8.8.8', '1.1.1.1', '172.32.0.1', '192.169.0.1', '2606:4700::1111', '::ffff:8.8.8.8'])('allows %s', (ip) =>
-    expect(isPrivateAddress(ip)).toBe(false),
-  );
+  it.each([
+    '8.8.8.8',
+    '1.1.1.1',
+    '93.184.216.34',
+    '2606:4700:4700::1111',
+    '2a00:1450:4001:82b::200e',
+    '::ffff:8.8.8.8',
+  ])('allows %s', (a) => {
+    expect(isPrivateAddress(a)).toBe(false);
+  });
+});
 
-  it('knows cloud metadata host names', () => {
-    expect(isMetadataHost('metadata.google.internal')).toBe(true);
+describe('isMetadataHost', () => {
+  it('names the metadata services whatever they resolve to', () => {
+    expect(isMetadataHost('metadata.google.internal.')).toBe(true);
     expect(isMetadataHost('169.254.169.254')).toBe(true);
     expect(isMetadataHost('example.com')).toBe(false);
   });

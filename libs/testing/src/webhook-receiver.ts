@@ -43,7 +43,8 @@ export class WebhookReceiver {
     readonly url: string,
   ) {}
 
-  static async start(): Promise<WebhookReceiver> {
+  /** Listens on 127.0.0.1, on `port` when given (to bring an endpoint "back" on the same URL), else a free one. */
+  static async start(port = 0): Promise<WebhookReceiver> {
     const ref: { self?: WebhookReceiver } = {};
     const server = createServer((req, res) => {
       const chunks: Buffer[] = [];
@@ -51,9 +52,12 @@ export class WebhookReceiver {
       req.on('end', () => ref.self?.handle(req.url ?? '/', req.headers, Buffer.concat(chunks).toString('utf8'), res));
     });
     server.keepAliveTimeout = 1_000;
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const { port } = server.address() as AddressInfo;
-    const self = new WebhookReceiver(server, `http://127.0.0.1:${port}`);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', resolve);
+    });
+    const bound = (server.address() as AddressInfo).port;
+    const self = new WebhookReceiver(server, `http://127.0.0.1:${bound}`);
     ref.self = self;
     return self;
   }

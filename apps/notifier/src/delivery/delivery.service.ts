@@ -1,155 +1,135 @@
 /**
- * One delivery attempt per message of the deliveries stream.
+ * One delivery message of the deliveries stream (`gantry.v1.webhook.<endpointHash>`, WorkQueue, no max age) at a time:
  *
- * - A message not yet due (`notBefore`) is nak'ed for the remaining time (re-checked on every delivery).
- * - Work per endpoint is bounded: at most WEBHOOK_ENDPOINT_CONCURRENCY attempts in flight per endpoint, and an
- *   endpoint that keeps failing is "parked" (its messages wait, without an attempt, until the endpoint's next probe),
- *   so a dead or hanging endpoint costs a few timeouts, never the other endpoints' turn.
- * - Each attempt is signed afresh (new `webhook-timestamp`, same `webhook-id`).
- * - A failed attempt with attempts left is re-published as a new message (attempts + 1, not before now + delay with
- *   ±20 % jitter, or the endpoint's `Retry-After` when longer) and the old one acked; the last failure goes to the
- *   dead-letter stream. Retries therefore live in the stream: they survive notifier restarts and `kill -9`.
+ * - Not yet due (`notBefore`): nak'ed for the remaining time. A nak delay is kept by the broker, so a waiting retry
+ *   survives a notifier restart or `kill -9`; it is re-checked on every delivery.
+ * - Due: the {@link EndpointGate} bounds the work per endpoint (slots, a short in-memory queue, deferral, circuit).
+ * - Each attempt renders the body with freshly presigned `downloadUrl`s and is signed afresh (same `webhook-id`, new
+ *   `webhook-timestamp`).
+ * - 2xx: ack. Failure with attempts left: the delivery is re-published with `attempts + 1` and a new `notBefore` (the
+ *   retry schedule with jitter, or `Retry-After`), then the old message is acked. Last failure: dead-lettered, acked.
+ *   Publish-then-ack, with message ids per attempt, makes a crash in between cost at most one extra attempt.
  */
-import { SUBJECTS, withJitter, type FailedWebhook, type WebhookDelivery } from '@gantry/contracts';
+import { SUBJECTS, type WebhookDelivery } from '@gantry/contracts';
 import { publishJson, type JetStreamContext, type NatsHandle } from '@gantry/jetstream';
-import { readText, safeRequest } from '@gantry/net';
 import { ATTR, inSpan, recordError, SpanKind, type Logger } from '@gantry/telemetry';
+import type { DeadLetterService } from '../dead-letters/dead-letter.service';
 import type { NotifierMetrics } from '../notifier-metrics';
-import { endpointHash, endpointKey, retryAfterMs } from './endpoint';
-import type { WebhookSigner } from './signer';
+import { endpointHash, endpointKey } from './endpoint';
+import type { EndpointGate } from './endpoint-gate';
+import { renderBody, type Presigner } from './presign';
+import { afterFailure } from './retry-schedule';
+import type { AttemptResult, WebhookSender } from './webhook-sender';
 
 export interface DeliverySettings {
-  timeoutMs: number;
   retryDelaysMs: number[];
-  endpointConcurrency: number;
-  allowPrivate: boolean;
 }
 
-interface EndpointState {
-  inFlight: number;
-  failures: number;
-  /** Epoch ms before which new attempts wait (after repeated failures). */
-  openUntil: number;
-  probing: boolean;
-}
-
-export interface AttemptResult {
-  ok: boolean;
-  status?: number;
-  error?: string;
-  retryAfterMs?: number;
-}
+/** A due delivery earlier than this is treated as due (clock granularity between replicas). */
+const DUE_SLACK_MS = 20;
 
 export class DeliveryService {
-  private readonly endpoints = new Map<string, EndpointState>();
-
   constructor(
     private readonly nats: NatsHandle,
-    private readonly signer: WebhookSigner,
+    private readonly sender: WebhookSender,
+    private readonly gate: EndpointGate,
+    private readonly deadLetters: DeadLetterService,
     private readonly settings: DeliverySettings,
     private readonly metrics: NotifierMetrics,
     private readonly logger: Logger,
-    private readonly presign: (body: WebhookDelivery['body']) => Promise<WebhookDelivery['body']> = async (b) => b,
+    private readonly presign?: Presigner,
+    private readonly now: () => number = Date.now,
   ) {}
 
-  get maxAttempts(): number {
-    return this.settings.retryDelaysMs.length + 1;
-  }
-
-  private endpoint(key: string): EndpointState {
-    let s = this.endpoints.get(key);
-    if (!s) {
-      s = { inFlight: 0, failures: 0, openUntil: 0, probing: false };
-      this.endpoints.set(key, s);
-    }
-    return s;
-  }
-
   async handle(d: WebhookDelivery, ctx: JetStreamContext): Promise<void> {
-    const now = Date.now();
-    if (d.notBefore > now + 20) {
-      ctx.nak(d.notBefore - now);
+    const wait = d.notBefore - this.now();
+    if (wait > DUE_SLACK_MS) {
+      ctx.nak(wait);
       return;
     }
-    const key = endpointKey(d.url);
-    const ep = this.endpoint(key);
-    if (ep.openUntil > now) {
-      // The endpoint is failing: wait for its next probe (spread out so the wake-ups do not come in one burst).
-      ctx.nak(withJitter(ep.openUntil - now + 250, 0.2));
-      this.metrics.parked();
-      return;
+    // The first attempt of a replay is an operator saying "fixed now": it goes out even through an open circuit.
+    const replayProbe = d.replayOf !== undefined && d.attempts === 0;
+    const admission = await this.gate.acquire(endpointKey(d.url), replayProbe);
+    switch (admission.kind) {
+      case 'defer':
+        this.metrics.deferred();
+        ctx.nak(admission.delayMs);
+        return;
+      case 'short-circuit': {
+        this.metrics.failed('circuit_open');
+        const result: AttemptResult = {
+          ok: false,
+          error: admission.reason,
+          reason: 'circuit_open',
+          durationMs: 0,
+          ...(admission.lastStatus !== undefined ? { status: admission.lastStatus } : {}),
+        };
+        await this.settleFailure(d, result, ctx);
+        return;
+      }
+      case 'attempt': {
+        let result: AttemptResult;
+        try {
+          result = await this.attempt(d);
+        } catch (err) {
+          admission.done(false);
+          throw err;
+        }
+        admission.done(result.ok, result.status);
+        if (result.ok) {
+          this.metrics.delivered(d.type, (this.now() - Date.parse(d.body.timestamp)) / 1000);
+          await ctx.ackAck();
+          return;
+        }
+        if (result.reason) this.metrics.failed(result.reason);
+        await this.settleFailure(d, result, ctx);
+        return;
+      }
     }
-    if (ep.inFlight >= this.settings.endpointConcurrency || (ep.failures > 0 && ep.probing)) {
-      ctx.nak(withJitter(Math.min(this.settings.timeoutMs, 1_000), 0.5));
-      this.metrics.parked();
-      return;
-    }
-    ep.inFlight++;
-    if (ep.failures > 0) ep.probing = true;
-    let result: AttemptResult;
-    try {
-      result = await this.attempt(d);
-    } finally {
-      ep.inFlight--;
-      ep.probing = false;
-    }
-    if (result.ok) {
-      ep.failures = 0;
-      ep.openUntil = 0;
-      await ctx.ackAck();
-      return;
-    }
-    ep.failures++;
-    if (ep.failures >= 3) {
-      const delays = this.settings.retryDelaysMs;
-      const pause = delays[Math.min(ep.failures - 3, delays.length - 1)] ?? 1_000;
-      ep.openUntil = Date.now() + Math.min(pause, 60_000);
-    }
-    await this.afterFailure(d, result);
-    await ctx.ackAck();
   }
 
-  private async afterFailure(d: WebhookDelivery, r: AttemptResult): Promise<void> {
+  /** Schedules the next attempt or dead-letters, then acks this message. */
+  private async settleFailure(d: WebhookDelivery, r: AttemptResult, ctx: JetStreamContext): Promise<void> {
     const attempts = d.attempts + 1;
-    const common = {
+    const facts = {
+      attempts,
       ...(r.status !== undefined ? { lastStatus: r.status } : {}),
       ...(r.error !== undefined ? { lastError: r.error } : {}),
     };
-    if (attempts >= this.maxAttempts) {
-      const failed: FailedWebhook = {
-        v: 1,
-        delivery: { ...d, attempts, ...common },
-        attempts,
-        ...common,
-        failedAt: new Date().toISOString(),
-      };
-      await publishJson(this.nats.js, SUBJECTS.webhookDlq(d.tenant), failed, {
-        msgID: `${d.webhookId}.dlq.${d.replayOf ?? ''}${attempts}`,
-      });
-      this.metrics.deadLettered();
-      this.logger.warn(
-        { webhookId: d.webhookId, jobId: d.jobId, url: d.url, attempts, ...common },
-        'webhook dead-lettered',
-      );
-      return;
-    }
-    const base = this.settings.retryDelaysMs[attempts - 1] ?? 0;
-    const delay = Math.max(withJitter(base, 0.2), r.retryAfterMs ?? 0);
-    const next: WebhookDelivery = {
-      ...d,
-      attempts,
-      notBefore: Date.now() + delay,
-      ...common,
-      firstAttemptAt: d.firstAttemptAt ?? new Date().toISOString(),
-    };
-    await publishJson(this.nats.js, SUBJECTS.webhook(endpointHash(d.url)), next, {
-      msgID: `${d.webhookId}.${d.replayOf ?? ''}a${attempts}`,
+    const next = afterFailure({
+      attemptsMade: attempts,
+      delaysMs: this.settings.retryDelaysMs,
+      ...(r.retryAfterMs !== undefined ? { retryAfterMs: r.retryAfterMs } : {}),
+      ...(r.permanent ? { permanent: true } : {}),
     });
-    this.metrics.retried();
+    switch (next.kind) {
+      case 'dead-letter':
+        await this.deadLetters.record(d, facts);
+        break;
+      case 'retry': {
+        const retry: WebhookDelivery = {
+          ...d,
+          ...facts,
+          notBefore: this.now() + next.delayMs,
+          firstAttemptAt: d.firstAttemptAt ?? new Date(this.now()).toISOString(),
+        };
+        await publishJson(this.nats.js, SUBJECTS.webhook(endpointHash(d.url)), retry, {
+          msgID: `${d.webhookId}${d.replayOf ? `.r${d.replayOf}` : ''}.a${attempts}`,
+          spanName: 'webhook retry',
+        });
+        this.metrics.retried();
+        this.logger.debug(
+          { webhookId: d.webhookId, url: d.url, attempts, retryInMs: next.delayMs, lastError: r.error },
+          'webhook attempt failed; retry scheduled',
+        );
+        break;
+      }
+    }
+    await ctx.ackAck();
   }
 
-  /** One signed POST; never throws. */
-  async attempt(d: WebhookDelivery): Promise<AttemptResult> {
+  /** One attempt inside a client span; never throws. */
+  private attempt(d: WebhookDelivery): Promise<AttemptResult> {
     return inSpan(
       'webhook deliver',
       {
@@ -164,47 +144,18 @@ export class DeliveryService {
         },
       },
       async (span) => {
-        const started = Date.now();
         let result: AttemptResult;
         try {
-          const body = JSON.stringify(await this.presign(d.body));
-          const timestamp = new Date();
-          const headers: Record<string, string> = {
-            'content-type': 'application/json',
-            'user-agent': 'gantry-notifier/1',
-            'webhook-id': d.webhookId,
-            'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
-            'webhook-signature': this.signer.sign(d.tenant, d.webhookId, timestamp, body),
-            'content-length': String(Buffer.byteLength(body)),
-          };
-          if (d.callbackToken) headers['authorization'] = `Bearer ${d.callbackToken}`;
-          const res = await safeRequest({
-            method: 'POST',
-            url: d.url,
-            headers,
-            body,
-            timeoutMs: this.settings.timeoutMs,
-            allowPrivate: this.settings.allowPrivate,
-          });
-          await readText(res, 4_096).catch(() => '');
-          span.setAttribute('http.response.status_code', res.status);
-          const ok = res.status >= 200 && res.status < 300;
-          result = ok
-            ? { ok, status: res.status }
-            : { ok, status: res.status, error: `HTTP ${res.status}`, ...this.retryAfter(res.headers['retry-after']) };
-          if (!ok) recordError(span, new Error(`HTTP ${res.status}`));
+          result = await this.sender.send(d, await renderBody(d.body, this.presign));
         } catch (err) {
-          recordError(span, err);
-          result = { ok: false, error: err instanceof Error ? err.message : String(err) };
+          // Rendering failed (it should not): count it as a failed attempt rather than lose the delivery.
+          result = { ok: false, error: String(err), reason: 'connection', durationMs: 0 };
         }
-        this.metrics.attempt(result.ok ? 'success' : 'failure', result.status, (Date.now() - started) / 1000);
+        if (result.status !== undefined) span.setAttribute('http.response.status_code', result.status);
+        if (!result.ok) recordError(span, new Error(result.error ?? 'failed'));
+        this.metrics.attempt(result.ok ? 'success' : 'failure', result.status, result.durationMs / 1000);
         return result;
       },
     );
-  }
-
-  private retryAfter(v: string | string[] | undefined): { retryAfterMs?: number } {
-    const ms = retryAfterMs(v, Date.now());
-    return ms !== undefined ? { retryAfterMs: ms } : {};
   }
 }

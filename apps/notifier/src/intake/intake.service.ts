@@ -1,10 +1,10 @@
 /**
- * Turns lifecycle events into webhook deliveries: one per public event of a job with a callback URL, `job.progress`
- * throttled per job across every notifier replica. The delivery id is the event's webhook-id, so a redelivered event
- * (crash between publish and ack) is de-duplicated by the broker.
+ * Turns lifecycle events into webhook deliveries: one per public event of a job with a callback URL (`job.progress`
+ * throttled per job across every notifier replica), published to the endpoint's subject of the deliveries stream.
+ * The delivery's message id is its `webhook-id`, so an event redelivered after a crash between publish and ack is
+ * de-duplicated by the broker.
  */
 import {
-  BUCKETS,
   SUBJECTS,
   isPublicEvent,
   toJobView,
@@ -13,53 +13,24 @@ import {
   type WebhookBody,
   type WebhookDelivery,
 } from '@gantry/contracts';
-import { encodeJson, publishJson, type NatsHandle } from '@gantry/jetstream';
+import { publishJson, type NatsHandle } from '@gantry/jetstream';
 import { ATTR } from '@gantry/telemetry';
-import type { KV } from '@nats-io/kv';
 import { endpointHash } from '../delivery/endpoint';
 import type { NotifierMetrics } from '../notifier-metrics';
+import type { ProgressThrottle } from './progress-throttle';
 
 export class IntakeService {
-  private throttle: KV | undefined;
-
   constructor(
     private readonly nats: NatsHandle,
-    private readonly progressIntervalMs: number,
+    private readonly throttle: ProgressThrottle,
     private readonly metrics: NotifierMetrics,
+    private readonly now: () => number = Date.now,
   ) {}
 
-  async start(): Promise<void> {
-    this.throttle = await this.nats.kvm.open(BUCKETS.progressThrottle);
-  }
-
-  /** At most one progress webhook per job per interval, shared by all replicas (compare-and-set on a KV key). */
-  private async allowProgress(jobId: string, now: number): Promise<boolean> {
-    if (this.progressIntervalMs <= 0 || !this.throttle) return true;
-    const cur = await this.throttle.get(jobId);
-    const value = encodeJson({ at: now });
-    try {
-      if (!cur || cur.operation !== 'PUT') {
-        await this.throttle.create(jobId, value);
-        return true;
-      }
-      const last = cur.json<{ at: number }>().at;
-      if (now - last < this.progressIntervalMs) return false;
-      await this.throttle.update(jobId, value, cur.revision);
-      return true;
-    } catch {
-      return false; // another replica took this window
-    }
-  }
-
-  async handle(e: JobEvent): Promise<void> {
+  /** The delivery owed for an event, or undefined when none is (internal event, no callback URL). */
+  static deliveryFor(e: JobEvent, now: number): WebhookDelivery | undefined {
     const job = e.job;
-    if (!isPublicEvent(e.type) || !job.callbackUrl) return;
-    const now = Date.now();
-    if (e.type === 'job.progress' && !(await this.allowProgress(job.id, now))) {
-      this.metrics.throttled();
-      return;
-    }
-    const id = webhookId(job.id, e.generation, e.sequence);
+    if (!isPublicEvent(e.type) || !job.callbackUrl) return undefined;
     const body: WebhookBody = {
       type: e.type,
       timestamp: e.timestamp,
@@ -67,9 +38,9 @@ export class IntakeService {
       generation: e.generation,
       data: toJobView(job, new Date(e.timestamp)),
     };
-    const delivery: WebhookDelivery = {
+    return {
       v: 1,
-      webhookId: id,
+      webhookId: webhookId(job.id, e.generation, e.sequence),
       jobId: job.id,
       tenant: job.tenant,
       type: e.type,
@@ -79,9 +50,27 @@ export class IntakeService {
       notBefore: now,
       body,
     };
-    await publishJson(this.nats.js, SUBJECTS.webhook(endpointHash(job.callbackUrl)), delivery, {
-      msgID: id,
-      attributes: { [ATTR.jobId]: job.id, [ATTR.eventType]: e.type },
+  }
+
+  async handle(e: JobEvent): Promise<void> {
+    const now = this.now();
+    const delivery = IntakeService.deliveryFor(e, now);
+    if (!delivery) return;
+    if (e.type === 'job.progress') {
+      const eventAt = Date.parse(e.timestamp);
+      const allowed = await this.throttle.allow(e.job.id, {
+        at: now,
+        eventAt: Number.isFinite(eventAt) ? eventAt : now,
+        event: `${e.generation}.${e.sequence}`,
+      });
+      if (!allowed) {
+        this.metrics.throttled();
+        return;
+      }
+    }
+    await publishJson(this.nats.js, SUBJECTS.webhook(endpointHash(delivery.url)), delivery, {
+      msgID: delivery.webhookId,
+      attributes: { [ATTR.jobId]: e.job.id, [ATTR.eventType]: e.type },
       spanName: 'webhook enqueue',
     });
     this.metrics.enqueued(e.type);

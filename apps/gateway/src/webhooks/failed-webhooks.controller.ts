@@ -1,0 +1,83 @@
+/**
+ * `GET /v1/webhooks/failed` and `POST /v1/webhooks/failed/{id}/replay` (admin): the webhook dead-letter list, served
+ * by any notifier replica over request/reply (`gantry.v1.rpc.notifier.<op>`, queue group `notifier`).
+ */
+import { Controller, Get, Header, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
+import { ApiOperation, ApiParam, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import {
+  SUBJECT_TOKEN,
+  SUBJECTS,
+  type FailedListReply,
+  type FailedListRequest,
+  type FailedWebhookView,
+  type NotifierRpcOp,
+  type ReplayRequest,
+} from '@gantry/contracts';
+import { JetStreamClientProxy, RpcUnavailableError } from '@gantry/jetstream';
+import { firstValueFrom } from 'rxjs';
+import { AdminOnly } from '../auth/auth';
+import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
+import { problems } from '../http/problem';
+import { GatewayNats } from '../nats/gateway-nats';
+
+const QUERY = ['limit', 'cursor', 'tenant'];
+
+@ApiTags('webhooks')
+@ApiSecurity('bearer')
+@Controller('v1/webhooks/failed')
+export class FailedWebhooksController {
+  constructor(
+    @Inject(GatewayNats) private readonly nats: GatewayNats,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+  ) {}
+
+  private async call<T>(op: NotifierRpcOp, payload: unknown): Promise<T> {
+    const client = new JetStreamClientProxy({ nats: this.nats.handle(), timeoutMs: this.config.RPC_TIMEOUT_MS });
+    try {
+      return await firstValueFrom(client.send<T>(SUBJECTS.notifierRpc(op), payload));
+    } catch (err) {
+      if (err instanceof RpcUnavailableError)
+        throw problems.unavailable(
+          'no notifier answered (none running or NATS unavailable)',
+          2,
+          'notifier-unavailable',
+        );
+      throw err;
+    }
+  }
+
+  @Get()
+  @AdminOnly()
+  @Header('cache-control', 'no-store')
+  @ApiOperation({ summary: 'Webhook deliveries that exhausted their attempts, oldest first' })
+  @ApiQuery({ name: 'limit', required: false, schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } })
+  @ApiQuery({ name: 'cursor', required: false, description: 'nextCursor of the previous page' })
+  @ApiQuery({ name: 'tenant', required: false, description: "only this tenant's deliveries" })
+  list(@Query() q: Record<string, string | undefined>): Promise<FailedListReply> {
+    const unknown = Object.keys(q).filter((k) => !QUERY.includes(k));
+    if (unknown.length)
+      throw problems.validation(unknown.map((k) => ({ field: k, message: 'is not a known query parameter' })));
+    const limit = q['limit'] === undefined ? 50 : Number(q['limit']);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500)
+      throw problems.validation([{ field: 'limit', message: 'must be an integer from 1 to 500' }]);
+    const cursor = q['cursor'];
+    if (cursor !== undefined && !/^[1-9][0-9]{0,15}$/.test(cursor))
+      throw problems.validation([{ field: 'cursor', message: 'is not a cursor this API returned' }]);
+    const tenant = q['tenant'];
+    if (tenant !== undefined && !SUBJECT_TOKEN.test(tenant))
+      throw problems.validation([{ field: 'tenant', message: 'is not a tenant name' }]);
+    const req: FailedListRequest = { limit, ...(cursor ? { cursor } : {}), ...(tenant ? { tenant } : {}) };
+    return this.call('failed-list', req);
+  }
+
+  @Post(':id/replay')
+  @AdminOnly()
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Send a failed delivery again (same webhook-id, attempts from zero)' })
+  @ApiParam({ name: 'id', description: 'id of an item of GET /v1/webhooks/failed' })
+  replay(@Param('id') id: string): Promise<FailedWebhookView> {
+    if (!/^[1-9][0-9]{0,15}$/.test(id)) throw problems.notFound(`no failed webhook ${id}`);
+    const req: ReplayRequest = { id };
+    return this.call('replay', req);
+  }
+}

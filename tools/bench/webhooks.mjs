@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// Webhook delivery throughput and latency: a real nats-server, N notifier processes (the built app), real HTTP
+// receivers answering 204 at once. EVENTS lifecycle events are published into the jobs stream as fast as the broker
+// takes them (spread over ENDPOINTS receivers); the figures are: events/s from the first publish to the last
+// delivery, and per-event latency from the event's timestamp to its arrival.
+//
+//   npm run bench:webhooks                      # defaults: 5000 events, 10 endpoints, 1 and 2 replicas
+//   EVENTS=20000 REPLICAS=1,2,4 WEBHOOK_ENDPOINT_QUEUE=16 npm run bench:webhooks
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const testing = require('../../libs/testing/dist/index.js');
+const jetstream = require('../../libs/jetstream/dist/index.js');
+const contracts = require('../../libs/contracts/dist/index.js');
+const telemetry = require('../../libs/telemetry/dist/index.js');
+
+const EVENTS = Number(process.env.EVENTS ?? 5_000);
+const ENDPOINTS = Number(process.env.ENDPOINTS ?? 10);
+const REPLICAS = (process.env.REPLICAS ?? '1,2').split(',').map(Number);
+
+function event(callbackUrl) {
+  const id = contracts.newId();
+  const now = new Date().toISOString();
+  const job = {
+    id,
+    tenant: 'default',
+    type: 'noop',
+    input: {},
+    priority: 'normal',
+    pool: 'default',
+    callbackUrl,
+    timeoutSeconds: 60,
+    maxAttempts: 1,
+    retryDelaysMs: [],
+    metadata: {},
+    status: 'queued',
+    generation: 1,
+    attempts: 0,
+    sequence: 1,
+    enqueuedAt: now,
+    createdAt: now,
+    updatedAt: now,
+  };
+  return { type: 'job.queued', timestamp: now, sequence: 1, generation: 1, job };
+}
+
+const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+
+async function run(replicas) {
+  const nats = await testing.NatsServer.start();
+  const receivers = await Promise.all(Array.from({ length: ENDPOINTS }, () => testing.WebhookReceiver.start()));
+  const procs = [];
+  for (let i = 0; i < replicas; i++) {
+    const p = new testing.ServiceProcess('notifier', {
+      NATS_URL: nats.url,
+      NOTIFIER_HTTP_PORT: '0',
+      WEBHOOK_SECRET: testing.E2E_WEBHOOK_SECRET,
+      ALLOW_PRIVATE_URLS: 'true',
+      // WEBHOOK_* settings of this shell are passed on (to compare settings).
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('WEBHOOK_'))),
+    }).start();
+    procs.push(p);
+  }
+  for (const p of procs) await p.waitForLog((l) => l.msg === 'notifier started', { timeoutMs: 60_000 });
+  const client = await jetstream.NatsHandle.connect({
+    servers: [nats.url],
+    name: 'bench',
+    logger: telemetry.createLogger('bench', 'silent'),
+  });
+  try {
+    const started = Date.now();
+    for (let i = 0; i < EVENTS; i += 500) {
+      await Promise.all(
+        Array.from({ length: Math.min(500, EVENTS - i) }, (_, k) => {
+          const e = event(`${receivers[(i + k) % ENDPOINTS].url}/bench`);
+          return jetstream.publishJson(client.js, contracts.SUBJECTS.job(e.job.id), e, { msgID: `${e.job.id}.1.1` });
+        }),
+      );
+    }
+    const published = Date.now();
+    await testing.waitFor(() => receivers.reduce((n, r) => n + r.received.length, 0) >= EVENTS, {
+      what: `${EVENTS} deliveries`,
+      timeoutMs: 600_000,
+      intervalMs: 50,
+    });
+    const done = Math.max(...receivers.flatMap((r) => r.received.map((w) => w.receivedAt)));
+    const lat = receivers
+      .flatMap((r) => r.received.map((w) => w.receivedAt - Date.parse(w.json.timestamp)))
+      .sort((a, b) => a - b);
+    const received = receivers.reduce((n, r) => n + r.received.length, 0);
+    let attempts = 0;
+    let attemptSeconds = 0;
+    let deferred = 0;
+    for (const p of procs) {
+      const ops = p.lines.find((l) => l.msg === 'notifier ops endpoint listening')?.url;
+      const text = await (await fetch(`${ops}/metrics`)).text();
+      const sum = (name) =>
+        [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
+      attempts += sum('gantry_webhook_attempt_duration_seconds_count');
+      attemptSeconds += sum('gantry_webhook_attempt_duration_seconds_sum');
+      deferred += sum('gantry_webhook_deferred_total');
+    }
+    console.log(
+      `replicas=${replicas} events=${EVENTS} endpoints=${ENDPOINTS}: published in ${published - started} ms, ` +
+        `${Math.round((EVENTS * 1000) / (done - started))} webhooks/s end to end, ` +
+        `latency p50=${pct(lat, 0.5)} p95=${pct(lat, 0.95)} p99=${pct(lat, 0.99)} max=${lat.at(-1)} ms, ` +
+        `received=${received} (duplicates ${received - EVENTS}); mean attempt ${Math.round((attemptSeconds / attempts) * 1000)} ms, ` +
+        `${deferred} deferrals (${(deferred / EVENTS).toFixed(2)} per event)`,
+    );
+  } finally {
+    await client.drain();
+    await Promise.all(procs.map((p) => p.kill('SIGTERM', 30_000).catch(() => p.kill('SIGKILL'))));
+    await Promise.all(receivers.map((r) => r.close()));
+    await nats.dispose();
+  }
+}
+
+console.log(`webhook bench on ${(await import('node:os')).cpus().length} CPU(s), node ${process.version}`);
+for (const n of REPLICAS) await run(n);
