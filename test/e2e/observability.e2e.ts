@@ -3,6 +3,12 @@
  * receiver; the spans form one tree with the expected services, kinds and parent links, one span per webhook
  * attempt with the failed ones marked. And every service's /metrics moves as jobs run.
  */
+import { spawnSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GantryCluster, OtlpReceiver, WebhookReceiver, waitFor, type ReceivedSpan } from '@gantry/testing';
 
 const SERVER = 2;
@@ -132,6 +138,69 @@ describe('observability across the four services', () => {
     expect(attempts.filter((s) => s.status.code !== STATUS_ERROR).length).toBeGreaterThanOrEqual(3);
     for (const a of attempts) expect(ancestry(a).at(-1)?.name).toBe('POST /v1/jobs');
     expect(find('notifier', (s) => s.kind === CONSUMER).length).toBeGreaterThanOrEqual(4);
+
+    // Logs join up: every worker line about this job carries its id, the service name and the job's trace id.
+    const lines = cluster.of('gpu-worker').flatMap((w) => w.lines.filter((l) => l['jobId'] === id));
+    expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(['attempt started', 'attempt finished']));
+    for (const l of lines) {
+      expect(l['service']).toBe('gpu-worker');
+      expect(l['traceId']).toBe(traceId);
+      expect(l['spanId']).toMatch(/^[0-9a-f]{16}$/);
+    }
+  });
+
+  it('gives a transcode child spans for its download, its process and its upload', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gantry-obs-'));
+    const made = spawnSync('ffmpeg', [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=duration=1:size=64x48:rate=10',
+      '-pix_fmt',
+      'yuv420p',
+      join(dir, 'in.mp4'),
+    ]);
+    expect(made.status).toBe(0);
+    const video = readFileSync(join(dir, 'in.mp4'));
+    const server: Server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'video/mp4' }).end(video));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/in.mp4`;
+      const id = await cluster.submit({
+        type: 'ffmpeg',
+        input: {
+          args: ['-i', 'in.mp4', '-vf', 'scale=32:-2', 'out.mp4'],
+          inputs: { 'in.mp4': url },
+          outputs: ['out.mp4'],
+        },
+      });
+      await cluster.waitForStatus(id, 'completed');
+      const spans = await otlp.waitForSpans(
+        (all) => {
+          const run = all.find((s) => s.name === 'job run' && s.attributes['gantry.job.id'] === id);
+          return (
+            !!run &&
+            ['job download', 'job process', 'job upload'].every((n) =>
+              all.some((s) => s.name === n && s.parentSpanId === run.spanId),
+            )
+          );
+        },
+        { timeoutMs: 30_000, what: 'the transcode spans' },
+      );
+      const run = spans.find((s) => s.name === 'job run' && s.attributes['gantry.job.id'] === id)!;
+      const children = spans.filter((s) => s.parentSpanId === run.spanId);
+      expect(children.find((s) => s.name === 'job process')!.attributes['process.exit.code']).toBe(0);
+      expect(Number(children.find((s) => s.name === 'job download')!.attributes['gantry.bytes'])).toBe(video.length);
+      expect(Number(children.find((s) => s.name === 'job upload')!.attributes['gantry.bytes'])).toBeGreaterThan(0);
+      // The whole transcode is still one trace with the submit.
+      expect(spans.some((s) => s.traceId === run.traceId && s.name === 'POST /v1/jobs')).toBe(true);
+    } finally {
+      server.close();
+    }
   });
 
   it('exposes metrics on every service that move as jobs run', async () => {

@@ -2,6 +2,7 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobOutput } from '@gantry/contracts';
 import type { OutputStore } from '@gantry/storage';
+import { inSpan } from '@gantry/telemetry';
 import { JobFailure, type AttemptContext } from './executor';
 import { fromS3Error, putToUrl, redactUrl, withRetries, type TransferSettings } from './transfers';
 
@@ -21,7 +22,7 @@ export function assertUploadTarget(ctx: AttemptContext, names: readonly string[]
   }
 }
 
-export async function uploadOutputs(
+async function uploadOutputsUntraced(
   ctx: AttemptContext,
   names: readonly string[],
   store: OutputStore,
@@ -60,4 +61,25 @@ export async function uploadOutputs(
     }
   }
   return out;
+}
+
+/** Uploads the declared outputs inside a `job upload` span (child of `job run`). */
+export async function uploadOutputs(
+  ctx: AttemptContext,
+  names: readonly string[],
+  store: OutputStore,
+  transfers: TransferSettings,
+): Promise<JobOutput[]> {
+  return inSpan(
+    'job upload',
+    { attributes: { 'gantry.outputs': names.length, 'gantry.upload.presigned': !!ctx.record.upload?.url } },
+    async (span) => {
+      const out = await uploadOutputsUntraced(ctx, names, store, transfers);
+      span.setAttribute(
+        'gantry.bytes',
+        out.reduce((n, o) => n + o.sizeBytes, 0),
+      );
+      return out;
+    },
+  );
 }

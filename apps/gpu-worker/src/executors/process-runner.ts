@@ -10,6 +10,7 @@ import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { execa } from 'execa';
+import { inSpan } from '@gantry/telemetry';
 import { JobFailure, type Lease } from './executor';
 
 export interface ProcessSpec {
@@ -155,7 +156,7 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-export async function runProcess(spec: ProcessSpec): Promise<ProcessResult> {
+async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
   const env: Record<string, string> = {};
   for (const k of PASSTHROUGH) if (process.env[k] !== undefined) env[k] = process.env[k]!;
   Object.assign(env, spec.env);
@@ -291,4 +292,18 @@ export function exitFailure(name: string, r: ProcessResult, permanentExitCodes: 
   }
   const permanent = code !== undefined && permanentExitCodes.includes(code);
   return new JobFailure('EXIT_CODE', `${name} exited with code ${code}${suffix}`, !permanent, detail);
+}
+
+/** Runs the job process inside a `job process` span (child of `job run`), with its exit code as an attribute. */
+export async function runProcess(spec: ProcessSpec): Promise<ProcessResult> {
+  return inSpan(
+    'job process',
+    { attributes: { 'process.executable.name': spec.command.split('/').pop() ?? spec.command } },
+    async (span) => {
+      const r = await runProcessUntraced(spec);
+      if (r.exitCode !== undefined) span.setAttribute('process.exit.code', r.exitCode);
+      if (r.signal) span.setAttribute('process.signal', r.signal);
+      return r;
+    },
+  );
 }

@@ -8,6 +8,7 @@ import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { BlockedAddressError, readText, safeRequest } from '@gantry/net';
 import { parseS3Url, type OutputStore } from '@gantry/storage';
+import { inSpan } from '@gantry/telemetry';
 import { JobFailure, sleep } from './executor';
 
 export interface TransferSettings {
@@ -74,7 +75,7 @@ export function fromS3Error(err: unknown): Error {
  * Downloads one input into `dest`; returns its size. `s3ReadRefusal` (the job's policy) may refuse an s3:// object
  * before anything is read.
  */
-export async function downloadInput(
+async function downloadInputUntraced(
   url: string,
   dest: string,
   store: OutputStore,
@@ -171,4 +172,24 @@ export function redactUrl(url: string): string {
   } catch {
     return 'invalid-url';
   }
+}
+
+/** Downloads one input into `dest` (a `job download` span, child of the attempt's `job run`); returns its size. */
+export async function downloadInput(
+  url: string,
+  dest: string,
+  store: OutputStore,
+  s: TransferSettings,
+  signal: AbortSignal,
+  s3ReadRefusal?: (bucket: string, key: string) => Promise<string | undefined>,
+): Promise<number> {
+  return inSpan(
+    'job download',
+    { attributes: { 'url.full': redactUrl(url), 'file.name': dest.split('/').pop() ?? '' } },
+    async (span) => {
+      const size = await downloadInputUntraced(url, dest, store, s, signal, s3ReadRefusal);
+      span.setAttribute('gantry.bytes', size);
+      return size;
+    },
+  );
 }
