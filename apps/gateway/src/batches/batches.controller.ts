@@ -11,6 +11,7 @@ import {
 import type { JobView } from '@gantry/contracts';
 import type { FastifyReply } from 'fastify';
 import { CurrentPrincipal, type Principal } from '../auth/auth';
+import { HttpMetrics } from '../http/http-metrics';
 import { bodyHash } from '../http/json-shape';
 import { ApiProblems } from '../http/openapi';
 import { IDEMPOTENCY_HEADER, parseIdempotencyKey } from '../idempotency/idempotency.service';
@@ -29,6 +30,7 @@ export class BatchesController {
     @Inject(BatchesService) private readonly batches: BatchesService,
     @Inject(JobsService) private readonly jobs: JobsService,
     @Inject(JobRequestValidator) private readonly validator: JobRequestValidator,
+    @Inject(HttpMetrics) private readonly metrics: HttpMetrics,
   ) {}
 
   @Post()
@@ -59,6 +61,7 @@ export class BatchesController {
     );
     void reply.header('location', `/v1/batches/${id}`);
     if (replay) void reply.status(200);
+    else this.metrics.jobsAccepted.inc({ via: 'batches' }, records.length);
     return { id, jobs: await this.jobs.views(records, { positions: false }) };
   }
 

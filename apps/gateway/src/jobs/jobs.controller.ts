@@ -19,6 +19,7 @@ import {
 } from '@gantry/contracts';
 import type { FastifyReply } from 'fastify';
 import { CurrentPrincipal, type Principal } from '../auth/auth';
+import { HttpMetrics } from '../http/http-metrics';
 import { bodyHash } from '../http/json-shape';
 import { ApiProblems } from '../http/openapi';
 import { problems } from '../http/problem';
@@ -54,6 +55,7 @@ export class JobsController {
     @Inject(JobsService) private readonly jobs: JobsService,
     @Inject(JobListService) private readonly list: JobListService,
     @Inject(JobRequestValidator) private readonly validator: JobRequestValidator,
+    @Inject(HttpMetrics) private readonly metrics: HttpMetrics,
   ) {}
 
   @Post()
@@ -83,6 +85,7 @@ export class JobsController {
     );
     void reply.header('location', `/v1/jobs/${stored.record.id}`);
     if (replay) void reply.status(200);
+    else this.metrics.jobsAccepted.inc({ via: 'jobs' });
     return this.jobs.view(stored.record, { positions: replay });
   }
 

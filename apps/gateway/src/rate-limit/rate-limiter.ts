@@ -52,6 +52,8 @@ interface SubjectState {
   /** Last known total of `window` across replicas. */
   total: number;
   reserving: Promise<number> | undefined;
+  /** Requests on this replica waiting for the next reservation (a burst is served by one, large enough). */
+  waiting: number;
   /** Until then, refuse without asking the store. */
   refuseUntil: number;
 }
@@ -82,7 +84,13 @@ export class SharedRateLimiter {
       }
       if (now < st.refuseUntil) return this.refuse(st, now);
       const window = st.window;
-      const granted = await (st.reserving ?? this.reserve(subject, st));
+      st.waiting++;
+      let granted: number;
+      try {
+        granted = await (st.reserving ?? this.reserve(subject, st));
+      } finally {
+        st.waiting--;
+      }
       if (granted === 0 && st.tokens === 0 && st.window === window) {
         const refusal = this.refuse(st, this.now());
         st.refuseUntil = this.now() + Math.min(1_000, refusal.retryAfterSeconds * 1_000);
@@ -98,7 +106,16 @@ export class SharedRateLimiter {
     let st = this.subjects.get(subject);
     if (!st) {
       if (this.subjects.size >= this.maxSubjects) this.evict(window);
-      st = { window, tokens: 0, chunk: 1, prev: undefined, total: 0, reserving: undefined, refuseUntil: 0 };
+      st = {
+        window,
+        tokens: 0,
+        chunk: 1,
+        prev: undefined,
+        total: 0,
+        reserving: undefined,
+        waiting: 0,
+        refuseUntil: 0,
+      };
       this.subjects.set(subject, st);
     } else if (st.window !== window) {
       // A new window: unspent tokens belonged to the old one. Shrink the chunk when most of one went unused.
@@ -143,7 +160,9 @@ export class SharedRateLimiter {
       await Promise.resolve();
       try {
         if (st.prev === undefined) st.prev = await this.store.total(subject, window - 1);
-        const want = st.chunk;
+        // Yield once more so that the requests of a burst arriving together are counted as waiting.
+        await Promise.resolve();
+        const want = Math.max(st.chunk, st.waiting);
         const { granted, total } = await this.store.reserve(subject, window, want, this.cap(st, this.now()));
         if (st.window !== window) return 0;
         st.total = total;
