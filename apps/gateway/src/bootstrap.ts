@@ -4,6 +4,7 @@
  * batch repair consumer. `main.ts` runs it as a process; integration tests run it in-process against a real
  * nats-server.
  */
+import type { Server } from 'node:http';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
@@ -37,6 +38,8 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** On shutdown, how long requests in flight may take before their connections are cut. */
+const SHUTDOWN_GRACE_MS = 5_000;
 /** How long the server waits for a request's headers and body (slow-client protection); responses may stream. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
@@ -120,7 +123,13 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     async close() {
       closing = true;
       await repairer?.stop();
+      // Nest ends the event streams first (onModuleDestroy), then closes the server, which waits for requests in
+      // flight. Connections that stay open after that (a client that went away without closing its socket) are cut
+      // after a grace period rather than holding the shutdown for their keep-alive timeout.
+      const server = app.getHttpServer() as Server;
+      const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
       await app.close().catch(() => undefined);
+      clearTimeout(force);
       await nats.close();
       outputs.destroy();
     },
