@@ -16,10 +16,11 @@ import { flattenErrors } from '../http/validation';
 import { GatewayNats } from '../nats/gateway-nats';
 import { JOB_TYPES } from '../tokens';
 import { SubmitJobDto } from './job.dto';
+import { SubmitDnsResolver } from './submit-dns';
 
 /** Errors listed in one answer at most (a 1000-job batch could have thousands). */
 export const MAX_REPORTED_ERRORS = 200;
-/** How long a callback/upload/input host may take to resolve at submit. */
+/** How long a callback/upload/input host may take to resolve at submit (the resolver gives up first). */
 const DNS_TIMEOUT_MS = 3_000;
 
 export interface ValidatedBatch {
@@ -43,6 +44,8 @@ function refuse(errors: FieldError[], what: string): never {
 
 @Injectable()
 export class JobRequestValidator {
+  private readonly dns = new SubmitDnsResolver();
+
   constructor(
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(JOB_TYPES) private readonly types: JobTypeRegistry,
@@ -163,7 +166,7 @@ export class JobRequestValidator {
         let timer: NodeJS.Timeout | undefined;
         try {
           await Promise.race([
-            assertAllowedUrl(url, this.config.ALLOW_PRIVATE_URLS),
+            assertAllowedUrl(url, this.config.ALLOW_PRIVATE_URLS, ['http:', 'https:'], (h) => this.dns.resolve(h)),
             new Promise<never>((_, reject) => {
               timer = setTimeout(() => reject(new Error('host did not resolve in time')), DNS_TIMEOUT_MS);
             }),
