@@ -128,10 +128,11 @@ export class BatchManifests {
   async createJobs(
     specs: readonly NewJobSpec[],
     onCreated: () => void = () => undefined,
-  ): Promise<{ stored: Map<string, StoredJob>; failed: string[] }> {
+  ): Promise<{ stored: Map<string, StoredJob>; failed: string[]; lastError?: unknown }> {
     const store = new JobStore(this.nats, this.clock);
     const stored = new Map<string, StoredJob>();
     const failed: string[] = [];
+    let lastError: unknown;
     let next = 0;
     const now = this.clock.now();
     const worker = async () => {
@@ -150,6 +151,7 @@ export class BatchManifests {
             }
             if (attempt >= 3) {
               failed.push(spec.id);
+              lastError = err;
               break;
             }
             await new Promise((r) => setTimeout(r, 50 * attempt));
@@ -158,7 +160,7 @@ export class BatchManifests {
       }
     };
     await Promise.all(Array.from({ length: Math.min(CREATE_CONCURRENCY, specs.length) }, worker));
-    return { stored, failed };
+    return { stored, failed, ...(lastError !== undefined ? { lastError } : {}) };
   }
 
   /** Marks the batch whole (every record exists): the repair consumer then leaves it alone. */

@@ -77,8 +77,9 @@ export class BatchRepairer {
     try {
       const specs = await manifests.specs(manifest);
       let created = 0;
-      const { failed } = await manifests.createJobs(specs, () => created++);
-      if (failed.length > 0) throw new Error(`${failed.length} job record(s) could not be written`);
+      const { failed, lastError } = await manifests.createJobs(specs, () => created++);
+      if (failed.length > 0)
+        throw new Error(`${failed.length} job record(s) could not be written: ${String(lastError)}`, { cause: lastError });
       await manifests.commit(manifest);
       if (created > 0) {
         this.logger.warn(

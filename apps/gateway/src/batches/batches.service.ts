@@ -95,10 +95,10 @@ export class BatchesService {
       return { id, records: await this.records(existing), replay: true };
     }
     // Accepted: from here on, answer 202 whatever happens (the repair consumer finishes what this call cannot).
-    const { stored, failed } = await manifests.createJobs(specs, () => this.nats.acceptedSinceStats++);
+    const { stored, failed, lastError } = await manifests.createJobs(specs, () => this.nats.acceptedSinceStats++);
     if (failed.length > 0) {
       this.logger.error(
-        { batchId: id, failed: failed.length },
+        { batchId: id, failed: failed.length, err: lastError },
         'batch accepted but some job records could not be written yet; the repair consumer will write them',
       );
     } else {
