@@ -298,8 +298,8 @@ describe('gateway API with the whole system (real processes)', () => {
       for (const b of manifests.values()) {
         await waitFor(async () => (await store.getMany(b.jobIds)).size === b.jobIds.length, {
           what: `every job of batch ${b.id}`,
-          // A manifest the killed gateway had pulled from the repair consumer comes back after its AckWait (60 s).
-          timeoutMs: 90_000,
+          // A manifest the killed gateway had pulled from the repair consumer comes back after its AckWait (15 s).
+          timeoutMs: 45_000,
           intervalMs: 250,
         });
       }

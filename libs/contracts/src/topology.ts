@@ -145,7 +145,9 @@ export function consumerDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
       filter_subject: SUBJECTS.batchesAll,
       deliver_policy: 'all',
       ack_policy: 'explicit',
-      ack_wait: ms(60_000),
+      // Short: a manifest held by a gateway that died comes back to another one this soon (a repair in progress
+      // calls working() well inside it).
+      ack_wait: ms(15_000),
       max_deliver: -1,
       // Every accepted batch waits here (nak'ed with a delay) until its commit marker is seen or it is repaired.
       max_ack_pending: 10_000,

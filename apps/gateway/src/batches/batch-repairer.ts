@@ -36,7 +36,8 @@ export class BatchRepairer {
   async start(): Promise<void> {
     const consumer = await this.nats.js.consumers.get(STREAMS.batches, CONSUMERS.batchRepair);
     if (this.stopped) return;
-    this.messages = await consumer.consume({ max_messages: 64 });
+    // Few at a time: what a gateway has pulled waits for the AckWait if that gateway dies.
+    this.messages = await consumer.consume({ max_messages: 8 });
     this.loop = (async () => {
       for await (const m of this.messages!) {
         await this.handle(m).catch((err: unknown) => {
@@ -73,7 +74,7 @@ export class BatchRepairer {
       m.nak(Math.max(50, this.o.repairAfterMs - age));
       return;
     }
-    const heartbeat = setInterval(() => m.working(), 10_000);
+    const heartbeat = setInterval(() => m.working(), 5_000);
     try {
       const specs = await manifests.specs(manifest);
       let created = 0;
