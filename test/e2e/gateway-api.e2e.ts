@@ -53,9 +53,13 @@ describe('gateway API with the whole system (real processes)', () => {
     expect(state.status).toBe(200);
     for (const k of ['running', 'retrying', 'maxConcurrentJobs', 'availableTokens', 'maxQueueSize', 'workers'] as const)
       expect(typeof state.body[k]).toBe('number');
-    for (const k of ['urgent', 'high', 'normal', 'low', 'total'] as const) expect(typeof state.body.depth[k]).toBe('number');
+    for (const k of ['urgent', 'high', 'normal', 'low', 'total'] as const)
+      expect(typeof state.body.depth[k]).toBe('number');
     expect(state.body.workers).toBe(1);
-    const m = await cluster.api<{ queueLength: number; performance: Record<string, number> }>('GET', '/v1/queue/metrics');
+    const m = await cluster.api<{ queueLength: number; performance: Record<string, number> }>(
+      'GET',
+      '/v1/queue/metrics',
+    );
     expect(m.status).toBe(200);
     expect(typeof m.body.queueLength).toBe('number');
     expect(typeof m.body.performance['uptimeSeconds']).toBe('number');
@@ -66,9 +70,19 @@ describe('gateway API with the whole system (real processes)', () => {
       CLIENT_KEY,
     );
     expect(w.status).toBe(200);
-    expect(w.body[0]).toMatchObject({ slots: expect.any(Number), busy: expect.any(Number), runningJobs: expect.any(Array) });
+    expect(w.body[0]).toMatchObject({
+      slots: expect.any(Number),
+      busy: expect.any(Number),
+      runningJobs: expect.any(Array),
+    });
     const c = await cluster.api<Record<string, number>>('GET', '/v1/concurrency/stats');
-    expect(Object.keys(c.body).sort()).toEqual(['activeJobs', 'availableTokens', 'maxParallelJobs', 'queueSize', 'workers']);
+    expect(Object.keys(c.body).sort()).toEqual([
+      'activeJobs',
+      'availableTokens',
+      'maxParallelJobs',
+      'queueSize',
+      'workers',
+    ]);
     expect((await cluster.api('POST', '/v1/queue/pause', undefined, CLIENT_KEY)).status).toBe(403);
   });
 
@@ -265,14 +279,19 @@ describe('gateway API with the whole system (real processes)', () => {
         const gw = await cluster.startGateway();
         const url = cluster.gatewayUrl;
         cluster.gatewayUrl = main;
-        const body = JSON.stringify({ jobs: Array.from({ length: 800 }, () => ({ type: 'noop', input: { durationMs: 1 } })) });
+        const body = JSON.stringify({
+          jobs: Array.from({ length: 800 }, () => ({ type: 'noop', input: { durationMs: 1 } })),
+        });
         const posts = [0, 1, 2].map(() =>
           fetch(`${url}/v1/batches`, {
             method: 'POST',
             headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
             body,
           }).then(
-            async (r) => ({ status: r.status, body: (await r.json().catch(() => undefined)) as { id?: string } | undefined }),
+            async (r) => ({
+              status: r.status,
+              body: (await r.json().catch(() => undefined)) as { id?: string } | undefined,
+            }),
             () => ({ status: 0, body: undefined }),
           ),
         );

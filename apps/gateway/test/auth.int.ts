@@ -36,7 +36,10 @@ describe('gateway auth (real NATS)', () => {
 
   it('401 comes before the body is looked at (bad JSON, wrong media type, huge body)', async () => {
     const anon = api.as(null);
-    expectProblem(await anon.raw('POST', '/v1/jobs', { body: '{oops', headers: { 'content-type': 'application/json' } }), 401);
+    expectProblem(
+      await anon.raw('POST', '/v1/jobs', { body: '{oops', headers: { 'content-type': 'application/json' } }),
+      401,
+    );
     expectProblem(await anon.raw('POST', '/v1/jobs', { body: 'x', headers: { 'content-type': 'text/plain' } }), 401);
     expectProblem(
       await anon.raw('POST', '/v1/batches', {

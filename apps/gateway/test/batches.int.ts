@@ -137,7 +137,10 @@ describe('gateway batches (real NATS)', () => {
 
   it('413 above MAX_JOBS_PER_BATCH, before any job is looked at', async () => {
     const before = await jobMessages();
-    const p = expectProblem(await api.json('POST', '/v1/batches', { jobs: Array(51).fill({ type: 'bad type!' }) }), 413);
+    const p = expectProblem(
+      await api.json('POST', '/v1/batches', { jobs: Array(51).fill({ type: 'bad type!' }) }),
+      413,
+    );
     expect(p.detail).toMatch(/MAX_JOBS_PER_BATCH/);
     expect(await jobMessages()).toBe(before);
     expect((await api.json('POST', '/v1/batches', { jobs: Array(50).fill({ type: 'noop' }) })).status).toBe(202);
@@ -159,7 +162,9 @@ describe('gateway batches (real NATS)', () => {
       return x?.state === 'committed' ? x : undefined;
     });
     expect(m.jobIds).toEqual(a.body.jobs.map((j) => j.id));
-    const part0 = await s.handle.jsm.direct.getMessage(STREAMS.batches, { last_by_subj: SUBJECTS.batchPart(a.body.id, 0) });
+    const part0 = await s.handle.jsm.direct.getMessage(STREAMS.batches, {
+      last_by_subj: SUBJECTS.batchPart(a.body.id, 0),
+    });
     expect(part0).toBeTruthy();
     const g = await api.json<BatchStatus>('GET', `/v1/batches/${a.body.id}`);
     expect(g.body.total).toBe(40);

@@ -2,13 +2,7 @@
  * `GET /v1/jobs/{id}/events` (Server-Sent Events) against a real nats-server. The test plays the worker by writing
  * the job's transitions with the job store, exactly as a worker does, and reads the stream like a browser would.
  */
-import {
-  completeAttempt,
-  reportProgress,
-  startAttempt,
-  systemClock,
-  type AttemptOwner,
-} from '@gantry/contracts';
+import { completeAttempt, reportProgress, startAttempt, systemClock, type AttemptOwner } from '@gantry/contracts';
 import { JobStore } from '@gantry/job-store';
 import { Deferred, within } from '@gantry/testing';
 import { ADMIN, CLIENT, OTHER, expectProblem, startStack, type Client } from './harness';
@@ -30,7 +24,13 @@ interface Body {
 async function openStream(
   url: string,
   headers: Record<string, string>,
-): Promise<{ status: number; contentType: string | null; events: Promise<SseEvent[]>; first: Promise<void>; abort(): void }> {
+): Promise<{
+  status: number;
+  contentType: string | null;
+  events: Promise<SseEvent[]>;
+  first: Promise<void>;
+  abort(): void;
+}> {
   const ac = new AbortController();
   const res = await fetch(url, { headers, signal: ac.signal });
   const first = new Deferred<void>();
@@ -60,7 +60,13 @@ async function openStream(
     }
     return out;
   })();
-  return { status: res.status, contentType: res.headers.get('content-type'), events, first: first.promise, abort: () => ac.abort() };
+  return {
+    status: res.status,
+    contentType: res.headers.get('content-type'),
+    events,
+    first: first.promise,
+    abort: () => ac.abort(),
+  };
 }
 
 describe('gateway job event streams (real NATS)', () => {
@@ -89,9 +95,17 @@ describe('gateway job event streams (real NATS)', () => {
     await store.transition(id, (c) => startAttempt(c.record, owner, { gpus: [], gpuIndices: [] }, now()));
     await store.transition(id, (c) => reportProgress(c.record, owner, { percent: 50, stage: 'half' }, now()));
     // An internal revision between: never sent to clients.
-    await store.transition(id, (c) => ({ type: 'job.cancel_requested', record: { ...c.record, sequence: c.record.sequence + 1 } }));
+    await store.transition(id, (c) => ({
+      type: 'job.cancel_requested',
+      record: { ...c.record, sequence: c.record.sequence + 1 },
+    }));
     await store.transition(id, (c) =>
-      completeAttempt({ ...c.record, cancelRequestedAt: undefined } as typeof c.record, owner, { result: { ok: 1 } }, now()),
+      completeAttempt(
+        { ...c.record, cancelRequestedAt: undefined } as typeof c.record,
+        owner,
+        { result: { ok: 1 } },
+        now(),
+      ),
     );
   }
 

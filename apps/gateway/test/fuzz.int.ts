@@ -32,7 +32,17 @@ const anyJson = fc.jsonValue({ maxDepth: 6 }).map((v) => JSON.stringify(v));
 const junk = fc.oneof(
   fc.string({ maxLength: 200 }),
   fc.string({ unit: 'binary', maxLength: 200 }),
-  fc.constantFrom('{', '[', '{"type":', '{"type":"noop"', 'null', 'true', '1e999', '{"__proto__":{"a":1}}', '{"constructor":{"prototype":{"a":1}}}'),
+  fc.constantFrom(
+    '{',
+    '[',
+    '{"type":',
+    '{"type":"noop"',
+    'null',
+    'true',
+    '1e999',
+    '{"__proto__":{"a":1}}',
+    '{"constructor":{"prototype":{"a":1}}}',
+  ),
   fc.nat({ max: 60 }).map((n) => `${'['.repeat(n)}${']'.repeat(n)}`),
 );
 const anything = fc.jsonValue({ maxDepth: 3 });
@@ -43,7 +53,13 @@ const job = fc.record(
     type: fc.oneof(fc.constantFrom('noop', 'ffmpeg', 'nope', 'NOOP', ''), anything),
     input: fc.oneof(
       fc.record(
-        { durationMs: fc.oneof(fc.integer({ min: -10, max: 4_000_000 }), anything), progressSteps: fc.nat(2000), failTimes: fc.nat(200), retryable: fc.oneof(fc.boolean(), anything), result: anything },
+        {
+          durationMs: fc.oneof(fc.integer({ min: -10, max: 4_000_000 }), anything),
+          progressSteps: fc.nat(2000),
+          failTimes: fc.nat(200),
+          retryable: fc.oneof(fc.boolean(), anything),
+          result: anything,
+        },
         { requiredKeys: [] },
       ),
       fc.dictionary(fc.string({ maxLength: 10 }), anything, { maxKeys: 4 }),
@@ -51,11 +67,21 @@ const job = fc.record(
     ),
     priority: fc.oneof(fc.constantFrom(...PRIORITIES), anything),
     pool: fc.oneof(fc.constantFrom('default', 'gpu-a', 'bad pool', 'x'.repeat(65)), anything),
-    callbackUrl: fc.oneof(fc.webUrl(), fc.constantFrom('http://127.0.0.1/x', 'ftp://a/b', 'http://169.254.169.254/'), anything),
+    callbackUrl: fc.oneof(
+      fc.webUrl(),
+      fc.constantFrom('http://127.0.0.1/x', 'ftp://a/b', 'http://169.254.169.254/'),
+      anything,
+    ),
     callbackToken: fc.oneof(fc.string({ maxLength: 40 }), anything),
     timeoutSeconds: fc.oneof(fc.integer({ min: -5, max: 700_000 }), fc.double(), anything),
     maxAttempts: fc.oneof(fc.integer({ min: -1, max: 101 }), anything),
-    gpu: fc.oneof(fc.record({ count: fc.oneof(fc.integer({ min: -1, max: 20 }), anything), memoryMb: fc.oneof(fc.nat(), anything) }, { requiredKeys: [] }), anything),
+    gpu: fc.oneof(
+      fc.record(
+        { count: fc.oneof(fc.integer({ min: -1, max: 20 }), anything), memoryMb: fc.oneof(fc.nat(), anything) },
+        { requiredKeys: [] },
+      ),
+      anything,
+    ),
     upload: fc.oneof(fc.record({ url: fc.oneof(fc.webUrl(), anything) }, { requiredKeys: [] }), anything),
     metadata: fc.oneof(fc.dictionary(fc.string({ maxLength: 8 }), anything, { maxKeys: 5 }), anything),
   },
@@ -68,7 +94,10 @@ const jobWithExtras = fc
 function request(bodies: fc.Arbitrary<string | undefined>): fc.Arbitrary<Req> {
   return fc.record({
     body: bodies,
-    contentType: fc.oneof({ weight: 6, arbitrary: fc.constant('application/json') }, { weight: 1, arbitrary: fc.constantFrom(...CONTENT_TYPES) }),
+    contentType: fc.oneof(
+      { weight: 6, arbitrary: fc.constant('application/json') },
+      { weight: 1, arbitrary: fc.constantFrom(...CONTENT_TYPES) },
+    ),
   });
 }
 
@@ -126,7 +155,8 @@ describe('fuzzing every write route (real NATS)', () => {
     const ctx = `${method} ${path} ${JSON.stringify(r).slice(0, 300)} → ${res.status} ${text.slice(0, 300)}`;
     if (res.status >= 500 || !allowed.includes(res.status)) throw new Error(`unexpected answer: ${ctx}`);
     if (res.status >= 400) {
-      if (!/^application\/problem\+json/.test(res.headers.get('content-type') ?? '')) throw new Error(`not a problem: ${ctx}`);
+      if (!/^application\/problem\+json/.test(res.headers.get('content-type') ?? ''))
+        throw new Error(`not a problem: ${ctx}`);
       const p = JSON.parse(text) as { status: number; type: string };
       if (p.status !== res.status || !p.type.startsWith('urn:gantry:problem:')) throw new Error(`bad problem: ${ctx}`);
     }
@@ -142,9 +172,12 @@ describe('fuzzing every write route (real NATS)', () => {
       { weight: 2, arbitrary: junk },
       { weight: 1, arbitrary: fc.constant(undefined) },
     );
-    const withKey = fc.tuple(request(bodies), fc.option(fc.string({ unit: 'binary-ascii', maxLength: 300 }), { nil: undefined })).map(
-      ([r, k]) => ({ ...r, ...(k !== undefined ? { idempotencyKey: k.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, '').trim() } : {}) }),
-    );
+    const withKey = fc
+      .tuple(request(bodies), fc.option(fc.string({ unit: 'binary-ascii', maxLength: 300 }), { nil: undefined }))
+      .map(([r, k]) => ({
+        ...r,
+        ...(k !== undefined ? { idempotencyKey: k.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, '').trim() } : {}),
+      }));
     await fc.assert(
       fc.asyncProperty(withKey, (r) => check('POST', '/v1/jobs', r, [200, 202, 400, 413, 415, 422], () => 1)),
       { numRuns: 1500 },
@@ -179,17 +212,26 @@ describe('fuzzing every write route (real NATS)', () => {
       { weight: 1, arbitrary: fc.constantFrom(undefined, '', '{}') },
     );
     const priorityBody = fc.oneof(
-      { weight: 3, arbitrary: fc.record({ priority: fc.oneof(fc.constantFrom(...PRIORITIES), anything) }, { requiredKeys: [] }).map((b) => JSON.stringify(b)) },
+      {
+        weight: 3,
+        arbitrary: fc
+          .record({ priority: fc.oneof(fc.constantFrom(...PRIORITIES), anything) }, { requiredKeys: [] })
+          .map((b) => JSON.stringify(b)),
+      },
       { weight: 2, arbitrary: anyJson },
       { weight: 1, arbitrary: junk },
     );
     // Valid requests meet a job in a state that refuses them (409), so nothing changes and nothing is created.
     await fc.assert(
-      fc.asyncProperty(request(noBody), (r) => check('POST', `/v1/jobs/${cancelled}/cancel`, r, [400, 409, 415], () => 0, CLIENT)),
+      fc.asyncProperty(request(noBody), (r) =>
+        check('POST', `/v1/jobs/${cancelled}/cancel`, r, [400, 409, 415], () => 0, CLIENT),
+      ),
       { numRuns: 500 },
     );
     await fc.assert(
-      fc.asyncProperty(request(noBody), (r) => check('POST', `/v1/jobs/${queued}/retry`, r, [400, 409, 415], () => 0, CLIENT)),
+      fc.asyncProperty(request(noBody), (r) =>
+        check('POST', `/v1/jobs/${queued}/retry`, r, [400, 409, 415], () => 0, CLIENT),
+      ),
       { numRuns: 500 },
     );
     await fc.assert(
@@ -208,7 +250,10 @@ describe('fuzzing every write route (real NATS)', () => {
         weight: 3,
         arbitrary: fc
           .record(
-            { maxConcurrentJobs: fc.oneof(fc.integer({ min: -5, max: 2_000_000 }), anything), maxQueueSize: fc.oneof(fc.integer({ min: -5, max: 200_000_000 }), anything) },
+            {
+              maxConcurrentJobs: fc.oneof(fc.integer({ min: -5, max: 2_000_000 }), anything),
+              maxQueueSize: fc.oneof(fc.integer({ min: -5, max: 200_000_000 }), anything),
+            },
             { requiredKeys: [] },
           )
           .map((b) => JSON.stringify(b)),

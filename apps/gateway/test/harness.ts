@@ -54,7 +54,11 @@ export class Client {
     return new Client(this.baseUrl, key);
   }
 
-  async raw(method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
+  async raw(
+    method: string,
+    path: string,
+    init: { body?: string; headers?: Record<string, string> } = {},
+  ): Promise<Answer> {
     const res = await fetch(`${this.baseUrl}${path}`, {
       method,
       headers: { ...(this.key ? { authorization: `Bearer ${this.key}` } : {}), ...init.headers },

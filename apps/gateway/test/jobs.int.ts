@@ -84,7 +84,12 @@ describe('gateway job routes (real NATS)', () => {
     it('415 for anything but application/json, before parsing', async () => {
       await createsNothing(async () => {
         const body = JSON.stringify({ type: 'noop' });
-        for (const ct of ['text/plain', 'application/x-www-form-urlencoded', 'application/jsonx', 'multipart/form-data']) {
+        for (const ct of [
+          'text/plain',
+          'application/x-www-form-urlencoded',
+          'application/jsonx',
+          'multipart/form-data',
+        ]) {
           expectProblem(await api.raw('POST', '/v1/jobs', { body, headers: { 'content-type': ct } }), 415);
         }
         expectProblem(await api.raw('POST', '/v1/jobs', { body }), 415);
@@ -100,14 +105,24 @@ describe('gateway job routes (real NATS)', () => {
 
     it('400 for a body that is not JSON or not an object', async () => {
       await createsNothing(async () => {
-        for (const body of ['{', '[1,2]', 'null', '"x"', '42', '{"type":"noop",}', '{"__proto__":{"x":1},"type":"noop"}']) {
+        for (const body of [
+          '{',
+          '[1,2]',
+          'null',
+          '"x"',
+          '42',
+          '{"type":"noop",}',
+          '{"__proto__":{"x":1},"type":"noop"}',
+        ]) {
           const a = await api.raw('POST', '/v1/jobs', { body, headers: { 'content-type': 'application/json' } });
           expectProblem(a, 400);
         }
         const deep = '{"type":"noop","metadata":' + '{"a":'.repeat(40) + '1' + '}'.repeat(40) + '}';
         expect(
-          expectProblem(await api.raw('POST', '/v1/jobs', { body: deep, headers: { 'content-type': 'application/json' } }), 400)
-            .detail,
+          expectProblem(
+            await api.raw('POST', '/v1/jobs', { body: deep, headers: { 'content-type': 'application/json' } }),
+            400,
+          ).detail,
         ).toMatch(/nested deeper/);
       });
     });
@@ -157,8 +172,14 @@ describe('gateway job routes (real NATS)', () => {
         expectProblem(await api.json('POST', '/v1/jobs', {}), 400);
         expectProblem(await api.json('POST', '/v1/jobs', { type: 'noop', input: [] }), 400);
         expectProblem(await api.json('POST', '/v1/jobs', { type: 'noop', gpu: { count: '1' } }), 400);
-        expectProblem(await api.json('POST', '/v1/jobs', { type: 'noop', input: { result: 'x'.repeat(300 * 1024) } }), 400);
-        expectProblem(await api.json('POST', '/v1/jobs', { type: 'noop', callbackUrl: `https://x.io/${'a'.repeat(3000)}` }), 400);
+        expectProblem(
+          await api.json('POST', '/v1/jobs', { type: 'noop', input: { result: 'x'.repeat(300 * 1024) } }),
+          400,
+        );
+        expectProblem(
+          await api.json('POST', '/v1/jobs', { type: 'noop', callbackUrl: `https://x.io/${'a'.repeat(3000)}` }),
+          400,
+        );
         const ffmpeg = expectProblem(
           await api.json('POST', '/v1/jobs', { type: 'ffmpeg', input: { args: ['-i', '/etc/passwd', 'out.mp4'] } }),
           400,
@@ -191,7 +212,11 @@ describe('gateway job routes (real NATS)', () => {
         const input = expectProblem(
           await api.json('POST', '/v1/jobs', {
             type: 'ffmpeg',
-            input: { args: ['-i', 'in.mp4', 'out.mp4'], inputs: { 'in.mp4': 'http://127.0.0.1/in.mp4' }, outputs: ['out.mp4'] },
+            input: {
+              args: ['-i', 'in.mp4', 'out.mp4'],
+              inputs: { 'in.mp4': 'http://127.0.0.1/in.mp4' },
+              outputs: ['out.mp4'],
+            },
           }),
           400,
         );
@@ -206,13 +231,18 @@ describe('gateway job routes (real NATS)', () => {
         ).toEqual([{ field: 'gpu', message: expect.stringContaining('no GPU of pool default') }]);
         expectProblem(await api.json('POST', '/v1/jobs', { type: 'noop', gpu: { count: 1, memoryMb: 16001 } }), 400);
       });
-      expect((await api.json('POST', '/v1/jobs', { type: 'noop', gpu: { count: 2, memoryMb: 16000 } })).status).toBe(202);
+      expect((await api.json('POST', '/v1/jobs', { type: 'noop', gpu: { count: 2, memoryMb: 16000 } })).status).toBe(
+        202,
+      );
     });
 
     it('413 for a body over the route limit (1 MiB for a job)', async () => {
       await createsNothing(async () => {
         const body = JSON.stringify({ type: 'noop', metadata: { pad: 'x'.repeat(1024 * 1024) } });
-        const p = expectProblem(await api.raw('POST', '/v1/jobs', { body, headers: { 'content-type': 'application/json' } }), 413);
+        const p = expectProblem(
+          await api.raw('POST', '/v1/jobs', { body, headers: { 'content-type': 'application/json' } }),
+          413,
+        );
         expect(p.type).toBe('urn:gantry:problem:payload-too-large');
       });
     });
@@ -349,7 +379,14 @@ describe('gateway job routes (real NATS)', () => {
       expect(first.status).toBe(202);
       const again = await createsNothing(() =>
         // the same body with its keys in another order is the same body
-        api.as(CLIENT).json<View>('POST', '/v1/jobs', { metadata: { order: 42 }, input: { durationMs: 5 }, type: 'noop' }, key('order-42')),
+        api
+          .as(CLIENT)
+          .json<View>(
+            'POST',
+            '/v1/jobs',
+            { metadata: { order: 42 }, input: { durationMs: 5 }, type: 'noop' },
+            key('order-42'),
+          ),
       );
       expect(again.status).toBe(200);
       expect(again.body.id).toBe(first.body.id);
@@ -359,7 +396,10 @@ describe('gateway job routes (real NATS)', () => {
     it('the same key with a different body is a 422 and creates nothing', async () => {
       await api.as(CLIENT).json('POST', '/v1/jobs', { type: 'noop' }, key('k-422'));
       const p = await createsNothing(async () =>
-        expectProblem(await api.as(CLIENT).json('POST', '/v1/jobs', { type: 'noop', priority: 'high' }, key('k-422')), 422),
+        expectProblem(
+          await api.as(CLIENT).json('POST', '/v1/jobs', { type: 'noop', priority: 'high' }, key('k-422')),
+          422,
+        ),
       );
       expect(p.type).toBe('urn:gantry:problem:unprocessable');
     });
@@ -375,7 +415,9 @@ describe('gateway job routes (real NATS)', () => {
     it('concurrent repeats create exactly one job', async () => {
       const before = await jobMessages();
       const answers = await Promise.all(
-        Array.from({ length: 20 }, () => api.as(CLIENT).json<View>('POST', '/v1/jobs', { type: 'noop' }, key('race-1'))),
+        Array.from({ length: 20 }, () =>
+          api.as(CLIENT).json<View>('POST', '/v1/jobs', { type: 'noop' }, key('race-1')),
+        ),
       );
       expect(new Set(answers.map((a) => a.body.id)).size).toBe(1);
       expect(answers.filter((a) => a.status === 202).length).toBe(1);
@@ -411,7 +453,9 @@ describe('gateway job routes (real NATS)', () => {
 
     it('works for batches: the repeat answers 200 with the same batch and jobs', async () => {
       const body = { jobs: [{ type: 'noop' }, { type: 'noop', priority: 'low' }] };
-      const first = await api.as(CLIENT).json<{ id: string; jobs: View[] }>('POST', '/v1/batches', body, key('batch-1'));
+      const first = await api
+        .as(CLIENT)
+        .json<{ id: string; jobs: View[] }>('POST', '/v1/batches', body, key('batch-1'));
       expect(first.status).toBe(202);
       const again = await createsNothing(() =>
         api.as(CLIENT).json<{ id: string; jobs: View[] }>('POST', '/v1/batches', body, key('batch-1')),
@@ -419,7 +463,10 @@ describe('gateway job routes (real NATS)', () => {
       expect(again.status).toBe(200);
       expect(again.body.id).toBe(first.body.id);
       expect(again.body.jobs.map((j) => j.id)).toEqual(first.body.jobs.map((j) => j.id));
-      expectProblem(await api.as(CLIENT).json('POST', '/v1/batches', { jobs: [{ type: 'noop' }] }, key('batch-1')), 422);
+      expectProblem(
+        await api.as(CLIENT).json('POST', '/v1/batches', { jobs: [{ type: 'noop' }] }, key('batch-1')),
+        422,
+      );
     });
   });
 

@@ -44,7 +44,17 @@ describe('OpenAPI and metrics (real NATS)', () => {
     }
     for (const p of ['/healthz', '/readyz', '/metrics']) expect(doc.paths[p]?.['get']).toBeDefined();
     const submit = doc.paths['/v1/jobs']!['post']!;
-    expect(Object.keys(submit.responses).sort()).toEqual(['200', '202', '400', '401', '413', '415', '422', '429', '503']);
+    expect(Object.keys(submit.responses).sort()).toEqual([
+      '200',
+      '202',
+      '400',
+      '401',
+      '413',
+      '415',
+      '422',
+      '429',
+      '503',
+    ]);
     expect(submit.parameters?.map((p) => p.name)).toContain('Idempotency-Key');
     expect(doc.paths['/v1/jobs/{id}/events']!['get']!.responses['200']).toMatchObject({
       content: { 'text/event-stream': expect.anything() },
@@ -69,13 +79,16 @@ describe('OpenAPI and metrics (real NATS)', () => {
     const m = await api.as(null).raw('GET', '/metrics');
     expect(m.headers.get('content-type')).toMatch(/^text\/plain/);
     const lines = m.text.split('\n');
-    const has = (re: RegExp) => expect(lines.find((l) => re.test(l)) ?? `no line matches ${re}`).not.toMatch(/^no line/);
+    const has = (re: RegExp) =>
+      expect(lines.find((l) => re.test(l)) ?? `no line matches ${re}`).not.toMatch(/^no line/);
     has(/^gantry_http_requests_total\{method="POST",route="\/v1\/jobs",status="202",service="gateway"\} [1-9]/);
     has(/^gantry_http_requests_total\{method="GET",route="\/v1\/jobs",status="401",service="gateway"\} [1-9]/);
     has(/^gantry_http_requests_total\{method="POST",route="\/v1\/jobs",status="415",service="gateway"\} [1-9]/);
     has(/^gantry_http_requests_total\{method="GET",route="unmatched",status="404",service="gateway"\} [1-9]/);
     has(/^gantry_http_requests_total\{method="GET",route="\/v1\/jobs\/:id",status="404",service="gateway"\} [1-9]/);
-    has(/^gantry_http_request_seconds_bucket\{(?=.*method="POST")(?=.*route="\/v1\/jobs")(?=.*status_class="2xx").*\} [1-9]/);
+    has(
+      /^gantry_http_request_seconds_bucket\{(?=.*method="POST")(?=.*route="\/v1\/jobs")(?=.*status_class="2xx").*\} [1-9]/,
+    );
     has(/^gantry_jobs_accepted_total\{via="jobs",service="gateway"\} [1-9]/);
     has(/^gantry_process_\w*cpu_seconds_total/);
     // No raw URL ever becomes a label.

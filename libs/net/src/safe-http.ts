@@ -70,7 +70,9 @@ export async function assertAllowedUrl(
     ? await resolve(host)
     : (
         await new Promise<LookupAddress[]>((ok, reject) =>
-          dnsLookup(host, { all: true }, (err, a) => (err ? reject(new Error(`host ${host} does not resolve`)) : ok(a))),
+          dnsLookup(host, { all: true }, (err, a) =>
+            err ? reject(new Error(`host ${host} does not resolve`)) : ok(a),
+          ),
         )
       ).map((a) => a.address);
   if (addresses.some((a) => isPrivateAddress(a)))

@@ -88,9 +88,14 @@ export class BatchManifests {
       const parts = splitIntoParts(specs, Math.min(PART_BYTES, Math.floor(maxPayload * 0.8)));
       await Promise.all(
         parts.map((p, i) =>
-          publishJson(this.nats.js, SUBJECTS.batchPart(batchId, i), { v: 1, batchId, part: i, specs: p } satisfies BatchPart, {
-            msgID: `${batchId}.part.${i}`,
-          }),
+          publishJson(
+            this.nats.js,
+            SUBJECTS.batchPart(batchId, i),
+            { v: 1, batchId, part: i, specs: p } satisfies BatchPart,
+            {
+              msgID: `${batchId}.part.${i}`,
+            },
+          ),
         ),
       );
       manifest = { ...base, parts: parts.length };

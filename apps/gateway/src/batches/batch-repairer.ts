@@ -80,7 +80,9 @@ export class BatchRepairer {
       let created = 0;
       const { failed, lastError } = await manifests.createJobs(specs, () => created++);
       if (failed.length > 0)
-        throw new Error(`${failed.length} job record(s) could not be written: ${String(lastError)}`, { cause: lastError });
+        throw new Error(`${failed.length} job record(s) could not be written: ${String(lastError)}`, {
+          cause: lastError,
+        });
       await manifests.commit(manifest);
       if (created > 0) {
         this.logger.warn(

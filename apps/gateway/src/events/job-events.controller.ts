@@ -28,14 +28,12 @@ export class JobEventsController {
   @ApiHeader({ name: 'Last-Event-ID', required: false, description: 'resume after this event sequence' })
   @ApiOkResponse({
     description: 'text/event-stream',
-    content: { 'text/event-stream': { schema: { type: 'string', example: 'id: 1\nevent: job.queued\ndata: {…}\n\n' } } },
+    content: {
+      'text/event-stream': { schema: { type: 'string', example: 'id: 1\nevent: job.queued\ndata: {…}\n\n' } },
+    },
   })
   @ApiProblems(400, 404, 503)
-  async events(
-    @CurrentPrincipal() p: Principal,
-    @Param('id') id: string,
-    @Res() reply: FastifyReply,
-  ): Promise<void> {
+  async events(@CurrentPrincipal() p: Principal, @Param('id') id: string, @Res() reply: FastifyReply): Promise<void> {
     const raw = reply.request.headers['last-event-id'];
     let after = 0;
     if (raw !== undefined) {

@@ -37,5 +37,7 @@ export function canonicalJson(value: unknown): string {
 
 /** SHA-256 (hex) of the canonical JSON of a body. */
 export function bodyHash(value: unknown): string {
-  return createHash('sha256').update(canonicalJson(value ?? null)).digest('hex');
+  return createHash('sha256')
+    .update(canonicalJson(value ?? null))
+    .digest('hex');
 }

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiKeyAuthenticator, presentedKey, type AuthedRequest } from '../auth/auth';
+import { presentedKey, type ApiKeyAuthenticator, type AuthedRequest } from '../auth/auth';
 import type { SharedRateLimiter } from '../rate-limit/rate-limiter';
 import type { HttpMetrics } from './http-metrics';
 import { jsonDepth, MAX_JSON_DEPTH } from './json-shape';
@@ -82,7 +82,7 @@ export function installRequestHooks(fastify: FastifyInstance, o: RequestHooksOpt
       done(null, undefined);
       return;
     }
-    defaultJson(req, text, (err, parsed) => {
+    void defaultJson(req, text, (err, parsed) => {
       if (err) return done(err, undefined);
       if (jsonDepth(parsed, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
         return done(problems.badRequest(`the body is nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
@@ -110,8 +110,7 @@ export function installRequestHooks(fastify: FastifyInstance, o: RequestHooksOpt
     req.principal = principal;
 
     if (WRITE_METHODS.has(req.method)) {
-      const hasBody =
-        Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+      const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
       const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       if ((hasBody || type) && type !== 'application/json') {
         return sendProblem(reply, problems.unsupportedMedia(), path);

@@ -90,9 +90,7 @@ export class JobRequestValidator {
     if (Array.isArray(jobs)) {
       // Sequential in chunks: bounded concurrency for DNS lookups, and errors in job order.
       for (let i = 0; i < jobs.length; i += 64) {
-        const results = await Promise.all(
-          jobs.slice(i, i + 64).map((j, k) => this.job(j, `jobs[${i + k}].`, urls)),
-        );
+        const results = await Promise.all(jobs.slice(i, i + 64).map((j, k) => this.job(j, `jobs[${i + k}].`, urls)));
         for (const r of results) {
           errors.push(...r.errors);
           if (r.dto) out.push(r.dto);
@@ -109,7 +107,8 @@ export class JobRequestValidator {
     prefix: string,
     urls: Map<string, Promise<string | undefined>>,
   ): Promise<{ dto?: SubmitJobDto; errors: FieldError[] }> {
-    if (!isPlainObject(raw)) return { errors: [{ field: prefix ? prefix.slice(0, -1) : 'body', message: 'must be a JSON object' }] };
+    if (!isPlainObject(raw))
+      return { errors: [{ field: prefix ? prefix.slice(0, -1) : 'body', message: 'must be a JSON object' }] };
     const dto = plainToInstance(SubmitJobDto, raw);
     const errors = flattenErrors(
       await validate(dto, {

@@ -22,7 +22,10 @@ export class SubmitDnsResolver {
   private readonly resolver: Resolver;
   private readonly cache = new Map<string, Entry>();
 
-  constructor(timeoutMs = 1_000, private readonly now: () => number = Date.now) {
+  constructor(
+    timeoutMs = 1_000,
+    private readonly now: () => number = Date.now,
+  ) {
     this.resolver = new Resolver({ timeout: timeoutMs, tries: 2 });
   }
 
@@ -42,10 +45,7 @@ export class SubmitDnsResolver {
 
   private async lookup(host: string): Promise<string[]> {
     const [v4, v6] = await Promise.allSettled([this.resolver.resolve4(host), this.resolver.resolve6(host)]);
-    const addresses = [
-      ...(v4.status === 'fulfilled' ? v4.value : []),
-      ...(v6.status === 'fulfilled' ? v6.value : []),
-    ];
+    const addresses = [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
     if (addresses.length === 0) throw new Error(`host ${host} does not resolve`);
     return addresses;
   }

@@ -47,7 +47,12 @@ export class KvQuotaStore implements QuotaStore {
     return reservedOf(await kv.get(this.key(subject, window)));
   }
 
-  async reserve(subject: string, window: number, want: number, cap: number): Promise<{ granted: number; total: number }> {
+  async reserve(
+    subject: string,
+    window: number,
+    want: number,
+    cap: number,
+  ): Promise<{ granted: number; total: number }> {
     const kv = await this.bucket();
     const key = this.key(subject, window);
     let cur = 0;
