@@ -58,19 +58,19 @@ export function presentedKey(headers: FastifyRequest['headers']): string {
 
 /** Maps presented keys to principals (constant-time comparison of SHA-256 digests, every key compared). */
 export class ApiKeyAuthenticator {
-  private readonly keys: { hash: Buffer; key: ApiKey }[];
+  private readonly keys: { hash: Buffer; key: ApiKey; id: string }[];
 
   constructor(keys: readonly ApiKey[]) {
-    this.keys = keys.map((key) => ({ hash: digest(key.key), key }));
+    this.keys = keys.map((key) => ({ hash: digest(key.key), key, id: keyId(key.key) }));
   }
 
   /** The principal of a presented key, or undefined when the key is unknown. */
   authenticate(presented: string): Principal | undefined {
     const h = digest(presented);
-    let match: ApiKey | undefined;
+    let match: { key: ApiKey; id: string } | undefined;
     // Compare with every key (no early exit), so timing says nothing about which key was close.
-    for (const k of this.keys) if (timingSafeEqual(k.hash, h)) match = k.key;
-    return match ? { role: match.role, tenant: match.tenant, keyId: keyId(presented) } : undefined;
+    for (const k of this.keys) if (timingSafeEqual(k.hash, h)) match = k;
+    return match ? { role: match.key.role, tenant: match.key.tenant, keyId: match.id } : undefined;
   }
 }
 
