@@ -44,6 +44,21 @@ function cpuTicks(pid) {
   }
 }
 
+/** A few of the gateway's own process metrics: event-loop lag and time spent in GC. */
+async function gatewayProcess(origin) {
+  const text = await (await fetch(`${origin}/metrics`)).text();
+  const value = (re) => {
+    let sum = 0;
+    for (const m of text.matchAll(re)) sum += Number(m[1]);
+    return sum;
+  };
+  return {
+    lagP99: value(/^gantry_process_nodejs_eventloop_lag_p99_seconds\{[^}]*\} (\S+)$/gm),
+    lagMax: value(/^gantry_process_nodejs_eventloop_lag_max_seconds\{[^}]*\} (\S+)$/gm),
+    gcSeconds: value(/^gantry_process_nodejs_gc_duration_seconds_sum\{[^}]*\} (\S+)$/gm),
+  };
+}
+
 function pct(sorted, p) {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
@@ -160,9 +175,11 @@ async function main() {
     const pids = [['nats-server', nats.pid], ...services.map((s) => [s.name, s.pid]), ['load generator', process.pid]];
     const before = pids.map(([, pid]) => cpuTicks(pid));
     const loadBefore = loadavg()[0];
+    const gwBefore = await gatewayProcess(base.origin);
     say('measuring…');
     const { samples, elapsed } = await run(DURATION_S);
     const after = pids.map(([, pid]) => cpuTicks(pid));
+    const gwAfter = await gatewayProcess(base.origin);
 
     const statuses = {};
     for (const s of samples) statuses[s.status] = (statuses[s.status] ?? 0) + 1;
@@ -181,6 +198,8 @@ async function main() {
       `CPU during the measurement (% of one core): ${pids
         .map(([name], i) => `${name} ${(((after[i] - before[i]) / 100 / (elapsed / 1000)) * 100).toFixed(0)}%`)
         .join(', ')}`,
+      `gateway process: event-loop lag p99 ${(gwAfter.lagP99 * 1000).toFixed(1)} ms, max ${(gwAfter.lagMax * 1000).toFixed(1)} ms ` +
+        `(since start, sampling interval of 10 ms included); GC ${(((gwAfter.gcSeconds - gwBefore.gcSeconds) / (elapsed / 1000)) * 100).toFixed(1)}% of the time`,
       // Other work on a shared machine shows in the load average (this benchmark alone adds about 2 to it).
       `machine: ${cpus().length} CPUs, 1-minute load average ${loadBefore.toFixed(1)} before and ${loadavg()[0].toFixed(1)} after`,
     ];
