@@ -69,12 +69,15 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
 
   const adapter = new FastifyAdapter({
     bodyLimit: config.BODY_LIMIT_BYTES,
-    return503OnClosing: true,
+    // Our own hook answers during shutdown (problem+json with Retry-After).
+    return503OnClosing: false,
     trustProxy: config.TRUST_PROXY,
     requestTimeout: REQUEST_TIMEOUT_MS,
     routerOptions: { maxParamLength: 200 },
   });
+  let closing = false;
   const routes = installRequestHooks(adapter.getInstance(), {
+    closing: () => closing,
     authenticator: new ApiKeyAuthenticator(config.API_KEYS),
     limiter,
     metrics,
@@ -106,7 +109,6 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
 
   let repairer: BatchRepairer | undefined;
-  let closing = false;
   const repairStarted = nats.ready.then(async (handle) => {
     if (closing) return;
     repairer = new BatchRepairer(handle, clock, logger, { repairAfterMs: config.BATCH_REPAIR_AFTER_MS });

@@ -31,6 +31,8 @@ export interface RequestHooksOptions {
   metrics: HttpMetrics;
   /** Body limit of `POST /v1/batches` (BODY_LIMIT_BYTES). */
   batchBodyLimit: number;
+  /** True once shutdown began: new requests get a 503 problem with Retry-After (another replica can take them). */
+  closing: () => boolean;
 }
 
 /** Routes as Fastify registered them (for the OpenAPI completeness test and the docs). */
@@ -94,6 +96,14 @@ export function installRequestHooks(fastify: FastifyInstance, o: RequestHooksOpt
   fastify.addHook('onRequest', async (req: AuthedRequest & TimedRequest, reply) => {
     req[STARTED] = process.hrtime.bigint();
     const path = req.url.split('?')[0]!;
+    if (o.closing()) {
+      void reply.header('connection', 'close');
+      return sendProblem(
+        reply,
+        problems.unavailable('this gateway is shutting down; try again', 1, 'shutting-down'),
+        path,
+      );
+    }
     if (!(path === '/v1' || path.startsWith('/v1/'))) return;
 
     const key = presentedKey(req.headers);
