@@ -304,7 +304,7 @@ describe('gateway API with the whole system (real processes)', () => {
             const last = (await nats.jsm.streams.info(STREAMS.batches)).state.last_seq;
             if (last <= roundSeq) return undefined;
             const m = await nats.jsm.streams.getMessage(STREAMS.batches, { seq: last });
-            return m.subject.startsWith('gantry.v1.batch.') ? decodeJson<BatchManifest>(m.data) : undefined;
+            return m?.subject.startsWith('gantry.v1.batch.') ? decodeJson<BatchManifest>(m.data) : undefined;
           },
           { what: 'a batch manifest', timeoutMs: 20_000, intervalMs: 1 },
         );
