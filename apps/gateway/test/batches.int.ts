@@ -221,8 +221,11 @@ describe('gateway batches (real NATS)', () => {
   it('repair leaves committed batches alone (a second gateway racing the original writes nothing twice)', async () => {
     const a = await api.json<BatchAnswer>('POST', '/v1/batches', { jobs: [{ type: 'noop' }, { type: 'noop' }] });
     expect(a.status).toBe(202);
-    const latest = await s.handle.jsm.direct.getMessage(STREAMS.batches, { last_by_subj: SUBJECTS.batch(a.body.id) });
-    expect(decodeJson<BatchManifest>(latest!.data).state).toBe('committed');
+    // The commit marker follows the 202 (it is not on the answer's path).
+    await waitFor(async () => {
+      const latest = await s.handle.jsm.direct.getMessage(STREAMS.batches, { last_by_subj: SUBJECTS.batch(a.body.id) });
+      return decodeJson<BatchManifest>(latest!.data).state === 'committed';
+    });
     await waitFor(async () => {
       const ci = await s.handle.jsm.consumers.info(STREAMS.batches, CONSUMERS.batchRepair);
       return ci.num_pending === 0 && ci.num_ack_pending === 0;
