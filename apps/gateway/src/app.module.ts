@@ -3,13 +3,21 @@ import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, APP_PIPE } from '@nestjs/core';
 import type { Clock, JobTypeRegistry } from '@gantry/contracts';
 import type { OutputStore } from '@gantry/storage';
 import type { Logger, Registry } from '@gantry/telemetry';
+import { ConfigController } from './admin/config.controller';
 import { ApiKeyGuard } from './auth/auth';
+import { BatchesController } from './batches/batches.controller';
+import { BatchesService } from './batches/batches.service';
 import { GATEWAY_CONFIG, type GatewayConfig } from './config';
+import { JobEventsController } from './events/job-events.controller';
+import { JobEventsService } from './events/job-events.service';
 import { HealthController } from './health/health.controller';
+import { HttpMetrics } from './http/http-metrics';
 import { ObserveInterceptor } from './http/observe.interceptor';
 import { ProblemFilter } from './http/problem.filter';
 import { StrictValidationPipe } from './http/validation';
+import { IdempotencyService } from './idempotency/idempotency.service';
 import { JobListService } from './jobs/job-list.service';
+import { JobRequestValidator } from './jobs/job-request.validator';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
 import { GatewayNats } from './nats/gateway-nats';
@@ -25,6 +33,7 @@ export interface GatewayDeps {
   types: JobTypeRegistry;
   outputs: OutputStore;
   registry: Registry;
+  metrics: HttpMetrics;
   nats: GatewayNats;
 }
 
@@ -33,7 +42,15 @@ export class GatewayModule {
   static register(d: GatewayDeps): DynamicModule {
     return {
       module: GatewayModule,
-      controllers: [JobsController, QueueController, HealthController, FailedWebhooksController],
+      controllers: [
+        JobsController,
+        JobEventsController,
+        BatchesController,
+        QueueController,
+        ConfigController,
+        HealthController,
+        FailedWebhooksController,
+      ],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: d.config },
         { provide: LOGGER, useValue: d.logger },
@@ -41,13 +58,18 @@ export class GatewayModule {
         { provide: JOB_TYPES, useValue: d.types },
         { provide: OUTPUT_STORE, useValue: d.outputs },
         { provide: METRICS_REGISTRY, useValue: d.registry },
+        { provide: HttpMetrics, useValue: d.metrics },
         { provide: GatewayNats, useValue: d.nats },
         JobsService,
+        JobRequestValidator,
         JobListService,
+        IdempotencyService,
+        BatchesService,
+        JobEventsService,
         SchedulerClient,
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_PIPE, useClass: StrictValidationPipe },
-        { provide: APP_INTERCEPTOR, useFactory: () => new ObserveInterceptor(d.registry) },
+        { provide: APP_INTERCEPTOR, useFactory: () => new ObserveInterceptor() },
         { provide: APP_FILTER, useFactory: () => new ProblemFilter(d.logger) },
       ],
     };

@@ -1,5 +1,6 @@
 import {
   apiKeys,
+  bool,
   commonSpec,
   int,
   jobPolicySpec,
@@ -63,7 +64,24 @@ export const gatewaySpec = {
     doc: 'submits per API key (or client IP) per minute',
   }),
   POOLS: pools('declared GPU inventory per pool, pool=gpus×memoryMb'),
-  BODY_LIMIT_BYTES: int({ default: 10 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'largest request body' }),
+  BODY_LIMIT_BYTES: int({
+    default: 10 * 1024 * 1024,
+    min: 1024,
+    max: 1024 * 1024 * 1024,
+    doc: 'largest body of POST /v1/batches (POST /v1/jobs: 1 MiB; other write routes: 64 KiB)',
+  }),
+  SSE_MAX_STREAMS: int({ default: 1_000, min: 1, max: 1_000_000, doc: 'open job event streams per gateway' }),
+  SSE_KEEPALIVE_MS: int({ default: 15_000, min: 100, max: 300_000, doc: 'comment line period on quiet event streams' }),
+  BATCH_REPAIR_AFTER_MS: int({
+    default: 30_000,
+    min: 100,
+    max: 3_600_000,
+    doc: 'age at which an accepted batch whose job records are not all written is repaired by any gateway',
+  }),
+  TRUST_PROXY: bool({
+    default: false,
+    doc: 'take the client IP (per-IP rate limit) from X-Forwarded-For: set behind a load balancer',
+  }),
   RPC_TIMEOUT_MS: int({ default: 2_000, min: 50, max: 120_000, doc: 'how long to wait for the scheduler or notifier' }),
 };
 

@@ -1,5 +1,6 @@
 /** Payloads of every message that is not a job record revision. All are JSON; every one carries W3C trace headers. */
 import type { JobStatus, PublicEventType, Priority } from './job';
+import type { NewJobSpec } from './job-machine';
 
 /** Leader → one worker (`gantry.v1.dispatch.<workerId>`): run this attempt on these GPUs. A hint checked against the record. */
 export interface DispatchMessage {
@@ -155,13 +156,49 @@ export interface QueueConfigUpdate {
 export type RpcReply<T> =
   { ok: true; data: T } | { ok: false; error: { status: number; title: string; detail: string } };
 
-/** Manifest of a batch submit (`gantry.v1.batch.<id>`). */
+/**
+ * Manifest of a batch submit (`gantry.v1.batch.<id>`). The gateway writes it with `state: 'accepted'` and the job specs
+ * (inline, or in `parts` written just before it) **before** any job record, so a gateway that dies half-way leaves a
+ * batch that another gateway finishes (the repair consumer); a second message with `state: 'committed'` (no specs)
+ * marks that every record exists. The last message of the subject is therefore always a manifest.
+ */
 export interface BatchManifest {
   v: 1;
   id: string;
   tenant: string;
   jobIds: string[];
   createdAt: string;
+  state?: 'accepted' | 'committed';
+  /** The specs of a small batch, in job order. */
+  specs?: NewJobSpec[];
+  /** How many {@link BatchPart}s hold the specs of a large batch. */
+  parts?: number;
+}
+
+/** Part of a large batch's specs (`gantry.v1.batch_part.<batchId>.<part>`), in job order across parts. */
+export interface BatchPart {
+  v: 1;
+  batchId: string;
+  part: number;
+  specs: NewJobSpec[];
+}
+
+/** Value of an `Idempotency-Key` entry (bucket `gantry_idempotency_v1`, 24 h). */
+export interface IdempotencyEntry {
+  v: 1;
+  /** What the key created: a job (`POST /v1/jobs`) or a batch (`POST /v1/batches`). */
+  kind: 'job' | 'batch';
+  /** The id it created (reserved before the write, so a retry after a crash creates the same one). */
+  id: string;
+  /** SHA-256 of the canonical JSON of the request body. */
+  bodyHash: string;
+  createdAt: string;
+}
+
+/** Value of a rate-limit window (bucket `gantry_ratelimit_v1`, key `<subject>.<window>`): quota reserved by gateways. */
+export interface RateLimitWindow {
+  v: 1;
+  reserved: number;
 }
 
 /** One entry of a listing page: [createSeq, id, status, type, priority, createdAtMs]. */

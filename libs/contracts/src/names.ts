@@ -53,6 +53,8 @@ export const CONSUMERS = {
   notifierDeliveries: 'notifier_deliveries_v1',
   /** One per worker process, filtered on that worker's dispatch subject. */
   worker: (workerId: string) => `worker_${assertToken('worker id', workerId)}`,
+  /** Gateways' repair of accepted batches whose job records a crashed gateway did not finish writing. */
+  batchRepair: 'gateway_batch_repair_v1',
   /** Never consumed: its lag is the number of queued jobs in the pool (capped), read by KEDA. */
   demand: (pool: string) => `demand_${assertToken('pool', pool)}`,
 } as const;
@@ -72,6 +74,9 @@ export const SUBJECTS = {
 
   batchesAll: 'gantry.v1.batch.*',
   batch: (batchId: string) => `gantry.v1.batch.${assertToken('batch id', batchId)}`,
+  /** The job specs of a large batch, in parts written before its manifest (so a repair can finish the batch). */
+  batchPartsAll: 'gantry.v1.batch_part.*.*',
+  batchPart: (batchId: string, part: number) => `gantry.v1.batch_part.${assertToken('batch id', batchId)}.${part}`,
 
   listAll: 'gantry.v1.list.>',
   listPage: (tenant: string, bucket: number) => `gantry.v1.list.${assertToken('tenant', tenant)}.p${bucket}`,

@@ -100,7 +100,10 @@ export function streamDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
   return {
     jobs: stream({ name: STREAMS.jobs, subjects: [SUBJECTS.jobsAll] }, o),
     dispatch: stream({ name: STREAMS.dispatch, subjects: [SUBJECTS.dispatchAll], retention: 'workqueue' }, o),
-    batches: stream({ name: STREAMS.batches, subjects: [SUBJECTS.batchesAll], max_age: ms(o.retentionMs) }, o),
+    batches: stream(
+      { name: STREAMS.batches, subjects: [SUBJECTS.batchesAll, SUBJECTS.batchPartsAll], max_age: ms(o.retentionMs) },
+      o,
+    ),
     list: stream({ name: STREAMS.list, subjects: [SUBJECTS.listAll], max_msgs_per_subject: 1 }, o),
     webhooks: stream(
       { name: STREAMS.webhooks, subjects: [SUBJECTS.webhooksAll], retention: 'workqueue', allow_direct: false },
@@ -133,6 +136,21 @@ export function consumerDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
       ack_wait: ms(o.webhookAckWaitMs),
       max_deliver: -1,
       max_ack_pending: o.webhookMaxPending,
+      inactive_threshold: 0,
+    },
+    batchRepair: {
+      stream: STREAMS.batches,
+      durable_name: CONSUMERS.batchRepair,
+      // Manifests and commit markers only (the parts live on other subjects).
+      filter_subject: SUBJECTS.batchesAll,
+      deliver_policy: 'all',
+      ack_policy: 'explicit',
+      // Short: a manifest held by a gateway that died comes back to another one this soon (a repair in progress
+      // calls working() well inside it).
+      ack_wait: ms(15_000),
+      max_deliver: -1,
+      // Every accepted batch waits here (nak'ed with a delay) until its commit marker is seen or it is repaired.
+      max_ack_pending: 10_000,
       inactive_threshold: 0,
     },
   } satisfies Record<string, ConsumerDeclaration>;

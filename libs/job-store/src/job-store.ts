@@ -146,6 +146,9 @@ export class JobStore {
       return await this.write(t, 0);
     } catch (err) {
       if (isWrongLastSequence(err)) throw new JobExistsError(t.record.id);
+      // A duplicate of this first revision (same Nats-Msg-Id, within the duplicate window) whose job has moved on
+      // since (e.g. it already ran): the job exists.
+      if (err instanceof JobConflictError) throw new JobExistsError(t.record.id);
       throw err;
     }
   }

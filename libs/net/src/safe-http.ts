@@ -38,11 +38,15 @@ export function policyLookup(allowPrivate: boolean): LookupFunction {
   };
 }
 
-/** Checks a URL before accepting it (submit time). Throws BlockedAddressError or a plain Error with the reason. */
+/**
+ * Checks a URL before accepting it (submit time). Throws BlockedAddressError or a plain Error with the reason.
+ * `resolve` (host → its addresses) replaces the system lookup, e.g. with a cached resolver that has a timeout.
+ */
 export async function assertAllowedUrl(
   raw: string,
   allowPrivate: boolean,
   protocols: readonly string[] = ['http:', 'https:'],
+  resolve?: (host: string) => Promise<string[]>,
 ): Promise<URL> {
   let u: URL;
   try {
@@ -62,10 +66,16 @@ export async function assertAllowedUrl(
   }
   if (/^localhost$|\.localhost$|\.local$|\.internal$/i.test(host))
     throw new BlockedAddressError('targets a local host name');
-  const addresses = await new Promise<LookupAddress[]>((resolve, reject) =>
-    dnsLookup(host, { all: true }, (err, a) => (err ? reject(new Error(`host ${host} does not resolve`)) : resolve(a))),
-  );
-  if (addresses.some((a) => isPrivateAddress(a.address)))
+  const addresses = resolve
+    ? await resolve(host)
+    : (
+        await new Promise<LookupAddress[]>((ok, reject) =>
+          dnsLookup(host, { all: true }, (err, a) =>
+            err ? reject(new Error(`host ${host} does not resolve`)) : ok(a),
+          ),
+        )
+      ).map((a) => a.address);
+  if (addresses.some((a) => isPrivateAddress(a)))
     throw new BlockedAddressError('resolves to a private, loopback or link-local address');
   return u;
 }

@@ -52,7 +52,7 @@ export function toProblem(err: unknown): Problem {
       err.title,
       err.detail,
       undefined,
-      err.status >= 500 ? { 'retry-after': '2' } : {},
+      err.status >= 500 || err.status === 429 ? { 'retry-after': '2' } : {},
     );
   if (err instanceof RpcUnavailableError)
     return problems.unavailable(

@@ -6,7 +6,7 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { PRIORITIES, type Priority } from '@gantry/contracts';
 import { Type } from 'class-transformer';
 import {
-  ArrayMaxSize,
+  ArrayMinSize,
   IsArray,
   IsIn,
   IsInt,
@@ -81,16 +81,24 @@ export class SubmitJobDto {
   @Matches(TOKEN, { message: 'must match [A-Za-z0-9_-]{1,64}' })
   pool?: string;
 
-  @ApiPropertyOptional({ description: 'https URL that receives Standard Webhooks for every lifecycle event' })
+  @ApiPropertyOptional({
+    description: 'http(s) URL that receives Standard Webhooks for every lifecycle event',
+    maxLength: 2_048,
+  })
   @IsOptional()
   @IsString()
   @MaxLength(2_048)
   callbackUrl?: string;
 
-  @ApiPropertyOptional({ description: 'sent as Authorization: Bearer <token> with each webhook' })
+  @ApiPropertyOptional({
+    description: 'sent as Authorization: Bearer <token> with each webhook (visible ASCII, no spaces)',
+    maxLength: 4_096,
+  })
   @IsOptional()
   @IsString()
   @MaxLength(4_096)
+  // It becomes an HTTP header value: no spaces, controls or line breaks (header injection).
+  @Matches(/^[\x21-\x7e]+$/, { message: 'must be visible ASCII characters without spaces' })
   callbackToken?: string;
 
   @ApiPropertyOptional({ minimum: 1, maximum: 604800, description: 'per-attempt timeout (download, run, upload)' })
@@ -126,15 +134,17 @@ export class SubmitJobDto {
   metadata?: Record<string, unknown>;
 }
 
+/**
+ * `POST /v1/batches`. Documented here for OpenAPI; validated by `JobRequestValidator`, which checks each job like a
+ * single submit (field paths `jobs[i].…`) and answers 413 above MAX_JOBS_PER_BATCH before looking at any job.
+ */
 export class SubmitBatchDto {
-  @ApiProperty({ type: [SubmitJobDto] })
+  @ApiProperty({ type: [SubmitJobDto], minItems: 1, description: 'at most MAX_JOBS_PER_BATCH jobs (else 413)' })
   @IsArray()
-  @ArrayMaxSize(100_000)
-  @ValidateNested({ each: true })
-  @Type(() => SubmitJobDto)
+  @ArrayMinSize(1)
   jobs!: SubmitJobDto[];
 
-  @ApiPropertyOptional({ description: 'default callbackUrl for jobs without one' })
+  @ApiPropertyOptional({ description: 'default callbackUrl for jobs without one', maxLength: 2_048 })
   @IsOptional()
   @IsString()
   @MaxLength(2_048)

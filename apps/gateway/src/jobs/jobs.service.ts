@@ -15,7 +15,6 @@ import {
   requestCancel,
   toJobView,
   type Clock,
-  type FieldError,
   type JobRecord,
   type JobView,
   type NewJobSpec,
@@ -27,20 +26,16 @@ import {
   type WorkerControl,
 } from '@gantry/contracts';
 import { encodeJson, rpcRequest } from '@gantry/jetstream';
-import { JobStore } from '@gantry/job-store';
-import { assertAllowedUrl } from '@gantry/net';
+import { JobExistsError, JobStore } from '@gantry/job-store';
 import type { OutputStore } from '@gantry/storage';
 import { currentTraceparent, type Logger } from '@gantry/telemetry';
 import type { Principal } from '../auth/auth';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { problems } from '../http/problem';
+import { IdempotencyService } from '../idempotency/idempotency.service';
 import { GatewayNats } from '../nats/gateway-nats';
 import { CLOCK, JOB_TYPES, LOGGER, OUTPUT_STORE } from '../tokens';
 import type { SubmitJobDto } from './job.dto';
-
-export interface PreparedJob {
-  spec: NewJobSpec;
-}
 
 @Injectable()
 export class JobsService {
@@ -51,48 +46,11 @@ export class JobsService {
     @Inject(CLOCK) private readonly clock: Clock,
     @Inject(OUTPUT_STORE) private readonly outputs: OutputStore,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(IdempotencyService) private readonly idempotency: IdempotencyService,
   ) {}
 
   store(): JobStore {
     return new JobStore(this.nats.handle(), this.clock);
-  }
-
-  /** Semantic checks after the DTO: the type's input schema, URLs, GPU fit. Returns field errors (prefixed). */
-  async check(dto: SubmitJobDto, prefix = ''): Promise<FieldError[]> {
-    const errors: FieldError[] = this.types
-      .validate(dto.type, dto.input ?? {}, { upload: dto.upload !== undefined })
-      .map((e) => ({ ...e, field: `${prefix}${e.field}` }));
-    const allowPrivate = this.config.ALLOW_PRIVATE_URLS;
-    const urlChecks: [string, string | undefined][] = [
-      ['callbackUrl', dto.callbackUrl],
-      ['upload.url', dto.upload?.url],
-    ];
-    // Input URLs the worker will fetch (only once the input itself is valid: its own errors come first).
-    if (errors.length === 0) urlChecks.push(...(this.types.get(dto.type)?.inputUrls?.(dto.input ?? {}) ?? []));
-    await Promise.all(
-      urlChecks.map(async ([field, url]) => {
-        if (url === undefined) return;
-        try {
-          await assertAllowedUrl(url, allowPrivate);
-        } catch (err) {
-          errors.push({ field: `${prefix}${field}`, message: (err as Error).message });
-        }
-      }),
-    );
-    const def = this.types.get(dto.type);
-    const gpu = dto.gpu ?? def?.defaultGpu;
-    if (gpu && gpu.count > 0) {
-      const pool = dto.pool ?? 'default';
-      const declared = this.config.POOLS[pool];
-      const known = declared ?? this.nats.poolCapability(pool);
-      if (known && (gpu.count > known.gpus || (gpu.memoryMb ?? 0) > known.memoryMb)) {
-        errors.push({
-          field: `${prefix}gpu`,
-          message: `no GPU of pool ${pool} can fit it (${declared ? 'declared' : 'largest live'}: ${known.gpus} GPU(s) of ${known.memoryMb} MB)`,
-        });
-      }
-    }
-    return errors;
   }
 
   /** Refuses new work while draining, the queue is full, or NATS is away (nothing is written). */
@@ -108,12 +66,16 @@ export class JobsService {
     }
   }
 
-  prepare(p: Principal, dto: SubmitJobDto, extra: { batchId?: string; callbackUrl?: string } = {}): NewJobSpec {
+  prepare(
+    p: Principal,
+    dto: SubmitJobDto,
+    extra: { id?: string; batchId?: string; callbackUrl?: string } = {},
+  ): NewJobSpec {
     const def = this.types.get(dto.type);
     const gpu = dto.gpu ? { count: dto.gpu.count, memoryMb: dto.gpu.memoryMb ?? 0 } : def?.defaultGpu;
     const callbackUrl = dto.callbackUrl ?? extra.callbackUrl;
     return {
-      id: newId(),
+      id: extra.id ?? newId(),
       tenant: p.tenant,
       type: dto.type,
       input: dto.input ?? {},
@@ -139,11 +101,35 @@ export class JobsService {
     return stored;
   }
 
-  async submit(p: Principal, dto: SubmitJobDto): Promise<StoredJob> {
-    const errors = await this.check(dto);
-    if (errors.length > 0) throw problems.validation(errors);
+  /**
+   * Accepts a validated job: 202 once its first revision is stored. With an `Idempotency-Key`, a repeat of an earlier
+   * request (same tenant, key and body) returns that job instead (`replay`), creating nothing.
+   */
+  async submit(
+    p: Principal,
+    dto: SubmitJobDto,
+    o: { idempotencyKey?: string; bodyHash?: string } = {},
+  ): Promise<{ stored: StoredJob; replay: boolean }> {
+    let id = newId();
+    if (o.idempotencyKey !== undefined) {
+      const claim = await this.idempotency.claim(p.tenant, 'job', o.idempotencyKey, o.bodyHash ?? '', id);
+      if (!claim.fresh) {
+        const existing = await this.store().get(claim.entry.id, { consistent: true });
+        if (existing) return { stored: existing, replay: true };
+        // The first request claimed the key but wrote no job (refused, or its gateway died): create it now, with
+        // the id it reserved, so racing repeats still make one job.
+        id = claim.entry.id;
+      }
+    }
     this.admit(1);
-    return this.create(this.prepare(p, dto));
+    try {
+      return { stored: await this.create(this.prepare(p, dto, { id })), replay: false };
+    } catch (err) {
+      if (!(err instanceof JobExistsError)) throw err;
+      const existing = await this.store().get(id, { consistent: true });
+      if (!existing) throw err;
+      return { stored: existing, replay: true };
+    }
   }
 
   /** The job if this principal may see it (other tenants' jobs are 404 for client keys). */
@@ -208,7 +194,8 @@ export class JobsService {
   /** Queue positions from the leader (absent when it does not answer quickly: the view omits them then). */
   async positions(records: readonly JobRecord[]): Promise<PositionsReply['positions']> {
     const queued = records.filter((r) => r.status === 'queued');
-    if (queued.length === 0) return {};
+    // No statistics from a leader lately: nobody would answer; do not make every read wait for the timeout.
+    if (queued.length === 0 || !this.nats.freshStats()) return {};
     const req: PositionsRequest = {
       ids: queued.map((r) => ({
         id: r.id,
@@ -230,9 +217,13 @@ export class JobsService {
     }
   }
 
-  /** Views with positions (queued jobs) and presigned download URLs (completed jobs). */
-  async views(records: readonly JobRecord[]): Promise<JobView[]> {
-    const positions = await this.positions(records);
+  /**
+   * Views with positions (queued jobs; unless `positions: false`) and presigned download URLs (completed jobs).
+   * A submit's answer has no position: the scheduler has not taken the job in yet when the 202 is sent, and asking
+   * would put a scheduler round trip on the submit path.
+   */
+  async views(records: readonly JobRecord[], o: { positions?: boolean } = {}): Promise<JobView[]> {
+    const positions = o.positions === false ? {} : await this.positions(records);
     const now = this.clock.now();
     return Promise.all(
       records.map(async (r) => {
@@ -245,7 +236,7 @@ export class JobsService {
     );
   }
 
-  async view(r: JobRecord): Promise<JobView> {
-    return (await this.views([r]))[0]!;
+  async view(r: JobRecord, o: { positions?: boolean } = {}): Promise<JobView> {
+    return (await this.views([r], o))[0]!;
   }
 }

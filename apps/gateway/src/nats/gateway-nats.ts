@@ -10,6 +10,7 @@ import {
   DEFAULT_TOPOLOGY,
   SUBJECTS,
   bucketDeclarations,
+  consumerDeclarations,
   streamDeclarations,
   type QueueConfigRecord,
   type QueueStatsBroadcast,
@@ -56,6 +57,7 @@ export class GatewayNats {
           nats,
           {
             streams: [s.jobs, s.batches, s.list, s.webhookDlq],
+            consumers: [consumerDeclarations(topology).batchRepair],
             buckets: [b.idempotency, b.rateLimit, b.config, b.workers],
           },
           this.logger,

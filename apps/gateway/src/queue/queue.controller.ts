@@ -1,19 +1,22 @@
 import { Body, Controller, Get, HttpCode, Inject, Post, Put } from '@nestjs/common';
-import { ApiOperation, ApiProperty, ApiPropertyOptional, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiPropertyOptional, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { ConcurrencyStats, QueueMetrics, QueueState, WorkerView } from '@gantry/contracts';
 import { IsInt, IsOptional, Max, Min } from 'class-validator';
 import { AdminOnly } from '../auth/auth';
+import { ApiProblems } from '../http/openapi';
+import { assertNoBody } from '../jobs/jobs.controller';
+import { ConcurrencyStatsDoc, QueueMetricsDoc, QueueStateDoc, WorkerDoc } from './queue.doc';
 import { SchedulerClient } from './scheduler-client';
 
 export class QueueConfigDto {
-  @ApiPropertyOptional({ minimum: 0 })
+  @ApiPropertyOptional({ minimum: 0, maximum: 1_000_000, description: 'global concurrency tokens' })
   @IsOptional()
   @IsInt()
   @Min(0)
   @Max(1_000_000)
   maxConcurrentJobs?: number;
 
-  @ApiPropertyOptional({ minimum: 1 })
+  @ApiPropertyOptional({ minimum: 1, maximum: 100_000_000, description: 'queued + retrying jobs before 429' })
   @IsOptional()
   @IsInt()
   @Min(1)
@@ -21,25 +24,26 @@ export class QueueConfigDto {
   maxQueueSize?: number;
 }
 
-export class QueueStateDoc {
-  @ApiProperty() paused!: boolean;
-  @ApiProperty() draining!: boolean;
-}
-
+/** Queue and worker routes, answered by the leading scheduler over NATS request/reply (503 when none answers). */
 @ApiTags('queue')
 @ApiSecurity('bearer')
+@ApiSecurity('apiKey')
 @Controller('v1')
 export class QueueController {
   constructor(@Inject(SchedulerClient) private readonly scheduler: SchedulerClient) {}
 
   @Get('queue')
   @ApiOperation({ summary: 'Queue depth, tokens and state' })
+  @ApiOkResponse({ type: QueueStateDoc })
+  @ApiProblems(503)
   queue(): Promise<QueueState> {
     return this.scheduler.call('queue');
   }
 
   @Get('queue/metrics')
   @ApiOperation({ summary: 'Throughput and latency figures' })
+  @ApiOkResponse({ type: QueueMetricsDoc })
+  @ApiProblems(503)
   metrics(): Promise<QueueMetrics> {
     return this.scheduler.call('metrics');
   }
@@ -48,7 +52,10 @@ export class QueueController {
   @HttpCode(200)
   @AdminOnly()
   @ApiOperation({ summary: 'Stop dispatching (running jobs go on)' })
-  pause(): Promise<QueueState> {
+  @ApiOkResponse({ type: QueueStateDoc })
+  @ApiProblems(400, 403, 415, 503)
+  pause(@Body() body: unknown): Promise<QueueState> {
+    assertNoBody(body);
     return this.scheduler.call('pause');
   }
 
@@ -56,7 +63,10 @@ export class QueueController {
   @HttpCode(200)
   @AdminOnly()
   @ApiOperation({ summary: 'End pause and drain' })
-  resume(): Promise<QueueState> {
+  @ApiOkResponse({ type: QueueStateDoc })
+  @ApiProblems(400, 403, 415, 503)
+  resume(@Body() body: unknown): Promise<QueueState> {
+    assertNoBody(body);
     return this.scheduler.call('resume');
   }
 
@@ -64,7 +74,10 @@ export class QueueController {
   @HttpCode(200)
   @AdminOnly()
   @ApiOperation({ summary: 'Refuse new submissions (503), finish the rest' })
-  drain(): Promise<QueueState> {
+  @ApiOkResponse({ type: QueueStateDoc })
+  @ApiProblems(400, 403, 415, 503)
+  drain(@Body() body: unknown): Promise<QueueState> {
+    assertNoBody(body);
     return this.scheduler.call('drain');
   }
 
@@ -72,25 +85,34 @@ export class QueueController {
   @HttpCode(200)
   @AdminOnly()
   @ApiOperation({ summary: 'Cancel every queued job' })
-  clear(): Promise<QueueState> {
+  @ApiOkResponse({ type: QueueStateDoc })
+  @ApiProblems(400, 403, 415, 503)
+  clear(@Body() body: unknown): Promise<QueueState> {
+    assertNoBody(body);
     return this.scheduler.call('clear', {}, 120_000);
   }
 
   @Put('queue/config')
   @AdminOnly()
   @ApiOperation({ summary: 'Change maxConcurrentJobs / maxQueueSize at runtime (kept across restarts)' })
+  @ApiOkResponse({ type: QueueStateDoc, description: 'the effective values' })
+  @ApiProblems(400, 403, 415, 503)
   config(@Body() dto: QueueConfigDto): Promise<QueueState> {
     return this.scheduler.call('config', dto);
   }
 
   @Get('workers')
   @ApiOperation({ summary: 'Live workers, their GPUs, slots and running jobs' })
+  @ApiOkResponse({ type: [WorkerDoc] })
+  @ApiProblems(503)
   workers(): Promise<WorkerView[]> {
     return this.scheduler.call('workers');
   }
 
   @Get('concurrency/stats')
   @ApiOperation({ summary: 'Concurrency tokens' })
+  @ApiOkResponse({ type: ConcurrencyStatsDoc })
+  @ApiProblems(503)
   concurrency(): Promise<ConcurrencyStats> {
     return this.scheduler.call('concurrency');
   }

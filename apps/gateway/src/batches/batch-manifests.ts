@@ -1,0 +1,183 @@
+/**
+ * Reading and writing batch manifests (`gantry.v1.batch.<id>`) and their parts (`gantry.v1.batch_part.<id>.<n>`).
+ * Shared by the submit path and the repair consumer.
+ */
+import {
+  STREAMS,
+  SUBJECTS,
+  newJob,
+  type BatchManifest,
+  type BatchPart,
+  type Clock,
+  type NewJobSpec,
+  type StoredJob,
+} from '@gantry/contracts';
+import { decodeJson, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import { JobExistsError, JobStore } from '@gantry/job-store';
+import { problems } from '../http/problem';
+
+/** Specs up to this size (JSON) travel inside the manifest; larger batches are split into parts. */
+export const INLINE_SPECS_BYTES = 64 * 1024;
+/** Target size of one part (well under nats-server's default 1 MiB max_payload). */
+const PART_BYTES = 512 * 1024;
+/** Job records written at once for one batch. */
+const CREATE_CONCURRENCY = 256;
+
+/** The manifest already exists (a racing repeat of an idempotent batch submit). */
+export class BatchExistsError extends Error {
+  override readonly name = 'BatchExistsError';
+  readonly code = 'BATCH_EXISTS';
+  constructor(readonly batchId: string) {
+    super(`batch ${batchId} already exists`);
+  }
+}
+
+/** Splits specs into parts of at most `limit` bytes of JSON (order kept). */
+export function splitIntoParts(specs: readonly NewJobSpec[], limit: number): NewJobSpec[][] {
+  const parts: NewJobSpec[][] = [];
+  let cur: NewJobSpec[] = [];
+  let size = 0;
+  for (const s of specs) {
+    const n = Buffer.byteLength(JSON.stringify(s));
+    if (n > limit) throw problems.tooLarge(`job ${s.id} is larger than ${limit} bytes once stored`);
+    if (cur.length > 0 && size + n > limit) {
+      parts.push(cur);
+      cur = [];
+      size = 0;
+    }
+    cur.push(s);
+    size += n;
+  }
+  if (cur.length > 0) parts.push(cur);
+  return parts;
+}
+
+export class BatchManifests {
+  constructor(
+    private readonly nats: NatsHandle,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The latest manifest of a batch (committed or accepted), or undefined. */
+  async read(batchId: string): Promise<BatchManifest | undefined> {
+    const msg = await this.nats.jsm.direct
+      .getMessage(STREAMS.batches, { last_by_subj: SUBJECTS.batch(batchId) })
+      .catch(() => null);
+    return msg ? decodeJson<BatchManifest>(msg.data) : undefined;
+  }
+
+  /**
+   * Writes the parts (if any), then the accepted manifest — the point from which the batch will exist whole, whatever
+   * happens to this process. Throws {@link BatchExistsError} when a manifest with this id exists.
+   */
+  async accept(batchId: string, tenant: string, specs: readonly NewJobSpec[]): Promise<BatchManifest> {
+    const base: BatchManifest = {
+      v: 1,
+      id: batchId,
+      tenant,
+      jobIds: specs.map((s) => s.id),
+      createdAt: this.clock.now().toISOString(),
+      state: 'accepted',
+    };
+    const inlineBytes = Buffer.byteLength(JSON.stringify(specs));
+    const maxPayload = this.nats.nc.info?.max_payload ?? 1024 * 1024;
+    let manifest: BatchManifest;
+    if (inlineBytes <= Math.min(INLINE_SPECS_BYTES, maxPayload / 2)) {
+      manifest = { ...base, specs: [...specs] };
+    } else {
+      const parts = splitIntoParts(specs, Math.min(PART_BYTES, Math.floor(maxPayload * 0.8)));
+      await Promise.all(
+        parts.map((p, i) =>
+          publishJson(
+            this.nats.js,
+            SUBJECTS.batchPart(batchId, i),
+            { v: 1, batchId, part: i, specs: p } satisfies BatchPart,
+            {
+              msgID: `${batchId}.part.${i}`,
+            },
+          ),
+        ),
+      );
+      manifest = { ...base, parts: parts.length };
+    }
+    try {
+      await publishJson(this.nats.js, SUBJECTS.batch(batchId), manifest, {
+        msgID: `${batchId}.accepted`,
+        expect: { lastSubjectSequence: 0 },
+      });
+    } catch (err) {
+      if (isWrongLastSequence(err)) throw new BatchExistsError(batchId);
+      throw err;
+    }
+    return manifest;
+  }
+
+  /** The specs of an accepted manifest (inline or from its parts). */
+  async specs(m: BatchManifest): Promise<NewJobSpec[]> {
+    if (m.specs) return m.specs;
+    const out: NewJobSpec[] = [];
+    for (let i = 0; i < (m.parts ?? 0); i++) {
+      const msg = await this.nats.jsm.direct.getMessage(STREAMS.batches, {
+        last_by_subj: SUBJECTS.batchPart(m.id, i),
+      });
+      if (!msg) throw new Error(`batch ${m.id}: part ${i} is missing`);
+      out.push(...decodeJson<BatchPart>(msg.data).specs);
+    }
+    return out;
+  }
+
+  /**
+   * Creates every job of the batch that does not exist yet (idempotent: a job id can be created once).
+   * Returns the stored jobs this call created or found, and the ids it could not write (after retries).
+   */
+  async createJobs(
+    specs: readonly NewJobSpec[],
+    onCreated: () => void = () => undefined,
+  ): Promise<{ stored: Map<string, StoredJob>; failed: string[]; lastError?: unknown }> {
+    const store = new JobStore(this.nats, this.clock);
+    const stored = new Map<string, StoredJob>();
+    const failed: string[] = [];
+    let lastError: unknown;
+    let next = 0;
+    const now = this.clock.now();
+    const worker = async () => {
+      while (next < specs.length) {
+        const spec = specs[next++]!;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            stored.set(spec.id, await store.create(newJob(spec, now)));
+            onCreated();
+            break;
+          } catch (err) {
+            if (err instanceof JobExistsError) {
+              const s = await store.get(spec.id, { consistent: true }).catch(() => undefined);
+              if (s) stored.set(spec.id, s);
+              break;
+            }
+            if (attempt >= 3) {
+              failed.push(spec.id);
+              lastError = err;
+              break;
+            }
+            await new Promise((r) => setTimeout(r, 50 * attempt));
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(CREATE_CONCURRENCY, specs.length) }, worker));
+    return { stored, failed, ...(lastError !== undefined ? { lastError } : {}) };
+  }
+
+  /** Marks the batch whole (every record exists): the repair consumer then leaves it alone. */
+  async commit(m: BatchManifest): Promise<void> {
+    const committed: BatchManifest = {
+      v: 1,
+      id: m.id,
+      tenant: m.tenant,
+      jobIds: m.jobIds,
+      createdAt: m.createdAt,
+      state: 'committed',
+    };
+    await publishJson(this.nats.js, SUBJECTS.batch(m.id), committed, { msgID: `${m.id}.committed` });
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * What happens to every request before Nest sees it, as Fastify hooks (so it runs before the body is read):
+ *
+ * 1. `/v1` routes: the API key is checked (401, or 429 when one client IP keeps presenting none or bad ones);
+ * 2. write routes take `application/json` only (415), with a body limit per route (413);
+ * 3. submits (`POST /v1/jobs`, `POST /v1/batches`) take one unit of the key's shared rate limit (429 + Retry-After);
+ * 4. every answer is counted in the HTTP metrics.
+ *
+ * The JSON parser accepts an empty body as "no body" (clients send `content-type: application/json` on a bodiless
+ * `POST …/cancel`) and refuses bodies nested deeper than {@link MAX_JSON_DEPTH}.
+ */
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { presentedKey, type ApiKeyAuthenticator, type AuthedRequest } from '../auth/auth';
+import type { SharedRateLimiter } from '../rate-limit/rate-limiter';
+import type { HttpMetrics } from './http-metrics';
+import { jsonDepth, MAX_JSON_DEPTH } from './json-shape';
+import { problems, type Problem } from './problem';
+
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const SUBMIT_ROUTES = new Set(['/v1/jobs', '/v1/batches']);
+
+/** Largest body of `POST /v1/jobs`: a job's fields are bounded far below this (input 256 KiB, metadata 8 KiB). */
+export const JOB_BODY_LIMIT_BYTES = 1024 * 1024;
+/** Largest body of the other small write routes (cancel, retry, priority, queue config). */
+export const SMALL_BODY_LIMIT_BYTES = 64 * 1024;
+
+export interface RequestHooksOptions {
+  authenticator: ApiKeyAuthenticator;
+  limiter: SharedRateLimiter;
+  metrics: HttpMetrics;
+  /** Body limit of `POST /v1/batches` (BODY_LIMIT_BYTES). */
+  batchBodyLimit: number;
+  /** True once shutdown began: new requests get a 503 problem with Retry-After (another replica can take them). */
+  closing: () => boolean;
+}
+
+/** Routes as Fastify registered them (for the OpenAPI completeness test and the docs). */
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+}
+
+const STARTED = Symbol('gantry.started');
+type TimedRequest = FastifyRequest & { [STARTED]?: bigint };
+
+export async function sendProblem(reply: FastifyReply, p: Problem, url: string): Promise<FastifyReply> {
+  await reply
+    .status(p.status)
+    .headers({ 'content-type': 'application/problem+json', ...p.headers })
+    .send(JSON.stringify(p.body(url.split('?')[0])));
+  return reply;
+}
+
+function clientSubject(ip: string): string {
+  return `ip_${createHash('sha256').update(ip).digest('hex').slice(0, 16)}`;
+}
+
+function bodyLimitFor(method: string, url: string, o: RequestHooksOptions): number | undefined {
+  if (!WRITE_METHODS.has(method)) return undefined;
+  if (url === '/v1/batches') return o.batchBodyLimit;
+  if (url === '/v1/jobs') return Math.min(JOB_BODY_LIMIT_BYTES, o.batchBodyLimit);
+  return SMALL_BODY_LIMIT_BYTES;
+}
+
+/** Installs the hooks; call before Nest registers its routes (the per-route body limits are set as routes appear). */
+export function installRequestHooks(fastify: FastifyInstance, o: RequestHooksOptions): RegisteredRoute[] {
+  const routes: RegisteredRoute[] = [];
+  fastify.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const m of methods) {
+      if (m === 'HEAD') continue;
+      routes.push({ method: m, url: route.url });
+      const limit = bodyLimitFor(m, route.url, o);
+      if (limit !== undefined) route.bodyLimit = limit;
+    }
+  });
+
+  const defaultJson = fastify.getDefaultJsonParser('error', 'error');
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    void defaultJson(req, text, (err, parsed) => {
+      if (err) return done(err, undefined);
+      if (jsonDepth(parsed, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+        return done(problems.badRequest(`the body is nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
+      }
+      done(null, parsed);
+    });
+  });
+
+  fastify.addHook('onRequest', async (req: AuthedRequest & TimedRequest, reply) => {
+    req[STARTED] = process.hrtime.bigint();
+    const path = req.url.split('?')[0]!;
+    if (o.closing()) {
+      void reply.header('connection', 'close');
+      return sendProblem(
+        reply,
+        problems.unavailable('this gateway is shutting down; try again', 1, 'shutting-down'),
+        path,
+      );
+    }
+    if (!(path === '/v1' || path.startsWith('/v1/'))) return;
+
+    const key = presentedKey(req.headers);
+    const principal = key ? o.authenticator.authenticate(key) : undefined;
+    if (!principal) {
+      // Requests without a valid key count against their client IP, so key guessing is rate limited too.
+      const d = await o.limiter.take(clientSubject(req.ip));
+      if (!d.allowed) {
+        o.metrics.rateLimited.inc({ scope: 'ip' });
+        return sendProblem(reply, problems.tooMany('too many requests from this address', d.retryAfterSeconds), path);
+      }
+      return sendProblem(reply, key ? problems.unauthorized('unknown API key') : problems.unauthorized(), path);
+    }
+    req.principal = principal;
+
+    if (WRITE_METHODS.has(req.method)) {
+      const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+      const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      if ((hasBody || type) && type !== 'application/json') {
+        return sendProblem(reply, problems.unsupportedMedia(), path);
+      }
+      if (req.method === 'POST' && SUBMIT_ROUTES.has(path)) {
+        const d = await o.limiter.take(`k_${principal.keyId}`);
+        if (!d.allowed) {
+          o.metrics.rateLimited.inc({ scope: 'key' });
+          return sendProblem(
+            reply,
+            problems.tooMany(
+              `this API key is over its submit rate limit (RATE_LIMIT_SUBMITS_PER_MINUTE)`,
+              d.retryAfterSeconds,
+              'rate-limited',
+            ),
+            path,
+          );
+        }
+      }
+    }
+    return undefined;
+  });
+
+  fastify.addHook('onResponse', async (req: TimedRequest, reply) => {
+    const started = req[STARTED];
+    const seconds = started === undefined ? 0 : Number(process.hrtime.bigint() - started) / 1e9;
+    o.metrics.observe(req.method, req.routeOptions?.url ?? 'unmatched', reply.statusCode, seconds);
+  });
+  return routes;
+}

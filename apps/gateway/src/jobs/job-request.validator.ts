@@ -1,0 +1,191 @@
+/**
+ * Validation of submit bodies, reporting **every** problem at once: the DTO's field rules (class-validator, unknown
+ * fields refused), the job type's own input schema, the URL policy and the GPU fit are all checked and their errors
+ * merged (a check that depends on a field with an error of its own is skipped rather than reported twice).
+ * A batch is validated job by job with paths `jobs[i].…`; more than MAX_JOBS_PER_BATCH jobs is a 413 before any job
+ * is looked at.
+ */
+import { Inject, Injectable } from '@nestjs/common';
+import { isPlainObject, JobTypeRegistry, type FieldError } from '@gantry/contracts';
+import { assertAllowedUrl } from '@gantry/net';
+import { plainToInstance } from 'class-transformer';
+import { validate } from 'class-validator';
+import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
+import { problems } from '../http/problem';
+import { flattenErrors } from '../http/validation';
+import { GatewayNats } from '../nats/gateway-nats';
+import { JOB_TYPES } from '../tokens';
+import { SubmitJobDto } from './job.dto';
+import { SubmitDnsResolver } from './submit-dns';
+
+/** Errors listed in one answer at most (a 1000-job batch could have thousands). */
+export const MAX_REPORTED_ERRORS = 200;
+/** How long a callback/upload/input host may take to resolve at submit (the resolver gives up first). */
+const DNS_TIMEOUT_MS = 3_000;
+
+export interface ValidatedBatch {
+  jobs: SubmitJobDto[];
+  callbackUrl?: string;
+}
+
+/** The top-level field an error is about (`gpu.count` → `gpu`, `jobs[2].type` with prefix `jobs[2].` → `type`). */
+function topField(field: string, prefix: string): string {
+  return field.slice(prefix.length).split(/[.[]/)[0]!;
+}
+
+function refuse(errors: FieldError[], what: string): never {
+  const shown = errors.slice(0, MAX_REPORTED_ERRORS);
+  const more = errors.length - shown.length;
+  throw problems.validation(
+    shown,
+    `${what} is not valid (${errors.length} error${errors.length === 1 ? '' : 's'}${more > 0 ? `, first ${shown.length} listed` : ''})`,
+  );
+}
+
+@Injectable()
+export class JobRequestValidator {
+  private readonly dns = new SubmitDnsResolver();
+
+  constructor(
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+    @Inject(JOB_TYPES) private readonly types: JobTypeRegistry,
+    @Inject(GatewayNats) private readonly nats: GatewayNats,
+  ) {}
+
+  /** A `POST /v1/jobs` body, or a 400 problem listing every error. */
+  async submit(body: unknown): Promise<SubmitJobDto> {
+    const urls = new Map<string, Promise<string | undefined>>();
+    const { dto, errors } = await this.job(body, '', urls);
+    if (errors.length > 0 || !dto) refuse(errors, 'the job');
+    return dto;
+  }
+
+  /** A `POST /v1/batches` body: 413 above MAX_JOBS_PER_BATCH, else a 400 problem listing every error. */
+  async batch(body: unknown): Promise<ValidatedBatch> {
+    if (!isPlainObject(body)) refuse([{ field: 'body', message: 'must be a JSON object' }], 'the batch');
+    const errors: FieldError[] = Object.keys(body)
+      .filter((k) => k !== 'jobs' && k !== 'callbackUrl')
+      .map((k) => ({ field: k, message: 'is not a known field' }));
+    const jobs = body['jobs'];
+    if (Array.isArray(jobs) && jobs.length > this.config.MAX_JOBS_PER_BATCH) {
+      throw problems.tooLarge(
+        `a batch holds at most ${this.config.MAX_JOBS_PER_BATCH} jobs (MAX_JOBS_PER_BATCH); this one has ${jobs.length}`,
+      );
+    }
+    if (!Array.isArray(jobs)) errors.push({ field: 'jobs', message: 'must be an array of jobs' });
+    else if (jobs.length === 0) errors.push({ field: 'jobs', message: 'must hold at least one job' });
+    const urls = new Map<string, Promise<string | undefined>>();
+    const cb = body['callbackUrl'];
+    let callbackUrl: string | undefined;
+    if (cb !== undefined) {
+      if (typeof cb !== 'string' || cb.length > 2_048)
+        errors.push({ field: 'callbackUrl', message: 'must be a URL of at most 2048 characters' });
+      else {
+        const e = await this.url(cb, urls);
+        if (e) errors.push({ field: 'callbackUrl', message: e });
+        else callbackUrl = cb;
+      }
+    }
+    const out: SubmitJobDto[] = [];
+    if (Array.isArray(jobs)) {
+      // Sequential in chunks: bounded concurrency for DNS lookups, and errors in job order.
+      for (let i = 0; i < jobs.length; i += 64) {
+        const results = await Promise.all(jobs.slice(i, i + 64).map((j, k) => this.job(j, `jobs[${i + k}].`, urls)));
+        for (const r of results) {
+          errors.push(...r.errors);
+          if (r.dto) out.push(r.dto);
+        }
+      }
+    }
+    if (errors.length > 0) refuse(errors, 'the batch');
+    return { jobs: out, ...(callbackUrl ? { callbackUrl } : {}) };
+  }
+
+  /** One job: the DTO rules, then the checks whose inputs passed them. */
+  private async job(
+    raw: unknown,
+    prefix: string,
+    urls: Map<string, Promise<string | undefined>>,
+  ): Promise<{ dto?: SubmitJobDto; errors: FieldError[] }> {
+    if (!isPlainObject(raw))
+      return { errors: [{ field: prefix ? prefix.slice(0, -1) : 'body', message: 'must be a JSON object' }] };
+    const dto = plainToInstance(SubmitJobDto, raw);
+    const errors = flattenErrors(
+      await validate(dto, {
+        whitelist: true,
+        forbidNonWhitelisted: true,
+        forbidUnknownValues: true,
+        validationError: { target: false, value: false },
+      }),
+      prefix,
+    );
+    const bad = new Set(errors.map((e) => topField(e.field, prefix)));
+
+    let inputValid = false;
+    if (!bad.has('type')) {
+      const def = this.types.get(dto.type);
+      if (!def) errors.push(...this.types.validate(dto.type, {}).map((e) => ({ ...e, field: `${prefix}${e.field}` })));
+      else if (!bad.has('input')) {
+        // With the upload target known: an `upload.url` receives exactly one output.
+        const typeErrors = this.types.validate(dto.type, dto.input ?? {}, {
+          upload: dto.upload !== undefined && !bad.has('upload'),
+        });
+        errors.push(...typeErrors.map((e) => ({ ...e, field: `${prefix}${e.field}` })));
+        inputValid = typeErrors.length === 0;
+      }
+    }
+
+    const urlChecks: [string, string][] = [];
+    if (dto.callbackUrl !== undefined && !bad.has('callbackUrl')) urlChecks.push(['callbackUrl', dto.callbackUrl]);
+    if (dto.upload?.url !== undefined && !bad.has('upload')) urlChecks.push(['upload.url', dto.upload.url]);
+    // The http(s) URLs any job type will fetch (only once its input is valid: its own errors come first).
+    if (inputValid) {
+      for (const [field, url] of this.types.get(dto.type)?.inputUrls?.(dto.input ?? {}) ?? []) {
+        if (/^https?:/i.test(url)) urlChecks.push([field, url]);
+      }
+    }
+    const urlErrors = await Promise.all(urlChecks.map(async ([f, u]) => [f, await this.url(u, urls)] as const));
+    for (const [field, message] of urlErrors) if (message) errors.push({ field: `${prefix}${field}`, message });
+
+    if (!bad.has('type') && !bad.has('gpu') && !bad.has('pool')) {
+      const gpu = dto.gpu ?? this.types.get(dto.type)?.defaultGpu;
+      if (gpu && gpu.count > 0) {
+        const pool = dto.pool ?? 'default';
+        const declared = this.config.POOLS[pool];
+        const known = declared ?? this.nats.poolCapability(pool);
+        if (known && (gpu.count > known.gpus || (gpu.memoryMb ?? 0) > known.memoryMb)) {
+          errors.push({
+            field: `${prefix}gpu`,
+            message: `no GPU of pool ${pool} can fit it (${declared ? 'declared' : 'largest live'}: ${known.gpus} GPU(s) of ${known.memoryMb} MB)`,
+          });
+        }
+      }
+    }
+    return errors.length > 0 ? { errors } : { dto, errors };
+  }
+
+  /** The URL policy's verdict on one URL (memoized per request: a batch often repeats its callback URL). */
+  private url(url: string, memo: Map<string, Promise<string | undefined>>): Promise<string | undefined> {
+    let p = memo.get(url);
+    if (!p) {
+      p = (async () => {
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          await Promise.race([
+            assertAllowedUrl(url, this.config.ALLOW_PRIVATE_URLS, ['http:', 'https:'], (h) => this.dns.resolve(h)),
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new Error('host did not resolve in time')), DNS_TIMEOUT_MS);
+            }),
+          ]);
+          return undefined;
+        } catch (err) {
+          return (err as Error).message;
+        } finally {
+          if (timer) clearTimeout(timer);
+        }
+      })();
+      memo.set(url, p);
+    }
+    return p;
+  }
+}
