@@ -4,6 +4,7 @@
  */
 import { Controller, Get, Header, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiParam, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ApiProblems } from '../http/openapi';
 import {
   SUBJECT_TOKEN,
   SUBJECTS,
@@ -24,6 +25,7 @@ const QUERY = ['limit', 'cursor', 'tenant'];
 
 @ApiTags('webhooks')
 @ApiSecurity('bearer')
+@ApiSecurity('apiKey')
 @Controller('v1/webhooks/failed')
 export class FailedWebhooksController {
   constructor(
@@ -53,6 +55,7 @@ export class FailedWebhooksController {
   @ApiQuery({ name: 'limit', required: false, schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } })
   @ApiQuery({ name: 'cursor', required: false, description: 'nextCursor of the previous page' })
   @ApiQuery({ name: 'tenant', required: false, description: "only this tenant's deliveries" })
+  @ApiProblems(400, 403, 503)
   list(@Query() q: Record<string, string | undefined>): Promise<FailedListReply> {
     const unknown = Object.keys(q).filter((k) => !QUERY.includes(k));
     if (unknown.length)
@@ -75,6 +78,7 @@ export class FailedWebhooksController {
   @HttpCode(202)
   @ApiOperation({ summary: 'Send a failed delivery again (same webhook-id, attempts from zero)' })
   @ApiParam({ name: 'id', description: 'id of an item of GET /v1/webhooks/failed' })
+  @ApiProblems(403, 404, 503)
   replay(@Param('id') id: string): Promise<FailedWebhookView> {
     if (!/^[1-9][0-9]{0,15}$/.test(id)) throw problems.notFound(`no failed webhook ${id}`);
     const req: ReplayRequest = { id };
