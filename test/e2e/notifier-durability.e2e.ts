@@ -99,15 +99,25 @@ describe('notifier durability and dead letters (real processes)', () => {
       timeoutMs: 30_000,
     });
     expect(new Set(ok.map(idOf))).toEqual(new Set(firstFailures.map(idOf)));
-    expect(ok.map((w) => webhookType(w)).sort()).toEqual(['job.completed', 'job.queued', 'job.started']);
-    for (const w of ok) {
-      expect(verified(w)).toBe(true);
-      expect(jobOf(w)).toBe(jobId);
-      expect(w.receivedAt).toBeGreaterThan(killedAt);
-      // It is the scheduled retry (it waited the backoff), not the event taken in again.
-      const first = firstFailures.find((f) => idOf(f) === idOf(w))!;
-      expect(w.receivedAt - first.receivedAt).toBeGreaterThanOrEqual(RETRY_MS * 0.8 - 50);
-      expect(Number(w.headers['webhook-timestamp'])).toBeGreaterThan(Number(first.headers['webhook-timestamp']));
+    // At least once: a kill -9 between publishing a retry and acking the attempt it replaces can deliver an event
+    // twice (same webhook-id, so subscribers de-duplicate). Judge per webhook-id.
+    const okById = new Map<string, ReceivedWebhook[]>();
+    for (const w of ok) okById.set(idOf(w), [...(okById.get(idOf(w)) ?? []), w]);
+    expect([...okById.values()].map((ws) => webhookType(ws[0]!)).sort()).toEqual([
+      'job.completed',
+      'job.queued',
+      'job.started',
+    ]);
+    for (const [id, deliveries] of okById) {
+      const first = firstFailures.find((f) => idOf(f) === id)!;
+      for (const w of deliveries) {
+        expect(verified(w)).toBe(true);
+        expect(jobOf(w)).toBe(jobId);
+        expect(w.receivedAt).toBeGreaterThan(killedAt);
+        expect(Number(w.headers['webhook-timestamp'])).toBeGreaterThan(Number(first.headers['webhook-timestamp']));
+      }
+      // The scheduled retry (it waited the backoff) is among them, not only the event taken in again.
+      expect(deliveries.some((w) => w.receivedAt - first.receivedAt >= RETRY_MS * 0.8 - 50)).toBe(true);
     }
   });
 
