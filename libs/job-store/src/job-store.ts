@@ -157,10 +157,18 @@ export class JobStore {
    * Applies `decide` to the current record and stores the result with compare-and-set, re-reading and deciding again
    * when another writer got there first. `decide` throws {@link TransitionRefused} to refuse (propagated as is).
    */
-  async transition(jobId: string, decide: (current: StoredJob) => Transition, maxAttempts = 16): Promise<StoredJob> {
+  async transition(
+    jobId: string,
+    decide: (current: StoredJob) => Transition,
+    o: { current?: StoredJob; maxAttempts?: number } = {},
+  ): Promise<StoredJob> {
     let lastErr: unknown;
-    for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      const cur = await this.get(jobId, { consistent: true });
+    // A writer that holds the revision it wrote last (a worker during its attempt) tries that first and reads only
+    // when someone else wrote in between: one read less per transition on the hot path.
+    let hint = o.current?.record.id === jobId ? o.current : undefined;
+    for (let attempt = 0; attempt < (o.maxAttempts ?? 16); attempt++) {
+      const cur = hint ?? (await this.get(jobId, { consistent: true }));
+      hint = undefined;
       if (!cur) throw new JobNotFoundError(jobId);
       const t = decide(cur);
       try {

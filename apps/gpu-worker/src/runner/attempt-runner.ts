@@ -55,6 +55,8 @@ export class AttemptAborted extends Error {
 
 export class RunningAttempt {
   readonly controller = new AbortController();
+  /** The last revision this worker wrote for the attempt (tried first by the next compare-and-set). */
+  stored: StoredJob | undefined;
   reason: AbortReason | undefined;
 
   constructor(
@@ -212,6 +214,7 @@ export class AttemptRunner {
 
     const record = started.record;
     const attempt = new RunningAttempt(owner, m.jobId, record);
+    attempt.stored = started;
     this.running.set(m.jobId, attempt);
     const executor = this.d.executors.get(record.type);
     const startedAt = Date.now();
@@ -340,7 +343,7 @@ export class AttemptRunner {
         break;
     }
     if (decide) {
-      const written = await this.writeOutcome(m, owner, decide);
+      const written = await this.writeOutcome(m, owner, decide, attempt.stored);
       if (written === 'gave-up') {
         // Redelivered later: recoverOwnAttempt then ends the attempt (or finds it ended by the scheduler).
         ctx.nak(5_000);
@@ -364,12 +367,14 @@ export class AttemptRunner {
     m: DispatchMessage,
     owner: AttemptOwner,
     decide: (cur: StoredJob) => Transition,
+    current?: StoredJob,
   ): Promise<JobRecord | undefined | 'gave-up'> {
     const deadline = Date.now() + (this.d.outcomeRetryMs ?? 600_000);
     const never = new AbortController().signal;
     for (let i = 0; ; i++) {
       try {
-        return (await this.d.jobs.transition(m.jobId, decide)).record;
+        // The revision this attempt wrote last is tried first; a failed try reads the record afresh.
+        return (await this.d.jobs.transition(m.jobId, decide, i === 0 && current ? { current } : {})).record;
       } catch (err) {
         if (err instanceof TransitionRefused || err instanceof JobNotFoundError) {
           this.d.logger.warn(
@@ -424,10 +429,13 @@ export class AttemptRunner {
       lastWrite = Date.now();
       writing = writing.then(async () => {
         try {
-          const s = await this.d.jobs.transition(attempt.jobId, (cur) =>
-            reportProgress(cur.record, attempt.owner, p, this.d.clock.now()),
+          const s = await this.d.jobs.transition(
+            attempt.jobId,
+            (cur) => reportProgress(cur.record, attempt.owner, p, this.d.clock.now()),
+            attempt.stored ? { current: attempt.stored } : {},
           );
           attempt.record = s.record;
+          attempt.stored = s;
           if (s.record.cancelRequestedAt) attempt.abort('cancel');
         } catch (err) {
           if (err instanceof TransitionRefused) {
