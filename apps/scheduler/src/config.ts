@@ -24,6 +24,12 @@ export const schedulerSpec = {
     max: 30 * 86_400,
     doc: 'promote a queued job one level per this many seconds (0 = off)',
   }),
+  DEMAND_GAUGE_CAP: int({
+    default: 1_000,
+    min: 1,
+    max: 100_000,
+    doc: 'highest value of the KEDA demand gauge (pending count of consumer demand_<pool>)',
+  }),
   STATS_INTERVAL_MS: int({
     default: 500,
     min: 50,

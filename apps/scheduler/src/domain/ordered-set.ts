@@ -2,13 +2,23 @@
  * An ordered set of queued jobs keyed by their queue sequence (FIFO order within one priority level and tenant).
  *
  * It is a list of sorted chunks (at most {@link CHUNK} entries each) stored in typed arrays, so a queued job costs
- * about 90 bytes (its id string included) and operations stay cheap at a million entries:
+ * about 80 bytes (its id string included) and operations stay cheap at a million entries:
  *   - append at the tail (the common case) and pop at the head: O(1) amortised
  *   - insert/remove in the middle (retries, reprioritizing, cancels): O(log c + CHUNK), c = number of chunks
  *   - rank (how many entries precede a key): O(c) additions over chunk sizes (c ≈ n / 512)
+ * Written by hand rather than taken from a library: the well-kept sorted containers for JS (e.g. functional-red-black-
+ * tree, js-sdsl) allocate one object per entry, which is 3–5× the memory budget of invariant 5.
+ *
+ * Chunks start small and grow by doubling, so a set with a handful of entries (one tenant at one level) costs a few
+ * hundred bytes, not a full chunk.
+ *
+ * The aging clock (`enqueuedAt`) is kept non-decreasing along the queue sequence: an entry's value is clamped between
+ * its neighbours' on insert. Clocks of different gateways can disagree by a few milliseconds, and the order index
+ * relies on "older in FIFO order = at least as promoted" (see order-index.ts).
  */
 
 export const CHUNK = 512;
+const FIRST_CAPACITY = 8;
 
 export interface Entry {
   /** Queue sequence: the FIFO key. */
@@ -27,13 +37,48 @@ export interface Entry {
 
 class Chunk {
   n = 0;
-  readonly seqs = new Float64Array(CHUNK);
-  readonly enq = new Float64Array(CHUNK);
-  readonly gpuCount = new Int16Array(CHUNK);
-  readonly gpuMem = new Int32Array(CHUNK);
-  readonly gen = new Int32Array(CHUNK);
-  readonly att = new Int32Array(CHUNK);
+  seqs: Float64Array;
+  enq: Float64Array;
+  gpuCount: Int16Array;
+  gpuMem: Int32Array;
+  gen: Int32Array;
+  att: Int32Array;
   readonly ids: string[] = [];
+
+  constructor(capacity = FIRST_CAPACITY) {
+    this.seqs = new Float64Array(capacity);
+    this.enq = new Float64Array(capacity);
+    this.gpuCount = new Int16Array(capacity);
+    this.gpuMem = new Int32Array(capacity);
+    this.gen = new Int32Array(capacity);
+    this.att = new Int32Array(capacity);
+  }
+
+  get capacity(): number {
+    return this.seqs.length;
+  }
+
+  private grow(): void {
+    const cap = Math.min(CHUNK, this.capacity * 2);
+    const seqs = new Float64Array(cap);
+    const enq = new Float64Array(cap);
+    const gpuCount = new Int16Array(cap);
+    const gpuMem = new Int32Array(cap);
+    const gen = new Int32Array(cap);
+    const att = new Int32Array(cap);
+    seqs.set(this.seqs.subarray(0, this.n));
+    enq.set(this.enq.subarray(0, this.n));
+    gpuCount.set(this.gpuCount.subarray(0, this.n));
+    gpuMem.set(this.gpuMem.subarray(0, this.n));
+    gen.set(this.gen.subarray(0, this.n));
+    att.set(this.att.subarray(0, this.n));
+    this.seqs = seqs;
+    this.enq = enq;
+    this.gpuCount = gpuCount;
+    this.gpuMem = gpuMem;
+    this.gen = gen;
+    this.att = att;
+  }
 
   first(): number {
     return this.seqs[0]!;
@@ -52,7 +97,8 @@ class Chunk {
     }
     return lo;
   }
-  insertAt(i: number, e: Entry): void {
+  insertAt(i: number, e: Entry, enqueuedAt: number): void {
+    if (this.n === this.capacity) this.grow();
     if (i < this.n) {
       this.seqs.copyWithin(i + 1, i, this.n);
       this.enq.copyWithin(i + 1, i, this.n);
@@ -62,7 +108,7 @@ class Chunk {
       this.att.copyWithin(i + 1, i, this.n);
     }
     this.seqs[i] = e.seq;
-    this.enq[i] = e.enqueuedAt;
+    this.enq[i] = enqueuedAt;
     this.gpuCount[i] = e.gpuCount;
     this.gpuMem[i] = e.gpuMemoryMb;
     this.gen[i] = e.generation;
@@ -94,8 +140,8 @@ class Chunk {
   /** Moves the upper half into a new chunk. */
   split(): Chunk {
     const half = this.n >>> 1;
-    const right = new Chunk();
     const count = this.n - half;
+    const right = new Chunk(CHUNK);
     right.seqs.set(this.seqs.subarray(half, this.n));
     right.enq.set(this.enq.subarray(half, this.n));
     right.gpuCount.set(this.gpuCount.subarray(half, this.n));
@@ -132,11 +178,26 @@ export class OrderedSet {
     return lo;
   }
 
+  /** The aging clock an entry gets at (chunk ci, index i): clamped between its neighbours' (monotone in seq). */
+  private clampedEnq(ci: number, i: number, enqueuedAt: number): number {
+    const c = this.chunks[ci]!;
+    let lo = -Infinity;
+    let hi = Infinity;
+    if (i > 0) lo = c.enq[i - 1]!;
+    else if (ci > 0) {
+      const p = this.chunks[ci - 1]!;
+      lo = p.enq[p.n - 1]!;
+    }
+    if (i < c.n) hi = c.enq[i]!;
+    else if (ci + 1 < this.chunks.length) hi = this.chunks[ci + 1]!.enq[0]!;
+    return Math.max(lo, Math.min(enqueuedAt, hi));
+  }
+
   /** Adds an entry; returns false when the seq is already present. */
   insert(e: Entry): boolean {
     if (this.chunks.length === 0) {
       const c = new Chunk();
-      c.insertAt(0, e);
+      c.insertAt(0, e, e.enqueuedAt);
       this.chunks.push(c);
       this.count++;
       return true;
@@ -148,8 +209,9 @@ export class OrderedSet {
     if (c.n === CHUNK) {
       // Appending past a full tail chunk starts a new one instead of splitting (the common FIFO case).
       if (ci === this.chunks.length - 1 && i === c.n) {
+        const enq = this.clampedEnq(ci, i, e.enqueuedAt);
         const fresh = new Chunk();
-        fresh.insertAt(0, e);
+        fresh.insertAt(0, e, enq);
         this.chunks.push(fresh);
         this.count++;
         return true;
@@ -158,31 +220,46 @@ export class OrderedSet {
       this.chunks.splice(ci + 1, 0, right);
       return this.insert(e);
     }
-    c.insertAt(i, e);
+    c.insertAt(i, e, this.clampedEnq(ci, i, e.enqueuedAt));
     this.count++;
     return true;
   }
 
-  /** Removes the entry with this seq; returns it, or undefined when absent. */
-  remove(seq: number): Entry | undefined {
+  private locate(seq: number): { c: Chunk; ci: number; i: number } | undefined {
     const ci = this.chunkFor(seq);
     if (ci < 0) return undefined;
     const c = this.chunks[ci]!;
     const i = c.lowerBound(seq);
-    if (i >= c.n || c.seqs[i] !== seq) return undefined;
-    const e = c.entry(i);
-    c.removeAt(i);
+    return i < c.n && c.seqs[i] === seq ? { c, ci, i } : undefined;
+  }
+
+  /** Removes the entry with this seq; returns it, or undefined when absent. */
+  remove(seq: number): Entry | undefined {
+    const at = this.locate(seq);
+    if (!at) return undefined;
+    const e = at.c.entry(at.i);
+    at.c.removeAt(at.i);
     this.count--;
-    if (c.n === 0) this.chunks.splice(ci, 1);
+    if (at.c.n === 0) this.chunks.splice(at.ci, 1);
+    else if (at.ci > 0 && at.c.n + this.chunks[at.ci - 1]!.n <= CHUNK / 2) this.merge(at.ci - 1);
     return e;
   }
 
+  /** Folds chunk ci+1 into chunk ci (keeps a set that was drained from the middle from staying sparse). */
+  private merge(ci: number): void {
+    const left = this.chunks[ci]!;
+    const right = this.chunks[ci + 1]!;
+    for (let i = 0; i < right.n; i++) left.insertAt(left.n, right.entry(i), right.enq[i]!);
+    this.chunks.splice(ci + 1, 1);
+  }
+
   has(seq: number): boolean {
-    const ci = this.chunkFor(seq);
-    if (ci < 0) return false;
-    const c = this.chunks[ci]!;
-    const i = c.lowerBound(seq);
-    return i < c.n && c.seqs[i] === seq;
+    return this.locate(seq) !== undefined;
+  }
+
+  get(seq: number): Entry | undefined {
+    const at = this.locate(seq);
+    return at ? at.c.entry(at.i) : undefined;
   }
 
   first(): Entry | undefined {
@@ -210,7 +287,7 @@ export class OrderedSet {
 
   /**
    * Number of leading entries for which `pred` holds, given that `pred` holds for a prefix of the set and fails for
-   * the rest (monotone). Binary search over chunks, then inside one.
+   * the rest (monotone). Checks each chunk's last entry, then binary-searches inside the one where it turns.
    */
   prefixWhile(pred: (seq: number, enqueuedAt: number) => boolean): number {
     let r = 0;
@@ -245,5 +322,12 @@ export class OrderedSet {
       if (out.length >= limit) break;
     }
     return out;
+  }
+
+  /** Bytes held by the typed arrays (for memory accounting in tests and the benchmark). */
+  arrayBytes(): number {
+    let b = 0;
+    for (const c of this.chunks) b += c.capacity * 30;
+    return b;
   }
 }
