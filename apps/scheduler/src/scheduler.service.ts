@@ -210,7 +210,7 @@ export class SchedulerService {
     this.monitor.referenceHoldings();
     this.retries.activate();
     await this.demand.reset();
-    const writer = new ListIndexWriter(this.nats, this.logger);
+    const writer = new ListIndexWriter(this.nats, this.logger, this.projection);
     await writer.start();
     this.listWriter = writer;
     if (!current()) {

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
-import { CHUNK, OrderedSet, type Entry } from './ordered-set';
+import { newId } from '@gantry/contracts';
+import { CHUNK, ENTRY_BYTES, OrderedSet, type Entry } from './ordered-set';
 
 const entry = (seq: number, enqueuedAt = seq, extra: Partial<Entry> = {}): Entry => ({
   seq,
@@ -98,12 +99,40 @@ describe('OrderedSet', () => {
     ]);
   });
 
-  it('costs little for tiny sets and about 30 array bytes per entry for big ones', () => {
+  it('stores ULID ids inline and any other id beside, through splits, merges and moves', () => {
+    const s = new OrderedSet();
+    const ids = new Map<number, string>();
+    for (let i = 0; i < 3 * CHUNK; i++) {
+      const id = i % 7 === 0 ? `custom-id-${i}` : newId();
+      ids.set(i * 2, id);
+      s.insert(entry(i * 2, i, { id }));
+    }
+    for (let i = 0; i < CHUNK; i++) {
+      ids.set(i * 6 + 1, newId());
+      s.insert(entry(i * 6 + 1, i, { id: ids.get(i * 6 + 1)! }));
+    }
+    for (let i = 0; i < 2 * CHUNK; i += 3) {
+      expect(s.remove(i * 2)?.id).toBe(ids.get(i * 2));
+      ids.delete(i * 2);
+    }
+    expect(new Map([...s.entries()].map((e) => [e.seq, e.id]))).toEqual(new Map([...ids].sort((a, b) => a[0] - b[0])));
+    const other = new OrderedSet();
+    for (const e of [...s.entries()].slice(0, 50)) other.insert(s.remove(e.seq)!);
+    expect([...other.entries()].map((e) => e.id)).toEqual(
+      [...ids]
+        .sort((a, b) => a[0] - b[0])
+        .slice(0, 50)
+        .map((x) => x[1]),
+    );
+  });
+
+  it('costs little for tiny sets and about ENTRY_BYTES per entry for big ones', () => {
     const tiny = new OrderedSet();
     tiny.insert(entry(1));
-    expect(tiny.arrayBytes()).toBeLessThanOrEqual(8 * 30);
+    expect(tiny.arrayBytes()).toBeLessThanOrEqual(8 * ENTRY_BYTES);
     const big = new OrderedSet();
-    for (let i = 0; i < 100_000; i++) big.insert(entry(i));
-    expect(big.arrayBytes() / big.size).toBeLessThan(31);
+    for (let i = 0; i < 100_000; i++) big.insert(entry(i, i, { id: newId() }));
+    expect(big.arrayBytes() / big.size).toBeLessThan(ENTRY_BYTES + 1);
+    expect(ENTRY_BYTES).toBeLessThanOrEqual(56);
   });
 });

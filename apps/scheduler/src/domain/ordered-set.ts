@@ -2,7 +2,7 @@
  * An ordered set of queued jobs keyed by their queue sequence (FIFO order within one priority level and tenant).
  *
  * It is a list of sorted chunks (at most {@link CHUNK} entries each) stored in typed arrays, so a queued job costs
- * about 80 bytes (its id string included) and operations stay cheap at a million entries:
+ * about 60 bytes (its id included, see {@link ENTRY_BYTES}) and operations stay cheap at a million entries:
  *   - append at the tail (the common case) and pop at the head: O(1) amortised
  *   - insert/remove in the middle (retries, reprioritizing, cancels): O(log c + CHUNK), c = number of chunks
  *   - rank (how many entries precede a key): O(c) additions over chunk sizes (c ≈ n / 512)
@@ -19,6 +19,23 @@
 
 export const CHUNK = 512;
 const FIRST_CAPACITY = 8;
+/**
+ * Ids are kept inline as bytes when they are 26 ASCII characters (a ULID, which is what the gateway gives every job):
+ * 26 bytes instead of a string object (~48 bytes) plus its pointer. Any other id goes to a side map by seq.
+ */
+const ID_BYTES = 26;
+const ODD_ID = 0;
+/** Bytes per entry held in typed arrays (seq, enqueuedAt, gpu count and memory, generation, attempts, id). */
+export const ENTRY_BYTES = 8 + 8 + 2 + 4 + 4 + 4 + ID_BYTES;
+
+function inlineId(id: string): boolean {
+  if (id.length !== ID_BYTES) return false;
+  for (let i = 0; i < ID_BYTES; i++) {
+    const c = id.charCodeAt(i);
+    if (c <= ODD_ID || c > 0x7f) return false;
+  }
+  return true;
+}
 
 export interface Entry {
   /** Queue sequence: the FIFO key. */
@@ -35,49 +52,82 @@ export interface Entry {
   attempts: number;
 }
 
+/**
+ * One sorted run of entries. All columns live in a single ArrayBuffer (one allocation per chunk, laid out widest
+ * first so every view is aligned), so a million entries are ~2,000 allocations rather than ~14,000.
+ */
 class Chunk {
   n = 0;
-  seqs: Float64Array;
-  enq: Float64Array;
-  gpuCount: Int16Array;
-  gpuMem: Int32Array;
-  gen: Int32Array;
-  att: Int32Array;
-  readonly ids: string[] = [];
+  seqs!: Float64Array;
+  enq!: Float64Array;
+  gen!: Int32Array;
+  att!: Int32Array;
+  gpuMem!: Int32Array;
+  gpuCount!: Int16Array;
+  /** ID_BYTES per entry; a first byte of ODD_ID means "see the set's side map". */
+  ids!: Uint8Array;
 
-  constructor(capacity = FIRST_CAPACITY) {
-    this.seqs = new Float64Array(capacity);
-    this.enq = new Float64Array(capacity);
-    this.gpuCount = new Int16Array(capacity);
-    this.gpuMem = new Int32Array(capacity);
-    this.gen = new Int32Array(capacity);
-    this.att = new Int32Array(capacity);
+  constructor(
+    private readonly odd: Map<number, string>,
+    capacity = FIRST_CAPACITY,
+  ) {
+    this.allocate(capacity);
   }
 
   get capacity(): number {
     return this.seqs.length;
   }
 
+  private allocate(cap: number): void {
+    const buf = new ArrayBuffer(cap * ENTRY_BYTES);
+    let at = 0;
+    const next = (bytes: number) => {
+      const o = at;
+      at += cap * bytes;
+      return o;
+    };
+    this.seqs = new Float64Array(buf, next(8), cap);
+    this.enq = new Float64Array(buf, next(8), cap);
+    this.gen = new Int32Array(buf, next(4), cap);
+    this.att = new Int32Array(buf, next(4), cap);
+    this.gpuMem = new Int32Array(buf, next(4), cap);
+    this.gpuCount = new Int16Array(buf, next(2), cap);
+    this.ids = new Uint8Array(buf, next(ID_BYTES), cap * ID_BYTES);
+  }
+
   private grow(): void {
-    const cap = Math.min(CHUNK, this.capacity * 2);
-    const seqs = new Float64Array(cap);
-    const enq = new Float64Array(cap);
-    const gpuCount = new Int16Array(cap);
-    const gpuMem = new Int32Array(cap);
-    const gen = new Int32Array(cap);
-    const att = new Int32Array(cap);
-    seqs.set(this.seqs.subarray(0, this.n));
-    enq.set(this.enq.subarray(0, this.n));
-    gpuCount.set(this.gpuCount.subarray(0, this.n));
-    gpuMem.set(this.gpuMem.subarray(0, this.n));
-    gen.set(this.gen.subarray(0, this.n));
-    att.set(this.att.subarray(0, this.n));
-    this.seqs = seqs;
-    this.enq = enq;
-    this.gpuCount = gpuCount;
-    this.gpuMem = gpuMem;
-    this.gen = gen;
-    this.att = att;
+    const old = {
+      seqs: this.seqs,
+      enq: this.enq,
+      gen: this.gen,
+      att: this.att,
+      gpuMem: this.gpuMem,
+      gpuCount: this.gpuCount,
+      ids: this.ids,
+    };
+    this.allocate(Math.min(CHUNK, this.capacity * 2));
+    this.seqs.set(old.seqs.subarray(0, this.n));
+    this.enq.set(old.enq.subarray(0, this.n));
+    this.gen.set(old.gen.subarray(0, this.n));
+    this.att.set(old.att.subarray(0, this.n));
+    this.gpuMem.set(old.gpuMem.subarray(0, this.n));
+    this.gpuCount.set(old.gpuCount.subarray(0, this.n));
+    this.ids.set(old.ids.subarray(0, this.n * ID_BYTES));
+  }
+
+  id(i: number): string {
+    const at = i * ID_BYTES;
+    if (this.ids[at] === ODD_ID) return this.odd.get(this.seqs[i]!)!;
+    return String.fromCharCode(...this.ids.subarray(at, at + ID_BYTES));
+  }
+
+  private writeId(i: number, id: string): void {
+    const at = i * ID_BYTES;
+    if (!inlineId(id)) {
+      this.ids[at] = ODD_ID;
+      return;
+    }
+    for (let k = 0; k < ID_BYTES; k++) this.ids[at + k] = id.charCodeAt(k);
   }
 
   first(): number {
@@ -97,39 +147,37 @@ class Chunk {
     }
     return lo;
   }
+  /** Moves entries [from, n) by `by` places (±1), in every column. */
+  private shift(from: number, by: 1 | -1): void {
+    const to = from + by;
+    this.seqs.copyWithin(to, from, this.n);
+    this.enq.copyWithin(to, from, this.n);
+    this.gen.copyWithin(to, from, this.n);
+    this.att.copyWithin(to, from, this.n);
+    this.gpuMem.copyWithin(to, from, this.n);
+    this.gpuCount.copyWithin(to, from, this.n);
+    this.ids.copyWithin(to * ID_BYTES, from * ID_BYTES, this.n * ID_BYTES);
+  }
   insertAt(i: number, e: Entry, enqueuedAt: number): void {
     if (this.n === this.capacity) this.grow();
-    if (i < this.n) {
-      this.seqs.copyWithin(i + 1, i, this.n);
-      this.enq.copyWithin(i + 1, i, this.n);
-      this.gpuCount.copyWithin(i + 1, i, this.n);
-      this.gpuMem.copyWithin(i + 1, i, this.n);
-      this.gen.copyWithin(i + 1, i, this.n);
-      this.att.copyWithin(i + 1, i, this.n);
-    }
+    if (i < this.n) this.shift(i, 1);
     this.seqs[i] = e.seq;
     this.enq[i] = enqueuedAt;
-    this.gpuCount[i] = e.gpuCount;
-    this.gpuMem[i] = e.gpuMemoryMb;
     this.gen[i] = e.generation;
     this.att[i] = e.attempts;
-    this.ids.splice(i, 0, e.id);
+    this.gpuMem[i] = e.gpuMemoryMb;
+    this.gpuCount[i] = e.gpuCount;
+    this.writeId(i, e.id);
     this.n++;
   }
   removeAt(i: number): void {
-    this.seqs.copyWithin(i, i + 1, this.n);
-    this.enq.copyWithin(i, i + 1, this.n);
-    this.gpuCount.copyWithin(i, i + 1, this.n);
-    this.gpuMem.copyWithin(i, i + 1, this.n);
-    this.gen.copyWithin(i, i + 1, this.n);
-    this.att.copyWithin(i, i + 1, this.n);
-    this.ids.splice(i, 1);
+    if (i + 1 < this.n) this.shift(i + 1, -1);
     this.n--;
   }
   entry(i: number): Entry {
     return {
       seq: this.seqs[i]!,
-      id: this.ids[i]!,
+      id: this.id(i),
       enqueuedAt: this.enq[i]!,
       gpuCount: this.gpuCount[i]!,
       gpuMemoryMb: this.gpuMem[i]!,
@@ -141,14 +189,14 @@ class Chunk {
   split(): Chunk {
     const half = this.n >>> 1;
     const count = this.n - half;
-    const right = new Chunk(CHUNK);
+    const right = new Chunk(this.odd, CHUNK);
     right.seqs.set(this.seqs.subarray(half, this.n));
     right.enq.set(this.enq.subarray(half, this.n));
-    right.gpuCount.set(this.gpuCount.subarray(half, this.n));
-    right.gpuMem.set(this.gpuMem.subarray(half, this.n));
     right.gen.set(this.gen.subarray(half, this.n));
     right.att.set(this.att.subarray(half, this.n));
-    right.ids.push(...this.ids.splice(half, count));
+    right.gpuMem.set(this.gpuMem.subarray(half, this.n));
+    right.gpuCount.set(this.gpuCount.subarray(half, this.n));
+    right.ids.set(this.ids.subarray(half * ID_BYTES, this.n * ID_BYTES));
     right.n = count;
     this.n = half;
     return right;
@@ -158,6 +206,8 @@ class Chunk {
 export class OrderedSet {
   private chunks: Chunk[] = [];
   private count = 0;
+  /** Ids that are not stored inline, by seq. */
+  private readonly odd = new Map<number, string>();
 
   get size(): number {
     return this.count;
@@ -196,7 +246,8 @@ export class OrderedSet {
   /** Adds an entry; returns false when the seq is already present. */
   insert(e: Entry): boolean {
     if (this.chunks.length === 0) {
-      const c = new Chunk();
+      const c = new Chunk(this.odd);
+      this.remember(e);
       c.insertAt(0, e, e.enqueuedAt);
       this.chunks.push(c);
       this.count++;
@@ -210,7 +261,9 @@ export class OrderedSet {
       // Appending past a full tail chunk starts a new one instead of splitting (the common FIFO case).
       if (ci === this.chunks.length - 1 && i === c.n) {
         const enq = this.clampedEnq(ci, i, e.enqueuedAt);
-        const fresh = new Chunk();
+        // The set is big already: start the new chunk at full size instead of growing it (no garbage to collect).
+        const fresh = new Chunk(this.odd, CHUNK);
+        this.remember(e);
         fresh.insertAt(0, e, enq);
         this.chunks.push(fresh);
         this.count++;
@@ -220,9 +273,14 @@ export class OrderedSet {
       this.chunks.splice(ci + 1, 0, right);
       return this.insert(e);
     }
+    this.remember(e);
     c.insertAt(i, e, this.clampedEnq(ci, i, e.enqueuedAt));
     this.count++;
     return true;
+  }
+
+  private remember(e: Entry): void {
+    if (!inlineId(e.id)) this.odd.set(e.seq, e.id);
   }
 
   private locate(seq: number): { c: Chunk; ci: number; i: number } | undefined {
@@ -239,6 +297,7 @@ export class OrderedSet {
     if (!at) return undefined;
     const e = at.c.entry(at.i);
     at.c.removeAt(at.i);
+    this.odd.delete(seq);
     this.count--;
     if (at.c.n === 0) this.chunks.splice(at.ci, 1);
     else if (at.ci > 0 && at.c.n + this.chunks[at.ci - 1]!.n <= CHUNK / 2) this.merge(at.ci - 1);
@@ -324,10 +383,10 @@ export class OrderedSet {
     return out;
   }
 
-  /** Bytes held by the typed arrays (for memory accounting in tests and the benchmark). */
+  /** Bytes held by the typed arrays (for memory accounting in tests). */
   arrayBytes(): number {
     let b = 0;
-    for (const c of this.chunks) b += c.capacity * 30;
+    for (const c of this.chunks) b += c.capacity * ENTRY_BYTES;
     return b;
   }
 }

@@ -1,0 +1,18 @@
+import { NatsServer } from '@gantry/testing';
+import { NatsHandle, provision } from '@gantry/jetstream';
+import { JobStore } from '@gantry/job-store';
+import { newId, newJob, streamDeclarations, bucketDeclarations, systemClock } from '@gantry/contracts';
+import { createLogger } from '@gantry/telemetry';
+const N = Number(process.argv[2]);
+const dir = process.argv[3];
+const server = await NatsServer.start({ storeDir: dir, keepStore: true, port: 14222 });
+const logger = createLogger('x', 'silent');
+const nats = await NatsHandle.connect({ servers: [server.url], name: 'w', logger, timeoutMs: 30000 });
+const s = streamDeclarations(); const b = bucketDeclarations();
+await provision(nats, { streams: [s.jobs, s.dispatch, s.list, s.demand], buckets: [b.workers, b.leader, b.config] });
+const store = new JobStore(nats, systemClock);
+let next = 0; const ids = [];
+await Promise.all(Array.from({ length: 512 }, async () => { while (next < N) { const i = next++; const id = newId(); ids[i] = id;
+  await store.create(newJob({ id, tenant: 't' + (i % 4), type: 'noop', input: {}, priority: 'normal', pool: 'default', timeoutSeconds: 3600, maxAttempts: 4, retryDelaysMs: [1], metadata: {} }, new Date())); } }));
+(await import('node:fs')).writeFileSync(dir + '/ids.json', JSON.stringify(ids));
+await nats.drain(); await server.stop(); console.log('done', N);
