@@ -35,6 +35,7 @@ import { SchedulerState } from './domain/scheduler-state';
 import { LeaderElection } from './leader/leader-election';
 import { ListIndexWriter } from './listing/list-index-writer';
 import { JobProjection } from './projection/job-projection';
+import { RetentionSweeper, type OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
 import { SchedulerMetrics } from './stats/metrics';
 import { WorkerMonitor } from './workers/worker-monitor';
@@ -48,6 +49,7 @@ export class SchedulerService {
   private readonly retries: RetryTimer;
   private readonly metrics: SchedulerMetrics;
   private listWriter: ListIndexWriter | undefined;
+  private sweeper: RetentionSweeper | undefined;
   private configKv: KV | undefined;
   private queueConfig: QueueConfigRecord;
   private statsTimer: NodeJS.Timeout | undefined;
@@ -67,6 +69,7 @@ export class SchedulerService {
     private readonly clock: Clock,
     registry: Registry,
     private readonly logger: Logger,
+    private readonly outputs?: OutputsPort,
   ) {
     this.startedAt = clock.now().getTime();
     this.queueConfig = { paused: false, draining: false, updatedAt: new Date(0).toISOString() };
@@ -213,6 +216,20 @@ export class SchedulerService {
     const writer = new ListIndexWriter(this.nats, this.logger, this.projection);
     await writer.start();
     this.listWriter = writer;
+    this.sweeper = new RetentionSweeper(
+      this.nats,
+      this.jobs,
+      this.clock,
+      {
+        retentionMs: this.config.JOB_RETENTION_HOURS * 3_600_000,
+        intervalMs: this.config.RETENTION_SWEEP_INTERVAL_MS,
+        ...(this.outputs ? { outputs: this.outputs } : {}),
+        listing: () => this.listWriter,
+        removed: (n) => this.metrics.retentionRemoved(n),
+      },
+      this.logger,
+    );
+    this.sweeper.start();
     if (!current()) {
       await this.standDown();
       return;
@@ -233,6 +250,9 @@ export class SchedulerService {
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.statsTimer = undefined;
     this.reconcileTimer = undefined;
+    const sweeper = this.sweeper;
+    this.sweeper = undefined;
+    await sweeper?.stop();
     const w = this.listWriter;
     this.listWriter = undefined;
     await w?.stop();

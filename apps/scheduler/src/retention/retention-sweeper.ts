@@ -30,7 +30,8 @@ const BATCH = 1_000;
 
 /** The object-store side of retention (an OutputStore in production). */
 export interface OutputsPort {
-  deleteJobOutputs(jobId: string): Promise<number>;
+  /** Deletes the outputs Gantry stored itself (`s3://`); others belong to the client. */
+  deleteOutputs(outputs: readonly JobOutput[]): Promise<number>;
 }
 
 /** The listing side of retention (the leader's ListIndexWriter). */
@@ -136,13 +137,8 @@ export class RetentionSweeper {
   /** Outputs first (a failure leaves the job to be tried again next run), then the listing entry, then the record. */
   private async remove(s: StoredJob, listing: ListingPort | undefined): Promise<void> {
     const r = s.record;
-    if (this.o.outputs && ownOutputs(r.outputs)) await this.o.outputs.deleteJobOutputs(r.id);
+    if (this.o.outputs && r.outputs?.length) await this.o.outputs.deleteOutputs(r.outputs);
     await listing?.remove(r.tenant, r.createSeq ?? s.revision);
     await this.nats.jsm.streams.purge(STREAMS.jobs, { filter: SUBJECTS.job(r.id) });
   }
-}
-
-/** Outputs Gantry stored itself (`s3://`); those PUT to a client's presigned URL are the client's. */
-function ownOutputs(outputs: readonly JobOutput[] | undefined): boolean {
-  return !!outputs?.some((o) => o.url.startsWith('s3://'));
 }
