@@ -121,7 +121,7 @@ describe('retries, backoff and timeouts (real processes)', () => {
     await cluster.startGateway({ RETRY_DELAYS_MS: String(RETRY_MS) });
     const workerId = await workerIdOf(cluster.of('gpu-worker')[0]!);
     const ackWaitMs =
-      (await reader.nats.jsm.consumers.info(STREAMS.dispatch, CONSUMERS.worker(workerId))).config.ack_wait / 1e6;
+      (await reader.nats.jsm.consumers.info(STREAMS.dispatch, CONSUMERS.worker(workerId))).config.ack_wait! / 1e6;
     expect(RETRY_MS).toBeGreaterThan(ackWaitMs);
 
     const id = await cluster.submit({ type: 'noop', input: { durationMs: 20, failTimes: 1 }, maxAttempts: 2 });

@@ -13,6 +13,7 @@ import {
   systemClock,
   DEFAULT_TOPOLOGY,
   type DispatchMessage,
+  type StoredJob,
 } from '@gantry/contracts';
 import { NatsHandle, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
@@ -100,7 +101,7 @@ describe('scheduler leadership (real nats-server)', () => {
   it('fences a deposed leader: its next dispatch fails and the new leader adopts its outstanding dispatches', async () => {
     const h = await connect('fence-setup');
     const jobs = new JobStore(h, systemClock);
-    const stored = [];
+    const stored: StoredJob[] = [];
     for (const id of ['fjob1', 'fjob2', 'fjob3']) {
       stored.push(
         await jobs.create(

@@ -65,7 +65,7 @@ describe('retention sweeper (real nats-server and S3)', () => {
   });
 
   it('removes expired terminal jobs with their listing entries and outputs, and nothing else', async () => {
-    const clock = { t: Date.now(), now: () => new Date(clock.t) } satisfies Clock & { t: number };
+    const clock: Clock & { t: number } = { t: Date.now(), now: (): Date => new Date(clock.t) };
     const jobs = new JobStore(nats, clock);
     const submit = (id: string) =>
       jobs.create(
