@@ -1,8 +1,9 @@
 /**
  * Issue 4, cancel and admin: cancelling queued (never starts) and running jobs (killed, `cancelled` within seconds),
  * pause/resume, drain (503), clear, runtime config kept across a scheduler restart and never lowering a stream limit,
- * backpressure at maxQueueSize (429 + Retry-After), and the queue/metrics/concurrency read routes.
+ * backpressure at maxQueueSize (429 + Retry-After), the queue/metrics/concurrency read routes and the KEDA demand gauge.
  */
+import { CONSUMERS, STREAMS } from '@gantry/contracts';
 import { GantryCluster, waitFor } from '@gantry/testing';
 import {
   SCHEDULER_E2E_ENV,
@@ -206,6 +207,10 @@ describe('cancel and queue administration (real processes)', () => {
     const q = await queue();
     expect(q.depth.total).toBe(3);
     expect(q.maxQueueSize).toBe(3);
+    // The KEDA demand gauge follows the queued depth of the pool.
+    const pending = () =>
+      reader.nats.jsm.consumers.info(STREAMS.demand, CONSUMERS.demand('default')).then((c) => c.num_pending);
+    await waitFor(async () => (await pending()) === 3, { what: 'demand_default at 3' });
 
     const metrics = await cluster.api<Record<string, unknown>>('GET', '/v1/queue/metrics');
     expect(metrics.body).toMatchObject({
@@ -221,5 +226,6 @@ describe('cancel and queue administration (real processes)', () => {
     await cluster.api('PUT', '/v1/queue/config', { maxQueueSize: 1_000 });
     await post('clear');
     await post('resume');
+    await waitFor(async () => (await pending()) === 0, { what: 'demand_default back at 0' });
   });
 });
