@@ -7,7 +7,7 @@
  * steps down; nothing it decided after losing the lease can reach a worker.
  */
 import { HEADERS, STREAMS, SUBJECTS, priorityLevel, type Clock, type DispatchMessage } from '@gantry/contracts';
-import { isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import { isNotFound, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import { ATTR, contextFromTraceparent, type Logger } from '@gantry/telemetry';
 import { planDispatch, type Decision } from '../domain/dispatch-plan';
@@ -93,7 +93,9 @@ export class Dispatcher {
       let msg;
       try {
         msg = await this.nats.jsm.direct.getMessage(STREAMS.dispatch, { next_by_subj: SUBJECTS.dispatchAll, seq });
-      } catch {
+      } catch (err) {
+        // Only "nothing further" ends the scan: a takeover that missed a dispatch would count its tokens short.
+        if (!isNotFound(err) && !/no message found/i.test(String(err))) throw err;
         msg = null;
       }
       if (!msg || msg.seq > upTo) break;
