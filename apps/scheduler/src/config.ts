@@ -1,8 +1,16 @@
-import { commonSpec, int, livenessSpec, optionalInt, port, type ConfigOf } from '@gantry/config';
+import { commonSpec, int, livenessSpec, optionalInt, port, s3Spec, type ConfigOf } from '@gantry/config';
 
 export const schedulerSpec = {
   ...commonSpec,
   ...livenessSpec,
+  // Retention deletes the outputs of expired jobs.
+  ...s3Spec,
+  RETENTION_SWEEP_INTERVAL_MS: int({
+    default: 60_000,
+    min: 1_000,
+    max: 86_400_000,
+    doc: 'how often the leader removes terminal jobs older than JOB_RETENTION_HOURS',
+  }),
   SCHEDULER_HTTP_PORT: port({ default: 8081, allowZero: true, doc: '/healthz, /readyz and /metrics' }),
   MAX_CONCURRENT_JOBS: int({
     default: 4,
@@ -23,6 +31,12 @@ export const schedulerSpec = {
     min: 0,
     max: 30 * 86_400,
     doc: 'promote a queued job one level per this many seconds (0 = off)',
+  }),
+  DEMAND_GAUGE_CAP: int({
+    default: 1_000,
+    min: 1,
+    max: 100_000,
+    doc: 'highest value of the KEDA demand gauge (pending count of consumer demand_<pool>)',
   }),
   STATS_INTERVAL_MS: int({
     default: 500,

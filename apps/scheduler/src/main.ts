@@ -5,6 +5,7 @@ import { bucketDeclarations, newWorkerId, streamDeclarations, systemClock, DEFAU
 import { loadConfigOrExit } from '@gantry/config';
 import { JetStreamServer, NatsHandle, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
+import { OutputStore } from '@gantry/storage';
 import { createLogger, createRegistry, NestPinoLogger, startOpsServer, startTelemetry } from '@gantry/telemetry';
 import { SchedulerModule } from './app.module';
 import { schedulerSpec } from './config';
@@ -57,6 +58,7 @@ async function main(): Promise<void> {
     systemClock,
     registry,
     logger,
+    new OutputStore(config),
   );
   live.service = service;
   const app = await NestFactory.createMicroservice(SchedulerModule.register(service), {

@@ -29,11 +29,13 @@ import type { Logger, Registry } from '@gantry/telemetry';
 import type { KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
 import type { SchedulerConfig } from './config';
+import { DemandGauge } from './demand/demand-gauge';
 import { Dispatcher } from './dispatch/dispatcher';
 import { SchedulerState } from './domain/scheduler-state';
 import { LeaderElection } from './leader/leader-election';
 import { ListIndexWriter } from './listing/list-index-writer';
 import { JobProjection } from './projection/job-projection';
+import { RetentionSweeper, type OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
 import { SchedulerMetrics } from './stats/metrics';
 import { WorkerMonitor } from './workers/worker-monitor';
@@ -47,12 +49,15 @@ export class SchedulerService {
   private readonly retries: RetryTimer;
   private readonly metrics: SchedulerMetrics;
   private listWriter: ListIndexWriter | undefined;
+  private sweeper: RetentionSweeper | undefined;
   private configKv: KV | undefined;
   private queueConfig: QueueConfigRecord;
   private statsTimer: NodeJS.Timeout | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
   private releasedSub: Subscription | undefined;
   private configWatch: Promise<void> | undefined;
+  private leadership: Promise<void> = Promise.resolve();
+  private readonly demand: DemandGauge;
   private stopConfigWatch: (() => void) | undefined;
   private readonly startedAt: number;
 
@@ -64,6 +69,7 @@ export class SchedulerService {
     private readonly clock: Clock,
     registry: Registry,
     private readonly logger: Logger,
+    private readonly outputs?: OutputsPort,
   ) {
     this.startedAt = clock.now().getTime();
     this.queueConfig = { paused: false, draining: false, updatedAt: new Date(0).toISOString() };
@@ -94,6 +100,7 @@ export class SchedulerService {
         void this.leader.depose(reason);
       },
     );
+    this.demand = new DemandGauge(nats, config.DEMAND_GAUGE_CAP, logger);
     this.monitor = new WorkerMonitor(
       nats,
       jobs,
@@ -177,32 +184,75 @@ export class SchedulerService {
     this.dispatcher.kick();
   }
 
-  private async lead(epoch: number): Promise<void> {
+  /** Leadership changes run one after another, so a quick depose never interleaves with a slow takeover. */
+  private lead(epoch: number): Promise<void> {
+    const run = this.leadership.then(() => this.takeOver(epoch));
+    this.leadership = run.catch(() => undefined);
+    return run;
+  }
+
+  private follow(): Promise<void> {
+    // Stop dispatching at once (not after a takeover still in progress); the rest waits its turn.
+    this.dispatcher.deactivate();
+    const run = this.leadership.then(() => this.standDown());
+    this.leadership = run.catch(() => undefined);
+    return run;
+  }
+
+  private async takeOver(epoch: number): Promise<void> {
+    const current = () => this.leader.epoch === epoch;
+    if (!current()) return;
     await this.projection.sync();
+    if (!current()) return;
     this.monitor.refreshAll();
-    try {
-      await this.dispatcher.activate(epoch);
-    } catch (err) {
-      this.logger.error({ err }, 'could not take over dispatching');
-      await this.leader.depose('takeover failed');
+    await this.dispatcher.activate(epoch, () => this.projection.sync());
+    if (!current()) {
+      this.dispatcher.deactivate();
       return;
     }
+    this.monitor.referenceHoldings();
     this.retries.activate();
-    this.listWriter = new ListIndexWriter(this.nats, this.logger);
-    await this.listWriter.start();
+    await this.demand.reset();
+    const writer = new ListIndexWriter(this.nats, this.logger, this.projection);
+    await writer.start();
+    this.listWriter = writer;
+    this.sweeper = new RetentionSweeper(
+      this.nats,
+      this.jobs,
+      this.clock,
+      {
+        retentionMs: this.config.JOB_RETENTION_HOURS * 3_600_000,
+        intervalMs: this.config.RETENTION_SWEEP_INTERVAL_MS,
+        ...(this.outputs ? { outputs: this.outputs } : {}),
+        listing: () => this.listWriter,
+        removed: (n) => this.metrics.retentionRemoved(n),
+      },
+      this.logger,
+    );
+    this.sweeper.start();
+    if (!current()) {
+      await this.standDown();
+      return;
+    }
     this.statsTimer = setInterval(() => this.broadcastStats(), this.config.STATS_INTERVAL_MS);
     this.reconcileTimer = setInterval(
       () => void this.reconcileDispatches(),
       Math.max(1_000, this.config.WORKER_LOST_AFTER_MS),
     );
     this.broadcastStats();
+    this.logger.info({ epoch, queued: this.state.index.size, held: this.state.holdings.size }, 'leading');
   }
 
-  private async follow(): Promise<void> {
+  private async standDown(): Promise<void> {
     this.dispatcher.deactivate();
     this.retries.deactivate();
     if (this.statsTimer) clearInterval(this.statsTimer);
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.statsTimer = undefined;
+    this.reconcileTimer = undefined;
+    const sweeper = this.sweeper;
+    this.sweeper = undefined;
+    await sweeper?.stop();
     const w = this.listWriter;
     this.listWriter = undefined;
     await w?.stop();
@@ -249,6 +299,17 @@ export class SchedulerService {
       ...this.queueState(),
     };
     this.nats.nc.publish(SUBJECTS.queueStats, encodeJson(msg));
+    void this.demand.update(this.poolDepths());
+  }
+
+  /** Queued jobs per pool (dispatched-not-started included), every pool a worker serves listed even when empty. */
+  private poolDepths(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const w of this.state.capacity.allWorkers()) out.set(w.pool, 0);
+    for (const pool of this.state.index.poolNames()) out.set(pool, this.state.index.depth(pool).total);
+    for (const h of this.state.holdings.values())
+      if (h.state === 'dispatched') out.set(h.pool, (out.get(h.pool) ?? 0) + 1);
+    return out;
   }
 
   queueMetrics(): QueueMetrics {
@@ -309,9 +370,8 @@ export class SchedulerService {
         continue;
       }
       const level = priorityLevel(j.priority);
-      if (!this.state.index.has(j.pool, j.tenant, level, j.queueSeq)) continue;
-      const enqueuedAt = j.enqueuedAt ? Date.parse(j.enqueuedAt) : now;
-      const position = this.state.index.position(j.pool, level, j.queueSeq, enqueuedAt, now, agingMs);
+      const position = this.state.index.position(j.pool, j.tenant, level, j.queueSeq, now, agingMs);
+      if (position === undefined) continue;
       const capacity = Math.min(this.state.capacity.maxConcurrent, this.state.capacity.poolSlots(j.pool));
       const free = Math.min(this.state.capacity.globalFree, this.state.capacity.poolFreeSlots(j.pool));
       out[j.id] = {

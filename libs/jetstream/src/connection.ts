@@ -52,6 +52,9 @@ export class NatsHandle {
       pingInterval: 5_000,
       maxPingOut: 3,
       timeout: 5_000,
+      // Every JetStream publish is a request; capturing an async stack trace for each costs measurable CPU on the
+      // hot paths (a dispatch, a compare-and-set) for stacks we do not need: errors carry their subject and cause.
+      noAsyncTraces: true,
     });
     const timeout = o.timeoutMs ?? 5_000;
     const js = jetstream(nc, { timeout });

@@ -20,7 +20,7 @@ import { lastValueFrom } from 'rxjs';
 import { decodeJson } from './codec';
 import type { NatsHandle } from './connection';
 import { JetStreamContext, NatsRpcContext } from './context';
-import { PoisonMessageError, RetryLaterError, RpcError } from './errors';
+import { isNotFound, PoisonMessageError, RetryLaterError, RpcError } from './errors';
 import { ensureConsumer } from './provision';
 import { replyError, replyOk } from './rpc';
 
@@ -107,7 +107,28 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     }
   }
 
-  private pullLoop(pattern: string, binding: ConsumerBinding, consumer: Consumer, handler: MessageHandler): Loop {
+  /**
+   * After a failed pull: if the durable consumer is gone (deleted by an operator, or by the scheduler declaring this
+   * worker lost while it was cut off), create it again from its declaration, so the process serves again instead of
+   * pulling from nothing forever.
+   */
+  private async recoverConsumer(binding: ConsumerBinding, current: Consumer): Promise<Consumer> {
+    const { jsm, js } = this.options.nats;
+    try {
+      await jsm.consumers.info(binding.consumer.stream, binding.consumer.durable_name);
+      return current;
+    } catch (err) {
+      if (!isNotFound(err)) return current;
+    }
+    await ensureConsumer(jsm, binding.consumer, this.options.logger);
+    this.options.logger.warn(
+      { stream: binding.consumer.stream, consumer: binding.consumer.durable_name },
+      'durable consumer was gone; created it again',
+    );
+    return js.consumers.get(binding.consumer.stream, binding.consumer.durable_name);
+  }
+
+  private pullLoop(pattern: string, binding: ConsumerBinding, initial: Consumer, handler: MessageHandler): Loop {
     const log = this.options.logger;
     const ackWaitMs = binding.consumer.ack_wait / 1_000_000;
     const heartbeatMs = binding.heartbeatMs ?? Math.max(100, Math.floor(ackWaitMs / 3));
@@ -122,6 +143,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     };
     const idle = new Set<Promise<void>>();
 
+    let consumer = initial;
     const done = (async () => {
       let failures = 0;
       while (!stopped) {
@@ -151,6 +173,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
           const delay = Math.min(5_000, 100 * 2 ** Math.min(failures, 6));
           log.warn({ binding: pattern, err: String(err), retryInMs: delay }, 'pull failed; retrying');
           await new Promise((r) => setTimeout(r, delay));
+          if (!stopped) consumer = await this.recoverConsumer(binding, consumer).catch(() => consumer);
         }
       }
       await Promise.allSettled([...idle]);

@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import {
+  DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   ListObjectsV2Command,
@@ -107,6 +108,21 @@ export class OutputStore {
       if (url) out[o.name] = url;
     }
     return out;
+  }
+
+  /**
+   * Removes the given outputs that Gantry stored itself (`s3://` URLs; outputs PUT to a client's URL are not ours),
+   * one DeleteObject each (retention). Returns how many were deleted; a missing object counts as deleted.
+   */
+  async deleteOutputs(outputs: readonly JobOutput[]): Promise<number> {
+    let n = 0;
+    for (const o of outputs) {
+      if (!o.url.startsWith('s3://')) continue;
+      const { bucket, key } = parseS3Url(o.url);
+      await this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+      n++;
+    }
+    return n;
   }
 
   /** Removes every output of a job (retention). */

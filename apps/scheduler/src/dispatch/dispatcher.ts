@@ -7,24 +7,19 @@
  * steps down; nothing it decided after losing the lease can reach a worker.
  */
 import { HEADERS, STREAMS, SUBJECTS, priorityLevel, type Clock, type DispatchMessage } from '@gantry/contracts';
-import { isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import { isNotFound, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import { ATTR, contextFromTraceparent, type Logger } from '@gantry/telemetry';
-import { compareKeys, type Candidate } from '../domain/order-index';
+import { planDispatch, type Decision } from '../domain/dispatch-plan';
 import { entryOf, type SchedulerState } from '../domain/scheduler-state';
 import type { SchedulerMetrics } from '../stats/metrics';
+
+const RETRY_AFTER_ERROR_MS = 500;
 
 export interface DispatchSettings {
   agingMs: number;
   /** At most this many dispatches decided per round (bounded batches, published pipelined). */
   batch: number;
-}
-
-interface Decision {
-  candidate: Candidate;
-  workerId: string;
-  gpuIndices: number[];
-  memoryMb: number;
 }
 
 export class Dispatcher {
@@ -53,10 +48,11 @@ export class Dispatcher {
   }
 
   /**
-   * Takes over dispatching: fences the stream and adopts the dispatches already in it (made by a predecessor and not
-   * yet finished) as held tokens.
+   * Takes over dispatching: fences the stream, adopts the dispatches already in it (made by a predecessor and not
+   * yet finished) as held tokens, then lets the projection catch up with attempts that those dispatches started
+   * meanwhile — only then are the tokens counted right and dispatching may begin.
    */
-  async activate(epoch: number): Promise<void> {
+  async activate(epoch: number, catchUp: () => Promise<void>): Promise<void> {
     const fence = await publishJson(
       this.nats.js,
       SUBJECTS.dispatchFence,
@@ -66,15 +62,27 @@ export class Dispatcher {
       },
     );
     this.lastSeq = fence.seq;
+    // Deleting a message never lowers the stream's last sequence, so the fence holds after the delete.
     await this.nats.jsm.streams.deleteMessage(STREAMS.dispatch, fence.seq, false).catch(() => undefined);
     await this.adoptOutstanding(fence.seq);
+    await catchUp();
     this.epoch = epoch;
     this.unplaceable.clear();
     this.kick();
   }
 
+  /**
+   * Stops dispatching. Dispatches this replica made stay in the stream (a successor adopts them); in this replica's
+   * state they become queued jobs again, as a standby sees them.
+   */
   deactivate(): void {
     this.epoch = 0;
+    for (const [id, h] of [...this.state.holdings]) if (h.state === 'dispatched') this.state.requeue(id);
+  }
+
+  /** The dispatch stream sequence this leader expects to be the last one (for tests of fencing). */
+  get expectedLastSequence(): number {
+    return this.lastSeq;
   }
 
   /** Reads every unfinished dispatch (direct gets, no consumer: the work queue allows one consumer per subject). */
@@ -85,7 +93,9 @@ export class Dispatcher {
       let msg;
       try {
         msg = await this.nats.jsm.direct.getMessage(STREAMS.dispatch, { next_by_subj: SUBJECTS.dispatchAll, seq });
-      } catch {
+      } catch (err) {
+        // Only "nothing further" ends the scan: a takeover that missed a dispatch would count its tokens short.
+        if (!isNotFound(err) && !/no message found/i.test(String(err))) throw err;
         msg = null;
       }
       if (!msg || msg.seq > upTo) break;
@@ -140,52 +150,35 @@ export class Dispatcher {
         await this.round();
       } while (this.again && this.active);
     } catch (err) {
-      this.logger.error({ err }, 'dispatch round failed');
+      this.logger.error({ err }, 'dispatch round failed; trying again shortly');
+      // The jobs of the failed round are back in the queue; look again once NATS had a moment.
+      setTimeout(() => this.kick(), RETRY_AFTER_ERROR_MS).unref();
     } finally {
       this.running = false;
     }
   }
 
-  private decide(now: number): Decision[] {
-    const out: Decision[] = [];
-    const blockedPools = new Set<string>();
-    while (out.length < this.settings.batch && this.state.capacity.globalFree > 0) {
-      let best: Candidate | undefined;
-      for (const pool of this.state.index.poolNames()) {
-        if (blockedPools.has(pool)) continue;
-        const c = this.state.index.best(
-          pool,
-          now,
-          this.settings.agingMs,
-          (t) => this.state.capacity.tenantBlocked(t),
-          this.unplaceable,
-        );
-        if (c && (!best || compareKeys(c.effective, c.entry.seq, best.effective, best.entry.seq) < 0)) best = c;
-      }
-      if (!best) break;
-      const p = this.state.capacity.place({
-        pool: best.pool,
-        gpuCount: best.entry.gpuCount,
-        gpuMemoryMb: best.entry.gpuMemoryMb,
-      });
-      if (!p.ok) {
-        if (p.reason === 'never-fits') this.unplaceable.add(best.entry.id);
-        // Strict order within a pool: nothing behind its best job may take the slot that job is waiting for.
-        else blockedPools.add(best.pool);
-        continue;
-      }
-      this.state.hold(best, { workerId: p.workerId, gpuIndices: p.gpuIndices, memoryMb: p.memoryMb }, now);
-      out.push({ candidate: best, workerId: p.workerId, gpuIndices: p.gpuIndices, memoryMb: p.memoryMb });
-    }
-    return out;
-  }
-
   private async round(): Promise<void> {
     if (!this.active || this.paused) return;
     const now = this.clock.now();
-    const decisions = this.decide(now.getTime());
+    const decisions = planDispatch(this.state, {
+      now: now.getTime(),
+      agingMs: this.settings.agingMs,
+      limit: this.settings.batch,
+      unplaceable: this.unplaceable,
+    });
     if (decisions.length === 0) return;
+    const settled = new Set<string>();
+    try {
+      await this.publish(decisions, now, settled);
+    } catch (err) {
+      // Nothing decided in this round may keep a token without a dispatch: the jobs get their place back.
+      for (const d of decisions) if (!settled.has(d.candidate.entry.id)) this.state.requeue(d.candidate.entry.id);
+      throw err;
+    }
+  }
 
+  private async publish(decisions: Decision[], now: Date, settled: Set<string>): Promise<void> {
     // Check each record (it is the truth; the index is a cache of it) and pick up its trace context.
     const records = await this.jobs.getMany(decisions.map((d) => d.candidate.entry.id));
     const valid: Decision[] = [];
@@ -201,6 +194,7 @@ export class Dispatcher {
       ) {
         // Stale index entry: the projection will deliver the newer revision; drop the token now.
         this.state.releaseHolding(e.id);
+        settled.add(e.id);
         continue;
       }
       valid.push(d);
@@ -222,6 +216,7 @@ export class Dispatcher {
         epoch,
         dispatchedAt: now.toISOString(),
       };
+      // Pipelined on one connection, so the broker sees them in this order: each expects its predecessor's seq.
       const expect = expected++;
       return publishJson(this.nats.js, SUBJECTS.dispatch(d.workerId), msg, {
         msgID: `dispatch.${epoch}.${++this.counter}`,
@@ -244,6 +239,7 @@ export class Dispatcher {
     let fencedReason: string | undefined;
     for (const res of results) {
       const id = res.d.candidate.entry.id;
+      settled.add(id);
       if (res.ok) {
         this.lastSeq = Math.max(this.lastSeq, res.seq);
         const h = this.state.holdings.get(id);
@@ -251,13 +247,15 @@ export class Dispatcher {
         this.metrics.dispatched(res.d.candidate.pool, now.getTime() - res.d.candidate.entry.enqueuedAt);
       } else {
         this.state.requeue(id);
+        // A publish that timed out may still have been stored: stepping down makes the next leader (maybe this
+        // replica again, after a fresh fence) adopt whatever the stream really holds.
         fencedReason ??= isWrongLastSequence(res.err)
           ? 'dispatch fenced: another leader wrote to the dispatch stream'
           : `dispatch publish failed: ${String(res.err)}`;
       }
     }
     if (fencedReason) {
-      this.deactivate();
+      this.epoch = 0;
       this.fenced(fencedReason);
       return;
     }

@@ -22,6 +22,12 @@ export interface WorkerState {
   used: number;
   gpus: GpuState[];
   draining: boolean;
+  /**
+   * Its dispatch consumer is known to exist. A worker declared lost has its consumer deleted; if it comes back (a
+   * zombie resumed), anything dispatched to it would wait forever holding a token, so it gets nothing until the
+   * consumer is seen again.
+   */
+  ready: boolean;
 }
 
 export interface Reservation {
@@ -94,6 +100,8 @@ export class Capacity {
     slotsPerGpu: number;
     gpus: GpuInfo[];
     draining: boolean;
+    /** Known to have its dispatch consumer (kept from before when absent). */
+    ready?: boolean;
   }): void {
     const cur = this.workers.get(w.id);
     const gpus: GpuState[] = w.gpus.map((g) => {
@@ -114,6 +122,7 @@ export class Capacity {
       used: cur?.used ?? 0,
       gpus,
       draining: w.draining,
+      ready: w.ready ?? cur?.ready ?? false,
     };
     if (!cur) {
       // A worker first heard of after reservations naming it (e.g. jobs found running at takeover).
@@ -132,6 +141,14 @@ export class Capacity {
     this.workers.set(w.id, state);
   }
 
+  /** Marks whether the worker can receive dispatches (its consumer exists). Returns true when this changed. */
+  setReady(id: string, ready: boolean): boolean {
+    const w = this.workers.get(id);
+    if (!w || w.ready === ready) return false;
+    w.ready = ready;
+    return true;
+  }
+
   /** Forgets a worker; returns the reservations that were on it (still held until the caller releases them). */
   removeWorker(id: string): Reservation[] {
     this.workers.delete(id);
@@ -141,7 +158,8 @@ export class Capacity {
   /** Free slots of a pool's live, non-draining workers. */
   poolFreeSlots(pool: string): number {
     let free = 0;
-    for (const w of this.workers.values()) if (w.pool === pool && !w.draining) free += Math.max(0, w.slots - w.used);
+    for (const w of this.workers.values())
+      if (w.pool === pool && !w.draining && w.ready) free += Math.max(0, w.slots - w.used);
     return free;
   }
 
@@ -177,7 +195,7 @@ export class Capacity {
       } else {
         everFits = true;
       }
-      if (w.draining || w.used >= w.slots) continue;
+      if (w.draining || !w.ready || w.used >= w.slots) continue;
       slotFree = true;
       const pick = this.pickGpus(w, req);
       if (!pick) continue;

@@ -141,11 +141,15 @@ export class OrderIndex {
     return best;
   }
 
-  /** Exact number of queued jobs of the pool that run before this one (0 = next). */
-  position(pool: string, level: number, seq: number, enqueuedAt: number, now: number, agingMs: number): number {
+  /**
+   * Exact number of queued jobs of the pool that run before this one (0 = next), or undefined when the job is not in
+   * the index. The job's own aging clock is read from the index (it may have been clamped on insert).
+   */
+  position(pool: string, tenant: string, level: number, seq: number, now: number, agingMs: number): number | undefined {
     const q = this.pools.get(pool);
-    if (!q) return 0;
-    const mine = effectiveLevel(level, enqueuedAt, now, agingMs);
+    const own = q?.levels[level]?.get(tenant)?.get(seq);
+    if (!q || !own) return undefined;
+    const mine = effectiveLevel(level, own.enqueuedAt, now, agingMs);
     let ahead = 0;
     for (let l = 0; l < LEVELS; l++) {
       for (const set of q.levels[l]!.values()) {

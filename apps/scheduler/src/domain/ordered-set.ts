@@ -2,13 +2,40 @@
  * An ordered set of queued jobs keyed by their queue sequence (FIFO order within one priority level and tenant).
  *
  * It is a list of sorted chunks (at most {@link CHUNK} entries each) stored in typed arrays, so a queued job costs
- * about 90 bytes (its id string included) and operations stay cheap at a million entries:
+ * about 60 bytes (its id included, see {@link ENTRY_BYTES}) and operations stay cheap at a million entries:
  *   - append at the tail (the common case) and pop at the head: O(1) amortised
  *   - insert/remove in the middle (retries, reprioritizing, cancels): O(log c + CHUNK), c = number of chunks
  *   - rank (how many entries precede a key): O(c) additions over chunk sizes (c ≈ n / 512)
+ * Written by hand rather than taken from a library: the well-kept sorted containers for JS (e.g. functional-red-black-
+ * tree, js-sdsl) allocate one object per entry, which is 3–5× the memory budget of invariant 5.
+ *
+ * Chunks start small and grow by doubling, so a set with a handful of entries (one tenant at one level) costs a few
+ * hundred bytes, not a full chunk.
+ *
+ * The aging clock (`enqueuedAt`) is kept non-decreasing along the queue sequence: an entry's value is clamped between
+ * its neighbours' on insert. Clocks of different gateways can disagree by a few milliseconds, and the order index
+ * relies on "older in FIFO order = at least as promoted" (see order-index.ts).
  */
 
 export const CHUNK = 512;
+const FIRST_CAPACITY = 8;
+/**
+ * Ids are kept inline as bytes when they are 26 ASCII characters (a ULID, which is what the gateway gives every job):
+ * 26 bytes instead of a string object (~48 bytes) plus its pointer. Any other id goes to a side map by seq.
+ */
+const ID_BYTES = 26;
+const ODD_ID = 0;
+/** Bytes per entry held in typed arrays (seq, enqueuedAt, gpu count and memory, generation, attempts, id). */
+export const ENTRY_BYTES = 8 + 8 + 2 + 4 + 4 + 4 + ID_BYTES;
+
+function inlineId(id: string): boolean {
+  if (id.length !== ID_BYTES) return false;
+  for (let i = 0; i < ID_BYTES; i++) {
+    const c = id.charCodeAt(i);
+    if (c <= ODD_ID || c > 0x7f) return false;
+  }
+  return true;
+}
 
 export interface Entry {
   /** Queue sequence: the FIFO key. */
@@ -25,15 +52,83 @@ export interface Entry {
   attempts: number;
 }
 
+/**
+ * One sorted run of entries. All columns live in a single ArrayBuffer (one allocation per chunk, laid out widest
+ * first so every view is aligned), so a million entries are ~2,000 allocations rather than ~14,000.
+ */
 class Chunk {
   n = 0;
-  readonly seqs = new Float64Array(CHUNK);
-  readonly enq = new Float64Array(CHUNK);
-  readonly gpuCount = new Int16Array(CHUNK);
-  readonly gpuMem = new Int32Array(CHUNK);
-  readonly gen = new Int32Array(CHUNK);
-  readonly att = new Int32Array(CHUNK);
-  readonly ids: string[] = [];
+  seqs!: Float64Array;
+  enq!: Float64Array;
+  gen!: Int32Array;
+  att!: Int32Array;
+  gpuMem!: Int32Array;
+  gpuCount!: Int16Array;
+  /** ID_BYTES per entry; a first byte of ODD_ID means "see the set's side map". */
+  ids!: Uint8Array;
+
+  constructor(
+    private readonly odd: Map<number, string>,
+    capacity = FIRST_CAPACITY,
+  ) {
+    this.allocate(capacity);
+  }
+
+  get capacity(): number {
+    return this.seqs.length;
+  }
+
+  private allocate(cap: number): void {
+    const buf = new ArrayBuffer(cap * ENTRY_BYTES);
+    let at = 0;
+    const next = (bytes: number) => {
+      const o = at;
+      at += cap * bytes;
+      return o;
+    };
+    this.seqs = new Float64Array(buf, next(8), cap);
+    this.enq = new Float64Array(buf, next(8), cap);
+    this.gen = new Int32Array(buf, next(4), cap);
+    this.att = new Int32Array(buf, next(4), cap);
+    this.gpuMem = new Int32Array(buf, next(4), cap);
+    this.gpuCount = new Int16Array(buf, next(2), cap);
+    this.ids = new Uint8Array(buf, next(ID_BYTES), cap * ID_BYTES);
+  }
+
+  private grow(): void {
+    const old = {
+      seqs: this.seqs,
+      enq: this.enq,
+      gen: this.gen,
+      att: this.att,
+      gpuMem: this.gpuMem,
+      gpuCount: this.gpuCount,
+      ids: this.ids,
+    };
+    this.allocate(Math.min(CHUNK, this.capacity * 2));
+    this.seqs.set(old.seqs.subarray(0, this.n));
+    this.enq.set(old.enq.subarray(0, this.n));
+    this.gen.set(old.gen.subarray(0, this.n));
+    this.att.set(old.att.subarray(0, this.n));
+    this.gpuMem.set(old.gpuMem.subarray(0, this.n));
+    this.gpuCount.set(old.gpuCount.subarray(0, this.n));
+    this.ids.set(old.ids.subarray(0, this.n * ID_BYTES));
+  }
+
+  id(i: number): string {
+    const at = i * ID_BYTES;
+    if (this.ids[at] === ODD_ID) return this.odd.get(this.seqs[i]!)!;
+    return String.fromCharCode(...this.ids.subarray(at, at + ID_BYTES));
+  }
+
+  private writeId(i: number, id: string): void {
+    const at = i * ID_BYTES;
+    if (!inlineId(id)) {
+      this.ids[at] = ODD_ID;
+      return;
+    }
+    for (let k = 0; k < ID_BYTES; k++) this.ids[at + k] = id.charCodeAt(k);
+  }
 
   first(): number {
     return this.seqs[0]!;
@@ -52,38 +147,37 @@ class Chunk {
     }
     return lo;
   }
-  insertAt(i: number, e: Entry): void {
-    if (i < this.n) {
-      this.seqs.copyWithin(i + 1, i, this.n);
-      this.enq.copyWithin(i + 1, i, this.n);
-      this.gpuCount.copyWithin(i + 1, i, this.n);
-      this.gpuMem.copyWithin(i + 1, i, this.n);
-      this.gen.copyWithin(i + 1, i, this.n);
-      this.att.copyWithin(i + 1, i, this.n);
-    }
+  /** Moves entries [from, n) by `by` places (±1), in every column. */
+  private shift(from: number, by: 1 | -1): void {
+    const to = from + by;
+    this.seqs.copyWithin(to, from, this.n);
+    this.enq.copyWithin(to, from, this.n);
+    this.gen.copyWithin(to, from, this.n);
+    this.att.copyWithin(to, from, this.n);
+    this.gpuMem.copyWithin(to, from, this.n);
+    this.gpuCount.copyWithin(to, from, this.n);
+    this.ids.copyWithin(to * ID_BYTES, from * ID_BYTES, this.n * ID_BYTES);
+  }
+  insertAt(i: number, e: Entry, enqueuedAt: number): void {
+    if (this.n === this.capacity) this.grow();
+    if (i < this.n) this.shift(i, 1);
     this.seqs[i] = e.seq;
-    this.enq[i] = e.enqueuedAt;
-    this.gpuCount[i] = e.gpuCount;
-    this.gpuMem[i] = e.gpuMemoryMb;
+    this.enq[i] = enqueuedAt;
     this.gen[i] = e.generation;
     this.att[i] = e.attempts;
-    this.ids.splice(i, 0, e.id);
+    this.gpuMem[i] = e.gpuMemoryMb;
+    this.gpuCount[i] = e.gpuCount;
+    this.writeId(i, e.id);
     this.n++;
   }
   removeAt(i: number): void {
-    this.seqs.copyWithin(i, i + 1, this.n);
-    this.enq.copyWithin(i, i + 1, this.n);
-    this.gpuCount.copyWithin(i, i + 1, this.n);
-    this.gpuMem.copyWithin(i, i + 1, this.n);
-    this.gen.copyWithin(i, i + 1, this.n);
-    this.att.copyWithin(i, i + 1, this.n);
-    this.ids.splice(i, 1);
+    if (i + 1 < this.n) this.shift(i + 1, -1);
     this.n--;
   }
   entry(i: number): Entry {
     return {
       seq: this.seqs[i]!,
-      id: this.ids[i]!,
+      id: this.id(i),
       enqueuedAt: this.enq[i]!,
       gpuCount: this.gpuCount[i]!,
       gpuMemoryMb: this.gpuMem[i]!,
@@ -94,15 +188,15 @@ class Chunk {
   /** Moves the upper half into a new chunk. */
   split(): Chunk {
     const half = this.n >>> 1;
-    const right = new Chunk();
     const count = this.n - half;
+    const right = new Chunk(this.odd, CHUNK);
     right.seqs.set(this.seqs.subarray(half, this.n));
     right.enq.set(this.enq.subarray(half, this.n));
-    right.gpuCount.set(this.gpuCount.subarray(half, this.n));
-    right.gpuMem.set(this.gpuMem.subarray(half, this.n));
     right.gen.set(this.gen.subarray(half, this.n));
     right.att.set(this.att.subarray(half, this.n));
-    right.ids.push(...this.ids.splice(half, count));
+    right.gpuMem.set(this.gpuMem.subarray(half, this.n));
+    right.gpuCount.set(this.gpuCount.subarray(half, this.n));
+    right.ids.set(this.ids.subarray(half * ID_BYTES, this.n * ID_BYTES));
     right.n = count;
     this.n = half;
     return right;
@@ -112,6 +206,8 @@ class Chunk {
 export class OrderedSet {
   private chunks: Chunk[] = [];
   private count = 0;
+  /** Ids that are not stored inline, by seq. */
+  private readonly odd = new Map<number, string>();
 
   get size(): number {
     return this.count;
@@ -132,11 +228,27 @@ export class OrderedSet {
     return lo;
   }
 
+  /** The aging clock an entry gets at (chunk ci, index i): clamped between its neighbours' (monotone in seq). */
+  private clampedEnq(ci: number, i: number, enqueuedAt: number): number {
+    const c = this.chunks[ci]!;
+    let lo = -Infinity;
+    let hi = Infinity;
+    if (i > 0) lo = c.enq[i - 1]!;
+    else if (ci > 0) {
+      const p = this.chunks[ci - 1]!;
+      lo = p.enq[p.n - 1]!;
+    }
+    if (i < c.n) hi = c.enq[i]!;
+    else if (ci + 1 < this.chunks.length) hi = this.chunks[ci + 1]!.enq[0]!;
+    return Math.max(lo, Math.min(enqueuedAt, hi));
+  }
+
   /** Adds an entry; returns false when the seq is already present. */
   insert(e: Entry): boolean {
     if (this.chunks.length === 0) {
-      const c = new Chunk();
-      c.insertAt(0, e);
+      const c = new Chunk(this.odd);
+      this.remember(e);
+      c.insertAt(0, e, e.enqueuedAt);
       this.chunks.push(c);
       this.count++;
       return true;
@@ -148,8 +260,11 @@ export class OrderedSet {
     if (c.n === CHUNK) {
       // Appending past a full tail chunk starts a new one instead of splitting (the common FIFO case).
       if (ci === this.chunks.length - 1 && i === c.n) {
-        const fresh = new Chunk();
-        fresh.insertAt(0, e);
+        const enq = this.clampedEnq(ci, i, e.enqueuedAt);
+        // The set is big already: start the new chunk at full size instead of growing it (no garbage to collect).
+        const fresh = new Chunk(this.odd, CHUNK);
+        this.remember(e);
+        fresh.insertAt(0, e, enq);
         this.chunks.push(fresh);
         this.count++;
         return true;
@@ -158,31 +273,52 @@ export class OrderedSet {
       this.chunks.splice(ci + 1, 0, right);
       return this.insert(e);
     }
-    c.insertAt(i, e);
+    this.remember(e);
+    c.insertAt(i, e, this.clampedEnq(ci, i, e.enqueuedAt));
     this.count++;
     return true;
   }
 
-  /** Removes the entry with this seq; returns it, or undefined when absent. */
-  remove(seq: number): Entry | undefined {
+  private remember(e: Entry): void {
+    if (!inlineId(e.id)) this.odd.set(e.seq, e.id);
+  }
+
+  private locate(seq: number): { c: Chunk; ci: number; i: number } | undefined {
     const ci = this.chunkFor(seq);
     if (ci < 0) return undefined;
     const c = this.chunks[ci]!;
     const i = c.lowerBound(seq);
-    if (i >= c.n || c.seqs[i] !== seq) return undefined;
-    const e = c.entry(i);
-    c.removeAt(i);
+    return i < c.n && c.seqs[i] === seq ? { c, ci, i } : undefined;
+  }
+
+  /** Removes the entry with this seq; returns it, or undefined when absent. */
+  remove(seq: number): Entry | undefined {
+    const at = this.locate(seq);
+    if (!at) return undefined;
+    const e = at.c.entry(at.i);
+    at.c.removeAt(at.i);
+    this.odd.delete(seq);
     this.count--;
-    if (c.n === 0) this.chunks.splice(ci, 1);
+    if (at.c.n === 0) this.chunks.splice(at.ci, 1);
+    else if (at.ci > 0 && at.c.n + this.chunks[at.ci - 1]!.n <= CHUNK / 2) this.merge(at.ci - 1);
     return e;
   }
 
+  /** Folds chunk ci+1 into chunk ci (keeps a set that was drained from the middle from staying sparse). */
+  private merge(ci: number): void {
+    const left = this.chunks[ci]!;
+    const right = this.chunks[ci + 1]!;
+    for (let i = 0; i < right.n; i++) left.insertAt(left.n, right.entry(i), right.enq[i]!);
+    this.chunks.splice(ci + 1, 1);
+  }
+
   has(seq: number): boolean {
-    const ci = this.chunkFor(seq);
-    if (ci < 0) return false;
-    const c = this.chunks[ci]!;
-    const i = c.lowerBound(seq);
-    return i < c.n && c.seqs[i] === seq;
+    return this.locate(seq) !== undefined;
+  }
+
+  get(seq: number): Entry | undefined {
+    const at = this.locate(seq);
+    return at ? at.c.entry(at.i) : undefined;
   }
 
   first(): Entry | undefined {
@@ -210,7 +346,7 @@ export class OrderedSet {
 
   /**
    * Number of leading entries for which `pred` holds, given that `pred` holds for a prefix of the set and fails for
-   * the rest (monotone). Binary search over chunks, then inside one.
+   * the rest (monotone). Checks each chunk's last entry, then binary-searches inside the one where it turns.
    */
   prefixWhile(pred: (seq: number, enqueuedAt: number) => boolean): number {
     let r = 0;
@@ -245,5 +381,12 @@ export class OrderedSet {
       if (out.length >= limit) break;
     }
     return out;
+  }
+
+  /** Bytes held by the typed arrays (for memory accounting in tests). */
+  arrayBytes(): number {
+    let b = 0;
+    for (const c of this.chunks) b += c.capacity * ENTRY_BYTES;
+    return b;
   }
 }

@@ -3,7 +3,7 @@
  * stream: the queue order, the tokens held (dispatched or running attempts), the retries waiting out their delay and
  * measured durations. `apply` is pure bookkeeping (no I/O), so the whole state machine is unit-testable.
  */
-import { isTerminal, priorityLevel, type StoredJob } from '@gantry/contracts';
+import { priorityLevel, type StoredJob } from '@gantry/contracts';
 import { Capacity, type Reservation } from './capacity';
 import { DurationStats } from './eta';
 import { OrderIndex } from './order-index';
@@ -172,13 +172,17 @@ export class SchedulerState {
       case 'cancelled': {
         if (held) this.releaseHolding(r.id);
         this.index.removeAnywhere(r.pool, r.tenant, entry.seq);
-        if (live && isTerminal(r.status)) {
+        const seconds =
+          r.startedAt && r.finishedAt && r.status !== 'cancelled'
+            ? (Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000
+            : undefined;
+        // Durations seen in the snapshot feed the estimate too, so a restarted scheduler has one at once.
+        if (seconds !== undefined) this.durations.observe(r.pool, seconds);
+        if (live) {
           if (r.status === 'completed') this.counters.completed++;
           else if (r.status === 'failed') this.counters.failed++;
           else this.counters.cancelled++;
-          if (r.startedAt && r.finishedAt && r.status !== 'cancelled') {
-            const seconds = (Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000;
-            this.durations.observe(r.pool, seconds);
+          if (seconds !== undefined) {
             this.counters.processingSecondsSum += seconds;
             this.counters.processingCount++;
           }

@@ -53,13 +53,14 @@ export class TimerHeap {
 
   /** Removes and returns every live id due at or before `now`. */
   takeDue(now: number): string[] {
-    const out: string[] = [];
+    // An id pushed twice for the same time is returned once.
+    const out = new Set<string>();
     for (;;) {
       this.clean();
       const top = this.heap[0];
-      if (!top || top[0] > now) return out;
+      if (!top || top[0] > now) return [...out];
       this.pop();
-      out.push(top[1]);
+      out.add(top[1]);
     }
   }
 

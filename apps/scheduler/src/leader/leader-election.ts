@@ -60,28 +60,46 @@ export class LeaderElection {
         } catch (err) {
           await this.depose(`lease renewal failed: ${String(err)}`);
         }
-      } else {
-        try {
-          const rev = await this.kv.create(LEADER_KEY, new TextEncoder().encode(JSON.stringify({ id: this.id })));
-          this.revision = rev;
-          this.epochValue = rev;
-          this.logger.info({ epoch: rev, schedulerId: this.id }, 'elected scheduler leader');
-          await this.hooks.onElected(rev);
-        } catch {
-          // Someone else holds the lease.
-        }
+        return;
       }
+      let rev: number;
+      try {
+        rev = await this.kv.create(LEADER_KEY, new TextEncoder().encode(JSON.stringify({ id: this.id })));
+      } catch {
+        return; // someone else holds the lease
+      }
+      this.revision = rev;
+      this.epochValue = rev;
+      this.logger.info({ epoch: rev, schedulerId: this.id }, 'elected scheduler leader');
+      // The takeover (catching up, fencing, adopting) runs beside the renewals: a takeover slower than the lease
+      // must not let the lease lapse under it.
+      void this.takeOver(rev);
     } finally {
       this.busy = false;
     }
   }
 
-  /** Gives up leadership (a fencing failure, or a graceful stop). */
+  private async takeOver(epoch: number): Promise<void> {
+    try {
+      await this.hooks.onElected(epoch);
+    } catch (err) {
+      this.logger.error({ err, epoch }, 'takeover failed');
+      if (this.epochValue === epoch) await this.depose('takeover failed');
+    }
+  }
+
+  /**
+   * Gives up leadership (fenced, a failed renewal or takeover, or a graceful stop) and releases the lease if it is
+   * still ours, so that a healthy replica (or this one, after a fresh fence) takes over at once instead of after
+   * the lease runs out.
+   */
   async depose(reason: string): Promise<void> {
     if (!this.isLeader) return;
+    const rev = this.revision;
     this.epochValue = 0;
     this.logger.warn({ reason, schedulerId: this.id }, 'no longer the scheduler leader');
     await this.hooks.onDeposed(reason);
+    await this.kv?.delete(LEADER_KEY, { previousSeq: rev }).catch(() => undefined);
   }
 
   /** True only if the lease still carries our last renewal (checked before writes that are not fenced otherwise). */
@@ -98,11 +116,6 @@ export class LeaderElection {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    if (this.isLeader && this.kv) {
-      const rev = this.revision;
-      await this.depose('shutting down');
-      // Hand over at once instead of letting the lease run out.
-      await this.kv.delete(LEADER_KEY, { previousSeq: rev }).catch(() => undefined);
-    }
+    await this.depose('shutting down');
   }
 }

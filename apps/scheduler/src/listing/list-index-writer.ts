@@ -7,7 +7,8 @@
  * walks newest to oldest touching only pages (never every job). Entries carry the current status, priority and type,
  * so filters need no record reads. Dirty pages are flushed every FLUSH_MS, followed by a checkpoint of the last
  * applied stream sequence; a new leader resumes from that checkpoint, re-applying at most one flush window
- * (idempotent: an entry is keyed by createSeq).
+ * (idempotent: an entry is keyed by createSeq). Once it has caught up with the scheduler's projection it takes the
+ * revisions the projection already decoded instead of reading the stream a second time.
  */
 import {
   BUCKETS,
@@ -27,7 +28,9 @@ import type { KV } from '@nats-io/kv';
 
 export const LIST_BUCKET = 1_024;
 const FLUSH_MS = 100;
-const CACHE_PAGES = 512;
+// Pages kept decoded: the hot ones are each tenant's newest page and the oldest ones being dispatched. Bounded, since a
+// page holds up to LIST_BUCKET entries (~250 bytes each decoded).
+const CACHE_PAGES = 64;
 
 export function listBucket(createSeq: number): number {
   return Math.floor(createSeq / LIST_BUCKET);
@@ -47,9 +50,14 @@ export function upsertEntry(page: ListPage, e: ListEntry): void {
   else entries.splice(lo, 0, e);
 }
 
+/** Where the writer gets revisions once it has caught up: the scheduler's projection (decoded once). */
+export interface ListingFeed {
+  readonly lastApplied: number;
+  subscribe(fn: (s: StoredJob) => void): () => void;
+}
+
 export class ListIndexWriter {
   private messages: ConsumerMessages | undefined;
-  private done: Promise<void> | undefined;
   private readonly pages = new Map<string, ListPage>();
   private readonly dirty = new Set<string>();
   private readonly heads = new Map<string, number>();
@@ -59,10 +67,15 @@ export class ListIndexWriter {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private config: KV | undefined;
+  private fed = false;
+  private applying: Promise<void> = Promise.resolve();
+  private catchingUp: Promise<void> | undefined;
+  private unsubscribe: (() => void) | undefined;
 
   constructor(
     private readonly nats: NatsHandle,
     private readonly logger: Logger,
+    private readonly feed: ListingFeed,
   ) {}
 
   async start(): Promise<void> {
@@ -71,25 +84,47 @@ export class ListIndexWriter {
     const from = cp?.operation === 'PUT' ? Number(cp.string()) || 0 : 0;
     this.lastSeq = from;
     this.checkpointed = from;
-    const consumer = await this.nats.js.consumers.get(STREAMS.jobs, {
-      filter_subjects: SUBJECTS.jobsAll,
-      ...(from > 0
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from + 1 }
-        : { deliver_policy: DeliverPolicy.All }),
+    this.unsubscribe = this.feed.subscribe((s) => {
+      if (!this.fed) return; // the catch-up consumer delivers it
+      this.applying = this.applying.then(() => this.applyOnce(s));
     });
-    this.messages = await consumer.consume({ max_messages: 1_024 });
-    this.done = (async () => {
-      for await (const m of this.messages!) {
-        try {
-          await this.apply(decodeStored(m));
-        } catch (err) {
-          this.logger.error({ err, seq: m.seq }, 'listing index: cannot apply a revision; skipping it');
+    if (from >= this.feed.lastApplied) {
+      this.fed = true;
+    } else {
+      // Behind the projection (a checkpoint from the previous leader): read the stream from the checkpoint until this
+      // writer has applied everything the projection has, then switch to the projection's feed.
+      const consumer = await this.nats.js.consumers.get(STREAMS.jobs, {
+        filter_subjects: SUBJECTS.jobsAll,
+        ...(from > 0
+          ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from + 1 }
+          : { deliver_policy: DeliverPolicy.All }),
+      });
+      this.messages = await consumer.consume({ max_messages: 1_024 });
+      this.catchingUp = (async () => {
+        for await (const m of this.messages!) {
+          await this.applyOnce(decodeStored(m));
+          // Checked synchronously after the await: any revision the projection applied meanwhile is still ahead of
+          // lastSeq, so the consumer delivers it before the switch.
+          if (this.lastSeq >= this.feed.lastApplied) {
+            this.fed = true;
+            break;
+          }
         }
-        this.lastSeq = m.seq;
-      }
-    })();
+      })();
+      void this.catchingUp.finally(() => void this.messages?.close().catch(() => undefined));
+    }
     this.timer = setInterval(() => void this.flush(), FLUSH_MS);
-    this.logger.info({ from }, 'listing index writer started');
+    this.logger.info({ from, fed: this.fed }, 'listing index writer started');
+  }
+
+  private async applyOnce(s: StoredJob): Promise<void> {
+    if (s.revision <= this.lastSeq) return;
+    try {
+      await this.apply(s);
+    } catch (err) {
+      this.logger.error({ err, seq: s.revision }, 'listing index: cannot apply a revision; skipping it');
+    }
+    this.lastSeq = s.revision;
   }
 
   private pageKey(tenant: string, bucket: number): string {
@@ -111,7 +146,12 @@ export class ListIndexWriter {
   private async page(tenant: string, bucket: number): Promise<ListPage | undefined> {
     const key = this.pageKey(tenant, bucket);
     const cached = this.pages.get(key);
-    if (cached) return cached;
+    if (cached) {
+      // Least recently used goes first: move a hit to the end of the map's order.
+      this.pages.delete(key);
+      this.pages.set(key, cached);
+      return cached;
+    }
     const msg = await this.nats.jsm.direct
       .getMessage(STREAMS.list, { last_by_subj: SUBJECTS.listPage(tenant, bucket) })
       .catch(() => null);
@@ -148,6 +188,22 @@ export class ListIndexWriter {
     }
     upsertEntry(page, [createSeq, r.id, r.status, r.type, r.priority, Date.parse(r.createdAt)]);
     this.dirty.add(key);
+  }
+
+  /** Stream sequence of the last revision applied. */
+  get appliedSeq(): number {
+    return this.lastSeq;
+  }
+
+  /** Drops a job's entry (retention removed the job). Written with the next flush. */
+  async remove(tenant: string, createSeq: number): Promise<void> {
+    const bucket = listBucket(createSeq);
+    const page = await this.page(tenant, bucket);
+    if (!page) return;
+    const i = page.entries.findIndex((e) => e[0] === createSeq);
+    if (i < 0) return;
+    page.entries.splice(i, 1);
+    this.dirty.add(this.pageKey(tenant, bucket));
   }
 
   /** Writes dirty pages, then heads, then the checkpoint (so a crash re-applies instead of skipping). */
@@ -187,8 +243,10 @@ export class ListIndexWriter {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.unsubscribe?.();
     await this.messages?.close().catch(() => undefined);
-    await this.done?.catch(() => undefined);
+    await this.catchingUp?.catch(() => undefined);
+    await this.applying;
     await this.flush();
   }
 }

@@ -3,7 +3,7 @@
  * — the current records, which is the rebuild after a restart or takeover) and then follows every new revision.
  * An ordered consumer: ephemeral, flow-controlled, recreated by the client after a gap or a reconnect.
  */
-import { STREAMS, SUBJECTS } from '@gantry/contracts';
+import { STREAMS, SUBJECTS, type StoredJob } from '@gantry/contracts';
 import type { NatsHandle } from '@gantry/jetstream';
 import { decodeStored } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
@@ -16,12 +16,27 @@ export class JobProjection {
   private target = 0;
   private readonly waiters: (() => void)[] = [];
   private done: Promise<void> | undefined;
+  private readonly listeners = new Set<(s: StoredJob) => void>();
 
   constructor(
     private readonly nats: NatsHandle,
     private readonly state: SchedulerState,
     private readonly logger: Logger,
   ) {}
+
+  /** Stream sequence of the last revision applied. */
+  get lastApplied(): number {
+    return this.state.lastApplied;
+  }
+
+  /**
+   * Hands every decoded revision to `fn` as well (after the state applied it), so the leader's listing writer does
+   * not decode the stream a second time. Returns the unsubscribe function.
+   */
+  subscribe(fn: (s: StoredJob) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
 
   /** True once the snapshot up to the stream's last sequence at start has been applied. */
   get caughtUp(): boolean {
@@ -42,7 +57,9 @@ export class JobProjection {
       for await (const m of this.messages!) {
         let live = this.caughtUp;
         try {
-          this.state.apply(decodeStored(m), live);
+          const s = decodeStored(m);
+          this.state.apply(s, live);
+          for (const l of this.listeners) l(s);
         } catch (err) {
           this.logger.error({ err, seq: m.seq, subject: m.subject }, 'cannot apply a job revision; skipping it');
         }

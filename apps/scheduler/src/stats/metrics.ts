@@ -11,6 +11,7 @@ export class SchedulerMetrics {
   private readonly waitTime: Histogram<'type'>;
   private readonly lost: Counter;
   private readonly fences: Counter;
+  private readonly retention: Counter;
 
   constructor(
     registry: Registry,
@@ -158,6 +159,11 @@ export class SchedulerMetrics {
       help: 'Times this scheduler found itself fenced off',
       registers,
     });
+    this.retention = new Counter({
+      name: 'gantry_retention_removed_total',
+      help: 'Terminal jobs removed after JOB_RETENTION_HOURS (record, events, listing entry, outputs)',
+      registers,
+    });
   }
 
   dispatched(pool: string, waitedMs: number): void {
@@ -188,5 +194,9 @@ export class SchedulerMetrics {
 
   fenced(): void {
     this.fences.inc();
+  }
+
+  retentionRemoved(n: number): void {
+    this.retention.inc(n);
   }
 }

@@ -28,6 +28,7 @@ export class WorkerMonitor {
   private watching: Promise<void> | undefined;
   private stopWatch: (() => void) | undefined;
   private readonly handling = new Set<string>();
+  private readonly checking = new Set<string>();
 
   constructor(
     private readonly nats: NatsHandle,
@@ -77,6 +78,27 @@ export class WorkerMonitor {
     ) {
       this.hooks.workersChanged();
     }
+    if (!this.state.capacity.worker(id)?.ready) void this.checkReady(id);
+  }
+
+  /**
+   * A worker gets dispatches only once its dispatch consumer exists: a fresh worker heartbeats before it creates it,
+   * and a zombie that comes back after being declared lost has had it deleted (dispatching to it would strand the
+   * job and its token). Checked again on every heartbeat until it is there.
+   */
+  private async checkReady(id: string): Promise<void> {
+    if (this.checking.has(id) || this.handling.has(id)) return;
+    this.checking.add(id);
+    try {
+      await this.nats.jsm.consumers.info(STREAMS.dispatch, CONSUMERS.worker(id));
+      if (!this.handling.has(id) && this.heartbeats.has(id) && this.state.capacity.setReady(id, true)) {
+        this.hooks.workersChanged();
+      }
+    } catch {
+      // not there (yet): the next heartbeat looks again
+    } finally {
+      this.checking.delete(id);
+    }
   }
 
   /** A worker named by a running attempt gets watched even if it never heartbeats to us. */
@@ -88,6 +110,11 @@ export class WorkerMonitor {
   refreshAll(): void {
     const now = this.clock.now().getTime();
     for (const id of this.lastSeen.keys()) if (this.lastSeen.get(id) !== 0) this.lastSeen.set(id, now);
+    this.referenceHoldings();
+  }
+
+  /** Every worker named by a held token gets watched (adopted dispatches included). */
+  referenceHoldings(): void {
     for (const h of this.state.holdings.values()) this.reference(h.workerId);
   }
 
@@ -136,6 +163,8 @@ export class WorkerMonitor {
       if (!done) this.state.releaseHolding(r.jobId);
     }
     this.lastSeen.delete(workerId);
+    // A heartbeat that arrived while we were at it (a zombie waking up) must not make it dispatchable again.
+    this.state.capacity.setReady(workerId, false);
     this.hooks.lost(workerId);
     this.hooks.workersChanged();
   }

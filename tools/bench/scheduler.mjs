@@ -1,0 +1,469 @@
+#!/usr/bin/env node
+// Scheduler scale benchmark (issue 4, invariant 5): memory with 1,000,000 queued jobs, dispatch rate at 1M vs 1k
+// queued, and how soon an urgent job submitted behind 1M normal ones is dispatched.
+//
+//   npm run bench:scheduler                      # 1k and 1M phases (a few minutes on a 2-core box)
+//   npm run bench:scheduler -- --jobs=200000     # a smaller "big" phase
+//
+// Setup (see docs/performance.md): a real nats-server (fresh store per phase); the queued job records are written
+// straight to the jobs stream with @gantry/job-store (pipelined creates: the gateway's write path without HTTP); then
+// the real scheduler process (apps/scheduler/dist/main.js) starts and rebuilds its state from the stream. Workers are
+// minimal in-process consumers speaking the real protocol: they register heartbeats, own a durable dispatch
+// consumer, take each dispatch with the compare-and-set `queued → running`, complete it at once with
+// `running → completed`, then ack. Every completion submits a fresh normal job, so the queue depth stays where the
+// phase put it and both phases put the same write load on the broker.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  BUCKETS,
+  CONFIG_KEYS,
+  DEFAULT_TOPOLOGY,
+  STREAMS,
+  SUBJECTS,
+  bucketDeclarations,
+  completeAttempt,
+  newId,
+  newJob,
+  startAttempt,
+  streamDeclarations,
+  systemClock,
+  workerConsumer,
+} from '@gantry/contracts';
+import { NatsHandle, decodeJson, encodeJson, ensureConsumer, provision, rpcRequest } from '@gantry/jetstream';
+import { JobStore } from '@gantry/job-store';
+import { NatsServer, waitFor } from '@gantry/testing';
+import { createLogger } from '@gantry/telemetry';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const args = Object.fromEntries(
+  process.argv
+    .slice(2)
+    .map((a) => /^--([^=]+)=(.*)$/.exec(a))
+    .filter(Boolean)
+    .map((m) => [m[1], m[2]]),
+);
+const BIG = Number(args.jobs ?? 1_000_000);
+const SMALL = Number(args.small ?? 1_000);
+const WORKERS = Number(args.workers ?? 8);
+const SLOTS = Number(args.slots ?? 8);
+const WARMUP_MS = Number(args.warmup ?? 3_000);
+const WINDOW_MS = Number(args.window ?? 10_000);
+const ROUNDS = Number(args.rounds ?? 4);
+// The scheduler runs with the Node options it ships with (see docs/performance.md); --node-options= overrides them.
+const NODE_OPTIONS = args['node-options'] ?? '--max-semi-space-size=2 --max-old-space-size=128';
+const TENANTS = ['t0', 't1', 't2', 't3'];
+const logger = createLogger('bench', 'silent');
+const out = (s = '') => process.stdout.write(`${s}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+
+function spec(priority = 'normal', i = 0) {
+  return {
+    id: newId(),
+    tenant: TENANTS[i % TENANTS.length],
+    type: 'noop',
+    input: {},
+    priority,
+    pool: 'default',
+    timeoutSeconds: 3_600,
+    maxAttempts: 4,
+    retryDelaysMs: [30_000, 120_000, 300_000],
+    metadata: {},
+  };
+}
+
+/** Writes `n` queued jobs with pipelined creates (a window of concurrent publishes). */
+async function writeJobs(store, n, label) {
+  const started = Date.now();
+  let next = 0;
+  let lastReport = started;
+  const lane = async () => {
+    while (next < n) {
+      const i = next++;
+      await store.create(newJob(spec('normal', i), new Date()));
+      if (Date.now() - lastReport > 10_000) {
+        lastReport = Date.now();
+        out(`    ${label}: ${next.toLocaleString()} of ${n.toLocaleString()} written`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, 512) }, lane));
+  return (Date.now() - started) / 1000;
+}
+
+function rssOf(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024;
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+/** The real scheduler process; resolves once it leads. */
+async function startScheduler(natsUrl) {
+  const lines = [];
+  const proc = spawn(process.execPath, [join(root, 'apps/scheduler/dist/main.js')], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME ?? '/tmp',
+      NATS_URL: natsUrl,
+      SCHEDULER_HTTP_PORT: '0',
+      MAX_CONCURRENT_JOBS: String(WORKERS * SLOTS),
+      MAX_QUEUE_SIZE: '100000000',
+      STATS_INTERVAL_MS: '500',
+      LOG_LEVEL: 'info',
+      NODE_OPTIONS,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const onData = (b) => {
+    for (const l of b.toString().split('\n')) {
+      if (!l.trim()) continue;
+      try {
+        lines.push(JSON.parse(l));
+      } catch {
+        lines.push({ msg: l });
+      }
+    }
+  };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  const started = Date.now();
+  let peak = 0;
+  const sampler = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssOf(proc.pid).rss);
+    } catch {
+      /* exited */
+    }
+  }, 200);
+  const find = (msg) => lines.find((l) => l.msg === msg);
+  await waitFor(
+    () => {
+      if (proc.exitCode !== null)
+        throw new Error(
+          `scheduler exited: ${lines
+            .slice(-5)
+            .map((l) => l.msg)
+            .join(' | ')}`,
+        );
+      return find('leading');
+    },
+    { what: 'the scheduler to lead', timeoutMs: 30 * 60_000, intervalMs: 100 },
+  );
+  const rebuilt = find('scheduler state rebuilt');
+  return {
+    proc,
+    lines,
+    readyMs: Date.now() - started,
+    rebuildMs: rebuilt?.ms ?? 0,
+    opsUrl: String(find('scheduler ops endpoint listening').url),
+    peak: () => peak,
+    stop: async () => {
+      clearInterval(sampler);
+      proc.kill('SIGTERM');
+      await new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r)));
+    },
+  };
+}
+
+async function dispatchesTotal(opsUrl) {
+  const text = await (await fetch(`${opsUrl}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    const m = /^gantry_dispatches_total\{[^}]*\} (\d+(?:\.\d+)?)/.exec(line);
+    if (m) total += Number(m[1]);
+  }
+  return total;
+}
+
+/** Minimal workers: real heartbeats, real dispatch consumers, real compare-and-set start and complete. */
+async function startWorkers(nats, store, { refill }) {
+  const kv = await nats.kvm.open(BUCKETS.workers);
+  const stats = { completed: 0, dispatches: [] };
+  let stopped = false;
+  const loops = [];
+  const beats = [];
+  for (let w = 0; w < WORKERS; w++) {
+    const id = `bench-${w}-${newId().toLowerCase()}`;
+    const decl = workerConsumer(id, SLOTS);
+    await ensureConsumer(nats.jsm, decl);
+    const heartbeat = () => {
+      const now = new Date().toISOString();
+      return kv.put(
+        id,
+        encodeJson({
+          v: 1,
+          id,
+          pool: 'default',
+          slots: SLOTS,
+          slotsPerGpu: SLOTS,
+          gpus: [],
+          runningJobs: [],
+          inflight: [],
+          jobTypes: ['noop'],
+          draining: false,
+          startedAt: now,
+          heartbeatAt: now,
+          version: 'bench',
+        }),
+      );
+    };
+    await heartbeat();
+    beats.push(setInterval(() => void heartbeat().catch(() => undefined), 1_000));
+    const consumer = await nats.js.consumers.get(STREAMS.dispatch, decl.durable_name);
+    const messages = await consumer.consume({ max_messages: SLOTS });
+    loops.push(messages);
+    void (async () => {
+      for await (const m of messages) {
+        const d = decodeJson(m.data);
+        stats.dispatches.push({ jobId: d.jobId, seq: m.seq, dispatchedAt: Date.parse(d.dispatchedAt), at: Date.now() });
+        void (async () => {
+          const owner = { workerId: id, generation: d.generation, attempt: d.attempt };
+          try {
+            await store.transition(d.jobId, (cur) =>
+              startAttempt(cur.record, owner, { gpus: [], gpuIndices: [] }, new Date()),
+            );
+            await store.transition(d.jobId, (cur) => completeAttempt(cur.record, owner, {}, new Date()));
+            stats.completed++;
+            if (refill && !stopped) await store.create(newJob(spec('normal', stats.completed), new Date()));
+          } catch {
+            // stale dispatch (another attempt owns it): drop it
+          }
+          m.ack();
+        })();
+      }
+    })();
+  }
+  return {
+    stats,
+    stop: async () => {
+      stopped = true;
+      for (const b of beats) clearInterval(b);
+      for (const l of loops) await l.close().catch(() => undefined);
+    },
+  };
+}
+
+/** One system under test: its own nats-server (fresh store), `queued` jobs written, a scheduler and workers. */
+async function setup(label, queued) {
+  const storeDir = args[`store-${label}`];
+  const server = await NatsServer.start(storeDir ? { storeDir, keepStore: true } : {});
+  const nats = await NatsHandle.connect({ servers: [server.url], name: `bench-${label}`, logger, timeoutMs: 30_000 });
+  const s = streamDeclarations(DEFAULT_TOPOLOGY);
+  const b = bucketDeclarations(DEFAULT_TOPOLOGY);
+  await provision(nats, { streams: [s.jobs, s.dispatch, s.list, s.demand], buckets: [b.workers, b.leader, b.config] });
+  const store = new JobStore(nats, systemClock);
+  const rpc = (op, payload = {}) => rpcRequest(nats.nc, SUBJECTS.schedulerRpc(op), payload, { timeoutMs: 30_000 });
+  if (!storeDir) {
+    const writeSeconds = await writeJobs(store, queued, label);
+    out(
+      `  ${label}: wrote ${queued.toLocaleString()} job records in ${writeSeconds.toFixed(1)} s ` +
+        `(${Math.round(queued / writeSeconds).toLocaleString()}/s)`,
+    );
+  }
+  const info = await nats.jsm.streams.info(STREAMS.jobs);
+  const sched = await startScheduler(server.url);
+  const afterRebuild = rssOf(sched.proc.pid);
+  // Hold dispatching until this setup's turn to be measured.
+  await rpc('pause');
+  // The leader also indexes the listing (GET /v1/jobs) from the stream; let it catch up before timing dispatch.
+  const config = await nats.kvm.open(BUCKETS.config);
+  const listStarted = Date.now();
+  await waitFor(
+    async () => {
+      const e = await config.get(CONFIG_KEYS.listCheckpoint);
+      return e && Number(e.string()) >= info.state.last_seq;
+    },
+    { what: 'the listing index to catch up', timeoutMs: 60 * 60_000, intervalMs: 500 },
+  );
+  const listSeconds = (Date.now() - listStarted) / 1000;
+  const workers = await startWorkers(nats, store, { refill: true });
+  const depth = (await rpc('queue')).depth.total;
+  out(
+    `  ${label}: ${depth.toLocaleString()} queued (stream ${mb(info.state.bytes)}); scheduler rebuilt its state in ` +
+      `${(sched.rebuildMs / 1000).toFixed(1)} s, led after ${(sched.readyMs / 1000).toFixed(1)} s, RSS ${mb(afterRebuild.rss)}; ` +
+      `listing caught up ${listSeconds.toFixed(1)} s later`,
+  );
+  return { label, queued, server, nats, store, sched, workers, rpc, idleRss: afterRebuild.rss, rates: [], cpu: [] };
+}
+
+async function cpuSeconds(opsUrl) {
+  const text = await (await fetch(`${opsUrl}/metrics`)).text();
+  const m = /^gantry_process_process_cpu_seconds_total\{[^}]*\} (\S+)/m.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/** One measurement window: resume, warm up, count dispatches, pause again. */
+async function measure(x) {
+  await x.rpc('resume');
+  await sleep(WARMUP_MS);
+  const d0 = await dispatchesTotal(x.sched.opsUrl);
+  const cpu0 = await cpuSeconds(x.sched.opsUrl);
+  const t0 = Date.now();
+  await sleep(WINDOW_MS);
+  const d1 = await dispatchesTotal(x.sched.opsUrl);
+  const cpu1 = await cpuSeconds(x.sched.opsUrl);
+  const seconds = (Date.now() - t0) / 1000;
+  await x.rpc('pause');
+  const rate = (d1 - d0) / seconds;
+  x.rates.push(rate);
+  x.cpu.push(((cpu1 - cpu0) / Math.max(1, d1 - d0)) * 1e6);
+  out(
+    `  ${x.label}: ${Math.round(rate).toLocaleString()} dispatches/s ` +
+      `(scheduler CPU ${x.cpu.at(-1).toFixed(0)} µs per dispatch, depth ${(await x.rpc('queue')).depth.total.toLocaleString()})`,
+  );
+}
+
+/**
+ * An urgent job written behind the queue while dispatching runs: how soon it is dispatched, and whether any dispatch
+ * round that began after the scheduler knew the job (it answered a position for it) still sent another job first.
+ */
+async function urgentBehind(x) {
+  await x.rpc('resume');
+  await sleep(WARMUP_MS);
+  const u = await x.store.create(newJob(spec('urgent'), new Date()));
+  const acceptedAt = Date.now();
+  const r = u.record;
+  const ask = {
+    ids: [
+      {
+        id: r.id,
+        pool: r.pool,
+        priority: r.priority,
+        tenant: r.tenant,
+        queueSeq: r.queueSeq,
+        enqueuedAt: r.enqueuedAt,
+      },
+    ],
+  };
+  let knownAt;
+  while (knownAt === undefined) {
+    const pos = await x.rpc('positions', ask);
+    if (pos.positions[r.id]) knownAt = Date.now();
+  }
+  const got = await waitFor(() => x.workers.stats.dispatches.find((d) => d.jobId === r.id), {
+    what: 'the urgent job to be dispatched',
+    timeoutMs: 60_000,
+    intervalMs: 2,
+  });
+  const jumped = x.workers.stats.dispatches.filter((d) => d.dispatchedAt >= knownAt && d.seq < got.seq).length;
+  x.urgent = { latencyMs: got.at - acceptedAt, knownMs: knownAt - acceptedAt, jumped };
+  await x.rpc('pause');
+  out(
+    `  ${x.label}: urgent job known to the scheduler ${x.urgent.knownMs} ms and dispatched ${x.urgent.latencyMs} ms ` +
+      `after it was accepted; ${jumped} dispatch(es) from rounds begun after it was known went out before it`,
+  );
+}
+
+/** The exact position of a job written last, with dispatching paused and the queue at rest (nothing moves). */
+async function tailPosition(x) {
+  const rest = async () =>
+    waitFor(
+      async () => {
+        const r = await x.rpc('queue');
+        return r.running === 0 && r.availableTokens === r.maxConcurrentJobs ? r : undefined;
+      },
+      { what: 'the queue at rest', timeoutMs: 60_000 },
+    );
+  await rest();
+  await sleep(1_000); // the workers' last refills land
+  const tail = await x.store.create(newJob(spec('normal'), new Date()));
+  await sleep(500);
+  const q = await rest();
+  const r = tail.record;
+  const before = performance.now();
+  const pos = await x.rpc('positions', {
+    ids: [
+      {
+        id: r.id,
+        pool: r.pool,
+        priority: r.priority,
+        tenant: r.tenant,
+        queueSeq: r.queueSeq,
+        enqueuedAt: r.enqueuedAt,
+      },
+    ],
+  });
+  const ms = performance.now() - before;
+  const got = pos.positions[r.id]?.queuePosition;
+  const expected = q.depth.total - 1;
+  x.position = { got, expected, ms };
+  out(
+    `  ${x.label}: queuePosition of the job written last ${got?.toLocaleString()} of ${q.depth.total.toLocaleString()} ` +
+      `queued (${got === expected ? 'exact' : `expected ${expected}`}), answered in ${ms.toFixed(1)} ms`,
+  );
+}
+
+async function teardown(x) {
+  x.peakRss = x.sched.peak();
+  await x.workers.stop();
+  await x.sched.stop();
+  await x.nats.drain();
+  await x.server.dispose();
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main() {
+  out(
+    `Gantry scheduler benchmark — node ${process.version}, ${WORKERS} workers × ${SLOTS} slots, ` +
+      `${ROUNDS} alternating windows of ${WINDOW_MS / 1000} s each; scheduler NODE_OPTIONS="${NODE_OPTIONS}"`,
+  );
+  out('\n== setup ==');
+  const small = await setup('small', SMALL);
+  const big = await setup('big', BIG);
+  out('\n== warm-up (not measured) ==');
+  for (const x of [small, big]) {
+    await x.rpc('resume');
+    await sleep(WINDOW_MS);
+    await x.rpc('pause');
+  }
+  out('\n== dispatch rate (windows in A B B A order, so load on the box affects both alike) ==');
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const x of r % 2 === 0 ? [small, big] : [big, small]) await measure(x);
+  }
+  out('\n== urgent job and positions ==');
+  for (const x of [small, big]) {
+    await urgentBehind(x);
+    await tailPosition(x);
+  }
+  await teardown(small);
+  await teardown(big);
+  const rs = median(small.rates);
+  const rb = median(big.rates);
+  const ratio = rb / rs;
+  const row = (name, a, b) => out(`  ${name.padEnd(30)}${String(a).padStart(14)}${String(b).padStart(14)}`);
+  out('\n== summary ==');
+  row('queued', small.queued.toLocaleString(), big.queued.toLocaleString());
+  row('dispatches/s (median)', Math.round(rs), Math.round(rb));
+  row('scheduler CPU µs/dispatch', median(small.cpu).toFixed(0), median(big.cpu).toFixed(0));
+  row('scheduler RSS after rebuild', mb(small.idleRss), mb(big.idleRss));
+  row('scheduler RSS peak', mb(small.peakRss), mb(big.peakRss));
+  row(
+    'state rebuild',
+    `${(small.sched.rebuildMs / 1000).toFixed(1)} s`,
+    `${(big.sched.rebuildMs / 1000).toFixed(1)} s`,
+  );
+  row('urgent job dispatched after', `${small.urgent.latencyMs} ms`, `${big.urgent.latencyMs} ms`);
+  row('  later rounds that sent another first', small.urgent.jumped, big.urgent.jumped);
+  row(
+    'queuePosition of the last job',
+    small.position.got === small.position.expected ? 'exact' : 'WRONG',
+    big.position.got === big.position.expected ? 'exact' : 'WRONG',
+  );
+  out(
+    `\n  dispatch rate at ${big.queued.toLocaleString()} queued = ${(ratio * 100).toFixed(1)} % of the rate at ` +
+      `${small.queued.toLocaleString()} (${Math.abs(1 - ratio) <= 0.2 ? 'within' : 'NOT within'} 20 %)`,
+  );
+  out(
+    `  scheduler memory with ${big.queued.toLocaleString()} queued: peak RSS ${mb(big.peakRss)} ` +
+      `(${big.peakRss < 256 * 1024 * 1024 ? 'under' : 'NOT under'} 256 MB)`,
+  );
+  process.exit(0);
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
