@@ -113,7 +113,9 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (overlay) => {
         if (s.source[name] !== undefined) expect({ name, source: s.source[name] }).toEqual({ name, source: 'secret' });
       }
       for (const e of s.container.env ?? []) {
-        expect({ name: e.name, known: known.has(e.name) || e.name.startsWith('OTEL_') }).toEqual({
+        // NODE_OPTIONS is Node's own (heap flags for the scheduler's index), not a Gantry variable.
+        const runtime = e.name === 'NODE_OPTIONS';
+        expect({ name: e.name, known: known.has(e.name) || e.name.startsWith('OTEL_') || runtime }).toEqual({
           name: e.name,
           known: true,
         });

@@ -12,7 +12,8 @@ import {
 } from '@gantry/contracts';
 import { decodeJson, encodeJson, type NatsHandle } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
-import type { KV } from '@nats-io/kv';
+import { Kvm, type KV } from '@nats-io/kv';
+import { jetstream } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import type { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
 
@@ -62,7 +63,10 @@ export class WorkerService {
   }
 
   async start(): Promise<void> {
-    this.kv = await this.nats.kvm.open(BUCKETS.workers);
+    // Heartbeats get their own short request timeout: a beat stuck for the client's default 5 s would outlast the
+    // lost-after period itself (2 s in tests), so a brief NATS hiccup would get a healthy worker declared lost.
+    const beatTimeoutMs = Math.max(250, Math.min(5_000, Math.floor(this.timings.lostAfterMs / 3)));
+    this.kv = await new Kvm(jetstream(this.nats.nc, { timeout: beatTimeoutMs })).open(BUCKETS.workers);
     this.control = this.nats.nc.subscribe(SUBJECTS.workerControl(this.identity.id), {
       callback: (_err, msg) => {
         try {
