@@ -25,8 +25,10 @@ const { values: opt } = parseArgs({
     idempotency: { type: 'boolean', default: false },
     /** Pause the queue first: jobs are accepted and queued but not run (isolates the cost of running them). */
     paused: { type: 'boolean', default: false },
-    /** Write a V8 CPU profile of the gateway into this directory (open it in Chrome DevTools). */
+    /** Write V8 CPU profiles into this directory (open them in Chrome DevTools). */
     'profile-dir': { type: 'string' },
+    /** Which processes to profile with --profile-dir: comma-separated (default gateway). */
+    profile: { type: 'string', default: 'gateway' },
   },
 });
 const RATE = Number(opt.rate);
@@ -91,13 +93,19 @@ async function main() {
   process.on('SIGINT', () => void stop().then(() => process.exit(130)));
   try {
     if (!opt['only-gateway']) {
-      for (const name of ['scheduler', 'gpu-worker', 'notifier']) services.push(new ServiceProcess(name, env).start());
+      const prof = (name) =>
+        opt['profile-dir'] && opt.profile.split(',').includes(name)
+          ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${opt['profile-dir']} --cpu-prof-name=${name}.cpuprofile` }
+          : {};
+      for (const name of ['scheduler', 'gpu-worker', 'notifier']) services.push(new ServiceProcess(name, { ...env, ...prof(name) }).start());
     }
     // The gateway logs its URL at info.
     const gw = new ServiceProcess('gateway', {
       ...env,
       LOG_LEVEL: 'info',
-      ...(opt['profile-dir'] ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${opt['profile-dir']}` } : {}),
+      ...(opt['profile-dir'] && opt.profile.split(',').includes('gateway')
+        ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${opt['profile-dir']} --cpu-prof-name=gateway.cpuprofile` }
+        : {}),
     }).start();
     services.push(gw);
     const line = await gw

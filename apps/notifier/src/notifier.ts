@@ -9,6 +9,7 @@ import type { INestMicroservice } from '@nestjs/common';
 import {
   BUCKETS,
   DEFAULT_TOPOLOGY,
+  HEADERS,
   bucketDeclarations,
   consumerDeclarations,
   newWorkerId,
@@ -113,7 +114,12 @@ export async function startNotifier(config: NotifierConfig, logger: Logger): Pro
     logger,
     rpcQueueGroup: 'notifier',
     bindings: {
-      intake: { consumer: consumers.notifierIntake, maxInFlight: 64 },
+      intake: {
+        consumer: consumers.notifierIntake,
+        maxInFlight: 64,
+        // Revisions of jobs without a callback owe no webhook: acked unread.
+        wants: (h) => h?.get(HEADERS.callback) !== '0',
+      },
       deliveries: { consumer: consumers.notifierDeliveries, maxInFlight: config.WEBHOOK_MAX_IN_FLIGHT },
     },
     drainTimeoutMs: config.WEBHOOK_TIMEOUT_MS + 5_000,

@@ -74,6 +74,7 @@ export class SchedulerService {
     this.startedAt = clock.now().getTime();
     this.queueConfig = { paused: false, draining: false, updatedAt: new Date(0).toISOString() };
     this.state = new SchedulerState(config.MAX_CONCURRENT_JOBS, config.TENANT_MAX_CONCURRENT_JOBS, {
+      onQueued: (stored) => this.dispatcher?.remember(stored),
       onWorkAvailable: () => this.dispatcher?.kick(),
       onRetryScheduled: (id, at) => this.retries?.scheduled(id, at),
       onWorkerReferenced: (w) => this.monitor?.reference(w),

@@ -1,5 +1,5 @@
 /** Payloads of every message that is not a job record revision. All are JSON; every one carries W3C trace headers. */
-import type { JobStatus, PublicEventType, Priority } from './job';
+import type { JobRecord, JobStatus, PublicEventType, Priority } from './job';
 import type { NewJobSpec } from './job-machine';
 
 /** Leader → one worker (`gantry.v1.dispatch.<workerId>`): run this attempt on these GPUs. A hint checked against the record. */
@@ -17,6 +17,12 @@ export interface DispatchMessage {
   /** The leader's epoch (its lease revision). */
   epoch: number;
   dispatchedAt: string;
+  /**
+   * The record as the leader read it just before dispatching, and its revision: the worker tries its start
+   * compare-and-set on it first and reads only if someone wrote in between (one read less per job).
+   */
+  record?: JobRecord;
+  revision?: number;
 }
 
 export interface GpuInfo {

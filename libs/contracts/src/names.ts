@@ -125,6 +125,11 @@ export type NotifierRpcOp = (typeof NOTIFIER_RPC_OPS)[number];
 export const HEADERS = {
   eventType: 'Gantry-Event',
   jobId: 'Gantry-Job-Id',
+  /**
+   * "1" on revisions of jobs that have a callback URL, "0" on the others, which the notifier skips unread. Revisions
+   * without the header (written before it existed) are always read.
+   */
+  callback: 'Gantry-Callback',
   notBefore: 'Gantry-Not-Before',
   epoch: 'Gantry-Leader-Epoch',
 } as const;

@@ -13,7 +13,7 @@
  */
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
-import type { Msg, Subscription } from '@nats-io/transport-node';
+import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
 import type { ConsumerDeclaration } from '@gantry/contracts';
 import { ATTR, extractTrace, inSpan, processAttributes, recordError, SpanKind, type Logger } from '@gantry/telemetry';
 import { lastValueFrom } from 'rxjs';
@@ -35,6 +35,11 @@ export interface ConsumerBinding {
   heartbeatMs?: number;
   /** Long-poll length of one pull (at least 1 s, the client minimum). */
   pullExpiresMs?: number;
+  /**
+   * Decides from the headers alone whether the handler needs a message; one it does not need is acked at once,
+   * without decoding its payload or opening a span (e.g. the notifier skipping revisions of jobs with no callback).
+   */
+  wants?: (headers: MsgHdrs | undefined) => boolean;
 }
 
 export interface JetStreamServerOptions {
@@ -158,6 +163,10 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
             expires: Math.max(1_000, binding.pullExpiresMs ?? 5_000),
           });
           for await (const m of current) {
+            if (binding.wants && !binding.wants(m.headers)) {
+              m.ack();
+              continue;
+            }
             inFlight++;
             const task = this.handleJs(pattern, m, handler, heartbeatMs).finally(() => {
               inFlight--;

@@ -13,7 +13,7 @@ export interface Lease {
 export interface AttemptContext {
   readonly record: JobRecord;
   readonly attempt: number;
-  /** Private scratch directory of this attempt, removed afterwards. */
+  /** Private scratch directory of this attempt, removed afterwards ('' for an executor that declares it needs none). */
   readonly scratchDir: string;
   /** Environment for child processes (CUDA_VISIBLE_DEVICES set to the job's GPUs). */
   readonly env: Readonly<Record<string, string>>;
@@ -37,6 +37,8 @@ export interface ExecutionResult {
 }
 
 export interface JobExecutor {
+  /** False for an executor that never touches files: the attempt then gets no scratch directory (no syscalls). */
+  readonly needsScratch?: boolean;
   /** Job type names this executor runs. */
   readonly types: readonly string[];
   run(ctx: AttemptContext): Promise<ExecutionResult>;

@@ -3,6 +3,7 @@ import { JobFailure, sleep, type AttemptContext, type ExecutionResult, type JobE
 
 /** `noop`: sleeps in `progressSteps` steps, fails its first `failTimes` attempts, then completes with `result`. */
 export class NoopExecutor implements JobExecutor {
+  readonly needsScratch = false;
   readonly types = ['noop'] as const;
 
   async run(ctx: AttemptContext): Promise<ExecutionResult> {

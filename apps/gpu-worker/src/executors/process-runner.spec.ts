@@ -44,6 +44,19 @@ describe('runProcess', () => {
 
   const base = () => ({ cwd: dir, env: {}, signal: new AbortController().signal });
 
+  it('keeps the head of an overlong line written in many small pieces', async () => {
+    const lines: string[] = [];
+    // 200 writes of 1000 bytes: the pipe hands them over in small chunks, the line ends only at the last one.
+    const script =
+      'printf "GANTRY_RESULT "; i=0; while [ $i -lt 200 ]; do printf "%01000d" 0; i=$((i+1)); done; echo; echo after';
+    const r = await runProcess({ ...base(), command: 'sh', args: ['-c', script], onStdoutLine: (l) => lines.push(l) });
+    expect(r.exitCode).toBe(0);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]!.startsWith('GANTRY_RESULT 000')).toBe(true);
+    expect(lines[0]!.length).toBe(64 * 1024 + 1);
+    expect(lines[1]).toBe('after');
+  });
+
   it('runs in its directory with only the passed-through environment, streaming lines', async () => {
     process.env['GANTRY_TEST_WORKER_SECRET'] = 'must-not-leak';
     const lines: string[] = [];

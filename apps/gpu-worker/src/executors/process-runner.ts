@@ -116,6 +116,9 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   }
 }
 
+/** Longest line kept whole (a line longer than this is passed on cut to this length plus one character). */
+const LINE_LIMIT = 64 * 1024;
+
 class Tail {
   private readonly lines: string[] = [];
   private partial = '';
@@ -128,9 +131,11 @@ class Tail {
     const text = this.partial + this.decoder.write(chunk);
     const parts = text.split(/\r?\n|\r/);
     this.partial = parts.pop() ?? '';
-    // A line without an end is kept bounded (a progress bar that never prints a newline).
-    if (this.partial.length > 64 * 1024) this.partial = this.partial.slice(-64 * 1024);
-    for (const l of parts) this.add(l);
+    // A line without an end yet is kept bounded: its head, which is what identifies it (`GANTRY_RESULT …`) and is
+    // enough to tell that it is too long; the rest is dropped until the line ends. (Keeping the tail instead lost the
+    // prefix of long lines whenever the pipe delivered them in small chunks.)
+    if (this.partial.length > LINE_LIMIT) this.partial = this.partial.slice(0, LINE_LIMIT + 1);
+    for (const l of parts) this.add(l.length > LINE_LIMIT ? l.slice(0, LINE_LIMIT + 1) : l);
   }
   private add(line: string): void {
     try {

@@ -22,6 +22,7 @@ import {
   failAttempt,
   handBack,
   jobError,
+  normalizeRecord,
   reportProgress,
   startAttempt,
   type AttemptOwner,
@@ -51,6 +52,28 @@ export class AttemptAborted extends Error {
   constructor(readonly reason: AbortReason) {
     super(`attempt aborted: ${reason}`);
   }
+}
+
+/**
+ * The record the leader read just before dispatching, as a compare-and-set hint (a wrong guess costs one failed
+ * publish and a read; a right one saves the read).
+ */
+function dispatchHint(m: DispatchMessage): { current?: StoredJob } {
+  if (!m.record || !m.revision || m.record.id !== m.jobId) return {};
+  const record = normalizeRecord(m.record, m.revision);
+  return {
+    current: {
+      record,
+      revision: m.revision,
+      event: {
+        type: 'job.queued',
+        timestamp: record.updatedAt,
+        sequence: record.sequence,
+        generation: record.generation,
+        job: record,
+      },
+    },
+  };
 }
 
 export class RunningAttempt {
@@ -190,13 +213,16 @@ export class AttemptRunner {
     const assigned = m.gpuIndices.map((i) => gpus.find((g) => g.index === i)).filter((g): g is GpuInfo => !!g);
     let started: StoredJob;
     try {
-      started = await this.d.jobs.transition(m.jobId, (cur) =>
-        startAttempt(
-          cur.record,
-          owner,
-          { gpus: assigned.map((g) => g.uuid), gpuIndices: m.gpuIndices },
-          this.d.clock.now(),
-        ),
+      started = await this.d.jobs.transition(
+        m.jobId,
+        (cur) =>
+          startAttempt(
+            cur.record,
+            owner,
+            { gpus: assigned.map((g) => g.uuid), gpuIndices: m.gpuIndices },
+            this.d.clock.now(),
+          ),
+        dispatchHint(m),
       );
     } catch (err) {
       if (err instanceof TransitionRefused || err instanceof JobNotFoundError) {
@@ -236,7 +262,9 @@ export class AttemptRunner {
         const progress = this.progressReporter(attempt);
         try {
           if (!executor) throw new JobFailure('INVALID_INPUT', `this worker cannot run job type ${record.type}`, false);
-          scratch = await mkdtemp(join(this.d.scratchRoot, `${record.id}-${m.attempt}-`));
+          if (executor.needsScratch !== false) {
+            scratch = await mkdtemp(join(this.d.scratchRoot, `${record.id}-${m.attempt}-`));
+          }
           const env: Record<string, string> = { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(m.gpuIndices, gpus) };
           // The memory reserved for the job on each of its GPUs, for programs that can cap themselves (e.g. PyTorch's
           // set_per_process_memory_fraction); the scheduler never places more than a GPU's memory on it.
@@ -244,7 +272,7 @@ export class AttemptRunner {
           const result = await executor.run({
             record,
             attempt: m.attempt,
-            scratchDir: scratch,
+            scratchDir: scratch ?? '',
             env,
             signal: attempt.controller.signal,
             progress: progress.report,

@@ -6,7 +6,15 @@
  * dispatch stream. A new leader first publishes a fence message, so a deposed leader's next dispatch fails and it
  * steps down; nothing it decided after losing the lease can reach a worker.
  */
-import { HEADERS, STREAMS, SUBJECTS, priorityLevel, type Clock, type DispatchMessage } from '@gantry/contracts';
+import {
+  HEADERS,
+  STREAMS,
+  SUBJECTS,
+  priorityLevel,
+  type Clock,
+  type DispatchMessage,
+  type StoredJob,
+} from '@gantry/contracts';
 import { isNotFound, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import { ATTR, contextFromTraceparent, type Logger } from '@gantry/telemetry';
@@ -45,6 +53,34 @@ export class Dispatcher {
 
   get active(): boolean {
     return this.epoch > 0;
+  }
+
+  /**
+   * The latest queued revisions the projection saw, newest kept (bounded): in steady state the job dispatched next
+   * was queued a moment ago, and its record is taken from here instead of being read again from the stream.
+   */
+  private readonly recent = new Map<string, StoredJob>();
+  private static readonly RECENT_MAX = 4_096;
+
+  remember(s: StoredJob): void {
+    this.recent.delete(s.record.id);
+    this.recent.set(s.record.id, s);
+    if (this.recent.size > Dispatcher.RECENT_MAX) this.recent.delete(this.recent.keys().next().value!);
+  }
+
+  /** Records for the decided jobs: recent revisions where they match the index entry, reads for the rest. */
+  private async recordsFor(decisions: readonly Decision[]): Promise<Map<string, StoredJob>> {
+    const out = new Map<string, StoredJob>();
+    const missing: string[] = [];
+    for (const d of decisions) {
+      const e = d.candidate.entry;
+      const s = this.recent.get(e.id);
+      this.recent.delete(e.id);
+      if (s && s.record.generation === e.generation && s.record.attempts === e.attempts) out.set(e.id, s);
+      else missing.push(e.id);
+    }
+    if (missing.length > 0) for (const [id, s] of await this.jobs.getMany(missing)) out.set(id, s);
+    return out;
   }
 
   /**
@@ -179,8 +215,9 @@ export class Dispatcher {
   }
 
   private async publish(decisions: Decision[], now: Date, settled: Set<string>): Promise<void> {
-    // Check each record (it is the truth; the index is a cache of it) and pick up its trace context.
-    const records = await this.jobs.getMany(decisions.map((d) => d.candidate.entry.id));
+    // Check each record (the index is a cache of it) and pick up its trace context. A revision the projection just
+    // applied is as good as a read: the worker's compare-and-set catches anything written since.
+    const records = await this.recordsFor(decisions);
     const valid: Decision[] = [];
     for (const d of decisions) {
       const e = d.candidate.entry;
@@ -204,7 +241,8 @@ export class Dispatcher {
     let expected = this.lastSeq;
     const publishes = valid.map((d) => {
       const e = d.candidate.entry;
-      const r = records.get(e.id)!.record;
+      const stored = records.get(e.id)!;
+      const r = stored.record;
       const msg: DispatchMessage = {
         v: 1,
         jobId: e.id,
@@ -215,6 +253,8 @@ export class Dispatcher {
         memoryMb: d.memoryMb,
         epoch,
         dispatchedAt: now.toISOString(),
+        record: r,
+        revision: stored.revision,
       };
       // Pipelined on one connection, so the broker sees them in this order: each expects its predecessor's seq.
       const expect = expected++;

@@ -36,6 +36,8 @@ export interface Counters {
 }
 
 export interface StateHooks {
+  /** A revision put the job in the queue order (the dispatcher keeps recent ones to skip re-reading them). */
+  onQueued?(s: StoredJob): void;
   /** Something changed that may let more work run. */
   onWorkAvailable?(): void;
   /** A retry now waits until `retryAt` (epoch ms). */
@@ -116,6 +118,7 @@ export class SchedulerState {
         if (!this.index.remove(r.pool, r.tenant, fromLevel, entry.seq))
           this.index.removeAnywhere(r.pool, r.tenant, entry.seq);
         this.index.add(r.pool, r.tenant, level, entry);
+        this.hooks.onQueued?.(s);
         this.hooks.onWorkAvailable?.();
         return;
       }
