@@ -97,7 +97,8 @@ async function main() {
         opt['profile-dir'] && opt.profile.split(',').includes(name)
           ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${opt['profile-dir']} --cpu-prof-name=${name}.cpuprofile` }
           : {};
-      for (const name of ['scheduler', 'gpu-worker', 'notifier']) services.push(new ServiceProcess(name, { ...env, ...prof(name) }).start());
+      for (const name of ['scheduler', 'gpu-worker', 'notifier'])
+        services.push(new ServiceProcess(name, { ...env, ...prof(name) }).start());
     }
     // The gateway logs its URL at info.
     const gw = new ServiceProcess('gateway', {
