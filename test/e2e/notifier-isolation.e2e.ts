@@ -173,7 +173,14 @@ describe.each(SCENARIOS)('webhook isolation, a hanging endpoint with 2,000 pendi
       timeoutMs: 60_000,
       intervalMs: 250,
     });
-    const pendingBefore = metric(await scrape(), 'gantry_webhook_pending');
+    // The gauge reads the consumer's counts, which move while deliveries are deferred and re-published: await it.
+    const pendingBefore = await waitFor(
+      async () => {
+        const p = metric(await scrape(), 'gantry_webhook_pending');
+        return p >= BACKLOG ? p : undefined;
+      },
+      { what: `${BACKLOG} deliveries pending`, timeoutMs: 20_000, intervalMs: 250 },
+    );
     expect(pendingBefore).toBeGreaterThanOrEqual(BACKLOG);
     const hangingRequestsBefore = hanging.received.length;
     const churnBefore = metric(await scrape(), sc.churn);
