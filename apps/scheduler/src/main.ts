@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { hostname } from 'node:os';
 import { NestFactory } from '@nestjs/core';
 import { bucketDeclarations, newWorkerId, streamDeclarations, systemClock, DEFAULT_TOPOLOGY } from '@gantry/contracts';
-import { loadConfigOrExit } from '@gantry/config';
+import { loadConfigOrExit, runService } from '@gantry/config';
 import { JetStreamServer, NatsHandle, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { OutputStore } from '@gantry/storage';
@@ -11,7 +11,7 @@ import { SchedulerModule } from './app.module';
 import { schedulerSpec } from './config';
 import { SchedulerService } from './scheduler.service';
 
-async function main(): Promise<void> {
+runService('scheduler', async () => {
   const config = loadConfigOrExit('scheduler', schedulerSpec);
   const telemetry = startTelemetry('scheduler');
   const logger = createLogger('scheduler', config.LOG_LEVEL);
@@ -69,25 +69,12 @@ async function main(): Promise<void> {
   await service.start();
   logger.info({ schedulerId: id }, 'scheduler started');
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  return async (signal) => {
     logger.info({ signal }, 'scheduler stopping');
     await service.stop().catch((err: unknown) => logger.error({ err }, 'stop failed'));
     await app.close().catch(() => undefined);
     await nats.drain();
     await ops.close();
     await telemetry.shutdown();
-    process.exit(0);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-}
-
-main().catch((err: unknown) => {
-  process.stderr.write(
-    `scheduler failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
-  process.exit(1);
 });

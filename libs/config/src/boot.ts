@@ -20,3 +20,29 @@ export function loadConfigOrExit<S extends Spec>(
     throw err;
   }
 }
+
+/**
+ * Runs a service's `main`. A failure to start is printed and exits 1. `main` resolves to the service's stop function:
+ * the first SIGTERM or SIGINT calls it once (a stop that throws is reported) and then the process exits 0.
+ */
+export function runService(name: string, main: () => Promise<(signal: string) => Promise<void>>): void {
+  const describe = (err: unknown) => (err instanceof Error ? (err.stack ?? err.message) : String(err));
+  main().then(
+    (stop) => {
+      let stopping = false;
+      const onSignal = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        stop(signal)
+          .catch((err: unknown) => process.stderr.write(`${name}: stopping failed: ${describe(err)}\n`))
+          .finally(() => process.exit(0));
+      };
+      process.on('SIGTERM', () => onSignal('SIGTERM'));
+      process.on('SIGINT', () => onSignal('SIGINT'));
+    },
+    (err: unknown) => {
+      process.stderr.write(`${name} failed to start: ${describe(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

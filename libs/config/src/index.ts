@@ -30,4 +30,4 @@ export {
   refuseDevSecretInProduction,
 } from './common';
 export type { Role, ApiKey } from './common';
-export { loadConfigOrExit } from './boot';
+export { loadConfigOrExit, runService } from './boot';

@@ -13,7 +13,6 @@
  */
 import type {
   ErrorCode,
-  GpuRequest,
   JobError,
   JobEvent,
   JobEventType,
@@ -49,25 +48,23 @@ export interface AttemptOwner {
   attempt: number;
 }
 
-export interface NewJobSpec {
-  id: string;
-  tenant: string;
-  type: string;
-  input: Record<string, unknown>;
-  priority: Priority;
-  pool: string;
-  callbackUrl?: string;
-  callbackToken?: string;
-  timeoutSeconds: number;
-  maxAttempts: number;
-  retryDelaysMs: number[];
-  gpu?: GpuRequest;
-  upload?: { url: string };
-  metadata: Record<string, unknown>;
-  batchId?: string;
-  traceparent?: string;
-  tracestate?: string;
-}
+/** What a submit decides about a job; the state machine adds the rest of the record. */
+export type NewJobSpec = Pick<
+  JobRecord,
+  | 'id'
+  | 'tenant'
+  | 'type'
+  | 'input'
+  | 'priority'
+  | 'pool'
+  | 'timeoutSeconds'
+  | 'maxAttempts'
+  | 'retryDelaysMs'
+  | 'metadata'
+> &
+  Partial<
+    Pick<JobRecord, 'callbackUrl' | 'callbackToken' | 'gpu' | 'upload' | 'batchId' | 'traceparent' | 'tracestate'>
+  >;
 
 const iso = (d: Date) => d.toISOString();
 
