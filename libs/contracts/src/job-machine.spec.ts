@@ -93,6 +93,7 @@ describe('job state machine', () => {
     expect(refusal(() => reportProgress(running, owner(1, 'zombie'), { percent: 10 }, at(2)))).toBe('NOT_OWNER');
     const done = completeAttempt(running, owner(1), { result: { ok: true } }, at(5));
     expect(done.record).toMatchObject({ status: 'completed', result: { ok: true }, finishedAt: at(5).toISOString() });
+    expect(done.record.progress).toEqual({ percent: 100, stage: 'done' });
     expect(refusal(() => completeAttempt(done.record, owner(1), {}, at(6)))).toBe('NOT_OWNER');
   });
 

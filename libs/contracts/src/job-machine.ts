@@ -158,7 +158,8 @@ export function completeAttempt(
     record: next(cur, now, {
       status: 'completed',
       finishedAt: iso(now),
-      progress: { percent: 100, ...(cur.progress?.stage ? { stage: cur.progress.stage } : {}) },
+      // The last reported stage may have been throttled away before the end: a completed job is just done.
+      progress: { percent: 100, stage: 'done' },
       result: outcome.result,
       outputs: outcome.outputs,
       error: undefined,
