@@ -249,13 +249,27 @@ describe('observability across the four services', () => {
     );
     const sched = await scrape(opsUrl('scheduler'));
     for (const name of [
-      'gantry_queue_depth',
       'gantry_tokens_in_use',
       'gantry_dispatch_latency_seconds_bucket',
-      'gantry_job_run_seconds_bucket',
       'gantry_worker_slots',
+      'gantry_gpu_memory_reserved_mb',
     ]) {
       expect(sched).toContain(name);
     }
+    // Queue depth per priority and pool; wait and run time histograms by type (and outcome); retries.
+    expect(sched).toMatch(/gantry_queue_depth\{[^}]*pool="default"[^}]*priority="urgent"/);
+    const runs = (t: string) => metricValue(t, 'gantry_job_run_seconds_count', { type: 'noop', outcome: 'completed' });
+    const waits = (t: string) => metricValue(t, 'gantry_job_wait_seconds_count', { type: 'noop' });
+    const retries = (t: string) => metricValue(t, 'gantry_job_retries_total');
+    const before2 = { runs: runs(sched), waits: waits(sched), retries: retries(sched) };
+    const flaky = await cluster.submit({ type: 'noop', input: { failTimes: 1 }, maxAttempts: 2 });
+    await cluster.waitForStatus(flaky, 'completed');
+    await waitFor(
+      async () => {
+        const t = await scrape(opsUrl('scheduler'));
+        return runs(t) > before2.runs && waits(t) >= before2.waits + 2 && retries(t) > before2.retries;
+      },
+      { what: 'run/wait histograms and the retry counter moving', timeoutMs: 20_000 },
+    );
   });
 });

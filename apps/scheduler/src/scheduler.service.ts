@@ -78,6 +78,7 @@ export class SchedulerService {
       onWorkAvailable: () => this.dispatcher?.kick(),
       onRetryScheduled: (id, at) => this.retries?.scheduled(id, at),
       onWorkerReferenced: (w) => this.monitor?.reference(w),
+      onStarted: (s) => this.metrics?.started(s),
       onTerminal: (s) => this.metrics?.finished(s),
     });
     this.metrics = new SchedulerMetrics(

@@ -44,6 +44,8 @@ export interface StateHooks {
   onRetryScheduled?(jobId: string, retryAt: number): void;
   /** A worker is named by a running attempt (so its liveness gets watched even if it never heartbeats again). */
   onWorkerReferenced?(workerId: string): void;
+  /** An attempt started (for metrics; live revisions only). */
+  onStarted?(job: StoredJob): void;
   /** A job reached a terminal state (for metrics). */
   onTerminal?(job: StoredJob): void;
 }
@@ -141,6 +143,7 @@ export class SchedulerState {
           this.hooks.onWorkerReferenced?.(workerId);
         }
         if (s.event.type === 'job.started' && live) {
+          this.hooks.onStarted?.(s);
           this.counters.waitSecondsSum += Math.max(
             0,
             (Date.parse(r.startedAt ?? r.updatedAt) - entry.enqueuedAt) / 1000,

@@ -27,7 +27,12 @@ export class SchedulerMetrics {
       registers,
       collect() {
         this.reset();
-        const pools = new Set([...state.index.poolNames(), ...[...state.holdings.values()].map((h) => h.pool)]);
+        const pools = new Set([
+          // Pools with live workers are exported even when empty, so a dashboard shows 0 rather than nothing.
+          ...[...state.capacity.allWorkers()].map((w) => w.pool),
+          ...state.index.poolNames(),
+          ...[...state.holdings.values()].map((h) => h.pool),
+        ]);
         for (const pool of pools) {
           const d = state.index.depth(pool);
           for (const h of state.holdings.values())
@@ -152,6 +157,17 @@ export class SchedulerMetrics {
       labelNames: ['type'],
       buckets: DURATION_BUCKETS,
       registers,
+    });
+    let retriesSeen = 0;
+    new Counter({
+      name: 'gantry_job_retries_total',
+      help: 'Failed attempts that went to a retry delay (seen live by this replica)',
+      registers,
+      collect() {
+        const now = state.counters.retried;
+        if (now > retriesSeen) this.inc(now - retriesSeen);
+        retriesSeen = now;
+      },
     });
     this.lost = new Counter({ name: 'gantry_workers_lost_total', help: 'Workers declared lost', registers });
     this.fences = new Counter({
