@@ -11,16 +11,7 @@
  *     │  └──cancel──▶ cancelled            retrying ──cancel──▶ cancelled
  *     └──admin retry (new generation)── failed | cancelled
  */
-import type {
-  ErrorCode,
-  JobError,
-  JobEvent,
-  JobEventType,
-  JobOutput,
-  JobProgress,
-  JobRecord,
-  Priority,
-} from './job';
+import type { ErrorCode, JobError, JobEvent, JobEventType, JobOutput, JobProgress, JobRecord, Priority } from './job';
 import { nextRetryDelayMs } from './retry-policy';
 
 export type TransitionRefusal = 'CONFLICT' | 'NOT_OWNER' | 'NOT_DUE' | 'UNCHANGED';
