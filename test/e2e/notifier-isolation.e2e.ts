@@ -145,15 +145,29 @@ describe.each(SCENARIOS)('webhook isolation, a hanging endpoint with 2,000 pendi
 
   const scrape = async () => (await fetch(`${ops}/metrics`)).text();
 
-  /** Publishes EVENTS events for the healthy receiver (ten every 500 ms) and returns their delivery latencies. */
-  async function measure(path: string): Promise<number[]> {
+  /**
+   * Publishes EVENTS events for the healthy receiver, ten at a time, and returns their delivery latencies. Each batch
+   * waits for the previous one to arrive and, when `churnPerBatch` is set, for that many more of the hanging endpoint's
+   * deliveries to come due and be handled, so the measurement spans the backlog's churn (each event is timed from its
+   * own timestamp).
+   */
+  async function measure(path: string, churnPerBatch = 0): Promise<number[]> {
     for (let i = 0; i < EVENTS; i += 10) {
-      // A steady producer over 5 s, not one burst (each event is timed from its own timestamp).
+      if (i > 0) {
+        await healthy.waitForCount((w) => w.path === path, i, { timeoutMs: 30_000 });
+        if (churnPerBatch > 0) {
+          const from = metric(await scrape(), sc.churn);
+          await waitFor(async () => metric(await scrape(), sc.churn) >= from + churnPerBatch, {
+            what: `${churnPerBatch} more of the hanging endpoint's deliveries handled (${sc.churn})`,
+            timeoutMs: 30_000,
+            intervalMs: 100,
+          });
+        }
+      }
       await publishAll(
         client,
         Array.from({ length: 10 }, () => event(`${healthy.url}${path}`)),
       );
-      await new Promise((r) => setTimeout(r, 500));
     }
     const got = await healthy.waitForCount((w) => w.path === path, EVENTS, { timeoutMs: 60_000 });
     expect(got).toHaveLength(EVENTS);
@@ -186,7 +200,7 @@ describe.each(SCENARIOS)('webhook isolation, a hanging endpoint with 2,000 pendi
     const churnBefore = metric(await scrape(), sc.churn);
     const t0 = Date.now();
 
-    const loaded = stats(await measure('/loaded'));
+    const loaded = stats(await measure('/loaded', BACKLOG / 10));
     const measuredMs = Date.now() - t0;
     const churnDuring = metric(await scrape(), sc.churn) - churnBefore;
     const info = await client.jsm.consumers.info(STREAMS.webhooks, CONSUMERS.notifierDeliveries);

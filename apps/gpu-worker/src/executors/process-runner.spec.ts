@@ -138,12 +138,11 @@ describe('runProcess', () => {
       killGraceMs: 500,
       command: 'sh',
       // A child in the background, a grandchild that ignores SIGTERM, and the job itself.
-      args: ['-c', `sleep ${m} & sh -c 'trap "" TERM; sleep ${m}' & echo up; sleep ${m}`],
-      onStdoutLine: (l) => {
-        if (l === 'up') setTimeout(() => ac.abort(new Error('cancel')), 200);
-      },
+      args: ['-c', `sleep ${m} & sh -c 'trap "" TERM; sleep ${m}' & sleep ${m}`],
     });
+    // All three sleeps running means the grandchild's trap is in place: cancel now.
     await waitFor(() => pids(m).length >= 3, { what: 'the job tree to start', timeoutMs: 10_000 });
+    ac.abort(new Error('cancel'));
     const r = await run;
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(r.exitCode === 0).toBe(false);

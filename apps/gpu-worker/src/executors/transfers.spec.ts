@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputStore } from '@gantry/storage';
+import { waitFor } from '@gantry/testing';
 import type { JobFailure } from './executor';
 import { DEFAULT_TRANSFERS, downloadInput, putToUrl, redactUrl, type TransferSettings } from './transfers';
 
@@ -218,7 +219,9 @@ describe('transfers', () => {
     server = await ScriptedServer.start([status(500)]);
     const ac = new AbortController();
     const p = downloadInput(`${server.url}/x`, join(dir, 'y'), store, { ...FAST, backoffMs: 5_000 }, ac.signal);
-    setTimeout(() => ac.abort(new Error('cancelled')), 200);
+    // Cancel while it waits out its 5 s backoff after the first 500.
+    await waitFor(() => server.requests.length === 1, { what: 'the first attempt', timeoutMs: 5_000 });
+    ac.abort(new Error('cancelled'));
     const e = await failure(p);
     expect(e.message).toBe('cancelled');
     expect(server.requests).toHaveLength(1);
