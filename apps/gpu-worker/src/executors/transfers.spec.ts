@@ -216,15 +216,15 @@ describe('transfers', () => {
   });
 
   it('stops retrying when the attempt is aborted', async () => {
-    server = await ScriptedServer.start([status(500)]);
+    const s = (server = await ScriptedServer.start([status(500)]));
     const ac = new AbortController();
-    const p = downloadInput(`${server.url}/x`, join(dir, 'y'), store, { ...FAST, backoffMs: 5_000 }, ac.signal);
+    const p = downloadInput(`${s.url}/x`, join(dir, 'y'), store, { ...FAST, backoffMs: 5_000 }, ac.signal);
     // Cancel while it waits out its 5 s backoff after the first 500.
-    await waitFor(() => server.requests.length === 1, { what: 'the first attempt', timeoutMs: 5_000 });
+    await waitFor(() => s.requests.length === 1, { what: 'the first attempt', timeoutMs: 5_000 });
     ac.abort(new Error('cancelled'));
     const e = await failure(p);
     expect(e.message).toBe('cancelled');
-    expect(server.requests).toHaveLength(1);
+    expect(s.requests).toHaveLength(1);
   });
 
   it('redacts presigned query strings', () => {
