@@ -11,6 +11,7 @@ import {
   str,
   type ConfigOf,
 } from '@gantry/config';
+import { SUBJECT_TOKEN } from '@gantry/contracts';
 
 export const workerSpec = {
   ...commonSpec,
@@ -19,7 +20,7 @@ export const workerSpec = {
   JOB_TYPES_FILE: jobPolicySpec.JOB_TYPES_FILE,
   ALLOW_PRIVATE_URLS: jobPolicySpec.ALLOW_PRIVATE_URLS,
   WORKER_HTTP_PORT: port({ default: 8082, allowZero: true, doc: '/healthz, /readyz and /metrics (0 = any free port)' }),
-  WORKER_POOL: str({ default: 'default', pattern: /^[A-Za-z0-9_-]{1,64}$/, doc: 'pool this worker serves' }),
+  WORKER_POOL: str({ default: 'default', pattern: SUBJECT_TOKEN, doc: 'pool this worker serves' }),
   WORKER_SLOTS: optionalInt({
     min: 1,
     max: 1024,

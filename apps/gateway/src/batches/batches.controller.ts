@@ -12,9 +12,8 @@ import type { JobView } from '@gantry/contracts';
 import type { FastifyReply } from 'fastify';
 import { CurrentPrincipal, type Principal } from '../auth/auth';
 import { HttpMetrics } from '../http/http-metrics';
-import { bodyHash } from '../http/json-shape';
 import { ApiProblems } from '../http/openapi';
-import { IDEMPOTENCY_HEADER, parseIdempotencyKey } from '../idempotency/idempotency.service';
+import { IDEMPOTENCY_HEADER, idempotentRequest, parseIdempotencyKey } from '../idempotency/idempotency.service';
 import { SubmitBatchDto } from '../jobs/job.dto';
 import { JobRequestValidator } from '../jobs/job-request.validator';
 import { BatchDoc, BatchStatusDoc } from '../jobs/job-view.doc';
@@ -54,11 +53,7 @@ export class BatchesController {
   ): Promise<{ id: string; jobs: JobView[] }> {
     const idempotencyKey = parseIdempotencyKey(reply.request.headers[IDEMPOTENCY_HEADER]);
     const batch = await this.validator.batch(body);
-    const { id, records, replay } = await this.batches.submit(
-      p,
-      batch,
-      idempotencyKey !== undefined ? { idempotencyKey, bodyHash: bodyHash(body) } : {},
-    );
+    const { id, records, replay } = await this.batches.submit(p, batch, idempotentRequest(idempotencyKey, body));
     void reply.header('location', `/v1/batches/${id}`);
     if (replay) void reply.status(200);
     else this.metrics.jobsAccepted.inc({ via: 'batches' }, records.length);

@@ -20,11 +20,12 @@ import {
   type Clock,
   type JobRecord,
   type JobStatus,
+  SUBJECT_TOKEN,
 } from '@gantry/contracts';
 import type { Logger } from '@gantry/telemetry';
 import type { Principal } from '../auth/auth';
 import { problems } from '../http/problem';
-import { IdempotencyService } from '../idempotency/idempotency.service';
+import { IdempotencyService, type IdempotentRequest } from '../idempotency/idempotency.service';
 import type { ValidatedBatch } from '../jobs/job-request.validator';
 import { JobsService } from '../jobs/jobs.service';
 import { GatewayNats } from '../nats/gateway-nats';
@@ -53,7 +54,7 @@ export class BatchesService {
 
   /** The batch's manifest if this principal may see it (another tenant's batch is a 404 for client keys). */
   async manifest(p: Principal, id: string): Promise<BatchManifest> {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw problems.notFound(`batch ${id} not found`);
+    if (!SUBJECT_TOKEN.test(id)) throw problems.notFound(`batch ${id} not found`);
     const m = await this.manifests().read(id);
     if (!m || (p.role !== 'admin' && m.tenant !== p.tenant)) throw problems.notFound(`batch ${id} not found`);
     return m;
@@ -68,7 +69,7 @@ export class BatchesService {
   async submit(
     p: Principal,
     batch: ValidatedBatch,
-    o: { idempotencyKey?: string; bodyHash?: string } = {},
+    o: IdempotentRequest = {},
   ): Promise<{ id: string; records: JobRecord[]; replay: boolean }> {
     let id = newId();
     if (o.idempotencyKey !== undefined) {

@@ -17,6 +17,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { BUCKETS, type Clock, type IdempotencyEntry } from '@gantry/contracts';
 import { isWrongLastSequence } from '@gantry/jetstream';
 import type { KV } from '@nats-io/kv';
+import { bodyHash } from '../http/json-shape';
 import { problems } from '../http/problem';
 import { GatewayNats } from '../nats/gateway-nats';
 import { CLOCK } from '../tokens';
@@ -40,6 +41,20 @@ export function parseIdempotencyKey(raw: string | string[] | undefined): string 
     );
   }
   return raw;
+}
+
+/** What a submit knows of its Idempotency-Key: the key and its body's hash, or nothing. */
+export interface IdempotentRequest {
+  idempotencyKey?: string;
+  bodyHash?: string;
+}
+
+/**
+ * The key (from `parseIdempotencyKey`) with the hash of the body it guards. Call it after validation: hashing recurses,
+ * and validation is what bounds the body's depth.
+ */
+export function idempotentRequest(idempotencyKey: string | undefined, body: unknown): IdempotentRequest {
+  return idempotencyKey === undefined ? {} : { idempotencyKey, bodyHash: bodyHash(body) };
 }
 
 function isKeyExists(err: unknown): boolean {

@@ -3,7 +3,7 @@
  * Job-type-specific `input` is validated afterwards against the type's own schema.
  */
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { PRIORITIES, type Priority } from '@gantry/contracts';
+import { PRIORITIES, type Priority, SUBJECT_TOKEN } from '@gantry/contracts';
 import { Type } from 'class-transformer';
 import {
   ArrayMinSize,
@@ -33,8 +33,6 @@ export function MaxJsonSize(bytes: number, options?: ValidationOptions) {
       validator: { validate: (v: unknown) => v === undefined || Buffer.byteLength(JSON.stringify(v) ?? '') <= bytes },
     });
 }
-
-export const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 
 export class GpuDto {
   @ApiProperty({ minimum: 0, maximum: 16, description: 'GPUs the job needs (0 = none)' })
@@ -75,10 +73,10 @@ export class SubmitJobDto {
   @IsIn(PRIORITIES)
   priority?: Priority;
 
-  @ApiPropertyOptional({ default: 'default', pattern: TOKEN.source })
+  @ApiPropertyOptional({ default: 'default', pattern: SUBJECT_TOKEN.source })
   @IsOptional()
   @IsString()
-  @Matches(TOKEN, { message: 'must match [A-Za-z0-9_-]{1,64}' })
+  @Matches(SUBJECT_TOKEN, { message: 'must match [A-Za-z0-9_-]{1,64}' })
   pool?: string;
 
   @ApiPropertyOptional({

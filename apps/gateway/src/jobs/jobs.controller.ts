@@ -16,14 +16,14 @@ import {
   type JobStatus,
   type JobView,
   type Priority,
+  SUBJECT_TOKEN,
 } from '@gantry/contracts';
 import type { FastifyReply } from 'fastify';
 import { CurrentPrincipal, type Principal } from '../auth/auth';
 import { HttpMetrics } from '../http/http-metrics';
-import { bodyHash } from '../http/json-shape';
 import { ApiProblems } from '../http/openapi';
 import { problems } from '../http/problem';
-import { IDEMPOTENCY_HEADER, parseIdempotencyKey } from '../idempotency/idempotency.service';
+import { IDEMPOTENCY_HEADER, idempotentRequest, parseIdempotencyKey } from '../idempotency/idempotency.service';
 import { PriorityDto, SubmitJobDto } from './job.dto';
 import { JobListService } from './job-list.service';
 import { JobRequestValidator } from './job-request.validator';
@@ -43,8 +43,6 @@ export function assertNoBody(body: unknown): void {
   if (!isPlainObject(body)) throw problems.validation([{ field: 'body', message: 'must be empty or {}' }]);
   throw problems.validation(Object.keys(body).map((k) => ({ field: k, message: 'is not a known field' })));
 }
-
-const ID_PARAM = /^[A-Za-z0-9_-]{1,64}$/;
 
 @ApiTags('jobs')
 @ApiSecurity('bearer')
@@ -78,11 +76,7 @@ export class JobsController {
   ): Promise<JobView> {
     const idempotencyKey = parseIdempotencyKey(reply.request.headers[IDEMPOTENCY_HEADER]);
     const dto = await this.validator.submit(body);
-    const { stored, replay } = await this.jobs.submit(
-      p,
-      dto,
-      idempotencyKey !== undefined ? { idempotencyKey, bodyHash: bodyHash(body) } : {},
-    );
+    const { stored, replay } = await this.jobs.submit(p, dto, idempotentRequest(idempotencyKey, body));
     void reply.header('location', `/v1/jobs/${stored.record.id}`);
     if (replay) void reply.status(200);
     else this.metrics.jobsAccepted.inc({ via: 'jobs' });
@@ -169,7 +163,8 @@ export class JobsController {
     const asTenant = one('tenant');
     if (asTenant !== undefined) {
       if (p.role !== 'admin') throw problems.forbidden('only admin keys may list another tenant');
-      if (!ID_PARAM.test(asTenant)) throw problems.validation([{ field: 'tenant', message: 'is not a tenant name' }]);
+      if (!SUBJECT_TOKEN.test(asTenant))
+        throw problems.validation([{ field: 'tenant', message: 'is not a tenant name' }]);
       tenant = asTenant;
     }
     const found = await this.list.find({

@@ -24,6 +24,7 @@ import {
   type StoredJob,
   type Transition,
   type WorkerControl,
+  SUBJECT_TOKEN,
 } from '@gantry/contracts';
 import { encodeJson, rpcRequest } from '@gantry/jetstream';
 import { JobExistsError, JobStore } from '@gantry/job-store';
@@ -32,7 +33,7 @@ import { currentTraceparent, type Logger } from '@gantry/telemetry';
 import type { Principal } from '../auth/auth';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { problems } from '../http/problem';
-import { IdempotencyService } from '../idempotency/idempotency.service';
+import { IdempotencyService, type IdempotentRequest } from '../idempotency/idempotency.service';
 import { GatewayNats } from '../nats/gateway-nats';
 import { CLOCK, JOB_TYPES, LOGGER, OUTPUT_STORE } from '../tokens';
 import type { SubmitJobDto } from './job.dto';
@@ -108,7 +109,7 @@ export class JobsService {
   async submit(
     p: Principal,
     dto: SubmitJobDto,
-    o: { idempotencyKey?: string; bodyHash?: string } = {},
+    o: IdempotentRequest = {},
   ): Promise<{ stored: StoredJob; replay: boolean }> {
     let id = newId();
     if (o.idempotencyKey !== undefined) {
@@ -134,7 +135,7 @@ export class JobsService {
 
   /** The job if this principal may see it (other tenants' jobs are 404 for client keys). */
   async get(p: Principal, id: string): Promise<StoredJob> {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw problems.notFound(`job ${id} not found`);
+    if (!SUBJECT_TOKEN.test(id)) throw problems.notFound(`job ${id} not found`);
     const stored = await this.store().get(id);
     if (!stored || (p.role !== 'admin' && stored.record.tenant !== p.tenant))
       throw problems.notFound(`job ${id} not found`);
