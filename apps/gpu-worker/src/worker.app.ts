@@ -7,7 +7,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NestFactory } from '@nestjs/core';
 import {
-  DEFAULT_TOPOLOGY,
+  topologyFor,
   JobTypeRegistry,
   bucketDeclarations,
   loadCatalog,
@@ -101,11 +101,7 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
 
   const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger });
   live.nats = nats;
-  const topology = {
-    ...DEFAULT_TOPOLOGY,
-    replicas: config.NATS_REPLICAS,
-    retentionMs: config.JOB_RETENTION_HOURS * 3_600_000,
-  };
+  const topology = topologyFor(config);
   const streams = streamDeclarations(topology);
   await provision(
     nats,

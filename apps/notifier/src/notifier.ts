@@ -8,7 +8,7 @@ import { NestFactory } from '@nestjs/core';
 import type { INestMicroservice } from '@nestjs/common';
 import {
   BUCKETS,
-  DEFAULT_TOPOLOGY,
+  topologyFor,
   HEADERS,
   bucketDeclarations,
   consumerDeclarations,
@@ -57,15 +57,12 @@ export async function startNotifier(config: NotifierConfig, logger: Logger): Pro
 
   const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger });
   live.nats = nats;
-  const topology = {
-    ...DEFAULT_TOPOLOGY,
-    replicas: config.NATS_REPLICAS,
-    retentionMs: config.JOB_RETENTION_HOURS * 3_600_000,
+  const topology = topologyFor(config, {
     webhookMaxPending: config.WEBHOOK_MAX_PENDING,
     // Handlers renew their messages with working() while they run, so AckWait only decides how soon the
     // deliveries of a replica that died (kill -9) mid-attempt are handed to another.
     webhookAckWaitMs: config.WEBHOOK_TIMEOUT_MS + 5_000,
-  };
+  });
   const streams = streamDeclarations(topology);
   const consumers = consumerDeclarations(topology);
   await provision(

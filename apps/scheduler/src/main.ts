@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { hostname } from 'node:os';
 import { NestFactory } from '@nestjs/core';
-import { bucketDeclarations, newWorkerId, streamDeclarations, systemClock, DEFAULT_TOPOLOGY } from '@gantry/contracts';
+import { bucketDeclarations, newWorkerId, streamDeclarations, systemClock, topologyFor } from '@gantry/contracts';
 import { loadConfigOrExit, runService } from '@gantry/config';
 import { JetStreamServer, NatsHandle, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
@@ -33,12 +33,7 @@ runService('scheduler', async () => {
 
   const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger });
   live.nats = nats;
-  const topology = {
-    ...DEFAULT_TOPOLOGY,
-    replicas: config.NATS_REPLICAS,
-    retentionMs: config.JOB_RETENTION_HOURS * 3_600_000,
-    leaderLeaseMs: config.LEADER_LEASE_MS,
-  };
+  const topology = topologyFor(config, { leaderLeaseMs: config.LEADER_LEASE_MS });
   const streams = streamDeclarations(topology);
   const buckets = bucketDeclarations(topology);
   await provision(

@@ -67,6 +67,7 @@ export type * from './messages';
 export {
   ms,
   DEFAULT_TOPOLOGY,
+  topologyFor,
   streamDeclarations,
   consumerDeclarations,
   workerConsumer,

@@ -74,6 +74,17 @@ export const DEFAULT_TOPOLOGY: TopologyOptions = {
   webhookAckWaitMs: 60_000,
 };
 
+/** The variables every service reads that shape the topology (see API.md §2). */
+export interface TopologyVariables {
+  NATS_REPLICAS: number;
+  JOB_RETENTION_HOURS: number;
+}
+
+/** A service's topology: the defaults, its NATS_REPLICAS and JOB_RETENTION_HOURS, and what only it sets. */
+export function topologyFor(v: TopologyVariables, own: Partial<TopologyOptions> = {}): TopologyOptions {
+  return { ...DEFAULT_TOPOLOGY, replicas: v.NATS_REPLICAS, retentionMs: v.JOB_RETENTION_HOURS * 3_600_000, ...own };
+}
+
 function stream(
   partial: Partial<StreamDeclaration> & Pick<StreamDeclaration, 'name' | 'subjects'>,
   o: TopologyOptions,

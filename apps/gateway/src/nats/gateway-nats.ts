@@ -7,7 +7,7 @@
 import {
   BUCKETS,
   CONFIG_KEYS,
-  DEFAULT_TOPOLOGY,
+  topologyFor,
   SUBJECTS,
   bucketDeclarations,
   consumerDeclarations,
@@ -44,11 +44,7 @@ export class GatewayNats {
   private async connect(): Promise<NatsHandle> {
     const nats = await NatsHandle.connect({ servers: this.config.NATS_URL, name: 'gateway', logger: this.logger });
     this.handleValue = nats;
-    const topology = {
-      ...DEFAULT_TOPOLOGY,
-      replicas: this.config.NATS_REPLICAS,
-      retentionMs: this.config.JOB_RETENTION_HOURS * 3_600_000,
-    };
+    const topology = topologyFor(this.config);
     const s = streamDeclarations(topology);
     const b = bucketDeclarations(topology);
     for (let attempt = 0; !this.closed; attempt++) {
