@@ -76,11 +76,20 @@ const SYSTEM_TOOLS = {
     hint: 'https://docs.nats.io/running-a-nats-service/introduction/installation (any version ≥ 2.9.10)',
   },
   ffmpeg: { apt: 'ffmpeg', hint: 'https://ffmpeg.org/download.html (or `brew install ffmpeg`)' },
+  // The worker runs every job process inside a bubblewrap sandbox (docs/gpu.md).
+  bwrap: { apt: 'bubblewrap', hint: 'https://github.com/containers/bubblewrap (Debian/Ubuntu: bubblewrap)' },
+  // The dashboard's browser tests drive the system Chromium through playwright-core (no browser download).
+  chromium: {
+    apt: 'chromium',
+    hint: 'Debian/Ubuntu package chromium, or point CHROMIUM_BIN at a Chromium/Chrome binary',
+  },
+  // Only the BullMQ side of `npm run bench:vs-bullmq`.
+  'redis-server': { apt: 'redis-server', hint: 'https://redis.io/docs/latest/operate/oss_and_stack/install/' },
 };
 
 /** Makes sure nats-server and ffmpeg are on the PATH, installing them with apt-get when we are root on Debian/Ubuntu. */
 function ensureSystemTools(names) {
-  const missing = names.filter((n) => !(process.env[`${n.toUpperCase().replace('-', '_')}_BIN`] || which(n, SBIN)));
+  const missing = names.filter((n) => !(process.env[`${n.toUpperCase().replaceAll('-', '_')}_BIN`] || which(n, SBIN)));
   if (missing.length === 0) return;
   const canApt = process.getuid?.() === 0 && which('apt-get');
   if (canApt) {
@@ -95,7 +104,9 @@ function ensureSystemTools(names) {
     if (r.status === 0) return;
   }
   for (const n of missing)
-    log(`missing ${n}: install it (${SYSTEM_TOOLS[n].hint}) or point ${n.toUpperCase().replace('-', '_')}_BIN at it.`);
+    log(
+      `missing ${n}: install it (${SYSTEM_TOOLS[n].hint}) or point ${n.toUpperCase().replaceAll('-', '_')}_BIN at it.`,
+    );
   process.exit(1);
 }
 
@@ -164,7 +175,7 @@ async function main() {
       await checks();
       break;
     case 'test': {
-      ensureSystemTools(['nats-server', 'ffmpeg']);
+      ensureSystemTools(['nats-server', 'ffmpeg', 'bwrap', 'chromium']);
       await build();
       if (!rest.includes('--no-lint')) await checks();
       await step(
@@ -175,7 +186,7 @@ async function main() {
       break;
     }
     case 'up':
-      ensureSystemTools(process.env.NATS_URL ? ['ffmpeg'] : ['nats-server', 'ffmpeg']);
+      ensureSystemTools(process.env.NATS_URL ? ['ffmpeg', 'bwrap'] : ['nats-server', 'ffmpeg', 'bwrap']);
       await build();
       process.exitCode = await run('node', ['tools/up.mjs', ...rest]);
       break;
@@ -185,13 +196,15 @@ async function main() {
         log(`unknown service ${svc}; one of ${SERVICES.join(', ')}`);
         process.exit(2);
       }
-      if (svc === 'gpu-worker') ensureSystemTools(['ffmpeg']);
+      if (svc === 'gpu-worker') ensureSystemTools(['ffmpeg', 'bwrap']);
       await build();
       process.exitCode = await run('node', [`apps/${svc}/dist/main.js`, ...rest.slice(1)]);
       break;
     }
     case 'bench': {
-      ensureSystemTools(['nats-server', 'ffmpeg']);
+      ensureSystemTools(
+        rest[0] === 'vs-bullmq' ? ['nats-server', 'ffmpeg', 'redis-server'] : ['nats-server', 'ffmpeg'],
+      );
       await build();
       process.exitCode = await run('node', [`tools/bench/${rest[0]}.mjs`, ...rest.slice(1)]);
       break;
