@@ -4,7 +4,7 @@
  * exceed the token limits during the handover. Then a leader is frozen (SIGSTOP) until it is replaced and thawed
  * (SIGCONT): it finds itself deposed and nothing it decided reaches a worker.
  */
-import { GantryCluster, waitFor, type ServiceProcess } from '@gantry/testing';
+import { GantryCluster, assertWholeHistory, waitFor, type ServiceProcess } from '@gantry/testing';
 import {
   SCHEDULER_E2E_ENV,
   StreamReader,
@@ -119,6 +119,9 @@ describe('scheduler failover (real processes)', () => {
       expect([id, types.filter((t) => t === 'job.completed').length]).toEqual([id, 1]);
       runs.push(...runIntervals(history));
     }
+    // The whole stream: one terminal event per generation, attempts that never overlap, no sequence reused.
+    const whole = await assertWholeHistory(cluster.nats.url, { expectIds: ids });
+    expect(whole.jobs).toBe(ids.length);
     expect(peakBy(runs, () => ['all']).get('all')).toBeLessThanOrEqual(MAX);
     for (const peak of peakBy(runs, (r) => [r.tenant]).values()) expect(peak).toBeLessThanOrEqual(TENANT_CAP);
     for (const peak of peakBy(runs, (r) => [r.workerId]).values()) expect(peak).toBeLessThanOrEqual(2);

@@ -5,7 +5,7 @@
  * Jobs no GPU of their pool can fit are refused at submit (live worker GPUs, or POOLS when declared).
  */
 import type { GpuInfo } from '@gantry/contracts';
-import { GantryCluster, waitFor } from '@gantry/testing';
+import { GantryCluster, assertWholeHistory, waitFor } from '@gantry/testing';
 import {
   SCHEDULER_E2E_ENV,
   StreamReader,
@@ -145,6 +145,11 @@ describe('scheduler tokens and GPU memory (real processes, fake GPUs)', () => {
       if (r.gpu && r.gpu.count >= 1) expect(r.gpus).toHaveLength(r.gpu.count);
       if (r.gpu?.count === 0) expect(r.gpus ?? []).toEqual([]);
     }
+
+    // Every generation of every job in the stream ended once, attempts never overlapped (the earlier tests' jobs
+    // may still wait on a pool without workers: they need only a valid path).
+    const whole = await assertWholeHistory(cluster.nats.url, { expectIds: ids, settled: ids });
+    expect(whole.jobs).toBeGreaterThanOrEqual(ids.length);
 
     // No token leaked.
     const stats = await waitFor(

@@ -13,3 +13,5 @@ export { ServiceProcess, repoRoot } from './processes';
 export type { ServiceName, LogLine } from './processes';
 export { GantryCluster, ADMIN_KEY, CLIENT_KEY, OTHER_TENANT_KEY, E2E_WEBHOOK_SECRET, FAST_TIMINGS } from './cluster';
 export type { ClusterOptions, ApiResponse } from './cluster';
+export { historyViolations, readJobHistories, assertWholeHistory } from './history';
+export type { HistoryEntry, HistoryCheckOptions, WholeHistoryReport } from './history';
