@@ -115,7 +115,8 @@ export class GantryCluster {
       },
       {
         what: 'gateway ready',
-        timeoutMs: 30_000,
+        // Generous: on a shared 2-core machine under load a Node service start has been seen to take over 30 s.
+        timeoutMs: 90_000,
         intervalMs: 50,
       },
     );

@@ -15,3 +15,5 @@ export { GantryCluster, ADMIN_KEY, CLIENT_KEY, OTHER_TENANT_KEY, E2E_WEBHOOK_SEC
 export type { ClusterOptions, ApiResponse } from './cluster';
 export { historyViolations, readJobHistories, assertWholeHistory } from './history';
 export type { HistoryEntry, HistoryCheckOptions, WholeHistoryReport } from './history';
+export { CopiesMonitor, processesMatching, runningCopies } from './job-processes';
+export type { SeenProcess } from './job-processes';
