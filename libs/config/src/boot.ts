@@ -40,9 +40,25 @@ export function runService(name: string, main: () => Promise<(signal: string) =>
       process.on('SIGTERM', () => onSignal('SIGTERM'));
       process.on('SIGINT', () => onSignal('SIGINT'));
     },
-    (err: unknown) => {
-      process.stderr.write(`${name} failed to start: ${describe(err)}\n`);
-      process.exit(1);
-    },
+    (err: unknown) => exitOnBootError(name, err),
   );
+}
+
+/**
+ * Ends a service that cannot start: prints why and exits 1, or the error's own `exitCode` when it names one (e.g. 69
+ * when the NATS server cannot provide what the configuration asks for), so that operators can tell causes apart.
+ */
+export function exitOnBootError(name: string, err: unknown): never {
+  const describe = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`${name} failed to start: ${describe}\n`);
+  process.exit(bootExitCode(err));
+}
+
+/** The exit code for a boot failure: the error's own integer `exitCode` (1–125), else 1. */
+export function bootExitCode(err: unknown): number {
+  if (typeof err === 'object' && err !== null && 'exitCode' in err) {
+    const code = err.exitCode;
+    if (typeof code === 'number' && Number.isInteger(code) && code >= 1 && code <= 125) return code;
+  }
+  return 1;
 }

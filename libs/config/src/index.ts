@@ -30,4 +30,4 @@ export {
   refuseDevSecretInProduction,
 } from './common';
 export type { Role, ApiKey } from './common';
-export { loadConfigOrExit, runService } from './boot';
+export { loadConfigOrExit, runService, exitOnBootError, bootExitCode } from './boot';

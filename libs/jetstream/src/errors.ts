@@ -44,6 +44,19 @@ export class ProvisionError extends Error {
   }
 }
 
+/**
+ * The connected nats-server cannot give what the configuration asks for. Fatal at boot: retrying cannot help, so the
+ * service exits with {@link UnsupportedServerError.exitCode} (69, EX_UNAVAILABLE) instead of 1 or a retry loop.
+ */
+export class UnsupportedServerError extends Error {
+  override readonly name = 'UnsupportedServerError';
+  readonly code = 'UNSUPPORTED_SERVER';
+  readonly exitCode = 69;
+  constructor(message: string) {
+    super(message);
+  }
+}
+
 /** A request/reply call got an error reply (it carries the HTTP status the caller should answer with). */
 export class RpcError extends TransportSignal {
   override readonly name = 'RpcError';

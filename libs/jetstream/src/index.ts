@@ -1,11 +1,21 @@
 export { NatsHandle, versionAtLeast } from './connection';
 export type { NatsHandleOptions } from './connection';
-export { provision, ensureStream, ensureConsumer, ensureBucket, raiseLimit } from './provision';
+export {
+  provision,
+  ensureStream,
+  ensureConsumer,
+  ensureBucket,
+  raiseLimit,
+  assertReplicasSupported,
+  replicasOf,
+  MIN_SERVER_FOR_REPLICAS,
+} from './provision';
 export type { Topology } from './provision';
 export {
   RetryLaterError,
   PoisonMessageError,
   ProvisionError,
+  UnsupportedServerError,
   RpcError,
   RpcUnavailableError,
   isWrongLastSequence,

@@ -18,7 +18,8 @@ import {
 } from '@nats-io/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { NatsHandle } from './connection';
-import { isNotFound, ProvisionError } from './errors';
+import { isNotFound, ProvisionError, UnsupportedServerError } from './errors';
+import { versionAtLeast } from './connection';
 
 type Limit = 'max_age' | 'max_msgs' | 'max_bytes' | 'max_msgs_per_subject' | 'max_msg_size';
 const LIMITS: readonly Limit[] = ['max_age', 'max_msgs', 'max_bytes', 'max_msgs_per_subject', 'max_msg_size'];
@@ -197,8 +198,35 @@ export interface Topology {
   buckets?: readonly BucketDeclaration[];
 }
 
-/** Provisions streams first, then consumers and buckets. */
+/**
+ * The oldest nats-server on which replicated streams are safe for Gantry. Before 2.11.0 a clustered stream checks
+ * `Expected-Last-Subject-Sequence` before proposing a write, not when applying it: on a 3-node 2.9.10 cluster two
+ * compare-and-set writes with the same expected sequence both won in 165 of 200 rounds — two workers starting one
+ * attempt, two terminal events (docs/reliability.md, ARCHITECTURE.md "JetStream traps"). R1 streams are not affected.
+ */
+export const MIN_SERVER_FOR_REPLICAS = '2.11.0';
+
+/** Refuses replicas > 1 on a server older than {@link MIN_SERVER_FOR_REPLICAS}, saying what to do instead. */
+export function assertReplicasSupported(serverVersion: string, replicas: number): void {
+  if (replicas <= 1 || versionAtLeast(serverVersion, MIN_SERVER_FOR_REPLICAS)) return;
+  throw new UnsupportedServerError(
+    `NATS_REPLICAS=${replicas} needs nats-server >= ${MIN_SERVER_FOR_REPLICAS} (connected: ${serverVersion}): older ` +
+      'servers do not enforce compare-and-set on replicated streams, so a job could run twice. Upgrade NATS ' +
+      '(production: >= 2.12.3, see docs/reliability.md) or run NATS_REPLICAS=1.',
+  );
+}
+
+/** The most replicas any declaration of a topology asks for. */
+export function replicasOf(t: Topology): number {
+  return Math.max(1, ...(t.streams ?? []).map((s) => s.num_replicas), ...(t.buckets ?? []).map((b) => b.replicas));
+}
+
+/**
+ * Provisions streams first, then consumers and buckets — after refusing replicas the server cannot make safe
+ * ({@link assertReplicasSupported}, before anything is created).
+ */
 export async function provision(nats: NatsHandle, t: Topology, logger?: Logger): Promise<void> {
+  assertReplicasSupported(nats.serverVersion, replicasOf(t));
   for (const s of t.streams ?? []) await ensureStream(nats.jsm, s, logger);
   for (const c of t.consumers ?? []) await ensureConsumer(nats.jsm, c, logger);
   for (const b of t.buckets ?? []) await ensureBucket(nats, b, logger);

@@ -2,7 +2,7 @@
  * A real `nats-server -js` for tests and local runs: loopback only, a random port, its own store directory.
  * It can be stopped, killed (`kill -9`) and restarted on the same port and store to test durability.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, accessSync, constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -23,6 +23,14 @@ export function natsServerBinary(): string {
     }
   }
   throw new Error('nats-server not found: install it (Debian: apt-get install nats-server) or set NATS_SERVER_BIN');
+}
+
+/** The version of a nats-server binary (`nats-server --version` → `2.9.10`). */
+export function natsServerVersion(bin = natsServerBinary()): string {
+  const out = execFileSync(bin, ['--version'], { encoding: 'utf8' });
+  const m = /v?(\d+\.\d+\.\d+[-\w.]*)/.exec(out);
+  if (!m) throw new Error(`cannot read the version of ${bin}: ${out}`);
+  return m[1]!;
 }
 
 export interface NatsServerOptions {

@@ -16,7 +16,8 @@ import {
   type QueueStatsBroadcast,
   type WorkerHeartbeat,
 } from '@gantry/contracts';
-import { decodeJson, NatsHandle, provision } from '@gantry/jetstream';
+import { exitOnBootError } from '@gantry/config';
+import { decodeJson, NatsHandle, UnsupportedServerError, provision } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { GatewayConfig } from '../config';
 import { problems } from '../http/problem';
@@ -38,7 +39,11 @@ export class GatewayNats {
     private readonly logger: Logger,
   ) {
     this.ready = this.connect();
-    this.ready.catch((err: unknown) => logger.error({ err }, 'NATS setup failed'));
+    this.ready.catch((err: unknown) => {
+      // A server that cannot make the configured replicas safe: fatal, like a bad variable (exit 69, not a retry loop).
+      if (err instanceof UnsupportedServerError) exitOnBootError('gateway', err);
+      logger.error({ err }, 'NATS setup failed');
+    });
   }
 
   private async connect(): Promise<NatsHandle> {
@@ -60,6 +65,7 @@ export class GatewayNats {
         );
         break;
       } catch (err) {
+        if (err instanceof UnsupportedServerError) throw err;
         this.logger.warn({ err: String(err) }, 'provisioning failed; retrying');
         await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** attempt)));
       }
