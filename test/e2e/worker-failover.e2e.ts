@@ -82,7 +82,8 @@ describe('gpu-worker failures end to end', () => {
     cluster.waitForJob<View>(id, pred, { what: `job ${id} ${what}`, timeoutMs });
 
   async function workerId(p: ServiceProcess): Promise<string> {
-    const line = await p.waitForLog((l) => l['msg'] === 'worker identity', { timeoutMs: 30_000 });
+    // Generous: a worker's start has taken over 30 s on this shared 2-core machine under load.
+    const line = await p.waitForLog((l) => l['msg'] === 'worker identity', { timeoutMs: 90_000 });
     return String(line['workerId']);
   }
 
@@ -201,7 +202,7 @@ describe('gpu-worker failures end to end', () => {
     const draining = cluster.spawn('gpu-worker', {
       WORKER_POOL: 'drain',
       WORKER_SLOTS: '2',
-      WORKER_SHUTDOWN_GRACE_SECONDS: '20',
+      WORKER_SHUTDOWN_GRACE_SECONDS: '30',
     });
     const drainingId = await workerId(draining);
     await waitFor(async () => (await liveWorkerIds()).includes(drainingId), { what: 'the draining worker listed' });
@@ -209,22 +210,25 @@ describe('gpu-worker failures end to end', () => {
     const short = await cluster.submit({ type: 'sleeper', input: { tag: 'finishes', seconds: 16 }, pool: 'drain' });
     await waitJob(long, (v) => v.status === 'running', 'running');
     await waitJob(short, (v) => v.status === 'running', 'running');
-    const other = cluster.spawn('gpu-worker', { WORKER_POOL: 'drain', WORKER_SLOTS: '2' });
-    const otherId = await workerId(other);
-    await waitFor(async () => (await liveWorkerIds()).includes(otherId), { what: 'the second drain worker listed' });
 
-    // Still running when the signal comes (16 s leaves room for the second worker's start on a loaded machine; the
-    // 20 s grace lets it finish).
+    // The signal comes while both run; the worker that takes over starts meanwhile (its start overlaps the 30 s
+    // grace, so no fixed guess about how long a start takes on a loaded machine decides the outcome).
     expect((await cluster.job<View>(short)).status).toBe('running');
     const signalledAt = Date.now();
     draining.signal('SIGTERM');
+    const other = cluster.spawn('gpu-worker', { WORKER_POOL: 'drain', WORKER_SLOTS: '2' });
     await waitFor(
       async () =>
         (await cluster.api<{ id: string; draining: boolean }[]>('GET', '/v1/workers')).body.find(
           (w) => w.id === drainingId,
         )?.draining,
-      { what: 'the worker listed as draining' },
+      { what: 'the worker listed as draining', timeoutMs: 30_000 },
     );
+    const otherId = await workerId(other);
+    await waitFor(async () => (await liveWorkerIds()).includes(otherId), {
+      what: 'the second drain worker listed',
+      timeoutMs: 60_000,
+    });
     const later = await cluster.submit({ type: 'sleeper', input: { tag: 'later', seconds: 1 }, pool: 'drain' });
 
     const finished = await waitJob(short, (v) => v.status === 'completed', 'completed');
@@ -235,7 +239,7 @@ describe('gpu-worker failures end to end', () => {
     const moved = await waitJob(long, (v) => v.status === 'running' && v.workerId === otherId, 'running elsewhere');
     expect(moved.attempts).toBe(1); // the handed-back attempt is not counted
     expect(await draining.exited()).toBe(0);
-    expect(Date.now() - signalledAt).toBeLessThan(20_000 + 15_000);
+    expect(Date.now() - signalledAt).toBeLessThan(30_000 + 15_000);
 
     const events = (await jobs.history(long)).map((h) => h.event as JobEvent);
     const handBack = events.find((e) => e.type === 'job.queued' && e.sequence > 1)!;
@@ -252,6 +256,6 @@ describe('gpu-worker failures end to end', () => {
 
   it('leaves every job a valid whole history: one terminal event per generation, attempts never overlapping', async () => {
     const whole = await assertWholeHistory(cluster.nats.url);
-    expect(whole.jobs).toBeGreaterThanOrEqual(7);
+    expect(whole.jobs).toBeGreaterThanOrEqual(4); // killed, frozen, after1, after2 at least
   });
 });
