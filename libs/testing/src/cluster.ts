@@ -2,6 +2,7 @@
  * A whole Gantry for end-to-end tests: a real nats-server, a real S3-compatible store and the four built apps as real
  * processes, with fast liveness timings. Tests drive it over HTTP like a client would.
  */
+import { NatsCluster } from './nats-cluster';
 import { NatsServer } from './nats-server';
 import { freePort } from './ports';
 import { ServiceProcess, type ServiceName } from './processes';
@@ -34,6 +35,8 @@ export interface ClusterOptions {
   workers?: number;
   schedulers?: number;
   notifiers?: number;
+  /** NATS nodes: 1 (default) is one server; more is a real cluster on loopback ({@link NatsCluster}). */
+  natsNodes?: number;
   /** Do not start the services (start them one by one). */
   manual?: boolean;
   echo?: boolean;
@@ -50,15 +53,18 @@ export class GantryCluster {
   gatewayUrl = '';
 
   private constructor(
+    /** The NATS server (with `natsNodes` > 1: the cluster's first node; see {@link natsCluster}). */
     readonly nats: NatsServer,
     readonly s3: S3Server,
     private readonly options: ClusterOptions,
+    readonly natsCluster?: NatsCluster,
   ) {}
 
   static async start(options: ClusterOptions = {}): Promise<GantryCluster> {
-    const nats = await NatsServer.start();
+    const natsCluster = (options.natsNodes ?? 1) > 1 ? await NatsCluster.start({ size: options.natsNodes }) : undefined;
+    const nats = natsCluster ? natsCluster.nodes[0]!.server : await NatsServer.start();
     const s3 = await S3Server.start();
-    const c = new GantryCluster(nats, s3, options);
+    const c = new GantryCluster(nats, s3, options, natsCluster);
     if (!options.manual) {
       try {
         for (let i = 0; i < (options.schedulers ?? 1); i++) c.spawn('scheduler');
@@ -75,9 +81,14 @@ export class GantryCluster {
     return c;
   }
 
+  /** What services get as `NATS_URL`: the server, or every node of the cluster. */
+  get natsUrl(): string {
+    return this.natsCluster?.url ?? this.nats.url;
+  }
+
   baseEnv(): Record<string, string> {
     return {
-      NATS_URL: this.nats.url,
+      NATS_URL: this.natsUrl,
       ...this.s3.env(),
       API_KEYS: `${ADMIN_KEY}:admin,${CLIENT_KEY}:client,${OTHER_TENANT_KEY}:client:other`,
       WEBHOOK_SECRET: E2E_WEBHOOK_SECRET,
@@ -201,7 +212,8 @@ export class GantryCluster {
       this.services.map((s) => s.kill('SIGTERM', 15_000).catch(() => s.kill('SIGKILL').catch(() => undefined))),
     );
     await this.s3.stop().catch(() => undefined);
-    await this.nats.dispose().catch(() => undefined);
+    if (this.natsCluster) await this.natsCluster.dispose();
+    else await this.nats.dispose().catch(() => undefined);
   }
 
   /** Logs of every service, for a failing test's message. */

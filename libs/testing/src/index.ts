@@ -3,6 +3,8 @@ export type { WaitOptions } from './wait';
 export { freePort } from './ports';
 export { NatsServer, natsServerBinary, natsServerVersion } from './nats-server';
 export type { NatsServerOptions } from './nats-server';
+export { NatsCluster } from './nats-cluster';
+export type { NatsClusterOptions, NatsClusterNode } from './nats-cluster';
 export { S3Server, S3RVER_CREDENTIALS } from './s3-server';
 export type { S3ServerOptions } from './s3-server';
 export { WebhookReceiver, webhookType } from './webhook-receiver';
@@ -15,5 +17,5 @@ export { GantryCluster, ADMIN_KEY, CLIENT_KEY, OTHER_TENANT_KEY, E2E_WEBHOOK_SEC
 export type { ClusterOptions, ApiResponse } from './cluster';
 export { historyViolations, readJobHistories, assertWholeHistory } from './history';
 export type { HistoryEntry, HistoryCheckOptions, WholeHistoryReport } from './history';
-export { CopiesMonitor, processesMatching, runningCopies } from './job-processes';
+export { CopiesMonitor, processesMatching, processesMatchingAsync, runningCopies } from './job-processes';
 export type { SeenProcess } from './job-processes';

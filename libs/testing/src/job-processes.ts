@@ -7,7 +7,10 @@
  * is what made the worker-failover test see "2 copies at once" of a job that ran once. Grouping by session cannot
  * miss a real second run: two attempts are two guards, two sessions, whatever they fork.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 
 /** One process seen in a `ps` snapshot. */
 export interface SeenProcess {
@@ -16,9 +19,23 @@ export interface SeenProcess {
   args: string;
 }
 
+const PS_ARGS = ['-e', '-o', 'pid=,sid=,stat=,args='];
+
 /** Live (non-zombie) processes whose command line matches `pattern`, from one `ps` pass over the host. */
 export function processesMatching(pattern: RegExp): SeenProcess[] {
-  const out = execFileSync('ps', ['-e', '-o', 'pid=,sid=,stat=,args='], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return parsePs(execFileSync('ps', PS_ARGS, { encoding: 'utf8', maxBuffer: 64 << 20 }), pattern);
+}
+
+/**
+ * {@link processesMatching} without blocking the event loop: a test process that also serves HTTP (webhook
+ * receivers) must keep answering while it samples, or its own endpoints time out under load.
+ */
+export async function processesMatchingAsync(pattern: RegExp): Promise<SeenProcess[]> {
+  const { stdout } = await execFileAsync('ps', PS_ARGS, { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return parsePs(stdout, pattern);
+}
+
+function parsePs(out: string, pattern: RegExp): SeenProcess[] {
   const seen: SeenProcess[] = [];
   for (const line of out.split('\n')) {
     const m = /^\s*(\d+)\s+(\d+)\s+(\S+)\s+(.*)$/.exec(line);

@@ -80,9 +80,11 @@ export function toProblem(err: unknown): Problem {
   const f =
     typeof err === 'object' && err !== null ? fromFastify(err as { statusCode?: number; code?: string }) : undefined;
   if (f) return f;
+  // `JetStreamNotEnabled` is how the client reads a 503 "no responders" to a JetStream publish: on a cluster, the
+  // node holding the stream is down (test/cluster/nats-cluster.e2e.ts); it was a 500 before.
   if (
     err instanceof Error &&
-    /NATS|CONNECTION|TIMEOUT|503|no responders/i.test(
+    /NATS|CONNECTION|TIMEOUT|503|no responders|JetStreamNotEnabled/i.test(
       `${err.name} ${err.message} ${(err as { code?: string }).code ?? ''}`,
     )
   ) {
