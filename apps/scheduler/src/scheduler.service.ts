@@ -30,6 +30,7 @@ import type { KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
 import type { SchedulerConfig } from './config';
 import { DemandGauge } from './demand/demand-gauge';
+import { DispatchReconciler } from './dispatch/dispatch-reconciler';
 import { Dispatcher } from './dispatch/dispatcher';
 import { SchedulerState } from './domain/scheduler-state';
 import { LeaderElection } from './leader/leader-election';
@@ -58,6 +59,7 @@ export class SchedulerService {
   private configWatch: Promise<void> | undefined;
   private leadership: Promise<void> = Promise.resolve();
   private readonly demand: DemandGauge;
+  private readonly reconciler: DispatchReconciler;
   private stopConfigWatch: (() => void) | undefined;
   private readonly startedAt: number;
 
@@ -103,6 +105,15 @@ export class SchedulerService {
       },
     );
     this.demand = new DemandGauge(nats, config.DEMAND_GAUGE_CAP, logger);
+    this.reconciler = new DispatchReconciler({
+      state: this.state,
+      readDispatch: (seq) => nats.jsm.direct.getMessage(STREAMS.dispatch, { seq }),
+      inFlightOn: (workerId, jobId) =>
+        this.monitor.heartbeats.get(workerId)?.inflight.some((i) => i.jobId === jobId) ?? false,
+      lostAfterMs: config.WORKER_LOST_AFTER_MS,
+      now: () => clock.now().getTime(),
+      logger,
+    });
     this.monitor = new WorkerMonitor(
       nats,
       jobs,
@@ -260,21 +271,10 @@ export class SchedulerService {
     await w?.stop();
   }
 
-  /**
-   * A dispatched job whose worker neither started it nor still holds its message is given back to the queue (the
-   * worker dropped it, e.g. a stale dispatch it could not report).
-   */
+  /** See {@link DispatchReconciler}: only a "not found" dispatch message is given back to the queue. */
   private async reconcileDispatches(): Promise<void> {
     if (!this.leader.isLeader) return;
-    const now = this.clock.now().getTime();
-    for (const [jobId, h] of this.state.holdings) {
-      if (h.state !== 'dispatched' || now - h.since < this.config.WORKER_LOST_AFTER_MS || h.dispatchSeq === undefined)
-        continue;
-      const hb = this.monitor.heartbeats.get(h.workerId);
-      if (hb?.inflight.some((i) => i.jobId === jobId)) continue;
-      const msg = await this.nats.jsm.direct.getMessage(STREAMS.dispatch, { seq: h.dispatchSeq }).catch(() => null);
-      if (!msg) this.state.requeue(jobId);
-    }
+    await this.reconciler.run();
   }
 
   queueState(): QueueState {
