@@ -35,7 +35,7 @@ import { Dispatcher } from './dispatch/dispatcher';
 import { SchedulerState } from './domain/scheduler-state';
 import { LeaderElection } from './leader/leader-election';
 import { ListIndexWriter } from './listing/list-index-writer';
-import { JobProjection } from './projection/job-projection';
+import { JobProjection, ProjectionBehindError } from './projection/job-projection';
 import { RetentionSweeper, type OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
 import { SchedulerMetrics } from './stats/metrics';
@@ -212,13 +212,31 @@ export class SchedulerService {
     return run;
   }
 
+  /**
+   * The projection up to the stream's end before anything is dispatched; if it cannot get there, the takeover fails
+   * (the leader steps down: LeaderElection deposes on a failed takeover) with a log line and a metric.
+   */
+  private async syncForTakeover(epoch: number): Promise<void> {
+    try {
+      await this.projection.sync(this.config.TAKEOVER_SYNC_TIMEOUT_MS);
+    } catch (err) {
+      if (!(err instanceof ProjectionBehindError)) throw err;
+      this.metrics.takeoverAborted('projection_behind');
+      this.logger.error(
+        { epoch, applied: err.applied, target: err.target, waitedMs: err.waitedMs },
+        'takeover aborted: the projection did not catch up with the jobs stream; stepping down without dispatching',
+      );
+      throw err;
+    }
+  }
+
   private async takeOver(epoch: number): Promise<void> {
     const current = () => this.leader.epoch === epoch;
     if (!current()) return;
-    await this.projection.sync();
+    await this.syncForTakeover(epoch);
     if (!current()) return;
     this.monitor.refreshAll();
-    await this.dispatcher.activate(epoch, () => this.projection.sync());
+    await this.dispatcher.activate(epoch, () => this.syncForTakeover(epoch));
     if (!current()) {
       this.dispatcher.deactivate();
       return;
@@ -446,7 +464,11 @@ export class SchedulerService {
       }
     };
     await Promise.all(Array.from({ length: Math.min(64, ids.length) }, worker));
-    await this.projection.sync();
+    await this.projection.sync().catch((err: unknown) => {
+      // The jobs were cancelled; only the counts in the answer may lag.
+      if (!(err instanceof ProjectionBehindError)) throw err;
+      this.logger.warn({ err }, 'clear: the projection is behind; the queue state answered may lag');
+    });
     this.logger.info({ cancelled: ids.length }, 'queue cleared');
     return this.queueState();
   }
