@@ -13,10 +13,10 @@ import {
   type JobStatus,
   type NewJobSpec,
 } from '@gantry/contracts';
-import { decodeJson } from '@gantry/jetstream';
+import { decodeJson, type NatsHandle } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { waitFor } from '@gantry/testing';
-import { BatchManifests, INLINE_SPECS_BYTES } from '../src/batches/batch-manifests';
+import { BatchExistsError, BatchManifests, INLINE_SPECS_BYTES } from '../src/batches/batch-manifests';
 import { CLIENT, expectProblem, startStack, type Client } from './harness';
 
 interface View {
@@ -217,6 +217,63 @@ describe('gateway batches (real NATS)', () => {
       });
     },
   );
+
+  it('a batch in parts submitted twice under one id (an idempotent retry): the manifest always reads its own parts', async () => {
+    const manifests = new BatchManifests(s.handle, systemClock);
+    const idsOf = (specs: readonly NewJobSpec[]) => specs.map((x) => x.id);
+    /** A gateway that dies after writing its parts: its connection refuses the manifest's publish. */
+    const dyingBefore = (subject: string): NatsHandle => {
+      const js = new Proxy(s.handle.js, {
+        get(target, prop, receiver) {
+          if (prop !== 'publish') return Reflect.get(target, prop, receiver) as unknown;
+          return (
+            subj: string,
+            ...rest: Parameters<NatsHandle['js']['publish']> extends [string, ...infer R] ? R : never
+          ) => (subj === subject ? Promise.reject(new Error('gateway died')) : target.publish(subj, ...rest));
+        },
+      });
+      return Object.assign(Object.create(s.handle) as NatsHandle, { js });
+    };
+
+    // 1. The first submit wrote its parts and died; the retry (same batch id, new job ids) must win whole.
+    const batchId = newId();
+    const first = Array.from({ length: 100 }, () => spec('default', batchId, 6_000));
+    const retry = Array.from({ length: 100 }, () => spec('default', batchId, 6_000));
+    await expect(
+      new BatchManifests(dyingBefore(SUBJECTS.batch(batchId)), systemClock).accept(batchId, 'default', first),
+    ).rejects.toThrow('gateway died');
+    const won = await manifests.accept(batchId, 'default', retry);
+    expect(won.parts).toBeGreaterThan(1);
+    const stored = (await manifests.read(batchId))!;
+    expect(stored.jobIds).toEqual(idsOf(retry));
+    expect(idsOf(await manifests.specs(stored))).toEqual(idsOf(retry));
+
+    // 2. Two submits at once: exactly one wins, and its manifest reads exactly its own parts.
+    const raced = newId();
+    const a = Array.from({ length: 100 }, () => spec('default', raced, 6_000));
+    const b = Array.from({ length: 100 }, () => spec('default', raced, 6_000));
+    const results = await Promise.allSettled([
+      manifests.accept(raced, 'default', a),
+      manifests.accept(raced, 'default', b),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const lost = results.find((r) => r.status === 'rejected');
+    expect(lost?.status === 'rejected' && lost.reason).toBeInstanceOf(BatchExistsError);
+    const m = (await manifests.read(raced))!;
+    const winner = m.jobIds[0] === a[0]!.id ? a : b;
+    expect(m.jobIds).toEqual(idsOf(winner));
+    expect(idsOf(await manifests.specs(m))).toEqual(idsOf(winner));
+
+    // The repair consumer finishes both from the manifests' own parts: only the winners' jobs exist.
+    const store = new JobStore(s.handle, systemClock);
+    await waitFor(async () => (await store.getMany([...idsOf(retry), ...idsOf(winner)])).size === 200, {
+      what: 'the winning batches written by the repair consumer',
+      timeoutMs: 20_000,
+      intervalMs: 100,
+    });
+    const losers = [...idsOf(first), ...idsOf(winner === a ? b : a)];
+    expect((await store.getMany(losers)).size).toBe(0);
+  });
 
   it('repair leaves committed batches alone (a second gateway racing the original writes nothing twice)', async () => {
     const a = await api.json<BatchAnswer>('POST', '/v1/batches', { jobs: [{ type: 'noop' }, { type: 'noop' }] });

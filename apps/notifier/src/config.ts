@@ -54,7 +54,7 @@ export const notifierSpec = {
     default: 5_000,
     min: 100,
     max: 3_600_000,
-    doc: 'how long an open circuit fails attempts fast before one probe is sent',
+    doc: "longest a due delivery waits in the stream for an open circuit's probe before it checks again",
   }),
   WEBHOOK_MAX_IN_FLIGHT: int({ default: 256, min: 1, max: 10_000, doc: 'deliveries handled at once per notifier' }),
   WEBHOOK_MAX_PENDING: int({

@@ -21,6 +21,7 @@ export class NotifierMetrics {
   private readonly dlq: Counter;
   private readonly replays: Counter;
   private readonly deferrals: Counter;
+  private readonly circuitWaits: Counter;
   private readonly throttles: Counter;
 
   constructor(registry: Registry, nats: () => NatsHandle | undefined, openCircuits: () => number = () => 0) {
@@ -39,7 +40,7 @@ export class NotifierMetrics {
     });
     this.failures = new Counter({
       name: 'gantry_webhook_failures_total',
-      help: 'Failed attempts by reason: http (non-2xx), timeout, connection, blocked (address policy), circuit_open',
+      help: 'Failed attempts by reason: http (non-2xx), timeout, connection, blocked (address policy)',
       labelNames: ['reason'],
       registers,
     });
@@ -82,6 +83,11 @@ export class NotifierMetrics {
       help: 'Due deliveries put back because their endpoint was busy (no attempt counted)',
       registers,
     });
+    this.circuitWaits = new Counter({
+      name: 'gantry_webhook_circuit_waits_total',
+      help: "Due deliveries put back to wait for an open circuit's probe (no request sent, no attempt counted)",
+      registers,
+    });
     this.throttles = new Counter({
       name: 'gantry_webhook_progress_throttled_total',
       help: 'job.progress events not sent because of WEBHOOK_PROGRESS_INTERVAL_MS',
@@ -89,7 +95,7 @@ export class NotifierMetrics {
     });
     new Gauge({
       name: 'gantry_webhook_circuit_open',
-      help: 'Endpoints whose circuit is open on this replica (attempts fail fast)',
+      help: 'Endpoints whose circuit is open on this replica (one request at a time, the rest wait for its verdict)',
       registers,
       collect() {
         this.set(openCircuits());
@@ -138,6 +144,9 @@ export class NotifierMetrics {
   }
   deferred(): void {
     this.deferrals.inc();
+  }
+  circuitWait(): void {
+    this.circuitWaits.inc();
   }
   throttled(): void {
     this.throttles.inc();

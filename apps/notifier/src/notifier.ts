@@ -101,7 +101,7 @@ export async function startNotifier(config: NotifierConfig, logger: Logger): Pro
     }),
     gate,
     deadLetters,
-    { retryDelaysMs: config.WEBHOOK_RETRY_DELAYS_MS },
+    { retryDelaysMs: config.WEBHOOK_RETRY_DELAYS_MS, timeoutMs: config.WEBHOOK_TIMEOUT_MS },
     metrics,
     logger,
     (list) => outputs.presignAll(list),

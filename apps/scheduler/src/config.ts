@@ -38,6 +38,12 @@ export const schedulerSpec = {
     max: 100_000,
     doc: 'highest value of the KEDA demand gauge (pending count of consumer demand_<pool>)',
   }),
+  TAKEOVER_SYNC_TIMEOUT_MS: int({
+    default: 30_000,
+    min: 100,
+    max: 3_600_000,
+    doc: 'how long a new leader waits for its projection to reach the end of the jobs stream before it steps down',
+  }),
   STATS_INTERVAL_MS: int({
     default: 500,
     min: 50,

@@ -30,11 +30,12 @@ import type { KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
 import type { SchedulerConfig } from './config';
 import { DemandGauge } from './demand/demand-gauge';
+import { DispatchReconciler } from './dispatch/dispatch-reconciler';
 import { Dispatcher } from './dispatch/dispatcher';
 import { SchedulerState } from './domain/scheduler-state';
 import { LeaderElection } from './leader/leader-election';
 import { ListIndexWriter } from './listing/list-index-writer';
-import { JobProjection } from './projection/job-projection';
+import { JobProjection, ProjectionBehindError } from './projection/job-projection';
 import { RetentionSweeper, type OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
 import { SchedulerMetrics } from './stats/metrics';
@@ -58,6 +59,7 @@ export class SchedulerService {
   private configWatch: Promise<void> | undefined;
   private leadership: Promise<void> = Promise.resolve();
   private readonly demand: DemandGauge;
+  private readonly reconciler: DispatchReconciler;
   private stopConfigWatch: (() => void) | undefined;
   private readonly startedAt: number;
 
@@ -103,6 +105,15 @@ export class SchedulerService {
       },
     );
     this.demand = new DemandGauge(nats, config.DEMAND_GAUGE_CAP, logger);
+    this.reconciler = new DispatchReconciler({
+      state: this.state,
+      readDispatch: (seq) => nats.jsm.direct.getMessage(STREAMS.dispatch, { seq }),
+      inFlightOn: (workerId, jobId) =>
+        this.monitor.heartbeats.get(workerId)?.inflight.some((i) => i.jobId === jobId) ?? false,
+      lostAfterMs: config.WORKER_LOST_AFTER_MS,
+      now: () => clock.now().getTime(),
+      logger,
+    });
     this.monitor = new WorkerMonitor(
       nats,
       jobs,
@@ -201,13 +212,31 @@ export class SchedulerService {
     return run;
   }
 
+  /**
+   * The projection up to the stream's end before anything is dispatched; if it cannot get there, the takeover fails
+   * (the leader steps down: LeaderElection deposes on a failed takeover) with a log line and a metric.
+   */
+  private async syncForTakeover(epoch: number): Promise<void> {
+    try {
+      await this.projection.sync(this.config.TAKEOVER_SYNC_TIMEOUT_MS);
+    } catch (err) {
+      if (!(err instanceof ProjectionBehindError)) throw err;
+      this.metrics.takeoverAborted('projection_behind');
+      this.logger.error(
+        { epoch, applied: err.applied, target: err.target, waitedMs: err.waitedMs },
+        'takeover aborted: the projection did not catch up with the jobs stream; stepping down without dispatching',
+      );
+      throw err;
+    }
+  }
+
   private async takeOver(epoch: number): Promise<void> {
     const current = () => this.leader.epoch === epoch;
     if (!current()) return;
-    await this.projection.sync();
+    await this.syncForTakeover(epoch);
     if (!current()) return;
     this.monitor.refreshAll();
-    await this.dispatcher.activate(epoch, () => this.projection.sync());
+    await this.dispatcher.activate(epoch, () => this.syncForTakeover(epoch));
     if (!current()) {
       this.dispatcher.deactivate();
       return;
@@ -260,21 +289,10 @@ export class SchedulerService {
     await w?.stop();
   }
 
-  /**
-   * A dispatched job whose worker neither started it nor still holds its message is given back to the queue (the
-   * worker dropped it, e.g. a stale dispatch it could not report).
-   */
+  /** See {@link DispatchReconciler}: only a "not found" dispatch message is given back to the queue. */
   private async reconcileDispatches(): Promise<void> {
     if (!this.leader.isLeader) return;
-    const now = this.clock.now().getTime();
-    for (const [jobId, h] of this.state.holdings) {
-      if (h.state !== 'dispatched' || now - h.since < this.config.WORKER_LOST_AFTER_MS || h.dispatchSeq === undefined)
-        continue;
-      const hb = this.monitor.heartbeats.get(h.workerId);
-      if (hb?.inflight.some((i) => i.jobId === jobId)) continue;
-      const msg = await this.nats.jsm.direct.getMessage(STREAMS.dispatch, { seq: h.dispatchSeq }).catch(() => null);
-      if (!msg) this.state.requeue(jobId);
-    }
+    await this.reconciler.run();
   }
 
   queueState(): QueueState {
@@ -446,7 +464,11 @@ export class SchedulerService {
       }
     };
     await Promise.all(Array.from({ length: Math.min(64, ids.length) }, worker));
-    await this.projection.sync();
+    await this.projection.sync().catch((err: unknown) => {
+      // The jobs were cancelled; only the counts in the answer may lag.
+      if (!(err instanceof ProjectionBehindError)) throw err;
+      this.logger.warn({ err }, 'clear: the projection is behind; the queue state answered may lag');
+    });
     this.logger.info({ cancelled: ids.length }, 'queue cleared');
     return this.queueState();
   }

@@ -161,4 +161,75 @@ describe('retention sweeper (real nats-server and S3)', () => {
     expect(Number(cp?.string())).toBe(last);
     await writer.stop();
   });
+
+  it('an admin retry that re-queues a job between the check and the purge wins: the job, and its listing entry stay', async () => {
+    const clock: Clock & { t: number } = { t: Date.now(), now: (): Date => new Date(clock.t) };
+    const admin = new JobStore(nats, clock);
+    /** The sweeper's store: right after the sweeper reads the record it judges, an admin retries the job. */
+    class RacingStore extends JobStore {
+      race: ((id: string) => Promise<unknown>) | undefined;
+      override async get(id: string, o: { consistent?: boolean } = {}): Promise<StoredJob | undefined> {
+        const s = await super.get(id, o);
+        const race = this.race;
+        if (race && s && o.consistent) {
+          this.race = undefined;
+          await race(id);
+        }
+        return s;
+      }
+    }
+    const jobs = new RacingStore(nats, clock);
+    const id = 'raced';
+    await admin.create(
+      newJob(
+        {
+          id,
+          tenant: 'race',
+          type: 'noop',
+          input: {},
+          priority: 'normal',
+          pool: 'default',
+          timeoutSeconds: 60,
+          maxAttempts: 1,
+          retryDelaysMs: [],
+          metadata: {},
+        },
+        clock.now(),
+      ),
+    );
+    const owner = { workerId: 'w1', generation: 1, attempt: 1 };
+    await admin.transition(id, (c) => startAttempt(c.record, owner, { gpus: [], gpuIndices: [] }, clock.now()));
+    await admin.transition(id, (c) => failAttempt(c.record, owner, jobError('EXIT_CODE', 'boom', false), clock.now()));
+    const judged = (await admin.get(id, { consistent: true }))!;
+
+    const last = (await nats.jsm.streams.info(STREAMS.jobs)).state.last_seq;
+    const writer = new ListIndexWriter(nats, logger, { lastApplied: last, subscribe: () => () => undefined });
+    await writer.start();
+    await waitFor(() => writer.appliedSeq >= last, { what: 'the listing to catch up' });
+    await writer.flush();
+    const sweeper = new RetentionSweeper(
+      nats,
+      jobs,
+      clock,
+      { retentionMs: RETENTION, intervalMs: 60_000, outputs, listing: () => writer },
+      logger,
+    );
+    let retried: StoredJob | undefined;
+    jobs.race = async (raced) => {
+      retried = await admin.transition(raced, (c) => adminRetry(c.record, clock.now()));
+    };
+    clock.t += RETENTION + HOUR;
+    expect(await sweeper.sweep()).toMatchObject({ removed: 0 });
+    expect(retried?.revision).toBeGreaterThan(judged.revision); // the race really happened, after the check
+
+    // The retry won: the job is queued (its new generation) and still listed.
+    const now = await admin.get(id, { consistent: true });
+    expect(now).toMatchObject({ revision: retried!.revision, record: { status: 'queued', generation: 2 } });
+    await writer.flush();
+    const page = await nats.jsm.direct.getMessage(STREAMS.list, {
+      last_by_subj: SUBJECTS.listPage('race', listBucket(now!.record.createSeq!)),
+    });
+    expect(decodeJson<ListPage>(page!.data).entries.map((e) => e[1])).toContain(id);
+    await writer.stop();
+  });
 });

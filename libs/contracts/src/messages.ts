@@ -179,6 +179,14 @@ export interface BatchManifest {
   specs?: NewJobSpec[];
   /** How many {@link BatchPart}s hold the specs of a large batch. */
   parts?: number;
+  /**
+   * The stream sequences of this manifest's own parts, in order (since v1.1). Two submits of one batch id (a retry
+   * with the same Idempotency-Key) each write their own parts; the winning manifest names exactly its own, so parts
+   * and manifest always agree. Manifests without it are read by subject (last part per subject).
+   */
+  partSeqs?: number[];
+  /** The submit attempt that wrote the manifest and its parts (random). */
+  attempt?: string;
 }
 
 /** Part of a large batch's specs (`gantry.v1.batch_part.<batchId>.<part>`), in job order across parts. */
@@ -187,6 +195,8 @@ export interface BatchPart {
   batchId: string;
   part: number;
   specs: NewJobSpec[];
+  /** The submit attempt that wrote it (the manifest's `attempt`). */
+  attempt?: string;
 }
 
 /** Value of an `Idempotency-Key` entry (bucket `gantry_idempotency_v1`, 24 h). */

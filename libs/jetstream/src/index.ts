@@ -21,6 +21,8 @@ export {
   isWrongLastSequence,
   isNotFound,
 } from './errors';
+export { Backoff } from './backoff';
+export type { BackoffOptions } from './backoff';
 export { encodeJson, decodeJson } from './codec';
 export { publishJson } from './publisher';
 export type { PublishOptions } from './publisher';

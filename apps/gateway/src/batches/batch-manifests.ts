@@ -12,6 +12,7 @@ import {
   type NewJobSpec,
   type StoredJob,
 } from '@gantry/contracts';
+import { randomBytes } from 'node:crypto';
 import { decodeJson, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
 import { JobExistsError, JobStore } from '@gantry/job-store';
 import { problems } from '../http/problem';
@@ -69,8 +70,16 @@ export class BatchManifests {
   /**
    * Writes the parts (if any), then the accepted manifest — the point from which the batch will exist whole, whatever
    * happens to this process. Throws {@link BatchExistsError} when a manifest with this id exists.
+   *
+   * Two calls for one batch id (a client retrying with the same Idempotency-Key while the first is still running, or
+   * after it died between its parts and its manifest) race with different job ids. Each call's parts and manifest
+   * carry message ids of its own (`attempt`), so the broker's de-duplication never swaps one call's part for
+   * another's; the manifest names its parts by stream sequence and is created with compare-and-set, so exactly one
+   * call wins and its manifest reads back exactly its own parts. (Until v1.1 the parts were de-duplicated per batch:
+   * a retry's manifest could list its job ids over the parts of the first call.)
    */
   async accept(batchId: string, tenant: string, specs: readonly NewJobSpec[]): Promise<BatchManifest> {
+    const attempt = randomBytes(6).toString('base64url');
     const base: BatchManifest = {
       v: 1,
       id: batchId,
@@ -78,6 +87,7 @@ export class BatchManifests {
       jobIds: specs.map((s) => s.id),
       createdAt: this.clock.now().toISOString(),
       state: 'accepted',
+      attempt,
     };
     const inlineBytes = Buffer.byteLength(JSON.stringify(specs));
     const maxPayload = this.nats.nc.info?.max_payload ?? 1024 * 1024;
@@ -86,23 +96,22 @@ export class BatchManifests {
       manifest = { ...base, specs: [...specs] };
     } else {
       const parts = splitIntoParts(specs, Math.min(PART_BYTES, Math.floor(maxPayload * 0.8)));
-      await Promise.all(
+      const acks = await Promise.all(
         parts.map((p, i) =>
           publishJson(
             this.nats.js,
             SUBJECTS.batchPart(batchId, i),
-            { v: 1, batchId, part: i, specs: p } satisfies BatchPart,
-            {
-              msgID: `${batchId}.part.${i}`,
-            },
+            { v: 1, batchId, part: i, specs: p, attempt } satisfies BatchPart,
+            { msgID: `${batchId}.part.${i}.${attempt}` },
           ),
         ),
       );
-      manifest = { ...base, parts: parts.length };
+      manifest = { ...base, parts: parts.length, partSeqs: acks.map((a) => a.seq) };
     }
     try {
+      // The msgID is this call's own, so a duplicate answer is this very publish retried, never another call's.
       await publishJson(this.nats.js, SUBJECTS.batch(batchId), manifest, {
-        msgID: `${batchId}.accepted`,
+        msgID: `${batchId}.accepted.${attempt}`,
         expect: { lastSubjectSequence: 0 },
       });
     } catch (err) {
@@ -116,6 +125,16 @@ export class BatchManifests {
   async specs(m: BatchManifest): Promise<NewJobSpec[]> {
     if (m.specs) return m.specs;
     const out: NewJobSpec[] = [];
+    if (m.partSeqs) {
+      // Exactly the parts this manifest's own submit wrote, by sequence.
+      for (const [i, seq] of m.partSeqs.entries()) {
+        const msg = await this.nats.jsm.direct.getMessage(STREAMS.batches, { seq });
+        const part = msg && msg.subject === SUBJECTS.batchPart(m.id, i) ? decodeJson<BatchPart>(msg.data) : undefined;
+        if (!part || part.attempt !== m.attempt) throw new Error(`batch ${m.id}: part ${i} (seq ${seq}) is missing`);
+        out.push(...part.specs);
+      }
+      return out;
+    }
     for (let i = 0; i < (m.parts ?? 0); i++) {
       const msg = await this.nats.jsm.direct.getMessage(STREAMS.batches, {
         last_by_subj: SUBJECTS.batchPart(m.id, i),

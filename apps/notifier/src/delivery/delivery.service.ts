@@ -4,6 +4,9 @@
  * - Not yet due (`notBefore`): nak'ed for the remaining time. A nak delay is kept by the broker, so a waiting retry
  *   survives a notifier restart or `kill -9`; it is re-checked on every delivery.
  * - Due: the {@link EndpointGate} bounds the work per endpoint (slots, a short in-memory queue, deferral, circuit).
+ *   A delivery put back because the endpoint is busy or its circuit is open is nak'ed with a delay and counts no
+ *   attempt (API.md §5: an attempt counts only when a request was sent). One that has waited out its schedule's whole
+ *   time budget behind an open circuit is dead-lettered with the attempts it really made.
  * - Each attempt renders the body with freshly presigned `downloadUrl`s and is signed afresh (same `webhook-id`, new
  *   `webhook-timestamp`).
  * - 2xx: ack. Failure with attempts left: the delivery is re-published with `attempts + 1` and a new `notBefore` (the
@@ -18,11 +21,13 @@ import type { NotifierMetrics } from '../notifier-metrics';
 import { endpointHash, endpointKey } from './endpoint';
 import type { EndpointGate } from './endpoint-gate';
 import { renderBody, type Presigner } from './presign';
-import { afterFailure } from './retry-schedule';
+import { afterFailure, timeBudgetMs } from './retry-schedule';
 import type { AttemptResult, WebhookSender } from './webhook-sender';
 
 export interface DeliverySettings {
   retryDelaysMs: number[];
+  /** Deadline of one attempt, for the schedule's time budget. */
+  timeoutMs: number;
 }
 
 /** A due delivery earlier than this is treated as due (clock granularity between replicas). */
@@ -51,23 +56,31 @@ export class DeliveryService {
     const replayProbe = d.replayOf !== undefined && d.attempts === 0;
     const admission = await this.gate.acquire(endpointKey(d.url), replayProbe);
     switch (admission.kind) {
-      case 'defer':
-        this.metrics.deferred();
-        ctx.nak(admission.delayMs);
-        return;
-      case 'short-circuit': {
-        this.metrics.failed('circuit_open');
-        const result: AttemptResult = {
-          ok: false,
-          error: admission.reason,
-          reason: 'circuit_open',
-          durationMs: 0,
-          ...(admission.lastStatus !== undefined ? { status: admission.lastStatus } : {}),
-        };
-        await this.settleFailure(d, result, ctx);
+      case 'defer': {
+        const circuit = admission.circuit;
+        if (!circuit) {
+          this.metrics.deferred();
+          ctx.nak(admission.delayMs);
+          return;
+        }
+        const left = this.budgetLeft(d);
+        if (left > 0) {
+          this.metrics.circuitWait();
+          ctx.nak(Math.min(admission.delayMs, left));
+          return;
+        }
+        await this.deadLetterHeldBack(d, circuit.lastStatus);
+        await ctx.ackAck();
         return;
       }
       case 'attempt': {
+        if (admission.probe && !replayProbe && this.budgetLeft(d) <= 0) {
+          // It waited in memory for an open circuit's verdict past its schedule's budget: no request now either.
+          admission.release();
+          await this.deadLetterHeldBack(d, d.lastStatus);
+          await ctx.ackAck();
+          return;
+        }
         let result: AttemptResult;
         try {
           result = await this.attempt(d);
@@ -86,6 +99,32 @@ export class DeliveryService {
         return;
       }
     }
+  }
+
+  /** Ms left of the delivery's schedule time budget (≤ 0: spent). */
+  private budgetLeft(d: WebhookDelivery): number {
+    const budget = timeBudgetMs(this.settings.retryDelaysMs, this.settings.timeoutMs);
+    return budget - (this.now() - this.dueSince(d));
+  }
+
+  /** Dead-letters a delivery held back by an open circuit for its whole time budget, with the attempts really made. */
+  private async deadLetterHeldBack(d: WebhookDelivery, status: number | undefined): Promise<void> {
+    const lastStatus = d.lastStatus ?? status;
+    const budget = timeBudgetMs(this.settings.retryDelaysMs, this.settings.timeoutMs);
+    await this.deadLetters.record(d, {
+      attempts: d.attempts,
+      ...(lastStatus !== undefined ? { lastStatus } : {}),
+      lastError:
+        `not sent: the endpoint's circuit stayed open for the schedule's time budget of ` +
+        `${Math.round(budget / 1000)} s` +
+        (d.lastError !== undefined ? `; last error: ${d.lastError}` : ''),
+    });
+  }
+
+  /** When the delivery's schedule began: its first attempt, or when it first came due. */
+  private dueSince(d: WebhookDelivery): number {
+    const first = d.firstAttemptAt === undefined ? NaN : Date.parse(d.firstAttemptAt);
+    return Number.isFinite(first) ? first : d.notBefore;
   }
 
   /** Schedules the next attempt or dead-letters, then acks this message. */

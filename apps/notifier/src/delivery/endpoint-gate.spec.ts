@@ -120,33 +120,66 @@ describe('EndpointGate', () => {
     expect(later.kind === 'defer' && later.delayMs).toBeLessThanOrEqual(120);
   });
 
-  it('opens the circuit after consecutive failures, fails fast, then sends exactly one probe after the cooldown', async () => {
-    const { g, c } = gate({ concurrency: 4 });
+  it('opens the circuit after consecutive failures: one request at a time, the others wait without an attempt', async () => {
+    const { g } = gate({ concurrency: 4, queueLimit: 0 });
     for (let i = 0; i < 3; i++) attempt(await g.acquire('e')).done(false, 503);
     expect(g.openCircuits()).toBe(1);
-    const fast = await g.acquire('e');
-    expect(fast).toMatchObject({ kind: 'short-circuit', lastStatus: 503 });
-    c.advance(5_000 * 1.2 + 1);
+    // Nothing in flight: the next due delivery is the probe (a real request, so a counted attempt).
     const probe = attempt(await g.acquire('e'));
     expect(probe.probe).toBe(true);
-    // While the probe is out, others still fail fast (one probe, not a stampede).
-    expect((await g.acquire('e')).kind).toBe('short-circuit');
-    probe.done(false);
-    expect((await g.acquire('e')).kind).toBe('short-circuit');
-    c.advance(5_000 * 1.2 + 1);
+    // While the probe is out, every other due delivery waits for its verdict: no attempt, the last status kept.
+    const waiting = await g.acquire('e');
+    expect(waiting).toMatchObject({ kind: 'defer', circuit: { failures: 3, lastStatus: 503 } });
+    probe.done(false, 503);
+    // A failed probe hands the turn to the next due delivery at once (its schedule, not a cooldown, decides when).
     const probe2 = attempt(await g.acquire('e'));
+    expect(probe2.probe).toBe(true);
+    expect((await g.acquire('e')).kind).toBe('defer');
     probe2.done(true, 200);
     expect(g.openCircuits()).toBe(0);
-    expect((await g.acquire('e')).kind).toBe('attempt');
+    for (let i = 0; i < 4; i++) expect((await g.acquire('e')).kind).toBe('attempt');
   });
 
-  it('gives deliveries waiting in memory the verdict of a circuit that opens meanwhile', async () => {
+  it('waits for attempts begun before the circuit opened before it probes', async () => {
+    const { g } = gate({ concurrency: 4, queueLimit: 0, failureThreshold: 2 });
+    const slow = attempt(await g.acquire('e'));
+    for (let i = 0; i < 2; i++) attempt(await g.acquire('e')).done(false, 500);
+    expect((await g.acquire('e')).kind).toBe('defer');
+    slow.done(false);
+    expect(attempt(await g.acquire('e')).probe).toBe(true);
+  });
+
+  it("spreads an open circuit's waiting backlog at one request per measured attempt, at most the cooldown", async () => {
+    const { g, c } = gate({ concurrency: 4, queueLimit: 0, failureThreshold: 1, cooldownMs: 5_000 });
+    const first = attempt(await g.acquire('e'));
+    c.advance(1_000);
+    first.done(false); // 1 s per attempt measured
+    attempt(await g.acquire('e')); // the probe, out
+    const delays: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const d = await g.acquire('e');
+      if (d.kind !== 'defer' || !d.circuit) throw new Error('expected a circuit wait');
+      delays.push(d.delayMs);
+    }
+    for (let i = 1; i < 4; i++) expect(delays[i]!).toBeGreaterThan(delays[i - 1]!);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(5_000 * 1.2);
+    expect(delays[0]!).toBeGreaterThanOrEqual(1_000);
+  });
+
+  it('gives deliveries waiting in memory their turn, one at a time, when a circuit opens meanwhile', async () => {
     const { g } = gate({ concurrency: 1, queueLimit: 2, failureThreshold: 1 });
     const a = attempt(await g.acquire('e'));
-    const waiting = [g.acquire('e'), g.acquire('e')];
+    const w1 = g.acquire('e');
+    const w2 = g.acquire('e');
+    let second: Admission | undefined;
+    void w2.then((x) => (second = x));
     a.done(false, 500);
-    const verdicts = await Promise.all(waiting);
-    expect(verdicts.map((v) => v.kind)).toEqual(['short-circuit', 'short-circuit']);
+    const p1 = attempt(await w1);
+    expect(p1.probe).toBe(true);
+    await Promise.resolve();
+    expect(second).toBeUndefined(); // still waiting for the first probe's verdict
+    p1.done(false, 500);
+    expect(attempt(await w2).probe).toBe(true);
   });
 
   it('never opens with failureThreshold 0', async () => {
@@ -180,7 +213,8 @@ describe('EndpointGate replay bypass', () => {
   it('lets a replay through an open circuit (within the slot limit) and closes it on success', async () => {
     const { g } = gate({ concurrency: 1 });
     for (let i = 0; i < 3; i++) attempt(await g.acquire('e')).done(false, 500);
-    expect((await g.acquire('e')).kind).toBe('short-circuit');
+    const held = attempt(await g.acquire('e')); // the probe
+    held.done(false, 500);
     const replay = attempt(await g.acquire('e', true));
     expect(replay.probe).toBe(true);
     // The slot limit still holds for it.

@@ -4,13 +4,16 @@
  * - at most `concurrency` attempts in flight and `queueLimit` deliveries waiting in memory for a slot; any further
  *   delivery is deferred back to the stream (`nak` with a delay) for about as long as the endpoint needs to work off
  *   what is ahead of it, so a backlog is not redelivered over and over;
- * - a circuit breaker: after `failureThreshold` consecutive failed attempts the circuit opens and deliveries to that
- *   endpoint fail fast (no HTTP, the attempt still counts, so every delivery keeps to its retry schedule and the
- *   stream never fills up with a dead endpoint's messages) until `cooldownMs` has passed; then exactly one probe goes
- *   out and its outcome closes or re-opens the circuit.
+ * - a circuit breaker: after `failureThreshold` consecutive failed attempts the circuit opens. While it is open the
+ *   endpoint gets one request at a time (the probe: a delivery that is due goes out when nothing else to the endpoint
+ *   is in flight); every other due delivery waits for the probe's verdict, in memory (`queueLimit`) or in the stream
+ *   (deferred, at most `cooldownMs`), and **no attempt is counted for waiting** (API.md §5: an attempt counts only when
+ *   a request was sent). A probe's 2xx closes the circuit and the waiting deliveries go out at once; a failed probe
+ *   hands the turn to the next due delivery. The delivery service dead-letters a delivery that waited out its whole
+ *   schedule's time budget (see `timeBudgetMs`).
  *
  * A dead or hanging endpoint therefore costs at most `concurrency + queueLimit` handler slots for one timeout, then
- * one probe per cooldown: never the other endpoints' turn. Plain class with an injected clock so it is unit-tested.
+ * one request at a time: never the other endpoints' turn. Plain class with an injected clock so it is unit-tested.
  */
 
 export interface EndpointGateOptions {
@@ -18,6 +21,7 @@ export interface EndpointGateOptions {
   queueLimit: number;
   /** Consecutive failures that open the circuit; 0 disables the circuit. */
   failureThreshold: number;
+  /** Longest a due delivery waits in the stream for an open circuit's verdict before it checks again. */
   cooldownMs: number;
   /** Upper bound of one attempt, used to estimate how long a busy endpoint stays busy. */
   timeoutMs: number;
@@ -29,12 +33,16 @@ export interface EndpointGateOptions {
 
 /** The decision for one delivery that is due. */
 export type Admission =
-  /** Attempt now; call `done` exactly once with the outcome. */
-  | { kind: 'attempt'; probe: boolean; done: (ok: boolean, status?: number) => void }
-  /** The endpoint is busy: put the delivery back for `delayMs` (no attempt counted). */
-  | { kind: 'defer'; delayMs: number }
-  /** The circuit is open: fail this attempt without sending it. */
-  | { kind: 'short-circuit'; reason: string; lastStatus?: number };
+  /**
+   * Attempt now; call `done` exactly once with the outcome, or `release` instead when no request is sent after all
+   * (the slot is freed, no verdict is recorded).
+   */
+  | { kind: 'attempt'; probe: boolean; done: (ok: boolean, status?: number) => void; release: () => void }
+  /**
+   * The endpoint is busy, or its circuit is open and a probe is out: put the delivery back for `delayMs` (no attempt
+   * counted). `circuit` is set when it waits for an open circuit's verdict.
+   */
+  | { kind: 'defer'; delayMs: number; circuit?: { failures: number; lastStatus?: number } };
 
 interface Waiter {
   resolve: (a: Admission) => void;
@@ -48,8 +56,6 @@ interface EndpointState {
   waiters: Waiter[];
   consecutiveFailures: number;
   lastStatus?: number;
-  /** Epoch ms until which the circuit is open; 0 = closed. */
-  openUntil: number;
   probing: boolean;
   /** Smoothed attempt duration (ms); undefined until the first attempt finished. */
   latencyMs: number | undefined;
@@ -87,7 +93,6 @@ export class EndpointGate {
         started: new Map(),
         waiters: [],
         consecutiveFailures: 0,
-        openUntil: 0,
         probing: false,
         latencyMs: undefined,
         fastestMs: undefined,
@@ -114,23 +119,30 @@ export class EndpointGate {
     if (s.waiters.length < this.o.queueLimit) {
       return new Promise((resolve) => s.waiters.push({ resolve, bypassCircuit }));
     }
+    if (this.isOpen(s) && !bypassCircuit) {
+      return Promise.resolve({
+        kind: 'defer',
+        delayMs: this.circuitDelay(s, now),
+        circuit: {
+          failures: s.consecutiveFailures,
+          ...(s.lastStatus !== undefined ? { lastStatus: s.lastStatus } : {}),
+        },
+      });
+    }
     return Promise.resolve({ kind: 'defer', delayMs: this.deferDelay(s, now) });
+  }
+
+  private isOpen(s: EndpointState): boolean {
+    return this.o.failureThreshold > 0 && s.consecutiveFailures >= this.o.failureThreshold;
   }
 
   /** An admission that needs no slot wait, or undefined when all slots are busy. */
   private decide(key: string, s: EndpointState, now: number, bypassCircuit: boolean): Admission | undefined {
     if (bypassCircuit) return s.inFlight < this.o.concurrency ? this.start(key, s, now, true, false) : undefined;
-    const threshold = this.o.failureThreshold;
-    if (threshold > 0 && s.consecutiveFailures >= threshold) {
-      if (s.openUntil > now || s.probing) {
-        return {
-          kind: 'short-circuit',
-          reason: `not sent: the endpoint's circuit is open after ${s.consecutiveFailures} consecutive failed attempts`,
-          ...(s.lastStatus !== undefined ? { lastStatus: s.lastStatus } : {}),
-        };
-      }
-      // Half-open: this delivery is the one probe.
-      if (s.inFlight >= this.o.concurrency) return undefined;
+    if (this.isOpen(s)) {
+      // Open: one request at a time. This delivery is the probe unless one (or an attempt begun before the circuit
+      // opened) is still out; then it waits for that verdict.
+      if (s.probing || s.inFlight > 0) return undefined;
       s.probing = true;
       return this.start(key, s, now, true);
     }
@@ -151,6 +163,14 @@ export class EndpointGate {
         if (settled) return;
         settled = true;
         this.finish(key, s, id, probe, holdsProbe, ok, status);
+      },
+      release: () => {
+        if (settled) return;
+        settled = true;
+        s.inFlight--;
+        s.started.delete(id);
+        if (holdsProbe) s.probing = false;
+        this.wake(key, s, this.now());
       },
     };
   }
@@ -176,16 +196,11 @@ export class EndpointGate {
     if (ok) {
       s.lastSuccessAt = now;
       s.consecutiveFailures = 0;
-      s.openUntil = 0;
       delete s.lastStatus;
     } else {
       s.consecutiveFailures++;
       if (status !== undefined) s.lastStatus = status;
       else delete s.lastStatus;
-      const threshold = this.o.failureThreshold;
-      if (threshold > 0 && s.consecutiveFailures >= threshold && (probe || s.openUntil <= now)) {
-        s.openUntil = now + this.jitter(this.o.cooldownMs, 0.2);
-      }
     }
     this.wake(key, s, now);
   }
@@ -233,6 +248,19 @@ export class EndpointGate {
     return Math.max(MIN_DEFER_MS, this.jitter(delay, 0.2));
   }
 
+  /**
+   * How long a due delivery waits in the stream while the circuit is open: behind the probe and whatever waits before
+   * it, at one request at a time at the endpoint's measured pace (a virtual queue, so a dead endpoint's backlog is not
+   * redelivered in a burst), at most `cooldownMs` (a waiting delivery re-checks at least that often).
+   */
+  private circuitDelay(s: EndpointState, now: number): number {
+    const perRequest = Math.min(this.o.timeoutMs, s.latencyMs ?? this.o.timeoutMs);
+    s.deferredAhead = Math.max(0, s.deferredAhead - (now - s.deferredAt) / perRequest) + 1;
+    s.deferredAt = now;
+    const delay = Math.min(this.o.cooldownMs, (s.inFlight + s.waiters.length + s.deferredAhead) * perRequest);
+    return Math.max(MIN_DEFER_MS, this.jitter(delay, 0.2));
+  }
+
   private jitter(ms: number, fraction: number): number {
     const spread = ms * fraction;
     return Math.max(0, Math.round(ms - spread + this.random() * 2 * spread));
@@ -240,10 +268,8 @@ export class EndpointGate {
 
   /** Endpoints whose circuit is open now (for a gauge). */
   openCircuits(): number {
-    const now = this.now();
     let n = 0;
-    for (const s of this.endpoints.values())
-      if (this.o.failureThreshold > 0 && s.consecutiveFailures >= this.o.failureThreshold && s.openUntil > now) n++;
+    for (const s of this.endpoints.values()) if (this.isOpen(s)) n++;
     return n;
   }
 
@@ -252,7 +278,7 @@ export class EndpointGate {
     const now = this.now();
     let removed = 0;
     for (const [key, s] of this.endpoints) {
-      if (s.inFlight === 0 && s.waiters.length === 0 && now - s.lastUsed >= idleMs && s.openUntil <= now) {
+      if (s.inFlight === 0 && s.waiters.length === 0 && now - s.lastUsed >= idleMs) {
         this.endpoints.delete(key);
         removed++;
       }

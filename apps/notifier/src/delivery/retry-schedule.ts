@@ -38,3 +38,14 @@ export function afterFailure(f: FailureFacts): AfterFailure {
   const asked = f.retryAfterMs === undefined ? 0 : Math.min(f.retryAfterMs, retryAfterCapMs(f.delaysMs));
   return { kind: 'retry', delayMs: Math.max(jittered, asked) };
 }
+
+/**
+ * How long a delivery's schedule may take from its first due time: every delay at its longest (+20 % jitter) plus a
+ * full timeout per attempt. A delivery held back by an open circuit (no request sent, so no attempt counted) is
+ * dead-lettered once this has passed: an endpoint that stays down is not owed deliveries forever, and one that comes
+ * back within it receives everything still owed.
+ */
+export function timeBudgetMs(delaysMs: readonly number[], timeoutMs: number): number {
+  const delays = delaysMs.reduce((a, b) => a + b, 0);
+  return Math.ceil(delays * 1.2) + maxAttempts(delaysMs) * timeoutMs;
+}

@@ -23,7 +23,7 @@ export interface AttemptResult {
   durationMs: number;
 }
 
-export type FailureReason = 'http' | 'timeout' | 'connection' | 'blocked' | 'circuit_open';
+export type FailureReason = 'http' | 'timeout' | 'connection' | 'blocked';
 
 export interface SenderSettings {
   timeoutMs: number;

@@ -10,6 +10,22 @@ import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import type { SchedulerState } from '../domain/scheduler-state';
 
+/**
+ * The projection did not apply the jobs stream up to the sequence asked for within the time allowed. A takeover that
+ * meets it must not dispatch (its token counts would be short): the leader steps down instead.
+ */
+export class ProjectionBehindError extends Error {
+  override readonly name = 'ProjectionBehindError';
+  readonly code = 'PROJECTION_BEHIND';
+  constructor(
+    readonly applied: number,
+    readonly target: number,
+    readonly waitedMs: number,
+  ) {
+    super(`the projection applied the jobs stream up to ${applied} of ${target} within ${waitedMs} ms`);
+  }
+}
+
 export class JobProjection {
   private messages: ConsumerMessages | undefined;
   private caughtUpAt: number | undefined;
@@ -86,11 +102,18 @@ export class JobProjection {
     return new Promise((r) => this.waiters.push(r));
   }
 
-  /** Resolves once every revision up to the stream's current last sequence has been applied. */
+  /**
+   * Resolves once every revision up to the stream's current last sequence has been applied; rejects with
+   * {@link ProjectionBehindError} after `timeoutMs` (until v1.1 it returned silently, and a takeover then dispatched
+   * with too few running jobs counted).
+   */
   async sync(timeoutMs = 10_000): Promise<void> {
     const last = (await this.nats.jsm.streams.info(STREAMS.jobs)).state.last_seq;
-    const deadline = Date.now() + timeoutMs;
-    while (this.state.lastApplied < last && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const started = Date.now();
+    while (this.state.lastApplied < last) {
+      if (Date.now() - started >= timeoutMs) throw new ProjectionBehindError(this.state.lastApplied, last, timeoutMs);
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   async stop(): Promise<void> {

@@ -6,21 +6,18 @@
  * revisions stored before the cutoff. A terminal revision (`job.completed|failed|cancelled`, read from the message
  * header, no decode) makes its job a candidate; the job is removed only if that revision is still its last one — a job
  * retried by an admin since then ends again later and is judged by that later revision. Jobs that are queued,
- * running or retrying are never removed, however old. Each run handles a bounded batch and persists the checkpoint,
+ * running or retrying are never removed, however old.
+ *
+ * The removal is conditional on the revision judged: the purge removes the job's revisions up to and including that
+ * one only. An admin retry that re-queued the job between the check and the purge stored a later revision, which the
+ * purge leaves in place: the retry wins, and the job keeps its listing entry and outputs. A retry that comes after
+ * the purge finds its compare-and-set on the judged revision refused and then no job (404). The listing entry and the
+ * outputs go after the purge, from the judged revision itself, so a crash in between is finished by the next run. Each run handles a bounded batch and persists the checkpoint,
  * so a restart or takeover re-checks at most one batch (removal is idempotent).
  */
-import {
-  BUCKETS,
-  CONFIG_KEYS,
-  HEADERS,
-  STREAMS,
-  SUBJECTS,
-  type Clock,
-  type JobOutput,
-  type StoredJob,
-} from '@gantry/contracts';
+import { BUCKETS, CONFIG_KEYS, HEADERS, STREAMS, SUBJECTS, type Clock, type JobOutput } from '@gantry/contracts';
 import type { NatsHandle } from '@gantry/jetstream';
-import type { JobStore } from '@gantry/job-store';
+import { decodeStored, type JobStore } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
@@ -39,6 +36,15 @@ export interface ListingPort {
   /** Stream sequence up to which the listing has applied revisions (nothing later may be removed before it). */
   readonly appliedSeq: number;
   remove(tenant: string, createSeq: number): Promise<void>;
+}
+
+/** A terminal revision old enough to remove, and what its removal must clean up besides the subject. */
+interface Candidate {
+  jobId: string;
+  seq: number;
+  tenant: string;
+  createSeq: number;
+  outputs: readonly JobOutput[];
 }
 
 export interface SweepResult {
@@ -98,7 +104,7 @@ export class RetentionSweeper {
     const upTo = Math.min(listing?.appliedSeq ?? 0, (await this.nats.jsm.streams.info(STREAMS.jobs)).state.last_seq);
     if (upTo <= from) return { scanned: 0, removed: 0, checkpoint: from };
 
-    const candidates: { jobId: string; seq: number }[] = [];
+    const candidates: Candidate[] = [];
     let last = from;
     let scanned = 0;
     const consumer = await this.nats.js.consumers.get(STREAMS.jobs, {
@@ -113,7 +119,16 @@ export class RetentionSweeper {
       last = m.seq;
       const type = m.headers?.get(HEADERS.eventType) ?? '';
       const jobId = m.headers?.get(HEADERS.jobId) ?? SUBJECTS.jobIdFromSubject(m.subject);
-      if (TERMINAL_EVENTS.has(type)) candidates.push({ jobId, seq: m.seq });
+      if (TERMINAL_EVENTS.has(type)) {
+        const r = decodeStored(m).record;
+        candidates.push({
+          jobId,
+          seq: m.seq,
+          tenant: r.tenant,
+          createSeq: r.createSeq ?? m.seq,
+          outputs: r.outputs ?? [],
+        });
+      }
       if (m.seq >= upTo || m.info.pending === 0) break;
     }
     await batch.close().catch(() => undefined);
@@ -121,10 +136,14 @@ export class RetentionSweeper {
     let removed = 0;
     for (const c of candidates) {
       const cur = await this.jobs.get(c.jobId, { consistent: true });
-      // Gone already, or changed since (an admin retry): its later revision decides.
-      if (!cur || cur.revision !== c.seq) continue;
-      await this.remove(cur, listing);
-      removed++;
+      // Gone already: a run that crashed after the purge may have left the listing entry or outputs; finish it.
+      if (!cur) {
+        await this.cleanUp(c, listing);
+        continue;
+      }
+      // Changed since (an admin retry): its later revision decides.
+      if (cur.revision !== c.seq) continue;
+      if (await this.remove(c, listing)) removed++;
     }
     if (last > from) await kv.put(CONFIG_KEYS.sweepCheckpoint, String(last));
     if (removed > 0) {
@@ -134,11 +153,27 @@ export class RetentionSweeper {
     return { scanned, removed, checkpoint: last };
   }
 
-  /** Outputs first (a failure leaves the job to be tried again next run), then the listing entry, then the record. */
-  private async remove(s: StoredJob, listing: ListingPort | undefined): Promise<void> {
-    const r = s.record;
-    if (this.o.outputs && r.outputs?.length) await this.o.outputs.deleteOutputs(r.outputs);
-    await listing?.remove(r.tenant, r.createSeq ?? s.revision);
-    await this.nats.jsm.streams.purge(STREAMS.jobs, { filter: SUBJECTS.job(r.id) });
+  /**
+   * Purges the job's revisions up to and including the judged one, never a later one; then, if the job is gone, its
+   * listing entry and outputs. Returns false when a later revision (an admin retry that won the race) kept the job.
+   */
+  private async remove(c: Candidate, listing: ListingPort | undefined): Promise<boolean> {
+    await this.nats.jsm.streams.purge(STREAMS.jobs, { filter: SUBJECTS.job(c.jobId), seq: c.seq + 1 });
+    const after = await this.jobs.get(c.jobId, { consistent: true });
+    if (after) {
+      this.logger.info(
+        { jobId: c.jobId, judged: c.seq, revision: after.revision, status: after.record.status },
+        'retention: the job changed while it was being removed (an admin retry); its later revision is kept',
+      );
+      return false;
+    }
+    await this.cleanUp(c, listing);
+    return true;
+  }
+
+  /** The listing entry, then the outputs (idempotent; a failure leaves them for the next run, which re-checks). */
+  private async cleanUp(c: Candidate, listing: ListingPort | undefined): Promise<void> {
+    await listing?.remove(c.tenant, c.createSeq);
+    if (this.o.outputs && c.outputs.length) await this.o.outputs.deleteOutputs(c.outputs);
   }
 }

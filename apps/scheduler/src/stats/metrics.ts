@@ -11,6 +11,7 @@ export class SchedulerMetrics {
   private readonly waitTime: Histogram<'type'>;
   private readonly lost: Counter;
   private readonly fences: Counter;
+  private readonly aborted: Counter<'reason'>;
   private readonly retention: Counter;
 
   constructor(
@@ -175,6 +176,12 @@ export class SchedulerMetrics {
       help: 'Times this scheduler found itself fenced off',
       registers,
     });
+    this.aborted = new Counter({
+      name: 'gantry_scheduler_takeovers_aborted_total',
+      help: 'Takeovers abandoned before dispatching (reason: projection_behind), the leader stepping down',
+      labelNames: ['reason'],
+      registers,
+    });
     this.retention = new Counter({
       name: 'gantry_retention_removed_total',
       help: 'Terminal jobs removed after JOB_RETENTION_HOURS (record, events, listing entry, outputs)',
@@ -206,6 +213,10 @@ export class SchedulerMetrics {
 
   workerLost(): void {
     this.lost.inc();
+  }
+
+  takeoverAborted(reason: 'projection_behind'): void {
+    this.aborted.inc({ reason });
   }
 
   fenced(): void {
