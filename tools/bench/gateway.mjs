@@ -114,12 +114,12 @@ async function main() {
     }).start();
     services.push(gw);
     const line = await gw
-      .waitForLog((l) => l.msg === 'gateway listening', { timeoutMs: 30_000 })
+      .waitForLog((l) => l.msg === 'gateway listening', { timeoutMs: 120_000 })
       .catch((err) => {
         throw new Error(`${err.message}\n${gw.tail(20)}`);
       });
     const base = new URL(String(line.url).replace('[::1]', '127.0.0.1'));
-    await gw.waitForHttp(`${base.origin}/readyz`, { timeoutMs: 30_000 });
+    await gw.waitForHttp(`${base.origin}/readyz`, { timeoutMs: 120_000 });
     if (!opt['only-gateway']) {
       // Wait for the worker to register (the scheduler answers /v1/workers).
       for (let i = 0; i < 200; i++) {
