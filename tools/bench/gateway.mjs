@@ -9,7 +9,9 @@
 // and the CPU each process used during the measurement, to show what bounds the figures.
 //
 //   npm run bench:gateway -- [--rate 500] [--duration 30] [--warmup 5] [--only-gateway | --paused] [--idempotency]
-//                            [--profile-dir /tmp/prof]
+//                            [--profile-dir /tmp/prof] [--list-rate 20]
+// --list-rate adds GET /v1/jobs?limit=50 at that rate during the measurement (each one syncs the listing index with
+// the leader), to show what listing traffic costs submits; its own latency is printed too.
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, loadavg } from 'node:os';
@@ -23,6 +25,7 @@ const { values: opt } = parseArgs({
     warmup: { type: 'string', default: '5' },
     'only-gateway': { type: 'boolean', default: false },
     idempotency: { type: 'boolean', default: false },
+    'list-rate': { type: 'string', default: '0' },
     /** Pause the queue first: jobs are accepted and queued but not run (isolates the cost of running them). */
     paused: { type: 'boolean', default: false },
     /** Write V8 CPU profiles into this directory (open them in Chrome DevTools). */
@@ -34,6 +37,7 @@ const { values: opt } = parseArgs({
 const RATE = Number(opt.rate);
 const DURATION_S = Number(opt.duration);
 const WARMUP_S = Number(opt.warmup);
+const LIST_RATE = Number(opt['list-rate']);
 const KEY = 'bench-client-key-0001';
 const say = (m) => process.stderr.write(`[bench] ${m}\n`);
 
@@ -110,12 +114,12 @@ async function main() {
     }).start();
     services.push(gw);
     const line = await gw
-      .waitForLog((l) => l.msg === 'gateway listening', { timeoutMs: 30_000 })
+      .waitForLog((l) => l.msg === 'gateway listening', { timeoutMs: 120_000 })
       .catch((err) => {
         throw new Error(`${err.message}\n${gw.tail(20)}`);
       });
     const base = new URL(String(line.url).replace('[::1]', '127.0.0.1'));
-    await gw.waitForHttp(`${base.origin}/readyz`, { timeoutMs: 30_000 });
+    await gw.waitForHttp(`${base.origin}/readyz`, { timeoutMs: 120_000 });
     if (!opt['only-gateway']) {
       // Wait for the worker to register (the scheduler answers /v1/workers).
       for (let i = 0; i < 200; i++) {
@@ -179,6 +183,30 @@ async function main() {
       return { samples, elapsed: Math.max(...samples.map((s) => s.done)) - start };
     }
 
+    /** GET /v1/jobs at LIST_RATE until `until` resolves; returns the latencies of 200 answers and every status. */
+    async function listLoad(until) {
+      const latencies = [];
+      const statuses = {};
+      let done = false;
+      void until.then(() => (done = true));
+      const pending = [];
+      while (!done && LIST_RATE > 0) {
+        const t0 = performance.now();
+        pending.push(
+          fetch(`${base.origin}/v1/jobs?limit=50`, { headers: { authorization: `Bearer ${KEY}` } })
+            .then(async (r) => {
+              await r.arrayBuffer();
+              statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+              if (r.status === 200) latencies.push(performance.now() - t0);
+            })
+            .catch(() => (statuses[0] = (statuses[0] ?? 0) + 1)),
+        );
+        await new Promise((r) => setTimeout(r, 1000 / LIST_RATE));
+      }
+      await Promise.all(pending);
+      return { latencies: latencies.sort((a, b) => a - b), statuses };
+    }
+
     say('warming up…');
     await run(WARMUP_S);
     const pids = [['nats-server', nats.pid], ...services.map((s) => [s.name, s.pid]), ['load generator', process.pid]];
@@ -186,7 +214,10 @@ async function main() {
     const loadBefore = loadavg()[0];
     const gwBefore = await gatewayProcess(base.origin);
     say('measuring…');
-    const { samples, elapsed } = await run(DURATION_S);
+    const measured = run(DURATION_S);
+    const listing = listLoad(measured);
+    const { samples, elapsed } = await measured;
+    const lists = await listing;
     const after = pids.map(([, pid]) => cpuTicks(pid));
     const gwAfter = await gatewayProcess(base.origin);
 
@@ -204,6 +235,12 @@ async function main() {
       `achieved ${((ok.length / elapsed) * 1000).toFixed(1)} submits/s`,
       row('from schedule', fromDue),
       row('service', service),
+      ...(LIST_RATE > 0
+        ? [
+            `with GET /v1/jobs?limit=50 at ${LIST_RATE}/s alongside: statuses ${JSON.stringify(lists.statuses)}`,
+            row('listing', lists.latencies),
+          ]
+        : []),
       `CPU during the measurement (% of one core): ${pids
         .map(([name], i) => `${name} ${(((after[i] - before[i]) / 100 / (elapsed / 1000)) * 100).toFixed(0)}%`)
         .join(', ')}`,

@@ -16,7 +16,12 @@ import { ApiKeyAuthenticator } from './auth/auth';
 import { BatchRepairer } from './batches/batch-repairer';
 import type { GatewayConfig } from './config';
 import { HttpMetrics } from './http/http-metrics';
-import { installRequestHooks, type RegisteredRoute } from './http/request-hooks';
+import {
+  answerClientError,
+  answerFrameworkError,
+  installRequestHooks,
+  type RegisteredRoute,
+} from './http/request-hooks';
 import { GatewayNats } from './nats/gateway-nats';
 import { KvQuotaStore } from './rate-limit/kv-quota-store';
 import { SharedRateLimiter } from './rate-limit/rate-limiter';
@@ -74,6 +79,10 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     trustProxy: config.TRUST_PROXY,
     requestTimeout: REQUEST_TIMEOUT_MS,
     routerOptions: { maxParamLength: 200 },
+    // Errors answered before any hook runs are problems too (API.md §3): the router's (414, malformed URL) and the
+    // HTTP parser's (431, 414 for a request line, 400, 408).
+    frameworkErrors: answerFrameworkError,
+    clientErrorHandler: answerClientError,
   });
   let closing = false;
   const routes = installRequestHooks(adapter.getInstance(), {

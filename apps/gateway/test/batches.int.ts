@@ -18,6 +18,7 @@ import { JobStore } from '@gantry/job-store';
 import { waitFor } from '@gantry/testing';
 import { BatchExistsError, BatchManifests, INLINE_SPECS_BYTES } from '../src/batches/batch-manifests';
 import { CLIENT, expectProblem, startStack, type Client } from './harness';
+import { JOB_FIELDS, WRONG_VALUES, fieldName, isAbout, setPath } from './wrong-types';
 
 interface View {
   id: string;
@@ -120,6 +121,31 @@ describe('gateway batches (real NATS)', () => {
     ]);
     expect(await jobMessages()).toBe(before);
     expect((await s.handle.jsm.streams.info(STREAMS.batches)).state.messages).toBe(batchesBefore);
+  });
+
+  it('400 naming jobs[i].field for a value of the wrong type in any field of any job, and nothing is written', async () => {
+    const before = await jobMessages();
+    const ok = { type: 'noop', input: { durationMs: 1 }, gpu: { count: 0 }, maxAttempts: 2 };
+    for (const f of JOB_FIELDS) {
+      const values = WRONG_VALUES[f.kind];
+      // One batch per field: job i gets the i-th wrong value, between valid jobs.
+      const jobs = values.flatMap((v) => [ok, setPath(ok, f.path, v)]);
+      const p = expectProblem(await api.json('POST', '/v1/batches', { jobs }), 400);
+      const fields = (p.errors ?? []).map((e) => e.field);
+      values.forEach((v, i) => {
+        const field = fieldName(f.path, `jobs[${2 * i + 1}].`);
+        if (!fields.some((x) => isAbout(x, field))) throw new Error(`${field} = ${JSON.stringify(v)} not reported`);
+      });
+      const strays = fields.filter((x) => !values.some((_, i) => isAbout(x, fieldName(f.path, `jobs[${2 * i + 1}].`))));
+      expect(strays).toEqual([]);
+    }
+    for (const gpu of [[], [{ count: 1 }]]) {
+      expect(
+        expectProblem(await api.json('POST', '/v1/batches', { jobs: [{ type: 'noop' }, { type: 'noop', gpu }] }), 400)
+          .errors,
+      ).toEqual([{ field: 'jobs[1].gpu', message: 'must be an object' }]);
+    }
+    expect(await jobMessages()).toBe(before);
   });
 
   it('400 for an empty batch, a non-array, unknown top-level fields, a bad batch callbackUrl', async () => {

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { PRIORITIES, STREAMS, SUBJECTS, type QueueState } from '@gantry/contracts';
 import { replyOk } from '@gantry/jetstream';
 import { ADMIN, CLIENT, startStack, type Client } from './harness';
+import { fieldName, isAbout, jobWithWrongTypes, validJob, type Mutated } from './wrong-types';
 
 const TIMEOUT_MS = 10_000;
 const CONTENT_TYPES = [
@@ -202,6 +203,68 @@ describe('fuzzing every write route (real NATS)', () => {
         check('POST', '/v1/batches', r, [202, 400, 413, 415], (a) => (a as { jobs: unknown[] }).jobs.length),
       ),
       { numRuns: 600 },
+    );
+  });
+
+  /** Sends a body that must be refused with 400 and exactly these fields (or things inside them) reported. */
+  async function refusedNaming(path: string, body: unknown, fields: string[]): Promise<void> {
+    const before = await jobMessages();
+    const res = await fetch(`${api.baseUrl}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+    const text = await res.text();
+    const ctx = `${path} ${JSON.stringify(body).slice(0, 400)} (wrong: ${fields.join(', ')}) → ${res.status} ${text.slice(0, 400)}`;
+    if (res.status !== 400 || !/^application\/problem\+json/.test(res.headers.get('content-type') ?? ''))
+      throw new Error(`not a 400 problem: ${ctx}`);
+    const reported = ((JSON.parse(text) as { errors?: { field: string }[] }).errors ?? []).map((e) => e.field);
+    const missing = fields.filter((f) => !reported.some((r) => isAbout(r, f)));
+    const strays = reported.filter((r) => !fields.some((f) => isAbout(r, f)));
+    if (missing.length > 0 || strays.length > 0)
+      throw new Error(`missing ${JSON.stringify(missing)}, strays ${JSON.stringify(strays)}: ${ctx}`);
+    if ((await jobMessages()) !== before) throw new Error(`a refused request wrote: ${ctx}`);
+  }
+
+  it('a wrong JSON type in any field of a job is a 400 naming that field (single jobs)', async () => {
+    // The oracle is the table of field types in wrong-types.ts, not the validator: every field, every wrong type.
+    await fc.assert(
+      fc.asyncProperty(jobWithWrongTypes, ({ job, fields }) => refusedNaming('/v1/jobs', job, fields)),
+      { numRuns: 600 },
+    );
+    // …and the same jobs with right types are accepted (so the refusals are about the types alone).
+    await fc.assert(
+      fc.asyncProperty(validJob, async (job) => {
+        const a = await api.as(CLIENT).json('POST', '/v1/jobs', job);
+        if (a.status !== 202) throw new Error(`valid job refused: ${JSON.stringify(job)} → ${a.status} ${a.text}`);
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('a wrong JSON type in any field of any job of a batch is a 400 naming jobs[i].field', async () => {
+    const batch = fc
+      .array(
+        fc.oneof(
+          validJob.map((job): Mutated => ({ job, fields: [] })),
+          jobWithWrongTypes,
+        ),
+        {
+          minLength: 1,
+          maxLength: 8,
+        },
+      )
+      .filter((jobs) => jobs.some((j) => j.fields.length > 0));
+    await fc.assert(
+      fc.asyncProperty(batch, (jobs) =>
+        refusedNaming(
+          '/v1/batches',
+          { jobs: jobs.map((j) => j.job) },
+          jobs.flatMap((j, i) => j.fields.map((f) => fieldName([f], `jobs[${i}].`))),
+        ),
+      ),
+      { numRuns: 300 },
     );
   });
 

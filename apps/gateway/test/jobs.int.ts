@@ -21,6 +21,7 @@ import { systemClock } from '@gantry/contracts';
 import { bodyHash } from '../src/http/json-shape';
 import { IdempotencyService } from '../src/idempotency/idempotency.service';
 import { ADMIN, CLIENT, OTHER, expectProblem, startStack, type Client } from './harness';
+import { JOB_FIELDS, WRONG_VALUES, fieldName, isAbout, setPath } from './wrong-types';
 
 interface View {
   id: string;
@@ -187,6 +188,40 @@ describe('gateway job routes (real NATS)', () => {
         expect(ffmpeg.errors!.length).toBeGreaterThan(0);
         expect(ffmpeg.errors!.every((e) => e.field.startsWith('input'))).toBe(true);
       });
+    });
+
+    it('400 naming the field for a value of the wrong type in any field (arrays for objects, strings for numbers, null…)', async () => {
+      const base = {
+        type: 'noop',
+        input: { durationMs: 1, progressSteps: 1, failTimes: 0, retryable: true },
+        priority: 'high',
+        pool: 'default',
+        callbackToken: 'tok',
+        timeoutSeconds: 60,
+        maxAttempts: 2,
+        gpu: { count: 0, memoryMb: 0 },
+        metadata: { a: 1 },
+      };
+      await createsNothing(async () => {
+        for (const f of JOB_FIELDS) {
+          const field = fieldName(f.path);
+          for (const value of WRONG_VALUES[f.kind]) {
+            const a = await api.as(CLIENT).json('POST', '/v1/jobs', setPath(base, f.path, value));
+            const p = expectProblem(a, 400);
+            const fields = (p.errors ?? []).map((e) => e.field);
+            if (fields.length === 0 || !fields.every((x) => isAbout(x, field)))
+              throw new Error(`${field} = ${JSON.stringify(value)}: errors ${JSON.stringify(p.errors)}`);
+          }
+        }
+      });
+      // The ones found in review, exactly.
+      for (const gpu of [[], [{ count: 1 }]]) {
+        expect(expectProblem(await api.json('POST', '/v1/jobs', { type: 'noop', gpu }), 400).errors).toEqual([
+          { field: 'gpu', message: 'must be an object' },
+        ]);
+      }
+      // The base itself is accepted: the refusals above are about the one wrong field.
+      expect((await api.as(CLIENT).json('POST', '/v1/jobs', base)).status).toBe(202);
     });
 
     it('400 for callback, upload and input URLs on private, loopback, link-local or metadata addresses', async () => {

@@ -14,6 +14,7 @@ import {
   type Clock,
   type ConcurrencyStats,
   type DispatchReleased,
+  type ListSyncReply,
   type PositionsReply,
   type PositionsRequest,
   type QueueConfigRecord,
@@ -34,12 +35,15 @@ import { DispatchReconciler } from './dispatch/dispatch-reconciler';
 import { Dispatcher } from './dispatch/dispatcher';
 import { SchedulerState } from './domain/scheduler-state';
 import { LeaderElection } from './leader/leader-election';
-import { ListIndexWriter } from './listing/list-index-writer';
+import { ListIndexWriter, ListingBehindError } from './listing/list-index-writer';
 import { JobProjection, ProjectionBehindError } from './projection/job-projection';
 import { RetentionSweeper, type OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
 import { SchedulerMetrics } from './stats/metrics';
 import { WorkerMonitor } from './workers/worker-monitor';
+
+/** How long a `list-sync` may wait for the listing index (the gateway's RPC timeout is 2 s by default). */
+const LIST_SYNC_TIMEOUT_MS = 1_500;
 
 export class SchedulerService {
   readonly state: SchedulerState;
@@ -402,6 +406,30 @@ export class SchedulerService {
       };
     }
     return { positions: out };
+  }
+
+  /**
+   * `list-sync`: brings the listing index up to every job revision stored before this request and writes it, so the
+   * gateway that asked reads its own writes (and every other replica's) from the index pages. Answered within
+   * LIST_SYNC_TIMEOUT_MS (inside the gateway's RPC timeout) or refused with a 503 the gateway passes on.
+   */
+  async listSync(): Promise<ListSyncReply> {
+    const deadline = Date.now() + LIST_SYNC_TIMEOUT_MS;
+    const target = (await this.nats.jsm.streams.info(STREAMS.jobs)).state.last_seq;
+    // Right after a takeover the writer starts a moment after leadership: wait for it within the same budget.
+    let writer = this.listWriter;
+    while (!writer && this.leader.isLeader && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      writer = this.listWriter;
+    }
+    if (!writer || !this.leader.isLeader)
+      throw new RpcError(503, 'Listing unavailable', 'no listing index writer is running; try again');
+    try {
+      return { seq: await writer.syncTo(target, Math.max(1, deadline - Date.now())) };
+    } catch (err) {
+      if (err instanceof ListingBehindError) throw new RpcError(503, 'Listing behind', `${err.message}; try again`);
+      throw err;
+    }
   }
 
   private async writeConfig(patch: Partial<QueueConfigRecord>): Promise<QueueState> {

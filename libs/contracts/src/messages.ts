@@ -153,6 +153,14 @@ export interface PositionsReply {
   positions: Record<string, { queuePosition: number; estimatedWaitSeconds: number | null } | undefined>;
 }
 
+/**
+ * Answer of the `list-sync` RPC: the listing index holds every job revision stored before the request (up to this
+ * stream sequence), so a `GET /v1/jobs` that reads the index after it sees its own writes.
+ */
+export interface ListSyncReply {
+  seq: number;
+}
+
 export interface QueueConfigUpdate {
   maxConcurrentJobs?: number;
   maxQueueSize?: number;

@@ -115,6 +115,7 @@ export const SCHEDULER_RPC_OPS = [
   'drain',
   'clear',
   'config',
+  'list-sync',
 ] as const;
 export type SchedulerRpcOp = (typeof SCHEDULER_RPC_OPS)[number];
 

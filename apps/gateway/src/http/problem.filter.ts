@@ -25,6 +25,10 @@ function fromFastify(err: { statusCode?: number; code?: string; message?: string
       return problems.tooLarge('the request body is too large');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return problems.unsupportedMedia();
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return problems.uriTooLong('a path segment of the request URI is too long (an id has at most 200 characters)');
+    case 'FST_ERR_BAD_URL':
+      return problems.badRequest('the request URI is malformed (invalid percent-encoding)');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return problems.badRequest('the JSON body is empty');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':

@@ -46,8 +46,23 @@ export const problems = {
     new Problem(401, 'unauthorized', 'Unauthorized', detail, undefined, { 'www-authenticate': 'Bearer' }),
   forbidden: (detail = 'this route needs an admin key') => new Problem(403, 'forbidden', 'Forbidden', detail),
   notFound: (detail: string) => new Problem(404, 'not-found', 'Not found', detail),
+  methodNotAllowed: (method: string, allow: readonly string[]) =>
+    new Problem(
+      405,
+      'method-not-allowed',
+      'Method not allowed',
+      `${method} is not allowed here; this route takes ${allow.join(', ')}`,
+      undefined,
+      { allow: allow.join(', ') },
+    ),
+  requestTimeout: (detail = 'the request was not received in time') =>
+    new Problem(408, 'request-timeout', 'Request timeout', detail),
   conflict: (detail: string) => new Problem(409, 'conflict', 'Conflict', detail),
   tooLarge: (detail: string) => new Problem(413, 'payload-too-large', 'Payload too large', detail),
+  uriTooLong: (detail = 'the request URI (or one of its path segments) is too long') =>
+    new Problem(414, 'uri-too-long', 'URI too long', detail),
+  headersTooLarge: (detail = 'the request headers are too large') =>
+    new Problem(431, 'headers-too-large', 'Request header fields too large', detail),
   unsupportedMedia: (detail = 'write routes accept application/json only') =>
     new Problem(415, 'unsupported-media-type', 'Unsupported media type', detail),
   unprocessable: (detail: string) => new Problem(422, 'unprocessable', 'Unprocessable request', detail),

@@ -10,11 +10,14 @@
  * `POST …/cancel`) and refuses bodies nested deeper than {@link MAX_JSON_DEPTH}.
  */
 import { createHash } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { presentedKey, type ApiKeyAuthenticator, type AuthedRequest } from '../auth/auth';
 import type { SharedRateLimiter } from '../rate-limit/rate-limiter';
 import type { HttpMetrics } from './http-metrics';
 import { jsonDepth, MAX_JSON_DEPTH } from './json-shape';
+import { toProblem } from './problem.filter';
 import { problems, type Problem } from './problem';
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -52,6 +55,58 @@ export async function sendProblem(reply: FastifyReply, p: Problem, url: string):
   return reply;
 }
 
+/**
+ * Fastify's `frameworkErrors`: what its router refuses before any hook or route runs (an over-long path parameter →
+ * 414, a malformed percent-encoding → 400), as problems instead of Fastify's own JSON.
+ */
+export function answerFrameworkError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  void sendProblem(reply, toProblem(err), req.raw.url ?? '/');
+}
+
+/** The request line (method, URI, version) at the start of a raw packet, when it is there. */
+const REQUEST_LINE_START = /^[A-Z]{3,10} [^ \r\n]/;
+
+/**
+ * Fastify's `clientErrorHandler`: Node's HTTP parser refused the request before Fastify saw it (headers over
+ * `http.maxHeaderSize`, a request it cannot parse, a client too slow to send its request). Answers with a problem and
+ * closes the connection, as Node and Fastify do (the stream cannot be trusted after a parse error).
+ *
+ * Node reports an over-long request line as a header overflow too; when the packet that overflowed starts with a
+ * request line that is itself most of the limit, the answer is 414, not 431.
+ */
+export function answerClientError(err: Error & { code?: string; rawPacket?: unknown }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  let p: Problem;
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT_ERROR') {
+    p = problems.requestTimeout();
+  } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+    const raw = Buffer.isBuffer(err.rawPacket) ? err.rawPacket.toString('latin1') : '';
+    const lineEnd = raw.indexOf('\r\n');
+    const requestLine = lineEnd < 0 ? raw.length : lineEnd;
+    p =
+      REQUEST_LINE_START.test(raw) && requestLine > maxHeaderSize / 2
+        ? problems.uriTooLong('the request line is too long')
+        : problems.headersTooLarge(`the request headers are over ${maxHeaderSize} bytes`);
+  } else {
+    p = problems.badRequest('the request is not valid HTTP/1.1');
+  }
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify(p.body());
+  const head = [
+    `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status] ?? 'Error'}`,
+    'content-type: application/problem+json',
+    `content-length: ${Buffer.byteLength(body)}`,
+    'connection: close',
+    ...Object.entries(p.headers).map(([k, v]) => `${k}: ${v}`),
+  ].join('\r\n');
+  // end (not write + destroy): the answer is flushed before the socket closes.
+  socket.end(`${head}\r\n\r\n${body}`);
+  socket.setTimeout(5_000, () => socket.destroy());
+}
+
 function clientSubject(ip: string): string {
   return `ip_${createHash('sha256').update(ip).digest('hex').slice(0, 16)}`;
 }
@@ -63,14 +118,32 @@ function bodyLimitFor(method: string, url: string, o: RequestHooksOptions): numb
   return SMALL_BODY_LIMIT_BYTES;
 }
 
+/** A matcher for a route template's paths (`/v1/jobs/:id/cancel`, `/docs/*`). */
+function templateMatcher(url: string): RegExp {
+  const parts = url.split('/').map((seg) => {
+    if (seg === '*') return '.*';
+    if (seg.startsWith(':')) return '[^/]+';
+    return seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  });
+  return new RegExp(`^${parts.join('/')}/?$`);
+}
+
 /** Installs the hooks; call before Nest registers its routes (the per-route body limits are set as routes appear). */
 export function installRequestHooks(fastify: FastifyInstance, o: RequestHooksOptions): RegisteredRoute[] {
   const routes: RegisteredRoute[] = [];
+  const matchers: { method: string; match: RegExp }[] = [];
+  /** Methods with a route for this path (for 405 + Allow when the request's method has none). */
+  const allowedMethods = (path: string): string[] => {
+    const allow = new Set(matchers.filter((m) => m.match.test(path)).map((m) => m.method));
+    if (allow.has('GET')) allow.add('HEAD');
+    return [...allow].sort();
+  };
   fastify.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const m of methods) {
       if (m === 'HEAD') continue;
       routes.push({ method: m, url: route.url });
+      matchers.push({ method: m, match: templateMatcher(route.url) });
       const limit = bodyLimitFor(m, route.url, o);
       if (limit !== undefined) route.bodyLimit = limit;
     }
@@ -104,7 +177,13 @@ export function installRequestHooks(fastify: FastifyInstance, o: RequestHooksOpt
         path,
       );
     }
-    if (!(path === '/v1' || path.startsWith('/v1/'))) return;
+    // No route for this method and path: 405 when the path has routes for other methods, else Nest's 404.
+    // Inside /v1 only once the key is checked, like every other answer there.
+    const notAllowed = (): Promise<FastifyReply> | undefined => {
+      const allow = allowedMethods(path);
+      return allow.length > 0 ? sendProblem(reply, problems.methodNotAllowed(req.method, allow), path) : undefined;
+    };
+    if (!(path === '/v1' || path.startsWith('/v1/'))) return req.is404 ? notAllowed() : undefined;
 
     const key = presentedKey(req.headers);
     const principal = key ? o.authenticator.authenticate(key) : undefined;
@@ -118,6 +197,7 @@ export function installRequestHooks(fastify: FastifyInstance, o: RequestHooksOpt
       return sendProblem(reply, key ? problems.unauthorized('unknown API key') : problems.unauthorized(), path);
     }
     req.principal = principal;
+    if (req.is404) return notAllowed();
 
     if (WRITE_METHODS.has(req.method)) {
       const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;

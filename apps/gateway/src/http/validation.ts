@@ -1,7 +1,16 @@
 import { ValidationPipe, type ArgumentMetadata } from '@nestjs/common';
 import type { FieldError } from '@gantry/contracts';
-import type { ValidationError } from 'class-validator';
+import { ValidateIf, type ValidationError, type ValidationOptions } from 'class-validator';
 import { problems } from './problem';
+
+/**
+ * The field may be left out, but when present it is checked, `null` included. class-validator's `IsOptional` skips
+ * `null` as well, which let `"priority": null` or `"gpu": null` through as if absent: a client that sends `null`
+ * for a field has a bug we should tell it about rather than guess what it meant.
+ */
+export function OptionalField(options?: ValidationOptions): PropertyDecorator {
+  return ValidateIf((_object: object, value: unknown) => value !== undefined, options);
+}
 
 /** Flattens class-validator's tree into `{ field: "gpu.count", message }` entries. */
 export function flattenErrors(errors: readonly ValidationError[], prefix = ''): FieldError[] {

@@ -3,7 +3,13 @@
  * list-index-writer). A request reads pages from the tenant's head backwards, filters entries by status, type and
  * priority as the page records them, and reads full records only for the jobs it returns. It examines at most
  * MAX_PAGES pages, so no request scans every job: when a filter is rare the page can be short while `nextCursor`
- * still leads on. Listing lags submits by the index flush interval (~100 ms).
+ * still leads on.
+ *
+ * Read-your-writes: before reading pages, the request asks the leading scheduler to bring the index up to every job
+ * revision stored so far (`list-sync`: the leader waits until its writer has applied the jobs stream up to its last
+ * sequence, then writes the dirty pages). So a job answered 202 by any replica — single, batch or idempotent — is in
+ * the pages this request reads, under its current status, without a second write on the submit path and without
+ * reading any job that is not returned. No leader → 503 (Retry-After), like the queue routes.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import {
@@ -13,11 +19,13 @@ import {
   type ListEntry,
   type ListHead,
   type ListPage,
+  type ListSyncReply,
   type Priority,
 } from '@gantry/contracts';
 import { decodeJson, type NatsHandle } from '@gantry/jetstream';
 import { problems } from '../http/problem';
 import { GatewayNats } from '../nats/gateway-nats';
+import { SchedulerClient } from '../queue/scheduler-client';
 
 export interface ListFilter {
   tenant: string;
@@ -53,7 +61,10 @@ function decodeCursor(raw: string): Cursor {
 
 @Injectable()
 export class JobListService {
-  constructor(@Inject(GatewayNats) private readonly nats: GatewayNats) {}
+  constructor(
+    @Inject(GatewayNats) private readonly nats: GatewayNats,
+    @Inject(SchedulerClient) private readonly scheduler: SchedulerClient,
+  ) {}
 
   private async page(nats: NatsHandle, tenant: string, bucket: number): Promise<ListPage | undefined> {
     const msg = await nats.jsm.direct
@@ -65,12 +76,13 @@ export class JobListService {
   /** Ids (newest first) matching the filter, and the cursor to continue from. */
   async find(f: ListFilter): Promise<{ ids: string[]; nextCursor: string | null }> {
     const nats = this.nats.handle();
+    const cursor = f.cursor ? decodeCursor(f.cursor) : undefined;
+    await this.scheduler.call<ListSyncReply>('list-sync');
     let bucket: number | null;
     let before = Number.MAX_SAFE_INTEGER;
-    if (f.cursor) {
-      const c = decodeCursor(f.cursor);
-      bucket = c.b;
-      before = c.s;
+    if (cursor) {
+      bucket = cursor.b;
+      before = cursor.s;
     } else {
       const head = await nats.jsm.direct
         .getMessage(STREAMS.list, { last_by_subj: SUBJECTS.listHead(f.tenant) })

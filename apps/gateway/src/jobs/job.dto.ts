@@ -11,7 +11,6 @@ import {
   IsIn,
   IsInt,
   IsObject,
-  IsOptional,
   IsString,
   Matches,
   Max,
@@ -21,6 +20,7 @@ import {
   registerDecorator,
   type ValidationOptions,
 } from 'class-validator';
+import { OptionalField } from '../http/validation';
 
 /** The JSON of the value is at most `bytes` long. */
 export function MaxJsonSize(bytes: number, options?: ValidationOptions) {
@@ -42,7 +42,7 @@ export class GpuDto {
   count!: number;
 
   @ApiPropertyOptional({ minimum: 0, description: 'memory to reserve on each GPU, in MB' })
-  @IsOptional()
+  @OptionalField()
   @IsInt()
   @Min(0)
   @Max(10_000_000)
@@ -63,18 +63,18 @@ export class SubmitJobDto {
   type!: string;
 
   @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'parameters for the job type' })
-  @IsOptional()
+  @OptionalField()
   @IsObject()
   @MaxJsonSize(256 * 1024)
   input?: Record<string, unknown>;
 
   @ApiPropertyOptional({ enum: PRIORITIES, default: 'normal' })
-  @IsOptional()
+  @OptionalField()
   @IsIn(PRIORITIES)
   priority?: Priority;
 
   @ApiPropertyOptional({ default: 'default', pattern: SUBJECT_TOKEN.source })
-  @IsOptional()
+  @OptionalField()
   @IsString()
   @Matches(SUBJECT_TOKEN, { message: 'must match [A-Za-z0-9_-]{1,64}' })
   pool?: string;
@@ -83,7 +83,7 @@ export class SubmitJobDto {
     description: 'http(s) URL that receives Standard Webhooks for every lifecycle event',
     maxLength: 2_048,
   })
-  @IsOptional()
+  @OptionalField()
   @IsString()
   @MaxLength(2_048)
   callbackUrl?: string;
@@ -92,7 +92,7 @@ export class SubmitJobDto {
     description: 'sent as Authorization: Bearer <token> with each webhook (visible ASCII, no spaces)',
     maxLength: 4_096,
   })
-  @IsOptional()
+  @OptionalField()
   @IsString()
   @MaxLength(4_096)
   // It becomes an HTTP header value: no spaces, controls or line breaks (header injection).
@@ -100,33 +100,36 @@ export class SubmitJobDto {
   callbackToken?: string;
 
   @ApiPropertyOptional({ minimum: 1, maximum: 604800, description: 'per-attempt timeout (download, run, upload)' })
-  @IsOptional()
+  @OptionalField()
   @IsInt()
   @Min(1)
   @Max(604_800)
   timeoutSeconds?: number;
 
   @ApiPropertyOptional({ minimum: 1, maximum: 100 })
-  @IsOptional()
+  @OptionalField()
   @IsInt()
   @Min(1)
   @Max(100)
   maxAttempts?: number;
 
   @ApiPropertyOptional({ type: GpuDto })
-  @IsOptional()
+  @OptionalField()
+  // ValidateNested alone accepts an array of GpuDto (`"gpu": [{"count":1}]`), and `[]` vacuously.
+  @IsObject()
   @ValidateNested()
   @Type(() => GpuDto)
   gpu?: GpuDto;
 
   @ApiPropertyOptional({ type: UploadDto })
-  @IsOptional()
+  @OptionalField()
+  @IsObject()
   @ValidateNested()
   @Type(() => UploadDto)
   upload?: UploadDto;
 
   @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'any JSON, at most 8 KiB' })
-  @IsOptional()
+  @OptionalField()
   @IsObject()
   @MaxJsonSize(8 * 1024)
   metadata?: Record<string, unknown>;
@@ -143,7 +146,7 @@ export class SubmitBatchDto {
   jobs!: SubmitJobDto[];
 
   @ApiPropertyOptional({ description: 'default callbackUrl for jobs without one', maxLength: 2_048 })
-  @IsOptional()
+  @OptionalField()
   @IsString()
   @MaxLength(2_048)
   callbackUrl?: string;

@@ -1,23 +1,24 @@
 import { Body, Controller, Get, HttpCode, Inject, Post, Put } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiPropertyOptional, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { ConcurrencyStats, QueueMetrics, QueueState, WorkerView } from '@gantry/contracts';
-import { IsInt, IsOptional, Max, Min } from 'class-validator';
+import { IsInt, Max, Min } from 'class-validator';
 import { AdminOnly } from '../auth/auth';
 import { ApiProblems } from '../http/openapi';
+import { OptionalField } from '../http/validation';
 import { assertNoBody } from '../jobs/jobs.controller';
 import { ConcurrencyStatsDoc, QueueMetricsDoc, QueueStateDoc, WorkerDoc } from './queue.doc';
 import { SchedulerClient } from './scheduler-client';
 
 export class QueueConfigDto {
   @ApiPropertyOptional({ minimum: 0, maximum: 1_000_000, description: 'global concurrency tokens' })
-  @IsOptional()
+  @OptionalField()
   @IsInt()
   @Min(0)
   @Max(1_000_000)
   maxConcurrentJobs?: number;
 
   @ApiPropertyOptional({ minimum: 1, maximum: 100_000_000, description: 'queued + retrying jobs before 429' })
-  @IsOptional()
+  @OptionalField()
   @IsInt()
   @Min(1)
   @Max(100_000_000)

@@ -27,6 +27,19 @@ import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 
 export const LIST_BUCKET = 1_024;
+/** While a sync waits, how often it checks whether the revisions it waits for still exist (retention may purge them). */
+const GAP_CHECK_MS = 100;
+
+/** The writer could not take in every revision up to the one asked for in time (it is catching up, or NATS is slow). */
+export class ListingBehindError extends Error {
+  override readonly name = 'ListingBehindError';
+  constructor(
+    readonly target: number,
+    readonly applied: number,
+  ) {
+    super(`the listing index has applied revisions up to ${applied}, not yet ${target}`);
+  }
+}
 const FLUSH_MS = 100;
 // Pages kept decoded: the hot ones are each tenant's newest page and the oldest ones being dispatched. Bounded, since a
 // page holds up to LIST_BUCKET entries (~250 bytes each decoded).
@@ -71,6 +84,9 @@ export class ListIndexWriter {
   private applying: Promise<void> = Promise.resolve();
   private catchingUp: Promise<void> | undefined;
   private unsubscribe: (() => void) | undefined;
+  private readonly waiters = new Set<{ seq: number; resolve: () => void }>();
+  /** A flush asked for by syncs and not started yet: later syncs join it instead of queueing another. */
+  private nextFlush: Promise<void> | undefined;
 
   constructor(
     private readonly nats: NatsHandle,
@@ -125,6 +141,63 @@ export class ListIndexWriter {
       this.logger.error({ err, seq: s.revision }, 'listing index: cannot apply a revision; skipping it');
     }
     this.lastSeq = s.revision;
+    for (const w of this.waiters) {
+      if (w.seq <= this.lastSeq) {
+        this.waiters.delete(w);
+        w.resolve();
+      }
+    }
+  }
+
+  /** Resolves true once revisions up to `seq` are applied, false after `ms`. */
+  private appliedUpTo(seq: number, ms: number): Promise<boolean> {
+    if (this.lastSeq >= seq) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = {
+        seq,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(w);
+        resolve(false);
+      }, ms);
+      this.waiters.add(w);
+    });
+  }
+
+  /**
+   * Read-your-writes for `GET /v1/jobs`: waits until every revision up to `target` (the jobs stream's last sequence
+   * when a listing asked) is applied, then writes the dirty pages, so that pages read after this resolves hold every
+   * job accepted before the listing was asked for, with the status of its latest revision. Concurrent syncs share one
+   * flush. Returns the sequence the index is written up to; throws {@link ListingBehindError} after `timeoutMs`.
+   */
+  async syncTo(target: number, timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.lastSeq < target) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new ListingBehindError(target, this.lastSeq);
+      if (await this.appliedUpTo(target, Math.min(left, GAP_CHECK_MS))) break;
+      // The newest revisions may be gone (retention purged them) and will never be delivered: nothing left to wait
+      // for when no revision exists between what was applied and the target.
+      const next = await this.nats.jsm.direct.getMessage(STREAMS.jobs, {
+        seq: this.lastSeq + 1,
+        next_by_subj: SUBJECTS.jobsAll,
+      });
+      if (!next || next.seq > target) break;
+    }
+    const covered = Math.min(target, this.lastSeq);
+    if (this.checkpointed < covered) {
+      this.nextFlush ??= this.flushing.then(() => {
+        this.nextFlush = undefined;
+        return this.flush();
+      });
+      await this.nextFlush;
+    }
+    if (this.checkpointed < covered) throw new ListingBehindError(covered, this.checkpointed);
+    return this.checkpointed;
   }
 
   private pageKey(tenant: string, bucket: number): string {

@@ -61,6 +61,11 @@ export class SchedulerRpcController {
     return this.lead(() => this.scheduler.clear());
   }
 
+  @MessagePattern(SUBJECTS.schedulerRpc('list-sync'))
+  listSync() {
+    return this.lead(() => this.scheduler.listSync());
+  }
+
   @MessagePattern(SUBJECTS.schedulerRpc('config'))
   config(@Payload() update: QueueConfigUpdate) {
     return this.lead(() => {
