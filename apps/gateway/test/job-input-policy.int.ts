@@ -143,7 +143,10 @@ describe('submit-time input policy (real NATS)', () => {
           400,
         );
         expect(p.errors).toEqual([
-          { field: 'input.inputs.in.mp4', message: expect.stringMatching(/another tenant's job/) },
+          {
+            field: 'input.inputs.in.mp4',
+            message: expect.stringMatching(/not the output of one of this tenant's jobs/),
+          },
         ]);
       }
       const p = expectProblem(
@@ -153,7 +156,10 @@ describe('submit-time input policy (real NATS)', () => {
         400,
       );
       expect(p.errors).toEqual([
-        { field: 'jobs[0].input.inputs.in.mp4', message: expect.stringMatching(/another tenant's job/) },
+        {
+          field: 'jobs[0].input.inputs.in.mp4',
+          message: expect.stringMatching(/not the output of one of this tenant's jobs/),
+        },
       ]);
       expect(await jobMessages()).toBe(before);
     });
@@ -163,7 +169,7 @@ describe('submit-time input policy (real NATS)', () => {
         [`s3://${bucket}/../other-bucket/in.mp4`, /leaves the bucket/],
         [`s3://${bucket}/%2e%2e/other-bucket/in.mp4`, /leaves the bucket/],
         ['s3://other-bucket/in.mp4', /not one of S3_INPUT_BUCKETS/],
-        [`s3://${bucket}/jobs/01NOSUCHJOB/out.mp4`, /does not exist/],
+        [`s3://${bucket}/jobs/01NOSUCHJOB/out.mp4`, /jobs\/01NOSUCHJOB is not the output of one of this tenant's jobs/],
       ] as const) {
         const p = expectProblem(
           await api.json('POST', '/v1/jobs', ffmpegJob(['-i', 'in.mp4', 'out.mp4'], ['out.mp4'], { 'in.mp4': url })),

@@ -402,12 +402,12 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     await store.putObject(`jobs/${theirs}/out.mp4`, 'their secret output');
     store.destroy();
     const cases: [string, RegExp][] = [
-      [`s3://${bucket}/jobs/${theirs}/out.mp4`, /another tenant's job/],
-      [`s3://${bucket}/x/../jobs/${theirs}/out.mp4`, /another tenant's job/],
-      [`s3://${bucket}/x/%2e%2e/jobs/${theirs}/out.mp4`, /another tenant's job/],
-      [`s3://${bucket}/x%2f..%2fjobs/${theirs}/out.mp4`, /another tenant's job/],
-      [`s3://${bucket}/x\\..\\jobs\\${theirs}/out.mp4`, /another tenant's job/],
-      [`s3://${bucket}//jobs//${theirs}//out.mp4`, /another tenant's job/],
+      [`s3://${bucket}/jobs/${theirs}/out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}/x/../jobs/${theirs}/out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}/x/%2e%2e/jobs/${theirs}/out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}/x%2f..%2fjobs/${theirs}/out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}/x\\..\\jobs\\${theirs}/out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}//jobs//${theirs}//out.mp4`, /not the output of one of this tenant's jobs/],
       [`s3://${bucket}/../${bucket}/jobs/${theirs}/out.mp4`, /leaves the bucket/],
       ['s3://somebody-elses-bucket/in.mp4', /not one of S3_INPUT_BUCKETS/],
     ];

@@ -94,9 +94,9 @@ export class S3InputPolicy {
     if (bucket !== this.outputsBucket) return undefined;
     const m = /^jobs\/([^/]+)/.exec(key);
     if (!m) return undefined;
+    // One answer for "no such job" and "another tenant's job": the refusal must not tell a client which ids exist.
     const owner = await this.jobs.tenantOf(m[1]!);
-    if (owner === undefined) return `job ${m[1]} does not exist`;
-    return owner === tenant ? undefined : `it is an output of another tenant's job`;
+    return owner === tenant ? undefined : `jobs/${m[1]} is not the output of one of this tenant's jobs`;
   }
 
   /** Undefined when `tenant` may read `url` (any spelling of it), else why not. */

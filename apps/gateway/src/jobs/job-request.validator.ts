@@ -6,8 +6,7 @@
  * is looked at.
  */
 import { Inject, Injectable } from '@nestjs/common';
-import { isPlainObject, JobTypeRegistry, S3InputPolicy, type Clock, type FieldError } from '@gantry/contracts';
-import { JobStore } from '@gantry/job-store';
+import { isPlainObject, JobTypeRegistry, S3InputPolicy, type FieldError } from '@gantry/contracts';
 import { assertAllowedUrl } from '@gantry/net';
 import { plainToInstance } from 'class-transformer';
 import { validate } from 'class-validator';
@@ -15,7 +14,8 @@ import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { problems } from '../http/problem';
 import { flattenErrors } from '../http/validation';
 import { GatewayNats } from '../nats/gateway-nats';
-import { CLOCK, JOB_TYPES } from '../tokens';
+import { JOB_TYPES } from '../tokens';
+import { JobTenants } from './job-tenants';
 import { SubmitJobDto } from './job.dto';
 import { SubmitDnsResolver } from './submit-dns';
 
@@ -53,11 +53,9 @@ export class JobRequestValidator {
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(JOB_TYPES) private readonly types: JobTypeRegistry,
     @Inject(GatewayNats) private readonly nats: GatewayNats,
-    @Inject(CLOCK) clock: Clock,
+    @Inject(JobTenants) tenants: JobTenants,
   ) {
-    this.s3Inputs = new S3InputPolicy(config.S3_BUCKET, config.S3_INPUT_BUCKETS, {
-      tenantOf: async (jobId) => (await new JobStore(this.nats.handle(), clock).get(jobId))?.record.tenant,
-    });
+    this.s3Inputs = new S3InputPolicy(config.S3_BUCKET, config.S3_INPUT_BUCKETS, tenants);
   }
 
   /** A `POST /v1/jobs` body from `tenant`, or a 400 problem listing every error. */
