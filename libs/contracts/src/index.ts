@@ -94,6 +94,6 @@ export type { CatalogEntry, CatalogFile, CatalogJobType, RenderContext } from '.
 export { JobTypeRegistry } from './job-types/registry';
 export { systemClock } from './clock';
 export type { Clock } from './clock';
-export { isPrivateAddress, isMetadataHost } from './net-policy';
+export { isPrivateAddress, isMetadataHost, isMetadataAddress, embeddedIpv4 } from './net-policy';
 export { normalizeS3Url, S3InputPolicy } from './s3-input';
 export type { NormalizedS3Url, JobTenantLookup } from './s3-input';
