@@ -18,6 +18,7 @@ import { StrictValidationPipe } from './http/validation';
 import { IdempotencyService } from './idempotency/idempotency.service';
 import { JobListService } from './jobs/job-list.service';
 import { JobRequestValidator } from './jobs/job-request.validator';
+import { JobTenants } from './jobs/job-tenants';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
 import { GatewayNats } from './nats/gateway-nats';
@@ -62,6 +63,7 @@ export class GatewayModule {
         { provide: GatewayNats, useValue: d.nats },
         JobsService,
         JobRequestValidator,
+        JobTenants,
         JobListService,
         IdempotencyService,
         BatchesService,

@@ -64,6 +64,13 @@ export const gatewaySpec = {
     doc: 'submits per API key (or client IP) per minute',
   }),
   POOLS: pools('declared GPU inventory per pool, pool=gpus×memoryMb'),
+  S3_INPUT_BUCKETS: str({
+    default: '',
+    pattern: /^(\*|[a-z0-9][a-z0-9.-]{1,62}(,[a-z0-9][a-z0-9.-]{1,62})*)$/,
+    doc:
+      'buckets s3:// inputs may name, comma-separated, or * for any (default: S3_BUCKET only); jobs/<id>/ keys of ' +
+      'S3_BUCKET only for jobs of the same tenant — checked at submit, and again by workers (give both the same value)',
+  }),
   BODY_LIMIT_BYTES: int({
     default: 10 * 1024 * 1024,
     min: 1024,

@@ -30,6 +30,7 @@ import { loadConfig } from '@gantry/config';
 import { NatsHandle, decodeJson, encodeJson, publishJson } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { createLogger, createRegistry } from '@gantry/telemetry';
+import { OutputStore } from '@gantry/storage';
 import { Deferred, NatsServer, S3Server, waitFor } from '@gantry/testing';
 import { workerSpec } from '../src/config';
 import { startWorker, type WorkerApp } from '../src/worker.app';
@@ -386,9 +387,28 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
 
   it('refuses s3:// inputs outside S3_INPUT_BUCKETS and other tenants’ job outputs, before reading them', async () => {
     const theirs = await createJob('noop', {}, { tenant: 'other-tenant' });
-    const bucket = s3.env()['S3_BUCKET'];
+    const env = s3.env();
+    const bucket = env['S3_BUCKET'];
+    // Their output really is in the store, and the store resolves `..` in keys: the spellings below would read it.
+    const store = new OutputStore({
+      S3_ENDPOINT: env['S3_ENDPOINT'],
+      S3_REGION: 'us-east-1',
+      S3_BUCKET: bucket!,
+      S3_FORCE_PATH_STYLE: true,
+      AWS_ACCESS_KEY_ID: env['AWS_ACCESS_KEY_ID'],
+      AWS_SECRET_ACCESS_KEY: env['AWS_SECRET_ACCESS_KEY'],
+      S3_PRESIGN_SECONDS: 60,
+    });
+    await store.putObject(`jobs/${theirs}/out.mp4`, 'their secret output');
+    store.destroy();
     const cases: [string, RegExp][] = [
-      [`s3://${bucket}/jobs/${theirs}/out.mp4`, /another tenant's job/],
+      [`s3://${bucket}/jobs/${theirs}/out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}/x/../jobs/${theirs}/out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}/x/%2e%2e/jobs/${theirs}/out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}/x%2f..%2fjobs/${theirs}/out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}/x\\..\\jobs\\${theirs}/out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}//jobs//${theirs}//out.mp4`, /not the output of one of this tenant's jobs/],
+      [`s3://${bucket}/../${bucket}/jobs/${theirs}/out.mp4`, /leaves the bucket/],
       ['s3://somebody-elses-bucket/in.mp4', /not one of S3_INPUT_BUCKETS/],
     ];
     for (const [url, why] of cases) {

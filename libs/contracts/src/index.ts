@@ -80,11 +80,20 @@ export type { FieldError, JobTypeDefinition } from './job-types/job-type';
 export { isPlainObject } from './job-types/job-type';
 export { noopJobType, NOOP_MAX_DURATION_MS } from './job-types/noop';
 export type { NoopInput } from './job-types/noop';
-export { ffmpegJobType, validateFfmpegInput, isUrlInput, SAFE_FILE_NAME } from './job-types/ffmpeg';
-export type { FfmpegInput } from './job-types/ffmpeg';
+export {
+  ffmpegJobType,
+  validateFfmpegInput,
+  isUrlInput,
+  SAFE_FILE_NAME,
+  OUTPUT_EXTENSIONS,
+  tokenizeFfmpegArgs,
+} from './job-types/ffmpeg';
+export type { FfmpegInput, FfmpegToken } from './job-types/ffmpeg';
 export { CatalogError, parseCatalog, loadCatalog, renderTemplate } from './job-types/catalog';
 export type { CatalogEntry, CatalogFile, CatalogJobType, RenderContext } from './job-types/catalog';
 export { JobTypeRegistry } from './job-types/registry';
 export { systemClock } from './clock';
 export type { Clock } from './clock';
-export { isPrivateAddress, isMetadataHost } from './net-policy';
+export { isPrivateAddress, isMetadataHost, isMetadataAddress, embeddedIpv4 } from './net-policy';
+export { normalizeS3Url, S3InputPolicy } from './s3-input';
+export type { NormalizedS3Url, JobTenantLookup } from './s3-input';

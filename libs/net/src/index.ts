@@ -5,5 +5,6 @@ export {
   assertAllowedUrl,
   safeRequest,
   readText,
+  systemResolver,
 } from './safe-http';
-export type { SafeRequest, SafeResponse } from './safe-http';
+export type { SafeRequest, SafeResponse, HostResolver } from './safe-http';

@@ -1,15 +1,19 @@
 /**
  * Outbound HTTP on behalf of clients (webhooks, input downloads, presigned uploads) with the address policy enforced at
  * connect time: the DNS lookup used for the socket itself refuses private addresses, so a name that resolved to a
- * public address at submit and to 127.0.0.1 later (DNS rebinding) is still refused. Redirects are never followed.
- * Node's own http/https are used (not fetch) because they accept a custom `lookup`.
+ * public address at submit and to 127.0.0.1 later (DNS rebinding) is still refused. Cloud metadata addresses
+ * (169.254.169.254 in any IPv4/IPv6 spelling, fd00:ec2::254, 168.63.129.16, …) are refused the same way **whatever
+ * ALLOW_PRIVATE_URLS says**, and a name with one of them among its answers is refused outright (no falling back to
+ * another answer). A URL naming an address literally is checked before connecting (Node does not call `lookup` for
+ * IP literals). Redirects are never followed. Node's own http/https are used (not fetch) because they accept a custom
+ * `lookup`; the resolver behind it is a port (`HostResolver`) so tests can make a name resolve to any address.
  */
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { request as httpRequest, type IncomingHttpHeaders, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type RequestOptions } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
-import { isMetadataHost, isPrivateAddress } from '@gantry/contracts';
+import { isMetadataAddress, isMetadataHost, isPrivateAddress } from '@gantry/contracts';
 
 export class BlockedAddressError extends Error {
   override readonly name = 'BlockedAddressError';
@@ -21,12 +25,26 @@ export class HttpTimeoutError extends Error {
   readonly code = 'HTTP_TIMEOUT';
 }
 
-/** A `lookup` for sockets that refuses private addresses unless allowed. */
-export function policyLookup(allowPrivate: boolean): LookupFunction {
+/** Every address a host name resolves to (`dns.lookup` with `all: true` by default). */
+export type HostResolver = (hostname: string, family: number) => Promise<LookupAddress[]>;
+
+/** The system resolver (getaddrinfo, like every other socket of the process). */
+export const systemResolver: HostResolver = (hostname, family) =>
+  new Promise((resolve, reject) =>
+    dnsLookup(hostname, { all: true, family }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
+  );
+
+/**
+ * A `lookup` for sockets that refuses metadata addresses always and private addresses unless allowed: the check is
+ * on the addresses the socket will connect to, not on the name.
+ */
+export function policyLookup(allowPrivate: boolean, resolver: HostResolver = systemResolver): LookupFunction {
   return (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
-      if (err) return callback(err, '', 4);
+    const deliver = (addresses: LookupAddress[]) => {
       const list = addresses ?? [];
+      if (isMetadataHost(hostname) || list.some((a) => isMetadataAddress(a.address))) {
+        return callback(new BlockedAddressError(`${hostname} resolves to a cloud metadata address`), '', 4);
+      }
       const ok = allowPrivate ? list : list.filter((a) => !isPrivateAddress(a.address));
       if (ok.length === 0) {
         return callback(new BlockedAddressError(`${hostname} resolves only to private or reserved addresses`), '', 4);
@@ -34,7 +52,10 @@ export function policyLookup(allowPrivate: boolean): LookupFunction {
       if ((options as { all?: boolean }).all)
         return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, ok);
       callback(null, ok[0]!.address, ok[0]!.family);
-    });
+    };
+    resolver(hostname, (options as { family?: number }).family ?? 0).then(deliver, (err: NodeJS.ErrnoException) =>
+      callback(err, '', 4),
+    );
   };
 }
 
@@ -59,7 +80,17 @@ export async function assertAllowedUrl(
   if (u.username || u.password) throw new Error('must not contain credentials');
   const host = u.hostname.replace(/^\[|\]$/g, '');
   if (isMetadataHost(host)) throw new BlockedAddressError('targets a cloud metadata service');
-  if (allowPrivate) return u;
+  if (allowPrivate) {
+    // Private addresses are allowed, metadata ones never: a name that resolves to one is refused here already (the
+    // connect-time lookup refuses it again); one that does not resolve now is left to that connect-time check.
+    if (isIP(host)) return u;
+    const addresses = await (
+      resolve ? resolve(host) : systemResolver(host, 0).then((a) => a.map((x) => x.address))
+    ).catch(() => [] as string[]);
+    if (addresses.some((a) => isMetadataAddress(a)))
+      throw new BlockedAddressError('resolves to a cloud metadata address');
+    return u;
+  }
   if (isIP(host)) {
     if (isPrivateAddress(host)) throw new BlockedAddressError('targets a private, loopback or link-local address');
     return u;
@@ -80,6 +111,24 @@ export async function assertAllowedUrl(
   return u;
 }
 
+/**
+ * Connection pools of our own, one per protocol and policy. With Node's global agent a kept-alive socket opened by
+ * anything else in the process (or under the other policy) to the same host and port would be reused without our
+ * `lookup` ever running: the address check would be skipped. A custom resolver gets no pool at all.
+ */
+const agents = new Map<string, HttpAgent>();
+function agentFor(https: boolean, allowPrivate: boolean): HttpAgent {
+  const key = `${https ? 'https' : 'http'}:${allowPrivate}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    agent = https
+      ? new HttpsAgent({ keepAlive: true, timeout: 5_000 })
+      : new HttpAgent({ keepAlive: true, timeout: 5_000 });
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
 export interface SafeRequest {
   method: 'GET' | 'POST' | 'PUT';
   url: string;
@@ -91,6 +140,8 @@ export interface SafeRequest {
   timeoutMs: number;
   idleTimeoutMs?: number;
   allowPrivate: boolean;
+  /** Resolves host names for the connection (default: the system's). */
+  resolver?: HostResolver;
   signal?: AbortSignal;
 }
 
@@ -118,7 +169,8 @@ export function safeRequest(r: SafeRequest): Promise<SafeResponse> {
     const options: RequestOptions = {
       method: r.method,
       headers: r.headers,
-      lookup: policyLookup(r.allowPrivate),
+      lookup: policyLookup(r.allowPrivate, r.resolver),
+      agent: r.resolver ? false : agentFor(u.protocol === 'https:', r.allowPrivate),
       ...(r.signal ? { signal: r.signal } : {}),
     };
     const literal = u.hostname.replace(/^\[|\]$/g, '');

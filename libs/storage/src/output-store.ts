@@ -15,7 +15,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { JobOutput } from '@gantry/contracts';
+import { normalizeS3Url, type JobOutput } from '@gantry/contracts';
 
 export interface S3Settings {
   S3_ENDPOINT?: string | undefined;
@@ -27,10 +27,14 @@ export interface S3Settings {
   S3_PRESIGN_SECONDS: number;
 }
 
+/**
+ * The bucket and key of an `s3://` URL in its canonical form (`normalizeS3Url`: dot segments resolved, percent-encoding
+ * decoded): what is read is exactly what the input policy checked.
+ */
 export function parseS3Url(url: string): { bucket: string; key: string } {
-  const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
-  if (!m) throw new Error(`not an s3://bucket/key URL: ${url}`);
-  return { bucket: m[1]!, key: m[2]! };
+  const n = normalizeS3Url(url);
+  if (!n.ok) throw new Error(`not a valid s3://bucket/key URL (${n.reason}): ${url}`);
+  return { bucket: n.bucket, key: n.key };
 }
 
 export class OutputStore {

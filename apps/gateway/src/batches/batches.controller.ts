@@ -52,7 +52,7 @@ export class BatchesController {
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<{ id: string; jobs: JobView[] }> {
     const idempotencyKey = parseIdempotencyKey(reply.request.headers[IDEMPOTENCY_HEADER]);
-    const batch = await this.validator.batch(body);
+    const batch = await this.validator.batch(body, p.tenant);
     const { id, records, replay } = await this.batches.submit(p, batch, idempotentRequest(idempotencyKey, body));
     void reply.header('location', `/v1/batches/${id}`);
     if (replay) void reply.status(200);

@@ -6,7 +6,7 @@
  * is looked at.
  */
 import { Inject, Injectable } from '@nestjs/common';
-import { isPlainObject, JobTypeRegistry, type FieldError } from '@gantry/contracts';
+import { isPlainObject, JobTypeRegistry, S3InputPolicy, type FieldError } from '@gantry/contracts';
 import { assertAllowedUrl } from '@gantry/net';
 import { plainToInstance } from 'class-transformer';
 import { validate } from 'class-validator';
@@ -15,6 +15,7 @@ import { problems } from '../http/problem';
 import { flattenErrors } from '../http/validation';
 import { GatewayNats } from '../nats/gateway-nats';
 import { JOB_TYPES } from '../tokens';
+import { JobTenants } from './job-tenants';
 import { SubmitJobDto } from './job.dto';
 import { SubmitDnsResolver } from './submit-dns';
 
@@ -45,23 +46,28 @@ function refuse(errors: FieldError[], what: string): never {
 @Injectable()
 export class JobRequestValidator {
   private readonly dns = new SubmitDnsResolver();
+  /** The worker applies the same policy again before reading (see `S3InputPolicy`). */
+  private readonly s3Inputs: S3InputPolicy;
 
   constructor(
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(JOB_TYPES) private readonly types: JobTypeRegistry,
     @Inject(GatewayNats) private readonly nats: GatewayNats,
-  ) {}
+    @Inject(JobTenants) tenants: JobTenants,
+  ) {
+    this.s3Inputs = new S3InputPolicy(config.S3_BUCKET, config.S3_INPUT_BUCKETS, tenants);
+  }
 
-  /** A `POST /v1/jobs` body, or a 400 problem listing every error. */
-  async submit(body: unknown): Promise<SubmitJobDto> {
+  /** A `POST /v1/jobs` body from `tenant`, or a 400 problem listing every error. */
+  async submit(body: unknown, tenant: string): Promise<SubmitJobDto> {
     const urls = new Map<string, Promise<string | undefined>>();
-    const { dto, errors } = await this.job(body, '', urls);
+    const { dto, errors } = await this.job(body, '', urls, tenant);
     if (errors.length > 0 || !dto) refuse(errors, 'the job');
     return dto;
   }
 
-  /** A `POST /v1/batches` body: 413 above MAX_JOBS_PER_BATCH, else a 400 problem listing every error. */
-  async batch(body: unknown): Promise<ValidatedBatch> {
+  /** A `POST /v1/batches` body from `tenant`: 413 above MAX_JOBS_PER_BATCH, else a 400 problem listing every error. */
+  async batch(body: unknown, tenant: string): Promise<ValidatedBatch> {
     if (!isPlainObject(body)) refuse([{ field: 'body', message: 'must be a JSON object' }], 'the batch');
     const errors: FieldError[] = Object.keys(body)
       .filter((k) => k !== 'jobs' && k !== 'callbackUrl')
@@ -90,7 +96,9 @@ export class JobRequestValidator {
     if (Array.isArray(jobs)) {
       // Sequential in chunks: bounded concurrency for DNS lookups, and errors in job order.
       for (let i = 0; i < jobs.length; i += 64) {
-        const results = await Promise.all(jobs.slice(i, i + 64).map((j, k) => this.job(j, `jobs[${i + k}].`, urls)));
+        const results = await Promise.all(
+          jobs.slice(i, i + 64).map((j, k) => this.job(j, `jobs[${i + k}].`, urls, tenant)),
+        );
         for (const r of results) {
           errors.push(...r.errors);
           if (r.dto) out.push(r.dto);
@@ -106,6 +114,7 @@ export class JobRequestValidator {
     raw: unknown,
     prefix: string,
     urls: Map<string, Promise<string | undefined>>,
+    tenant: string,
   ): Promise<{ dto?: SubmitJobDto; errors: FieldError[] }> {
     if (!isPlainObject(raw))
       return { errors: [{ field: prefix ? prefix.slice(0, -1) : 'body', message: 'must be a JSON object' }] };
@@ -138,13 +147,19 @@ export class JobRequestValidator {
     const urlChecks: [string, string][] = [];
     if (dto.callbackUrl !== undefined && !bad.has('callbackUrl')) urlChecks.push(['callbackUrl', dto.callbackUrl]);
     if (dto.upload?.url !== undefined && !bad.has('upload')) urlChecks.push(['upload.url', dto.upload.url]);
-    // The http(s) URLs any job type will fetch (only once its input is valid: its own errors come first).
+    // The URLs any job type will fetch (only once its input is valid: its own errors come first): http(s) under the
+    // address policy, s3:// under the input policy (canonical form; other tenants' outputs refused).
+    const s3Checks: [string, string][] = [];
     if (inputValid) {
       for (const [field, url] of this.types.get(dto.type)?.inputUrls?.(dto.input ?? {}) ?? []) {
         if (/^https?:/i.test(url)) urlChecks.push([field, url]);
+        else if (url.startsWith('s3://')) s3Checks.push([field, url]);
       }
     }
-    const urlErrors = await Promise.all(urlChecks.map(async ([f, u]) => [f, await this.url(u, urls)] as const));
+    const urlErrors = await Promise.all([
+      ...urlChecks.map(async ([f, u]) => [f, await this.url(u, urls)] as const),
+      ...s3Checks.map(async ([f, u]) => [f, await this.s3Refusal(tenant, u)] as const),
+    ]);
     for (const [field, message] of urlErrors) if (message) errors.push({ field: `${prefix}${field}`, message });
 
     if (!bad.has('type') && !bad.has('gpu') && !bad.has('pool')) {
@@ -162,6 +177,12 @@ export class JobRequestValidator {
       }
     }
     return errors.length > 0 ? { errors } : { dto, errors };
+  }
+
+  /** The s3:// input policy's verdict on one input URL of `tenant`'s job. */
+  private async s3Refusal(tenant: string, url: string): Promise<string | undefined> {
+    const refusal = await this.s3Inputs.refusalOfUrl(tenant, url);
+    return refusal === undefined ? undefined : `may not be read: ${refusal}`;
   }
 
   /** The URL policy's verdict on one URL (memoized per request: a batch often repeats its callback URL). */

@@ -2,9 +2,10 @@ import { Body, Controller, Get, HttpCode, Inject, Post, Put } from '@nestjs/comm
 import { ApiOkResponse, ApiOperation, ApiPropertyOptional, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { ConcurrencyStats, QueueMetrics, QueueState, WorkerView } from '@gantry/contracts';
 import { IsInt, Max, Min } from 'class-validator';
-import { AdminOnly } from '../auth/auth';
+import { AdminOnly, CurrentPrincipal, type Principal } from '../auth/auth';
 import { ApiProblems } from '../http/openapi';
 import { OptionalField } from '../http/validation';
+import { JobTenants } from '../jobs/job-tenants';
 import { assertNoBody } from '../jobs/jobs.controller';
 import { ConcurrencyStatsDoc, QueueMetricsDoc, QueueStateDoc, WorkerDoc } from './queue.doc';
 import { SchedulerClient } from './scheduler-client';
@@ -31,7 +32,10 @@ export class QueueConfigDto {
 @ApiSecurity('apiKey')
 @Controller('v1')
 export class QueueController {
-  constructor(@Inject(SchedulerClient) private readonly scheduler: SchedulerClient) {}
+  constructor(
+    @Inject(SchedulerClient) private readonly scheduler: SchedulerClient,
+    @Inject(JobTenants) private readonly tenants: JobTenants,
+  ) {}
 
   @Get('queue')
   @ApiOperation({ summary: 'Queue depth, tokens and state' })
@@ -103,11 +107,18 @@ export class QueueController {
   }
 
   @Get('workers')
-  @ApiOperation({ summary: 'Live workers, their GPUs, slots and running jobs' })
+  @ApiOperation({
+    summary: 'Live workers, their GPUs, slots and running jobs',
+    description:
+      'A client key sees only its own tenant’s ids in `runningJobs` (`busy` still counts every slot in use).',
+  })
   @ApiOkResponse({ type: [WorkerDoc] })
   @ApiProblems(503)
-  workers(): Promise<WorkerView[]> {
-    return this.scheduler.call('workers');
+  async workers(@CurrentPrincipal() p: Principal): Promise<WorkerView[]> {
+    const workers = await this.scheduler.call<WorkerView[]>('workers');
+    return Promise.all(
+      workers.map(async (w) => ({ ...w, runningJobs: await this.tenants.visibleTo(p, w.runningJobs) })),
+    );
   }
 
   @Get('concurrency/stats')

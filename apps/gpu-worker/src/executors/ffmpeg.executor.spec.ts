@@ -3,18 +3,19 @@
  * s3://, progress from -progress, outputs in S3 with a working presigned URL, or PUT to an upload URL; playlists
  * refused; cancel leaving no ffmpeg behind; failures with ffmpeg's own words in the error.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { newJob, type JobRecord } from '@gantry/contracts';
 import { OutputStore } from '@gantry/storage';
 import { createLogger } from '@gantry/telemetry';
 import { S3Server, waitFor } from '@gantry/testing';
 import { JobFailure, type AttemptContext } from './executor';
-import { FfmpegExecutor, FfmpegProgress, ffmpegArgv, parseFfmpegTime } from './ffmpeg.executor';
+import { FfmpegExecutor, FfmpegProgress, ffmpegArgv, parseFfmpegTime, sniffPlaylist } from './ffmpeg.executor';
 import type { TransferSettings } from './transfers';
 
 const TRANSFERS: TransferSettings = {
@@ -249,6 +250,55 @@ describe('FfmpegExecutor (real ffmpeg, HTTP and S3)', () => {
     expect(requests).toEqual(['GET /list.m3u8']); // the segment was never fetched
   });
 
+  it.each([
+    ['HLS in lower case after blank lines', '\n\n#extm3u\n#EXTINF:4,\nhttp://x/seg.ts\n', 'an HLS playlist'],
+    ['HLS tags behind junk', `${'x'.repeat(700)}\n#EXT-X-TARGETDURATION:4\n`, 'an HLS playlist'],
+    ['ffconcat after a BOM', '\uFEFFFFCONCAT Version 1.0\nfile a.mp4\n', 'an ffconcat list'],
+    ['DASH far into the head', `${'\u0001'.repeat(600_000)}<?xml version="1.0"?><mpd xmlns="x">`, 'a DASH manifest'],
+    [
+      'IMF CPL',
+      '<?xml version="1.0"?>\n<CompositionPlaylist xmlns="http://www.smpte-ra.org/schemas/2067-3/2016">',
+      'an IMF composition',
+    ],
+    ['DASH in UTF-16', Buffer.from('<MPD type="static">', 'utf16le').toString('latin1'), 'a DASH manifest'],
+    [
+      'SDP',
+      'v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nm=video 5004 RTP/AVP 96\n',
+      'an SDP session description',
+    ],
+  ])('recognizes %s as a file that names others', async (_what, content, kind) => {
+    const path = join(media, 'sniff.bin');
+    writeFileSync(path, Buffer.from(content, 'latin1'));
+    await expect(sniffPlaylist(path)).resolves.toBe(kind);
+  });
+
+  it('does not take real media for a playlist', async () => {
+    await expect(sniffPlaylist(join(media, 'clip.mp4'))).resolves.toBeUndefined();
+    await expect(sniffPlaylist(join(media, 'long.mp4'))).resolves.toBeUndefined();
+  });
+
+  it('opens outputs with local protocols only: an output URL reaches no server', async () => {
+    const run = promisify(execFile);
+    writeFileSync(join(scratch, 'in.mp4'), readFileSync(join(media, 'clip.mp4')));
+    const target = `${originUrl}/exfil/out.mp4`;
+    // Control: without the whitelist ffmpeg does send the output to the URL (so the check below can fail).
+    await run(
+      'ffmpeg',
+      ['-hide_banner', '-nostdin', '-y', '-i', 'in.mp4', '-t', '1', '-f', 'mp4', '-movflags', 'frag_keyframe', target],
+      { cwd: scratch },
+    ).catch(() => undefined);
+    await waitFor(() => requests.some((r) => r.includes('/exfil/')), {
+      what: 'the control request',
+      timeoutMs: 10_000,
+    });
+    requests.length = 0;
+    const err = await run('ffmpeg', ffmpegArgv(['-i', 'in.mp4', '-t', '1', '-f', 'mp4', target]), {
+      cwd: scratch,
+    }).catch((e: unknown) => e);
+    expect(String((err as { stderr?: string }).stderr)).toMatch(/not on whitelist 'file'/);
+    expect(requests.filter((r) => r.includes('/exfil/'))).toEqual([]);
+  });
+
   it('fails with ffmpeg’s own words when the input is not media', async () => {
     writeFileSync(join(media, 'junk.mp4'), 'this is not a video');
     const r = record({
@@ -323,14 +373,32 @@ describe('ffmpeg progress and argv', () => {
       '-progress',
       'pipe:1',
       '-protocol_whitelist',
-      'file,crypto,data',
+      'file',
       '-i',
       'a.mp4',
       '-protocol_whitelist',
-      'file,crypto,data',
+      'file',
       '-i',
       'b.mp4',
+      '-protocol_whitelist',
+      'file',
       'out.mp4',
+    ]);
+    // Values are never mistaken for outputs, and each output gets its own whitelist.
+    expect(ffmpegArgv(['-i', 'in.mp4', '-metadata', 'title=x', 'a.mp4', '-an', 'b.mkv']).slice(6)).toEqual([
+      '-protocol_whitelist',
+      'file',
+      '-i',
+      'in.mp4',
+      '-metadata',
+      'title=x',
+      '-protocol_whitelist',
+      'file',
+      'a.mp4',
+      '-an',
+      '-protocol_whitelist',
+      'file',
+      'b.mkv',
     ]);
   });
 });

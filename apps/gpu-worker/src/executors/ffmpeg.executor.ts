@@ -4,7 +4,7 @@
  */
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { validateFfmpegInput, type FfmpegInput } from '@gantry/contracts';
+import { tokenizeFfmpegArgs, validateFfmpegInput, type FfmpegInput } from '@gantry/contracts';
 import type { OutputStore } from '@gantry/storage';
 import { JobFailure, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
 import { assertUploadTarget, uploadOutputs } from './outputs';
@@ -12,33 +12,41 @@ import { exitFailure, runProcess } from './process-runner';
 import { downloadInput, type TransferSettings } from './transfers';
 
 /**
- * Protocols ffmpeg may open while reading an input: local files only (plus `crypto`/`data` that HLS-style inputs
- * use inline). Applied to every `-i`, so an input's content cannot make ffmpeg fetch URLs (SSRF) — e.g. an SDP file
- * naming RTP sockets.
+ * Protocols ffmpeg may open, for inputs and outputs alike: local files only. Placed before every `-i` and before every
+ * output file, so neither an input's content (an SDP naming RTP sockets, a mov data reference) nor a muxer's own
+ * options can make ffmpeg fetch URLs (SSRF) or open sockets; nested opens inherit it.
  */
-export const INPUT_PROTOCOLS = 'file,crypto,data';
+export const LOCAL_PROTOCOLS = 'file';
 
 /**
- * Formats whose content names other files or URLs to open (playlists, concat lists, manifests). Inputs are single
- * media files downloaded into the scratch directory; these are refused before ffmpeg runs.
+ * Formats whose content names other files or URLs to open (playlists, concat lists, manifests, session
+ * descriptions). Inputs are single media files downloaded into the scratch directory; these are refused before
+ * ffmpeg runs. Matched case-insensitively **anywhere** in the first `SNIFF_BYTES`: ffmpeg's probe looks that far
+ * (its probe buffer grows to 1 MiB) and some probes (DASH `<MPD`, IMF `CompositionPlaylist`) match anywhere in it.
  */
 const PLAYLIST_SIGNATURES: [RegExp, string][] = [
-  [/^\s*#EXTM3U/, 'an HLS playlist'],
-  [/^\s*ffconcat\s+version/, 'an ffconcat list'],
-  [/^\s*(<\?xml[^>]*>\s*)?<MPD[\s>]/, 'a DASH manifest'],
-  [/^\s*\[playlist\]/i, 'a PLS playlist'],
-  [/^\s*<(asx|smil)[\s>]/i, 'an ASX/SMIL playlist'],
+  [/#extm3u|#ext-x-/, 'an HLS playlist'],
+  [/ffconcat\s+version/, 'an ffconcat list'],
+  [/<mpd[\s>]|urn:mpeg:dash:/, 'a DASH manifest'],
+  [/compositionplaylist|assetmap/, 'an IMF composition'],
+  [/\[playlist\]/, 'a PLS playlist'],
+  [/<(asx|smil)[\s>]/, 'an ASX/SMIL playlist'],
+  [/(^|[\r\n])c=in ip[46] /, 'an SDP session description'],
 ];
+export const SNIFF_BYTES = (1 << 20) + 64;
 
-async function sniffPlaylist(path: string): Promise<string | undefined> {
+/** The kind of playlist or manifest a file's head is, or undefined for anything else. */
+export async function sniffPlaylist(path: string): Promise<string | undefined> {
   const fh = await open(path, 'r');
   try {
-    const buf = Buffer.alloc(512);
+    const buf = Buffer.alloc(SNIFF_BYTES);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    // latin1 maps each byte to one char, so a UTF-16 manifest's ASCII letters are separated by NULs: drop them too.
     const head = buf
       .subarray(0, bytesRead)
       .toString('latin1')
-      .replace(/^\uFEFF/, '');
+      .replace(/\u0000/g, '')
+      .toLowerCase();
     return PLAYLIST_SIGNATURES.find(([re]) => re.test(head))?.[1];
   } finally {
     await fh.close();
@@ -114,12 +122,17 @@ export class FfmpegProgress {
   }
 }
 
-/** The argv ffmpeg runs with: fixed options first, and every input read with local protocols only. */
+/**
+ * The argv ffmpeg runs with: fixed options first, and every input and every output opened with local protocols
+ * only (the client's argv is read with the same arities the validator used).
+ */
 export function ffmpegArgv(clientArgs: readonly string[]): string[] {
   const argv = ['-hide_banner', '-nostdin', '-y', '-nostats', '-progress', 'pipe:1'];
-  for (const a of clientArgs) {
-    if (a === '-i') argv.push('-protocol_whitelist', INPUT_PROTOCOLS);
-    argv.push(a);
+  for (const t of tokenizeFfmpegArgs(clientArgs)) {
+    if (t.kind === 'output' || (t.kind === 'option' && t.option === '-i'))
+      argv.push('-protocol_whitelist', LOCAL_PROTOCOLS);
+    argv.push(clientArgs[t.index]!);
+    if (t.kind === 'option' && t.valueIndex !== undefined) argv.push(clientArgs[t.valueIndex]!);
   }
   return argv;
 }

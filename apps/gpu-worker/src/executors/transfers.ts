@@ -7,7 +7,8 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { BlockedAddressError, readText, safeRequest } from '@gantry/net';
-import { parseS3Url, type OutputStore } from '@gantry/storage';
+import { normalizeS3Url } from '@gantry/contracts';
+import type { OutputStore } from '@gantry/storage';
 import { inSpan } from '@gantry/telemetry';
 import { JobFailure, sleep } from './executor';
 
@@ -84,8 +85,10 @@ async function downloadInputUntraced(
   s3ReadRefusal?: (bucket: string, key: string) => Promise<string | undefined>,
 ): Promise<number> {
   if (url.startsWith('s3://') && s3ReadRefusal) {
-    const { bucket, key } = parseS3Url(url);
-    const refusal = await s3ReadRefusal(bucket, key);
+    // The canonical form (dot segments, percent-encoding, backslashes resolved): the one the store reads.
+    const n = normalizeS3Url(url);
+    if (!n.ok) throw new JobFailure('INVALID_INPUT', `input ${url} may not be read: it ${n.reason}`, false);
+    const refusal = await s3ReadRefusal(n.bucket, n.key);
     if (refusal) throw new JobFailure('INVALID_INPUT', `input ${url} may not be read: ${refusal}`, false);
   }
   try {

@@ -8,6 +8,7 @@ import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
 import type { GpuRequest } from '../job';
+import { normalizeS3Url } from '../s3-input';
 import { isUrlInput, SAFE_FILE_NAME } from './ffmpeg';
 import type { FieldError, JobTypeDefinition } from './job-type';
 
@@ -164,15 +165,19 @@ function makeType(entry: CatalogEntry, catalogDir: string, ajv: Ajv): CatalogJob
           `input (download ${name})`,
           renderTemplate(tpl, { input, catalogDir, jobId: 'x', attempt: 1 }),
         ])
-        .filter(([, url]) => /^https?:/i.test(url));
+        .filter(([, url]) => /^(https?|s3):/i.test(url));
     },
     validate(input: unknown): FieldError[] {
       if (!check(input)) return ajvErrors(check.errors, 'input');
       const errors: FieldError[] = [];
       for (const [name, tpl] of Object.entries(entry.downloads ?? {})) {
         const url = renderTemplate(tpl, { input, catalogDir, jobId: 'x', attempt: 1 });
-        if (!isUrlInput(url))
+        if (!isUrlInput(url)) {
           errors.push({ field: 'input', message: `download ${name} must resolve to an http(s):// or s3:// URL` });
+        } else if (url.startsWith('s3://')) {
+          const s3 = normalizeS3Url(url);
+          if (!s3.ok) errors.push({ field: 'input', message: `download ${name} is an s3:// URL that ${s3.reason}` });
+        }
       }
       return errors;
     },

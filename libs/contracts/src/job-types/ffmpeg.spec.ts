@@ -1,4 +1,11 @@
-import { avGetToken, ffmpegJobType, parseFilterGraph, validateFfmpegInput } from './ffmpeg';
+import {
+  avGetToken,
+  ffmpegJobType,
+  OUTPUT_EXTENSIONS,
+  parseFilterGraph,
+  tokenizeFfmpegArgs,
+  validateFfmpegInput,
+} from './ffmpeg';
 import { JobTypeRegistry } from './registry';
 
 const URL_IN = 'https://media.example.com/in.mp4';
@@ -60,7 +67,7 @@ describe('validateFfmpegInput refuses what could reach outside the scratch direc
     ['amovie in -filter_complex', ['-filter_complex', 'amovie=x.wav[a]'], /filter "amovie"/],
     ['a quoted movie name', ['-vf', "m'ovie'=x.mp4"], /filter "movie" is not allowed/],
     ['an escaped movie name', ['-vf', 'm\\ovie=x.mp4'], /filter "movie" is not allowed/],
-    ['an instance-named movie', ['-lavfi', 'movie@m1=x.mp4'], /filter "movie"/],
+    ['an instance-named movie', ['-lavfi', 'movie@m1=x.mp4'], /filter "movie@m1" is not allowed/],
     ['movie behind a stream specifier', ['-filter:v:0', 'movie=x.mp4'], /filter "movie"/],
     ['subtitles (opens a file)', ['-vf', 'subtitles=in.srt'], /filter "subtitles"/],
     ['drawtext with a font file', ['-vf', 'drawtext=fontfile=/usr/share/fonts/x.ttf:text=hi'], /drawtext/],
@@ -80,13 +87,13 @@ describe('validateFfmpegInput refuses what could reach outside the scratch direc
     ['-passlogfile', ['-passlogfile', 'log'], /not allowed/],
     ['--', ['--', 'x'], /-- is not allowed/],
     ['-/opt (value from a file)', ['-/vf', 'graph.txt'], /not allowed/],
-    ['an absolute value', ['-segment_list', '/tmp/list.m3u8'], /absolute path/],
-    ['a home path', ['-passlog', '~/x'], /absolute path/],
-    ['.. in a value', ['-hls_segment_filename', '../seg%d.ts'], /\.\./],
-    ['a protocol value', ['-hls_key_info_file', 'file:key.info'], /protocol/],
-    ['a URL value', ['-method', 'https://evil.example/'], /protocol/],
-    ['subfile in a value', ['-x', 'subfile,,start,0,end,10,,:in.mp4'], /protocol/],
-    ['a device path', ['-x', '/dev/video0'], /absolute path/],
+    ['an absolute value', ['-force_key_frames', '/tmp/list.m3u8'], /absolute path/],
+    ['a home path', ['-metadata', '~/x'], /absolute path/],
+    ['.. in a value', ['-force_key_frames', '../seg%d.ts'], /\.\./],
+    ['a protocol value', ['-force_key_frames', 'file:key.info'], /protocol/],
+    ['a URL value', ['-metadata', 'https://evil.example/'], /protocol/],
+    ['subfile in a value', ['-metadata', 'subfile,,start,0,end,10,,:in.mp4'], /protocol/],
+    ['a device path', ['-force_key_frames', '/dev/video0'], /absolute path/],
     ['control characters', ['-metadata', 'title=a\nb'], /control characters/],
     ['an option used as a value', ['-vcodec', '-i'], /looks like an option/],
     ['a stray positional file', ['/etc/shadow'], /neither an option nor a declared output/],
@@ -170,9 +177,196 @@ describe('upload.url needs exactly one output', () => {
     ]);
   });
 
-  it('lists the http(s) inputs for the submit-time address check', () => {
+  it('lists the http(s) and s3:// inputs for the submit-time checks', () => {
     expect(ffmpegJobType.inputUrls?.({ inputs: { 'a.mp4': URL_IN, 'b.mp4': 's3://bucket-1/b.mp4' } })).toEqual([
       ['input.inputs.a.mp4', URL_IN],
+      ['input.inputs.b.mp4', 's3://bucket-1/b.mp4'],
     ]);
+  });
+});
+
+describe('the ffmpeg allowlist', () => {
+  /** [what, args between `-i in.mp4` and the output, declared output, expected message]. */
+  const refused: [string, string[], string, RegExp][] = [
+    // Demuxer private options: mov reads any absolute path through its data references.
+    ['mov -enable_drefs', ['-enable_drefs', '1'], 'out.mp4', /option -enable_drefs is not allowed/],
+    ['mov -use_absolute_path', ['-use_absolute_path', '1'], 'out.mp4', /option -use_absolute_path is not allowed/],
+    ['any other demuxer option', ['-allowed_extensions', 'ALL'], 'out.mp4', /option -allowed_extensions/],
+    // Encoder parameter strings: keys that write or read files.
+    ['x264-params stats=', ['-x264-params', 'stats=x264.log'], 'out.mp4', /-x264-params key "stats" is not allowed/],
+    ['x264-params after allowed keys', ['-x264-params', 'keyint=60:qpfile=q.txt'], 'out.mp4', /key "qpfile"/],
+    ['x264-params quoted key', ['-x264-params', "keyint=60:'st'ats=x.log"], 'out.mp4', /key "stats"/],
+    ['x264-params escaped key', ['-x264-params', 'st\\ats=x.log'], 'out.mp4', /key "stats"/],
+    ['x264-params underscore key', ['-x264-params', 'tcfile_in=t.txt'], 'out.mp4', /key "tcfile_in"/],
+    ['x264opts', ['-x264opts', 'dump-yuv=y.yuv'], 'out.mp4', /-x264opts key "dump-yuv"/],
+    ['x265-params csv=', ['-x265-params', 'csv=x.csv'], 'out.mp4', /-x265-params key "csv" is not allowed/],
+    ['x265-params analysis-save', ['-x265-params', 'analysis-save=a.dat'], 'out.mp4', /key "analysis-save"/],
+    ['x265-params zonefile', ['-x265-params', 'crf=20:zonefile=z.txt'], 'out.mp4', /key "zonefile"/],
+    ['svtav1-params stats', ['-svtav1-params', 'stats=s.log'], 'out.mp4', /-svtav1-params key "stats"/],
+    ['svtav1-params fgs-table', ['-svtav1-params', 'fgs-table=f.tbl'], 'out.mp4', /key "fgs-table"/],
+    ['an allowed key naming a path', ['-x264-params', 'keyint=/etc/passwd'], 'out.mp4', /key "keyint" has a value/],
+    ['an allowed key naming a URL', ['-x265-params', 'crf=http\\://x/'], 'out.mp4', /key "crf" has a value/],
+    ['an unknown parameter-string option', ['-kvazaar-params', 'x=1'], 'out.mp4', /option -kvazaar-params/],
+    ['an -*-opts option', ['-hls_segment_options', 'a=1'], 'out.mp4', /option -hls_segment_options/],
+    // Outputs whose extension selects a muxer that opens other files or URLs.
+    ['an HLS output', [], 'out.m3u8', /outputs\[0\]|allowed extension/],
+    ['a DASH output', [], 'out.mpd', /allowed extension/],
+    ['a Smooth Streaming output', [], 'out.ism', /allowed extension/],
+    ['an SDP output', [], 'out.sdp', /allowed extension/],
+    ['an output without extension', [], 'out', /allowed extension/],
+    ['hls_key_info_file', ['-hls_key_info_file', 'key.info'], 'out.mp4', /option -hls_key_info_file is not allowed/],
+    ['-f hls', ['-f', 'hls'], 'out.mp4', /format "hls" is not allowed/],
+    ['-f dash', ['-f', 'dash'], 'out.mp4', /format "dash" is not allowed/],
+    ['-f image2 (sequences)', ['-f', 'image2'], 'out.jpg', /format "image2" is not allowed/],
+    ['-f segment', ['-f', 'segment'], 'out.mp4', /format "segment"/],
+    ['-f null', ['-f', 'null'], 'out.mp4', /format "null"/],
+    ['-f with uppercase', ['-f', 'MP4'], 'out.mp4', /format "MP4"/],
+    // Filters that open files, and options that do on allowed filters.
+    ['movie=', ['-vf', 'movie=in.mp4'], 'out.mp4', /filter "movie" is not allowed/],
+    ['amovie=', ['-af', 'amovie=in.mp4'], 'out.mp4', /filter "amovie" is not allowed/],
+    ['subtitles=file', ['-vf', 'subtitles=filename=in.srt'], 'out.mp4', /filter "subtitles" is not allowed/],
+    ['drawtext', ['-vf', 'drawtext=text=hi'], 'out.mp4', /filter "drawtext" is not allowed/],
+    ['sendcmd', ['-vf', 'sendcmd=c=0 scale w 1,scale'], 'out.mp4', /filter "sendcmd" is not allowed/],
+    ['curves psfile', ['-vf', 'curves=psfile=x.acv'], 'out.mp4', /filter "curves" is not allowed/],
+    ['an unknown filter', ['-vf', 'zmq'], 'out.mp4', /filter "zmq" is not allowed/],
+    ['a filter name in another case', ['-vf', 'Scale=1:1'], 'out.mp4', /filter "Scale" is not allowed/],
+    ['paletteuse debug_kdtree', ['-lavfi', 'paletteuse=debug_kdtree=k.dot'], 'out.gif', /option debug_kdtree/],
+    ['paletteuse 6th positional', ['-lavfi', 'paletteuse=bayer:2:rectangle:0:128:k.dot'], 'out.gif', /at most 5/],
+    ['a file key on an open filter', ['-vf', 'scale=w=1:filename=x'], 'out.mp4', /option filename/],
+    // Options that name files, URLs or devices.
+    ['-attach', ['-attach', 'in.mp4'], 'out.mkv', /option -attach is not allowed/],
+    ['-dump_attachment', ['-dump_attachment:t:0', 'x.ttf'], 'out.mp4', /option -dump_attachment:t:0 is not allowed/],
+    ['-protocol_opts', ['-protocol_opts', 'a=b'], 'out.mp4', /option -protocol_opts/],
+    ['-headers', ['-headers', 'X: y'], 'out.mp4', /option -headers/],
+    ['-stats_enc_pre', ['-stats_enc_pre', 's.log'], 'out.mp4', /option -stats_enc_pre/],
+    ['-fpre', ['-fpre', 'p.ffpreset'], 'out.mp4', /option -fpre/],
+    ['-sdp_file', ['-sdp_file', 's.sdp'], 'out.mp4', /option -sdp_file/],
+    ['-filter_hw_device', ['-filter_hw_device', 'cu'], 'out.mp4', /option -filter_hw_device/],
+    ['a codec outside the list', ['-c:v', 'h264_vaapi'], 'out.mp4', /codec "h264_vaapi" is not allowed/],
+    ['an hwaccel that opens a device', ['-hwaccel', 'vaapi'], 'out.mp4', /hwaccel "vaapi" is not allowed/],
+    ['a malformed bit rate', ['-b:v', '2M;x'], 'out.mp4', /-b:v: must be a bit rate/],
+    ['a malformed time', ['-ss', 'soon'], 'out.mp4', /-ss: must be a time/],
+    ['an unknown option and its value', ['-frobnicate', 'x'], 'out.mp4', /option -frobnicate is not allowed/],
+  ];
+  it.each(refused)('refuses %s', (_what, middle, output, message) => {
+    const errors = validateFfmpegInput(job(['-i', 'in.mp4', ...middle, output], { outputs: [output] }));
+    expect(errors.length).toBeGreaterThan(0);
+    expect(errors.map((e) => e.message).join(' | ')).toMatch(message);
+    for (const e of errors) expect(e.field).toMatch(/^input\./);
+  });
+
+  it('names the option in the field and message', () => {
+    expect(errorsFor(['-enable_drefs', '1'])).toEqual([
+      {
+        field: 'input.args[2]',
+        message: "option -enable_drefs is not allowed (not in Gantry's ffmpeg allowlist, see docs/job-types.md)",
+      },
+    ]);
+  });
+
+  /** The boundaries: forms right next to a refused one that stay allowed. */
+  const allowed: [string, string[], string][] = [
+    [
+      'x264-params of rate control',
+      ['-c:v', 'libx264', '-x264-params', 'keyint=60:min-keyint=30:no-scenecut=1'],
+      'out.mp4',
+    ],
+    ['x264-params no-prefixed keys', ['-x264-params', 'nombtree=1:no_8x8dct=1'], 'out.mp4'],
+    ['x265-params', ['-c:v', 'libx265', '-x265-params', 'crf=28:log-level=error:hdr10-opt=1'], 'out.mkv'],
+    ['svtav1-params', ['-c:v', 'libsvtav1', '-svtav1-params', 'tune=0:film-grain=8'], 'out.webm'],
+    [
+      'NVENC',
+      [
+        '-hwaccel',
+        'cuda',
+        '-hwaccel_output_format',
+        'cuda',
+        '-c:v',
+        'h264_nvenc',
+        '-preset',
+        'p5',
+        '-rc',
+        'vbr',
+        '-cq',
+        '23',
+        '-b:v',
+        '0',
+      ],
+      'out.mp4',
+    ],
+    ['a CUDA filter chain', ['-vf', 'scale_cuda=1280:720,hwdownload,format=nv12'], 'out.mp4'],
+    ['a thumbnail', ['-vf', 'thumbnail,scale=320:-2', '-frames:v', '1', '-update', '1'], 'thumb.jpg'],
+    ['a PNG still', ['-ss', '1', '-frames:v', '1'], 'still.png'],
+    ['an audio extract to m4a', ['-vn', '-c:a', 'aac', '-b:a', '192k'], 'audio.m4a'],
+    ['an audio extract to mp3', ['-vn', '-c:a', 'libmp3lame', '-q:a', '2'], 'audio.mp3'],
+    ['wav at 16 kHz mono', ['-vn', '-ac', '1', '-ar', '16000', '-c:a', 'pcm_s16le'], 'speech.wav'],
+    [
+      'paletteuse with its safe options',
+      ['-lavfi', 'split[a][b];[a]palettegen[p];[b][p]paletteuse=dither=bayer:bayer_scale=3'],
+      'anim.gif',
+    ],
+    [
+      'paletteuse with 5 positional options',
+      ['-lavfi', 'split[a][b];[a]palettegen[p];[b][p]paletteuse=bayer:2:rectangle:0:128'],
+      'anim.gif',
+    ],
+    ['an MPEG-TS output', ['-c', 'copy', '-f', 'mpegts'], 'out.ts'],
+    [
+      'stream copy with a stream map',
+      ['-map', '0', '-c', 'copy', '-map_metadata', '-1', '-movflags', '+faststart'],
+      'out.mov',
+    ],
+    ['subtitles as a codec', ['-c:s', 'mov_text'], 'out.mp4'],
+    ['an uppercase extension', [], 'OUT.MP4'],
+  ];
+  it.each(allowed)('accepts %s', (_what, middle, output) => {
+    expect(validateFfmpegInput(job(['-i', 'in.mp4', ...middle, output], { outputs: [output] }))).toEqual([]);
+  });
+
+  it('accepts every documented output extension', () => {
+    for (const ext of Object.keys(OUTPUT_EXTENSIONS)) {
+      expect(validateFfmpegInput(job(['-i', 'in.mp4', `out.${ext}`], { outputs: [`out.${ext}`] }))).toEqual([]);
+    }
+  });
+
+  it('accepts the transcodes the repo’s tests and docs submit', () => {
+    const runs: [string[], Record<string, string>, string[]][] = [
+      [['-i', 'in.mp4', '-vf', 'scale=320:-2', '-c:v', 'libx264', 'out.mp4'], { 'in.mp4': URL_IN }, ['out.mp4']],
+      [
+        ['-re', '-i', 'a.mp4', '-i', 'b.mp4', '-filter_complex', '[0:v][1:v]hstack', '-c:v', 'libx264', 'out.mp4'],
+        { 'a.mp4': URL_IN, 'b.mp4': URL_IN },
+        ['out.mp4'],
+      ],
+      [
+        [
+          '-i',
+          'a.mp4',
+          '-i',
+          'b.mp4',
+          '-map',
+          '0:v',
+          '-map',
+          '1:a',
+          '-vf',
+          'scale=160:-2',
+          '-c:v',
+          'libx264',
+          'out.mp4',
+        ],
+        { 'a.mp4': URL_IN, 'b.mp4': URL_IN },
+        ['out.mp4'],
+      ],
+      [['-i', 'in.mp4', '-t', '1', '-c', 'copy', 'out.mp4'], { 'in.mp4': URL_IN }, ['out.mp4']],
+      [['-i', 'in.mp4', 'a.mp4', 'b.mp4'], { 'in.mp4': URL_IN }, ['a.mp4', 'b.mp4']],
+    ];
+    for (const [args, inputs, outputs] of runs) expect(validateFfmpegInput({ args, inputs, outputs })).toEqual([]);
+  });
+
+  it('tokenizes argv with the allowlist’s arities (outputs are where ffmpeg will see them)', () => {
+    const argv = ['-re', '-i', 'in.mp4', '-an', '-c:v', 'libx264', 'a.mp4', '-map', '-0:s', 'b.mp4'];
+    const outputs = tokenizeFfmpegArgs(argv)
+      .filter((t) => t.kind === 'output')
+      .map((t) => argv[t.index]);
+    expect(outputs).toEqual(['a.mp4', 'b.mp4']);
   });
 });

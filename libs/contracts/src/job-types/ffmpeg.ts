@@ -1,8 +1,14 @@
 /**
- * The `ffmpeg` job type. Clients send argv (never a shell line); every file it names must be a declared input or
- * output, and nothing may reach outside the attempt's scratch directory: no absolute paths, no `..`, no devices, no
- * protocols but plain files, no filters or muxers that open files or sockets of their own.
+ * The `ffmpeg` job type. Clients send argv (never a shell line) and it is checked against an **allowlist**: every
+ * option, format, codec, filter (and filter option), output extension and encoder parameter-string key must be one
+ * Gantry knows to open nothing but the files it is given. Anything else is refused naming it. A denylist was bypassed
+ * three ways in review (demuxer private options such as mov `-enable_drefs`, encoder parameter strings such as
+ * `-x264-params stats=…`, output names selecting muxers such as `.m3u8` whose own options fetch URLs): ffmpeg has
+ * thousands of options and every build adds more, so only a list of what is known to be harmless can be kept right.
+ * Every file it names must be a declared input or output; no value may name a path, a protocol or a device.
+ * `docs/job-types.md` lists what is allowed and why.
  */
+import { normalizeS3Url } from '../s3-input';
 import { isPlainObject, unknownKeys, type FieldError, type JobTypeDefinition } from './job-type';
 
 export interface FfmpegInput {
@@ -16,215 +22,244 @@ export const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 export const MAX_FFMPEG_ARGS = 256;
 export const MAX_FFMPEG_ARG_LENGTH = 4096;
 
+const words = (s: string): string[] => s.trim().split(/\s+/);
+
 /**
- * Options that take no value (everything else starting with `-` takes exactly one). This must list every value-less
- * option ffmpeg knows (its OPT_BOOL options and their `-no` forms): an unlisted one would make the validator read the
- * next argument as its value. As a second guard, a value that looks like an option is refused.
+ * Output extensions and the muxer each selects. Each of these muxers writes exactly the one file it is given and
+ * has no option that opens another (unlike `.m3u8`/`.mpd`/`.ism` — playlists — or image sequences with `%d`).
  */
-const BOOL_OPTIONS = [
-  'y',
-  'n',
-  'stdin',
-  'ignore_unknown',
-  'copy_unknown',
-  'recast_media',
-  'benchmark',
-  'benchmark_all',
-  'dump',
-  'hex',
-  're',
-  'copyts',
-  'start_at_zero',
-  'xerror',
-  'shortest',
-  'accurate_seek',
-  'autorotate',
-  'autoscale',
-  'debug_ts',
-  'stats',
-  'psnr',
-  'qphist',
-  'bitexact',
-  'copyinkf',
-  'find_stream_info',
-  'fix_sub_duration',
-  'force_fps',
-  'vn',
-  'an',
-  'sn',
-  'dn',
-  'hide_banner',
-];
-const FLAGS = new Set([...BOOL_OPTIONS.map((o) => `-${o}`), ...BOOL_OPTIONS.map((o) => `-no${o}`)]);
+export const OUTPUT_EXTENSIONS: Readonly<Record<string, string>> = {
+  mp4: 'mp4',
+  m4a: 'ipod',
+  m4v: 'ipod',
+  mov: 'mov',
+  mkv: 'matroska',
+  mka: 'matroska',
+  webm: 'webm',
+  ts: 'mpegts',
+  mp3: 'mp3',
+  aac: 'adts',
+  wav: 'wav',
+  flac: 'flac',
+  ogg: 'ogg',
+  opus: 'opus',
+  jpg: 'image2',
+  jpeg: 'image2',
+  png: 'image2',
+  webp: 'webp',
+  gif: 'gif',
+  srt: 'srt',
+  vtt: 'webvtt',
+};
 
-/** Options that name files or change where output goes; clients may not use them. */
-const FORBIDDEN_OPTIONS = new Set([
-  '-progress',
-  '-report',
-  '-passlogfile',
-  '-attach',
-  '-dump_attachment',
-  '-vstats',
-  '-vstats_file',
-  '-sdp_file',
-  '-filter_script',
-  '-filter_complex_script',
-  '-/filter',
-  '-/filter_complex',
-  '-init_hw_device',
-  '-filter_hw_device',
-  '-fpre',
-  '-pre',
-  '-vpre',
-  '-apre',
-  '-spre',
-  '-stats_enc_pre',
-  '-stats_enc_post',
-  '-stats_mux_pre',
-  '-cookies',
-  '-headers',
-  '-user_agent',
-  '-key',
-  '-cryptokey',
-  '-decryption_key',
-  '-protocol_whitelist',
-  '-protocol_blacklist',
-  '-sources',
-  '-sinks',
-  '-h',
-  '-help',
-  '-?',
-  '-vaapi_device',
-  '-qsv_device',
+/**
+ * `-f` values: the muxers above (the single-file `image2` case is reached only through an extension: as `-f` it
+ * also reads and writes numbered sequences) and the demuxers of the same containers.
+ */
+const FORMATS = new Set([
+  ...words('mp4 ipod mov matroska webm mpegts mp3 adts wav flac ogg opus webp gif srt webvtt'),
+  ...words('aac h264 hevc m4v mjpeg rawvideo'),
 ]);
 
-/** Container formats that read or write other files, sockets or devices. */
-const FORBIDDEN_FORMATS = new Set([
-  'lavfi',
-  'concat',
-  'tee',
-  'segment',
-  'ssegment',
-  'stream_segment',
-  'hls',
-  'dash',
-  'image2',
-  'image2pipe',
-  'fifo',
-  'rtp',
-  'rtp_mpegts',
-  'rtsp',
-  'sdp',
-  'mpjpeg',
-  'smoothstreaming',
-  'webm_dash_manifest',
-  'v4l2',
-  'video4linux2',
-  'alsa',
-  'pulse',
-  'oss',
-  'x11grab',
-  'fbdev',
-  'kmsgrab',
-  'openal',
-  'sndio',
-  'jack',
-  'xv',
-  'sdl',
-  'sdl2',
-  'opengl',
-  'caca',
-  'decklink',
-  'libcdio',
-  'lavfi_pipe',
-  'sap',
-  'dshow',
-  'avfoundation',
-  'gdigrab',
-  'vfwcap',
-  'android_camera',
-  'iec61883',
-  'dv1394',
-  'bktr',
-  'libdc1394',
+/** Encoders and decoders (`-c`, `-codec`, `-vcodec`, `-acodec`, `-scodec`). */
+const CODECS = new Set(
+  words(`copy
+    libx264 libx265 h264_nvenc hevc_nvenc av1_nvenc libsvtav1 libaom-av1 libdav1d libvpx libvpx-vp9 mpeg4 mpeg2video
+    mjpeg png libwebp libwebp_anim gif prores prores_ks dnxhd ffv1 rawvideo h264 hevc vp8 vp9 av1
+    h264_cuvid hevc_cuvid vp8_cuvid vp9_cuvid av1_cuvid mpeg2_cuvid mjpeg_cuvid
+    aac libfdk_aac libmp3lame mp3 libopus opus libvorbis vorbis flac alac ac3 eac3
+    pcm_s16le pcm_s24le pcm_s32le pcm_f32le pcm_u8
+    mov_text subrip srt webvtt ass ssa`),
+);
+
+/**
+ * Parameter-string options: `key=value:key=value` handed to an encoder library, which has keys of its own that read
+ * or write files (x264 `stats`, `qpfile`, `tcfile-in`; x265 `csv`, `analysis-save`, `zonefile`; SVT-AV1 `stats`,
+ * `fgs-table`; …). Only these keys are accepted (compared as the library does: case-insensitive, `_` = `-`, a
+ * `no-` prefix stripped).
+ */
+const RATE_CONTROL = 'crf qp bitrate vbv-maxrate vbv-bufsize vbv-init keyint min-keyint scenecut bframes ref';
+const COLOR = 'colorprim transfer colormatrix range chromaloc';
+const X264_KEYS: ReadonlySet<string> = new Set(
+  words(`${RATE_CONTROL} ${COLOR} b-adapt b-pyramid rc-lookahead aq-mode aq-strength psy psy-rd deblock me subme
+      merange trellis fast-pskip dct-decimate weightp weightb mbtree 8x8dct partitions direct cabac bluray-compat aud
+      repeat-headers open-gop nal-hrd force-cfr threads sliced-threads lookahead-threads level profile preset tune
+      qpmin qpmax qpstep ipratio pbratio ratetol intra-refresh mixed-refs chroma-me cqm slices slice-max-size
+      fps annexb sar overscan videoformat no-scenecut`),
+);
+const PARAMETER_KEYS: Readonly<Record<string, ReadonlySet<string>>> = {
+  '-x264-params': X264_KEYS,
+  '-x264opts': X264_KEYS,
+  '-x265-params': new Set(
+    words(`${RATE_CONTROL} ${COLOR} rc-lookahead aq-mode aq-strength psy-rd psy-rdoq level-idc high-tier
+      repeat-headers hdr10 hdr10-opt hdr-opt master-display max-cll open-gop strong-intra-smoothing sao deblock
+      pools frame-threads wpp pmode pme ctu min-cu-size limit-refs rect amp rd lossless log-level info aud hrd
+      bitrate b-adapt b-pyramid weightp weightb tskip rdoq-level cutree qg-size no-scenecut preset tune profile
+      keyint min-keyint ipratio pbratio qpmin qpmax fps sar overscan videoformat annexb`),
+  ),
+  '-svtav1-params': new Set(
+    words(`preset crf qp tune film-grain film-grain-denoise enable-overlays scd keyint irefresh-type lookahead
+      enable-tf enable-qm qm-min qm-max fast-decode tile-rows tile-columns lp rc tbr mbr buf-sz buf-initial-sz
+      buf-optimal-sz aq-mode enable-variance-boost variance-boost-strength color-primaries
+      transfer-characteristics matrix-coefficients color-range chroma-sample-position mastering-display
+      content-light enable-hdr sharpness hierarchical-levels pred-struct min-qp max-qp`),
+  ),
+  '-aom-params': new Set(
+    words(`cpu-used end-usage cq-level min-q max-q kf-max-dist kf-min-dist lag-in-frames tile-columns tile-rows
+      row-mt enable-tpl-model aq-mode deltaq-mode enable-fwd-kf sharpness tune threads`),
+  ),
+};
+
+type OptionRule =
+  | { kind: 'flag' }
+  | { kind: 'value'; check?: (v: string) => string | undefined }
+  | { kind: 'input' }
+  | { kind: 'filter' }
+  | { kind: 'params' };
+
+const matches =
+  (re: RegExp, what: string) =>
+  (v: string): string | undefined =>
+    re.test(v) ? undefined : `must be ${what}`;
+const oneOf =
+  (set: ReadonlySet<string>, what: string) =>
+  (v: string): string | undefined =>
+    set.has(v) ? undefined : `${what} "${v}" is not allowed (see docs/job-types.md)`;
+
+const TOKEN = matches(/^-?[A-Za-z0-9_.+]{1,64}$/, 'a number or a name');
+const TIME = matches(
+  /^-?(?:(?:\d+:)?\d+:\d+(?:\.\d+)?|\d+(?:\.\d+)?(?:s|ms|us)?)$/,
+  'a time ([HH:]MM:SS[.m] or seconds)',
+);
+const INT = matches(/^-?\d{1,10}$/, 'an integer');
+const NUMBER = matches(/^-?\d{1,10}(?:\.\d+)?$/, 'a number');
+const RATE = matches(/^\d{1,12}(?:\.\d+)?[kKMG]?$/, 'a bit rate such as 2500k or 4M');
+const NAME = matches(/^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/, 'a name');
+const FLAGS_VALUE = matches(/^[+-]?[A-Za-z0-9_]+(?:[+-][A-Za-z0-9_]+)*$/, 'flags such as +faststart');
+const FRAME_RATE = matches(
+  /^(?:\d{1,6}(?:[./]\d{1,6})?|ntsc|pal|film|ntsc-film|qntsc|qpal|sntsc|spal)$/,
+  'a frame rate',
+);
+const SIZE = matches(/^(?:\d{1,5}x\d{1,5}|[a-z0-9]{2,10})$/, 'a size such as 1280x720');
+const ASPECT = matches(/^\d{1,5}(?:[.:/]\d{1,5})?$/, 'an aspect ratio such as 16:9');
+/** `-map`, `-map_metadata`, `-map_chapters`, `-disposition`: stream specifiers and labels. */
+const SPECIFIER = matches(/^-?[A-Za-z0-9_:?#.[\]=+-]{1,128}$/, 'a stream specifier');
+
+const flag: OptionRule = { kind: 'flag' };
+const value = (check?: (v: string) => string | undefined): OptionRule =>
+  check ? { kind: 'value', check } : { kind: 'value' };
+
+/**
+ * Every option a client may use, by name without its stream specifier (`-c:v:0` is `-c`). Options of the ffmpeg
+ * tool that open nothing; codec options; the private options of the allowed encoders and muxers that open nothing.
+ * Not here, so refused: every demuxer private option (mov `-enable_drefs`…), every option that names a file, URL or
+ * device (`-progress`, `-attach`, `-dump_attachment`, `-passlogfile`, `-vstats_file`, `-filter_script`,
+ * `-init_hw_device`, `-hls_*`, `-segment_*`, `-protocol_*`…), `--` and `-/opt`.
+ */
+const OPTIONS: ReadonlyMap<string, OptionRule> = new Map<string, OptionRule>([
+  ['-i', { kind: 'input' }],
+  // Filters.
+  ...['-vf', '-af', '-filter', '-filter_complex', '-lavfi'].map((o): [string, OptionRule] => [o, { kind: 'filter' }]),
+  // Parameter strings.
+  ...Object.keys(PARAMETER_KEYS).map((o): [string, OptionRule] => [o, { kind: 'params' }]),
+  // Value-less options of the ffmpeg tool.
+  ...words(`-y -an -vn -sn -dn -re -shortest -copyts -start_at_zero -hide_banner -nostdin -autorotate -noautorotate
+    -accurate_seek -noaccurate_seek -copyinkf -bitexact -xerror -fix_sub_duration -autoscale -noautoscale
+    -ignore_unknown`).map((o): [string, OptionRule] => [o, flag]),
+  // Streams, timing, metadata.
+  ['-c', value(oneOf(CODECS, 'codec'))],
+  ['-codec', value(oneOf(CODECS, 'codec'))],
+  ['-vcodec', value(oneOf(CODECS, 'codec'))],
+  ['-acodec', value(oneOf(CODECS, 'codec'))],
+  ['-scodec', value(oneOf(CODECS, 'codec'))],
+  ['-f', value(oneOf(FORMATS, 'format'))],
+  ['-map', value(SPECIFIER)],
+  ['-map_metadata', value(SPECIFIER)],
+  ['-map_chapters', value(INT)],
+  ['-metadata', value()],
+  ['-disposition', value(SPECIFIER)],
+  ['-ss', value(TIME)],
+  ['-sseof', value(TIME)],
+  ['-t', value(TIME)],
+  ['-to', value(TIME)],
+  ['-itsoffset', value(TIME)],
+  ['-stream_loop', value(INT)],
+  ['-frames', value(INT)],
+  ['-vframes', value(INT)],
+  ['-aframes', value(INT)],
+  ['-force_key_frames', value()],
+  ['-fps_mode', value(NAME)],
+  ['-vsync', value(NAME)],
+  ['-max_muxing_queue_size', value(INT)],
+  ['-avoid_negative_ts', value(NAME)],
+  ['-filter_threads', value(INT)],
+  ['-filter_complex_threads', value(INT)],
+  ['-threads', value(INT)],
+  ['-timecode', value(matches(/^\d{2}:\d{2}:\d{2}[:;.]\d{2}$/, 'a timecode'))],
+  ['-hwaccel', value(oneOf(new Set(['cuda', 'none']), 'hwaccel'))],
+  ['-hwaccel_output_format', value(NAME)],
+  // Video and audio encoding (AVCodecContext).
+  ...words('-b -vb -ab -maxrate -minrate -bufsize').map((o): [string, OptionRule] => [o, value(RATE)]),
+  ...words('-g -keyint_min -bf -refs -sc_threshold -qmin -qmax -ac -ar -cutoff -trellis -global_quality').map(
+    (o): [string, OptionRule] => [o, value(INT)],
+  ),
+  ...words('-crf -qp -q -qscale -cq -aq-strength').map((o): [string, OptionRule] => [o, value(NUMBER)]),
+  ['-r', value(FRAME_RATE)],
+  ['-fpsmax', value(FRAME_RATE)],
+  ['-s', value(SIZE)],
+  ['-aspect', value(ASPECT)],
+  ...words(
+    `-pix_fmt -sample_fmt -ch_layout -channel_layout -profile -level -strict -tag -color_primaries -color_trc
+     -colorspace -color_range -field_order -preset -tune -rc -aq-mode -coder -b_ref_mode -multipass -deadline
+     -application -vbr -aac_coder`,
+  ).map((o): [string, OptionRule] => [o, value(NAME)]),
+  ['-flags', value(FLAGS_VALUE)],
+  ['-psy-rd', value(matches(/^\d{1,3}(?:\.\d+)?(?::\d{1,3}(?:\.\d+)?)?$/, 'psy-rd[:psy-trellis]'))],
+  // Encoder private options (libx264/x265, NVENC, libvpx, libaom, SVT-AV1, libopus) that open nothing.
+  ...words(
+    `-rc-lookahead -spatial-aq -spatial_aq -temporal-aq -temporal_aq -zerolatency -gpu -surfaces -forced-idr -a53cc
+     -weightb -weightp -b-pyramid -cpu-used -row-mt -tile-columns -tile-rows -lag-in-frames -auto-alt-ref -lossless
+     -frame_duration -compression_level -quality -no-scenecut -nonref_p -strict_gop -intra-refresh`,
+  ).map((o): [string, OptionRule] => [o, value(TOKEN)]),
+  // Muxer private options of the allowed muxers that open nothing.
+  ['-movflags', value(FLAGS_VALUE)],
+  ['-brand', value(NAME)],
+  ...words(
+    '-frag_duration -min_frag_duration -frag_size -use_editlist -write_tmcd -video_track_timescale -update ' +
+      '-cluster_size_limit -cluster_time_limit -reserve_index_space -loop -final_delay',
+  ).map((o): [string, OptionRule] => [o, value(INT)]),
 ]);
 
-/** Filters that open files, sockets, devices or models. */
-const FORBIDDEN_FILTERS = new Set([
-  'movie',
-  'amovie',
-  'subtitles',
-  'ass',
-  'drawtext',
-  'sendcmd',
-  'asendcmd',
-  'zmq',
-  'azmq',
-  'lut3d',
-  'lut1d',
-  'haldclutsrc',
-  'frei0r',
-  'frei0r_src',
-  'ladspa',
-  'lv2',
-  'coreimage',
-  'coreimagesrc',
-  'ocr',
-  'dnn_processing',
-  'dnn_classify',
-  'dnn_detect',
-  'sr',
-  'derain',
-  'dnn_dehaze',
-  'libvmaf',
-  'vmafmotion',
-  'vidstabdetect',
-  'vidstabtransform',
-  'signature',
-  'psnr',
-  'ssim',
-  'metadata',
-  'ametadata',
-  'cover_rect',
-  'find_rect',
-  'removelogo',
-  'photosensitivity',
-  'bs2b',
-  'sofalizer',
-  'headphone',
-  'afir',
-  'arnndn',
-  'asr',
-  'whisper',
-  'openclsrc',
-  'program_opencl',
-  'lensfun',
-  'qrencodesrc',
-  'qrencode',
+/**
+ * Filters known to open nothing (no file, device, socket, model or command channel), with the options each may be
+ * given. `'*'`: none of the filter's options (ffmpeg 5.1–7.1) opens anything, so any is accepted (still subject to
+ * the value rules). A list: only those option names, and at most that many positional options — ffmpeg maps
+ * positional options in declaration order, so the list is the safe prefix (e.g. `paletteuse`'s 6th option,
+ * `debug_kdtree`, writes a file).
+ */
+const FILTERS: ReadonlyMap<string, '*' | readonly string[]> = new Map<string, '*' | readonly string[]>([
+  ...words(`scale scale_cuda scale_npp format fps crop pad setsar setdar transpose hflip vflip rotate trim atrim
+    setpts asetpts split asplit concat hstack vstack xstack overlay overlay_cuda select aselect thumbnail
+    thumbnail_cuda tile yadif yadif_cuda bwdif null anull copy volume aresample aformat loudnorm pan amix amerge
+    atempo afade fade drawbox drawgrid boxblur gblur avgblur unsharp eq hue colorspace zscale tonemap palettegen
+    negate lut lutrgb lutyuv hqdn3d deband framerate setparams settb asettb showinfo silencedetect blackdetect
+    cropdetect idet scdet fieldorder hwupload_cuda hwdownload colorchannelmixer colorkey chromakey alphamerge
+    alphaextract reverse areverse apad aloop loop framestep vignette noise geq median edgedetect blend scale2ref
+    zoompan xfade acrossfade volumedetect astats signalstats tpad mpdecimate decimate deflicker setfield interlace
+    w3fdif highpass lowpass bandpass equalizer dynaudnorm acompressor silenceremove channelmap channelsplit adelay
+    showwaves showwavespic showspectrum showspectrumpic color anullsrc nullsrc testsrc testsrc2 sine
+    colorlevels smartblur histeq chromashift`).map((f): [string, '*'] => [f, '*']),
+  ['paletteuse', ['dither', 'bayer_scale', 'diff_mode', 'new', 'alpha_threshold']],
 ]);
 
-/** Options whose value is a filter graph (matched on the option without its stream specifier). */
-const FILTER_OPTIONS = new Set(['-vf', '-af', '-lavfi', '-filter_complex', '-filter']);
-/** Filter option names whose value is a file, a command or a model. */
-const FILE_KEYS = new Set([
-  'filename',
-  'file',
-  'textfile',
-  'fontfile',
-  'stats_file',
-  'model',
-  'model_path',
-  'result',
-  'input',
-  'f',
-  'cmd',
-  'commands',
-  'path',
-  'log_path',
-  'log_fmt_file',
-  'sofa',
-  'bitmap',
-]);
+/** Filter option names whose value is a file, a command or a model: refused even on an allowed filter. */
+const FILE_KEYS = new Set(
+  words(
+    'filename file textfile fontfile stats_file model model_path result input f cmd commands path log_path ' +
+      'log_fmt_file sofa bitmap debug_kdtree',
+  ),
+);
+
 /**
  * Protocols libavformat can open (`ffmpeg -protocols` of 5.1–7.x plus ones other builds add). A value naming one of
  * them as `scheme:` — or any `scheme://` — is refused. A plain `word:` prefix is not refused on its own: values such
@@ -256,13 +291,6 @@ function pathProblems(value: string): string[] {
   }
   if (/[\u0000-\u001f]/.test(value)) problems.push('may not contain control characters');
   return problems;
-}
-
-function checkValue(field: string, value: string): FieldError[] {
-  const errors: FieldError[] = [];
-  if (value.length > MAX_FFMPEG_ARG_LENGTH) errors.push({ field, message: `is longer than ${MAX_FFMPEG_ARG_LENGTH}` });
-  for (const message of pathProblems(value)) errors.push({ field, message });
-  return errors;
 }
 
 /**
@@ -354,23 +382,151 @@ function checkFilterGraph(field: string, graph: string): FieldError[] {
     errors.push({ field, message });
   };
   for (const f of filters) {
-    const name = (f.name.split('@')[0] ?? '').trim().toLowerCase();
-    if (!/^[a-z0-9_]+$/.test(name)) add(`"${f.name}" is not a filter name`);
-    if (FORBIDDEN_FILTERS.has(name)) add(`filter "${name}" is not allowed (it opens files or devices)`);
+    // `name@instance`; ffmpeg's filter names are case-sensitive, so the name is compared as written.
+    const name = (f.name.split('@')[0] ?? '').trim();
+    const allowed = FILTERS.get(name);
+    if (allowed === undefined) {
+      add(`filter "${f.name}" is not allowed (not in Gantry's filter allowlist, see docs/job-types.md)`);
+      continue;
+    }
+    let positional = 0;
     for (const arg of f.args) {
+      if (arg === '' && f.args.length === 1) continue;
       const eq = arg.indexOf('=');
-      const key = eq > 0 && /^[A-Za-z0-9_-]+$/.test(arg.slice(0, eq)) ? arg.slice(0, eq).toLowerCase() : undefined;
-      const value = key !== undefined ? arg.slice(eq + 1) : arg;
-      if (key !== undefined && FILE_KEYS.has(key)) add(`filter "${name}" may not be given a file argument (${key})`);
+      const key = eq > 0 && /^[A-Za-z0-9_-]+$/.test(arg.slice(0, eq)) ? arg.slice(0, eq) : undefined;
+      const optionValue = key !== undefined ? arg.slice(eq + 1) : arg;
+      if (key === undefined) positional++;
+      if (key !== undefined && FILE_KEYS.has(key.toLowerCase())) {
+        add(`filter "${name}" may not be given option ${key} (it names a file)`);
+      } else if (allowed !== '*' && key !== undefined && !allowed.includes(key)) {
+        add(`filter "${name}" may not be given option ${key} (allowed: ${allowed.join(', ')})`);
+      } else if (allowed !== '*' && key === undefined && positional > allowed.length) {
+        add(`filter "${name}" takes at most ${allowed.length} positional options (allowed: ${allowed.join(', ')})`);
+      }
       // The value as the filter will read it after its own unescaping.
-      const unescaped = avGetToken(value, 0, '').token;
+      const unescaped = avGetToken(optionValue, 0, '').token;
       for (const problem of pathProblems(unescaped)) add(`filter "${name}": ${problem}`);
     }
   }
   return errors;
 }
 
-/** Validates `ffmpeg` input: declared names, and argv that names only them. */
+/** Normalizes a parameter-string key as x264/x265/SVT-AV1 compare them. */
+function parameterKey(raw: string): string {
+  const k = raw.trim().toLowerCase().replace(/_/g, '-');
+  return k.startsWith('no-') ? k.slice(3) : k;
+}
+
+/**
+ * An encoder parameter string (`key=value:key=value`, libavutil's `av_dict_parse_string` quoting): every key must be
+ * in the option's allowlist and every value must pass the value rules.
+ */
+function checkParameterString(field: string, option: string, value: string): FieldError[] {
+  const keys = PARAMETER_KEYS[option]!;
+  const errors: FieldError[] = [];
+  let i = 0;
+  while (i <= value.length) {
+    const pair = avGetToken(value, i, ':');
+    i = pair.next + 1;
+    if (pair.token === '') continue;
+    const eq = pair.token.indexOf('=');
+    const rawKey = eq >= 0 ? pair.token.slice(0, eq) : pair.token;
+    const v = eq >= 0 ? pair.token.slice(eq + 1) : '';
+    const key = parameterKey(rawKey);
+    // The `no` prefix without a dash (x264/x265 accept `nofoo` for `no-foo`).
+    const bare = key.startsWith('no') && !keys.has(key) ? key.slice(2) : key;
+    if (!keys.has(key) && !keys.has(bare)) {
+      errors.push({
+        field,
+        message: `${option} key "${rawKey}" is not allowed (not in Gantry's ${option} allowlist, see docs/job-types.md)`,
+      });
+      continue;
+    }
+    if (!/^[A-Za-z0-9_.,+/-]{0,128}$/.test(v) || pathProblems(v).length > 0) {
+      errors.push({ field, message: `${option} key "${rawKey}" has a value that is not allowed: "${v}"` });
+    }
+  }
+  return errors;
+}
+
+/** The extension of an output name, lower-cased (the muxer ffmpeg chooses from it). */
+function extensionOf(name: string): string {
+  const dot = name.lastIndexOf('.');
+  return dot > 0 ? name.slice(dot + 1).toLowerCase() : '';
+}
+
+/** One argv element as the validator read it. */
+export type FfmpegToken =
+  { kind: 'option'; index: number; option: string; valueIndex?: number } | { kind: 'output'; index: number };
+
+/**
+ * Reads argv with the allowlist's arities: which elements are options (and which their values), which are output
+ * files. The worker uses it to place `-protocol_whitelist` before every output exactly where ffmpeg will see it.
+ */
+export function tokenizeFfmpegArgs(argv: readonly string[]): FfmpegToken[] {
+  const tokens: FfmpegToken[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg.startsWith('-') && arg.length > 1 && !NEGATIVE_NUMBER.test(arg)) {
+      const option = arg.split(':')[0]!;
+      const rule = OPTIONS.get(option);
+      if (rule?.kind === 'flag' || i + 1 >= argv.length) {
+        tokens.push({ kind: 'option', index: i, option });
+      } else if (rule === undefined && LOOKS_LIKE_OPTION.test(argv[i + 1]!)) {
+        tokens.push({ kind: 'option', index: i, option });
+      } else {
+        tokens.push({ kind: 'option', index: i, option, valueIndex: i + 1 });
+        i++;
+      }
+    } else {
+      tokens.push({ kind: 'output', index: i });
+    }
+  }
+  return tokens;
+}
+
+function checkOption(
+  argv: readonly string[],
+  t: Extract<FfmpegToken, { kind: 'option' }>,
+  inputNames: ReadonlySet<string>,
+): FieldError[] {
+  const arg = argv[t.index]!;
+  const field = `input.args[${t.index}]`;
+  if (arg.startsWith('--') || arg.startsWith('-/')) {
+    // `--` ends ffmpeg's options (what follows is read as file names); `-/opt` reads the value from a file.
+    return [{ field, message: `option ${arg} is not allowed` }];
+  }
+  const rule = OPTIONS.get(t.option);
+  if (!rule) {
+    return [
+      { field, message: `option ${arg} is not allowed (not in Gantry's ffmpeg allowlist, see docs/job-types.md)` },
+    ];
+  }
+  if (rule.kind === 'flag') return [];
+  if (t.valueIndex === undefined) return [{ field, message: `option ${arg} needs a value` }];
+  const v = argv[t.valueIndex]!;
+  const vField = `input.args[${t.valueIndex}]`;
+  if (LOOKS_LIKE_OPTION.test(v)) {
+    return [{ field: vField, message: `"${v}" looks like an option, but ${arg} takes a value` }];
+  }
+  if (v.length > MAX_FFMPEG_ARG_LENGTH) return [{ field: vField, message: `is longer than ${MAX_FFMPEG_ARG_LENGTH}` }];
+  switch (rule.kind) {
+    case 'input':
+      return inputNames.has(v) ? [] : [{ field: vField, message: `-i must name a declared input, not "${v}"` }];
+    case 'filter':
+      return checkFilterGraph(vField, v);
+    case 'params':
+      return checkParameterString(vField, t.option, v);
+    case 'value': {
+      const errors = pathProblems(v).map((message) => ({ field: vField, message }));
+      const problem = rule.check?.(v);
+      if (problem) errors.push({ field: vField, message: `${arg}: ${problem}` });
+      return errors;
+    }
+  }
+}
+
+/** Validates `ffmpeg` input: declared names, and argv that uses only allowlisted options and names only them. */
 export function validateFfmpegInput(input: unknown): FieldError[] {
   if (!isPlainObject(input)) return [{ field: 'input', message: 'must be an object' }];
   const errors: FieldError[] = unknownKeys(input, ['args', 'inputs', 'outputs'], 'input.');
@@ -387,6 +543,9 @@ export function validateFfmpegInput(input: unknown): FieldError[] {
         errors.push({ field: `input.inputs.${name}`, message: 'is not a safe file name' });
       if (typeof url !== 'string' || !isUrlInput(url) || url.length > 4096) {
         errors.push({ field: `input.inputs.${name}`, message: 'must be an http(s):// or s3://bucket/key URL' });
+      } else if (url.startsWith('s3://')) {
+        const s3 = normalizeS3Url(url);
+        if (!s3.ok) errors.push({ field: `input.inputs.${name}`, message: `is an s3:// URL that ${s3.reason}` });
       }
       inputNames.add(name);
     }
@@ -401,6 +560,13 @@ export function validateFfmpegInput(input: unknown): FieldError[] {
         errors.push({ field: `input.outputs[${i}]`, message: 'is not a safe file name' });
       } else if (inputNames.has(o)) {
         errors.push({ field: `input.outputs[${i}]`, message: 'is also declared as an input' });
+      } else if (OUTPUT_EXTENSIONS[extensionOf(o)] === undefined) {
+        errors.push({
+          field: `input.outputs[${i}]`,
+          message: `must end in an allowed extension (${Object.keys(OUTPUT_EXTENSIONS)
+            .map((e) => `.${e}`)
+            .join(', ')}), not "${o}"`,
+        });
       } else {
         outputNames.add(o);
       }
@@ -417,54 +583,17 @@ export function validateFfmpegInput(input: unknown): FieldError[] {
   }
   const argv = args as string[];
   const usedOutputs = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    const field = `input.args[${i}]`;
-    if (arg.startsWith('-') && !NEGATIVE_NUMBER.test(arg) && arg.length > 1) {
-      const option = arg.split(':')[0] ?? arg;
-      if (arg.startsWith('--') || arg.startsWith('-/')) {
-        // `--` ends ffmpeg's options (what follows is read as file names); `-/opt` reads the value from a file.
-        errors.push({ field, message: `option ${arg} is not allowed` });
-        continue;
-      }
-      if (FORBIDDEN_OPTIONS.has(option) || FORBIDDEN_OPTIONS.has(arg)) {
-        errors.push({ field, message: `option ${arg} is not allowed` });
-        continue;
-      }
-      if (FLAGS.has(arg)) continue;
-      const value = argv[i + 1];
-      const vField = `input.args[${i + 1}]`;
-      if (value === undefined) {
-        errors.push({ field, message: `option ${arg} needs a value` });
-        continue;
-      }
-      i++;
-      if (LOOKS_LIKE_OPTION.test(value)) {
-        errors.push({
-          field: vField,
-          message: `"${value}" looks like an option, but ${arg} takes a value (options without a value must be known to Gantry)`,
-        });
-        continue;
-      }
-      if (arg === '-i') {
-        if (!inputNames.has(value))
-          errors.push({ field: vField, message: `-i must name a declared input, not "${value}"` });
-        continue;
-      }
-      if (option === '-f' && FORBIDDEN_FORMATS.has(value.toLowerCase())) {
-        errors.push({ field: vField, message: `format "${value}" is not allowed` });
-        continue;
-      }
-      if (FILTER_OPTIONS.has(option)) {
-        errors.push(...checkFilterGraph(vField, value));
-        continue;
-      }
-      errors.push(...checkValue(vField, value));
+  let readsInput = false;
+  for (const t of tokenizeFfmpegArgs(argv)) {
+    if (t.kind === 'option') {
+      if (t.option === '-i') readsInput = true;
+      errors.push(...checkOption(argv, t, inputNames));
       continue;
     }
     // A positional argument is an output file.
+    const arg = argv[t.index]!;
     if (!outputNames.has(arg)) {
-      errors.push({ field, message: `"${arg}" is neither an option nor a declared output` });
+      errors.push({ field: `input.args[${t.index}]`, message: `"${arg}" is neither an option nor a declared output` });
     } else {
       usedOutputs.add(arg);
     }
@@ -473,8 +602,7 @@ export function validateFfmpegInput(input: unknown): FieldError[] {
     if (!usedOutputs.has(o))
       errors.push({ field: 'input.outputs', message: `output "${o}" is declared but not written by args` });
   }
-  if (!argv.includes('-i'))
-    errors.push({ field: 'input.args', message: 'must read at least one declared input with -i' });
+  if (!readsInput) errors.push({ field: 'input.args', message: 'must read at least one declared input with -i' });
   return errors;
 }
 
@@ -485,7 +613,7 @@ export const ffmpegJobType: JobTypeDefinition = {
   inputUrls: (input) =>
     isPlainObject(input) && isPlainObject(input['inputs'])
       ? Object.entries(input['inputs'])
-          .filter((e): e is [string, string] => typeof e[1] === 'string' && /^https?:/i.test(e[1]))
+          .filter((e): e is [string, string] => typeof e[1] === 'string' && /^(https?|s3):/i.test(e[1]))
           .map(([name, url]): [string, string] => [`input.inputs.${name}`, url])
       : [],
   outputCount: (input) =>

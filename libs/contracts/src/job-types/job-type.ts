@@ -25,8 +25,8 @@ export interface JobTypeDefinition {
    */
   outputCount?(input: unknown): number;
   /**
-   * The http(s) URLs a valid `input` makes the worker fetch, as `[field, url]`, so the gateway can refuse private
-   * addresses at submit (the worker refuses them again at connect time).
+   * The http(s) and s3:// URLs a valid `input` makes the worker fetch, as `[field, url]`, so the gateway can refuse
+   * private addresses and s3:// objects outside the input policy at submit (the worker refuses both again).
    */
   inputUrls?(input: unknown): [field: string, url: string][];
 }
