@@ -12,6 +12,8 @@ export {
   isNotFound,
 } from './errors';
 export { encodeJson, decodeJson } from './codec';
+export { openSlowOrderedConsumer, orderedConsumerName } from './slow-consumer';
+export type { SlowConsumerOptions } from './slow-consumer';
 export { publishJson } from './publisher';
 export type { PublishOptions } from './publisher';
 export { rpcRequest, replyOk, replyError } from './rpc';
