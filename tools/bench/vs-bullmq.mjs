@@ -114,7 +114,11 @@ async function waitFor(probe, { what, timeoutMs, intervalMs }) {
   }
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const perJob = (n, jobs) => (n / jobs).toFixed(2);
 
 /** Counters of a nats-server through its monitoring port. */
