@@ -57,6 +57,8 @@ const TENANTS = ['t0', 't1', 't2', 't3'];
 const logger = createLogger('bench', 'silent');
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** What to stop when the run fails half-way (a nats-server with a 1 GB store, a scheduler), newest first. */
+const cleanups = [];
 const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 function spec(priority = 'normal', i = 0) {
@@ -116,6 +118,7 @@ async function startScheduler(natsUrl) {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  cleanups.push(() => proc.kill('SIGKILL'));
   const onData = (b) => {
     for (const l of b.toString().split('\n')) {
       if (!l.trim()) continue;
@@ -138,18 +141,24 @@ async function startScheduler(natsUrl) {
     }
   }, 200);
   const find = (msg) => lines.find((l) => l.msg === msg);
-  await waitFor(
-    () => {
-      if (proc.exitCode !== null)
-        throw new Error(
-          `scheduler exited: ${lines
-            .slice(-5)
-            .map((l) => l.msg)
+  // Every wait on the scheduler ends as soon as it exits: a scheduler that died during its rebuild is a failed run,
+  // not something to poll past for half an hour (the test kit's waitFor retries a probe that throws).
+  const exited = new Promise((_, reject) =>
+    proc.once('exit', (code, signal) =>
+      reject(
+        new Error(
+          `scheduler exited (${signal ?? `code ${code}`}): ${lines
+            .slice(-8)
+            .map((l) => (l.err ? `${l.msg} — ${l.err.message ?? JSON.stringify(l.err)}` : l.msg))
             .join(' | ')}`,
-        );
-      return find('leading');
-    },
-    { what: 'the scheduler to lead', timeoutMs: 30 * 60_000, intervalMs: 100 },
+        ),
+      ),
+    ),
+  );
+  exited.catch(() => undefined);
+  const alive = (p) => Promise.race([p, exited]);
+  await alive(
+    waitFor(() => find('leading'), { what: 'the scheduler to lead', timeoutMs: 30 * 60_000, intervalMs: 100 }),
   );
   const rebuilt = find('scheduler state rebuilt');
   return {
@@ -159,6 +168,7 @@ async function startScheduler(natsUrl) {
     rebuildMs: rebuilt?.ms ?? 0,
     opsUrl: String(find('scheduler ops endpoint listening').url),
     peak: () => peak,
+    alive,
     stop: async () => {
       clearInterval(sampler);
       proc.kill('SIGTERM');
@@ -249,6 +259,7 @@ async function startWorkers(nats, store, { refill }) {
 async function setup(label, queued) {
   const storeDir = args[`store-${label}`];
   const server = await NatsServer.start(storeDir ? { storeDir, keepStore: true } : {});
+  cleanups.push(() => server.dispose());
   const nats = await NatsHandle.connect({ servers: [server.url], name: `bench-${label}`, logger, timeoutMs: 30_000 });
   const s = streamDeclarations(DEFAULT_TOPOLOGY);
   const b = bucketDeclarations(DEFAULT_TOPOLOGY);
@@ -270,12 +281,14 @@ async function setup(label, queued) {
   // The leader also indexes the listing (GET /v1/jobs) from the stream; let it catch up before timing dispatch.
   const config = await nats.kvm.open(BUCKETS.config);
   const listStarted = Date.now();
-  await waitFor(
-    async () => {
-      const e = await config.get(CONFIG_KEYS.listCheckpoint);
-      return e && Number(e.string()) >= info.state.last_seq;
-    },
-    { what: 'the listing index to catch up', timeoutMs: 60 * 60_000, intervalMs: 500 },
+  await sched.alive(
+    waitFor(
+      async () => {
+        const e = await config.get(CONFIG_KEYS.listCheckpoint);
+        return e && Number(e.string()) >= info.state.last_seq;
+      },
+      { what: 'the listing index to catch up', timeoutMs: 60 * 60_000, intervalMs: 500 },
+    ),
   );
   const listSeconds = (Date.now() - listStarted) / 1000;
   const workers = await startWorkers(nats, store, { refill: true });
@@ -463,7 +476,8 @@ async function main() {
   process.exit(0);
 }
 
-main().catch((err) => {
+main().catch(async (err) => {
   process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
   process.exit(1);
 });

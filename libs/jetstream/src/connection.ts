@@ -39,6 +39,7 @@ export class NatsHandle {
     readonly jsm: JetStreamManager,
     readonly kvm: Kvm,
     private readonly logger: Logger,
+    private readonly options: NatsHandleOptions,
   ) {}
 
   /** Connects (retrying until the server answers) and logs every connection status change. */
@@ -59,10 +60,23 @@ export class NatsHandle {
     const timeout = o.timeoutMs ?? 5_000;
     const js = jetstream(nc, { timeout });
     const jsm = await jetstreamManager(nc, { timeout });
-    const handle = new NatsHandle(nc, js, jsm, new Kvm(js), o.logger);
+    const handle = new NatsHandle(nc, js, jsm, new Kvm(js), o.logger, o);
     void handle.watchStatus();
     o.logger.info({ server: nc.getServer(), version: handle.serverVersion }, 'connected to NATS');
     return handle;
+  }
+
+  /**
+   * A second connection to the same servers, named `<name>-<suffix>`: for calls that are slow on the server (on 2.9
+   * an API call is handled on the connection's read loop, so everything else sent on it waits behind) and for what
+   * must not share their fate. The caller drains it.
+   */
+  sibling(suffix: string, o: { timeoutMs?: number } = {}): Promise<NatsHandle> {
+    return NatsHandle.connect({
+      ...this.options,
+      name: `${this.options.name}-${suffix}`,
+      timeoutMs: o.timeoutMs ?? this.options.timeoutMs,
+    });
   }
 
   get serverVersion(): string {

@@ -24,6 +24,8 @@ export {
 export { Backoff } from './backoff';
 export type { BackoffOptions } from './backoff';
 export { encodeJson, decodeJson } from './codec';
+export { openSlowOrderedConsumer, orderedConsumerName } from './slow-consumer';
+export type { SlowConsumerOptions } from './slow-consumer';
 export { publishJson } from './publisher';
 export type { PublishOptions } from './publisher';
 export { rpcRequest, replyOk, replyError } from './rpc';

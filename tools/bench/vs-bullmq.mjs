@@ -1,0 +1,672 @@
+#!/usr/bin/env node
+// `npm run bench:vs-bullmq`: Gantry and BullMQ side by side, in one run, on this machine.
+//
+// Both systems are up for the whole run and measured in alternating rounds (G B B G …), so that other work on a
+// shared machine hits both alike:
+//   - Gantry with durability on: a real nats-server 2.9 (JetStream, file store, the project's defaults), the
+//     S3-compatible store and the four built services as real processes; no-op jobs submitted as HTTP batches
+//     (`POST /v1/batches`, 1,000 jobs each) and run to `completed` by the workers (64 tokens in all).
+//   - BullMQ 6 on a real redis-server (a free loopback port, AOF `everysec`, a temp dir); the same no-op jobs added
+//     with `addBulk` in chunks of the same size, run by one Worker process with concurrency 64.
+// Jobs are spread over 4 priorities on both sides. A round ends when the system reports every job done.
+//
+// Printed per system: jobs/s (submit of the first job → last job done), the ratio, the dispatch gap with one token
+// (a job's `finishedAt` → the next one's `startedAt`, 20 ms jobs), broker operations per job (nats-server /varz,
+// /jsz and /connz counters through its monitoring port: messages in and out, JetStream API calls, durable writes per
+// stream, consumer deliveries per stream, messages per component; Redis INFO commandstats for BullMQ) and the CPU
+// each process used per job (from /proc/<pid>/stat). The load average is printed at start and end: this box is
+// shared, and figures taken under load are labelled so.
+//
+//   npm run bench:vs-bullmq -- [--jobs 5000] [--rounds 2] [--batch 1000] [--tokens 64] [--workers 1]
+//                              [--in-flight 4] [--gap-jobs 200] [--gap-ms 20] [--only gantry|bullmq]
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { NatsServer, S3Server, ServiceProcess, freePort } from '@gantry/testing';
+
+const { values: opt } = parseArgs({
+  options: {
+    jobs: { type: 'string', default: '5000' },
+    rounds: { type: 'string', default: '2' },
+    batch: { type: 'string', default: '1000' },
+    tokens: { type: 'string', default: '64' },
+    workers: { type: 'string', default: '1' },
+    'in-flight': { type: 'string', default: '4' },
+    'gap-jobs': { type: 'string', default: '200' },
+    'gap-ms': { type: 'string', default: '20' },
+    only: { type: 'string' },
+    // Internal: this script run as the BullMQ worker process.
+    role: { type: 'string' },
+    'redis-port': { type: 'string' },
+    queue: { type: 'string' },
+    concurrency: { type: 'string' },
+    'sleep-ms': { type: 'string' },
+  },
+});
+
+const JOBS = Number(opt.jobs);
+const ROUNDS = Number(opt.rounds);
+const BATCH = Number(opt.batch);
+const TOKENS = Number(opt.tokens);
+const WORKERS = Number(opt.workers);
+const IN_FLIGHT = Number(opt['in-flight']);
+const GAP_JOBS = Number(opt['gap-jobs']);
+const GAP_MS = Number(opt['gap-ms']);
+const PRIORITIES = ['urgent', 'high', 'normal', 'low'];
+const KEY = 'bench-admin-key-0001';
+const CLK_TCK = 100;
+const say = (m) => process.stderr.write(`[bench] ${m}\n`);
+const out = (s = '') => process.stdout.write(`${s}\n`);
+
+// ---------------------------------------------------------------------------------------------------------------
+// The BullMQ worker process (this script, --role bullmq-worker): a Worker with no-op (or sleeping) jobs.
+if (opt.role === 'bullmq-worker') {
+  const { Worker } = await import('bullmq');
+  const sleepMs = Number(opt['sleep-ms'] ?? 0);
+  const worker = new Worker(
+    opt.queue,
+    async () => {
+      if (sleepMs > 0) await new Promise((r) => setTimeout(r, sleepMs));
+      return undefined;
+    },
+    {
+      connection: { host: '127.0.0.1', port: Number(opt['redis-port']), maxRetriesPerRequest: null },
+      concurrency: Number(opt.concurrency ?? 1),
+    },
+  );
+  await worker.waitUntilReady();
+  process.send?.('ready');
+  process.on('SIGTERM', () => void worker.close().finally(() => process.exit(0)));
+  await new Promise(() => undefined);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Measurement helpers
+
+function cpuTicks(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return Number(f[11]) + Number(f[12]); // utime + stime, clock ticks
+  } catch {
+    return NaN;
+  }
+}
+
+function pct(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/**
+ * Polls `probe` until it returns a value other than undefined/false. Unlike the test kit's waitFor, an error thrown
+ * by the probe ends the wait at once: a process that exited is final, not something to poll past.
+ */
+async function waitFor(probe, { what, timeoutMs, intervalMs }) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const perJob = (n, jobs) => (n / jobs).toFixed(2);
+
+/** Counters of a nats-server through its monitoring port. */
+async function natsCounters(monitor) {
+  const get = async (path) => (await fetch(`${monitor}${path}`)).json();
+  const [varz, jsz, connz] = await Promise.all([
+    get('/varz'),
+    get('/jsz?streams=true&consumers=true'),
+    get('/connz?limit=4096'),
+  ]);
+  const streams = {};
+  const deliveries = {};
+  for (const acc of jsz.account_details ?? []) {
+    for (const s of acc.stream_detail ?? []) {
+      streams[s.name] = s.state.last_seq;
+      for (const c of s.consumer_detail ?? []) {
+        // Ordered and other ephemeral consumers have random names: count them per stream.
+        deliveries[`${s.name}/${c.name}`] = c.delivered?.consumer_seq ?? 0;
+      }
+    }
+  }
+  const components = {};
+  for (const c of connz.connections ?? []) {
+    const who = component(c.name ?? '');
+    const x = (components[who] ??= { in: 0, out: 0, conns: new Set() });
+    x.in += c.in_msgs;
+    x.out += c.out_msgs;
+    x.conns.add(c.cid);
+  }
+  // Connections closed since (an ordered consumer's reconnect, a stopped process) are not in /connz: their
+  // messages count in the server totals only.
+  return {
+    inMsgs: varz.in_msgs,
+    outMsgs: varz.out_msgs,
+    inBytes: varz.in_bytes,
+    outBytes: varz.out_bytes,
+    api: jsz.api?.total ?? 0,
+    apiErrors: jsz.api?.errors ?? 0,
+    streams,
+    deliveries,
+    components,
+    perConn: Object.fromEntries((connz.connections ?? []).map((c) => [c.cid, { in: c.in_msgs, out: c.out_msgs }])),
+  };
+}
+
+/** Which Gantry component a NATS connection belongs to, from its name. */
+function component(name) {
+  for (const p of ['scheduler', 'notifier', 'gpu-worker', 'gateway']) if (name.startsWith(p)) return p;
+  return name || '(unnamed)';
+}
+
+function natsDelta(a, b) {
+  const streams = {};
+  for (const [k, v] of Object.entries(b.streams)) streams[k] = v - (a.streams[k] ?? 0);
+  const deliveries = {};
+  for (const [k, v] of Object.entries(b.deliveries)) {
+    const stream = k.split('/')[0];
+    deliveries[stream] = (deliveries[stream] ?? 0) + Math.max(0, v - (a.deliveries[k] ?? 0));
+  }
+  const components = {};
+  for (const [who, x] of Object.entries(b.components)) {
+    let dIn = 0;
+    let dOut = 0;
+    for (const cid of x.conns) {
+      dIn += b.perConn[cid].in - (a.perConn[cid]?.in ?? 0);
+      dOut += b.perConn[cid].out - (a.perConn[cid]?.out ?? 0);
+    }
+    components[who] = { in: dIn, out: dOut };
+  }
+  return {
+    inMsgs: b.inMsgs - a.inMsgs,
+    outMsgs: b.outMsgs - a.outMsgs,
+    inBytes: b.inBytes - a.inBytes,
+    outBytes: b.outBytes - a.outBytes,
+    api: b.api - a.api,
+    apiErrors: b.apiErrors - a.apiErrors,
+    streams,
+    deliveries,
+    components,
+  };
+}
+
+/** Redis INFO commandstats: calls per command. */
+async function redisCommands(redis) {
+  const text = await redis.info('commandstats');
+  const calls = {};
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]] = Number(m[2]);
+  return calls;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The systems
+
+async function startRedis() {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-bench-redis-'));
+  const port = await freePort();
+  const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
+  const proc = spawn(
+    bin,
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--save',
+      '',
+      '--maxmemory-policy',
+      'noeviction',
+      '--protected-mode',
+      'no',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let log = '';
+  await new Promise((resolve, reject) => {
+    const onData = (b) => {
+      log += b.toString();
+      if (log.includes('Ready to accept connections')) resolve();
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.once('exit', (code) => reject(new Error(`redis-server exited (${code}):\n${log}`)));
+  });
+  return {
+    port,
+    pid: proc.pid,
+    stop: async () => {
+      if (proc.exitCode === null) {
+        proc.kill('SIGTERM');
+        await new Promise((r) => proc.once('exit', r));
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function startBullWorker(redisPort, queue, concurrency, sleepMs) {
+  const child = spawn(
+    process.execPath,
+    [
+      fileURLToPath(import.meta.url),
+      '--role',
+      'bullmq-worker',
+      '--redis-port',
+      String(redisPort),
+      '--queue',
+      queue,
+      '--concurrency',
+      String(concurrency),
+      '--sleep-ms',
+      String(sleepMs),
+    ],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  );
+  const ready = new Promise((resolve, reject) => {
+    child.once('message', () => resolve());
+    child.once('exit', (code) => reject(new Error(`BullMQ worker exited (${code})`)));
+  });
+  return {
+    pid: child.pid,
+    ready,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+async function startBullmq() {
+  const { Queue } = await import('bullmq');
+  const { default: IORedis } = await import('ioredis');
+  const redis = await startRedis();
+  const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
+  const admin = new IORedis(connection);
+  const queue = new Queue('bench', { connection });
+  const worker = startBullWorker(redis.port, 'bench', TOKENS, 0);
+  await worker.ready;
+  const priorityOf = { urgent: 1, high: 2, normal: 3, low: 4 };
+  let total = 0;
+  return {
+    name: 'BullMQ',
+    redis,
+    admin,
+    queue,
+    connection,
+    pids: () => [
+      ['redis-server', redis.pid],
+      ['bullmq worker', worker.pid],
+      ['bench (producer)', process.pid],
+    ],
+    counters: () => redisCommands(admin),
+    async round(n) {
+      const base = await queue.getJobCountByTypes('completed');
+      const t0 = performance.now();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: IN_FLIGHT }, async () => {
+          while (next < n) {
+            const from = next;
+            next = Math.min(n, next + BATCH);
+            await queue.addBulk(
+              Array.from({ length: next - from }, (_, k) => {
+                const p = PRIORITIES[(from + k) % 4];
+                return { name: 'noop', data: { type: 'noop', input: {} }, opts: { priority: priorityOf[p] } };
+              }),
+            );
+          }
+        }),
+      );
+      const submitted = performance.now();
+      await waitFor(async () => (await queue.getJobCountByTypes('completed')) >= base + n, {
+        what: `BullMQ to complete ${n} jobs`,
+        timeoutMs: 30 * 60_000,
+        intervalMs: 50,
+      });
+      total += n;
+      return { submitMs: submitted - t0, ms: performance.now() - t0 };
+    },
+    async gaps(n, sleepMs) {
+      const q = new Queue('bench-gap', { connection });
+      const w = startBullWorker(redis.port, 'bench-gap', 1, sleepMs);
+      await w.ready;
+      await q.addBulk(Array.from({ length: n }, () => ({ name: 'noop', data: { type: 'noop', input: {} } })));
+      await waitFor(async () => (await q.getJobCountByTypes('completed')) >= n, {
+        what: 'BullMQ gap jobs',
+        timeoutMs: 10 * 60_000,
+        intervalMs: 50,
+      });
+      const jobs = await q.getJobs(['completed'], 0, -1);
+      await w.stop();
+      await q.close();
+      return jobs.map((j) => ({ startedAt: j.processedOn, finishedAt: j.finishedOn }));
+    },
+    async stop() {
+      await worker.stop();
+      await queue.close().catch(() => undefined);
+      admin.disconnect();
+      await redis.stop();
+    },
+  };
+}
+
+async function startGantry() {
+  const monitorPort = await freePort();
+  const nats = await NatsServer.start({ monitorPort });
+  const s3 = await S3Server.start();
+  const gatewayPort = await freePort();
+  const env = {
+    NATS_URL: nats.url,
+    ...s3.env(),
+    API_KEYS: `${KEY}:admin`,
+    RATE_LIMIT_SUBMITS_PER_MINUTE: '10000000',
+    MAX_QUEUE_SIZE: '100000000',
+    GATEWAY_PORT: String(gatewayPort),
+    SCHEDULER_HTTP_PORT: '0',
+    WORKER_HTTP_PORT: '0',
+    NOTIFIER_HTTP_PORT: '0',
+    GPU_DISCOVERY: 'false',
+    WORKER_SLOTS: String(Math.ceil(TOKENS / WORKERS)),
+    WORKER_ID_PREFIX: 'gpu-worker',
+    MAX_CONCURRENT_JOBS: String(TOKENS),
+    LOG_LEVEL: 'warn',
+  };
+  const services = [new ServiceProcess('scheduler', env).start()];
+  for (let i = 0; i < WORKERS; i++) services.push(new ServiceProcess('gpu-worker', env).start());
+  services.push(new ServiceProcess('notifier', env).start());
+  const gw = new ServiceProcess('gateway', env).start();
+  services.push(gw);
+  const origin = `http://127.0.0.1:${gatewayPort}`;
+  const monitor = `http://127.0.0.1:${monitorPort}`;
+  const stop = async () => {
+    await Promise.all(services.map((s) => s.kill('SIGTERM', 15_000).catch(() => s.kill('SIGKILL').catch(() => {}))));
+    await s3.stop().catch(() => {});
+    await nats.dispose().catch(() => {});
+  };
+  const api = async (method, path, body) => {
+    const r = await fetch(`${origin}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${KEY}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await r.text();
+    return { status: r.status, body: text ? JSON.parse(text) : undefined };
+  };
+  try {
+    await waitFor(
+      async () => {
+        for (const s of services) if (!s.running) throw new Error(`${s.name} exited:\n${s.tail(10)}`);
+        const r = await api('GET', '/v1/workers').catch(() => undefined);
+        return r?.status === 200 && r.body.length === WORKERS;
+      },
+      { what: 'Gantry up with its workers', timeoutMs: 60_000, intervalMs: 100 },
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const processed = async () => {
+    const r = await api('GET', '/v1/queue/metrics');
+    if (r.status !== 200) throw new Error(`queue metrics answered ${r.status}`);
+    return r.body.performance.totalJobsProcessed;
+  };
+  const submitBatches = async (n, job) => {
+    const ids = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: IN_FLIGHT }, async () => {
+        while (next < n) {
+          const from = next;
+          next = Math.min(n, next + BATCH);
+          const r = await api('POST', '/v1/batches', {
+            jobs: Array.from({ length: next - from }, (_, k) => job(from + k)),
+          });
+          if (r.status !== 202) throw new Error(`batch answered ${r.status}: ${JSON.stringify(r.body).slice(0, 500)}`);
+          for (const j of r.body.jobs) ids.push(j.id);
+        }
+      }),
+    );
+    return ids;
+  };
+  const assertRunning = () => {
+    for (const s of services) if (!s.running) throw new Error(`${s.name} exited:\n${s.tail(10)}`);
+  };
+  return {
+    name: 'Gantry',
+    monitor,
+    pids: () => [['nats-server', nats.pid], ...services.map((s) => [s.name, s.pid]), ['bench (producer)', process.pid]],
+    counters: () => natsCounters(monitor),
+    async round(n) {
+      const base = await processed();
+      const t0 = performance.now();
+      await submitBatches(n, (i) => ({ type: 'noop', input: {}, priority: PRIORITIES[i % 4] }));
+      const submitted = performance.now();
+      await waitFor(
+        async () => {
+          assertRunning();
+          return (await processed()) >= base + n;
+        },
+        { what: `Gantry to complete ${n} jobs`, timeoutMs: 30 * 60_000, intervalMs: 50 },
+      );
+      return { submitMs: submitted - t0, ms: performance.now() - t0 };
+    },
+    async gaps(n, sleepMs) {
+      const set = async (maxConcurrentJobs) => {
+        const r = await api('PUT', '/v1/queue/config', { maxConcurrentJobs });
+        if (r.status !== 200) throw new Error(`queue config answered ${r.status}: ${JSON.stringify(r.body)}`);
+      };
+      await set(1);
+      try {
+        const base = await processed();
+        const ids = await submitBatches(n, () => ({ type: 'noop', input: { durationMs: sleepMs } }));
+        await waitFor(async () => (await processed()) >= base + n, {
+          what: 'Gantry gap jobs',
+          timeoutMs: 10 * 60_000,
+          intervalMs: 50,
+        });
+        const views = [];
+        for (let i = 0; i < ids.length; i += 16) {
+          views.push(
+            ...(await Promise.all(ids.slice(i, i + 16).map(async (id) => (await api('GET', `/v1/jobs/${id}`)).body))),
+          );
+        }
+        return views.map((v) => ({ startedAt: Date.parse(v.startedAt), finishedAt: Date.parse(v.finishedAt) }));
+      } finally {
+        await set(TOKENS);
+      }
+    },
+    stop,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The run
+
+function cpuReport(pids, before, after, seconds, jobs) {
+  return pids
+    .map(([name], i) => {
+      const s = (after[i] - before[i]) / CLK_TCK;
+      return `${name} ${((s / seconds) * 100).toFixed(0)}% (${((s / jobs) * 1e6).toFixed(0)} µs/job)`;
+    })
+    .join(', ');
+}
+
+function gapStats(jobs) {
+  const sorted = jobs.filter((j) => j.startedAt && j.finishedAt).sort((a, b) => a.startedAt - b.startedAt);
+  const gaps = [];
+  for (let i = 1; i < sorted.length; i++) gaps.push(sorted[i].startedAt - sorted[i - 1].finishedAt);
+  gaps.sort((a, b) => a - b);
+  return {
+    n: gaps.length,
+    p50: pct(gaps, 50),
+    p99: pct(gaps, 99),
+    max: gaps.at(-1),
+    overlaps: gaps.filter((g) => g < 0).length,
+  };
+}
+
+async function main() {
+  const load0 = loadavg();
+  out(
+    `Gantry vs BullMQ — ${JOBS.toLocaleString()} no-op jobs per round, ${ROUNDS} round(s) each, alternating; ` +
+      `batches of ${BATCH} (${IN_FLIGHT} in flight), 4 priorities, ${TOKENS} tokens (Gantry: ${WORKERS} worker(s); ` +
+      `BullMQ: one Worker, concurrency ${TOKENS}); node ${process.version}`,
+  );
+  out(`machine: ${cpus().length} CPUs, load average at start ${load0.map((x) => x.toFixed(2)).join(' ')}`);
+  const systems = [];
+  const stops = [];
+  const cleanup = async () => {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+  };
+  process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  try {
+    if (opt.only !== 'bullmq') {
+      say('starting Gantry…');
+      const g = await startGantry();
+      stops.push(g.stop);
+      systems.push(g);
+    }
+    if (opt.only !== 'gantry') {
+      say('starting BullMQ…');
+      const b = await startBullmq();
+      stops.push(b.stop);
+      systems.push(b);
+    }
+    // One unmeasured warm-up round each (JIT, connections, first stream writes).
+    for (const s of systems) {
+      say(`${s.name}: warm-up round (${Math.min(JOBS, 2 * BATCH)} jobs)…`);
+      await s.round(Math.min(JOBS, 2 * BATCH));
+    }
+    const results = new Map(systems.map((s) => [s.name, { rates: [], broker: [], cpu: [] }]));
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const s of r % 2 === 0 ? systems : [...systems].reverse()) {
+        const pids = s.pids();
+        const c0 = await s.counters();
+        const cpu0 = pids.map(([, pid]) => cpuTicks(pid));
+        const la = loadavg()[0];
+        const { ms, submitMs } = await s.round(JOBS);
+        const cpu1 = pids.map(([, pid]) => cpuTicks(pid));
+        const c1 = await s.counters();
+        const rate = JOBS / (ms / 1000);
+        const res = results.get(s.name);
+        res.rates.push(rate);
+        out(
+          `\nround ${r + 1} ${s.name}: ${Math.round(rate).toLocaleString()} jobs/s end to end ` +
+            `(${(ms / 1000).toFixed(2)} s; all submitted after ${(submitMs / 1000).toFixed(2)} s; load average ${la.toFixed(2)})`,
+        );
+        out(`  CPU: ${cpuReport(pids, cpu0, cpu1, ms / 1000, JOBS)}`);
+        if (s.name === 'Gantry') {
+          const d = natsDelta(c0, c1);
+          res.broker.push(d);
+          out(
+            `  broker per job: ${perJob(d.inMsgs, JOBS)} msgs in, ${perJob(d.outMsgs, JOBS)} msgs out ` +
+              `(${perJob(d.inBytes, JOBS)} B in, ${perJob(d.outBytes, JOBS)} B out), ${perJob(d.api, JOBS)} JetStream API calls` +
+              (d.apiErrors ? ` (${d.apiErrors} errors)` : ''),
+          );
+          out(
+            `  durable writes per job: ${perJob(
+              Object.values(d.streams).reduce((a, b) => a + b, 0),
+              JOBS,
+            )} — ${Object.entries(d.streams)
+              .filter(([, v]) => v > 0)
+              .sort((a, b) => b[1] - a[1])
+              .map(([k, v]) => `${k} ${perJob(v, JOBS)}`)
+              .join(', ')}`,
+          );
+          out(
+            `  consumer deliveries per job: ${perJob(
+              Object.values(d.deliveries).reduce((a, b) => a + b, 0),
+              JOBS,
+            )} — ${Object.entries(d.deliveries)
+              .filter(([, v]) => v > 0)
+              .sort((a, b) => b[1] - a[1])
+              .map(([k, v]) => `${k} ${perJob(v, JOBS)}`)
+              .join(', ')}`,
+          );
+          out(
+            `  messages per job by component (client → server / server → client): ${Object.entries(d.components)
+              .sort((a, b) => b[1].in + b[1].out - (a[1].in + a[1].out))
+              .map(([k, v]) => `${k} ${perJob(v.in, JOBS)} / ${perJob(v.out, JOBS)}`)
+              .join(', ')}`,
+          );
+        } else {
+          const calls = {};
+          let total = 0;
+          for (const [k, v] of Object.entries(c1)) {
+            calls[k] = v - (c0[k] ?? 0);
+            total += calls[k];
+          }
+          res.broker.push({ total, calls });
+          out(
+            `  Redis commands per job: ${perJob(total, JOBS)} — ${Object.entries(calls)
+              .filter(([, v]) => v > 0)
+              .sort((a, b) => b[1] - a[1])
+              .slice(0, 8)
+              .map(([k, v]) => `${k} ${perJob(v, JOBS)}`)
+              .join(', ')}`,
+          );
+        }
+      }
+    }
+    out('\n== dispatch gap with one token (finishedAt → next startedAt) ==');
+    const gaps = new Map();
+    for (const s of systems) {
+      const g = gapStats(await s.gaps(GAP_JOBS, GAP_MS));
+      gaps.set(s.name, g);
+      out(
+        `  ${s.name}: ${GAP_JOBS} jobs of ${GAP_MS} ms: p50 ${g.p50} ms, p99 ${g.p99} ms, max ${g.max} ms` +
+          (g.overlaps ? ` (${g.overlaps} overlaps: more than one running!)` : ''),
+      );
+    }
+    const load1 = loadavg();
+    out('\n== summary ==');
+    const underLoad = load0[0] > cpus().length * 0.5;
+    for (const s of systems) {
+      const res = results.get(s.name);
+      out(
+        `  ${s.name.padEnd(7)} ${Math.round(median(res.rates)).toLocaleString().padStart(7)} jobs/s (median of ` +
+          `${res.rates.length}: ${res.rates.map((x) => Math.round(x)).join(', ')}); dispatch gap p50 ${gaps.get(s.name).p50} ms, ` +
+          `p99 ${gaps.get(s.name).p99} ms`,
+      );
+    }
+    if (systems.length === 2) {
+      const ratio = median(results.get('Gantry').rates) / median(results.get('BullMQ').rates);
+      out(`  Gantry / BullMQ = ${ratio.toFixed(2)}×`);
+    }
+    out(
+      `  load average at start ${load0[0].toFixed(2)}, at end ${load1[0].toFixed(2)} on ${cpus().length} CPUs` +
+        (underLoad || load1[0] > cpus().length ? ' — figures taken UNDER LOAD (other work on the machine)' : ''),
+    );
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`${err?.stack ?? err}\n`);
+    process.exit(1);
+  },
+);
