@@ -19,6 +19,7 @@ import { CLIENT_KEY, GantryCluster, repoRoot, waitFor, type ServiceProcess } fro
 const FIXTURES = join(repoRoot(), 'apps', 'gpu-worker', 'test', 'fixtures');
 const GPU0 = 'GPU-11111111-2222-3333-4444-555555555555';
 const GPU1 = 'GPU-66666666-7777-8888-9999-000000000000';
+const HEALTHY = { xidErrors: 0, mig: false, health: 'ok', sampledAt: expect.any(String) as unknown };
 
 interface View {
   id: string;
@@ -37,7 +38,7 @@ interface WorkerView {
   pool: string;
   slots: number;
   busy: number;
-  gpus: { index: number; uuid: string; name: string; memoryTotalMb: number }[];
+  gpus: { index: number; uuid: string; name: string; memoryTotalMb: number; health: string }[];
   runningJobs: string[];
   lastHeartbeatAt: string;
 }
@@ -148,9 +149,11 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     const list = await workers();
     const gpu = list.find((w) => w.pool === 'default')!;
     const cpu = list.find((w) => w.pool === 'cpu')!;
+    // Since v1.1 with the live figures of the worker's last sample (the fake reports idle GPUs) and their health.
+    const idle = { memoryUsedMb: 0, memoryFreeMb: 81559, utilizationPercent: 0, temperatureC: 35, eccErrors: 0 };
     expect(gpu.gpus).toEqual([
-      { index: 0, uuid: GPU0, name: 'NVIDIA H100 80GB HBM3', memoryTotalMb: 81559 },
-      { index: 1, uuid: GPU1, name: 'NVIDIA H100 80GB HBM3', memoryTotalMb: 81559 },
+      { index: 0, uuid: GPU0, name: 'NVIDIA H100 80GB HBM3', memoryTotalMb: 81559, ...idle, ...HEALTHY },
+      { index: 1, uuid: GPU1, name: 'NVIDIA H100 80GB HBM3', memoryTotalMb: 81559, ...idle, ...HEALTHY },
     ]);
     expect(gpu.slots).toBe(4);
     expect(cpu.gpus).toEqual([]);

@@ -26,6 +26,7 @@ import { QueueController } from './queue/queue.controller';
 import { SchedulerClient } from './queue/scheduler-client';
 import { CLOCK, JOB_TYPES, LOGGER, METRICS_REGISTRY, OUTPUT_STORE } from './tokens';
 import { FailedWebhooksController } from './webhooks/failed-webhooks.controller';
+import { GpuCordonController } from './workers/gpu-cordon.controller';
 
 export interface GatewayDeps {
   config: GatewayConfig;
@@ -51,6 +52,7 @@ export class GatewayModule {
         ConfigController,
         HealthController,
         FailedWebhooksController,
+        GpuCordonController,
       ],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: d.config },

@@ -41,6 +41,18 @@ export const V1_ROUTES: RouteCase[] = [
     body: { maxConcurrentJobs: 4 },
   },
   { method: 'GET', template: '/v1/workers', path: '/v1/workers', admin: false },
+  {
+    method: 'POST',
+    template: '/v1/workers/{id}/gpus/{uuid}/cordon',
+    path: '/v1/workers/w1/gpus/GPU-11111111-2222-3333-4444-555555555555/cordon',
+    admin: true,
+  },
+  {
+    method: 'POST',
+    template: '/v1/workers/{id}/gpus/{uuid}/uncordon',
+    path: '/v1/workers/w1/gpus/GPU-11111111-2222-3333-4444-555555555555/uncordon',
+    admin: true,
+  },
   { method: 'GET', template: '/v1/concurrency/stats', path: '/v1/concurrency/stats', admin: false },
   { method: 'GET', template: '/v1/config', path: '/v1/config', admin: true },
   { method: 'GET', template: '/v1/webhooks/failed', path: '/v1/webhooks/failed', admin: true },

@@ -2,6 +2,7 @@ import {
   bool,
   commonSpec,
   int,
+  intList,
   jobPolicySpec,
   livenessSpec,
   optionalInt,
@@ -12,6 +13,7 @@ import {
   type ConfigOf,
 } from '@gantry/config';
 import { SUBJECT_TOKEN } from '@gantry/contracts';
+import { DEFAULT_CORDON_XIDS } from './gpu/xid-log';
 
 export const workerSpec = {
   ...commonSpec,
@@ -45,6 +47,45 @@ export const workerSpec = {
   FFMPEG: str({ default: 'ffmpeg', doc: 'ffmpeg binary' }),
   NVIDIA_SMI: str({ default: 'nvidia-smi', doc: 'nvidia-smi binary used for GPU discovery' }),
   GPU_DISCOVERY: bool({ default: true, doc: 'false = CPU-only mode without probing' }),
+  GPU_SAMPLE_INTERVAL_MS: int({
+    default: 5_000,
+    min: 100,
+    max: 600_000,
+    doc: 'GPU telemetry (memory, utilization, temperature, ECC) and XID sampling period',
+  }),
+  GPU_SAMPLE_TIMEOUT_MS: int({
+    default: 10_000,
+    min: 100,
+    max: 600_000,
+    doc: 'a telemetry query still running after this is killed (that sample is skipped)',
+  }),
+  GPU_XID_LOG: optionalStr({
+    doc: 'a file receiving kernel messages (e.g. /var/log/kern.log) to read NVIDIA XID errors from (unset: no XID check)',
+  }),
+  GPU_CORDON_XIDS: intList({
+    default: [...DEFAULT_CORDON_XIDS],
+    min: 1,
+    max: 1_000,
+    doc: 'XID codes that cordon a GPU',
+  }),
+  GPU_CORDON_RECHECK_SECONDS: int({
+    default: 600,
+    min: 0,
+    max: 604_800,
+    doc: 'an automatic cordon is lifted by a clean probe this long after the last error',
+  }),
+  GPU_START_FAILURES: int({
+    default: 3,
+    min: 0,
+    max: 1_000,
+    doc: 'attempts in a row failing within GPU_START_FAILURE_SECONDS of their start that cordon a GPU (0 = never)',
+  }),
+  GPU_START_FAILURE_SECONDS: int({
+    default: 10,
+    min: 1,
+    max: 3_600,
+    doc: 'an attempt failing sooner than this after its start counts as a start failure of its GPUs',
+  }),
   DISPATCH_ACK_WAIT_MS: int({
     default: 30_000,
     min: 1_000,

@@ -28,7 +28,12 @@ import { ExecutorRegistry } from './executors/executor-registry';
 import { FfmpegExecutor } from './executors/ffmpeg.executor';
 import { NoopExecutor } from './executors/noop.executor';
 import { DEFAULT_TRANSFERS, type TransferSettings } from './executors/transfers';
+import { GpuHealthTracker } from './gpu/gpu-health';
+import { GpuMetrics } from './gpu/gpu-metrics';
+import { GpuMonitor } from './gpu/gpu-monitor';
 import { NvidiaSmiProbe, noGpus, type GpuProbe } from './gpu/gpu-probe';
+import { NvidiaSmiTelemetry, TelemetrySampler, type TelemetryPort } from './gpu/gpu-telemetry';
+import { XidLogTail } from './gpu/xid-log';
 import { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
 import { S3InputPolicy } from './runner/s3-input-policy';
 import { prepareScratch, removeScratch } from './runner/scratch';
@@ -40,6 +45,8 @@ export interface WorkerAppOptions {
   registry: Registry;
   /** GPU discovery (default: nvidia-smi, or none with GPU_DISCOVERY=false). */
   probe?: GpuProbe;
+  /** GPU telemetry (default: nvidia-smi's query, when GPUs were discovered through it). */
+  telemetry?: TelemetryPort;
   /** Transfer timings (default: the contract's connect 30 s, idle 120 s, 3 attempts). */
   transfers?: Partial<TransferSettings>;
 }
@@ -52,6 +59,7 @@ export interface WorkerApp {
   readonly opsUrl: string;
   readonly runner: AttemptRunner;
   readonly worker: WorkerService;
+  readonly gpuMonitor: GpuMonitor;
   /**
    * Graceful stop: announce draining (no new dispatches), stop fetching, let running attempts finish for
    * WORKER_SHUTDOWN_GRACE_SECONDS, then hand the rest back (they are queued again at once), deregister, disconnect.
@@ -74,8 +82,10 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
   const probe =
     o.probe ??
     (config.GPU_DISCOVERY
-      ? new NvidiaSmiProbe(config.NVIDIA_SMI, (err) =>
-          logger.warn({ err: String(err) }, 'no GPU found (nvidia-smi missing or failing); CPU-only mode'),
+      ? new NvidiaSmiProbe(
+          config.NVIDIA_SMI,
+          (err) => logger.warn({ err: String(err) }, 'no GPU found (nvidia-smi missing or failing); CPU-only mode'),
+          (err) => logger.warn({ err: String(err) }, 'nvidia-smi -L failed; MIG instances are not discovered'),
         )
       : noGpus);
   const gpus = await probe.discover();
@@ -109,6 +119,38 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     logger,
   );
 
+  const telemetry =
+    o.telemetry ??
+    (!o.probe && config.GPU_DISCOVERY
+      ? new NvidiaSmiTelemetry(config.NVIDIA_SMI, config.GPU_SAMPLE_TIMEOUT_MS)
+      : undefined);
+  const gpuMonitor = new GpuMonitor({
+    devices: gpus,
+    ...(telemetry
+      ? {
+          sampler: new TelemetrySampler(
+            telemetry,
+            // A sample is shown while the next ones may still be failing or timing out, then reported unknown.
+            3 * config.GPU_SAMPLE_INTERVAL_MS + config.GPU_SAMPLE_TIMEOUT_MS,
+            (err, n) => {
+              if (n === 1 || n % 60 === 0)
+                logger.warn({ err: String(err), consecutive: n }, 'GPU telemetry sample failed');
+            },
+          ),
+        }
+      : {}),
+    ...(config.GPU_XID_LOG ? { xid: new XidLogTail(config.GPU_XID_LOG) } : {}),
+    health: new GpuHealthTracker(gpus, {
+      recheckMs: config.GPU_CORDON_RECHECK_SECONDS * 1000,
+      startFailureLimit: config.GPU_START_FAILURES,
+      cordonXids: config.GPU_CORDON_XIDS,
+    }),
+    intervalMs: config.GPU_SAMPLE_INTERVAL_MS,
+    onChange: (changes) => live.worker?.gpuHealthChanged(changes),
+    onXidError: (err) => logger.warn({ err: String(err), file: config.GPU_XID_LOG }, 'cannot read the XID log'),
+  });
+  const gpuMetrics = new GpuMetrics(registry, () => gpuMonitor.statuses());
+
   const metrics = new WorkerMetrics(registry, () => ({
     slots,
     busy: live.runner?.running.size ?? 0,
@@ -131,6 +173,15 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     logger,
     lease,
     transfers,
+    attemptEnded: (e) => {
+      if (e.gpus.length === 0 || e.outcome === 'cancel' || e.outcome === 'shutdown') return;
+      // A start failure: the program could not run, crashed or exited with an error soon after it started.
+      const early =
+        e.outcome === 'fail' &&
+        ['SPAWN_FAILED', 'EXIT_CODE', 'SIGNAL'].includes(e.code ?? '') &&
+        e.runMs < config.GPU_START_FAILURE_SECONDS * 1000;
+      gpuMonitor.attemptEnded(e.gpus, e.jobId, early);
+    },
     s3Inputs: new S3InputPolicy(config.S3_BUCKET, config.S3_INPUT_BUCKETS, {
       tenantOf: async (jobId) => (await jobStore.get(jobId).catch(() => undefined))?.record.tenant,
     }),
@@ -156,6 +207,7 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     async () => {
       await ensureConsumer(nats.jsm, consumer, logger);
     },
+    { monitor: gpuMonitor, metrics: gpuMetrics },
   );
   live.worker = worker;
   const graceMs = config.WORKER_SHUTDOWN_GRACE_SECONDS * 1000;
@@ -177,6 +229,8 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     strategy,
     logger: new NestPinoLogger(logger),
   });
+  // The first heartbeat already carries live figures (and any cordon the first sample decides).
+  await gpuMonitor.start();
   await worker.start();
   await app.listen();
   logger.info({ workerId: id, slots }, 'worker started');
@@ -196,6 +250,7 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
       await app.close().catch((err: unknown) => logger.error({ err }, 'transport close failed'));
       clearTimeout(grace);
       await worker.deregister();
+      await gpuMonitor.stop();
       await removeScratch(scratchRoot);
       await nats.drain().catch(() => undefined);
       await ops.close();
@@ -204,5 +259,5 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     })();
     return stopping;
   };
-  return { id, slots, gpus, scratchRoot, opsUrl: ops.url, runner, worker, shutdown };
+  return { id, slots, gpus, scratchRoot, opsUrl: ops.url, runner, worker, gpuMonitor, shutdown };
 }

@@ -7,6 +7,8 @@ import {
   SUBJECTS,
   type Clock,
   type GpuInfo,
+  type GpuStatus,
+  type RpcReply,
   type WorkerControl,
   type WorkerHeartbeat,
 } from '@gantry/contracts';
@@ -14,7 +16,10 @@ import { decodeJson, encodeJson, type NatsHandle } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import { Kvm, type KV } from '@nats-io/kv';
 import { jetstream } from '@nats-io/jetstream';
-import type { Subscription } from '@nats-io/transport-node';
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import type { HealthChange } from './gpu/gpu-health';
+import type { GpuMetrics } from './gpu/gpu-metrics';
+import type { GpuMonitor } from './gpu/gpu-monitor';
 import type { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
 
 export interface WorkerIdentity {
@@ -51,6 +56,8 @@ export class WorkerService {
      * killed — so its consumer must exist again, or dispatches addressed to it would wait forever.
      */
     private readonly rejoin?: () => Promise<void>,
+    /** Live GPU figures and health (absent: the discovered GPUs as they are). */
+    private readonly gpus?: { monitor: GpuMonitor; metrics?: GpuMetrics },
   ) {
     this.startedAt = clock.now().toISOString();
   }
@@ -69,13 +76,18 @@ export class WorkerService {
     this.kv = await new Kvm(jetstream(this.nats.nc, { timeout: beatTimeoutMs })).open(BUCKETS.workers);
     this.control = this.nats.nc.subscribe(SUBJECTS.workerControl(this.identity.id), {
       callback: (_err, msg) => {
+        let c: WorkerControl;
         try {
-          const c = decodeJson<WorkerControl>(msg.data);
-          if (c.type === 'cancel' && this.runner.abortJob(c.jobId, 'cancel', c.generation)) {
+          c = decodeJson<WorkerControl>(msg.data);
+        } catch {
+          return; // ignore malformed control messages
+        }
+        if (c.type === 'cancel') {
+          if (this.runner.abortJob(c.jobId, 'cancel', c.generation)) {
             this.logger.info({ jobId: c.jobId }, 'cancel requested; killing the job');
           }
-        } catch {
-          // ignore malformed control messages
+        } else if (c.type === 'cordon' || c.type === 'uncordon') {
+          void this.cordonRequest(c.type, String(c.uuid), c.reason, msg);
         }
       },
     });
@@ -102,6 +114,54 @@ export class WorkerService {
     }
   }
 
+  /** Admin cordon/uncordon of one of this worker's GPUs (answered after the heartbeat that announces it). */
+  private async cordonRequest(type: 'cordon' | 'uncordon', uuid: string, reason: string | undefined, msg: Msg) {
+    const monitor = this.gpus?.monitor;
+    const reasonText =
+      typeof reason === 'string' && reason.trim() ? reason.trim().slice(0, 200) : 'cordoned by an admin';
+    const result = type === 'cordon' ? monitor?.cordon(uuid, reasonText) : monitor?.uncordon(uuid);
+    let reply: RpcReply<GpuStatus[]>;
+    if (!result) {
+      reply = {
+        ok: false,
+        error: { status: 404, title: 'Not Found', detail: `worker ${this.identity.id} has no GPU ${uuid}` },
+      };
+    } else {
+      await this.beatFresh();
+      reply = { ok: true, data: result };
+    }
+    if (msg.reply) msg.respond(encodeJson(reply));
+  }
+
+  /**
+   * GPU health changed: say so (log and metric), heartbeat at once so the scheduler stops placing work there, and
+   * hand back the attempts running on newly cordoned GPUs — queued again without costing their attempt.
+   */
+  gpuHealthChanged(changes: HealthChange[]): void {
+    for (const c of changes) {
+      if (c.health === 'cordoned') {
+        this.logger.warn({ event: 'gpu.cordoned', gpu: c.uuid, kind: c.kind, reason: c.reason }, 'GPU cordoned');
+        this.gpus?.metrics?.cordoned(c.kind);
+      } else {
+        this.logger.info({ event: 'gpu.uncordoned', gpu: c.uuid, kind: c.kind, reason: c.reason }, 'GPU uncordoned');
+      }
+    }
+    if (changes.some((c) => c.health === 'cordoned')) this.handBackFromCordoned();
+    void this.beatFresh();
+  }
+
+  /** Hands back every running attempt that uses a cordoned GPU (also re-checked on every heartbeat). */
+  private handBackFromCordoned(): void {
+    const monitor = this.gpus?.monitor;
+    if (!monitor) return;
+    for (const [jobId, a] of this.runner.running) {
+      const bad = (a.record.gpus ?? []).find((u) => monitor.isCordoned(u));
+      if (bad && !a.reason && this.runner.abortJob(jobId, 'shutdown')) {
+        this.logger.warn({ jobId, gpu: bad }, 'handing back an attempt running on a cordoned GPU');
+      }
+    }
+  }
+
   heartbeat(): WorkerHeartbeat {
     return {
       v: 1,
@@ -109,7 +169,7 @@ export class WorkerService {
       pool: this.identity.pool,
       slots: this.identity.slots,
       slotsPerGpu: this.identity.slotsPerGpu,
-      gpus: this.identity.gpus,
+      gpus: this.gpus?.monitor.statuses() ?? this.identity.gpus,
       runningJobs: [...this.runner.running.keys()],
       inflight: [...this.runner.inflight.values()],
       jobTypes: this.identity.jobTypes,
@@ -120,9 +180,26 @@ export class WorkerService {
     };
   }
 
+  /** A heartbeat that starts after now (waits out one in progress, which may carry older GPU states). */
+  private async beatFresh(): Promise<void> {
+    while (this.inBeat) await this.inBeat;
+    await this.beat();
+  }
+
+  private inBeat: Promise<void> | undefined;
+
   /** One heartbeat: renew the registration, then check the attempts' records. */
-  private async beat(): Promise<void> {
-    if (this.beating || !this.kv) return;
+  private beat(): Promise<void> {
+    if (this.beating || !this.kv) return Promise.resolve();
+    const p: Promise<void> = this.beatOnce().finally(() => {
+      if (this.inBeat === p) this.inBeat = undefined;
+    });
+    this.inBeat = p;
+    return p;
+  }
+
+  private async beatOnce(): Promise<void> {
+    if (!this.kv) return;
     this.beating = true;
     try {
       await this.kv.put(this.identity.id, encodeJson(this.heartbeat()));
@@ -140,6 +217,7 @@ export class WorkerService {
       if (this.rejoin && now < this.rejoinUntil) {
         await this.rejoin().catch((err: unknown) => this.logger.warn({ err: String(err) }, 'rejoin failed; retrying'));
       }
+      this.handBackFromCordoned();
       await this.runner.checkOwnership().catch((err: unknown) => this.logger.warn({ err }, 'ownership check failed'));
     } catch (err) {
       this.logger.warn({ err: String(err), silentForMs: Date.now() - this.lastBeat }, 'heartbeat failed');

@@ -216,7 +216,7 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     expect(app.slots).toBe(4); // 2 GPUs × SLOTS_PER_GPU (2)
     const hb = await heartbeat();
     expect(hb).toMatchObject({ id: app.id, pool: 'default', slots: 4, slotsPerGpu: 2, draining: false });
-    expect(hb.gpus).toEqual(app.gpus);
+    expect(hb.gpus).toEqual(app.gpus.map((g) => expect.objectContaining({ ...g, health: 'ok' })));
     expect(hb.jobTypes).toEqual(expect.arrayContaining(['noop', 'ffmpeg', 'env', 'sleeper']));
 
     const id = await createJob('sleeper', { tag: 'hb', seconds: 2 });

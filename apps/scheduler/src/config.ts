@@ -26,6 +26,12 @@ export const schedulerSpec = {
     doc: 'queued jobs beyond this are refused (initial value)',
   }),
   TENANT_MAX_CONCURRENT_JOBS: optionalInt({ min: 1, max: 1_000_000, doc: 'running jobs one tenant may hold at once' }),
+  GPU_MEMORY_MARGIN_MB: int({
+    default: 512,
+    min: 0,
+    max: 1_048_576,
+    doc: "memory kept free on a GPU beyond jobs' declared memory, judged on the worker's live free memory",
+  }),
   AGING_SECONDS: int({
     default: 0,
     min: 0,

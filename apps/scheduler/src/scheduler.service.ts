@@ -22,6 +22,8 @@ import {
   type QueueMetrics,
   type QueueState,
   type QueueStatsBroadcast,
+  type GpuStatus,
+  type GpuView,
   type WorkerView,
 } from '@gantry/contracts';
 import { decodeJson, encodeJson, RpcError, type NatsHandle } from '@gantry/jetstream';
@@ -87,6 +89,7 @@ export class SchedulerService {
       onStarted: (s) => this.metrics?.started(s),
       onTerminal: (s) => this.metrics?.finished(s),
     });
+    this.state.capacity.gpuMarginMb = config.GPU_MEMORY_MARGIN_MB;
     this.metrics = new SchedulerMetrics(
       registry,
       this.state,
@@ -375,7 +378,7 @@ export class SchedulerService {
         pool: hb.pool,
         slots: hb.slots,
         busy: this.state.capacity.worker(hb.id)?.used ?? hb.runningJobs.length,
-        gpus: hb.gpus,
+        gpus: hb.gpus.map(gpuView),
         runningJobs: hb.runningJobs,
         lastHeartbeatAt: hb.heartbeatAt,
         draining: hb.draining,
@@ -512,6 +515,27 @@ export class SchedulerService {
     await this.monitor.stop();
     await this.projection.stop();
   }
+}
+
+/** A GPU on `GET /v1/workers`: what the worker reported, unknown live figures as null (older workers send none). */
+export function gpuView(g: GpuStatus): GpuView {
+  return {
+    index: g.index,
+    uuid: g.uuid,
+    name: g.name,
+    memoryTotalMb: g.memoryTotalMb,
+    ...(g.parentUuid ? { parentUuid: g.parentUuid } : {}),
+    memoryUsedMb: g.memoryUsedMb ?? null,
+    memoryFreeMb: g.memoryFreeMb ?? null,
+    utilizationPercent: g.utilizationPercent ?? null,
+    temperatureC: g.temperatureC ?? null,
+    eccErrors: g.eccErrors ?? null,
+    xidErrors: g.xidErrors ?? 0,
+    sampledAt: g.sampledAt ?? null,
+    mig: g.mig === true,
+    health: g.health === 'cordoned' ? 'cordoned' : 'ok',
+    ...(g.health === 'cordoned' && g.cordonReason ? { cordonReason: g.cordonReason } : {}),
+  };
 }
 
 function round(n: number): number {

@@ -25,11 +25,47 @@ export interface DispatchMessage {
   revision?: number;
 }
 
+/**
+ * A schedulable GPU as discovered: a whole GPU, or a MIG instance (`mig: true`, `uuid` `MIG-…`, its own memory). `index`
+ * is unique on its worker: a whole GPU keeps nvidia-smi's index; MIG device `d` of GPU `g` gets `100 × (g + 1) + d`.
+ */
 export interface GpuInfo {
   index: number;
   uuid: string;
   name: string;
   memoryTotalMb: number;
+  /** A MIG instance (absent = a whole GPU). */
+  mig?: boolean;
+  /** The physical GPU of a MIG instance. */
+  parentUuid?: string;
+}
+
+/** Live figures of one GPU from the worker's last sample; `null` where the driver gave none ([N/A], MIG, no sample). */
+export interface GpuTelemetry {
+  memoryUsedMb: number | null;
+  memoryFreeMb: number | null;
+  utilizationPercent: number | null;
+  temperatureC: number | null;
+  /** Uncorrected volatile ECC errors since the driver loaded (null where ECC is off or unsupported). */
+  eccErrors: number | null;
+  /** XID errors (any code) the worker read from the kernel log since it started. */
+  xidErrors: number;
+  sampledAt: string | null;
+}
+
+export type GpuHealth = 'ok' | 'cordoned';
+
+/** A GPU as a worker reports it in its heartbeats (since v1.1: live figures and health; older workers send GpuInfo). */
+export interface GpuStatus extends GpuInfo, Partial<GpuTelemetry> {
+  health?: GpuHealth;
+  cordonReason?: string;
+}
+
+/** A GPU on `GET /v1/workers` (v1.1). */
+export interface GpuView extends GpuInfo, GpuTelemetry {
+  mig: boolean;
+  health: GpuHealth;
+  cordonReason?: string;
 }
 
 /** A worker's registration and heartbeat, the value of its key in the workers bucket. */
@@ -40,7 +76,7 @@ export interface WorkerHeartbeat {
   slots: number;
   /** Jobs one GPU may run at once (SLOTS_PER_GPU). */
   slotsPerGpu: number;
-  gpus: GpuInfo[];
+  gpus: GpuStatus[];
   /** Jobs started on this worker and not finished. */
   runningJobs: string[];
   /** Dispatches received and not yet acked (started or about to start). */
@@ -64,11 +100,24 @@ export interface DispatchReleased {
 }
 
 /** Gateway → worker, core NATS: a running job was cancelled; kill it now (the worker also polls). */
-export interface WorkerControl {
+export type WorkerControl = WorkerCancel | GpuCordonControl;
+
+export interface WorkerCancel {
   v: 1;
   type: 'cancel';
   jobId: string;
   generation: number;
+}
+
+/**
+ * Gateway → worker, core NATS request/reply: cordon or uncordon one of its GPUs (admin route). The worker answers an
+ * {@link RpcReply} of the GPU's {@link GpuView} (404 for a GPU it does not have).
+ */
+export interface GpuCordonControl {
+  v: 1;
+  type: 'cordon' | 'uncordon';
+  uuid: string;
+  reason?: string;
 }
 
 export interface PriorityDepth {
@@ -131,7 +180,7 @@ export interface WorkerView {
   pool: string;
   slots: number;
   busy: number;
-  gpus: GpuInfo[];
+  gpus: GpuView[];
   runningJobs: string[];
   lastHeartbeatAt: string;
   draining: boolean;

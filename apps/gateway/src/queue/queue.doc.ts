@@ -1,5 +1,5 @@
 /** OpenAPI schemas of the queue and worker answers (types in @gantry/contracts). */
-import { ApiProperty } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 
 class DepthDoc {
   @ApiProperty() urgent!: number;
@@ -39,11 +39,24 @@ export class QueueMetricsDoc {
   @ApiProperty({ type: PerformanceDoc }) performance!: PerformanceDoc;
 }
 
-class GpuDoc {
-  @ApiProperty() index!: number;
-  @ApiProperty() uuid!: string;
+export class GpuDoc {
+  @ApiProperty({ description: 'unique on the worker; MIG device d of GPU g is 100 × (g + 1) + d' }) index!: number;
+  @ApiProperty({ description: 'GPU-… or, for a MIG instance, MIG-…' }) uuid!: string;
   @ApiProperty() name!: string;
   @ApiProperty() memoryTotalMb!: number;
+  @ApiProperty({ type: Number, nullable: true, description: 'last sample; null when unknown' })
+  memoryUsedMb!: number | null;
+  @ApiProperty({ type: Number, nullable: true }) memoryFreeMb!: number | null;
+  @ApiProperty({ type: Number, nullable: true }) utilizationPercent!: number | null;
+  @ApiProperty({ type: Number, nullable: true }) temperatureC!: number | null;
+  @ApiProperty({ type: Number, nullable: true, description: 'uncorrected volatile ECC errors' })
+  eccErrors!: number | null;
+  @ApiProperty({ description: 'XID errors read from the kernel log since the worker started' }) xidErrors!: number;
+  @ApiProperty({ type: String, nullable: true, format: 'date-time' }) sampledAt!: string | null;
+  @ApiProperty() mig!: boolean;
+  @ApiPropertyOptional({ description: 'the physical GPU of a MIG instance' }) parentUuid?: string;
+  @ApiProperty({ enum: ['ok', 'cordoned'] }) health!: 'ok' | 'cordoned';
+  @ApiPropertyOptional() cordonReason?: string;
 }
 
 export class WorkerDoc {

@@ -34,20 +34,103 @@ export function parseNvidiaSmi(csv: string): GpuInfo[] {
   return out.sort((a, b) => a.index - b.index);
 }
 
+/** A MIG instance as `nvidia-smi -L` lists it under its GPU. */
+export interface MigListing {
+  gpuIndex: number;
+  gpuUuid: string;
+  /** Its device number within the GPU. */
+  device: number;
+  /** The GPU instance profile, e.g. `1g.5gb`. */
+  profile: string;
+  uuid: string;
+}
+
+const GPU_LINE = /^GPU (\d+): .*\(UUID: (GPU-[\w-]+)\)\s*$/;
+// Current drivers print `MIG-<uuid>`; R450 printed `MIG-GPU-<uuid>/<gi>/<ci>`.
+const MIG_LINE = /^\s+MIG (\S+)\s+Device\s+(\d+): \(UUID: (MIG-[\w/-]+)\)\s*$/;
+
+/** Parses `nvidia-smi -L`: the MIG instances of each GPU (whole GPUs are read from the CSV query). */
+export function parseMigListing(text: string): MigListing[] {
+  const out: MigListing[] = [];
+  let gpu: { index: number; uuid: string } | undefined;
+  for (const line of text.split('\n')) {
+    const g = GPU_LINE.exec(line);
+    if (g) {
+      gpu = { index: Number(g[1]), uuid: g[2]! };
+      continue;
+    }
+    const m = MIG_LINE.exec(line);
+    if (m && gpu)
+      out.push({ gpuIndex: gpu.index, gpuUuid: gpu.uuid, device: Number(m[2]), profile: m[1]!, uuid: m[3]! });
+  }
+  return out;
+}
+
+/**
+ * Memory of a MIG instance from its profile name (`<n>g.<m>gb`): m GiB × 0.95, which is exact for the 5/10 GB slices
+ * of A100/H100 (4864 and 9728 MiB) and an underestimate for the larger ones — never more than the instance has.
+ */
+export function migMemoryMb(profile: string): number | undefined {
+  const m = /\.(\d+(?:\.\d+)?)gb$/.exec(profile);
+  if (!m) return undefined;
+  return Math.floor(Number(m[1]) * 1024 * 0.95);
+}
+
+/**
+ * The schedulable devices: each whole GPU, except that a GPU with MIG instances is replaced by its instances (with MIG
+ * on, CUDA cannot use the GPU as a whole). MIG device `d` of GPU `g` gets index `100 × (g + 1) + d`, unique on the
+ * worker; `CUDA_VISIBLE_DEVICES` names it by its `MIG-…` UUID.
+ */
+export function schedulableDevices(gpus: GpuInfo[], migs: MigListing[]): GpuInfo[] {
+  const out: GpuInfo[] = [];
+  for (const g of gpus) {
+    const own = migs.filter((m) => m.gpuUuid === g.uuid).sort((a, b) => a.device - b.device);
+    if (own.length === 0) {
+      out.push(g);
+      continue;
+    }
+    for (const m of own) {
+      const memoryTotalMb = migMemoryMb(m.profile);
+      if (memoryTotalMb === undefined || memoryTotalMb <= 0) continue;
+      out.push({
+        index: 100 * (g.index + 1) + m.device,
+        uuid: m.uuid,
+        name: `${g.name} MIG ${m.profile}`,
+        memoryTotalMb,
+        mig: true,
+        parentUuid: g.uuid,
+      });
+    }
+  }
+  return out.sort((a, b) => a.index - b.index);
+}
+
 export class NvidiaSmiProbe implements GpuProbe {
   constructor(
     private readonly binary: string,
     private readonly onError: (err: unknown) => void = () => undefined,
+    /** `nvidia-smi -L` failed: whole GPUs are used, MIG instances (if any) are not seen. */
+    private readonly onMigError: (err: unknown) => void = () => undefined,
   ) {}
 
   async discover(): Promise<GpuInfo[]> {
+    let gpus: GpuInfo[];
     try {
       const { stdout } = await execa(this.binary, [...NVIDIA_SMI_ARGS], { timeout: 15_000 });
-      return parseNvidiaSmi(stdout);
+      gpus = parseNvidiaSmi(stdout);
     } catch (err) {
       this.onError(err);
       return [];
     }
+    if (gpus.length === 0) return gpus;
+    let migs: MigListing[] = [];
+    try {
+      const { stdout } = await execa(this.binary, ['-L'], { timeout: 15_000 });
+      migs = parseMigListing(stdout);
+    } catch (err) {
+      this.onMigError(err);
+    }
+    return schedulableDevices(gpus, migs);
   }
 }
 

@@ -130,9 +130,20 @@ export interface RunnerDeps {
   outcomeRetryMs?: number;
   /** Which s3:// inputs a job may read (absent: any). */
   s3Inputs?: S3InputPolicy;
+  /** Told how each attempt ended, with the GPUs it ran on (GPU health counts failures at start). */
+  attemptEnded?: (e: AttemptEnded) => void;
 }
 
-type Outcome = { kind: 'ok'; result: ExecutionResult } | { kind: 'fail'; error: JobError } | { kind: AbortReason };
+export interface AttemptEnded {
+  jobId: string;
+  gpus: string[];
+  outcome: Outcome['kind'];
+  code?: string;
+  runMs: number;
+}
+
+export type Outcome =
+  { kind: 'ok'; result: ExecutionResult } | { kind: 'fail'; error: JobError } | { kind: AbortReason };
 
 /** The error document PUT to a job's `upload.url` when its generation ends `failed`. */
 export interface UploadErrorDocument {
@@ -301,6 +312,13 @@ export class AttemptRunner {
     );
     this.running.delete(m.jobId);
     this.d.metrics.attemptFinished(record.type, outcome.kind, (Date.now() - startedAt) / 1000);
+    this.d.attemptEnded?.({
+      jobId: m.jobId,
+      gpus: assigned.map((g) => g.uuid),
+      outcome: outcome.kind,
+      ...(outcome.kind === 'fail' ? { code: outcome.error.code } : {}),
+      runMs: Date.now() - startedAt,
+    });
     log.info(
       { outcome: outcome.kind, ...(outcome.kind === 'fail' ? { code: outcome.error.code } : {}) },
       'attempt finished',

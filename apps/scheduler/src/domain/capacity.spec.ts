@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import type { GpuInfo } from '@gantry/contracts';
+import type { GpuInfo, GpuStatus } from '@gantry/contracts';
 import { Capacity, type Reservation } from './capacity';
 
 const gpu = (index: number, memoryTotalMb: number): GpuInfo => ({
@@ -12,7 +12,7 @@ const gpu = (index: number, memoryTotalMb: number): GpuInfo => ({
 function worker(
   c: Capacity,
   id: string,
-  o: { pool?: string; slots?: number; slotsPerGpu?: number; gpus?: GpuInfo[]; draining?: boolean } = {},
+  o: { pool?: string; slots?: number; slotsPerGpu?: number; gpus?: GpuStatus[]; draining?: boolean } = {},
 ) {
   c.upsertWorker({
     id,
@@ -199,5 +199,68 @@ describe('Capacity', () => {
       ),
       { numRuns: 150 },
     );
+  });
+
+  describe('live GPU state (v1.1)', () => {
+    const live = (index: number, total: number, used: number, extra: Partial<GpuStatus> = {}): GpuStatus => ({
+      ...gpu(index, total),
+      memoryUsedMb: used,
+      memoryFreeMb: total - used,
+      health: 'ok',
+      ...extra,
+    });
+
+    it('never places on a cordoned GPU, with or without declared memory, and resumes once it is uncordoned', () => {
+      const c = new Capacity(10);
+      worker(c, 'w1', { slots: 4, gpus: [live(0, 80_000, 0, { health: 'cordoned' }), live(1, 80_000, 0)] });
+      expect(take(c, 'a', 't', {})).toMatchObject({ ok: true, gpuIndices: [1] });
+      expect(take(c, 'b', 't', { gpuCount: 1, memoryMb: 1000 })).toMatchObject({ ok: true, gpuIndices: [1] });
+      expect(take(c, 'c', 't', { gpuCount: 1, memoryMb: 1000 })).toEqual({ ok: false, reason: 'no-memory' });
+      expect(take(c, 'd', 't', { gpuCount: 2, memoryMb: 1000 })).toEqual({ ok: false, reason: 'no-memory' });
+      worker(c, 'w1', { slots: 4, gpus: [live(0, 80_000, 0), live(1, 80_000, 0)] });
+      expect(take(c, 'c', 't', { gpuCount: 1, memoryMb: 1000 })).toMatchObject({ ok: true, gpuIndices: [0] });
+    });
+
+    it('admits declared memory only within live free memory, less unclaimed reservations and the margin', () => {
+      const c = new Capacity(10, undefined, 500);
+      // 80 GB GPU with 60 GB used by something outside Gantry: the reservation budget alone would admit 40 GB.
+      worker(c, 'w1', { slots: 4, slotsPerGpu: 4, gpus: [live(0, 80_000, 60_000)] });
+      expect(take(c, 'big', 't', { gpuCount: 1, memoryMb: 40_000 })).toEqual({ ok: false, reason: 'no-memory' });
+      // free 20 000 − margin 500 = 19 500
+      expect(take(c, 'a', 't', { gpuCount: 1, memoryMb: 19_500 })).toMatchObject({ ok: true });
+      c.release('a');
+      expect(take(c, 'a', 't', { gpuCount: 1, memoryMb: 10_000 })).toMatchObject({ ok: true });
+      // The reservation is not visible as used memory yet: 20 000 − (10 000 − 60 000 → 0)… used still counts the
+      // outside process, so the unclaimed part is max(0, 10 000 − 60 000) = 0 and 9 500 more would fit by the sample.
+      expect(c.liveHeadroomMb(c.worker('w1')!.gpus[0]!)).toBe(19_500);
+      // On an otherwise idle GPU, an unclaimed reservation is held back from the live free memory.
+      const d = new Capacity(10, undefined, 500);
+      worker(d, 'w2', { slots: 4, slotsPerGpu: 4, gpus: [live(0, 24_000, 0)] });
+      expect(take(d, 'x', 't', { gpuCount: 1, memoryMb: 16_000 })).toMatchObject({ ok: true });
+      expect(take(d, 'y', 't', { gpuCount: 1, memoryMb: 8_000 })).toEqual({ ok: false, reason: 'no-memory' });
+      expect(take(d, 'y', 't', { gpuCount: 1, memoryMb: 7_500 })).toMatchObject({ ok: true });
+      // The job's memory shows up in the next sample: nothing changes for what is left.
+      d.release('y');
+      worker(d, 'w2', { slots: 4, slotsPerGpu: 4, gpus: [live(0, 24_000, 16_000)] });
+      expect(d.liveHeadroomMb(d.worker('w2')!.gpus[0]!)).toBe(7_500);
+      // A job that grew past its reservation leaves less for others than the budget says.
+      worker(d, 'w2', { slots: 4, slotsPerGpu: 4, gpus: [live(0, 24_000, 22_000)] });
+      expect(take(d, 'z', 't', { gpuCount: 1, memoryMb: 4_000 })).toEqual({ ok: false, reason: 'no-memory' });
+      expect(take(d, 'z', 't', { gpuCount: 1, memoryMb: 1_500 })).toMatchObject({ ok: true });
+    });
+
+    it('a GPU nearly full by its live sample takes no job of unspecified memory either', () => {
+      const c = new Capacity(10, undefined, 1_000);
+      worker(c, 'w1', { slots: 4, gpus: [live(0, 24_000, 23_500), live(1, 24_000, 2_000)] });
+      expect(take(c, 'a', 't', {})).toMatchObject({ ok: true, gpuIndices: [1] });
+      expect(take(c, 'b', 't', {})).toMatchObject({ ok: true, gpuIndices: [1] });
+      expect(take(c, 'c', 't', {})).toEqual({ ok: false, reason: 'no-memory' });
+    });
+
+    it('judges GPUs without a live sample (older workers, MIG instances) on the reservation budget alone', () => {
+      const c = new Capacity(10, undefined, 1_000);
+      worker(c, 'w1', { slots: 4, gpus: [{ ...gpu(100, 9_728), mig: true, memoryUsedMb: null, memoryFreeMb: null }] });
+      expect(take(c, 'a', 't', { gpuCount: 1, memoryMb: 9_728 })).toMatchObject({ ok: true, gpuIndices: [100] });
+    });
   });
 });

@@ -3,8 +3,14 @@
  * the global cap, the tenant cap, one slot of its worker and, per assigned GPU, one GPU slot and its memory.
  * Placement never oversubscribes a GPU's memory budget or slots; the record is the truth, so a reservation that the
  * record contradicts (a job found running elsewhere) is moved as the record says, even past a limit, and is counted.
+ *
+ * Since v1.1 placement also respects what the worker last saw on each GPU: a cordoned GPU gets nothing new, and a
+ * job with declared memory `m` goes on a GPU only when, besides the reservation budget (`m ≤ total − reserved`),
+ * `m ≤ free − max(0, reserved − used) − margin` — the live free memory, less what reservations on it have not yet
+ * claimed, less a safety margin. GPUs without a live sample (MIG instances, a stale or missing sample) are judged on
+ * the reservation budget alone.
  */
-import type { GpuInfo } from '@gantry/contracts';
+import type { GpuStatus } from '@gantry/contracts';
 
 export interface GpuState {
   index: number;
@@ -12,6 +18,10 @@ export interface GpuState {
   memoryTotalMb: number;
   reservedMb: number;
   jobs: number;
+  /** The worker's last sample (null: none, or not for this device). */
+  memoryUsedMb: number | null;
+  memoryFreeMb: number | null;
+  cordoned: boolean;
 }
 
 export interface WorkerState {
@@ -58,6 +68,8 @@ export class Capacity {
   constructor(
     public maxConcurrent: number,
     public tenantCap?: number,
+    /** Memory kept free on every GPU beyond what jobs declared, when its live free memory is known. */
+    public gpuMarginMb = 0,
   ) {}
 
   get used(): number {
@@ -98,7 +110,7 @@ export class Capacity {
     pool: string;
     slots: number;
     slotsPerGpu: number;
-    gpus: GpuInfo[];
+    gpus: GpuStatus[];
     draining: boolean;
     /** Known to have its dispatch consumer (kept from before when absent). */
     ready?: boolean;
@@ -112,6 +124,9 @@ export class Capacity {
         memoryTotalMb: g.memoryTotalMb,
         reservedMb: old?.reservedMb ?? 0,
         jobs: old?.jobs ?? 0,
+        memoryUsedMb: g.memoryUsedMb ?? null,
+        memoryFreeMb: g.memoryFreeMb ?? null,
+        cordoned: g.health === 'cordoned',
       };
     });
     const state: WorkerState = {
@@ -217,18 +232,29 @@ export class Capacity {
   private pickGpus(w: WorkerState, req: PlacementRequest): { indices: number[]; score: number } | undefined {
     const freeSlotsScore = w.used / Math.max(1, w.slots);
     if (req.gpuCount === 0 || (req.gpuCount < 0 && w.gpus.length === 0)) return { indices: [], score: freeSlotsScore };
+    const open = w.gpus.filter((x) => !x.cordoned && x.jobs < w.slotsPerGpu);
     if (req.gpuCount < 0) {
-      // Unspecified: the least busy GPU with a free GPU slot.
-      const g = w.gpus.filter((x) => x.jobs < w.slotsPerGpu).sort((a, b) => a.jobs - b.jobs || a.index - b.index)[0];
+      // Unspecified: the least busy GPU with a free GPU slot (and, when known, more than the margin free).
+      const g = open.filter((x) => this.liveHeadroomMb(x) >= 0).sort((a, b) => a.jobs - b.jobs || a.index - b.index)[0];
       return g ? { indices: [g.index], score: freeSlotsScore } : undefined;
     }
-    const fits = w.gpus
-      .filter((g) => g.jobs < w.slotsPerGpu && g.memoryTotalMb - g.reservedMb >= req.gpuMemoryMb)
+    const fits = open
+      .filter((g) => g.memoryTotalMb - g.reservedMb >= req.gpuMemoryMb && this.liveHeadroomMb(g) >= req.gpuMemoryMb)
       .sort((a, b) => a.memoryTotalMb - a.reservedMb - (b.memoryTotalMb - b.reservedMb) || a.index - b.index);
     if (fits.length < req.gpuCount) return undefined;
     const chosen = fits.slice(0, req.gpuCount);
     const leftover = chosen.reduce((s, g) => s + (g.memoryTotalMb - g.reservedMb - req.gpuMemoryMb), 0);
     return { indices: chosen.map((g) => g.index).sort((a, b) => a - b), score: leftover + freeSlotsScore };
+  }
+
+  /**
+   * Memory a new job may still take on this GPU by its live figures: `free − max(0, reserved − used) − margin`
+   * (Infinity when the worker reported no live figures for it).
+   */
+  liveHeadroomMb(g: GpuState): number {
+    if (g.memoryFreeMb === null) return Infinity;
+    const unclaimed = Math.max(0, g.reservedMb - (g.memoryUsedMb ?? 0));
+    return g.memoryFreeMb - unclaimed - this.gpuMarginMb;
   }
 
   /** Records a reservation (dispatch) or one the record proves (a job running on a worker). Idempotent per job. */

@@ -68,13 +68,17 @@ export class WorkerMonitor {
     this.heartbeats.set(id, hb);
     this.lastSeen.set(id, this.clock.now().getTime());
     const before = this.state.capacity.worker(id);
+    const wasGpus = before?.gpus.map((g) => [g.cordoned, g.memoryFreeMb]);
     this.state.capacity.upsertWorker(hb);
+    const nowGpus = this.state.capacity.worker(id)?.gpus.map((g) => [g.cordoned, g.memoryFreeMb]);
     if (
       !known ||
       !before ||
       before.slots !== hb.slots ||
       before.draining !== hb.draining ||
-      before.gpus.length !== hb.gpus.length
+      before.gpus.length !== hb.gpus.length ||
+      // A GPU cordoned or uncordoned, or its live free memory moved: what fits where may have changed.
+      JSON.stringify(wasGpus) !== JSON.stringify(nowGpus)
     ) {
       this.hooks.workersChanged();
     }
