@@ -88,3 +88,16 @@ export { JobTypeRegistry } from './job-types/registry';
 export { systemClock } from './clock';
 export type { Clock } from './clock';
 export { isPrivateAddress, isMetadataHost } from './net-policy';
+export type {
+  JobRequest,
+  BatchRequest,
+  BatchSubmitted,
+  BatchStatusView,
+  JobPage,
+  JobListQuery,
+  FailedWebhookPage,
+  QueueConfigRequest,
+  Whoami,
+  ProblemDetails,
+  JobEventMessage,
+} from './api';

@@ -115,7 +115,8 @@ export class GantryCluster {
       },
       {
         what: 'gateway ready',
-        timeoutMs: 30_000,
+        // Generous: on a loaded shared machine the four processes can take tens of seconds to boot together.
+        timeoutMs: 90_000,
         intervalMs: 50,
       },
     );
