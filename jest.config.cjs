@@ -28,7 +28,7 @@ function esmPackages(dir = path.join(__dirname, 'node_modules'), scope = '') {
 }
 
 const escape = (s) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-const libs = ['contracts', 'config', 'telemetry', 'jetstream', 'job-store', 'net', 'storage', 'testing'];
+const libs = ['contracts', 'config', 'telemetry', 'jetstream', 'job-store', 'net', 'storage', 'testing', 'client'];
 
 module.exports = {
   testEnvironment: 'node',
@@ -51,7 +51,11 @@ module.exports = {
   },
   transformIgnorePatterns: [`/node_modules/(?!(${[...new Set(esmPackages())].map(escape).join('|')})/)`],
   resolver: '<rootDir>/tools/jest-resolver.cjs',
-  moduleNameMapper: Object.fromEntries(libs.map((l) => [`^@gantry/${l}$`, `<rootDir>/libs/${l}/src/index.ts`])),
+  moduleNameMapper: {
+    ...Object.fromEntries(libs.map((l) => [`^@gantry/${l}$`, `<rootDir>/libs/${l}/src/index.ts`])),
+    // ESM sources (libs/client) import their siblings as `./x.js`; Jest resolves those to `./x.ts`.
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+  },
   testTimeout: 120_000,
   maxWorkers: 2,
   setupFiles: ['<rootDir>/tools/jest-setup.cjs'],

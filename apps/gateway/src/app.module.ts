@@ -5,6 +5,7 @@ import type { OutputStore } from '@gantry/storage';
 import type { Logger, Registry } from '@gantry/telemetry';
 import { ConfigController } from './admin/config.controller';
 import { ApiKeyGuard } from './auth/auth';
+import { WhoamiController } from './auth/whoami.controller';
 import { BatchesController } from './batches/batches.controller';
 import { BatchesService } from './batches/batches.service';
 import { GATEWAY_CONFIG, type GatewayConfig } from './config';
@@ -53,6 +54,7 @@ export class GatewayModule {
         HealthController,
         FailedWebhooksController,
         GpuCordonController,
+        WhoamiController,
       ],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: d.config },

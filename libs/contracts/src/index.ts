@@ -97,3 +97,16 @@ export type { Clock } from './clock';
 export { isPrivateAddress, isMetadataHost, isMetadataAddress, embeddedIpv4 } from './net-policy';
 export { normalizeS3Url, S3InputPolicy } from './s3-input';
 export type { NormalizedS3Url, JobTenantLookup } from './s3-input';
+export type {
+  JobRequest,
+  BatchRequest,
+  BatchSubmitted,
+  BatchStatusView,
+  JobPage,
+  JobListQuery,
+  FailedWebhookPage,
+  QueueConfigRequest,
+  Whoami,
+  ProblemDetails,
+  JobEventMessage,
+} from './api';

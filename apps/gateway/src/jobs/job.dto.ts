@@ -3,7 +3,7 @@
  * Job-type-specific `input` is validated afterwards against the type's own schema.
  */
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { PRIORITIES, type Priority, SUBJECT_TOKEN } from '@gantry/contracts';
+import { PRIORITIES, type BatchRequest, type JobRequest, type Priority, SUBJECT_TOKEN } from '@gantry/contracts';
 import { Type } from 'class-transformer';
 import {
   ArrayMinSize,
@@ -56,7 +56,7 @@ export class UploadDto {
   url!: string;
 }
 
-export class SubmitJobDto {
+export class SubmitJobDto implements JobRequest {
   @ApiProperty({ example: 'noop', description: 'job type: noop, ffmpeg, or an operator-defined type' })
   @IsString()
   @Matches(/^[a-z][a-z0-9-]{0,62}$/, { message: 'must be a job type name' })
@@ -139,7 +139,7 @@ export class SubmitJobDto {
  * `POST /v1/batches`. Documented here for OpenAPI; validated by `JobRequestValidator`, which checks each job like a
  * single submit (field paths `jobs[i].…`) and answers 413 above MAX_JOBS_PER_BATCH before looking at any job.
  */
-export class SubmitBatchDto {
+export class SubmitBatchDto implements BatchRequest {
   @ApiProperty({ type: [SubmitJobDto], minItems: 1, description: 'at most MAX_JOBS_PER_BATCH jobs (else 413)' })
   @IsArray()
   @ArrayMinSize(1)

@@ -1,0 +1,179 @@
+/**
+ * The `gantry` CLI as a real child process (the repo's bin, as `npx gantry` runs it) against the whole system as real
+ * processes: exit codes scripts rely on, `--json` output, one-line errors, and the progress bar drawn on a real
+ * terminal (a pseudo-terminal from `script`).
+ */
+import { execFile, type ExecFileException } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ADMIN_KEY, CLIENT_KEY, GantryCluster, OTHER_TENANT_KEY, freePort, repoRoot } from '@gantry/testing';
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const BIN = join(repoRoot(), 'apps', 'cli', 'bin', 'gantry.cjs');
+
+function run(args: string[], env: Record<string, string>): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: { PATH: process.env['PATH'] ?? '', ...env }, timeout: 90_000 },
+      (err: ExecFileException | null, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe('gantry CLI (child process) against a real stack', () => {
+  let cluster: GantryCluster;
+  let dir: string;
+  let admin: Record<string, string>;
+  let client: Record<string, string>;
+
+  beforeAll(async () => {
+    cluster = await GantryCluster.start();
+    dir = mkdtempSync(join(tmpdir(), 'gantry-cli-'));
+    admin = { GANTRY_URL: cluster.gatewayUrl, GANTRY_API_KEY: ADMIN_KEY };
+    client = { GANTRY_URL: cluster.gatewayUrl, GANTRY_API_KEY: CLIENT_KEY };
+  });
+  afterAll(async () => cluster?.stop());
+
+  it('submit --wait --json: exit 0 for a completed job, stdout holds only the final view', async () => {
+    const r = await run(
+      [
+        'submit',
+        '--type',
+        'noop',
+        '--input',
+        '{"durationMs":300,"progressSteps":3,"result":{"n":7}}',
+        '--wait',
+        '--json',
+      ],
+      client,
+    );
+    expect(r.code).toBe(0);
+    const view = JSON.parse(r.stdout) as { id: string; status: string; result: unknown };
+    expect(view).toMatchObject({ status: 'completed', result: { n: 7 } });
+    await expect(cluster.job(view.id)).resolves.toMatchObject({ status: 'completed', tenant: 'default' });
+  });
+
+  it('submit --wait: exit 1 when the job fails, with its error', async () => {
+    const r = await run(
+      ['submit', '--type', 'noop', '--input', '{"failTimes":5,"retryable":false}', '--wait', '--json'],
+      client,
+    );
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'failed', error: { code: expect.any(String) } });
+  });
+
+  it('jobs watch draws a progress bar with stage, percent and ETA on a terminal', async () => {
+    const id = await cluster.submit({ type: 'noop', input: { durationMs: 8000, progressSteps: 8 } }, CLIENT_KEY);
+    const cmd = `'${process.execPath}' '${BIN}' jobs watch ${id}`;
+    const r = await new Promise<Result>((resolve) =>
+      execFile(
+        'script',
+        ['-qec', cmd, '/dev/null'],
+        { env: { PATH: process.env['PATH'] ?? '', TERM: 'xterm', ...client }, timeout: 90_000 },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+      ),
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(id);
+    expect(r.stdout).toMatch(/100% \| completed/);
+    expect(r.stdout).toMatch(/ETA \d+s/);
+    expect(r.stdout).toMatch(/ \d{1,2}% \| running step \d\/8 \| ETA \d+s/);
+  });
+
+  it('submit reads --file, lists, gets, cancels and retries jobs', async () => {
+    const file = join(dir, 'job.json');
+    writeFileSync(file, JSON.stringify({ type: 'noop', input: { durationMs: 60_000 }, metadata: { from: 'file' } }));
+    const s = await run(['submit', '--file', file, '--priority', 'low'], client);
+    expect(s.code).toBe(0);
+    const id = s.stdout.trim();
+    expect(id).toMatch(/^[0-9A-Z]{26}$/);
+
+    const got = await run(['jobs', 'get', id, '--json'], client);
+    expect(JSON.parse(got.stdout)).toMatchObject({ id, priority: 'low', metadata: { from: 'file' } });
+    const ls = await run(['jobs', 'ls', '--limit', '20'], client);
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toMatch(/^ID\s+TYPE\s+STATUS/);
+    expect(ls.stdout).toContain(id);
+
+    const c = await run(['jobs', 'cancel', id], client);
+    expect(c).toMatchObject({ code: 0 });
+    expect(c.stdout).toContain('cancelled');
+    const again = await run(['jobs', 'cancel', id], client);
+    expect(again.code).toBe(3);
+    expect(again.stderr.trim().split('\n')).toHaveLength(1);
+    expect(again.stderr).toMatch(/^gantry: 409 /);
+    const watch = await run(['jobs', 'watch', id, '--json'], client);
+    expect(watch.code).toBe(1);
+    const retry = await run(['jobs', 'retry', id, '--json'], client);
+    expect(retry.code).toBe(0);
+    expect(JSON.parse(retry.stdout)).toMatchObject({ generation: 2 });
+    await run(['jobs', 'cancel', id], client);
+  });
+
+  it('another tenant cannot see the job; a client key cannot pause the queue', async () => {
+    const id = await cluster.submit({ type: 'noop' }, CLIENT_KEY);
+    const r = await run(['jobs', 'get', id], { ...client, GANTRY_API_KEY: OTHER_TENANT_KEY });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^gantry: 404 /);
+    const p = await run(['queue', 'pause'], client);
+    expect(p.code).toBe(3);
+    expect(p.stderr).toMatch(/^gantry: 403 /);
+    expect(p.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('queue admin: pause, get, resume, config', async () => {
+    const p = await run(['queue', 'pause', '--json'], admin);
+    expect(JSON.parse(p.stdout)).toMatchObject({ paused: true });
+    const g = await run(['queue', 'get'], admin);
+    expect(g.stdout).toMatch(/state\s+paused/);
+    expect((await cluster.api<{ paused: boolean }>('GET', '/v1/queue')).body.paused).toBe(true);
+    const r = await run(['queue', 'resume'], admin);
+    expect(r.stdout).toMatch(/state\s+running/);
+    const c = await run(['queue', 'config', '--max-concurrent-jobs', '6', '--json'], admin);
+    expect(JSON.parse(c.stdout)).toMatchObject({ maxConcurrentJobs: 6 });
+    const w = await run(['workers', '--json'], admin);
+    expect(JSON.parse(w.stdout)).toHaveLength(1);
+    const who = await run(['whoami'], client);
+    expect(who.stdout).toBe('client (tenant default)\n');
+  });
+
+  it('batches submit --file and batches get', async () => {
+    const file = join(dir, 'batch.json');
+    writeFileSync(file, JSON.stringify({ jobs: [{ type: 'noop' }, { type: 'noop' }] }));
+    const s = await run(['batches', 'submit', '--file', file, '--json'], client);
+    expect(s.code).toBe(0);
+    const b = JSON.parse(s.stdout) as { id: string; jobs: { id: string }[] };
+    expect(b.jobs).toHaveLength(2);
+    for (const j of b.jobs) await cluster.waitForStatus(j.id, 'completed');
+    const g = await run(['batches', 'get', b.id, '--json'], client);
+    expect(JSON.parse(g.stdout)).toMatchObject({ total: 2, counts: { completed: 2 } });
+  });
+
+  it('usage errors exit 2 with one line; network errors exit 3 with one line', async () => {
+    const bad = await run(['submit', '--type', 'noop', '--input', '{nope'], client);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^gantry: --input is not valid JSON/);
+    expect((await run(['frobnicate'], client)).code).toBe(2);
+    expect((await run(['submit', '--type', 'noop', '--priority', 'asap'], client)).code).toBe(2);
+    const noKey = await run(['queue', 'get'], { GANTRY_URL: cluster.gatewayUrl });
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toMatch(/GANTRY_API_KEY/);
+    const invalid = await run(['submit', '--type', 'noop', '--input', '{"durationMs":-5}'], client);
+    expect(invalid.code).toBe(3);
+    expect(invalid.stderr).toMatch(/^gantry: 400 .*durationMs/);
+    const down = await run(['queue', 'get'], { ...admin, GANTRY_URL: `http://127.0.0.1:${await freePort()}` });
+    expect(down.code).toBe(3);
+    expect(down.stderr).toMatch(/^gantry: cannot reach http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED\n$/);
+  });
+});
