@@ -5,6 +5,7 @@ import {
   intList,
   jobPolicySpec,
   livenessSpec,
+  oneOf,
   optionalInt,
   optionalStr,
   port,
@@ -45,6 +46,36 @@ export const workerSpec = {
       '(default: S3_BUCKET only); jobs/<id>/ keys of S3_BUCKET only by jobs of the same tenant',
   }),
   FFMPEG: str({ default: 'ffmpeg', doc: 'ffmpeg binary' }),
+  JOB_SANDBOX: oneOf(['bwrap', 'off'] as const, {
+    default: 'bwrap',
+    doc:
+      'every job process runs in a bubblewrap sandbox (docs/gpu.md); the worker refuses to start where the host cannot ' +
+      'provide it. off = job processes run as the worker, unconfined (single-tenant hosts only; warned at every start)',
+  }),
+  BWRAP: str({ default: 'bwrap', doc: 'bubblewrap binary' }),
+  JOB_SANDBOX_UID_BASE: int({
+    default: 50_000,
+    min: 1_000,
+    max: 4_000_000_000,
+    doc: 'a worker running as root gives each slot its own uid/gid from here on (base … base + slots - 1)',
+  }),
+  JOB_MAX_OPEN_FILES: int({ default: 4_096, min: 64, max: 1_048_576, doc: 'RLIMIT_NOFILE of a job process' }),
+  JOB_MAX_PROCESSES: int({
+    default: 512,
+    min: 8,
+    max: 1_000_000,
+    doc: 'RLIMIT_NPROC of a job process (per slot uid when the worker is root, else shared with the worker uid)',
+  }),
+  MAX_INPUT_BYTES: int({
+    default: 10_737_418_240,
+    min: 1,
+    doc: 'largest single download into an attempt; beyond it the attempt fails DISK_LIMIT (not retryable)',
+  }),
+  MAX_SCRATCH_BYTES: int({
+    default: 53_687_091_200,
+    min: 1,
+    doc: 'all bytes an attempt may hold in its scratch dir (inputs + outputs); beyond it the attempt fails DISK_LIMIT',
+  }),
   NVIDIA_SMI: str({ default: 'nvidia-smi', doc: 'nvidia-smi binary used for GPU discovery' }),
   GPU_DISCOVERY: bool({ default: true, doc: 'false = CPU-only mode without probing' }),
   GPU_SAMPLE_INTERVAL_MS: int({

@@ -37,6 +37,7 @@ import { XidLogTail } from './gpu/xid-log';
 import { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
 import { S3InputPolicy } from './runner/s3-input-policy';
 import { prepareScratch, removeScratch } from './runner/scratch';
+import { Sandbox } from './sandbox/sandbox';
 import { WorkerMetrics } from './runner/worker-metrics';
 import { WorkerService } from './worker.service';
 
@@ -96,6 +97,40 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     { workerId: id, pool: config.WORKER_POOL, slots, gpus, scratchRoot, mode: gpus.length > 0 ? 'gpu' : 'cpu-only' },
     'worker identity',
   );
+  // Refuses to start (SandboxUnavailableError) where the host cannot sandbox job processes, unless JOB_SANDBOX=off.
+  const sandbox = await Sandbox.create(
+    {
+      mode: config.JOB_SANDBOX,
+      bwrap: config.BWRAP,
+      uidBase: config.JOB_SANDBOX_UID_BASE,
+      slots,
+      maxOpenFiles: config.JOB_MAX_OPEN_FILES,
+      maxProcesses: config.JOB_MAX_PROCESSES,
+      maxFileBytes: config.MAX_SCRATCH_BYTES,
+      shmBytes: 64 * 1024 * 1024,
+    },
+    scratchRoot,
+  ).catch(async (err: unknown) => {
+    await removeScratch(scratchRoot);
+    throw err;
+  });
+  if (sandbox.enabled) {
+    logger.info(
+      {
+        bwrap: sandbox.settings.bwrap,
+        uids: sandbox.privileged ? `${config.JOB_SANDBOX_UID_BASE}-${config.JOB_SANDBOX_UID_BASE + slots - 1}` : 'own',
+      },
+      sandbox.privileged
+        ? 'job sandbox ready: each slot runs as its own uid'
+        : 'job sandbox ready: the worker is not root, so job processes keep its uid inside their user namespace',
+    );
+  } else {
+    logger.warn(
+      { JOB_SANDBOX: 'off' },
+      'JOB_SANDBOX=off: job processes run UNCONFINED as the worker (they can read its environment and files, reach ' +
+        'the network and other attempts); never do this on a shared or multi-tenant worker',
+    );
+  }
 
   const live: { worker?: WorkerService; runner?: AttemptRunner; nats?: NatsHandle } = {};
   const ops = await startOpsServer({
@@ -181,6 +216,14 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
         ['SPAWN_FAILED', 'EXIT_CODE', 'SIGNAL'].includes(e.code ?? '') &&
         e.runMs < config.GPU_START_FAILURE_SECONDS * 1000;
       gpuMonitor.attemptEnded(e.gpus, e.jobId, early);
+    },
+    sandbox: {
+      sandbox,
+      limits: {
+        maxInputBytes: config.MAX_INPUT_BYTES,
+        maxScratchBytes: config.MAX_SCRATCH_BYTES,
+        maxScratchEntries: 100_000,
+      },
     },
     s3Inputs: new S3InputPolicy(config.S3_BUCKET, config.S3_INPUT_BUCKETS, {
       tenantOf: async (jobId) => (await jobStore.get(jobId).catch(() => undefined))?.record.tenant,

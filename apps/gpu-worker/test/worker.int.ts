@@ -342,7 +342,7 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     const id = await createJob('sleeper', { tag: 'cancelctl', seconds: 120 });
     await dispatch(id);
     await until(id, (r) => r.status === 'running' && r.progress !== undefined, 'running');
-    const pgid = await waitFor(() => sleeperGroup('cancelctl'), { what: 'the sleeper' });
+    const pgid = await waitFor(() => sleeperGroup('cancelctl'), { what: 'the sleeper', timeoutMs: 30_000 });
     expect(groupMembers(pgid).length).toBeGreaterThanOrEqual(3); // guard, script, background sleep 3600 …
     await jobs.transition(id, (cur) => requestCancel(cur.record, new Date())); // the gateway's part
     const control: WorkerControl = { v: 1, type: 'cancel', jobId: id, generation: 1 };
@@ -356,7 +356,7 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     const id = await createJob('sleeper', { tag: 'cancelrec', seconds: 120 });
     await dispatch(id);
     await until(id, (r) => r.status === 'running', 'running');
-    const pgid = await waitFor(() => sleeperGroup('cancelrec'), { what: 'the sleeper' });
+    const pgid = await waitFor(() => sleeperGroup('cancelrec'), { what: 'the sleeper', timeoutMs: 30_000 });
     await jobs.transition(id, (cur) => requestCancel(cur.record, new Date()));
     await until(id, (r) => r.status === 'cancelled', 'cancelled', 10_000);
     await waitFor(() => groupMembers(pgid).length === 0, { what: 'no process of the job left', timeoutMs: 10_000 });
@@ -365,7 +365,7 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
   it('times out an attempt, kills it, and reports TIMEOUT', async () => {
     const id = await createJob('sleeper', { tag: 'timeout', seconds: 120 }, { timeoutSeconds: 2, maxAttempts: 1 });
     await dispatch(id);
-    const pgid = await waitFor(() => sleeperGroup('timeout'), { what: 'the sleeper' });
+    const pgid = await waitFor(() => sleeperGroup('timeout'), { what: 'the sleeper', timeoutMs: 30_000 });
     const done = await until(id, (r) => r.status === 'failed', 'failed', 15_000);
     expect(done.error).toMatchObject({ code: 'TIMEOUT', message: 'attempt exceeded 2 s' });
     expect(Date.parse(done.finishedAt!) - Date.parse(done.startedAt!)).toBeLessThan(8_000);
@@ -376,7 +376,7 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     const id = await createJob('sleeper', { tag: 'lost', seconds: 120 });
     await dispatch(id);
     await until(id, (r) => r.status === 'running', 'running');
-    const pgid = await waitFor(() => sleeperGroup('lost'), { what: 'the sleeper' });
+    const pgid = await waitFor(() => sleeperGroup('lost'), { what: 'the sleeper', timeoutMs: 30_000 });
     const verdict = await jobs.transition(id, (cur) => workerLost(cur.record, app.id, new Date())); // the scheduler
     expect(verdict.record.status).toBe('retrying');
     await waitFor(() => groupMembers(pgid).length === 0, { what: 'the job killed', timeoutMs: 10_000 });
@@ -455,7 +455,7 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     await dispatch(short);
     await dispatch(long);
     await until(long, (r) => r.status === 'running', 'running');
-    const pgid = await waitFor(() => sleeperGroup('longjob'), { what: 'the long sleeper' });
+    const pgid = await waitFor(() => sleeperGroup('longjob'), { what: 'the long sleeper', timeoutMs: 30_000 });
     const started = Date.now();
     await app.shutdown('test');
     expect(Date.now() - started).toBeLessThan(3_000 + 10_000);

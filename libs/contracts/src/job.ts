@@ -49,6 +49,8 @@ export const ERROR_CODES = [
   'SPAWN_FAILED',
   'JOB_FAILED',
   'INTERNAL',
+  'DISK_LIMIT',
+  'SANDBOX_FAILED',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

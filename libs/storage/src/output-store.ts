@@ -5,7 +5,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
@@ -35,6 +35,27 @@ export function parseS3Url(url: string): { bucket: string; key: string } {
   const n = normalizeS3Url(url);
   if (!n.ok) throw new Error(`not a valid s3://bucket/key URL (${n.reason}): ${url}`);
   return { bucket: n.bucket, key: n.key };
+}
+
+/** A download that would pass its byte cap (the object's announced length, or the bytes actually received). */
+export class InputTooLargeError extends Error {
+  override readonly name = 'InputTooLargeError';
+  readonly code = 'INPUT_TOO_LARGE';
+  constructor(readonly maxBytes: number) {
+    super(`larger than the ${maxBytes}-byte cap`);
+  }
+}
+
+/** A pass-through stream that fails with InputTooLargeError once more than `maxBytes` went through. */
+export function byteCap(maxBytes: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done: TransformCallback) {
+      seen += chunk.length;
+      if (seen > maxBytes) done(new InputTooLargeError(maxBytes));
+      else done(null, chunk);
+    },
+  });
 }
 
 export class OutputStore {
@@ -84,14 +105,24 @@ export class OutputStore {
   }
 
   /** Downloads `s3://bucket/key` to a local file. */
-  async download(url: string, path: string, signal?: AbortSignal): Promise<number> {
+  /** Downloads an object into `path`; with `maxBytes`, a larger object fails with InputTooLargeError. */
+  async download(url: string, path: string, signal?: AbortSignal, maxBytes?: number): Promise<number> {
     const { bucket, key } = parseS3Url(url);
     const res = await this.client.send(
       new GetObjectCommand({ Bucket: bucket, Key: key }),
       signal ? { abortSignal: signal } : {},
     );
     if (!res.Body) throw new Error(`empty object ${url}`);
-    await pipeline(res.Body as Readable, createWriteStream(path));
+    const body = res.Body as Readable;
+    if (maxBytes !== undefined) {
+      if (res.ContentLength !== undefined && res.ContentLength > maxBytes) {
+        body.destroy();
+        throw new InputTooLargeError(maxBytes);
+      }
+      await pipeline(body, byteCap(maxBytes), createWriteStream(path));
+      return (await stat(path)).size;
+    }
+    await pipeline(body, createWriteStream(path));
     return (await stat(path)).size;
   }
 

@@ -4,12 +4,11 @@
  * shell line. A program reports progress with stdout lines `GANTRY_PROGRESS <percent> [stage]` and a result with one
  * line `GANTRY_RESULT <json>` (or a `result.json` file in its working directory).
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { renderTemplate, type CatalogJobType } from '@gantry/contracts';
 import type { OutputStore } from '@gantry/storage';
-import { JobFailure, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
-import { assertUploadTarget, uploadOutputs } from './outputs';
+import { JobFailure, downloadBudget, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
+import { assertUploadTarget, readRegularFile, uploadOutputs } from './outputs';
 import { exitFailure, runProcess } from './process-runner';
 import { downloadInput, type TransferSettings } from './transfers';
 
@@ -57,15 +56,17 @@ export class CatalogExecutor implements JobExecutor {
     assertUploadTarget(ctx, outputNames);
 
     const downloads = Object.entries(type.entry.downloads ?? {});
+    let downloaded = 0;
     for (const [i, [name, tpl]] of downloads.entries()) {
       ctx.progress(0, `downloading ${i + 1}/${downloads.length}`);
-      await downloadInput(
+      downloaded += await downloadInput(
         renderTemplate(tpl, render),
         join(ctx.scratchDir, name),
         this.store,
         this.transfers,
         ctx.signal,
         ctx.s3ReadRefusal?.bind(ctx),
+        downloadBudget(ctx, downloaded),
       );
     }
 
@@ -80,10 +81,14 @@ export class CatalogExecutor implements JobExecutor {
         ...ctx.env,
         GANTRY_JOB_ID: ctx.record.id,
         GANTRY_ATTEMPT: String(ctx.attempt),
-        GANTRY_WORK_DIR: ctx.scratchDir,
+        GANTRY_WORK_DIR: ctx.sandbox?.workDir ?? ctx.scratchDir,
       },
       signal: ctx.signal,
       ...(ctx.lease ? { lease: ctx.lease } : {}),
+      ...(ctx.sandbox ? { sandbox: ctx.sandbox } : {}),
+      // The operator's catalog directory holds the type's scripts; a type may opt into the network.
+      network: type.entry.network === true,
+      readOnly: [type.catalogDir],
       onStdoutLine: (line) => {
         const p = PROGRESS.exec(line.trim());
         if (p) {
@@ -100,7 +105,8 @@ export class CatalogExecutor implements JobExecutor {
     if (resultLine !== undefined) {
       result = parseResult(resultLine, 'GANTRY_RESULT line');
     } else if (!outputNames.includes('result.json')) {
-      const text = await readFile(join(ctx.scratchDir, 'result.json'), 'utf8').catch(() => undefined);
+      // The job wrote it: a regular file only (a symlink to a worker file would be read with the worker's rights).
+      const text = await readRegularFile(join(ctx.scratchDir, 'result.json'), MAX_RESULT_BYTES + 1);
       if (text !== undefined) result = parseResult(text, 'result.json');
     }
     const outputs = outputNames.length ? await uploadOutputs(ctx, outputNames, this.store, this.transfers) : undefined;

@@ -1,6 +1,7 @@
 /** How a job type runs on a worker. One executor per job type, found at boot (a type with none or two is an error). */
 import type { ErrorCode, JobOutput, JobRecord } from '@gantry/contracts';
 import type { Logger } from '@gantry/telemetry';
+import type { AttemptSandbox } from '../sandbox/sandbox';
 
 /** The worker's lease as a job process sees it: renewals arrive on every successful heartbeat. */
 export interface Lease {
@@ -29,6 +30,20 @@ export interface AttemptContext {
    */
   s3ReadRefusal?(bucket: string, key: string): Promise<string | undefined>;
   readonly logger: Logger;
+  /**
+   * The attempt's OS sandbox and disk caps (absent for an executor without scratch, and in unit tests that run the
+   * bare process runner). Every job process runs through it.
+   */
+  readonly sandbox?: AttemptSandbox;
+}
+
+/**
+ * Bytes the next download may take: MAX_INPUT_BYTES, or what MAX_SCRATCH_BYTES leaves after `used` bytes already
+ * downloaded — whichever is smaller (undefined without a sandbox: no cap).
+ */
+export function downloadBudget(ctx: AttemptContext, used: number): number | undefined {
+  if (!ctx.sandbox) return undefined;
+  return Math.max(0, Math.min(ctx.sandbox.maxInputBytes, ctx.sandbox.maxScratchBytes - used));
 }
 
 export interface ExecutionResult {

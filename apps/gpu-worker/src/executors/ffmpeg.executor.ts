@@ -6,7 +6,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tokenizeFfmpegArgs, validateFfmpegInput, type FfmpegInput } from '@gantry/contracts';
 import type { OutputStore } from '@gantry/storage';
-import { JobFailure, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
+import { JobFailure, downloadBudget, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
 import { assertUploadTarget, uploadOutputs } from './outputs';
 import { exitFailure, runProcess } from './process-runner';
 import { downloadInput, type TransferSettings } from './transfers';
@@ -154,16 +154,18 @@ export class FfmpegExecutor implements JobExecutor {
     assertUploadTarget(ctx, input.outputs);
 
     const names = Object.keys(input.inputs);
+    let downloaded = 0;
     for (const [i, name] of names.entries()) {
       ctx.progress(0, `downloading ${i + 1}/${names.length}`);
       const path = join(ctx.scratchDir, name);
-      await downloadInput(
+      downloaded += await downloadInput(
         input.inputs[name]!,
         path,
         this.store,
         this.transfers,
         ctx.signal,
         ctx.s3ReadRefusal?.bind(ctx),
+        downloadBudget(ctx, downloaded),
       );
       const playlist = await sniffPlaylist(path);
       if (playlist) {
@@ -184,6 +186,7 @@ export class FfmpegExecutor implements JobExecutor {
       env: ctx.env,
       signal: ctx.signal,
       ...(ctx.lease ? { lease: ctx.lease } : {}),
+      ...(ctx.sandbox ? { sandbox: ctx.sandbox } : {}),
       onStderrLine: (line) => progress.stderr(line),
       onStdoutLine: (line) => {
         const p = progress.progress(line);

@@ -1,4 +1,5 @@
-import { access } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobOutput } from '@gantry/contracts';
 import type { OutputStore } from '@gantry/storage';
@@ -11,6 +12,24 @@ import { fromS3Error, putToUrl, redactUrl, withRetries, type TransferSettings } 
  * `upload.url` — PUT to that presigned URL (such a job writes exactly one output; the gateway refuses others). Each
  * upload is tried up to 3 times with backoff. The dispatch is acked only after this returns.
  */
+/**
+ * A file the job wrote, read only when it is a regular file (not a symlink — the worker would follow it with its own
+ * rights —, a FIFO or a device) and opened without following links; at most `maxBytes`. Undefined when absent.
+ */
+export async function readRegularFile(path: string, maxBytes: number): Promise<string | undefined> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st) return undefined;
+  if (!st.isFile()) throw new JobFailure('JOB_FAILED', `${path.split('/').pop()} is not a regular file`, false);
+  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    const buf = Buffer.alloc(Math.min(maxBytes, st.size));
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Refuses, before any work, a job whose `upload.url` cannot take its outputs (exactly one is needed). */
 export function assertUploadTarget(ctx: AttemptContext, names: readonly string[]): void {
   if (ctx.record.upload?.url && names.length !== 1) {
@@ -31,10 +50,16 @@ async function uploadOutputsUntraced(
   assertUploadTarget(ctx, names);
   const upload = ctx.record.upload?.url;
   for (const name of names) {
-    try {
-      await access(join(ctx.scratchDir, name));
-    } catch {
-      throw new JobFailure('JOB_FAILED', `declared output ${name} was not written`, false);
+    // Outputs are the job's files: only regular files are uploaded (a symlink would be followed with the worker's
+    // rights, a FIFO would block the upload forever).
+    const st = await lstat(join(ctx.scratchDir, name)).catch(() => undefined);
+    if (!st) throw new JobFailure('JOB_FAILED', `declared output ${name} was not written`, false);
+    if (!st.isFile()) {
+      throw new JobFailure(
+        'JOB_FAILED',
+        `declared output ${name} is not a regular file (a link, FIFO or device)`,
+        false,
+      );
     }
   }
   const out: JobOutput[] = [];

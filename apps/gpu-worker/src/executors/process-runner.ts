@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { execa } from 'execa';
 import { inSpan } from '@gantry/telemetry';
+import { directoryBytes, sandboxFailureLine, type AttemptSandbox } from '../sandbox/sandbox';
 import { JobFailure, type Lease } from './executor';
 
 export interface ProcessSpec {
@@ -26,6 +27,17 @@ export interface ProcessSpec {
   tailLines?: number;
   /** When set, the guard kills the job once renewals stop for `lease.deadlineMs`. */
   lease?: Lease;
+  /**
+   * The attempt's sandbox: the job then runs inside it (cwd its scratch directory, environment `env` only) and its
+   * scratch directory is held to the sandbox's disk cap.
+   */
+  sandbox?: AttemptSandbox;
+  /** Keep the host network inside the sandbox (a catalog type's `network: true`). */
+  network?: boolean;
+  /** Host paths the job may read (bound read-only in the sandbox). */
+  readOnly?: readonly string[];
+  /** How often the scratch directory's size is checked against the cap (ms). */
+  diskCheckMs?: number;
 }
 
 export interface ProcessResult {
@@ -161,10 +173,42 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** The scratch directory grew past the attempt's cap (MAX_SCRATCH_BYTES): the job was killed. */
+function diskLimitFailure(maxBytes: number, r?: ProcessResult): JobFailure {
+  return new JobFailure(
+    'DISK_LIMIT',
+    `the job wrote more than MAX_SCRATCH_BYTES (${maxBytes} bytes) into its scratch directory and was stopped`,
+    false,
+    r ? failureDetail(r) : undefined,
+  );
+}
+
+/** SIGXFSZ as the job's death: a file reached RLIMIT_FSIZE (the scratch cap). */
+function fileSizeExceeded(r: ProcessResult): boolean {
+  const xfsz = osConstants.signals.SIGXFSZ;
+  return r.signal === 'SIGXFSZ' || r.exitCode === 128 + xfsz;
+}
+
 async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
-  const env: Record<string, string> = {};
-  for (const k of PASSTHROUGH) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-  Object.assign(env, spec.env);
+  let env: Record<string, string> = {};
+  let command = spec.command;
+  let args: readonly string[] = spec.args;
+  let cwd = spec.cwd;
+  const sandbox = spec.sandbox;
+  if (sandbox?.enabled) {
+    // Nothing of the worker's environment: the job's own variables go in through the sandbox's command line.
+    const wrapped = await sandbox.wrap(spec.command, spec.args, spec.env, {
+      network: spec.network ?? false,
+      readOnly: spec.readOnly ?? [],
+    });
+    ({ command, args, env } = wrapped);
+    cwd = sandbox.scratchDir;
+  } else {
+    for (const k of PASSTHROUGH) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+    env = { ...env, ...spec.env };
+  }
+  const maxScratch = sandbox?.maxScratchBytes;
+  let overDisk = false;
   const out = new Tail(spec.tailLines ?? 20, spec.onStdoutLine);
   const err = new Tail(spec.tailLines ?? 20, spec.onStderrLine);
   const guardDir = await mkdtemp(join(tmpdir(), 'gantry-guard-'));
@@ -172,13 +216,14 @@ async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
   let unsubscribe: (() => void) | undefined;
   let child: ReturnType<typeof execa> | undefined;
   let killTimer: NodeJS.Timeout | undefined;
+  let diskTimer: NodeJS.Timeout | undefined;
   const onAbort = () => {
     killGroup(child?.pid, 'SIGTERM');
     killTimer ??= setTimeout(() => killGroup(child?.pid, 'SIGKILL'), spec.killGraceMs ?? 5_000);
   };
   try {
-    child = execa('/bin/sh', guardArgv(guardDir, deadlineMs, spec.command, spec.args), {
-      cwd: spec.cwd,
+    child = execa('/bin/sh', guardArgv(guardDir, deadlineMs, command, args), {
+      cwd,
       env,
       extendEnv: false,
       // setsid(): the guard leads a new session and process group, apart from the worker's.
@@ -202,8 +247,27 @@ async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
     if (spec.lease && deadlineMs > 0) unsubscribe = spec.lease.onRenew(renew);
     if (spec.signal.aborted) onAbort();
     else spec.signal.addEventListener('abort', onAbort, { once: true });
+    if (sandbox && maxScratch !== undefined) {
+      // The disk cap: the scratch directory (inputs and everything the job writes) is measured while the job runs,
+      // and the job is killed as soon as it holds more than the cap. RLIMIT_FSIZE bounds each single write between
+      // two checks; see docs/gpu.md.
+      let checking = false;
+      diskTimer = setInterval(() => {
+        if (checking || overDisk) return;
+        checking = true;
+        void directoryBytes(sandbox.scratchDir)
+          .then(({ bytes, entries }) => {
+            if (bytes > maxScratch || entries > sandbox.maxScratchEntries) {
+              overDisk = true;
+              killGroup(running.pid, 'SIGKILL');
+            }
+          })
+          .finally(() => (checking = false));
+      }, spec.diskCheckMs ?? 250);
+    }
 
     const r = await running;
+    if (diskTimer) clearInterval(diskTimer);
     if (r.failed && r.exitCode === undefined && !r.signal && !spec.signal.aborted) {
       const cause = (r as { cause?: unknown }).cause;
       throw new JobFailure(
@@ -220,6 +284,23 @@ async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
       stdoutTail: out.end(),
       stderrTail: err.end(),
     };
+    if (sandbox && maxScratch !== undefined && !spec.signal.aborted) {
+      if (overDisk || fileSizeExceeded(result)) throw diskLimitFailure(maxScratch, result);
+      const used = await directoryBytes(sandbox.scratchDir);
+      if (used.bytes > maxScratch || used.entries > sandbox.maxScratchEntries)
+        throw diskLimitFailure(maxScratch, result);
+    }
+    if (sandbox?.enabled && result.exitCode !== 0 && !spec.signal.aborted) {
+      const line = sandboxFailureLine(result.stderrTail);
+      if (line) {
+        throw new JobFailure(
+          'SANDBOX_FAILED',
+          `the job sandbox could not start ${spec.command}: ${line.trim()}`,
+          true,
+          failureDetail(result),
+        );
+      }
+    }
     if (!spec.signal.aborted && (await exists(join(guardDir, 'expired')))) {
       throw new JobFailure(
         'WORKER_LOST',
@@ -234,6 +315,7 @@ async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
     spec.signal.removeEventListener('abort', onAbort);
     unsubscribe?.();
     if (killTimer) clearTimeout(killTimer);
+    if (diskTimer) clearInterval(diskTimer);
     // Anything the job left running in its group goes with it.
     killGroup(child?.pid, 'SIGKILL');
     await rm(guardDir, { recursive: true, force: true }).catch(() => undefined);

@@ -4,11 +4,11 @@
  * backoff; a 4xx other than 408/429 is not retried.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { BlockedAddressError, readText, safeRequest } from '@gantry/net';
 import { normalizeS3Url } from '@gantry/contracts';
-import type { OutputStore } from '@gantry/storage';
+import { InputTooLargeError, byteCap, type OutputStore } from '@gantry/storage';
 import { inSpan } from '@gantry/telemetry';
 import { JobFailure, sleep } from './executor';
 
@@ -35,7 +35,9 @@ export class PermanentTransferError extends Error {
 }
 
 function isPermanent(err: unknown): boolean {
-  return err instanceof PermanentTransferError || err instanceof BlockedAddressError;
+  return (
+    err instanceof PermanentTransferError || err instanceof BlockedAddressError || err instanceof InputTooLargeError
+  );
 }
 
 /**
@@ -74,7 +76,8 @@ export function fromS3Error(err: unknown): Error {
 
 /**
  * Downloads one input into `dest`; returns its size. `s3ReadRefusal` (the job's policy) may refuse an s3:// object
- * before anything is read.
+ * before anything is read. With `maxBytes`, an input announced or received larger than that fails the attempt with
+ * `DISK_LIMIT` (not retryable), and the partial file is removed.
  */
 async function downloadInputUntraced(
   url: string,
@@ -83,6 +86,7 @@ async function downloadInputUntraced(
   s: TransferSettings,
   signal: AbortSignal,
   s3ReadRefusal?: (bucket: string, key: string) => Promise<string | undefined>,
+  maxBytes?: number,
 ): Promise<number> {
   if (url.startsWith('s3://') && s3ReadRefusal) {
     // The canonical form (dot segments, percent-encoding, backslashes resolved): the one the store reads.
@@ -94,8 +98,8 @@ async function downloadInputUntraced(
   try {
     if (url.startsWith('s3://')) {
       return await withRetries(s, signal, () =>
-        store.download(url, dest, signal).catch((err: unknown) => {
-          throw fromS3Error(err);
+        store.download(url, dest, signal, maxBytes).catch((err: unknown) => {
+          throw err instanceof InputTooLargeError ? err : fromS3Error(err);
         }),
       );
     }
@@ -114,11 +118,28 @@ async function downloadInputUntraced(
         const msg = `GET answered ${res.status}${res.status < 400 ? ' (redirects are not followed)' : ''}`;
         throw permanent(res.status) ? new PermanentTransferError(msg) : new Error(msg);
       }
-      await pipeline(res.body, createWriteStream(dest));
+      if (maxBytes !== undefined) {
+        const announced = Number(res.headers['content-length']);
+        if (Number.isFinite(announced) && announced > maxBytes) {
+          res.body.destroy();
+          throw new InputTooLargeError(maxBytes);
+        }
+        await pipeline(res.body, byteCap(maxBytes), createWriteStream(dest));
+      } else {
+        await pipeline(res.body, createWriteStream(dest));
+      }
       return (await stat(dest)).size;
     });
   } catch (err) {
     if (signal.aborted) throw err;
+    if (err instanceof InputTooLargeError) {
+      await rm(dest, { force: true }).catch(() => undefined);
+      throw new JobFailure(
+        'DISK_LIMIT',
+        `input ${redactUrl(url)} is ${err.message} (MAX_INPUT_BYTES, or what MAX_SCRATCH_BYTES leaves)`,
+        false,
+      );
+    }
     throw new JobFailure(
       'DOWNLOAD_FAILED',
       `cannot download input ${redactUrl(url)}: ${(err as Error).message}`,
@@ -185,12 +206,13 @@ export async function downloadInput(
   s: TransferSettings,
   signal: AbortSignal,
   s3ReadRefusal?: (bucket: string, key: string) => Promise<string | undefined>,
+  maxBytes?: number,
 ): Promise<number> {
   return inSpan(
     'job download',
     { attributes: { 'url.full': redactUrl(url), 'file.name': dest.split('/').pop() ?? '' } },
     async (span) => {
-      const size = await downloadInputUntraced(url, dest, store, s, signal, s3ReadRefusal);
+      const size = await downloadInputUntraced(url, dest, store, s, signal, s3ReadRefusal, maxBytes);
       span.setAttribute('gantry.bytes', size);
       return size;
     },

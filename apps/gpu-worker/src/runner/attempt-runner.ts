@@ -41,6 +41,7 @@ import { ATTR, inSpan, type Logger } from '@gantry/telemetry';
 import { JobFailure, sleep, type ExecutionResult, type Lease } from '../executors/executor';
 import type { ExecutorRegistry } from '../executors/executor-registry';
 import { putToUrl, type TransferSettings } from '../executors/transfers';
+import { AttemptSandbox, type DiskLimits, type Sandbox, type SandboxSlot } from '../sandbox/sandbox';
 import type { S3InputPolicy } from './s3-input-policy';
 import type { WorkerMetrics } from './worker-metrics';
 
@@ -132,6 +133,8 @@ export interface RunnerDeps {
   s3Inputs?: S3InputPolicy;
   /** Told how each attempt ended, with the GPUs it ran on (GPU health counts failures at start). */
   attemptEnded?: (e: AttemptEnded) => void;
+  /** The OS sandbox every job process runs in, and the attempts' disk caps (absent: bare processes, no caps). */
+  sandbox?: { sandbox: Sandbox; limits: DiskLimits };
 }
 
 export interface AttemptEnded {
@@ -270,11 +273,19 @@ export class AttemptRunner {
       async (span): Promise<Outcome> => {
         const timer = setTimeout(() => attempt.abort('timeout'), record.timeoutSeconds * 1000);
         let scratch: string | undefined;
+        let slot: SandboxSlot | undefined;
+        let sandbox: AttemptSandbox | undefined;
         const progress = this.progressReporter(attempt);
         try {
           if (!executor) throw new JobFailure('INVALID_INPUT', `this worker cannot run job type ${record.type}`, false);
           if (executor.needsScratch !== false) {
             scratch = await mkdtemp(join(this.d.scratchRoot, `${record.id}-${m.attempt}-`));
+            if (this.d.sandbox) {
+              // The attempt's own uid (per slot) owns its scratch directory, mode 0700: no other attempt can read it.
+              slot = this.d.sandbox.sandbox.acquire();
+              await this.d.sandbox.sandbox.prepareScratch(scratch, slot);
+              sandbox = new AttemptSandbox(this.d.sandbox.sandbox, slot, scratch, m.gpuIndices, this.d.sandbox.limits);
+            }
           }
           const env: Record<string, string> = { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(m.gpuIndices, gpus) };
           // The memory reserved for the job on each of its GPUs, for programs that can cap themselves (e.g. PyTorch's
@@ -292,6 +303,7 @@ export class AttemptRunner {
               ? { s3ReadRefusal: (bucket: string, key: string) => this.d.s3Inputs!.refusal(record.tenant, bucket, key) }
               : {}),
             logger: log,
+            ...(sandbox ? { sandbox } : {}),
           });
           if (attempt.reason) return { kind: attempt.reason };
           return { kind: 'ok', result };
@@ -307,6 +319,7 @@ export class AttemptRunner {
           clearTimeout(timer);
           await progress.settle();
           if (scratch) await rm(scratch, { recursive: true, force: true }).catch(() => undefined);
+          slot?.release();
         }
       },
     );

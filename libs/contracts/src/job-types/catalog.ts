@@ -32,6 +32,11 @@ export interface CatalogEntry {
    * non-zero code is retryable.
    */
   permanentExitCodes?: number[];
+  /**
+   * Whether the job process keeps the host's network inside its sandbox (the operator's decision; default false: an
+   * empty network namespace, the worker downloads and uploads).
+   */
+  network?: boolean;
 }
 
 export interface CatalogFile {
@@ -72,6 +77,7 @@ const catalogSchema = {
           timeoutSeconds: { type: 'integer', minimum: 1, maximum: 604800 },
           env: { type: 'object', additionalProperties: { type: 'string' } },
           permanentExitCodes: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 255 } },
+          network: { type: 'boolean' },
         },
       },
     },

@@ -1,0 +1,177 @@
+import { mkdtempSync, rmSync, statSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  Sandbox,
+  SandboxUnavailableError,
+  directoryBytes,
+  runQuick,
+  sandboxFailureLine,
+  type SandboxSettings,
+} from './sandbox';
+
+const SETTINGS: SandboxSettings = {
+  mode: 'bwrap',
+  bwrap: 'bwrap',
+  uidBase: 50_000,
+  slots: 2,
+  maxOpenFiles: 256,
+  maxProcesses: 32,
+  maxFileBytes: 1024 * 1024,
+  shmBytes: 1024 * 1024,
+};
+
+describe('Sandbox', () => {
+  let root: string;
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'gantry-sandbox-spec-'));
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it('refuses to exist where bubblewrap is missing, saying how to fix it', async () => {
+    const err = await Sandbox.create({ ...SETTINGS, bwrap: '/nonexistent/bwrap' }, root).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SandboxUnavailableError);
+    expect((err as Error).message).toMatch(/not installed.*JOB_SANDBOX=off/s);
+  });
+
+  it('with mode off checks nothing and runs the command as it is', async () => {
+    const sb = await Sandbox.create({ ...SETTINGS, mode: 'off', bwrap: '/nonexistent/bwrap' }, root);
+    expect(sb.enabled).toBe(false);
+    const slot = sb.acquire();
+    expect(slot.uid).toBeUndefined();
+    const w = await sb.wrap(
+      {
+        command: 'echo',
+        args: ['hi'],
+        scratchDir: root,
+        env: { A: '1' },
+        gpuIndices: [],
+        network: false,
+        readOnly: [],
+      },
+      slot,
+    );
+    expect(w.command).toBe('echo');
+    expect(w.args).toEqual(['hi']);
+  });
+
+  it('builds a closed sandbox: every namespace, empty spawn environment, read-only root, rlimits inside', async () => {
+    const sb = await Sandbox.create(SETTINGS, root);
+    const slot = sb.acquire();
+    const scratch = join(root, 'a');
+    await sb.prepareScratch(scratch, slot);
+    expect(statSync(scratch).mode & 0o777).toBe(0o700);
+    const w = await sb.wrap(
+      {
+        command: 'ffmpeg',
+        args: ['-i', 'in.mp4'],
+        scratchDir: scratch,
+        env: { CUDA_VISIBLE_DEVICES: 'GPU-1' },
+        gpuIndices: [1],
+        network: false,
+        readOnly: ['/opt/catalog'],
+      },
+      slot,
+    );
+    expect(w.env).toEqual({ PATH: expect.any(String) });
+    const a = w.args.join(' ');
+    if (sb.privileged) {
+      expect(w.command).toBe('/usr/bin/setpriv');
+      expect(a).toMatch(/--reuid (5000[01]) --regid \1 --clear-groups/);
+    }
+    for (const flag of ['--unshare-all', '--disable-userns', '--die-with-parent', '--new-session', '--clearenv']) {
+      expect(w.args).toContain(flag);
+    }
+    expect(w.args).not.toContain('--share-net');
+    expect(a).toContain('--setenv CUDA_VISIBLE_DEVICES GPU-1');
+    expect(a).toContain('--ro-bind /opt/catalog /opt/catalog');
+    expect(a).toContain(`--bind ${scratch} ${scratch}`);
+    expect(a).toContain('--dev-bind-try /dev/nvidia1 /dev/nvidia1');
+    expect(a).not.toContain('/dev/nvidia0');
+    expect(a).toContain('--ro-bind /sys /sys');
+    expect(a).toMatch(
+      /--remount-ro \/ -- \/usr\/bin\/choom -n 1000 -- \/usr\/bin\/prlimit --nofile=256 --nproc=32 --fsize=1048576/,
+    );
+    expect(w.args.slice(-3)).toEqual(['ffmpeg', '-i', 'in.mp4']);
+    // No GPU, no /sys; network only when asked.
+    const cpu = await sb.wrap(
+      { command: 'true', args: [], scratchDir: scratch, env: {}, gpuIndices: [], network: true, readOnly: [] },
+      slot,
+    );
+    expect(cpu.args.join(' ')).not.toContain('/dev/nvidia');
+    expect(cpu.args.join(' ')).not.toContain('/sys');
+    expect(cpu.args).toContain('--share-net');
+    expect(cpu.args.join(' ')).toContain('--ro-bind-try /etc/resolv.conf /etc/resolv.conf');
+  });
+
+  it('runs a job process that sees only its own environment and scratch directory', async () => {
+    const sb = await Sandbox.create(SETTINGS, root);
+    const slot = sb.acquire();
+    const scratch = join(root, 'b');
+    await sb.prepareScratch(scratch, slot);
+    process.env['GANTRY_SPEC_SECRET'] = 'spec-secret-value';
+    try {
+      const w = await sb.wrap(
+        {
+          command: 'sh',
+          args: ['-c', 'cat /proc/1/environ; env; id -u; echo x > own.txt && echo wrote; echo y > /etc/x || echo ro'],
+          scratchDir: scratch,
+          env: { JOB_VAR: 'job-value' },
+          gpuIndices: [],
+          network: false,
+          readOnly: [],
+        },
+        slot,
+      );
+      const r = await runQuick(w);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('JOB_VAR=job-value');
+      expect(r.stdout).not.toContain('spec-secret-value');
+      expect(r.stdout).toContain('wrote');
+      expect(r.stdout).toContain('ro');
+      if (sb.privileged) expect(r.stdout).toMatch(/^5000[01]$/m);
+    } finally {
+      delete process.env['GANTRY_SPEC_SECRET'];
+    }
+  });
+
+  it('hands each concurrent attempt its own uid and takes it back', async () => {
+    const sb = await Sandbox.create(SETTINGS, root);
+    if (!sb.privileged) return; // one uid for all: only a root worker can hand out uids
+    const a = sb.acquire();
+    const b = sb.acquire();
+    expect(new Set([a.uid, b.uid]).size).toBe(2);
+    a.release();
+    a.release();
+    const c = sb.acquire();
+    expect(c.uid).toBe(a.uid);
+  });
+});
+
+describe('directoryBytes', () => {
+  it('counts apparent sizes (sparse files included) without following links', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'gantry-du-'));
+    try {
+      writeFileSync(join(d, 'a'), Buffer.alloc(3000));
+      mkdirSync(join(d, 'sub'));
+      writeFileSync(join(d, 'sub', 'b'), Buffer.alloc(5000));
+      symlinkSync('/usr', join(d, 'link'));
+      const { bytes, entries } = await directoryBytes(d);
+      expect(bytes).toBeGreaterThanOrEqual(8000);
+      expect(bytes).toBeLessThan(8000 + 16 * 4096);
+      expect(entries).toBe(4);
+      expect((await directoryBytes(d, 2)).entries).toBe(3); // stops counting past the cap
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('sandboxFailureLine', () => {
+  it('tells the sandbox failing from the job failing', () => {
+    expect(sandboxFailureLine(["bwrap: Can't mount proc on /newroot/proc: Operation not permitted"])).toBeDefined();
+    expect(sandboxFailureLine(['setpriv: failed to execute bwrap: No such file or directory'])).toBeDefined();
+    expect(sandboxFailureLine(['prlimit: failed to execute nope: No such file or directory'])).toBeUndefined();
+    expect(sandboxFailureLine(['error: disk full'])).toBeUndefined();
+  });
+});
