@@ -126,8 +126,9 @@ export class GantryCluster {
       },
       {
         what: 'gateway ready',
-        // Generous: on a shared 2-core machine under load a Node service start has been seen to take over 30 s.
-        timeoutMs: 90_000,
+        // Generous: on a shared 2-core machine under load (load average 34 seen) a Node service start has been seen
+        // to take over 90 s.
+        timeoutMs: 180_000,
         intervalMs: 50,
       },
     );
