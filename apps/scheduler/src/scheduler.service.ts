@@ -142,6 +142,7 @@ export class SchedulerService {
       {
         onElected: (epoch) => this.lead(epoch),
         onDeposed: () => this.follow(),
+        onLeaseError: (op) => this.metrics.leaseError(op),
       },
       logger,
     );

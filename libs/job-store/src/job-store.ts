@@ -73,15 +73,11 @@ export class JobStore {
 
   async get(jobId: string, o: ReadOptions = {}): Promise<StoredJob | undefined> {
     const subject = SUBJECTS.job(jobId);
-    let msg: StoredMsg | null;
-    try {
-      msg = o.consistent
-        ? await this.nats.jsm.streams.getMessage(STREAMS.jobs, { last_by_subj: subject })
-        : await this.nats.jsm.direct.getMessage(STREAMS.jobs, { last_by_subj: subject });
-    } catch (err) {
-      if (/no message found|not found/i.test(String(err))) return undefined;
-      throw err;
-    }
+    // Both reads answer null for "no message" (the client maps the broker's code); any other error (a missing stream,
+    // a timeout) propagates: reading it as "no such job" turned NATS trouble into 404s and lost races.
+    const msg: StoredMsg | null = o.consistent
+      ? await this.nats.jsm.streams.getMessage(STREAMS.jobs, { last_by_subj: subject })
+      : await this.nats.jsm.direct.getMessage(STREAMS.jobs, { last_by_subj: subject });
     return msg ? decodeStored(msg) : undefined;
   }
 

@@ -97,4 +97,24 @@ describe('JobStore on a real nats-server', () => {
     expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
     expect(new Set(seqs).size).toBe(seqs.length);
   });
+
+  it('reads a missing job as undefined, but a broker error (no jobs stream) as an error, not as "no such job"', async () => {
+    expect(await store.get('never-written', { consistent: true })).toBeUndefined();
+    expect(await store.get('never-written')).toBeUndefined();
+    const bare = await NatsServer.start();
+    const h = await NatsHandle.connect({ servers: [bare.url], name: 'job-store-bare', logger, timeoutMs: 1_000 });
+    try {
+      const lost = new JobStore(h, systemClock);
+      await expect(lost.get('x', { consistent: true })).rejects.toThrow();
+      await expect(lost.get('x')).rejects.toThrow();
+      await expect(
+        lost.transition('x', () => {
+          throw new Error('never decided');
+        }),
+      ).rejects.not.toBeInstanceOf(JobNotFoundError);
+    } finally {
+      await h.drain();
+      await bare.dispose();
+    }
+  });
 });

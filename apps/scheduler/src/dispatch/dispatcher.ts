@@ -15,14 +15,15 @@ import {
   type DispatchMessage,
   type StoredJob,
 } from '@gantry/contracts';
-import { isNotFound, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import { Backoff, isNotFound, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import { ATTR, contextFromTraceparent, type Logger } from '@gantry/telemetry';
 import { planDispatch, type Decision } from '../domain/dispatch-plan';
 import { entryOf, type SchedulerState } from '../domain/scheduler-state';
 import type { SchedulerMetrics } from '../stats/metrics';
 
-const RETRY_AFTER_ERROR_MS = 500;
+/** After a failed round: 0.5 s doubling up to 10 s (jittered) until a round succeeds, so a broker that is down is not hammered. */
+const retryAfterError = (): Backoff => new Backoff({ initialMs: 500, maxMs: 10_000 });
 
 export interface DispatchSettings {
   agingMs: number;
@@ -33,6 +34,7 @@ export interface DispatchSettings {
 export class Dispatcher {
   private running = false;
   private again = false;
+  private readonly errorBackoff = retryAfterError();
   private lastSeq = 0;
   private epoch = 0;
   private counter = 0;
@@ -185,10 +187,12 @@ export class Dispatcher {
         this.again = false;
         await this.round();
       } while (this.again && this.active);
+      this.errorBackoff.reset();
     } catch (err) {
-      this.logger.error({ err }, 'dispatch round failed; trying again shortly');
+      const waitMs = this.errorBackoff.next();
+      this.logger.error({ err, failures: this.errorBackoff.attempts, retryInMs: waitMs }, 'dispatch round failed');
       // The jobs of the failed round are back in the queue; look again once NATS had a moment.
-      setTimeout(() => this.kick(), RETRY_AFTER_ERROR_MS).unref();
+      setTimeout(() => this.kick(), waitMs).unref();
     } finally {
       this.running = false;
     }

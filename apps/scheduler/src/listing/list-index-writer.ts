@@ -20,7 +20,7 @@ import {
   type ListPage,
   type StoredJob,
 } from '@gantry/contracts';
-import { decodeJson, encodeJson, type NatsHandle } from '@gantry/jetstream';
+import { Backoff, decodeJson, encodeJson, type NatsHandle } from '@gantry/jetstream';
 import { decodeStored } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
@@ -63,6 +63,19 @@ export function upsertEntry(page: ListPage, e: ListEntry): void {
   else entries.splice(lo, 0, e);
 }
 
+/**
+ * Reading a listing page or head failed (NATS trouble). Not "no page": a writer that read it so started an empty page
+ * and its next flush overwrote the real one, dropping its entries (until v1.1). The revision is applied again after a
+ * backoff instead.
+ */
+export class ListingReadError extends Error {
+  override readonly name = 'ListingReadError';
+  readonly code = 'LISTING_READ_FAILED';
+  constructor(subject: string, options: { cause: unknown }) {
+    super(`cannot read ${subject}`, options);
+  }
+}
+
 /** Where the writer gets revisions once it has caught up: the scheduler's projection (decoded once). */
 export interface ListingFeed {
   readonly lastApplied: number;
@@ -82,6 +95,9 @@ export class ListIndexWriter {
   private config: KV | undefined;
   private fed = false;
   private applying: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private abandoned = false;
+  private readonly readBackoff = new Backoff({ initialMs: 100, maxMs: 5_000 });
   private catchingUp: Promise<void> | undefined;
   private unsubscribe: (() => void) | undefined;
   private readonly waiters = new Set<{ seq: number; resolve: () => void }>();
@@ -96,7 +112,8 @@ export class ListIndexWriter {
 
   async start(): Promise<void> {
     this.config = await this.nats.kvm.open(BUCKETS.config);
-    const cp = await this.config.get(CONFIG_KEYS.listCheckpoint).catch(() => null);
+    // A read error fails the start (and so the takeover), rather than rebuilding from sequence 0.
+    const cp = await this.config.get(CONFIG_KEYS.listCheckpoint);
     const from = cp?.operation === 'PUT' ? Number(cp.string()) || 0 : 0;
     this.lastSeq = from;
     this.checkpointed = from;
@@ -134,11 +151,28 @@ export class ListIndexWriter {
   }
 
   private async applyOnce(s: StoredJob): Promise<void> {
-    if (s.revision <= this.lastSeq) return;
-    try {
-      await this.apply(s);
-    } catch (err) {
-      this.logger.error({ err, seq: s.revision }, 'listing index: cannot apply a revision; skipping it');
+    if (s.revision <= this.lastSeq || this.abandoned) return;
+    for (;;) {
+      try {
+        await this.apply(s);
+        this.readBackoff.reset();
+        break;
+      } catch (err) {
+        if (err instanceof ListingReadError && !this.stopped) {
+          // NATS trouble: the same revision again after a backoff (revisions stay in order behind it).
+          const waitMs = this.readBackoff.next();
+          this.logger.warn({ err, seq: s.revision, retryInMs: waitMs }, 'listing index: read failed; retrying');
+          await new Promise((r) => setTimeout(r, waitMs));
+          continue;
+        }
+        if (err instanceof ListingReadError) {
+          // Stopping: nothing from here on is applied or checkpointed; the next leader re-applies from the checkpoint.
+          this.abandoned = true;
+          return;
+        }
+        this.logger.error({ err, seq: s.revision }, 'listing index: cannot apply a revision; skipping it');
+        break;
+      }
     }
     this.lastSeq = s.revision;
     for (const w of this.waiters) {
@@ -200,6 +234,15 @@ export class ListIndexWriter {
     return this.checkpointed;
   }
 
+  /** The last message of a listing subject; null only when there is none. */
+  private async readLast(subject: string): Promise<{ data: Uint8Array } | null> {
+    try {
+      return await this.nats.jsm.direct.getMessage(STREAMS.list, { last_by_subj: subject });
+    } catch (err) {
+      throw new ListingReadError(subject, { cause: err });
+    }
+  }
+
   private pageKey(tenant: string, bucket: number): string {
     return `${tenant}\u0000${bucket}`;
   }
@@ -207,9 +250,7 @@ export class ListIndexWriter {
   private async head(tenant: string): Promise<number | null> {
     const cached = this.heads.get(tenant);
     if (cached !== undefined) return cached;
-    const msg = await this.nats.jsm.direct
-      .getMessage(STREAMS.list, { last_by_subj: SUBJECTS.listHead(tenant) })
-      .catch(() => null);
+    const msg = await this.readLast(SUBJECTS.listHead(tenant));
     if (!msg) return null;
     const h = decodeJson<ListHead>(msg.data);
     this.heads.set(tenant, h.bucket);
@@ -225,9 +266,7 @@ export class ListIndexWriter {
       this.pages.set(key, cached);
       return cached;
     }
-    const msg = await this.nats.jsm.direct
-      .getMessage(STREAMS.list, { last_by_subj: SUBJECTS.listPage(tenant, bucket) })
-      .catch(() => null);
+    const msg = await this.readLast(SUBJECTS.listPage(tenant, bucket));
     if (!msg) return undefined;
     const p = decodeJson<ListPage>(msg.data);
     this.remember(key, p);
@@ -315,6 +354,7 @@ export class ListIndexWriter {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.unsubscribe?.();
     await this.messages?.close().catch(() => undefined);

@@ -12,6 +12,7 @@ export class SchedulerMetrics {
   private readonly lost: Counter;
   private readonly fences: Counter;
   private readonly aborted: Counter<'reason'>;
+  private readonly leaseErrors: Counter<'op'>;
   private readonly retention: Counter;
 
   constructor(
@@ -182,6 +183,12 @@ export class SchedulerMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.leaseErrors = new Counter({
+      name: 'gantry_leader_lease_errors_total',
+      help: 'Leader lease calls that failed for another reason than a lost race (NATS down, timeouts), by op',
+      labelNames: ['op'],
+      registers,
+    });
     this.retention = new Counter({
       name: 'gantry_retention_removed_total',
       help: 'Terminal jobs removed after JOB_RETENTION_HOURS (record, events, listing entry, outputs)',
@@ -217,6 +224,10 @@ export class SchedulerMetrics {
 
   takeoverAborted(reason: 'projection_behind'): void {
     this.aborted.inc({ reason });
+  }
+
+  leaseError(op: 'acquire' | 'renew'): void {
+    this.leaseErrors.inc({ op });
   }
 
   fenced(): void {

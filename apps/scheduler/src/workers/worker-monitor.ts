@@ -6,7 +6,7 @@
  * and its dispatch consumer and subject are removed so a zombie cannot pick up anything addressed to it.
  */
 import { BUCKETS, CONSUMERS, STREAMS, SUBJECTS, workerLost, type Clock, type WorkerHeartbeat } from '@gantry/contracts';
-import type { NatsHandle } from '@gantry/jetstream';
+import { isNotFound, type NatsHandle } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import type { KvWatchEntry, KV } from '@nats-io/kv';
@@ -98,8 +98,10 @@ export class WorkerMonitor {
       if (!this.handling.has(id) && this.heartbeats.has(id) && this.state.capacity.setReady(id, true)) {
         this.hooks.workersChanged();
       }
-    } catch {
-      // not there (yet): the next heartbeat looks again
+    } catch (err) {
+      // Not there (yet), or NATS trouble: either way the next heartbeat looks again (heartbeat-paced, no tight loop).
+      if (!isNotFound(err))
+        this.logger.warn({ err, workerId: id }, 'could not check a worker consumer; will look again');
     } finally {
       this.checking.delete(id);
     }

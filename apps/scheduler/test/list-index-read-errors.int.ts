@@ -1,0 +1,128 @@
+/**
+ * The listing writer when a page read fails (real nats-server; the read error injected through the NatsHandle, a port
+ * we own): a failed read is not "no page". Before v1.1 the writer started an empty page and its flush overwrote the
+ * real one, dropping the entries already listed.
+ */
+import {
+  STREAMS,
+  SUBJECTS,
+  bucketDeclarations,
+  newJob,
+  streamDeclarations,
+  systemClock,
+  type ListPage,
+  type StoredJob,
+} from '@gantry/contracts';
+import { NatsHandle, decodeJson, provision } from '@gantry/jetstream';
+import { JobStore } from '@gantry/job-store';
+import { NatsServer, waitFor } from '@gantry/testing';
+import { createLogger } from '@gantry/telemetry';
+import { listBucket, ListIndexWriter } from '../src/listing/list-index-writer';
+
+const logger = createLogger('list-index-read-errors-test', 'silent');
+
+describe('listing writer with failing reads (real nats-server)', () => {
+  let server: NatsServer;
+  let nats: NatsHandle;
+
+  beforeAll(async () => {
+    server = await NatsServer.start();
+    nats = await NatsHandle.connect({ servers: [server.url], name: 'list-read-errors', logger });
+    const s = streamDeclarations();
+    await provision(nats, { streams: [s.jobs, s.list], buckets: [bucketDeclarations().config] }, logger);
+  });
+  afterAll(async () => {
+    await nats?.drain();
+    await server?.dispose();
+  });
+
+  /** A handle whose next `failures` listing reads fail like a timeout. */
+  function flaky(failures: { left: number }): NatsHandle {
+    const direct = new Proxy(nats.jsm.direct, {
+      get(target, prop, receiver) {
+        if (prop !== 'getMessage') return Reflect.get(target, prop, receiver) as unknown;
+        const real = target.getMessage.bind(target);
+        return (stream: string, q: Parameters<typeof real>[1]) => {
+          if (stream === STREAMS.list && failures.left > 0) {
+            failures.left--;
+            return Promise.reject(new Error('TIMEOUT'));
+          }
+          return real(stream, q);
+        };
+      },
+    });
+    const jsm = new Proxy(nats.jsm, {
+      get: (target, prop, receiver) => (prop === 'direct' ? direct : (Reflect.get(target, prop, receiver) as unknown)),
+    });
+    return Object.assign(Object.create(nats) as NatsHandle, { jsm });
+  }
+
+  function feed() {
+    let fn: ((s: StoredJob) => void) | undefined;
+    return {
+      lastApplied: 0,
+      subscribe(f: (s: StoredJob) => void) {
+        fn = f;
+        return () => (fn = undefined);
+      },
+      push(s: StoredJob) {
+        fn?.(s);
+      },
+    };
+  }
+
+  const submit = (jobs: JobStore, id: string) =>
+    jobs.create(
+      newJob(
+        {
+          id,
+          tenant: 'acme',
+          type: 'noop',
+          input: {},
+          priority: 'normal',
+          pool: 'default',
+          timeoutSeconds: 60,
+          maxAttempts: 1,
+          retryDelaysMs: [],
+          metadata: {},
+        },
+        new Date(),
+      ),
+    );
+
+  it('retries a failed page read instead of overwriting the page: no listed job is lost', async () => {
+    const jobs = new JobStore(nats, systemClock);
+    const first = await submit(jobs, 'first');
+
+    // One leader lists the first job and flushes.
+    const f1 = feed();
+    const w1 = new ListIndexWriter(nats, logger, f1);
+    await w1.start();
+    f1.push(first);
+    await w1.flush();
+    await w1.stop();
+
+    // The next leader (cold caches) lists the second job while its first reads of the page fail.
+    const second = await submit(jobs, 'second');
+    const failures = { left: 3 };
+    const f2 = feed();
+    f2.lastApplied = first.revision;
+    const w2 = new ListIndexWriter(flaky(failures), logger, f2);
+    await w2.start();
+    f2.push(second);
+    await waitFor(() => failures.left === 0, { what: 'the injected read failures' });
+    const page = await waitFor(
+      async () => {
+        await w2.flush();
+        const msg = await nats.jsm.direct.getMessage(STREAMS.list, {
+          last_by_subj: SUBJECTS.listPage('acme', listBucket(second.record.createSeq!)),
+        });
+        const p = msg ? decodeJson<ListPage>(msg.data) : undefined;
+        return p && p.entries.some((e) => e[1] === 'second') ? p : undefined;
+      },
+      { what: 'the second job listed', timeoutMs: 20_000, intervalMs: 100 },
+    );
+    expect(page.entries.map((e) => e[1]).sort()).toEqual(['first', 'second']);
+    await w2.stop();
+  });
+});
