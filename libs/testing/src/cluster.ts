@@ -203,7 +203,7 @@ export class GantryCluster {
         const r = await this.api<{ id: string; busy: number; runningJobs: string[] }[]>('GET', '/v1/workers');
         return r.status === 200 && Array.isArray(r.body) && r.body.length === n ? r.body : undefined;
       },
-      { what: `${n} live worker(s)`, timeoutMs: 30_000, intervalMs: 100, ...o },
+      { what: `${n} live worker(s)`, timeoutMs: 120_000, intervalMs: 100, ...o },
     );
   }
 
