@@ -166,6 +166,10 @@ async function startScheduler(natsUrl) {
     lines,
     readyMs: Date.now() - started,
     rebuildMs: rebuilt?.ms ?? 0,
+    // The rebuild consumer's creation (slow at 1M subjects): how long the attempt that succeeded took, if it was
+    // slow enough to be logged, and how many attempts timed out before it.
+    createMs: lines.find((l) => l.msg === 'slow consumer created')?.ms,
+    createTimeouts: lines.filter((l) => String(l.msg).startsWith('creating the consumer timed out')).length,
     opsUrl: String(find('scheduler ops endpoint listening').url),
     peak: () => peak,
     alive,
@@ -296,7 +300,10 @@ async function setup(label, queued) {
   out(
     `  ${label}: ${depth.toLocaleString()} queued (stream ${mb(info.state.bytes)}); scheduler rebuilt its state in ` +
       `${(sched.rebuildMs / 1000).toFixed(1)} s, led after ${(sched.readyMs / 1000).toFixed(1)} s, RSS ${mb(afterRebuild.rss)}; ` +
-      `listing caught up ${listSeconds.toFixed(1)} s later`,
+      `listing caught up ${listSeconds.toFixed(1)} s later` +
+      (sched.createMs !== undefined || sched.createTimeouts > 0
+        ? `; rebuild consumer created in ${((sched.createMs ?? 0) / 1000).toFixed(1)} s after ${sched.createTimeouts} timed-out attempt(s)`
+        : ''),
   );
   return { label, queued, server, nats, store, sched, workers, rpc, idleRss: afterRebuild.rss, rates: [], cpu: [] };
 }

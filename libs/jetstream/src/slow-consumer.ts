@@ -82,8 +82,7 @@ export async function openSlowOrderedConsumer(
     try {
       const js = jetstream(nats.nc, { timeout });
       const consumer = await js.consumers.get(stream, { ...opts, name_prefix: prefix });
-      if (attempt > 1 || Date.now() - started > timeout / 4)
-        o.logger.info({ what: o.what, attempt, ms: Date.now() - started }, 'slow consumer created');
+      o.logger.info({ what: o.what, attempt, ms: Date.now() - started }, 'slow consumer created');
       await deleteOrphans();
       return consumer;
     } catch (err) {

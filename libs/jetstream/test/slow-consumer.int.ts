@@ -3,7 +3,7 @@
  * longer than the client's API timeout under load. Here a real stream with many subjects and a very short API timeout
  * play that part: the create outlasts the timeout the same way, on a real nats-server.
  */
-import { DeliverPolicy, StorageType, jetstream } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, StorageType, jetstreamManager } from '@nats-io/jetstream';
 import { NatsHandle, openSlowOrderedConsumer } from '@gantry/jetstream';
 import { NatsServer } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
@@ -49,13 +49,18 @@ describe('opening a consumer whose creation outlasts the API timeout (real nats-
   });
 
   it('the trap: a plain create with a timeout shorter than the work times out and leaves a live consumer behind', async () => {
-    const js = jetstream(nats.nc, { timeout: SHORT_MS });
+    // The create request alone (the ordered consumer API sends a stream info first, which could be the one to time
+    // out on a loaded machine).
+    const jsm = await jetstreamManager(nats.nc, { timeout: SHORT_MS, checkAPI: false });
     const started = Date.now();
     await expect(
-      js.consumers.get(STREAM, {
-        filter_subjects: 'slow.>',
+      jsm.consumers.add(STREAM, {
+        name: 'plain_1',
+        filter_subject: 'slow.>',
         deliver_policy: DeliverPolicy.LastPerSubject,
-        name_prefix: 'plain',
+        ack_policy: AckPolicy.None,
+        mem_storage: true,
+        inactive_threshold: 5 * 60 * 1e9,
       }),
     ).rejects.toThrow(/timeout/i);
     // The server carries on with the create: the consumer shows up although the caller got an error.

@@ -20,7 +20,7 @@ import {
   type ListPage,
   type StoredJob,
 } from '@gantry/contracts';
-import { Backoff, decodeJson, encodeJson, type NatsHandle } from '@gantry/jetstream';
+import { Backoff, decodeJson, encodeJson, openSlowOrderedConsumer, type NatsHandle } from '@gantry/jetstream';
 import { decodeStored } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
@@ -103,6 +103,8 @@ export class ListIndexWriter {
   private readonly waiters = new Set<{ seq: number; resolve: () => void }>();
   /** A flush asked for by syncs and not started yet: later syncs join it instead of queueing another. */
   private nextFlush: Promise<void> | undefined;
+  /** The catch-up consumer's own connection (see start). */
+  private conn: NatsHandle | undefined;
 
   constructor(
     private readonly nats: NatsHandle,
@@ -126,12 +128,21 @@ export class ListIndexWriter {
     } else {
       // Behind the projection (a checkpoint from the previous leader): read the stream from the checkpoint until this
       // writer has applied everything the projection has, then switch to the projection's feed.
-      const consumer = await this.nats.js.consumers.get(STREAMS.jobs, {
-        filter_subjects: SUBJECTS.jobsAll,
-        ...(from > 0
-          ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from + 1 }
-          : { deliver_policy: DeliverPolicy.All }),
-      });
+      // Creating a consumer filtered on every job subject is slow with many jobs (the server counts what is pending
+      // across all subjects: seconds at 1M on 2.9) and on 2.9 holds up the rest of its connection — here the leader's
+      // lease renewals. Like the projection's rebuild consumer: a connection of its own, long timeouts, retries.
+      this.conn = await this.nats.sibling('listing');
+      const consumer = await openSlowOrderedConsumer(
+        this.conn,
+        STREAMS.jobs,
+        {
+          filter_subjects: SUBJECTS.jobsAll,
+          ...(from > 0
+            ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from + 1 }
+            : { deliver_policy: DeliverPolicy.All }),
+        },
+        { logger: this.logger, what: 'listing index catch-up' },
+      );
       this.messages = await consumer.consume({ max_messages: 1_024 });
       this.catchingUp = (async () => {
         for await (const m of this.messages!) {
@@ -144,7 +155,13 @@ export class ListIndexWriter {
           }
         }
       })();
-      void this.catchingUp.finally(() => void this.messages?.close().catch(() => undefined));
+      void this.catchingUp.finally(
+        () =>
+          void this.messages
+            ?.close()
+            .catch(() => undefined)
+            .then(() => this.conn?.drain()),
+      );
     }
     this.timer = setInterval(() => void this.flush(), FLUSH_MS);
     this.logger.info({ from, fed: this.fed }, 'listing index writer started');
@@ -359,6 +376,7 @@ export class ListIndexWriter {
     this.unsubscribe?.();
     await this.messages?.close().catch(() => undefined);
     await this.catchingUp?.catch(() => undefined);
+    await this.conn?.drain().catch(() => undefined);
     await this.applying;
     await this.flush();
   }
