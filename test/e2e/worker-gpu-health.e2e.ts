@@ -189,4 +189,26 @@ describe('live GPU telemetry, MIG, admission on free memory and cordons (real pr
     const done = await cluster.waitForJob<View>(id, (j) => j.status === 'completed', { timeoutMs: 30_000 });
     expect(done.gpus).toEqual([GPU0]);
   });
+
+  it('uses a type’s learned peak memory as the request of its jobs that declare none', async () => {
+    // A noop job (no gpu declared) alone on GPU 0, whose processes nvidia-smi shows holding 30 GB.
+    writeFileSync(join(smiDir, 'apps.csv'), `4242, ${GPU0}, 30000\n`);
+    const first = await cluster.submit({ type: 'noop', input: { durationMs: 3_000 } });
+    const ran = await cluster.waitForJob<View>(first, (j) => j.status === 'completed', { timeoutMs: 60_000 });
+    expect(ran.gpus).toEqual([GPU0]); // the least busy GPU, as nothing was known about noop
+    rmSync(join(smiDir, 'apps.csv'));
+    // A heartbeat sampled after the attempt ended carries what it learned.
+    const ended = Date.now();
+    await waitFor(async () => Date.parse((await gpu(GPU0)).sampledAt!) > ended + 500, {
+      what: 'a heartbeat after the attempt',
+      timeoutMs: 60_000,
+    });
+    // Now 70 GB of GPU 0 are taken: the next noop needs 30 GB, which only the big MIG instance has.
+    gpu0Uses(70_000);
+    await waitFor(async () => (await gpu(GPU0)).memoryUsedMb === 70_000, { what: 'GPU 0 busy', timeoutMs: 60_000 });
+    const second = await cluster.submit({ type: 'noop', input: { durationMs: 100 } });
+    const done = await cluster.waitForJob<View>(second, (j) => j.status === 'completed', { timeoutMs: 60_000 });
+    expect(done.gpus).toEqual([MIG_BIG]);
+    gpu0Uses(1_000);
+  });
 });

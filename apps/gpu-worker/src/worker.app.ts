@@ -32,7 +32,8 @@ import { GpuHealthTracker } from './gpu/gpu-health';
 import { GpuMetrics } from './gpu/gpu-metrics';
 import { GpuMonitor } from './gpu/gpu-monitor';
 import { NvidiaSmiProbe, noGpus, type GpuProbe } from './gpu/gpu-probe';
-import { NvidiaSmiTelemetry, TelemetrySampler, type TelemetryPort } from './gpu/gpu-telemetry';
+import { NvidiaSmiComputeApps, NvidiaSmiTelemetry, TelemetrySampler, type TelemetryPort } from './gpu/gpu-telemetry';
+import { PeakMemory } from './gpu/peak-memory';
 import { XidLogTail } from './gpu/xid-log';
 import { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
 import { S3InputPolicy } from './runner/s3-input-policy';
@@ -180,6 +181,20 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
       startFailureLimit: config.GPU_START_FAILURES,
       cordonXids: config.GPU_CORDON_XIDS,
     }),
+    ...(telemetry && !o.telemetry
+      ? {
+          peaks: {
+            apps: new NvidiaSmiComputeApps(config.NVIDIA_SMI, config.GPU_SAMPLE_TIMEOUT_MS),
+            running: () =>
+              [...(live.runner?.running.values() ?? [])].map((a) => ({
+                jobId: a.jobId,
+                type: a.record.type,
+                gpus: a.record.gpus ?? [],
+              })),
+            memory: new PeakMemory(),
+          },
+        }
+      : {}),
     intervalMs: config.GPU_SAMPLE_INTERVAL_MS,
     onChange: (changes) => live.worker?.gpuHealthChanged(changes),
     onXidError: (err) => logger.warn({ err: String(err), file: config.GPU_XID_LOG }, 'cannot read the XID log'),
@@ -209,6 +224,7 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     lease,
     transfers,
     attemptEnded: (e) => {
+      gpuMonitor.attemptFinished(e.jobId);
       if (e.gpus.length === 0 || e.outcome === 'cancel' || e.outcome === 'shutdown') return;
       // A start failure: the program could not run, crashed or exited with an error soon after it started.
       const early =

@@ -170,6 +170,7 @@ export class WorkerService {
       slots: this.identity.slots,
       slotsPerGpu: this.identity.slotsPerGpu,
       gpus: this.gpus?.monitor.statuses() ?? this.identity.gpus,
+      learnedPeaksMb: this.gpus?.monitor.learnedPeaks() ?? {},
       runningJobs: [...this.runner.running.keys()],
       inflight: [...this.runner.inflight.values()],
       jobTypes: this.identity.jobTypes,

@@ -282,4 +282,29 @@ describe('gpu-worker GPU telemetry and health (fake nvidia-smi, real NATS and S3
     expect(await metrics()).toMatch(/gantry_gpu_cordons_total\{[^}]*kind="start-failures"[^}]*\} 1/);
     await control({ type: 'uncordon', uuid: G1 });
   });
+
+  it('learns a job type’s peak GPU memory from its processes and heartbeats it', async () => {
+    expect((await heartbeat()).learnedPeaksMb).toEqual({});
+    const id = await run('sleeper', { tag: 'peak', seconds: 60 }, [0]);
+    await until(id, (r) => r.status === 'running', 'running');
+    // The job's processes on GPU 0, as nvidia-smi --query-compute-apps reports them: 9 GB, then 12 GB, then 4 GB.
+    for (const mb of [9_000, 12_000, 4_000]) {
+      writeFileSync(join(smiDir, 'apps.csv'), `4242, ${G0}, ${mb - 500}\n4243, ${G0}, 500\n`);
+      const after = Date.now();
+      await waitFor(async () => Date.parse((await gpuOf(G0)).sampledAt!) > after + 500, {
+        what: 'samples taken with these processes',
+        timeoutMs: 20_000,
+      });
+    }
+    expect((await heartbeat()).learnedPeaksMb).toEqual({}); // learned when the attempt ends
+    client.nc.publish(
+      SUBJECTS.workerControl(app.id),
+      new TextEncoder().encode(JSON.stringify({ v: 1, type: 'cancel', jobId: id, generation: 1 })),
+    );
+    await until(id, (r) => r.status === 'cancelled', 'cancelled');
+    rmSync(join(smiDir, 'apps.csv'));
+    await waitFor(async () => (await heartbeat()).learnedPeaksMb?.['sleeper'] === 12_000, {
+      what: 'the learned peak in the heartbeat',
+    });
+  });
 });

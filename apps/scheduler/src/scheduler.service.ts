@@ -88,6 +88,7 @@ export class SchedulerService {
       onWorkerReferenced: (w) => this.monitor?.reference(w),
       onStarted: (s) => this.metrics?.started(s),
       onTerminal: (s) => this.metrics?.finished(s),
+      defaultGpuMemoryMb: (pool, type) => this.learnedPeakMb(pool, type),
     });
     this.state.capacity.gpuMarginMb = config.GPU_MEMORY_MARGIN_MB;
     this.metrics = new SchedulerMetrics(
@@ -369,6 +370,20 @@ export class SchedulerService {
       availableTokens: q.availableTokens,
       workers: q.workers,
     };
+  }
+
+  /**
+   * The default memory request of a job of this type that declares none: the largest peak live workers of its pool
+   * measured for the type, never more than the pool's largest GPU (a hint must not make a job unplaceable).
+   */
+  learnedPeakMb(pool: string, type: string): number | undefined {
+    let peak: number | undefined;
+    for (const hb of this.monitor?.liveWorkers() ?? []) {
+      const v = hb.pool === pool ? hb.learnedPeaksMb?.[type] : undefined;
+      if (typeof v === 'number' && v > 0) peak = Math.max(peak ?? 0, Math.ceil(v));
+    }
+    const largest = this.state.capacity.poolLargestGpuMb(pool);
+    return peak === undefined || largest === undefined ? undefined : Math.min(peak, largest);
   }
 
   workers(): WorkerView[] {

@@ -83,6 +83,11 @@ export interface WorkerHeartbeat {
   inflight: { jobId: string; attempt: number }[];
   /** Job types this worker can run. */
   jobTypes: string[];
+  /**
+   * Since v1.1: per job type, the largest GPU memory (MiB, per GPU) its recent attempts on this worker were measured
+   * to hold — the scheduler's default request for jobs of the type that declare none.
+   */
+  learnedPeaksMb?: Record<string, number>;
   draining: boolean;
   startedAt: string;
   heartbeatAt: string;

@@ -5,7 +5,8 @@
  */
 import type { GpuInfo, GpuStatus } from '@gantry/contracts';
 import type { GpuHealthTracker, HealthChange } from './gpu-health';
-import type { TelemetrySampler } from './gpu-telemetry';
+import type { ComputeApp, TelemetrySampler } from './gpu-telemetry';
+import type { PeakMemory, RunningOnGpus } from './peak-memory';
 import type { XidLogTail } from './xid-log';
 
 export interface GpuMonitorDeps {
@@ -13,6 +14,8 @@ export interface GpuMonitorDeps {
   sampler?: TelemetrySampler;
   xid?: XidLogTail;
   health: GpuHealthTracker;
+  /** Per-process memory, the attempts running now, and what is learned from both (absent: nothing learned). */
+  peaks?: { apps: { sample(): Promise<ComputeApp[]> }; running: () => RunningOnGpus[]; memory: PeakMemory };
   intervalMs: number;
   now?: () => number;
   onChange: (changes: HealthChange[]) => void;
@@ -65,6 +68,14 @@ export class GpuMonitor {
           }
         }
         if (samples) changes.push(...this.d.health.observe(samples, this.now()));
+        const p = this.d.peaks;
+        if (p) {
+          const running = p.running();
+          if (running.some((a) => a.gpus.length > 0)) {
+            const apps = await p.apps.sample().catch(() => undefined);
+            if (apps) p.memory.observe(running, apps);
+          }
+        }
         if (changes.length > 0) this.d.onChange(changes);
       } finally {
         this.ticking = undefined;
@@ -115,6 +126,16 @@ export class GpuMonitor {
 
   private statusesOf(uuid: string): GpuStatus[] {
     return this.statuses().filter((s) => s.uuid === uuid || s.parentUuid === uuid);
+  }
+
+  /** An attempt ended, whatever its outcome: its measured peak is learned for its type. */
+  attemptFinished(jobId: string): void {
+    this.d.peaks?.memory.ended(jobId);
+  }
+
+  /** Learned peak memory per job type (MiB), for heartbeats. */
+  learnedPeaks(): Record<string, number> {
+    return this.d.peaks?.memory.learned() ?? {};
   }
 
   /** An attempt on these devices ended (see {@link GpuHealthTracker.attemptEnded}). */

@@ -140,3 +140,46 @@ export class TelemetrySampler {
     return undefined;
   }
 }
+
+/** The per-process query (memory in MiB): what each CUDA process holds on which GPU. */
+export const COMPUTE_APPS_ARGS = [
+  '--query-compute-apps=pid,gpu_uuid,used_memory',
+  '--format=csv,noheader,nounits',
+] as const;
+
+export interface ComputeApp {
+  pid: number;
+  gpuUuid: string;
+  usedMb: number;
+}
+
+/** Parses the per-process query; `[N/A]` memory (e.g. no permission to see another container's process) is skipped. */
+export function parseComputeApps(csv: string): ComputeApp[] {
+  const out: ComputeApp[] = [];
+  for (const line of csv.split('\n')) {
+    const f = line.split(',').map((s) => s.trim());
+    if (f.length !== 3) continue;
+    const pid = num(f[0]);
+    const usedMb = num(f[2]);
+    if (pid === null || usedMb === null || !/^GPU-[\w-]+$/.test(f[1]!)) continue;
+    out.push({ pid, gpuUuid: f[1]!, usedMb });
+  }
+  return out;
+}
+
+export class NvidiaSmiComputeApps {
+  constructor(
+    private readonly binary: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  async sample(): Promise<ComputeApp[]> {
+    const { stdout } = await execa(this.binary, [...COMPUTE_APPS_ARGS], {
+      timeout: this.timeoutMs,
+      killSignal: 'SIGKILL',
+      stdin: 'ignore',
+      maxBuffer: 1024 * 1024,
+    });
+    return parseComputeApps(stdout);
+  }
+}

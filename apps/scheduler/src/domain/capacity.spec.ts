@@ -262,5 +262,21 @@ describe('Capacity', () => {
       worker(c, 'w1', { slots: 4, gpus: [{ ...gpu(100, 9_728), mig: true, memoryUsedMb: null, memoryFreeMb: null }] });
       expect(take(c, 'a', 't', { gpuCount: 1, memoryMb: 9_728 })).toMatchObject({ ok: true, gpuIndices: [100] });
     });
+
+    it('reserves a default (learned) memory for a job of unspecified GPUs only where it fits', () => {
+      const c = new Capacity(10, undefined, 500);
+      worker(c, 'w1', { slots: 4, slotsPerGpu: 4, gpus: [live(0, 24_000, 20_000), live(1, 24_000, 0)] });
+      const p = c.place({ pool: 'default', gpuCount: -1, gpuMemoryMb: 12_000 });
+      expect(p).toEqual({ ok: true, workerId: 'w1', gpuIndices: [1], memoryMb: 12_000 });
+      // On a CPU-only worker the same job takes a CPU slot and reserves nothing.
+      const d = new Capacity(10);
+      worker(d, 'cpu', { slots: 2 });
+      expect(d.place({ pool: 'default', gpuCount: -1, gpuMemoryMb: 12_000 })).toEqual({
+        ok: true,
+        workerId: 'cpu',
+        gpuIndices: [],
+        memoryMb: 0,
+      });
+    });
   });
 });

@@ -221,7 +221,7 @@ export class Capacity {
         ok: true,
         workerId: best.workerId,
         gpuIndices: best.gpuIndices,
-        memoryMb: req.gpuCount >= 1 ? req.gpuMemoryMb : 0,
+        memoryMb: best.gpuIndices.length > 0 ? req.gpuMemoryMb : 0,
       };
     if (!anyWorker) return { ok: false, reason: 'no-worker' };
     if (!everFits) return { ok: false, reason: 'never-fits' };
@@ -234,8 +234,11 @@ export class Capacity {
     if (req.gpuCount === 0 || (req.gpuCount < 0 && w.gpus.length === 0)) return { indices: [], score: freeSlotsScore };
     const open = w.gpus.filter((x) => !x.cordoned && x.jobs < w.slotsPerGpu);
     if (req.gpuCount < 0) {
-      // Unspecified: the least busy GPU with a free GPU slot (and, when known, more than the margin free).
-      const g = open.filter((x) => this.liveHeadroomMb(x) >= 0).sort((a, b) => a.jobs - b.jobs || a.index - b.index)[0];
+      // Unspecified: the least busy GPU with a free GPU slot and room for the default (learned) memory, if any.
+      const m = req.gpuMemoryMb;
+      const g = open
+        .filter((x) => x.memoryTotalMb - x.reservedMb >= m && this.liveHeadroomMb(x) >= m)
+        .sort((a, b) => a.jobs - b.jobs || a.index - b.index)[0];
       return g ? { indices: [g.index], score: freeSlotsScore } : undefined;
     }
     const fits = open

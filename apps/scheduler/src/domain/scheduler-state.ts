@@ -48,16 +48,24 @@ export interface StateHooks {
   onStarted?(job: StoredJob): void;
   /** A job reached a terminal state (for metrics). */
   onTerminal?(job: StoredJob): void;
+  /** Default GPU memory of a job of this pool and type that declares none (the learned peak), if any. */
+  defaultGpuMemoryMb?(pool: string, type: string): number | undefined;
 }
 
-export function entryOf(s: StoredJob): Entry {
+/**
+ * The queue entry of a job. A job that needs GPUs but declares no memory (no `gpu`, or `memoryMb: 0`) reserves the
+ * learned peak of its type when one is known (`defaultGpuMemoryMb`), else nothing.
+ */
+export function entryOf(s: StoredJob, hooks?: Pick<StateHooks, 'defaultGpuMemoryMb'>): Entry {
   const r = s.record;
+  const declared = r.gpu?.memoryMb ?? 0;
+  const wantsGpu = !r.gpu || r.gpu.count > 0;
   return {
     seq: r.queueSeq ?? s.revision,
     id: r.id,
     enqueuedAt: Date.parse(r.enqueuedAt),
     gpuCount: r.gpu ? r.gpu.count : -1,
-    gpuMemoryMb: r.gpu?.memoryMb ?? 0,
+    gpuMemoryMb: declared > 0 || !wantsGpu ? declared : (hooks?.defaultGpuMemoryMb?.(r.pool, r.type) ?? 0),
     generation: r.generation,
     attempts: r.attempts,
   };
@@ -100,7 +108,7 @@ export class SchedulerState {
     const r = s.record;
     const level = priorityLevel(r.priority);
     const fromLevel = s.event.change?.fromPriority ? priorityLevel(s.event.change.fromPriority) : level;
-    const entry = entryOf(s);
+    const entry = entryOf(s, this.hooks);
     const held = this.holdings.get(r.id);
 
     // Whatever the new status, a previous retry wait is over (a retrying revision sets a new one below).

@@ -1,0 +1,47 @@
+import { newJob, type GpuRequest, type StoredJob } from '@gantry/contracts';
+import { entryOf } from './scheduler-state';
+
+function stored(type: string, gpu?: GpuRequest): StoredJob {
+  const { record } = newJob(
+    {
+      id: `job-${type}-${gpu?.count ?? 'x'}-${gpu?.memoryMb ?? 'x'}`,
+      tenant: 't',
+      type,
+      input: {},
+      priority: 'normal',
+      pool: 'p',
+      timeoutSeconds: 60,
+      maxAttempts: 3,
+      retryDelaysMs: [0],
+      metadata: {},
+      ...(gpu ? { gpu } : {}),
+    },
+    new Date(0),
+  );
+  return {
+    record,
+    revision: 7,
+    event: { type: 'job.queued', timestamp: record.updatedAt, sequence: 1, generation: 1, job: record },
+  };
+}
+
+describe('the learned peak as the default GPU memory request', () => {
+  const learned = {
+    defaultGpuMemoryMb: (pool: string, type: string) => (pool === 'p' && type === 'train' ? 12_000 : undefined),
+  };
+
+  it('applies to jobs that need GPUs and declare no memory', () => {
+    expect(entryOf(stored('train'), learned)).toMatchObject({ gpuCount: -1, gpuMemoryMb: 12_000 });
+    expect(entryOf(stored('train', { count: 2, memoryMb: 0 }), learned)).toMatchObject({
+      gpuCount: 2,
+      gpuMemoryMb: 12_000,
+    });
+  });
+
+  it('never overrides declared memory, never gives memory to CPU-only jobs, and is 0 when nothing is learned', () => {
+    expect(entryOf(stored('train', { count: 1, memoryMb: 500 }), learned).gpuMemoryMb).toBe(500);
+    expect(entryOf(stored('train', { count: 0, memoryMb: 0 }), learned).gpuMemoryMb).toBe(0);
+    expect(entryOf(stored('other'), learned).gpuMemoryMb).toBe(0);
+    expect(entryOf(stored('train')).gpuMemoryMb).toBe(0);
+  });
+});
