@@ -35,10 +35,12 @@ COPY libs/net/package.json libs/net/
 COPY libs/storage/package.json libs/storage/
 COPY libs/telemetry/package.json libs/telemetry/
 COPY libs/testing/package.json libs/testing/
+COPY libs/client/package.json libs/client/
 COPY apps/gateway/package.json apps/gateway/
 COPY apps/scheduler/package.json apps/scheduler/
 COPY apps/gpu-worker/package.json apps/gpu-worker/
 COPY apps/notifier/package.json apps/notifier/
+COPY apps/cli/package.json apps/cli/
 # `npm ci` installs exactly package-lock.json. Optional dependencies are left out: they are the pinned Node binary
 # (node-linux-*, which the image does not need: it has Node 24) and platform builds of dev tools that tsc does not use.
 # (On a registry mirror that lacks some optional platform packages `npm ci` refuses the lockfile; tools/gantry.mjs
@@ -87,6 +89,10 @@ ENTRYPOINT ["/usr/bin/tini", "--", "node"]
 FROM runtime AS gateway
 COPY --from=build /src/apps/gateway/package.json apps/gateway/package.json
 COPY --from=build /src/apps/gateway/dist apps/gateway/dist
+# The dashboard's static files (/ui) and the browser build of @gantry/client it loads.
+COPY --from=build /src/apps/gateway/ui apps/gateway/ui
+COPY --from=build /src/libs/client/package.json libs/client/package.json
+COPY --from=build /src/libs/client/dist libs/client/dist
 ENV GATEWAY_HOST=0.0.0.0 GATEWAY_PORT=8080
 EXPOSE 8080
 CMD ["apps/gateway/dist/main.js"]

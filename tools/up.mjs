@@ -1,6 +1,7 @@
 // `npm run up`: an embedded nats-server (JetStream, data under .data/nats) and S3-compatible store (.data/s3) unless
 // NATS_URL / S3_ENDPOINT point elsewhere, then the four services in the foreground with their logs prefixed.
 // Ctrl-C or SIGTERM stops the services (gracefully, then hard), then the store and the server: nothing is left behind.
+// On a terminal the services' JSON lines are shown as readable coloured lines (pino-pretty); piped, they stay JSON.
 // Runs under the pinned Node 24 (started by tools/gantry.mjs after the build).
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -8,11 +9,13 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEV_API_KEYS, DEV_WEBHOOK_SECRET } from '@gantry/config';
 import { NatsServer, S3Server, S3RVER_CREDENTIALS } from '@gantry/testing';
+import { prettyLogLine } from '@gantry/telemetry';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const data = join(root, '.data');
 const color = { gateway: 36, scheduler: 35, 'gpu-worker': 33, notifier: 32 };
 const say = (msg) => process.stdout.write(`\x1b[1m[gantry]\x1b[0m ${msg}\n`);
+const format = process.stdout.isTTY ? prettyLogLine({ colorize: true }) : (line) => line;
 
 const env = { ...process.env };
 env.ALLOW_PRIVATE_URLS ??= 'true';
@@ -68,7 +71,7 @@ async function start() {
       stream.on('data', (b) => {
         const lines = (partial + b.toString()).split('\n');
         partial = lines.pop() ?? '';
-        for (const l of lines) if (l.trim()) process.stdout.write(prefix + l + '\n');
+        for (const l of lines) if (l.trim()) process.stdout.write(prefix + format(l) + '\n');
       });
     }
     child.on('exit', (code, signal) => {
@@ -91,7 +94,8 @@ async function start() {
   if (stopping) return;
   const keys = env.API_KEYS ? '(from API_KEYS)' : DEV_API_KEYS.map((k) => `${k.key} (${k.role})`).join(', ');
   say('');
-  say(`Gantry is up: ${url}   (API docs: ${url}/docs)`);
+  say(`Gantry is up: ${url}   (dashboard: ${url}/ui, API docs: ${url}/docs)`);
+  say(`CLI: GANTRY_URL=${url} GANTRY_API_KEY=<key> npx gantry queue get`);
   say(`API keys: ${keys}`);
   say(`Webhook secret: ${env.WEBHOOK_SECRET ?? DEV_WEBHOOK_SECRET}`);
   say('Ctrl-C stops everything.');

@@ -12,7 +12,8 @@ import { validate } from 'dockerfile-utils';
 
 const ROOT = join(__dirname, '..', '..');
 const TEXT = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-const APPS = readdirSync(join(ROOT, 'apps'));
+// The services; apps/cli is the `gantry` command line, a client tool that has no image.
+const APPS = readdirSync(join(ROOT, 'apps')).filter((a) => a !== 'cli');
 const LIBS = readdirSync(join(ROOT, 'libs'));
 
 interface Stage {

@@ -25,6 +25,7 @@ import {
 import { GatewayNats } from './nats/gateway-nats';
 import { KvQuotaStore } from './rate-limit/kv-quota-store';
 import { SharedRateLimiter } from './rate-limit/rate-limiter';
+import { installDashboard } from './ui/dashboard';
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -92,6 +93,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     metrics,
     batchBodyLimit: config.BODY_LIMIT_BYTES,
   });
+  installDashboard(adapter.getInstance(), { traceUrlTemplate: config.TRACE_URL_TEMPLATE });
   const app = await NestFactory.create<NestFastifyApplication>(
     GatewayModule.register({ config, logger, clock, types, outputs, registry, metrics, nats }),
     adapter,

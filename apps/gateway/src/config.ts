@@ -3,6 +3,7 @@ import {
   bool,
   commonSpec,
   int,
+  optionalStr,
   jobPolicySpec,
   port,
   refuseDevKeysInProduction,
@@ -90,6 +91,9 @@ export const gatewaySpec = {
     doc: 'take the client IP (per-IP rate limit) from X-Forwarded-For: set behind a load balancer',
   }),
   RPC_TIMEOUT_MS: int({ default: 2_000, min: 50, max: 120_000, doc: 'how long to wait for the scheduler or notifier' }),
+  TRACE_URL_TEMPLATE: optionalStr({
+    doc: 'the dashboard links each job to its trace: a URL with {traceId}, e.g. http://jaeger:16686/trace/{traceId}',
+  }),
 };
 
 export type GatewayConfig = ConfigOf<typeof gatewaySpec>;

@@ -32,6 +32,8 @@ export interface JobView {
   outputs?: JobOutput[];
   error?: Omit<JobError, 'retryable'> & { retryable?: boolean };
   cancelRequested?: boolean;
+  /** The W3C trace id of the job's trace (from the submit request's `traceparent`), for trace links. */
+  traceId?: string;
 }
 
 export interface ViewExtras {
@@ -84,5 +86,7 @@ export function toJobView(r: JobRecord, now: Date, extras: ViewExtras = {}): Job
   }
   if (r.error) view.error = r.error;
   if (r.cancelRequestedAt && r.status === 'running') view.cancelRequested = true;
+  const traceId = r.traceparent?.split('-')[1];
+  if (traceId && /^[0-9a-f]{32}$/.test(traceId) && !/^0+$/.test(traceId)) view.traceId = traceId;
   return view;
 }

@@ -13,6 +13,7 @@ export { ATTR, inSpan, recordError, publishAttributes, processAttributes, SpanKi
 export type { Span, Context, Attributes, SpanOptions } from './messaging';
 export { createLogger, NestPinoLogger } from './logger';
 export type { Logger } from './logger';
+export { prettyLogLine } from './pretty';
 export { createRegistry, DURATION_BUCKETS, Counter, Gauge, Histogram, Registry } from './metrics';
 export { startOpsServer } from './ops-server';
 export type { OpsServer, OpsServerOptions, Readiness } from './ops-server';

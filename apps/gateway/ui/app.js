@@ -1,0 +1,621 @@
+// Gantry's dashboard: preact + htm, loaded as plain ES modules (no build step), talking to the /v1 API through
+// @gantry/client with the key the user typed (kept in sessionStorage: gone when the browser session ends).
+// Live data: the queue page polls O(1) routes (queue state, workers) and bounded pages of the listing once a
+// second; a job page follows the job's own SSE stream. Nothing scans, whatever the queue's size (docs/dashboard.md).
+import { h, render } from 'preact';
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import htm from 'htm';
+import { GantryClient, isTerminalStatus } from '@gantry/client';
+
+const html = htm.bind(h);
+const KEY = 'gantry.apiKey';
+const POLL_MS = 1000;
+const PRIORITIES = ['urgent', 'high', 'normal', 'low'];
+
+// ---- routing ---------------------------------------------------------------------------------------------------
+function usePath() {
+  const [path, setPath] = useState(location.pathname);
+  useEffect(() => {
+    const on = () => setPath(location.pathname);
+    addEventListener('popstate', on);
+    return () => removeEventListener('popstate', on);
+  }, []);
+  return path;
+}
+function go(path) {
+  history.pushState(null, '', path);
+  dispatchEvent(new PopStateEvent('popstate'));
+}
+function Link({ href, children, ...rest }) {
+  const onClick = (e) => {
+    if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
+    e.preventDefault();
+    go(href);
+  };
+  return html`<a href=${href} onClick=${onClick} ...${rest}>${children}</a>`;
+}
+
+// ---- data helpers ----------------------------------------------------------------------------------------------
+/** Calls `load` now and every `ms`; returns { data, error }. */
+function usePoll(load, ms, deps) {
+  const [state, setState] = useState({ data: undefined, error: undefined });
+  useEffect(() => {
+    let alive = true;
+    let timer;
+    const tick = async () => {
+      try {
+        const data = await load();
+        if (alive) setState({ data, error: undefined });
+      } catch (error) {
+        if (alive) setState((s) => ({ data: s.data, error }));
+      }
+      if (alive) timer = setTimeout(tick, ms);
+    };
+    void tick();
+    return () => {
+      alive = false;
+      clearTimeout(timer);
+    };
+  }, deps);
+  return state;
+}
+const msg = (e) => (e && e.message) || String(e);
+const pct = (j) => Math.round(j.progress?.percent ?? (j.status === 'completed' ? 100 : 0));
+function eta(j) {
+  const p = pct(j);
+  if (j.status !== 'running' || !j.startedAt || p <= 0) return '–';
+  const left = Math.round((((Date.now() - Date.parse(j.startedAt)) / 1000) * (100 - p)) / p);
+  return left >= 60 ? `${Math.floor(left / 60)}m ${left % 60}s` : `${left}s`;
+}
+const Status = ({ s }) => html`<span class=${`badge s-${s}`}>${s}</span>`;
+const when = (t) => (t ? new Date(t).toLocaleTimeString() : '');
+
+// ---- shell -----------------------------------------------------------------------------------------------------
+function Login({ onLogin }) {
+  const [key, setKey] = useState('');
+  const [error, setError] = useState('');
+  const submit = async (e) => {
+    e.preventDefault();
+    setError('');
+    const client = new GantryClient({ url: location.origin, apiKey: key.trim() });
+    try {
+      const who = await client.whoami();
+      sessionStorage.setItem(KEY, key.trim());
+      onLogin({ client, who });
+    } catch (err) {
+      setError(err.status === 401 ? 'This API key is not valid.' : msg(err));
+    }
+  };
+  return html`<main class="login">
+    <h1>Gantry</h1>
+    <form onSubmit=${submit} aria-describedby="key-help">
+      <label for="api-key">API key</label>
+      <input
+        id="api-key"
+        name="apiKey"
+        type="password"
+        autocomplete="off"
+        required
+        value=${key}
+        onInput=${(e) => setKey(e.currentTarget.value)}
+      />
+      <p id="key-help" class="muted">
+        Kept in this browser tab's session storage only; it is sent to this gateway and nowhere else.
+      </p>
+      <button type="submit">Sign in</button>
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+    </form>
+  </main>`;
+}
+
+function App() {
+  const [session, setSession] = useState(undefined);
+  const [checked, setChecked] = useState(false);
+  const [config, setConfig] = useState({ traceUrlTemplate: null });
+  const path = usePath();
+  useEffect(() => {
+    fetch('/ui/config.json')
+      .then((r) => r.json())
+      .then(setConfig, () => undefined);
+    const key = sessionStorage.getItem(KEY);
+    if (!key) return setChecked(true);
+    const client = new GantryClient({ url: location.origin, apiKey: key });
+    client.whoami().then(
+      (who) => {
+        setSession({ client, who });
+        setChecked(true);
+      },
+      () => {
+        sessionStorage.removeItem(KEY);
+        setChecked(true);
+      },
+    );
+  }, []);
+  if (!checked) return html`<p class="loading">Loading…</p>`;
+  if (!session) return html`<${Login} onLogin=${setSession} />`;
+  const logout = () => {
+    sessionStorage.removeItem(KEY);
+    setSession(undefined);
+  };
+  const admin = session.who.role === 'admin';
+  const nav = [
+    ['/ui', 'Queue'],
+    ['/ui/workers', 'Workers'],
+    ['/ui/schedules', 'Schedules'],
+    ...(admin ? [['/ui/webhooks', 'Failed webhooks']] : []),
+  ];
+  const current = path.replace(/\/$/, '') || '/ui';
+  let page;
+  const job = /^\/ui\/jobs\/([^/]+)$/.exec(current);
+  if (job) page = html`<${JobPage} id=${decodeURIComponent(job[1])} session=${session} config=${config} />`;
+  else if (current === '/ui/workers') page = html`<${WorkersPage} session=${session} />`;
+  else if (current === '/ui/webhooks') page = html`<${WebhooksPage} session=${session} />`;
+  else if (current === '/ui/schedules') page = html`<${SchedulesPage} session=${session} />`;
+  else page = html`<${QueuePage} session=${session} />`;
+  return html` <header class="top">
+      <h1>Gantry</h1>
+      <nav aria-label="Dashboard">
+        ${nav.map(([href, label]) => html`<${Link} href=${href} aria-current=${current === href ? 'page' : undefined}>${label}<//>`)}
+      </nav>
+      <span class="who" data-testid="who">${session.who.role} · tenant ${session.who.tenant}</span>
+      <button type="button" onClick=${logout}>Sign out</button>
+    </header>
+    <main>${page}</main>`;
+}
+
+// ---- queue page ------------------------------------------------------------------------------------------------
+function useNotice() {
+  const [notice, setNotice] = useState('');
+  const run = useCallback(async (label, fn) => {
+    try {
+      await fn();
+      setNotice(`${label}: done`);
+    } catch (e) {
+      setNotice(`${label}: ${msg(e)}`);
+    }
+  }, []);
+  return [notice, run];
+}
+const Notice = ({ text }) => html`<p class="muted" role="status" aria-live="polite" data-testid="notice">${text}</p>`;
+
+function QueuePanel({ q, admin, client }) {
+  const [notice, act] = useNotice();
+  const state = q.draining ? 'draining' : q.paused ? 'paused' : 'running';
+  const used = q.maxConcurrentJobs - q.availableTokens;
+  const [cfg, setCfg] = useState({ maxConcurrentJobs: '', maxQueueSize: '' });
+  const saveConfig = (e) => {
+    e.preventDefault();
+    const body = {};
+    if (cfg.maxConcurrentJobs !== '') body.maxConcurrentJobs = Number(cfg.maxConcurrentJobs);
+    if (cfg.maxQueueSize !== '') body.maxQueueSize = Number(cfg.maxQueueSize);
+    void act('Queue config', () => client.queue.setConfig(body));
+  };
+  return html`<section class="panel" aria-labelledby="queue-h">
+    <h2 id="queue-h">Queue <span class=${`badge state-${state}`} data-testid="queue-state">${state}</span></h2>
+    <div class="cards">
+      ${PRIORITIES.map(
+        (p) =>
+          html`<div class="card">
+            <span class="label">queued · ${p}</span><span class="value" data-testid=${`depth-${p}`}>${q.depth[p]}</span>
+          </div>`,
+      )}
+      <div class="card">
+        <span class="label">queued · total</span><span class="value" data-testid="depth-total">${q.depth.total}</span>
+      </div>
+      <div class="card">
+        <span class="label">running</span><span class="value" data-testid="running">${q.running}</span>
+      </div>
+      <div class="card">
+        <span class="label">retrying</span><span class="value" data-testid="retrying">${q.retrying}</span>
+      </div>
+      <div class="card">
+        <span class="label" id="tokens-l">tokens in use</span>
+        <span class="value" data-testid="tokens">${used} / ${q.maxConcurrentJobs}</span>
+        <meter aria-labelledby="tokens-l" min="0" max=${Math.max(1, q.maxConcurrentJobs)} value=${used}></meter>
+      </div>
+      <div class="card">
+        <span class="label">max queue size</span><span class="value" data-testid="max-queue">${q.maxQueueSize}</span>
+      </div>
+      <div class="card">
+        <span class="label">workers</span><span class="value" data-testid="workers">${q.workers}</span>
+      </div>
+    </div>
+    ${
+      admin &&
+      html`<div class="actions" data-testid="admin-controls">
+        <button type="button" onClick=${() => act('Pause', () => client.queue.pause())}>Pause</button>
+        <button type="button" onClick=${() => act('Resume', () => client.queue.resume())}>Resume</button>
+        <button type="button" onClick=${() => act('Drain', () => client.queue.drain())}>Drain</button>
+        <button
+          type="button"
+          class="danger"
+          onClick=${() => confirm('Cancel every queued job?') && act('Clear', () => client.queue.clear())}
+        >
+          Clear queue
+        </button>
+        <form class="inline" onSubmit=${saveConfig} aria-label="Queue configuration">
+          <label
+            >Max concurrent jobs
+            <input
+              type="number"
+              min="0"
+              placeholder=${q.maxConcurrentJobs}
+              value=${cfg.maxConcurrentJobs}
+              onInput=${(e) => setCfg({ ...cfg, maxConcurrentJobs: e.currentTarget.value })}
+          /></label>
+          <label
+            >Max queue size
+            <input
+              type="number"
+              min="1"
+              placeholder=${q.maxQueueSize}
+              value=${cfg.maxQueueSize}
+              onInput=${(e) => setCfg({ ...cfg, maxQueueSize: e.currentTarget.value })}
+          /></label>
+          <button type="submit">Apply</button>
+        </form>
+      </div>`
+    }
+    <${Notice} text=${notice} />
+  </section>`;
+}
+
+function JobsTable({ jobs, label, admin, client, kind }) {
+  const [notice, act] = useNotice();
+  if (!jobs) return html`<p class="muted">Loading…</p>`;
+  if (jobs.length === 0) return html`<p class="muted">None.</p>`;
+  return html`<table aria-label=${label}>
+      <thead>
+        <tr>
+          <th>Job</th>
+          <th>Type</th>
+          <th>Status</th>
+          <th>Priority</th>
+          <th>Progress</th>
+          <th>ETA</th>
+          ${kind === 'failed' && html`<th>Error</th>`}
+          <th>Created</th>
+          ${admin && html`<th>Actions</th>`}
+        </tr>
+      </thead>
+      <tbody>
+        ${jobs.map(
+          (j) =>
+            html`<tr data-job=${j.id}>
+              <td><${Link} href=${`/ui/jobs/${j.id}`} class="mono">${j.id}<//></td>
+              <td>${j.type}</td>
+              <td><${Status} s=${j.status} /></td>
+              <td>${j.priority}</td>
+              <td>
+                <progress max="100" value=${pct(j)} aria-label=${`progress of job ${j.id}`}></progress> ${pct(j)}%
+                ${j.progress?.stage ? html` <span class="muted">${j.progress.stage}</span>` : ''}
+              </td>
+              <td>${eta(j)}</td>
+              ${kind === 'failed' && html`<td>${j.error ? `${j.error.code}: ${j.error.message}` : ''}</td>`}
+              <td>${when(j.createdAt)}</td>
+              ${
+                admin &&
+                html`<td>
+                  ${!isTerminalStatus(j.status) && html`<button type="button" onClick=${() => act(`Cancel ${j.id}`, () => client.jobs.cancel(j.id))}>Cancel</button>`}
+                  ${(j.status === 'failed' || j.status === 'cancelled') && html`<button type="button" onClick=${() => act(`Retry ${j.id}`, () => client.jobs.retry(j.id))}>Retry</button>`}
+                </td>`
+              }
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+    <${Notice} text=${notice} />`;
+}
+
+function QueuePage({ session }) {
+  const { client, who } = session;
+  const admin = who.role === 'admin';
+  const queue = usePoll(() => client.queue.get(), POLL_MS, [client]);
+  const jobs = usePoll(
+    async () => {
+      const [running, recent, failed] = await Promise.all([
+        client.jobs.list({ status: 'running', limit: 50 }),
+        client.jobs.list({ limit: 20 }),
+        client.jobs.list({ status: 'failed', limit: 10 }),
+      ]);
+      return { running: running.items, recent: recent.items, failed: failed.items };
+    },
+    POLL_MS,
+    [client],
+  );
+  const workers = usePoll(() => client.workers.list(), 2 * POLL_MS, [client]);
+  const pools = {};
+  for (const w of workers.data ?? []) {
+    const p = (pools[w.pool] ??= { workers: 0, slots: 0, busy: 0 });
+    p.workers++;
+    p.slots += w.slots;
+    p.busy += w.busy;
+  }
+  return html` ${queue.error && html`<p class="error" role="alert">Queue: ${msg(queue.error)}</p>`}
+    ${queue.data ? html`<${QueuePanel} q=${queue.data} admin=${admin} client=${client} />` : html`<p class="muted">Loading the queue…</p>`}
+    <section class="panel" aria-labelledby="pools-h">
+      <h2 id="pools-h">Pools</h2>
+      <table aria-label="Pools">
+        <thead>
+          <tr>
+            <th>Pool</th>
+            <th>Workers</th>
+            <th>Busy slots</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${Object.entries(pools).map(
+            ([name, p]) =>
+              html`<tr>
+                <td>${name}</td>
+                <td class="num">${p.workers}</td>
+                <td class="num">${p.busy} / ${p.slots}</td>
+              </tr>`,
+          )}
+        </tbody>
+      </table>
+    </section>
+    <section class="panel" aria-labelledby="running-h">
+      <h2 id="running-h">Running jobs</h2>
+      <${JobsTable} jobs=${jobs.data?.running} label="Running jobs" admin=${admin} client=${client} />
+    </section>
+    <section class="panel" aria-labelledby="recent-h">
+      <h2 id="recent-h">Recent jobs <span class="muted">(tenant ${who.tenant})</span></h2>
+      <${JobsTable} jobs=${jobs.data?.recent} label="Recent jobs" admin=${admin} client=${client} />
+    </section>
+    <section class="panel" aria-labelledby="failed-h">
+      <h2 id="failed-h">Recent failures</h2>
+      <${JobsTable} jobs=${jobs.data?.failed} label="Recent failures" admin=${admin} client=${client} kind="failed" />
+    </section>`;
+}
+
+// ---- job page --------------------------------------------------------------------------------------------------
+function JobPage({ id, session, config }) {
+  const { client, who } = session;
+  const admin = who.role === 'admin';
+  const [view, setView] = useState(undefined);
+  const [events, setEvents] = useState([]);
+  const [error, setError] = useState(undefined);
+  const [reload, setReload] = useState(0);
+  const [notice, act] = useNotice();
+  useEffect(() => {
+    const stop = new AbortController();
+    setEvents([]);
+    (async () => {
+      try {
+        setView(await client.jobs.get(id, { signal: stop.signal }));
+        for await (const e of client.jobs.events(id, { signal: stop.signal })) {
+          setEvents((all) => [...all, e]);
+          setView(e.data);
+        }
+      } catch (e) {
+        if (!stop.signal.aborted) setError(e);
+      }
+    })();
+    return () => stop.abort();
+  }, [id, reload]);
+  if (error) return html`<p class="error" role="alert">${error.status === 404 ? `No job ${id}.` : msg(error)}</p>`;
+  if (!view) return html`<p class="muted">Loading job ${id}…</p>`;
+  const trace =
+    config.traceUrlTemplate && view.traceId ? config.traceUrlTemplate.replace('{traceId}', view.traceId) : null;
+  const field = (k, v) =>
+    v === undefined || v === null || v === ''
+      ? null
+      : html`<dt>${k}</dt>
+          <dd>${v}</dd>`;
+  const after = (fn, label) =>
+    act(label, async () => {
+      await fn();
+      setReload((n) => n + 1);
+    });
+  return html`<section class="panel" aria-labelledby="job-h">
+      <h2 id="job-h">Job <span class="mono">${view.id}</span> <${Status} s=${view.status} /></h2>
+      <p>
+        <progress max="100" value=${pct(view)} aria-label="job progress"></progress>
+        ${` ${pct(view)}% ${view.progress?.stage ?? ''} · ETA ${eta(view)}`}
+      </p>
+      <dl class="fields">
+        ${field('type', view.type)} ${field('priority', view.priority)} ${field('pool', view.pool)}
+        ${field('tenant', view.tenant)} ${field('attempts', `${view.attempts} / ${view.maxAttempts}`)}
+        ${field('generation', view.generation)} ${field('queue position', view.queuePosition)}
+        ${field('created', view.createdAt)} ${field('started', view.startedAt)} ${field('finished', view.finishedAt)}
+        ${field('elapsed', view.elapsedSeconds !== undefined ? `${view.elapsedSeconds.toFixed(1)} s` : undefined)}
+        ${field('worker', view.workerId)} ${field('GPUs', view.gpus?.join(', '))}
+        ${field('error', view.error ? `${view.error.code}: ${view.error.message}` : undefined)}
+        ${field('result', view.result !== undefined ? html`<code>${JSON.stringify(view.result)}</code>` : undefined)}
+        ${field('input', html`<code>${JSON.stringify(view.input)}</code>`)}
+        ${field('trace', trace ? html`<a href=${trace} rel="noopener noreferrer" target="_blank">${view.traceId}</a>` : undefined)}
+      </dl>
+      ${
+        admin &&
+        html`<div class="actions" data-testid="job-admin">
+          ${!isTerminalStatus(view.status) && html`<button type="button" onClick=${() => after(() => client.jobs.cancel(id), 'Cancel')}>Cancel</button>`}
+          ${(view.status === 'failed' || view.status === 'cancelled') && html`<button type="button" onClick=${() => after(() => client.jobs.retry(id), 'Retry')}>Retry</button>`}
+          ${
+            (view.status === 'queued' || view.status === 'retrying') &&
+            html`<label
+              >Priority
+              <select
+                aria-label="priority"
+                value=${view.priority}
+                onChange=${(e) => after(() => client.jobs.setPriority(id, e.currentTarget.value), 'Priority')}
+              >
+                ${PRIORITIES.map((p) => html`<option value=${p}>${p}</option>`)}
+              </select></label
+            >`
+          }
+        </div>`
+      }
+      <${Notice} text=${notice} />
+    </section>
+    <section class="panel" aria-labelledby="outputs-h">
+      <h2 id="outputs-h">Outputs</h2>
+      ${
+        view.outputs?.length
+          ? html`<ul>
+              ${view.outputs.map((o) => html`<li><a href=${o.downloadUrl ?? '#'} download=${o.name}>${o.name}</a> <span class="muted">${o.sizeBytes} bytes</span></li>`)}
+            </ul>`
+          : html`<p class="muted">None.</p>`
+      }
+    </section>
+    <section class="panel" aria-labelledby="timeline-h">
+      <h2 id="timeline-h">Timeline</h2>
+      <ol class="timeline" aria-live="polite" data-testid="timeline">
+        ${events.map(
+          (e) =>
+            html`<li>
+              <span class="mono">#${e.sequence}</span> ${`${e.type} `}
+              <span class="muted"
+                >${when(e.timestamp)}
+                ${e.data.progress ? ` · ${pct(e.data)}% ${e.data.progress.stage ?? ''}` : ''}</span
+              >
+            </li>`,
+        )}
+      </ol>
+    </section>`;
+}
+
+// ---- workers, webhooks, schedules ------------------------------------------------------------------------------
+function WorkersPage({ session }) {
+  const { data, error } = usePoll(() => session.client.workers.list(), 2 * POLL_MS, [session.client]);
+  return html`<section class="panel" aria-labelledby="workers-h">
+    <h2 id="workers-h">Workers</h2>
+    ${error && html`<p class="error" role="alert">${msg(error)}</p>`}
+    ${
+      data &&
+      html`<table aria-label="Workers">
+        <thead>
+          <tr>
+            <th>Worker</th>
+            <th>Pool</th>
+            <th>Busy slots</th>
+            <th>GPUs</th>
+            <th>Running jobs</th>
+            <th>Heartbeat</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${data.map(
+            (w) =>
+              html`<tr>
+                <td class="mono">${w.id}</td>
+                <td>${w.pool}</td>
+                <td class="num">
+                  <meter
+                    min="0"
+                    max=${Math.max(1, w.slots)}
+                    value=${w.busy}
+                    aria-label=${`busy slots of ${w.id}`}
+                  ></meter>
+                  ${w.busy} / ${w.slots}
+                </td>
+                <td>
+                  ${
+                    w.gpus.length
+                      ? html`<ul>
+                          ${w.gpus.map(
+                            (g) =>
+                              html`<li>
+                                #${g.index} ${g.name} ·
+                                ${g.memoryUsedMb !== undefined ? `${g.memoryUsedMb} / ` : ''}${g.memoryTotalMb} MB
+                                ${g.utilizationPercent !== undefined ? ` · ${g.utilizationPercent}%` : ''}${g.health && g.health !== 'ok' ? ` · ${g.health}` : ''}
+                              </li>`,
+                          )}
+                        </ul>`
+                      : html`<span class="muted">none (CPU)</span>`
+                  }
+                </td>
+                <td>
+                  ${w.runningJobs.map((id) => html`<div><${Link} href=${`/ui/jobs/${id}`} class="mono">${id}<//></div>`)}
+                </td>
+                <td>${when(w.lastHeartbeatAt)}</td>
+              </tr>`,
+          )}
+        </tbody>
+      </table>`
+    }
+  </section>`;
+}
+
+function WebhooksPage({ session }) {
+  const [notice, act] = useNotice();
+  const { data, error } = usePoll(() => session.client.webhooks.failed({ limit: 100 }), 3 * POLL_MS, [session.client]);
+  return html`<section class="panel" aria-labelledby="hooks-h">
+    <h2 id="hooks-h">Failed webhooks</h2>
+    ${error && html`<p class="error" role="alert">${msg(error)}</p>`}
+    ${data && data.items.length === 0 && html`<p class="muted">None.</p>`}
+    ${
+      data &&
+      data.items.length > 0 &&
+      html`<table aria-label="Failed webhooks">
+        <thead>
+          <tr>
+            <th>Event</th>
+            <th>Job</th>
+            <th>URL</th>
+            <th>Attempts</th>
+            <th>Last answer</th>
+            <th>Failed at</th>
+            <th>Actions</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${data.items.map(
+            (f) =>
+              html`<tr data-webhook=${f.id}>
+                <td>${f.type}</td>
+                <td><${Link} href=${`/ui/jobs/${f.jobId}`} class="mono">${f.jobId}<//></td>
+                <td class="mono">${f.url}</td>
+                <td class="num">${f.attempts}</td>
+                <td>${f.lastStatus ?? f.lastError ?? ''}</td>
+                <td>${when(f.failedAt)}</td>
+                <td>
+                  <button
+                    type="button"
+                    onClick=${() => act(`Replay ${f.id}`, () => session.client.webhooks.replay(f.id))}
+                  >
+                    Replay
+                  </button>
+                </td>
+              </tr>`,
+          )}
+        </tbody>
+      </table>`
+    }
+    <${Notice} text=${notice} />
+  </section>`;
+}
+
+function SchedulesPage({ session }) {
+  const { data, error } = usePoll(() => session.client.request('GET', '/v1/schedules'), 5 * POLL_MS, [session.client]);
+  return html`<section class="panel" aria-labelledby="sched-h">
+    <h2 id="sched-h">Schedules</h2>
+    ${error && html`<p class="muted" role="status">${error.status === 404 ? 'This gateway does not serve schedules yet.' : msg(error)}</p>`}
+    ${
+      data &&
+      html`<table aria-label="Schedules">
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Cron</th>
+            <th>Next run</th>
+            <th>Paused</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${data.items.map(
+            (s) =>
+              html`<tr>
+                <td>${s.name}</td>
+                <td class="mono">${s.cron}</td>
+                <td>${s.nextRunAt}</td>
+                <td>${String(s.paused)}</td>
+              </tr>`,
+          )}
+        </tbody>
+      </table>`
+    }
+  </section>`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));
