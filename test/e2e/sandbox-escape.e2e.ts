@@ -243,6 +243,8 @@ describe('job sandbox: escapes attempted for real through the worker', () => {
 
     cluster = await GantryCluster.start({
       manual: true,
+      // nats-server requires a user: the services authenticate, and the job must not reach it at all.
+      natsAuth: true,
       env: {
         JOB_TYPES_FILE: join(catalogDir, 'catalog.json'),
         WORKER_SCRATCH_DIR: scratch,

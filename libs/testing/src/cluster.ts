@@ -29,6 +29,8 @@ export const FAST_TIMINGS: Record<string, string> = {
 export interface ClusterOptions {
   /** Extra environment for every service. */
   env?: Record<string, string>;
+  /** Start nats-server requiring a user and password (the services get NATS_USER / NATS_PASSWORD). */
+  natsAuth?: boolean;
   /** Per-service extra environment. */
   serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
   workers?: number;
@@ -56,7 +58,7 @@ export class GantryCluster {
   ) {}
 
   static async start(options: ClusterOptions = {}): Promise<GantryCluster> {
-    const nats = await NatsServer.start();
+    const nats = await NatsServer.start(options.natsAuth ? { auth: true } : {});
     const s3 = await S3Server.start();
     const c = new GantryCluster(nats, s3, options);
     if (!options.manual) {
@@ -78,6 +80,7 @@ export class GantryCluster {
   baseEnv(): Record<string, string> {
     return {
       NATS_URL: this.nats.url,
+      ...this.nats.authEnv(),
       ...this.s3.env(),
       API_KEYS: `${ADMIN_KEY}:admin,${CLIENT_KEY}:client,${OTHER_TENANT_KEY}:client:other`,
       WEBHOOK_SECRET: E2E_WEBHOOK_SECRET,
@@ -115,7 +118,8 @@ export class GantryCluster {
       },
       {
         what: 'gateway ready',
-        timeoutMs: 30_000,
+        // Generous: on a loaded 2-core machine the scheduler's provisioning alone can take tens of seconds.
+        timeoutMs: 90_000,
         intervalMs: 50,
       },
     );

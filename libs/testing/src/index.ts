@@ -1,8 +1,8 @@
 export { waitFor, within, Deferred, WaitTimeoutError } from './wait';
 export type { WaitOptions } from './wait';
 export { freePort } from './ports';
-export { NatsServer, natsServerBinary } from './nats-server';
-export type { NatsServerOptions } from './nats-server';
+export { NatsServer, natsAuthorizationConfig, natsServerBinary } from './nats-server';
+export type { NatsServerOptions, NatsUser } from './nats-server';
 export { S3Server, S3RVER_CREDENTIALS } from './s3-server';
 export type { S3ServerOptions } from './s3-server';
 export { WebhookReceiver, webhookType } from './webhook-receiver';
