@@ -121,10 +121,11 @@ USER 1000:1000
 ENTRYPOINT ["node", "controller.mjs"]
 
 # ---- gpu-worker: ffmpeg + Node 24 on a CUDA-host-ready base --------------------------------------------------------
+# bubblewrap sandboxes every job process (docs/gpu.md, "Job sandbox"); setpriv, prlimit and choom come with util-linux.
 FROM ${NODE_IMAGE} AS node
 FROM ${WORKER_BASE} AS gpu-worker
 RUN apt-get update \
-  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg tini ca-certificates \
+  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg tini ca-certificates bubblewrap \
   && rm -rf /var/lib/apt/lists/* \
   && (getent group 1000 >/dev/null || groupadd --gid 1000 gantry) \
   && (getent passwd 1000 >/dev/null || useradd --uid 1000 --gid 1000 --home-dir /app --no-create-home gantry) \

@@ -4,7 +4,8 @@
 // On a terminal the services' JSON lines are shown as readable coloured lines (pino-pretty); piped, they stay JSON.
 // Runs under the pinned Node 24 (started by tools/gantry.mjs after the build).
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEV_API_KEYS, DEV_WEBHOOK_SECRET } from '@gantry/config';
@@ -31,15 +32,29 @@ let stopping = false;
 async function start() {
   mkdirSync(data, { recursive: true });
   if (!env.NATS_URL) {
+    // The dev server requires credentials too (docs/operations.md, "NATS credentials"): one user for the services,
+    // its password generated once and kept in .data/nats-user.json (mode 0600).
+    const userFile = join(data, 'nats-user.json');
+    if (!existsSync(userFile)) {
+      const user = { user: 'gantry', password: randomBytes(18).toString('base64url') };
+      writeFileSync(userFile, JSON.stringify(user, null, 2), { mode: 0o600 });
+    }
+    const user = JSON.parse(readFileSync(userFile, 'utf8'));
     nats = await NatsServer.start({
       port: 4222,
       storeDir: join(data, 'nats'),
       keepStore: true,
       monitorPort: 8222,
       detached: true,
+      auth: user,
     });
     env.NATS_URL = nats.url;
+    Object.assign(env, nats.authEnv());
+    delete env.NATS_TOKEN;
+    delete env.NATS_NKEY_SEED_FILE;
+    delete env.NATS_CREDS_FILE;
     say(`nats-server (JetStream) on ${nats.url}, monitoring http://127.0.0.1:8222, data in .data/nats`);
+    say(`NATS requires a user: NATS_USER=${user.user}, NATS_PASSWORD in .data/nats-user.json (for start:<service>)`);
   } else {
     say(`using NATS at ${env.NATS_URL}`);
   }

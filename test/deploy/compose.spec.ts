@@ -27,6 +27,7 @@ interface ComposeService {
     resources?: { reservations?: { devices?: { driver?: string; count?: unknown; capabilities: string[] }[] } };
   };
   stop_grace_period?: string;
+  security_opt?: string[];
   volumes?: string[];
   command?: string | string[];
 }
@@ -141,6 +142,30 @@ describe('docker-compose.yml', () => {
     for (const [name, s] of Object.entries(compose.services))
       if (!name.endsWith('worker')) expect(s.profiles).toBeUndefined();
     expect(dotenv['COMPOSE_PROFILES']).toBe('gpu');
+  });
+
+  it('authenticates every service to NATS with the user nats.conf requires, its password from .env', () => {
+    const conf = readFileSync(join(ROOT, 'deploy', 'compose', 'nats.conf'), 'utf8');
+    expect(conf).toMatch(/authorization\s*\{[^}]*user:\s*gantry,\s*password:\s*\$NATS_PASSWORD/s);
+    expect(compose.services['nats']?.environment?.['NATS_PASSWORD']).toBe(dotenv['NATS_PASSWORD']);
+    for (const { name, app } of gantry) {
+      const config = loadServiceConfig(app, compose.services[name]!.environment ?? {});
+      expect({ name, user: config['NATS_USER'], password: config['NATS_PASSWORD'] }).toEqual({
+        name,
+        user: 'gantry',
+        password: dotenv['NATS_PASSWORD'],
+      });
+    }
+  });
+
+  it('lets the workers run the job sandbox (bwrap needs namespaces and a fresh /proc)', () => {
+    for (const name of ['gpu-worker', 'cpu-worker']) {
+      const s = compose.services[name]!;
+      expect(s.security_opt).toEqual(
+        expect.arrayContaining(['seccomp=unconfined', 'apparmor=unconfined', 'systempaths=unconfined']),
+      );
+      expect(s.environment?.['JOB_SANDBOX'] ?? 'bwrap').toBe('bwrap');
+    }
   });
 
   it('gives workers the time to drain before Docker kills them', () => {

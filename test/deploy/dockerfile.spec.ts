@@ -174,6 +174,8 @@ describe('Dockerfile', () => {
   it('gives the worker image ffmpeg, a scratch folder and the NVIDIA driver capabilities it uses, no GPU by default', () => {
     const worker = stage('gpu-worker');
     expect(runText(worker)).toMatch(/apt-get install[^\n]*\bffmpeg\b/);
+    // bubblewrap: the job sandbox (docs/gpu.md); setpriv, prlimit and choom come with util-linux.
+    expect(runText(worker)).toMatch(/apt-get install[^\n]*\bbubblewrap\b/);
     const env = envOf('gpu-worker');
     expect(env['NVIDIA_DRIVER_CAPABILITIES']?.split(',').sort()).toEqual(['compute', 'utility', 'video']);
     expect(env['NVIDIA_VISIBLE_DEVICES']).toBeUndefined();

@@ -4,6 +4,7 @@
  * routes and ports the services serve, the KEDA trigger names the stream and consumer the contracts define, and
  * secrets, disruption budgets, monitors and network policies fit together.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONSUMERS, STREAMS, demandConsumer } from '@gantry/contracts';
 import { createRegistry } from '@gantry/telemetry';
@@ -165,6 +166,37 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (overlay) => {
         expect(c.image).toMatch(/^[^@]+:(?!latest$)[\w.-]+$/);
         if (overlay === 'production') expect(c.image.startsWith('gantry/')).toBe(false);
       }
+    }
+  });
+
+  it('authenticates every service to NATS with the user the NATS release requires', () => {
+    const values = readFileSync(join(DEPLOY, 'nats', 'values.yaml'), 'utf8');
+    const user = /-\s*user:\s*(\S+)\s*\n\s*password:\s*<< \$NATS_PASSWORD >>/.exec(values)?.[1];
+    expect(user).toBe('gantry');
+    expect(values).toMatch(
+      /NATS_PASSWORD:\s*\n\s*valueFrom:\s*\n\s*secretKeyRef: \{ name: gantry-secrets, key: NATS_PASSWORD \}/,
+    );
+    for (const s of services(objects)) {
+      expect({ service: s.service, user: s.env['NATS_USER'] }).toEqual({ service: s.service, user });
+      expect({ service: s.service, password: s.source['NATS_PASSWORD'] }).toEqual({
+        service: s.service,
+        password: 'secret',
+      });
+    }
+  });
+
+  it('lets GPU workers run the job sandbox: a user-namespaced pod, an unmasked /proc, bwrap’s syscalls', () => {
+    for (const s of services(objects).filter((x) => x.service === 'gpu-worker')) {
+      const pod = podSpec(s.deployment)!;
+      expect(pod['hostUsers']).toBe(false);
+      const psc = pod['securityContext'] as Record<string, { type: string } | undefined>;
+      expect(psc['seccompProfile']?.type).not.toBe('RuntimeDefault');
+      expect(psc['appArmorProfile']?.type).not.toBe('RuntimeDefault');
+      const csc = (s.container as { securityContext?: Record<string, unknown> }).securityContext ?? {};
+      expect(csc['procMount']).toBe('Unmasked');
+      expect(csc['allowPrivilegeEscalation']).toBe(false);
+      // The sandbox is not switched off in the cluster.
+      expect(s.env['JOB_SANDBOX'] ?? 'bwrap').toBe('bwrap');
     }
   });
 

@@ -20,7 +20,7 @@ import type { AddressInfo } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputStore } from '@gantry/storage';
-import { GantryCluster, repoRoot, type ServiceProcess } from '@gantry/testing';
+import { GantryCluster, repoRoot, within, type ServiceProcess } from '@gantry/testing';
 
 interface View {
   id: string;
@@ -243,6 +243,8 @@ describe('job sandbox: escapes attempted for real through the worker', () => {
 
     cluster = await GantryCluster.start({
       manual: true,
+      // nats-server requires a user: the services authenticate, and the job must not reach it at all.
+      natsAuth: true,
       env: {
         JOB_TYPES_FILE: join(catalogDir, 'catalog.json'),
         WORKER_SCRATCH_DIR: scratch,
@@ -406,6 +408,20 @@ describe('job sandbox: escapes attempted for real through the worker', () => {
     expect(n).toBeGreaterThan(1);
     expect(n).toBeLessThanOrEqual(MAX_PROCESSES);
   }, 120_000);
+
+  it('refuses to start a worker where the sandbox cannot run, and warns at every start with JOB_SANDBOX=off', async () => {
+    const refused = cluster.spawn('gpu-worker', { BWRAP: '/nonexistent/bwrap', WORKER_SCRATCH_DIR: scratch });
+    expect(await within(refused.exited(), 60_000, 'the refused worker exits')).toBe(69);
+    expect(refused.tail(20)).toMatch(/refusing to start: bubblewrap .* is not installed.*JOB_SANDBOX=off/s);
+
+    const unconfined = cluster.spawn('gpu-worker', { JOB_SANDBOX: 'off', WORKER_POOL: 'unconfined' });
+    const warning = await unconfined.waitForLog((l) => String(l.msg).startsWith('JOB_SANDBOX=off'), {
+      timeoutMs: 60_000,
+    });
+    expect(warning['level']).toBe('warn');
+    expect(String(warning.msg)).toMatch(/UNCONFINED/);
+    await unconfined.kill('SIGTERM');
+  }, 150_000);
 
   it('still runs an ordinary ffmpeg transcode inside the sandbox', async () => {
     const id = await cluster.submit({

@@ -329,10 +329,11 @@ describe('gpu-worker end to end (fake nvidia-smi, real ffmpeg, real S3)', () => 
     });
 
     const timeoutMarker = `timeout${Date.now()}.mp4`;
-    const b = await run(timeoutMarker, { timeoutSeconds: 3, maxAttempts: 1 });
+    // Long enough for the download and the sandbox's start on a loaded machine, so that ffmpeg is seen running.
+    const b = await run(timeoutMarker, { timeoutSeconds: 8, maxAttempts: 1 });
     await waitFor(() => live(`^ffmpeg .*${timeoutMarker}`).length === 1, { what: 'ffmpeg running', timeoutMs: 30_000 });
     const failed = await waitStatus(b, 'failed');
-    expect(failed.error).toMatchObject({ code: 'TIMEOUT', message: 'attempt exceeded 3 s' });
+    expect(failed.error).toMatchObject({ code: 'TIMEOUT', message: 'attempt exceeded 8 s' });
     await waitFor(() => live(`^ffmpeg .*${timeoutMarker}`).length === 0, {
       what: 'no ffmpeg left after timeout',
       timeoutMs: 10_000,

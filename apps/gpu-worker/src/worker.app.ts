@@ -145,7 +145,7 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
   });
   logger.info({ url: ops.url, workerId: id }, 'worker ops endpoint listening');
 
-  const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger });
+  const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger, auth: config });
   live.nats = nats;
   const topology = topologyFor(config);
   const streams = streamDeclarations(topology);

@@ -55,7 +55,7 @@ export async function startNotifier(config: NotifierConfig, logger: Logger): Pro
   });
   logger.info({ url: ops.url }, 'notifier ops endpoint listening');
 
-  const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger });
+  const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger, auth: config });
   live.nats = nats;
   const topology = topologyFor(config, {
     webhookMaxPending: config.WEBHOOK_MAX_PENDING,

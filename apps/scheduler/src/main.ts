@@ -31,7 +31,7 @@ runService('scheduler', async () => {
   });
   logger.info({ url: ops.url, schedulerId: id }, 'scheduler ops endpoint listening');
 
-  const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger });
+  const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger, auth: config });
   live.nats = nats;
   const topology = topologyFor(config, { leaderLeaseMs: config.LEADER_LEASE_MS });
   const streams = streamDeclarations(topology);

@@ -17,6 +17,11 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 export const commonSpec = {
   NODE_ENV: str({ default: 'development', doc: '`production` refuses the dev API keys and webhook secret' }),
   NATS_URL: natsServers({ default: ['nats://127.0.0.1:4222'], doc: 'NATS servers, comma-separated' }),
+  NATS_USER: optionalStr({ doc: 'NATS user name (with NATS_PASSWORD); docs/operations.md "NATS credentials"' }),
+  NATS_PASSWORD: optionalStr({ secret: true, doc: 'NATS password (with NATS_USER)' }),
+  NATS_TOKEN: optionalStr({ secret: true, doc: 'NATS authorization token (instead of a user)' }),
+  NATS_NKEY_SEED_FILE: optionalStr({ doc: 'file holding this service’s NATS nkey seed (SU…)' }),
+  NATS_CREDS_FILE: optionalStr({ doc: 'NATS .creds file (JWT + nkey seed, decentralized auth)' }),
   NATS_REPLICAS: int({ default: 1, min: 1, max: 5, doc: 'replicas of every stream and bucket this service creates' }),
   LOG_LEVEL: oneOf(LOG_LEVELS, { default: 'info', doc: 'pino log level' }),
   HTTP_HOST: str({ default: '127.0.0.1', doc: 'bind address of /healthz, /readyz and /metrics' }),

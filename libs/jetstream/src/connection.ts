@@ -1,5 +1,12 @@
 /** One NATS connection per process, with JetStream and KV handles, reconnecting forever. */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import {
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  type ConnectionOptions,
+  type NatsConnection,
+} from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from '@gantry/telemetry';
@@ -11,6 +18,58 @@ export interface NatsHandleOptions {
   logger: Logger;
   /** Request timeout for JetStream API calls. */
   timeoutMs?: number;
+  /** How this service authenticates (absent: no credentials, for a server without authorization). */
+  auth?: NatsAuth;
+}
+
+/**
+ * NATS credentials from the environment (docs/operations.md, "NATS credentials"): user and password, a token, an
+ * nkey seed file, or a `.creds` file (JWT + seed, decentralized auth). At most one kind.
+ */
+export interface NatsAuth {
+  NATS_USER?: string | undefined;
+  NATS_PASSWORD?: string | undefined;
+  NATS_TOKEN?: string | undefined;
+  NATS_NKEY_SEED_FILE?: string | undefined;
+  NATS_CREDS_FILE?: string | undefined;
+}
+
+/** A bad combination of NATS credential variables. */
+export class NatsAuthConfigError extends Error {
+  override readonly name = 'NatsAuthConfigError';
+  readonly code = 'NATS_AUTH_CONFIG';
+}
+
+/** The connect options for `auth`; throws NatsAuthConfigError on a bad combination or an unreadable file. */
+export function natsAuthOptions(auth: NatsAuth | undefined): Partial<ConnectionOptions> {
+  if (!auth) return {};
+  const kinds = [
+    auth.NATS_USER || auth.NATS_PASSWORD ? 'NATS_USER/NATS_PASSWORD' : undefined,
+    auth.NATS_TOKEN ? 'NATS_TOKEN' : undefined,
+    auth.NATS_NKEY_SEED_FILE ? 'NATS_NKEY_SEED_FILE' : undefined,
+    auth.NATS_CREDS_FILE ? 'NATS_CREDS_FILE' : undefined,
+  ].filter((k): k is string => !!k);
+  if (kinds.length > 1)
+    throw new NatsAuthConfigError(`set only one kind of NATS credentials, not ${kinds.join(' and ')}`);
+  if ((auth.NATS_USER && !auth.NATS_PASSWORD) || (!auth.NATS_USER && auth.NATS_PASSWORD)) {
+    throw new NatsAuthConfigError('NATS_USER and NATS_PASSWORD go together');
+  }
+  const read = (name: string, path: string): Uint8Array => {
+    try {
+      return new TextEncoder().encode(readFileSync(path, 'utf8').trim());
+    } catch (err) {
+      throw new NatsAuthConfigError(`${name}: cannot read ${path}: ${(err as Error).message}`);
+    }
+  };
+  if (auth.NATS_USER) return { user: auth.NATS_USER, pass: auth.NATS_PASSWORD! };
+  if (auth.NATS_TOKEN) return { token: auth.NATS_TOKEN };
+  if (auth.NATS_NKEY_SEED_FILE) {
+    return { authenticator: nkeyAuthenticator(read('NATS_NKEY_SEED_FILE', auth.NATS_NKEY_SEED_FILE)) };
+  }
+  if (auth.NATS_CREDS_FILE) {
+    return { authenticator: credsAuthenticator(read('NATS_CREDS_FILE', auth.NATS_CREDS_FILE)) };
+  }
+  return {};
 }
 
 function parseVersion(v: string): [number, number, number] {
@@ -45,6 +104,7 @@ export class NatsHandle {
   /** Connects (retrying until the server answers) and logs every connection status change. */
   static async connect(o: NatsHandleOptions): Promise<NatsHandle> {
     const nc = await connect({
+      ...natsAuthOptions(o.auth),
       servers: o.servers,
       name: o.name,
       maxReconnectAttempts: -1,

@@ -1,5 +1,5 @@
-export { NatsHandle, versionAtLeast } from './connection';
-export type { NatsHandleOptions } from './connection';
+export { NatsAuthConfigError, NatsHandle, natsAuthOptions, versionAtLeast } from './connection';
+export type { NatsAuth, NatsHandleOptions } from './connection';
 export {
   provision,
   ensureStream,

@@ -30,6 +30,8 @@ export const FAST_TIMINGS: Record<string, string> = {
 export interface ClusterOptions {
   /** Extra environment for every service. */
   env?: Record<string, string>;
+  /** Start nats-server requiring a user and password (the services get NATS_USER / NATS_PASSWORD). */
+  natsAuth?: boolean;
   /** Per-service extra environment. */
   serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
   workers?: number;
@@ -62,7 +64,7 @@ export class GantryCluster {
 
   static async start(options: ClusterOptions = {}): Promise<GantryCluster> {
     const natsCluster = (options.natsNodes ?? 1) > 1 ? await NatsCluster.start({ size: options.natsNodes }) : undefined;
-    const nats = natsCluster ? natsCluster.nodes[0]!.server : await NatsServer.start();
+    const nats = natsCluster ? natsCluster.nodes[0]!.server : await NatsServer.start(options.natsAuth ? { auth: true } : {});
     const s3 = await S3Server.start();
     const c = new GantryCluster(nats, s3, options, natsCluster);
     if (!options.manual) {
@@ -89,6 +91,7 @@ export class GantryCluster {
   baseEnv(): Record<string, string> {
     return {
       NATS_URL: this.natsUrl,
+      ...this.nats.authEnv(),
       ...this.s3.env(),
       API_KEYS: `${ADMIN_KEY}:admin,${CLIENT_KEY}:client,${OTHER_TENANT_KEY}:client:other`,
       WEBHOOK_SECRET: E2E_WEBHOOK_SECRET,

@@ -1,8 +1,8 @@
 export { waitFor, within, Deferred, WaitTimeoutError } from './wait';
 export type { WaitOptions } from './wait';
 export { freePort } from './ports';
-export { NatsServer, natsServerBinary, natsServerVersion } from './nats-server';
-export type { NatsServerOptions } from './nats-server';
+export { NatsServer, natsAuthorizationConfig, natsServerBinary, natsServerVersion } from './nats-server';
+export type { NatsServerOptions, NatsUser } from './nats-server';
 export { NatsCluster } from './nats-cluster';
 export type { NatsClusterOptions, NatsClusterNode } from './nats-cluster';
 export { S3Server, S3RVER_CREDENTIALS } from './s3-server';

@@ -3,7 +3,8 @@
  * It can be stopped, killed (`kill -9`) and restarted on the same port and store to test durability.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, accessSync, constants } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, accessSync, constants, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { freePort } from './ports';
@@ -46,12 +47,30 @@ export interface NatsServerOptions {
   verbose?: boolean;
   /** Own process group, so a terminal's Ctrl-C reaches only the owner (which stops the server last). */
   detached?: boolean;
+  /**
+   * Require a user and password (`true`: a generated password for user `gantry`). The server then runs from a config
+   * file with an `authorization` block; clients use {@link NatsServer.authEnv}.
+   */
+  auth?: boolean | NatsUser;
+}
+
+/** A NATS user and password. */
+export interface NatsUser {
+  user: string;
+  password: string;
+}
+
+/** nats-server configuration text requiring `user` (a quoted string is a literal in NATS's config syntax). */
+export function natsAuthorizationConfig(user: NatsUser): string {
+  return `authorization {\n  users = [\n    { user: ${JSON.stringify(user.user)}, password: ${JSON.stringify(user.password)} }\n  ]\n}\n`;
 }
 
 export class NatsServer {
   private proc: ChildProcess | undefined;
   private log = '';
   private readonly ownsStore: boolean;
+  /** The user clients must authenticate as (undefined: the server requires none). */
+  readonly user: NatsUser | undefined;
 
   private constructor(
     readonly port: number,
@@ -59,6 +78,15 @@ export class NatsServer {
     private readonly options: NatsServerOptions,
   ) {
     this.ownsStore = !options.storeDir && !options.keepStore;
+    this.user =
+      options.auth === true
+        ? { user: 'gantry', password: randomBytes(18).toString('base64url') }
+        : options.auth || undefined;
+  }
+
+  /** NATS_USER / NATS_PASSWORD for services (empty without auth). */
+  authEnv(): Record<string, string> {
+    return this.user ? { NATS_USER: this.user.user, NATS_PASSWORD: this.user.password } : {};
   }
 
   get url(): string {
@@ -80,6 +108,13 @@ export class NatsServer {
   private async launch(): Promise<void> {
     const args = ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.storeDir];
     if (this.options.monitorPort) args.push('-m', String(this.options.monitorPort));
+    if (this.user) {
+      // A config file rather than --user/--pass: the password stays out of the process list.
+      mkdirSync(this.storeDir, { recursive: true });
+      const conf = join(this.storeDir, 'gantry-auth.conf');
+      writeFileSync(conf, natsAuthorizationConfig(this.user), { mode: 0o600 });
+      args.unshift('-c', conf);
+    }
     args.push(...(this.options.args ?? []));
     const proc = spawn(natsServerBinary(), args, {
       stdio: ['ignore', 'pipe', 'pipe'],

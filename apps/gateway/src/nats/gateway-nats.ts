@@ -47,7 +47,12 @@ export class GatewayNats {
   }
 
   private async connect(): Promise<NatsHandle> {
-    const nats = await NatsHandle.connect({ servers: this.config.NATS_URL, name: 'gateway', logger: this.logger });
+    const nats = await NatsHandle.connect({
+      servers: this.config.NATS_URL,
+      name: 'gateway',
+      logger: this.logger,
+      auth: this.config,
+    });
     this.handleValue = nats;
     const topology = topologyFor(this.config);
     const s = streamDeclarations(topology);

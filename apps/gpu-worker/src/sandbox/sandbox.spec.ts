@@ -1,7 +1,10 @@
 import { mkdtempSync, rmSync, statSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { JobFailure } from '../executors/executor';
+import { runProcess } from '../executors/process-runner';
 import {
+  AttemptSandbox,
   Sandbox,
   SandboxUnavailableError,
   directoryBytes,
@@ -145,6 +148,38 @@ describe('Sandbox', () => {
     a.release();
     const c = sb.acquire();
     expect(c.uid).toBe(a.uid);
+  });
+});
+
+describe('a sandbox failure at run time', () => {
+  it('fails the attempt SANDBOX_FAILED (retryable), never a silent success', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'gantry-sandbox-fail-'));
+    try {
+      const sb = await Sandbox.create(SETTINGS, root);
+      const slot = sb.acquire();
+      const scratch = join(root, 'attempt');
+      await sb.prepareScratch(scratch, slot);
+      const attempt = new AttemptSandbox(sb, slot, scratch, [], {
+        maxInputBytes: 1024,
+        maxScratchBytes: 1024 * 1024,
+        maxScratchEntries: 100,
+      });
+      const err = await runProcess({
+        command: 'true',
+        args: [],
+        cwd: root,
+        env: {},
+        signal: new AbortController().signal,
+        sandbox: attempt,
+        // A catalog directory that is gone by the time the job starts: bwrap cannot bind it.
+        readOnly: ['/nonexistent/gantry-catalog'],
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(JobFailure);
+      expect(err).toMatchObject({ code: 'SANDBOX_FAILED', retryable: true });
+      expect((err as Error).message).toMatch(/bwrap: /);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 

@@ -46,6 +46,20 @@ const ETC_NETWORK = [
 ];
 /** Top-level directories of the merged /usr (symlinks on Debian 12, directories elsewhere). */
 const ROOT_LINKS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
+/**
+ * Variables of the worker's own environment a job inherits: where the loader, CUDA and the locale look. Never
+ * credentials (everything else of the worker's environment stays out).
+ */
+const INHERITED_ENV = ['LD_LIBRARY_PATH', 'CUDA_HOME', 'NVIDIA_DRIVER_CAPABILITIES', 'LC_ALL', 'TZ'];
+
+/** The worker's PATH entries the sandbox can see (under /usr, /bin, /sbin), then the standard ones. */
+function sandboxPath(): string {
+  const seen = (process.env['PATH'] ?? '')
+    .split(delimiter)
+    .filter((d) => ['/usr', '/bin', '/sbin'].some((root) => under(d, root)));
+  return [...new Set([...seen, ...SANDBOX_PATH.split(delimiter)])].join(delimiter);
+}
+
 /** NVIDIA control nodes every CUDA process opens; `/dev/nvidia<N>` is added per assigned GPU. */
 const NVIDIA_CONTROL = ['/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools', '/dev/nvidia-modeset'];
 
@@ -249,8 +263,11 @@ export class Sandbox {
     );
     if (req.network) a.push('--share-net');
     a.push('--clearenv');
+    const inherited: Record<string, string> = {};
+    for (const k of INHERITED_ENV) if (process.env[k] !== undefined) inherited[k] = process.env[k]!;
     const env: Record<string, string> = {
-      PATH: SANDBOX_PATH,
+      ...inherited,
+      PATH: sandboxPath(),
       HOME: req.scratchDir,
       TMPDIR: req.scratchDir,
       LANG: 'C.UTF-8',
