@@ -64,7 +64,9 @@ export class GantryCluster {
 
   static async start(options: ClusterOptions = {}): Promise<GantryCluster> {
     const natsCluster = (options.natsNodes ?? 1) > 1 ? await NatsCluster.start({ size: options.natsNodes }) : undefined;
-    const nats = natsCluster ? natsCluster.nodes[0]!.server : await NatsServer.start(options.natsAuth ? { auth: true } : {});
+    const nats = natsCluster
+      ? natsCluster.nodes[0]!.server
+      : await NatsServer.start(options.natsAuth ? { auth: true } : {});
     const s3 = await S3Server.start();
     const c = new GantryCluster(nats, s3, options, natsCluster);
     if (!options.manual) {
