@@ -72,9 +72,10 @@ describe('gantry CLI (child process) against a real stack', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'failed', error: { code: expect.any(String) } });
   });
 
-  it('jobs watch draws a progress bar with stage, percent and ETA on a terminal', async () => {
-    const id = await cluster.submit({ type: 'noop', input: { durationMs: 8000, progressSteps: 8 } }, CLIENT_KEY);
-    const cmd = `'${process.execPath}' '${BIN}' jobs watch ${id}`;
+  it('submit --wait draws a progress bar with stage, percent and ETA on a terminal', async () => {
+    // The CLI submits, then follows: the bar is up before the job starts, however slowly the process starts.
+    const cmd =
+      `'${process.execPath}' '${BIN}' submit --type noop --wait ` + `--input '{"durationMs":4000,"progressSteps":8}'`;
     const r = await new Promise<Result>((resolve) =>
       execFile(
         'script',
@@ -85,7 +86,9 @@ describe('gantry CLI (child process) against a real stack', () => {
       ),
     );
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain(id);
+    const id = /submitted ([0-9A-Z]{26})/.exec(r.stdout)?.[1];
+    expect(id).toBeDefined();
+    await expect(cluster.job(id!)).resolves.toMatchObject({ status: 'completed' });
     expect(r.stdout).toMatch(/100% \| completed/);
     expect(r.stdout).toMatch(/ETA \d+s/);
     expect(r.stdout).toMatch(/ \d{1,2}% \| running step \d\/8 \| ETA \d+s/);

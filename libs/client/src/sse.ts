@@ -21,10 +21,15 @@ export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
+      if (done) {
+        // The stream ended: a trailing CR is a whole line end after all.
+        if (!buffer.endsWith('\r')) break;
+        buffer += '\n';
+      } else buffer += decoder.decode(value, { stream: true });
       let nl: number;
       while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
+        // A CR at the very end may be the first half of a CRLF split across reads: wait for the next read.
+        if (buffer[nl] === '\r' && nl === buffer.length - 1) break;
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + (buffer[nl] === '\r' && buffer[nl + 1] === '\n' ? 2 : 1));
         if (line === '') {
@@ -43,6 +48,7 @@ export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator
         else if (field === 'event') event = value;
         else if (field === 'id') id = value;
       }
+      if (done) break;
     }
   } finally {
     await reader.cancel().catch(() => undefined);
