@@ -386,6 +386,25 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     expect(history.at(-1)!.revision).toBe(verdict.revision); // nothing written after the verdict
   });
 
+  it('ends an attempt its own watchdog fenced, even when the scheduler never declares the worker lost', async () => {
+    // Heartbeats that stall for 60 % of the lost period and then recover: the watchdog kills the attempt, and no
+    // scheduler verdict follows. The attempt must still end (WORKER_LOST, retried), not stay running forever.
+    const id = await createJob('sleeper', { tag: 'fenced', seconds: 120 }, { maxAttempts: 3 });
+    await dispatch(id);
+    await until(id, (r) => r.status === 'running', 'running');
+    const pgid = await waitFor(() => sleeperGroup('fenced'), { what: 'the sleeper', timeoutMs: 30_000 });
+    app.runner.abortAll('fenced');
+    const ended = await until(id, (r) => r.status === 'retrying', 'retrying after the fenced attempt', 20_000);
+    expect(ended.error?.code).toBe('WORKER_LOST');
+    expect(ended.attempts).toBe(1);
+    await waitFor(() => groupMembers(pgid).length === 0, { what: 'the job killed', timeoutMs: 10_000 });
+    await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the dispatch acked' });
+    // The scheduler's verdict, coming late, finds the attempt already ended and changes nothing.
+    const before = (await jobs.history(id)).at(-1)!.revision;
+    await expect(jobs.transition(id, (cur) => workerLost(cur.record, app.id, new Date()))).rejects.toThrow();
+    expect((await jobs.history(id)).at(-1)!.revision).toBe(before);
+  });
+
   it('refuses s3:// inputs outside S3_INPUT_BUCKETS and other tenants’ job outputs, before reading them', async () => {
     const theirs = await createJob('noop', {}, { tenant: 'other-tenant' });
     const env = s3.env();

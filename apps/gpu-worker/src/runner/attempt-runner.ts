@@ -396,8 +396,23 @@ export class AttemptRunner {
       case 'shutdown':
         decide = (cur) => handBack(cur.record, owner, now());
         break;
-      case 'lost':
       case 'fenced':
+        // Killed by this worker's own watchdog (lease not renewed for 60 % of the lost period). The scheduler may
+        // never declare the worker lost (heartbeats can resume before its deadline), so the attempt is ended here,
+        // with compare-and-set naming it: it loses cleanly to the scheduler's verdict or a newer attempt.
+        decide = (cur) =>
+          failAttempt(
+            cur.record,
+            owner,
+            jobError(
+              'WORKER_LOST',
+              'the worker could not renew its lease, so it killed the attempt before another worker could be given it',
+              true,
+            ),
+            now(),
+          );
+        break;
+      case 'lost':
         decide = undefined;
         break;
     }
@@ -411,7 +426,7 @@ export class AttemptRunner {
       if (written && written.status === 'failed' && written.upload?.url) await this.uploadError(written);
     }
     if (outcome.kind === 'fenced') {
-      // Cut off from NATS: the scheduler will declare this attempt lost; acking may not even reach the broker.
+      // The outcome is recorded (or the scheduler's verdict won); acking may not reach a broker still out of reach.
       ctx.ack();
       return;
     }
