@@ -30,7 +30,8 @@ describe('gateway auth (real NATS)', () => {
     expectProblem(await api.as('not-a-real-key').json('GET', '/v1/jobs'), 401);
     expectProblem(await api.as(null).raw('GET', '/v1/jobs', { headers: { 'x-api-key': 'nope-nope-nope' } }), 401);
     expectProblem(await api.as(null).raw('GET', '/v1/jobs', { headers: { authorization: `Basic ${CLIENT}` } }), 401);
-    const ok = await api.as(null).raw('GET', '/v1/jobs', { headers: { 'x-api-key': CLIENT } });
+    // /v1/whoami: the listing needs a scheduler leader (read-your-writes sync), which this test does not run.
+    const ok = await api.as(null).raw('GET', '/v1/whoami', { headers: { 'x-api-key': CLIENT } });
     expect(ok.status).toBe(200);
   });
 
@@ -117,6 +118,6 @@ describe('gateway auth (real NATS)', () => {
     expect(statuses.filter((x) => x === 429).length).toBeGreaterThanOrEqual(20);
     expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
     // A valid key is not affected by its IP's anonymous quota.
-    expect((await api.as(CLIENT).json('GET', '/v1/jobs')).status).toBe(200);
+    expect((await api.as(CLIENT).json('GET', '/v1/whoami')).status).toBe(200);
   });
 });

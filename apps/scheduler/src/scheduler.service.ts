@@ -325,6 +325,7 @@ export class SchedulerService {
       v: 1,
       epoch: this.leader.epoch,
       at: this.clock.now().toISOString(),
+      appliedSeq: this.state.lastApplied,
       ...this.queueState(),
     };
     this.nats.nc.publish(SUBJECTS.queueStats, encodeJson(msg));

@@ -151,6 +151,11 @@ export interface QueueStatsBroadcast extends QueueState {
   v: 1;
   epoch: number;
   at: string;
+  /**
+   * The jobs-stream sequence the leader's projection had applied when these figures were taken: gateways keep counting
+   * the jobs they accepted above it (absent from older schedulers: gateways then count from the broadcast's arrival).
+   */
+  appliedSeq?: number;
 }
 
 /** `GET /v1/queue/metrics`. */

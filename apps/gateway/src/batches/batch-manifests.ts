@@ -151,7 +151,7 @@ export class BatchManifests {
    */
   async createJobs(
     specs: readonly NewJobSpec[],
-    onCreated: () => void = () => undefined,
+    onCreated: (revision: number) => void = () => undefined,
   ): Promise<{ stored: Map<string, StoredJob>; failed: string[]; lastError?: unknown }> {
     const store = new JobStore(this.nats, this.clock);
     const stored = new Map<string, StoredJob>();
@@ -164,8 +164,9 @@ export class BatchManifests {
         const spec = specs[next++]!;
         for (let attempt = 1; ; attempt++) {
           try {
-            stored.set(spec.id, await store.create(newJob(spec, now)));
-            onCreated();
+            const created = await store.create(newJob(spec, now));
+            stored.set(spec.id, created);
+            onCreated(created.revision);
             break;
           } catch (err) {
             if (err instanceof JobExistsError) {

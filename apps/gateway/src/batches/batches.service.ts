@@ -96,7 +96,9 @@ export class BatchesService {
       return { id, records: await this.records(existing), replay: true };
     }
     // Accepted: from here on, answer 202 whatever happens (the repair consumer finishes what this call cannot).
-    const { stored, failed, lastError } = await manifests.createJobs(specs, () => this.nats.acceptedSinceStats++);
+    const { stored, failed, lastError } = await manifests.createJobs(specs, (revision) =>
+      this.nats.noteAccepted(revision),
+    );
     if (failed.length > 0) {
       this.logger.error(
         { batchId: id, failed: failed.length, err: lastError },

@@ -98,7 +98,7 @@ export class JobsService {
   /** Stores the first revision; resolves after the broker acked it. */
   async create(spec: NewJobSpec): Promise<StoredJob> {
     const stored = await this.store().create(newJob(spec, this.clock.now()));
-    this.nats.acceptedSinceStats++;
+    this.nats.noteAccepted(stored.revision);
     return stored;
   }
 

@@ -28,8 +28,23 @@ export class GatewayNats {
   readonly ready: Promise<NatsHandle>;
   stats: QueueStatsBroadcast | undefined;
   private statsAt = 0;
-  /** Submits accepted by this gateway since the last statistics broadcast (so a burst cannot overshoot much). */
-  acceptedSinceStats = 0;
+  /**
+   * Jobs-stream sequences of the jobs this gateway accepted that the last statistics broadcast may not count yet:
+   * admission adds them to the broadcast depth, so a burst of submits between two broadcasts cannot pass
+   * maxQueueSize. A broadcast names the sequence its leader's projection had applied; entries at or below it are
+   * counted there and dropped here.
+   */
+  private acceptedSeqs: number[] = [];
+
+  /** Records a job this gateway just stored (its first revision's stream sequence). */
+  noteAccepted(revision: number): void {
+    this.acceptedSeqs.push(revision);
+  }
+
+  /** Jobs accepted here that the latest broadcast does not count yet. */
+  get acceptedSinceStats(): number {
+    return this.acceptedSeqs.length;
+  }
   queueConfig: QueueConfigRecord | undefined;
   private readonly workers = new Map<string, WorkerHeartbeat>();
   private closed = false;
@@ -78,9 +93,11 @@ export class GatewayNats {
     nats.nc.subscribe(SUBJECTS.queueStats, {
       callback: (_e, m) => {
         try {
-          this.stats = decodeJson<QueueStatsBroadcast>(m.data);
+          const stats = decodeJson<QueueStatsBroadcast>(m.data);
+          this.stats = stats;
           this.statsAt = Date.now();
-          this.acceptedSinceStats = 0;
+          const applied = stats.appliedSeq;
+          this.acceptedSeqs = typeof applied === 'number' ? this.acceptedSeqs.filter((s) => s > applied) : [];
         } catch {
           // ignore
         }

@@ -7,10 +7,13 @@ describe('S3InputPolicy', () => {
     const p = new S3InputPolicy('gantry-outputs', '', jobs);
     expect(await p.refusal('acme', 'gantry-outputs', 'uploads/in.mp4')).toBeUndefined();
     expect(await p.refusal('acme', 'gantry-outputs', 'jobs/a1/out.mp4')).toBeUndefined();
+    // Another tenant's job and a job that does not exist get the same answer: the refusal is no existence oracle.
     expect(await p.refusal('acme', 'gantry-outputs', 'jobs/b1/out.mp4')).toBe(
-      "it is an output of another tenant's job",
+      "jobs/b1 is not the output of one of this tenant's jobs",
     );
-    expect(await p.refusal('acme', 'gantry-outputs', 'jobs/zz/out.mp4')).toBe('job zz does not exist');
+    expect(await p.refusal('acme', 'gantry-outputs', 'jobs/zz/out.mp4')).toBe(
+      "jobs/zz is not the output of one of this tenant's jobs",
+    );
     expect(await p.refusal('acme', 'private-bucket', 'secrets.txt')).toBe(
       'bucket private-bucket is not one of S3_INPUT_BUCKETS',
     );
@@ -22,6 +25,8 @@ describe('S3InputPolicy', () => {
     expect(await listed.refusal('acme', 'gantry-outputs', 'x.mp4')).toMatch(/not one of/);
     const any = new S3InputPolicy('gantry-outputs', '*', jobs);
     expect(await any.refusal('acme', 'whatever', 'x')).toBeUndefined();
-    expect(await any.refusal('bravo', 'gantry-outputs', 'jobs/a1/out.mp4')).toMatch(/another tenant/);
+    expect(await any.refusal('bravo', 'gantry-outputs', 'jobs/a1/out.mp4')).toMatch(
+      /not the output of one of this tenant/,
+    );
   });
 });
