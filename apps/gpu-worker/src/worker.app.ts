@@ -223,8 +223,12 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     logger,
     lease,
     transfers,
+    gpuPeakMb: (jobId) => gpuMonitor.peakOf(jobId),
     attemptEnded: (e) => {
-      gpuMonitor.attemptFinished(e.jobId);
+      gpuMonitor.attemptFinished(
+        e.jobId,
+        e.gpuOomRaisedMb !== undefined ? { type: e.type, requestMb: e.gpuOomRaisedMb } : undefined,
+      );
       if (e.gpus.length === 0 || e.outcome === 'cancel' || e.outcome === 'shutdown') return;
       // A start failure: the program could not run, crashed or exited with an error soon after it started.
       const early =

@@ -122,6 +122,41 @@ describe('job state machine', () => {
     expect(f3.record).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'EXIT_CODE' } });
   });
 
+  it('raises the GPU memory request of a job whose attempt died of GPU_OOM, keeping the declared one', () => {
+    const oom = jobError('GPU_OOM', 'CUDA out of memory', true);
+    const running = startAttempt(
+      queued({ gpu: { count: 1, memoryMb: 20_000 } }),
+      owner(1),
+      { gpus: ['GPU-a'], gpuIndices: [0] },
+      at(0),
+    ).record;
+    const f1 = failAttempt(running, owner(1), oom, at(1), 30_000);
+    expect(f1.type).toBe('job.retrying');
+    expect(f1.record.gpu).toEqual({ count: 1, memoryMb: 30_000, declaredMemoryMb: 20_000 });
+    // A second raise keeps what was declared at submit.
+    const again = startAttempt(
+      requeueAfterDelay(f1.record, at(5_000)).record,
+      owner(2),
+      { gpus: [], gpuIndices: [] },
+      at(5_000),
+    );
+    const f2 = failAttempt(again.record, owner(2), oom, at(5_001), 45_000);
+    expect(f2.record.gpu).toEqual({ count: 1, memoryMb: 45_000, declaredMemoryMb: 20_000 });
+    // Never lowered; a job that declared no gpu gets one GPU with the raised memory (0 declared).
+    expect(failAttempt(running, owner(1), oom, at(1), 10_000).record.gpu).toEqual({ count: 1, memoryMb: 20_000 });
+    const bare = startAttempt(queued(), owner(1), { gpus: ['GPU-a'], gpuIndices: [0] }, at(0)).record;
+    expect(failAttempt(bare, owner(1), oom, at(1), 81_559).record.gpu).toEqual({
+      count: 1,
+      memoryMb: 81_559,
+      declaredMemoryMb: 0,
+    });
+    // A cancel requested meanwhile wins, and changes no request.
+    const cancelling = requestCancel(running, at(1)).record;
+    const c = failAttempt(cancelling, owner(1), oom, at(2), 30_000);
+    expect(c.type).toBe('job.cancelled');
+    expect(c.record.gpu).toEqual({ count: 1, memoryMb: 20_000 });
+  });
+
   it('fails at once on a non-retryable error', () => {
     const running = startAttempt(queued(), owner(1), { gpus: [], gpuIndices: [] }, at(0)).record;
     const f = failAttempt(running, owner(1), jobError('INVALID_INPUT', 'bad', false), at(1));

@@ -186,9 +186,25 @@ function failRunning(cur: JobRecord, error: JobError, now: Date): Transition {
   };
 }
 
-export function failAttempt(cur: JobRecord, owner: AttemptOwner, error: JobError, now: Date): Transition {
+/**
+ * The attempt failed. `gpuMemoryMb` (an attempt that died of `GPU_OOM`) raises the job's memory request per GPU for its
+ * next attempts when it is above the current one; the declared request is kept in `gpu.declaredMemoryMb`.
+ */
+export function failAttempt(
+  cur: JobRecord,
+  owner: AttemptOwner,
+  error: JobError,
+  now: Date,
+  gpuMemoryMb?: number,
+): Transition {
   assertOwner(cur, owner);
-  return failRunning(cur, error, now);
+  const t = failRunning(cur, error, now);
+  if (gpuMemoryMb === undefined || t.type === 'job.cancelled' || gpuMemoryMb <= (cur.gpu?.memoryMb ?? 0)) return t;
+  const declaredMemoryMb = cur.gpu?.declaredMemoryMb ?? cur.gpu?.memoryMb ?? 0;
+  return {
+    ...t,
+    record: { ...t.record, gpu: { count: Math.max(1, cur.gpu?.count ?? 1), memoryMb: gpuMemoryMb, declaredMemoryMb } },
+  };
 }
 
 /** The scheduler's safety net: the worker running this attempt stopped heartbeating. Costs the attempt. */

@@ -25,7 +25,7 @@ export interface JobView {
   elapsedSeconds?: number;
   workerId?: string;
   gpus?: string[];
-  gpu?: { count: number; memoryMb: number };
+  gpu?: { count: number; memoryMb: number; declaredMemoryMb?: number };
   callbackUrl?: string;
   batchId?: string;
   result?: unknown;

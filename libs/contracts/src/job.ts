@@ -51,6 +51,7 @@ export const ERROR_CODES = [
   'INTERNAL',
   'DISK_LIMIT',
   'SANDBOX_FAILED',
+  'GPU_OOM',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -67,6 +68,11 @@ export interface GpuRequest {
   count: number;
   /** Memory to reserve on each assigned GPU. */
   memoryMb: number;
+  /**
+   * Present once an attempt died of GPU out-of-memory (`GPU_OOM`): the memory the job was submitted with (0 = none
+   * declared), while `memoryMb` holds the raised request for the next attempts (docs/gpu.md).
+   */
+  declaredMemoryMb?: number;
 }
 
 export interface JobOutput {

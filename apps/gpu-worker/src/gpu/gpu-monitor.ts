@@ -128,9 +128,17 @@ export class GpuMonitor {
     return this.statuses().filter((s) => s.uuid === uuid || s.parentUuid === uuid);
   }
 
-  /** An attempt ended, whatever its outcome: its measured peak is learned for its type. */
-  attemptFinished(jobId: string): void {
-    this.d.peaks?.memory.ended(jobId);
+  /**
+   * An attempt ended, whatever its outcome: its measured peak is learned for its type — or, when it died of
+   * `GPU_OOM`, the raised request its retry makes (so the type's default rises too).
+   */
+  attemptFinished(jobId: string, oom?: { type: string; requestMb: number }): void {
+    this.d.peaks?.memory.ended(jobId, oom);
+  }
+
+  /** Peak GPU memory measured for a running attempt so far (MiB). */
+  peakOf(jobId: string): number | undefined {
+    return this.d.peaks?.memory.peakOf(jobId);
   }
 
   /** Learned peak memory per job type (MiB), for heartbeats. */

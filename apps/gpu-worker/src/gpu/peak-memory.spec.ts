@@ -70,4 +70,14 @@ describe('PeakMemory', () => {
     run('last', 1_000);
     expect(p.learned()).toEqual({ t: 1_000 });
   });
+
+  it('learns the raised request of an attempt that died of GPU_OOM, measured or not', () => {
+    const p = new PeakMemory();
+    p.observe([{ jobId: 'j1', type: 'train', gpus: [A] }], [{ pid: 1, gpuUuid: A, usedMb: 20_000 }]);
+    p.ended('j1', { type: 'train', requestMb: 30_000 });
+    expect(p.learned()).toEqual({ train: 30_000 });
+    // Not measured (it shared its GPU): the raised request alone.
+    p.ended('j2', { type: 'infer', requestMb: 12_000 });
+    expect(p.learned()).toEqual({ train: 30_000, infer: 12_000 });
+  });
 });

@@ -35,15 +35,21 @@ export class PeakMemory {
     }
   }
 
-  /** The attempt ended: its peak (when one was measured and is above 0) is learned for its type. */
-  ended(jobId: string): void {
+  /**
+   * The attempt ended: its peak (when one was measured and is above 0) is learned for its type. An attempt that died of
+   * GPU out-of-memory (`oom`) did not show its real need: the raised request of its retry is learned instead, when
+   * larger (so the type's default rises with it).
+   */
+  ended(jobId: string, oom?: { type: string; requestMb: number }): void {
     const p = this.peaks.get(jobId);
     this.peaks.delete(jobId);
-    if (!p || p.peakMb <= 0) return;
-    const list = this.byType.get(p.type) ?? [];
-    list.push(p.peakMb);
+    const type = p?.type ?? oom?.type;
+    const mb = Math.max(p?.peakMb ?? 0, oom?.requestMb ?? 0);
+    if (type === undefined || mb <= 0) return;
+    const list = this.byType.get(type) ?? [];
+    list.push(mb);
     if (list.length > WINDOW) list.shift();
-    this.byType.set(p.type, list);
+    this.byType.set(type, list);
   }
 
   /** Peak of the running attempt so far (undefined when none was measured). */

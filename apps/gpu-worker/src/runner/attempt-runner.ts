@@ -39,6 +39,7 @@ import { encodeJson, type JetStreamContext, type NatsHandle } from '@gantry/jets
 import { JobNotFoundError, type JobStore } from '@gantry/job-store';
 import { ATTR, inSpan, type Logger } from '@gantry/telemetry';
 import { JobFailure, sleep, type ExecutionResult, type Lease } from '../executors/executor';
+import { GPU_OOM_CANDIDATES, isGpuOomText, raisedGpuMemoryMb } from '../gpu/gpu-oom';
 import type { ExecutorRegistry } from '../executors/executor-registry';
 import { putToUrl, type TransferSettings } from '../executors/transfers';
 import { AttemptSandbox, type DiskLimits, type Sandbox, type SandboxSlot } from '../sandbox/sandbox';
@@ -133,6 +134,8 @@ export interface RunnerDeps {
   s3Inputs?: S3InputPolicy;
   /** Told how each attempt ended, with the GPUs it ran on (GPU health counts failures at start). */
   attemptEnded?: (e: AttemptEnded) => void;
+  /** The peak GPU memory measured for a running attempt so far (MiB), read when it dies of `GPU_OOM`. */
+  gpuPeakMb?: (jobId: string) => number | undefined;
   /** The OS sandbox every job process runs in, and the attempts' disk caps (absent: bare processes, no caps). */
   sandbox?: { sandbox: Sandbox; limits: DiskLimits };
 }
@@ -143,10 +146,15 @@ export interface AttemptEnded {
   outcome: Outcome['kind'];
   code?: string;
   runMs: number;
+  /** Its job type, and the memory request raised after it died of `GPU_OOM` (learned for the type). */
+  type: string;
+  gpuOomRaisedMb?: number;
 }
 
 export type Outcome =
-  { kind: 'ok'; result: ExecutionResult } | { kind: 'fail'; error: JobError } | { kind: AbortReason };
+  | { kind: 'ok'; result: ExecutionResult }
+  | { kind: 'fail'; error: JobError; gpuMemoryMb?: number }
+  | { kind: AbortReason };
 
 /** The error document PUT to a job's `upload.url` when its generation ends `failed`. */
 export interface UploadErrorDocument {
@@ -260,7 +268,7 @@ export class AttemptRunner {
     const startedAt = Date.now();
     const log = this.d.logger.child({ jobId: record.id, attempt: m.attempt });
     log.info({ type: record.type, gpus: assigned.map((g) => g.uuid) }, 'attempt started');
-    const outcome = await inSpan(
+    const ranOutcome = await inSpan(
       'job run',
       {
         attributes: {
@@ -324,6 +332,7 @@ export class AttemptRunner {
       },
     );
     this.running.delete(m.jobId);
+    const outcome = this.gpuOom(m, assigned, ranOutcome);
     this.d.metrics.attemptFinished(record.type, outcome.kind, (Date.now() - startedAt) / 1000);
     this.d.attemptEnded?.({
       jobId: m.jobId,
@@ -331,12 +340,40 @@ export class AttemptRunner {
       outcome: outcome.kind,
       ...(outcome.kind === 'fail' ? { code: outcome.error.code } : {}),
       runMs: Date.now() - startedAt,
+      type: record.type,
+      ...(outcome.kind === 'fail' && outcome.gpuMemoryMb !== undefined ? { gpuOomRaisedMb: outcome.gpuMemoryMb } : {}),
     });
     log.info(
       { outcome: outcome.kind, ...(outcome.kind === 'fail' ? { code: outcome.error.code } : {}) },
       'attempt finished',
     );
     await this.finish(m, attempt, outcome, ctx);
+  }
+
+  /**
+   * A job process on GPUs that failed with a CUDA out-of-memory message is a `GPU_OOM` (retryable), and its next
+   * attempts ask for more memory per GPU (see {@link raisedGpuMemoryMb}).
+   */
+  private gpuOom(m: DispatchMessage, assigned: readonly GpuInfo[], outcome: Outcome): Outcome {
+    if (outcome.kind !== 'fail' || assigned.length === 0 || !GPU_OOM_CANDIDATES.includes(outcome.error.code)) {
+      return outcome;
+    }
+    const e = outcome.error;
+    if (!isGpuOomText(`${e.message}\n${e.detail ?? ''}`)) return outcome;
+    const peakMb = this.d.gpuPeakMb?.(m.jobId);
+    const gpuMemoryMb = raisedGpuMemoryMb({
+      reservedMb: m.memoryMb,
+      ...(peakMb !== undefined ? { peakMb } : {}),
+      gpuTotalMb: Math.max(...assigned.map((g) => g.memoryTotalMb)),
+    });
+    const measured = peakMb !== undefined && peakMb > 0 ? `, peak ${peakMb} MB` : '';
+    const error = jobError(
+      'GPU_OOM',
+      `out of GPU memory (reserved ${m.memoryMb} MB${measured}; the next attempt asks for ${gpuMemoryMb} MB): ${e.message}`,
+      true,
+      e.detail,
+    );
+    return { kind: 'fail', error, gpuMemoryMb };
   }
 
   /**
@@ -379,7 +416,7 @@ export class AttemptRunner {
         decide = (cur) => completeAttempt(cur.record, owner, outcome.result, now());
         break;
       case 'fail':
-        decide = (cur) => failAttempt(cur.record, owner, outcome.error, now());
+        decide = (cur) => failAttempt(cur.record, owner, outcome.error, now(), outcome.gpuMemoryMb);
         break;
       case 'timeout':
         decide = (cur) =>

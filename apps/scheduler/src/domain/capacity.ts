@@ -184,6 +184,15 @@ export class Capacity {
     return slots;
   }
 
+  /**
+   * The most a request raised after a GPU_OOM may reserve per GPU: the pool's largest GPU less the live-memory margin
+   * (an idle GPU of that size can then take it); undefined while no worker of the pool reports a GPU.
+   */
+  oomCapMb(pool: string): number | undefined {
+    const largest = this.poolLargestGpuMb(pool);
+    return largest === undefined ? undefined : Math.max(1, largest - this.gpuMarginMb);
+  }
+
   /** Largest GPU memory any live worker of the pool reported (undefined when none has a GPU). */
   poolLargestGpuMb(pool: string): number | undefined {
     let max: number | undefined;

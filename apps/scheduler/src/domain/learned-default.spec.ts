@@ -44,4 +44,17 @@ describe('the learned peak as the default GPU memory request', () => {
     expect(entryOf(stored('other'), learned).gpuMemoryMb).toBe(0);
     expect(entryOf(stored('train')).gpuMemoryMb).toBe(0);
   });
+
+  it('caps a request raised after a GPU_OOM at the pool’s largest GPU, and only that', () => {
+    const cap = (pool: string) => (pool === 'p' ? 80_000 : undefined);
+    const raised = stored('train', { count: 1, memoryMb: 120_000, declaredMemoryMb: 80_000 });
+    expect(entryOf(raised, learned, cap).gpuMemoryMb).toBe(80_000);
+    expect(
+      entryOf(stored('train', { count: 1, memoryMb: 45_000, declaredMemoryMb: 30_000 }), learned, cap),
+    ).toMatchObject({ gpuCount: 1, gpuMemoryMb: 45_000 });
+    // No GPU known in the pool yet: the raised request as recorded.
+    expect(entryOf(raised, learned, () => undefined).gpuMemoryMb).toBe(120_000);
+    // Declared memory is never capped (a too-large declaration is refused at submit instead).
+    expect(entryOf(stored('train', { count: 1, memoryMb: 120_000 }), learned, cap).gpuMemoryMb).toBe(120_000);
+  });
 });

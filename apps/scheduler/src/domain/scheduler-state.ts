@@ -56,9 +56,15 @@ export interface StateHooks {
  * The queue entry of a job. A job that needs GPUs but declares no memory (no `gpu`, or `memoryMb: 0`) reserves the
  * learned peak of its type when one is known (`defaultGpuMemoryMb`), else nothing.
  */
-export function entryOf(s: StoredJob, hooks?: Pick<StateHooks, 'defaultGpuMemoryMb'>): Entry {
+export function entryOf(
+  s: StoredJob,
+  hooks?: Pick<StateHooks, 'defaultGpuMemoryMb'>,
+  oomCapMb?: (pool: string) => number | undefined,
+): Entry {
   const r = s.record;
-  const declared = r.gpu?.memoryMb ?? 0;
+  let declared = r.gpu?.memoryMb ?? 0;
+  // A request raised after a GPU_OOM never asks for more than the pool's largest GPU can give (see oomCapMb).
+  if (r.gpu?.declaredMemoryMb !== undefined) declared = Math.min(declared, oomCapMb?.(r.pool) ?? declared);
   const wantsGpu = !r.gpu || r.gpu.count > 0;
   return {
     seq: r.queueSeq ?? s.revision,
@@ -108,7 +114,7 @@ export class SchedulerState {
     const r = s.record;
     const level = priorityLevel(r.priority);
     const fromLevel = s.event.change?.fromPriority ? priorityLevel(s.event.change.fromPriority) : level;
-    const entry = entryOf(s, this.hooks);
+    const entry = entryOf(s, this.hooks, (pool) => this.capacity.oomCapMb(pool));
     const held = this.holdings.get(r.id);
 
     // Whatever the new status, a previous retry wait is over (a retrying revision sets a new one below).
