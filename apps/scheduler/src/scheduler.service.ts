@@ -326,6 +326,7 @@ export class SchedulerService {
       epoch: this.leader.epoch,
       at: this.clock.now().toISOString(),
       ...this.queueState(),
+      tenants: this.state.tenantDepths(),
     };
     this.nats.nc.publish(SUBJECTS.queueStats, encodeJson(msg));
     void this.demand.update(this.poolDepths());

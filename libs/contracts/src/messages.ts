@@ -151,6 +151,11 @@ export interface QueueStatsBroadcast extends QueueState {
   v: 1;
   epoch: number;
   at: string;
+  /**
+   * Queued (dispatched-not-started included) + retrying jobs per tenant, tenants with none left out; gateways enforce
+   * TENANT_MAX_QUEUED_JOBS with it. Absent from schedulers older than v1.1.
+   */
+  tenants?: Record<string, number>;
 }
 
 /** `GET /v1/queue/metrics`. */

@@ -80,7 +80,7 @@ export class BatchesService {
         id = claim.entry.id;
       }
     }
-    this.jobs.admit(batch.jobs.length);
+    this.jobs.admit(batch.jobs.length, p.tenant);
     const specs = batch.jobs.map((dto) =>
       this.jobs.prepare(p, dto, { batchId: id, ...(batch.callbackUrl ? { callbackUrl: batch.callbackUrl } : {}) }),
     );

@@ -54,8 +54,13 @@ export class JobsService {
     return new JobStore(this.nats.handle(), this.clock);
   }
 
-  /** Refuses new work while draining, the queue is full, or NATS is away (nothing is written). */
-  admit(count: number): void {
+  /**
+   * Refuses new work while draining, the queue is full, the tenant holds TENANT_MAX_QUEUED_JOBS, or NATS is away
+   * (nothing is written); else counts `count` jobs of `tenant` as accepted until the next statistics broadcast.
+   * Both depths come from the leader's broadcast (no round trip) plus what this gateway accepted since; a batch that
+   * would pass either cap is refused whole.
+   */
+  admit(count: number, tenant: string): void {
     this.nats.handle();
     if (this.nats.draining)
       throw problems.unavailable('the queue is draining: new submissions are refused', 30, 'draining');
@@ -65,6 +70,21 @@ export class JobsService {
     if (depth + count > max) {
       throw problems.tooMany(`the queue is full (${depth} of ${max} jobs waiting)`, 5, 'queue-full');
     }
+    const accepted = this.nats.acceptedByTenantSinceStats;
+    const cap = this.config.TENANT_MAX_QUEUED_JOBS;
+    if (cap !== undefined) {
+      const held = (stats?.tenants?.[tenant] ?? 0) + (accepted.get(tenant) ?? 0);
+      if (held + count > cap) {
+        throw problems.tooMany(
+          `tenant ${tenant} holds ${held} queued or retrying jobs; at most ${cap} (TENANT_MAX_QUEUED_JOBS)` +
+            (count > 1 ? `, so this batch of ${count} is refused whole` : ''),
+          5,
+          'tenant-queue-full',
+        );
+      }
+    }
+    this.nats.acceptedSinceStats += count;
+    accepted.set(tenant, (accepted.get(tenant) ?? 0) + count);
   }
 
   prepare(
@@ -97,9 +117,7 @@ export class JobsService {
 
   /** Stores the first revision; resolves after the broker acked it. */
   async create(spec: NewJobSpec): Promise<StoredJob> {
-    const stored = await this.store().create(newJob(spec, this.clock.now()));
-    this.nats.acceptedSinceStats++;
-    return stored;
+    return this.store().create(newJob(spec, this.clock.now()));
   }
 
   /**
@@ -122,7 +140,7 @@ export class JobsService {
         id = claim.entry.id;
       }
     }
-    this.admit(1);
+    this.admit(1, p.tenant);
     try {
       return { stored: await this.create(this.prepare(p, dto, { id })), replay: false };
     } catch (err) {

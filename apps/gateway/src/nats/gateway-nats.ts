@@ -30,6 +30,8 @@ export class GatewayNats {
   private statsAt = 0;
   /** Submits accepted by this gateway since the last statistics broadcast (so a burst cannot overshoot much). */
   acceptedSinceStats = 0;
+  /** The same, per tenant (TENANT_MAX_QUEUED_JOBS). */
+  readonly acceptedByTenantSinceStats = new Map<string, number>();
   queueConfig: QueueConfigRecord | undefined;
   private readonly workers = new Map<string, WorkerHeartbeat>();
   private closed = false;
@@ -81,6 +83,7 @@ export class GatewayNats {
           this.stats = decodeJson<QueueStatsBroadcast>(m.data);
           this.statsAt = Date.now();
           this.acceptedSinceStats = 0;
+          this.acceptedByTenantSinceStats.clear();
         } catch {
           // ignore
         }
