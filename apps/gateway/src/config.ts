@@ -91,6 +91,12 @@ export const gatewaySpec = {
     doc: 'largest accepted job (its JSON: input + metadata + the rest; each job of a batch) in bytes → 413 beyond it',
   }),
   SSE_MAX_STREAMS: int({ default: 1_000, min: 1, max: 1_000_000, doc: 'open job event streams per gateway' }),
+  SSE_MAX_STREAMS_PER_KEY: int({
+    default: 50,
+    min: 1,
+    max: 1_000_000,
+    doc: 'open job event streams one API key may hold per gateway (429 beyond), so one key cannot take them all',
+  }),
   SSE_KEEPALIVE_MS: int({ default: 15_000, min: 100, max: 300_000, doc: 'comment line period on quiet event streams' }),
   BATCH_REPAIR_AFTER_MS: int({
     default: 30_000,
