@@ -65,6 +65,12 @@ export const gatewaySpec = {
     max: 10_000_000,
     doc: 'submits per API key (or client IP) per minute',
   }),
+  RATE_LIMIT_READS_PER_MINUTE: int({
+    default: 6_000,
+    min: 1,
+    max: 10_000_000,
+    doc: 'GET requests on /v1 routes per API key per minute (shared by replicas); excess → 429 with Retry-After',
+  }),
   POOLS: pools('declared GPU inventory per pool, pool=gpus×memoryMb'),
   S3_INPUT_BUCKETS: str({
     default: '',
