@@ -327,6 +327,7 @@ export class SchedulerService {
       at: this.clock.now().toISOString(),
       ...this.queueState(),
       tenants: this.state.tenantDepths(),
+      appliedSeq: this.state.lastApplied,
     };
     this.nats.nc.publish(SUBJECTS.queueStats, encodeJson(msg));
     void this.demand.update(this.poolDepths());

@@ -156,6 +156,8 @@ export interface QueueStatsBroadcast extends QueueState {
    * TENANT_MAX_QUEUED_JOBS with it. Absent from schedulers older than v1.1.
    */
   tenants?: Record<string, number>;
+  /** Highest jobs-stream sequence the counts above include (gateways drop their own accepts up to it). */
+  appliedSeq?: number;
 }
 
 /** `GET /v1/queue/metrics`. */

@@ -64,7 +64,9 @@ export class GantryCluster {
 
   static async start(options: ClusterOptions = {}): Promise<GantryCluster> {
     const natsCluster = (options.natsNodes ?? 1) > 1 ? await NatsCluster.start({ size: options.natsNodes }) : undefined;
-    const nats = natsCluster ? natsCluster.nodes[0]!.server : await NatsServer.start(options.natsAuth ? { auth: true } : {});
+    const nats = natsCluster
+      ? natsCluster.nodes[0]!.server
+      : await NatsServer.start(options.natsAuth ? { auth: true } : {});
     const s3 = await S3Server.start();
     const c = new GantryCluster(nats, s3, options, natsCluster);
     if (!options.manual) {
@@ -101,6 +103,8 @@ export class GantryCluster {
       WORKER_HTTP_PORT: '0',
       NOTIFIER_HTTP_PORT: '0',
       GPU_DISCOVERY: 'false',
+      // Tests poll far faster than clients should (waitFor every 25 ms, several at once): reads are not what they test.
+      RATE_LIMIT_READS_PER_MINUTE: '1000000',
       ...FAST_TIMINGS,
       ...this.options.env,
     };

@@ -34,7 +34,7 @@ import type { Principal } from '../auth/auth';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { problems } from '../http/problem';
 import { IdempotencyService, type IdempotentRequest } from '../idempotency/idempotency.service';
-import { GatewayNats } from '../nats/gateway-nats';
+import { GatewayNats, PENDING_ACCEPT_MAX_AGE_MS, type PendingAccept } from '../nats/gateway-nats';
 import { CLOCK, JOB_TYPES, LOGGER, OUTPUT_STORE } from '../tokens';
 import type { SubmitJobDto } from './job.dto';
 
@@ -60,7 +60,7 @@ export class JobsService {
    * Both depths come from the leader's broadcast (no round trip) plus what this gateway accepted since; a batch that
    * would pass either cap is refused whole.
    */
-  admit(count: number, tenant: string): void {
+  admit(count: number, tenant: string): PendingAccept {
     this.nats.handle();
     if (this.nats.draining)
       throw problems.unavailable('the queue is draining: new submissions are refused', 30, 'draining');
@@ -70,10 +70,14 @@ export class JobsService {
     if (depth + count > max) {
       throw problems.tooMany(`the queue is full (${depth} of ${max} jobs waiting)`, 5, 'queue-full');
     }
-    const accepted = this.nats.acceptedByTenantSinceStats;
     const cap = this.config.TENANT_MAX_QUEUED_JOBS;
     if (cap !== undefined) {
-      const held = (stats?.tenants?.[tenant] ?? 0) + (accepted.get(tenant) ?? 0);
+      let held = stats?.tenants?.[tenant] ?? 0;
+      const now = Date.now();
+      for (const a of this.nats.pendingAccepts) {
+        if (now - a.at > PENDING_ACCEPT_MAX_AGE_MS) this.nats.pendingAccepts.delete(a);
+        else if (a.tenant === tenant) held += a.count;
+      }
       if (held + count > cap) {
         throw problems.tooMany(
           `tenant ${tenant} holds ${held} queued or retrying jobs; at most ${cap} (TENANT_MAX_QUEUED_JOBS)` +
@@ -84,7 +88,10 @@ export class JobsService {
       }
     }
     this.nats.acceptedSinceStats += count;
-    accepted.set(tenant, (accepted.get(tenant) ?? 0) + count);
+    const pending: PendingAccept = { tenant, count, seq: undefined, at: Date.now() };
+    // Tracked only when a cap needs it (nothing to prune them otherwise when no scheduler broadcasts).
+    if (cap !== undefined) this.nats.pendingAccepts.add(pending);
+    return pending;
   }
 
   prepare(
@@ -140,9 +147,11 @@ export class JobsService {
         id = claim.entry.id;
       }
     }
-    this.admit(1, p.tenant);
+    const pending = this.admit(1, p.tenant);
     try {
-      return { stored: await this.create(this.prepare(p, dto, { id })), replay: false };
+      const stored = await this.create(this.prepare(p, dto, { id }));
+      pending.seq = stored.revision;
+      return { stored, replay: false };
     } catch (err) {
       if (!(err instanceof JobExistsError)) throw err;
       const existing = await this.store().get(id, { consistent: true });

@@ -22,6 +22,17 @@ import type { Logger } from '@gantry/telemetry';
 import type { GatewayConfig } from '../config';
 import { problems } from '../http/problem';
 
+/** See {@link GatewayNats.pendingAccepts}. */
+export const PENDING_ACCEPT_MAX_AGE_MS = 30_000;
+
+export interface PendingAccept {
+  tenant: string;
+  count: number;
+  /** Highest jobs-stream sequence of the accepted jobs, once all are written. */
+  seq: number | undefined;
+  at: number;
+}
+
 export class GatewayNats {
   private handleValue: NatsHandle | undefined;
   private provisioned = false;
@@ -30,8 +41,12 @@ export class GatewayNats {
   private statsAt = 0;
   /** Submits accepted by this gateway since the last statistics broadcast (so a burst cannot overshoot much). */
   acceptedSinceStats = 0;
-  /** The same, per tenant (TENANT_MAX_QUEUED_JOBS). */
-  readonly acceptedByTenantSinceStats = new Map<string, number>();
+  /**
+   * Jobs this gateway accepted per tenant (TENANT_MAX_QUEUED_JOBS) that the leader's per-tenant counts may not include
+   * yet: an accept is dropped once a broadcast's `appliedSeq` reaches its stream sequence (set once written), or after
+   * {@link PENDING_ACCEPT_MAX_AGE_MS} (a write that failed, or a scheduler that sends no `appliedSeq`).
+   */
+  readonly pendingAccepts = new Set<PendingAccept>();
   queueConfig: QueueConfigRecord | undefined;
   private readonly workers = new Map<string, WorkerHeartbeat>();
   private closed = false;
@@ -83,7 +98,12 @@ export class GatewayNats {
           this.stats = decodeJson<QueueStatsBroadcast>(m.data);
           this.statsAt = Date.now();
           this.acceptedSinceStats = 0;
-          this.acceptedByTenantSinceStats.clear();
+          const applied = this.stats.appliedSeq;
+          const now = Date.now();
+          for (const a of this.pendingAccepts) {
+            if (applied === undefined || (a.seq !== undefined && a.seq <= applied)) this.pendingAccepts.delete(a);
+            else if (now - a.at > PENDING_ACCEPT_MAX_AGE_MS) this.pendingAccepts.delete(a);
+          }
         } catch {
           // ignore
         }
