@@ -59,19 +59,23 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const outputs = new OutputStore(config);
 
   let lastLimiterError = 0;
-  const limiter = new SharedRateLimiter(
-    new KvQuotaStore(async (bucket) => (await nats.ready).kvm.open(bucket)),
-    () => clock.now().getTime(),
-    {
-      limit: config.RATE_LIMIT_SUBMITS_PER_MINUTE,
-      windowMs: 60_000,
-      onError: (err) => {
-        if (Date.now() - lastLimiterError < 10_000) return;
-        lastLimiterError = Date.now();
-        logger.warn({ err: String(err) }, 'rate-limit store unavailable; admitting without the shared limit');
-      },
-    },
-  );
+  const onLimiterError = (err: unknown): void => {
+    if (Date.now() - lastLimiterError < 10_000) return;
+    lastLimiterError = Date.now();
+    logger.warn({ err: String(err) }, 'rate-limit store unavailable; admitting without the shared limit');
+  };
+  const quotaStore = new KvQuotaStore(async (bucket) => (await nats.ready).kvm.open(bucket));
+  const limiter = new SharedRateLimiter(quotaStore, () => clock.now().getTime(), {
+    limit: config.RATE_LIMIT_SUBMITS_PER_MINUTE,
+    windowMs: 60_000,
+    onError: onLimiterError,
+  });
+  // Reads (GET) per key: the same shared counters, other subjects (`r_<key id>`).
+  const readLimiter = new SharedRateLimiter(quotaStore, () => clock.now().getTime(), {
+    limit: config.RATE_LIMIT_READS_PER_MINUTE,
+    windowMs: 60_000,
+    onError: onLimiterError,
+  });
 
   const adapter = new FastifyAdapter({
     bodyLimit: config.BODY_LIMIT_BYTES,
@@ -90,6 +94,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     closing: () => closing,
     authenticator: new ApiKeyAuthenticator(config.API_KEYS),
     limiter,
+    readLimiter,
     metrics,
     batchBodyLimit: config.BODY_LIMIT_BYTES,
   });

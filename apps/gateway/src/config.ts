@@ -3,6 +3,7 @@ import {
   bool,
   commonSpec,
   int,
+  optionalInt,
   optionalStr,
   jobPolicySpec,
   port,
@@ -64,6 +65,12 @@ export const gatewaySpec = {
     max: 10_000_000,
     doc: 'submits per API key (or client IP) per minute',
   }),
+  RATE_LIMIT_READS_PER_MINUTE: int({
+    default: 6_000,
+    min: 1,
+    max: 10_000_000,
+    doc: 'GET requests on /v1 routes per API key per minute (shared by replicas); excess → 429 with Retry-After',
+  }),
   POOLS: pools('declared GPU inventory per pool, pool=gpus×memoryMb'),
   S3_INPUT_BUCKETS: str({
     default: '',
@@ -78,7 +85,24 @@ export const gatewaySpec = {
     max: 1024 * 1024 * 1024,
     doc: 'largest body of POST /v1/batches (POST /v1/jobs: 1 MiB; other write routes: 64 KiB)',
   }),
+  TENANT_MAX_QUEUED_JOBS: optionalInt({
+    min: 1,
+    max: 100_000_000,
+    doc: 'queued + retrying jobs one tenant may hold (unset: no cap); beyond it submits get 429 with Retry-After',
+  }),
+  MAX_JOB_BYTES: int({
+    default: 65_536,
+    min: 1_024,
+    max: 1_048_576,
+    doc: 'largest accepted job (its JSON: input + metadata + the rest; each job of a batch) in bytes → 413 beyond it',
+  }),
   SSE_MAX_STREAMS: int({ default: 1_000, min: 1, max: 1_000_000, doc: 'open job event streams per gateway' }),
+  SSE_MAX_STREAMS_PER_KEY: int({
+    default: 50,
+    min: 1,
+    max: 1_000_000,
+    doc: 'open job event streams one API key may hold per gateway (429 beyond), so one key cannot take them all',
+  }),
   SSE_KEEPALIVE_MS: int({ default: 15_000, min: 100, max: 300_000, doc: 'comment line period on quiet event streams' }),
   BATCH_REPAIR_AFTER_MS: int({
     default: 30_000,

@@ -22,6 +22,7 @@ export function gatewayEnv(natsUrl: string, env: Record<string, string> = {}): R
     API_KEYS: `${ADMIN}:admin,${CLIENT}:client,${OTHER}:client:other`,
     ALLOW_PRIVATE_URLS: 'false',
     RATE_LIMIT_SUBMITS_PER_MINUTE: '1000000',
+    RATE_LIMIT_READS_PER_MINUTE: '1000000',
     S3_ENDPOINT: 'http://127.0.0.1:9',
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test-secret',

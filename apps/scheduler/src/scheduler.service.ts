@@ -325,8 +325,9 @@ export class SchedulerService {
       v: 1,
       epoch: this.leader.epoch,
       at: this.clock.now().toISOString(),
-      appliedSeq: this.state.lastApplied,
       ...this.queueState(),
+      tenants: this.state.tenantDepths(),
+      appliedSeq: this.state.lastApplied,
     };
     this.nats.nc.publish(SUBJECTS.queueStats, encodeJson(msg));
     void this.demand.update(this.poolDepths());

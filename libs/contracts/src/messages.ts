@@ -152,9 +152,11 @@ export interface QueueStatsBroadcast extends QueueState {
   epoch: number;
   at: string;
   /**
-   * The jobs-stream sequence the leader's projection had applied when these figures were taken: gateways keep counting
-   * the jobs they accepted above it (absent from older schedulers: gateways then count from the broadcast's arrival).
+   * Queued (dispatched-not-started included) + retrying jobs per tenant, tenants with none left out; gateways enforce
+   * TENANT_MAX_QUEUED_JOBS with it. Absent from schedulers older than v1.1.
    */
+  tenants?: Record<string, number>;
+  /** Highest jobs-stream sequence the counts above include (gateways drop their own accepts up to it). */
   appliedSeq?: number;
 }
 

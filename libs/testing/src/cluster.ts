@@ -103,6 +103,8 @@ export class GantryCluster {
       WORKER_HTTP_PORT: '0',
       NOTIFIER_HTTP_PORT: '0',
       GPU_DISCOVERY: 'false',
+      // Tests poll far faster than clients should (waitFor every 25 ms, several at once): reads are not what they test.
+      RATE_LIMIT_READS_PER_MINUTE: '1000000',
       ...FAST_TIMINGS,
       ...this.options.env,
     };

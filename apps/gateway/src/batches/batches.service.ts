@@ -80,7 +80,7 @@ export class BatchesService {
         id = claim.entry.id;
       }
     }
-    this.jobs.admit(batch.jobs.length);
+    const pending = this.jobs.admit(batch.jobs.length, p.tenant);
     const specs = batch.jobs.map((dto) =>
       this.jobs.prepare(p, dto, { batchId: id, ...(batch.callbackUrl ? { callbackUrl: batch.callbackUrl } : {}) }),
     );
@@ -96,9 +96,9 @@ export class BatchesService {
       return { id, records: await this.records(existing), replay: true };
     }
     // Accepted: from here on, answer 202 whatever happens (the repair consumer finishes what this call cannot).
-    const { stored, failed, lastError } = await manifests.createJobs(specs, (revision) =>
-      this.nats.noteAccepted(revision),
-    );
+    // admit() counted the batch's jobs already.
+    const { stored, failed, lastError } = await manifests.createJobs(specs);
+    if (failed.length === 0) pending.seq = Math.max(...[...stored.values()].map((s) => s.revision));
     if (failed.length > 0) {
       this.logger.error(
         { batchId: id, failed: failed.length, err: lastError },

@@ -32,7 +32,7 @@ export class JobEventsController {
       'text/event-stream': { schema: { type: 'string', example: 'id: 1\nevent: job.queued\ndata: {…}\n\n' } },
     },
   })
-  @ApiProblems(400, 404, 503)
+  @ApiProblems(400, 404, 429, 503)
   async events(@CurrentPrincipal() p: Principal, @Param('id') id: string, @Res() reply: FastifyReply): Promise<void> {
     const raw = reply.request.headers['last-event-id'];
     let after = 0;
@@ -42,6 +42,6 @@ export class JobEventsController {
       after = Number(raw.trim());
     }
     await this.jobs.get(p, id);
-    await this.streams.stream(id, after, reply);
+    await this.streams.stream(id, after, reply, p.keyId);
   }
 }

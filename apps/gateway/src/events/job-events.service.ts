@@ -10,7 +10,8 @@
  * history first, then follows live, and ends after a terminal event that is the job's latest revision (an admin retry
  * after a terminal event continues the stream with the new generation). `Last-Event-ID` resumes after that sequence.
  * A comment line every SSE_KEEPALIVE_MS keeps proxies from closing a quiet stream. Each gateway serves at most
- * SSE_MAX_STREAMS at once (503 beyond).
+ * SSE_MAX_STREAMS at once (503 beyond), and one API key at most SSE_MAX_STREAMS_PER_KEY of them (429 beyond), so one
+ * key cannot take every slot.
  */
 import { PassThrough } from 'node:stream';
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
@@ -26,7 +27,7 @@ import {
 import { decodeStored } from '@gantry/job-store';
 import type { OutputStore } from '@gantry/storage';
 import type { Logger } from '@gantry/telemetry';
-import { DeliverPolicy } from '@nats-io/jetstream';
+import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import type { FastifyReply } from 'fastify';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { HttpMetrics } from '../http/http-metrics';
@@ -42,6 +43,8 @@ export function sseMessage(id: number, event: string, data: string): string {
 @Injectable()
 export class JobEventsService implements OnModuleDestroy {
   private readonly closers = new Set<() => void>();
+  /** Slots taken, streams being set up included (`closers` holds only those set up). */
+  private slots = 0;
 
   constructor(
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
@@ -53,24 +56,82 @@ export class JobEventsService implements OnModuleDestroy {
   ) {}
 
   get open(): number {
-    return this.closers.size;
+    return this.slots;
   }
 
-  /** Starts streaming job `jobId`'s events after sequence `after` into `reply` (the caller checked access). */
-  async stream(jobId: string, after: number, reply: FastifyReply): Promise<void> {
-    if (this.closers.size >= this.config.SSE_MAX_STREAMS) {
+  /** Streams open per API key id on this gateway (absent: none). */
+  private readonly perKey = new Map<string, number>();
+
+  /**
+   * Takes one stream slot for `keyId` (503 at SSE_MAX_STREAMS on this gateway, 429 at SSE_MAX_STREAMS_PER_KEY for the
+   * key), synchronously, so concurrent requests cannot overshoot either cap. Returns the release, idempotent.
+   */
+  private takeSlot(keyId: string): () => void {
+    if (this.slots >= this.config.SSE_MAX_STREAMS) {
       throw problems.unavailable(
         `this gateway serves ${this.config.SSE_MAX_STREAMS} event streams at most (SSE_MAX_STREAMS); try again or poll GET /v1/jobs/{id}`,
         5,
         'sse-capacity',
       );
     }
-    const nats = this.nats.handle();
-    const consumer = await nats.js.consumers.get(STREAMS.jobs, {
-      filter_subjects: SUBJECTS.job(jobId),
-      deliver_policy: DeliverPolicy.All,
-    });
-    const messages = await consumer.consume();
+    const held = this.perKey.get(keyId) ?? 0;
+    if (held >= this.config.SSE_MAX_STREAMS_PER_KEY) {
+      throw problems.tooMany(
+        `this API key holds ${held} open event streams on this gateway, the most it may (SSE_MAX_STREAMS_PER_KEY); ` +
+          'close one or poll GET /v1/jobs/{id}',
+        5,
+        'sse-key-capacity',
+      );
+    }
+    this.slots++;
+    this.perKey.set(keyId, held + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.slots--;
+      const n = (this.perKey.get(keyId) ?? 1) - 1;
+      if (n > 0) this.perKey.set(keyId, n);
+      else this.perKey.delete(keyId);
+    };
+  }
+
+  /**
+   * Starts streaming job `jobId`'s events after sequence `after` into `reply` (the caller checked access).
+   *
+   * The slot is taken before anything is awaited and released on every way out: the client going away before the
+   * stream is set up (the socket's `close` is listened to first, and checked again once the consumer exists), an
+   * error while setting up, the client going away mid-stream, the job ending, and the gateway stopping.
+   */
+  async stream(jobId: string, after: number, reply: FastifyReply, keyId: string): Promise<void> {
+    const release = this.takeSlot(keyId);
+    const socket = reply.raw;
+    let gone = false;
+    const onEarlyClose = () => {
+      gone = true;
+      release();
+    };
+    socket.once('close', onEarlyClose);
+    let messages: ConsumerMessages;
+    try {
+      const nats = this.nats.handle();
+      const consumer = await nats.js.consumers.get(STREAMS.jobs, {
+        filter_subjects: SUBJECTS.job(jobId),
+        deliver_policy: DeliverPolicy.All,
+      });
+      messages = await consumer.consume();
+    } catch (err) {
+      socket.off('close', onEarlyClose);
+      release();
+      throw err;
+    }
+    socket.off('close', onEarlyClose);
+    if (gone || socket.destroyed || socket.req.destroyed) {
+      // The client left while the consumer was being created: nothing to send it.
+      release();
+      void messages.close().catch(() => undefined);
+      return;
+    }
     const out = new PassThrough();
     let closed = false;
     const keepalive = setInterval(() => out.write(': keepalive\n\n'), this.config.SSE_KEEPALIVE_MS);
@@ -79,13 +140,14 @@ export class JobEventsService implements OnModuleDestroy {
       closed = true;
       clearInterval(keepalive);
       this.closers.delete(close);
+      release();
       this.metrics.sseStreams.dec();
       void messages.close().catch(() => undefined);
       out.end();
     };
     this.closers.add(close);
     this.metrics.sseStreams.inc();
-    reply.raw.on('close', close);
+    socket.on('close', close);
     void reply
       .status(200)
       .headers({

@@ -31,6 +31,8 @@ export const SMALL_BODY_LIMIT_BYTES = 64 * 1024;
 export interface RequestHooksOptions {
   authenticator: ApiKeyAuthenticator;
   limiter: SharedRateLimiter;
+  /** GET/HEAD requests per API key (RATE_LIMIT_READS_PER_MINUTE). */
+  readLimiter: SharedRateLimiter;
   metrics: HttpMetrics;
   /** Body limit of `POST /v1/batches` (BODY_LIMIT_BYTES). */
   batchBodyLimit: number;
@@ -199,6 +201,21 @@ export function installRequestHooks(fastify: FastifyInstance, o: RequestHooksOpt
     req.principal = principal;
     if (req.is404) return notAllowed();
 
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      const d = await o.readLimiter.take(`r_${principal.keyId}`);
+      if (!d.allowed) {
+        o.metrics.rateLimited.inc({ scope: 'key-reads' });
+        return sendProblem(
+          reply,
+          problems.tooMany(
+            'this API key is over its read rate limit (RATE_LIMIT_READS_PER_MINUTE)',
+            d.retryAfterSeconds,
+            'rate-limited',
+          ),
+          path,
+        );
+      }
+    }
     if (WRITE_METHODS.has(req.method)) {
       const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
       const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();

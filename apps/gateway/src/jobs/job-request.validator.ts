@@ -63,6 +63,7 @@ export class JobRequestValidator {
     const urls = new Map<string, Promise<string | undefined>>();
     const { dto, errors } = await this.job(body, '', urls, tenant);
     if (errors.length > 0 || !dto) refuse(errors, 'the job');
+    this.assertSize(body, 'the job');
     return dto;
   }
 
@@ -106,7 +107,20 @@ export class JobRequestValidator {
       }
     }
     if (errors.length > 0) refuse(errors, 'the batch');
+    (jobs as unknown[]).forEach((j, i) => this.assertSize(j, `jobs[${i}]`));
     return { jobs: out, ...(callbackUrl ? { callbackUrl } : {}) };
+  }
+
+  /**
+   * MAX_JOB_BYTES: the size of one job as JSON (UTF-8), checked after the field rules so that a `metadata` over
+   * 8 KiB stays a 400 naming the field; a job over the limit is a 413 naming it and nothing is created.
+   */
+  private assertSize(job: unknown, what: string): void {
+    const bytes = Buffer.byteLength(JSON.stringify(job), 'utf8');
+    if (bytes > this.config.MAX_JOB_BYTES)
+      throw problems.tooLarge(
+        `${what} is ${bytes} bytes as JSON; a job may hold at most ${this.config.MAX_JOB_BYTES} bytes (MAX_JOB_BYTES)`,
+      );
   }
 
   /** One job: the DTO rules, then the checks whose inputs passed them. */

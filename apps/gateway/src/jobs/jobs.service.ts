@@ -34,7 +34,7 @@ import type { Principal } from '../auth/auth';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { problems } from '../http/problem';
 import { IdempotencyService, type IdempotentRequest } from '../idempotency/idempotency.service';
-import { GatewayNats } from '../nats/gateway-nats';
+import { GatewayNats, type PendingAccept } from '../nats/gateway-nats';
 import { CLOCK, JOB_TYPES, LOGGER, OUTPUT_STORE } from '../tokens';
 import type { SubmitJobDto } from './job.dto';
 
@@ -54,8 +54,13 @@ export class JobsService {
     return new JobStore(this.nats.handle(), this.clock);
   }
 
-  /** Refuses new work while draining, the queue is full, or NATS is away (nothing is written). */
-  admit(count: number): void {
+  /**
+   * Refuses new work while draining, the queue is full, the tenant holds TENANT_MAX_QUEUED_JOBS, or NATS is away
+   * (nothing is written); else counts `count` jobs of `tenant` as accepted until the next statistics broadcast.
+   * Both depths come from the leader's broadcast (no round trip) plus what this gateway accepted since; a batch that
+   * would pass either cap is refused whole.
+   */
+  admit(count: number, tenant: string): PendingAccept {
     this.nats.handle();
     if (this.nats.draining)
       throw problems.unavailable('the queue is draining: new submissions are refused', 30, 'draining');
@@ -65,6 +70,19 @@ export class JobsService {
     if (depth + count > max) {
       throw problems.tooMany(`the queue is full (${depth} of ${max} jobs waiting)`, 5, 'queue-full');
     }
+    const cap = this.config.TENANT_MAX_QUEUED_JOBS;
+    if (cap !== undefined) {
+      const held = (stats?.tenants?.[tenant] ?? 0) + this.nats.pendingOf(tenant);
+      if (held + count > cap) {
+        throw problems.tooMany(
+          `tenant ${tenant} holds ${held} queued or retrying jobs; at most ${cap} (TENANT_MAX_QUEUED_JOBS)` +
+            (count > 1 ? `, so this batch of ${count} is refused whole` : ''),
+          5,
+          'tenant-queue-full',
+        );
+      }
+    }
+    return this.nats.noteAdmitted(tenant, count);
   }
 
   prepare(
@@ -97,9 +115,7 @@ export class JobsService {
 
   /** Stores the first revision; resolves after the broker acked it. */
   async create(spec: NewJobSpec): Promise<StoredJob> {
-    const stored = await this.store().create(newJob(spec, this.clock.now()));
-    this.nats.noteAccepted(stored.revision);
-    return stored;
+    return this.store().create(newJob(spec, this.clock.now()));
   }
 
   /**
@@ -122,9 +138,11 @@ export class JobsService {
         id = claim.entry.id;
       }
     }
-    this.admit(1);
+    const pending = this.admit(1, p.tenant);
     try {
-      return { stored: await this.create(this.prepare(p, dto, { id })), replay: false };
+      const stored = await this.create(this.prepare(p, dto, { id }));
+      pending.seq = stored.revision;
+      return { stored, replay: false };
     } catch (err) {
       if (!(err instanceof JobExistsError)) throw err;
       const existing = await this.store().get(id, { consistent: true });

@@ -95,6 +95,14 @@ export class OrderIndex {
     return [...this.pools.keys()];
   }
 
+  /** Queued jobs per tenant over every pool and level: O(pools × levels × tenants), not O(jobs). */
+  tenantDepths(into = new Map<string, number>()): Map<string, number> {
+    for (const q of this.pools.values())
+      for (const level of q.levels)
+        for (const [tenant, set] of level) into.set(tenant, (into.get(tenant) ?? 0) + set.size);
+    return into;
+  }
+
   /** Queued jobs per base level (and total), over every pool or one. */
   depth(pool?: string): { byLevel: number[]; total: number } {
     const byLevel = new Array<number>(LEVELS).fill(0);

@@ -1,5 +1,5 @@
 import { FakeJobsStream } from '../../test/fake-jobs-stream';
-import type { GpuInfo } from '@gantry/contracts';
+import { requestCancel, type GpuInfo } from '@gantry/contracts';
 import { SchedulerState } from './scheduler-state';
 
 const gpus: GpuInfo[] = [{ index: 0, uuid: 'GPU-0', name: 'Fake', memoryTotalMb: 24_000 }];
@@ -163,5 +163,28 @@ describe('SchedulerState (projection of the jobs stream)', () => {
     expect(state.capacity.tenantBlocked('acme')).toBe(true);
     state.apply(stream.complete('a'), true);
     expect(state.capacity.tenantBlocked('acme')).toBe(false);
+  });
+
+  it('counts queued (dispatched included) and retrying jobs per tenant for the stats broadcast', () => {
+    const { state, stream } = setup();
+    expect(state.tenantDepths()).toEqual({});
+    state.apply(stream.submit('a1', { tenant: 'a' }), true);
+    state.apply(stream.submit('a2', { tenant: 'a', priority: 'high', pool: 'other' }), true);
+    state.apply(stream.submit('b1', { tenant: 'b' }), true);
+    expect(state.tenantDepths()).toEqual({ a: 2, b: 1 });
+    // a2 is in a pool no worker serves, so a1 (tenant a, default pool) or b1 is dispatched: still counted.
+    const h = dispatch(state);
+    expect(state.tenantDepths()).toEqual({ a: 2, b: 1 });
+    // Started: no longer counted; failed with retries left: counted again while it waits.
+    state.apply(stream.start(h.entry.id, 'w1', [0]), true);
+    const t = h.tenant;
+    expect(state.tenantDepths()[t] ?? 0).toBe(t === 'a' ? 1 : 0);
+    state.apply(stream.fail(h.entry.id), true);
+    expect(state.tenantDepths()).toEqual({ a: 2, b: 1 });
+    stream.now += 1_000;
+    state.apply(stream.requeue(h.entry.id), true);
+    expect(state.tenantDepths()).toEqual({ a: 2, b: 1 });
+    state.apply(stream.store(requestCancel(stream.get('a2'), new Date(stream.now))), true);
+    expect(state.tenantDepths()).toEqual({ a: 1, b: 1 });
   });
 });

@@ -82,6 +82,8 @@ export class SchedulerState {
   readonly capacity: Capacity;
   readonly holdings = new Map<string, Holding>();
   readonly retrying = new Map<string, number>();
+  /** The tenant of each job in `retrying` (for the per-tenant depth gateways enforce TENANT_MAX_QUEUED_JOBS with). */
+  private readonly retryTenants = new Map<string, string>();
   readonly durations = new DurationStats();
   readonly counters: Counters = {
     completed: 0,
@@ -119,6 +121,7 @@ export class SchedulerState {
 
     // Whatever the new status, a previous retry wait is over (a retrying revision sets a new one below).
     this.retrying.delete(r.id);
+    this.retryTenants.delete(r.id);
 
     switch (r.status) {
       case 'queued': {
@@ -182,6 +185,7 @@ export class SchedulerState {
         this.index.removeAnywhere(r.pool, r.tenant, entry.seq);
         const retryAt = r.retryAt ? Date.parse(r.retryAt) : Date.parse(r.updatedAt);
         this.retrying.set(r.id, retryAt);
+        this.retryTenants.set(r.id, r.tenant);
         if (live && s.event.type === 'job.retrying') this.counters.retried++;
         this.hooks.onRetryScheduled?.(r.id, retryAt);
         this.hooks.onWorkAvailable?.();
@@ -255,6 +259,17 @@ export class SchedulerState {
     this.index.add(h.pool, h.tenant, h.level, h.entry);
     this.hooks.onWorkAvailable?.();
     return true;
+  }
+
+  /**
+   * Queued (dispatched-not-started included) plus retrying jobs per tenant, tenants with none left out.
+   * O(pools × levels × tenants + holdings + retrying): computed for the stats broadcast, not per decision.
+   */
+  tenantDepths(): Record<string, number> {
+    const m = this.index.tenantDepths();
+    for (const h of this.holdings.values()) if (h.state === 'dispatched') m.set(h.tenant, (m.get(h.tenant) ?? 0) + 1);
+    for (const t of this.retryTenants.values()) m.set(t, (m.get(t) ?? 0) + 1);
+    return Object.fromEntries(m);
   }
 
   /** Queued jobs per level, counting dispatched-not-started ones (they are still `queued`). */
