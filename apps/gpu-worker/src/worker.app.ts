@@ -36,7 +36,7 @@ import { NvidiaSmiComputeApps, NvidiaSmiTelemetry, TelemetrySampler, type Teleme
 import { PeakMemory } from './gpu/peak-memory';
 import { XidLogTail } from './gpu/xid-log';
 import { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
-import { S3InputPolicy } from './runner/s3-input-policy';
+import { S3InputPolicy, jobTenantLookup } from './runner/s3-input-policy';
 import { prepareScratch, removeScratch } from './runner/scratch';
 import { Sandbox } from './sandbox/sandbox';
 import { WorkerMetrics } from './runner/worker-metrics';
@@ -246,7 +246,7 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
       },
     },
     s3Inputs: new S3InputPolicy(config.S3_BUCKET, config.S3_INPUT_BUCKETS, {
-      tenantOf: async (jobId) => (await jobStore.get(jobId).catch(() => undefined))?.record.tenant,
+      tenantOf: jobTenantLookup(jobStore),
     }),
   });
   live.runner = runner;

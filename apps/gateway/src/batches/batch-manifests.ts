@@ -15,6 +15,7 @@ import {
 import { randomBytes } from 'node:crypto';
 import { decodeJson, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
 import { JobExistsError, JobStore } from '@gantry/job-store';
+import type { StoredMsg } from '@nats-io/jetstream';
 import { problems } from '../http/problem';
 
 /** Specs up to this size (JSON) travel inside the manifest; larger batches are split into parts. */
@@ -30,6 +31,18 @@ export class BatchExistsError extends Error {
   readonly code = 'BATCH_EXISTS';
   constructor(readonly batchId: string) {
     super(`batch ${batchId} already exists`);
+  }
+}
+
+/** A manifest could not be read (the broker failed, it did not say "absent"): 503 for a client, retry for a consumer. */
+export class BatchReadError extends Error {
+  override readonly name = 'BatchReadError';
+  readonly code = 'BATCH_READ_FAILED';
+  constructor(
+    readonly batchId: string,
+    cause: unknown,
+  ) {
+    super(`batch ${batchId}: manifest could not be read: ${String(cause)}`, { cause });
   }
 }
 
@@ -59,11 +72,20 @@ export class BatchManifests {
     private readonly clock: Clock,
   ) {}
 
-  /** The latest manifest of a batch (committed or accepted), or undefined. */
+  /**
+   * The latest manifest of a batch (committed or accepted), or undefined when the broker says there is none. Only
+   * the client's own "no message found" answer (direct get returns null on the server's 404) means absent: any other
+   * error (NATS down, a timeout, no responders) is thrown as {@link BatchReadError}, never read as "absent" — until
+   * v1.1 every error was, so a GET during a broker blip answered 404 for a batch that exists, and an idempotent retry
+   * went on to submit again.
+   */
   async read(batchId: string): Promise<BatchManifest | undefined> {
-    const msg = await this.nats.jsm.direct
-      .getMessage(STREAMS.batches, { last_by_subj: SUBJECTS.batch(batchId) })
-      .catch(() => null);
+    let msg: StoredMsg | null;
+    try {
+      msg = await this.nats.jsm.direct.getMessage(STREAMS.batches, { last_by_subj: SUBJECTS.batch(batchId) });
+    } catch (err) {
+      throw new BatchReadError(batchId, err);
+    }
     return msg ? decodeJson<BatchManifest>(msg.data) : undefined;
   }
 

@@ -5,6 +5,7 @@ import { RpcError, RpcUnavailableError } from '@gantry/jetstream';
 import { JobConflictError, JobNotFoundError } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { BatchReadError } from '../batches/batch-manifests';
 import { Problem, problems } from './problem';
 
 const HTTP_TITLES: Record<number, string> = {
@@ -57,6 +58,12 @@ export function toProblem(err: unknown): Problem {
       err.detail,
       undefined,
       err.status >= 500 || err.status === 429 ? { 'retry-after': '2' } : {},
+    );
+  if (err instanceof BatchReadError)
+    return problems.unavailable(
+      `batch ${err.batchId} could not be read (NATS unavailable); the request changed nothing`,
+      2,
+      'nats-unavailable',
     );
   if (err instanceof RpcUnavailableError)
     return problems.unavailable(

@@ -23,6 +23,7 @@ import {
   type Priority,
 } from '@gantry/contracts';
 import { decodeJson, type NatsHandle } from '@gantry/jetstream';
+import type { StoredMsg } from '@nats-io/jetstream';
 import { problems } from '../http/problem';
 import { GatewayNats } from '../nats/gateway-nats';
 import { SchedulerClient } from '../queue/scheduler-client';
@@ -59,6 +60,19 @@ function decodeCursor(raw: string): Cursor {
   throw problems.validation([{ field: 'cursor', message: 'is not a cursor returned by this API' }]);
 }
 
+/**
+ * One listing message, or null when the broker says there is none (direct get's answer to "no message found").
+ * Any other error is a 503 that changes nothing: until v1.1 it was read as "no page", so a broker blip answered 200
+ * with a listing missing jobs (or empty), which users read as loss.
+ */
+async function readListing(nats: NatsHandle, subject: string): Promise<StoredMsg | null> {
+  try {
+    return await nats.jsm.direct.getMessage(STREAMS.list, { last_by_subj: subject });
+  } catch {
+    throw problems.unavailable('the listing could not be read (NATS unavailable); try again', 2, 'nats-unavailable');
+  }
+}
+
 @Injectable()
 export class JobListService {
   constructor(
@@ -67,9 +81,7 @@ export class JobListService {
   ) {}
 
   private async page(nats: NatsHandle, tenant: string, bucket: number): Promise<ListPage | undefined> {
-    const msg = await nats.jsm.direct
-      .getMessage(STREAMS.list, { last_by_subj: SUBJECTS.listPage(tenant, bucket) })
-      .catch(() => null);
+    const msg = await readListing(nats, SUBJECTS.listPage(tenant, bucket));
     return msg ? decodeJson<ListPage>(msg.data) : undefined;
   }
 
@@ -84,9 +96,7 @@ export class JobListService {
       bucket = cursor.b;
       before = cursor.s;
     } else {
-      const head = await nats.jsm.direct
-        .getMessage(STREAMS.list, { last_by_subj: SUBJECTS.listHead(f.tenant) })
-        .catch(() => null);
+      const head = await readListing(nats, SUBJECTS.listHead(f.tenant));
       bucket = head ? decodeJson<ListHead>(head.data).bucket : null;
     }
     const ids: string[] = [];

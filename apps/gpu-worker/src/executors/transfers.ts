@@ -92,7 +92,21 @@ async function downloadInputUntraced(
     // The canonical form (dot segments, percent-encoding, backslashes resolved): the one the store reads.
     const n = normalizeS3Url(url);
     if (!n.ok) throw new JobFailure('INVALID_INPUT', `input ${url} may not be read: it ${n.reason}`, false);
-    const refusal = await s3ReadRefusal(n.bucket, n.key);
+    // The policy looks up the owner of a `jobs/<id>/…` object in the job store: a lookup that fails (NATS trouble)
+    // says nothing about the owner, so it fails this attempt as retryable — until v1.1 it read as "not this tenant's
+    // job" and failed the job for good with INVALID_INPUT.
+    let refusal: string | undefined;
+    try {
+      refusal = await s3ReadRefusal(n.bucket, n.key);
+    } catch (err) {
+      throw new JobFailure(
+        'DOWNLOAD_FAILED',
+        `input ${url}: its owner could not be checked (${String(err)}); the attempt can be retried`,
+        true,
+        undefined,
+        { cause: err },
+      );
+    }
     if (refusal) throw new JobFailure('INVALID_INPUT', `input ${url} may not be read: ${refusal}`, false);
   }
   try {

@@ -47,6 +47,14 @@ function notFound(id: string): RpcError {
   return new RpcError(404, 'Not found', `no failed webhook ${id}`);
 }
 
+function unavailable(id: string): RpcError {
+  return new RpcError(
+    503,
+    'Service unavailable',
+    `failed webhook ${id} could not be read (NATS unavailable); nothing changed`,
+  );
+}
+
 function parseSeq(raw: string | undefined, what: string): number | undefined {
   if (raw === undefined) return undefined;
   if (!/^[1-9][0-9]{0,15}$/.test(raw)) throw badRequest(`${what} is not valid`);
@@ -110,7 +118,16 @@ export class DeadLetterService {
   async replay(rawId: string): Promise<FailedWebhookView> {
     if (typeof rawId !== 'string' || !/^[1-9][0-9]{0,15}$/.test(rawId)) throw notFound(String(rawId));
     const id = Number(rawId);
-    const m = await this.nats.jsm.streams.getMessage(STREAMS.webhookDlq, { seq: id }).catch(() => null);
+    // `getMessage` answers null only for the server's "no message found" (JetStreamApiCodes.NoMessageFound); any other
+    // error is the broker failing, not an absent entry: a 503 the operator can retry, never a 404 (until v1.1 every
+    // error was read as "no such failed webhook").
+    let m: StoredMsg | null;
+    try {
+      m = await this.nats.jsm.streams.getMessage(STREAMS.webhookDlq, { seq: id });
+    } catch (err) {
+      this.logger.warn({ err, id }, 'dead letter could not be read for a replay');
+      throw unavailable(rawId);
+    }
     if (!m || !m.subject.startsWith(DLQ_PREFIX)) throw notFound(rawId);
     const f = this.decode(m);
     if (!f) throw notFound(rawId);
