@@ -239,10 +239,19 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
       name: 'gpu-worker frozen past its lease',
       run: async () => {
         const w = cluster.of('gpu-worker')[0]!;
+        const frozenId = String((await w.waitForLog((l) => l['msg'] === 'worker identity'))['workerId']);
         w.signal('SIGSTOP');
-        // Frozen past WORKER_LOST_AFTER_MS: its work moves elsewhere, and it must not finish what it no longer owns.
-        await new Promise((r) => setTimeout(r, LOST_AFTER_MS + 2_000));
-        w.signal('SIGCONT');
+        // Frozen until the scheduler declares it lost (past WORKER_LOST_AFTER_MS): its work moves elsewhere, and it
+        // must not finish what it no longer owns once thawed.
+        try {
+          await waitFor(
+            async () =>
+              !(await cluster.api<{ id: string }[]>('GET', '/v1/workers')).body.some((x) => x.id === frozenId),
+            { what: 'the frozen worker declared lost', timeoutMs: LOST_AFTER_MS * 6, intervalMs: 250 },
+          );
+        } finally {
+          w.signal('SIGCONT');
+        }
       },
     },
   ];
