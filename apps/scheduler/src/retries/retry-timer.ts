@@ -80,11 +80,11 @@ export class RetryTimer {
     try {
       const now = this.clock.now();
       const due = this.heap.takeDue(now.getTime());
-      const later = (id: string, waitMs: number) => {
-        // Still retrying (refused as not yet due by another clock, or the write failed): look again `waitMs` from now
-        // (after the failed call, not from the start of the pass: a slow failure does not shorten the wait).
+      const later = (id: string, lookAgainAt: number) => {
+        // Still retrying (refused as not yet due by another clock, or the write failed): look again at `lookAgainAt`
+        // (counted after the failed call, not from the start of the pass: a slow failure does not shorten the wait).
         if (!this.state.retrying.has(id)) return;
-        const at = Math.max(this.clock.now().getTime() + waitMs, this.state.retrying.get(id) ?? 0);
+        const at = Math.max(lookAgainAt, this.state.retrying.get(id) ?? 0);
         this.state.retrying.set(id, at);
         this.heap.push(at, id);
       };
@@ -95,7 +95,7 @@ export class RetryTimer {
         due.map(async (id) => {
           try {
             if (!(await this.jobs.tryTransition(id, (cur) => requeueAfterDelay(cur.record, now))))
-              later(id, REFUSED_RECHECK_MS);
+              later(id, this.clock.now().getTime() + REFUSED_RECHECK_MS);
             succeeded = true;
           } catch (err) {
             failed.push(id);
@@ -112,7 +112,10 @@ export class RetryTimer {
           { err: lastError, jobs: failed.length, retryInMs: waitMs, failures: this.backoff.attempts },
           'could not re-queue retries; backing off',
         );
-        for (const id of failed) later(id, waitMs);
+        // One instant for all of them: reading the clock per job spread them over a few milliseconds on a loaded
+        // machine, the timer then woke for the first one only and the pass split in two, each advancing the backoff.
+        const lookAgainAt = this.clock.now().getTime() + waitMs;
+        for (const id of failed) later(id, lookAgainAt);
       }
     } finally {
       this.firing = false;
