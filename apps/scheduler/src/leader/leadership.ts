@@ -73,7 +73,9 @@ export class Leadership {
   /** Won the lease with this epoch: take over once the changes before it are done. */
   lead(epoch: number): Promise<void> {
     const run = this.changes.then(() => this.takeOver(epoch));
-    this.changes = run.catch(() => undefined); // the election logs a failed takeover and steps down
+    // The next change waits for this one, failed or not; the failure itself goes to the caller (the election logs a
+    // failed takeover and steps down).
+    this.changes = run.catch(() => undefined);
     return run;
   }
 
@@ -82,7 +84,7 @@ export class Leadership {
     // Stop dispatching at once (not after a takeover still in progress); the rest waits its turn.
     this.parts.dispatcher.deactivate();
     const run = this.changes.then(() => this.standDown());
-    this.changes = run.catch(() => undefined); // standDown only awaits stops that settle
+    this.changes = run.catch(() => undefined);
     return run;
   }
 
