@@ -61,6 +61,14 @@ export {
 } from './job-machine';
 export type { Transition, TransitionRefusal, AttemptOwner, NewJobSpec } from './job-machine';
 export { nextRetryDelayMs, withJitter } from './retry-policy';
+export {
+  QUEUE_CONFIG_BOUNDS,
+  INITIAL_QUEUE_CONFIG,
+  InvalidQueueConfigError,
+  parseQueueConfigRecord,
+  parseQueueConfigUpdate,
+  queueConfigUpdateProblems,
+} from './queue-config';
 export { toJobView } from './job-view';
 export type { JobView, ViewExtras } from './job-view';
 export type * from './messages';

@@ -36,3 +36,5 @@ export type { ConsumerBinding, JetStreamServerOptions } from './server';
 export { JetStreamClientProxy } from './client';
 export type { JetStreamClientOptions } from './client';
 export { JetStreamHandler } from './decorators';
+export { QueueConfigStore, QueueConfigConflictError } from './queue-config-store';
+export type { QueueConfigPatch } from './queue-config-store';

@@ -6,7 +6,6 @@
  */
 import {
   BUCKETS,
-  CONFIG_KEYS,
   topologyFor,
   SUBJECTS,
   bucketDeclarations,
@@ -17,7 +16,7 @@ import {
   type WorkerHeartbeat,
 } from '@gantry/contracts';
 import { exitOnBootError } from '@gantry/config';
-import { decodeJson, NatsHandle, UnsupportedServerError, provision } from '@gantry/jetstream';
+import { decodeJson, NatsHandle, QueueConfigStore, UnsupportedServerError, provision } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { GatewayConfig } from '../config';
 import { problems } from '../http/problem';
@@ -144,17 +143,8 @@ export class GatewayNats {
   }
 
   private async watchConfig(nats: NatsHandle): Promise<void> {
-    const kv = await nats.kvm.open(BUCKETS.config);
-    const iter = await kv.watch({ key: CONFIG_KEYS.queue });
-    for await (const e of iter) {
-      if (e.operation === 'PUT') {
-        try {
-          this.queueConfig = e.json<QueueConfigRecord>();
-        } catch {
-          // ignore
-        }
-      }
-    }
+    const store = await QueueConfigStore.open(nats, this.logger);
+    await store.watch((c) => (this.queueConfig = c));
   }
 
   private async watchWorkers(nats: NatsHandle): Promise<void> {

@@ -1,6 +1,12 @@
 import { Body, Controller, Get, HttpCode, Inject, Post, Put } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiPropertyOptional, ApiSecurity, ApiTags } from '@nestjs/swagger';
-import type { ConcurrencyStats, QueueMetrics, QueueState, WorkerView } from '@gantry/contracts';
+import {
+  QUEUE_CONFIG_BOUNDS,
+  type ConcurrencyStats,
+  type QueueMetrics,
+  type QueueState,
+  type WorkerView,
+} from '@gantry/contracts';
 import { IsInt, Max, Min } from 'class-validator';
 import { AdminOnly, CurrentPrincipal, type Principal } from '../auth/auth';
 import { ApiProblems } from '../http/openapi';
@@ -10,19 +16,29 @@ import { assertNoBody } from '../jobs/jobs.controller';
 import { ConcurrencyStatsDoc, QueueMetricsDoc, QueueStateDoc, WorkerDoc } from './queue.doc';
 import { SchedulerClient } from './scheduler-client';
 
+const BOUNDS = QUEUE_CONFIG_BOUNDS;
+
 export class QueueConfigDto {
-  @ApiPropertyOptional({ minimum: 0, maximum: 1_000_000, description: 'global concurrency tokens' })
+  @ApiPropertyOptional({
+    minimum: BOUNDS.maxConcurrentJobs.min,
+    maximum: BOUNDS.maxConcurrentJobs.max,
+    description: 'global concurrency tokens',
+  })
   @OptionalField()
   @IsInt()
-  @Min(0)
-  @Max(1_000_000)
+  @Min(BOUNDS.maxConcurrentJobs.min)
+  @Max(BOUNDS.maxConcurrentJobs.max)
   maxConcurrentJobs?: number;
 
-  @ApiPropertyOptional({ minimum: 1, maximum: 100_000_000, description: 'queued + retrying jobs before 429' })
+  @ApiPropertyOptional({
+    minimum: BOUNDS.maxQueueSize.min,
+    maximum: BOUNDS.maxQueueSize.max,
+    description: 'queued + retrying jobs before 429',
+  })
   @OptionalField()
   @IsInt()
-  @Min(1)
-  @Max(100_000_000)
+  @Min(BOUNDS.maxQueueSize.min)
+  @Max(BOUNDS.maxQueueSize.max)
   maxQueueSize?: number;
 }
 

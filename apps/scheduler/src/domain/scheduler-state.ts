@@ -101,9 +101,17 @@ export class SchedulerState {
   constructor(
     maxConcurrent: number,
     tenantCap: number | undefined,
-    private readonly hooks: StateHooks = {},
+    private hooks: StateHooks = {},
   ) {
     this.capacity = new Capacity(maxConcurrent, tenantCap);
+  }
+
+  /**
+   * Connects the state's events to the parts that react to them, once they exist (they read the state, so they are
+   * built after it). Events before this call go nowhere; the composition root wires before anything is applied.
+   */
+  wire(hooks: StateHooks): void {
+    this.hooks = hooks;
   }
 
   /**

@@ -1,8 +1,8 @@
 /**
- * Leader election on a KV lease. The leader renews its key (compare-and-set on the revision) every third of the
- * lease; when it stops, the key expires with the bucket's TTL and a standby's create succeeds. The revision of the
- * winning create is the new leader's epoch. A lease is not a fence by itself: the dispatcher fences its writes on the
- * dispatch stream's last sequence (see dispatcher.ts).
+ * Leader election on a KV lease. The leader renews its key (compare-and-set on the revision) every quarter of the
+ * lease (at least every 100 ms); when it stops, the key expires with the bucket's TTL and a standby's create
+ * succeeds. The revision of the winning create is the new leader's epoch. A lease is not a fence by itself: the
+ * dispatcher fences its writes on the dispatch stream's last sequence (see dispatcher.ts).
  *
  * Only a refused compare-and-set means "another replica holds the lease" (on create) or "the lease was taken over"
  * (on renewal). Any other error (NATS unreachable, a timeout) is not read as either: it is logged and counted, a

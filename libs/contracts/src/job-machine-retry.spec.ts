@@ -1,16 +1,8 @@
-/** The retry policy the scheduler applies (the delays live in the record; the state machine picks them). */
-import { failAttempt, jobError, newJob, nextRetryDelayMs, startAttempt, type JobRecord } from '@gantry/contracts';
+/** Retry decisions of the job machine: a retryable failure waits out the delay of its attempt; the last one fails. */
+import type { JobRecord } from './job';
+import { failAttempt, jobError, newJob, startAttempt } from './job-machine';
 
-describe('retry backoff', () => {
-  it('uses RETRY_DELAYS_MS in order and repeats the last value', () => {
-    const delays = [30_000, 120_000, 300_000];
-    expect([1, 2, 3, 4, 9].map((k) => nextRetryDelayMs(delays, k))).toEqual([
-      30_000, 120_000, 300_000, 300_000, 300_000,
-    ]);
-    expect(nextRetryDelayMs(delays, 0)).toBe(30_000);
-    expect(nextRetryDelayMs([], 3)).toBe(0);
-  });
-
+describe('failAttempt and the retry delays', () => {
   function running(maxAttempts: number, attempt: number): JobRecord {
     const at = new Date(0);
     let r = newJob(
