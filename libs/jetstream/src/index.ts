@@ -36,3 +36,5 @@ export type { ConsumerBinding, JetStreamServerOptions } from './server';
 export { JetStreamClientProxy } from './client';
 export type { JetStreamClientOptions } from './client';
 export { JetStreamHandler } from './decorators';
+export { ServiceHost, ReadinessHolder, CloseTimeoutError, closeInOrder, DEFAULT_CLOSE_STEP_MS } from './service-host';
+export type { CloseStep, CloseFailure, ServiceHostOptions, ConnectOptions } from './service-host';
