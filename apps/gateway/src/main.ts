@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { loadConfigOrExit, runService } from '@gantry/config';
 import { createLogger, startTelemetry } from '@gantry/telemetry';
-import { startGateway } from './bootstrap';
+import { startGateway } from './gateway.app';
 import { gatewayRefinements, gatewaySpec } from './config';
 
 runService('gateway', async () => {

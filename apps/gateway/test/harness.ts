@@ -6,7 +6,7 @@ import { loadConfig } from '@gantry/config';
 import { NatsHandle } from '@gantry/jetstream';
 import { NatsServer } from '@gantry/testing';
 import { createLogger, createRegistry } from '@gantry/telemetry';
-import { startGateway, type Gateway } from '../src/bootstrap';
+import { startGateway, type Gateway } from '../src/gateway.app';
 import { gatewayRefinements, gatewaySpec } from '../src/config';
 
 export const ADMIN = 'int-admin-key-0001';

@@ -5,7 +5,7 @@
  */
 import { BUCKETS, STREAMS } from '@gantry/contracts';
 import { NatsServer } from '@gantry/testing';
-import type { Gateway } from '../src/bootstrap';
+import type { Gateway } from '../src/gateway.app';
 import { CLIENT, Client, OTHER, expectProblem, startTestGateway } from './harness';
 
 describe('shared submit rate limit (two gateways, real NATS)', () => {

@@ -5,7 +5,6 @@
  */
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NestFactory } from '@nestjs/core';
 import {
   topologyFor,
   JobTypeRegistry,
@@ -17,10 +16,10 @@ import {
   workerConsumer,
   type GpuInfo,
 } from '@gantry/contracts';
-import { JetStreamServer, NatsHandle, ensureConsumer, provision } from '@gantry/jetstream';
+import { JetStreamServer, ServiceHost, ensureConsumer } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { OutputStore } from '@gantry/storage';
-import { NestPinoLogger, startOpsServer, type Logger, type Registry } from '@gantry/telemetry';
+import type { Logger, Registry } from '@gantry/telemetry';
 import { WorkerModule } from './app.module';
 import type { WorkerConfig } from './config';
 import { CatalogExecutor } from './executors/catalog.executor';
@@ -69,10 +68,19 @@ export interface WorkerApp {
   shutdown(reason: string): Promise<void>;
 }
 
-export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Promise<WorkerApp> {
+export function startWorker(config: WorkerConfig, o: WorkerAppOptions): Promise<WorkerApp> {
   const { logger, registry } = o;
+  const id = newWorkerId(config.WORKER_ID_PREFIX ?? hostname());
+  const ops = { host: config.HTTP_HOST, port: config.WORKER_HTTP_PORT };
+  return ServiceHost.start({ service: 'worker', id, logger, registry, ops }, (host) => build(host, id, config, o));
+}
+
+async function build(host: ServiceHost, id: string, config: WorkerConfig, o: WorkerAppOptions): Promise<WorkerApp> {
+  const { logger, registry } = o;
+  host.onClose('log', () => logger.info({ workerId: id }, 'worker stopped'));
   const types = JobTypeRegistry.load(config.JOB_TYPES_FILE);
   const store = new OutputStore(config);
+  host.onClose('output store', () => store.destroy());
   const transfers: TransferSettings = { ...DEFAULT_TRANSFERS, allowPrivate: config.ALLOW_PRIVATE_URLS, ...o.transfers };
   const catalog = config.JOB_TYPES_FILE ? loadCatalog(config.JOB_TYPES_FILE) : [];
   const executors = new ExecutorRegistry(types, [
@@ -92,8 +100,8 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
       : noGpus);
   const gpus = await probe.discover();
   const slots = config.WORKER_SLOTS ?? (gpus.length > 0 ? gpus.length * config.SLOTS_PER_GPU : 2);
-  const id = newWorkerId(config.WORKER_ID_PREFIX ?? hostname());
   const scratchRoot = await prepareScratch(config.WORKER_SCRATCH_DIR ?? join(tmpdir(), 'gantry-worker'), id, logger);
+  host.onClose('scratch', () => removeScratch(scratchRoot));
   logger.info(
     { workerId: id, pool: config.WORKER_POOL, slots, gpus, scratchRoot, mode: gpus.length > 0 ? 'gpu' : 'cpu-only' },
     'worker identity',
@@ -111,10 +119,7 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
       shmBytes: 64 * 1024 * 1024,
     },
     scratchRoot,
-  ).catch(async (err: unknown) => {
-    await removeScratch(scratchRoot);
-    throw err;
-  });
+  );
   if (sandbox.enabled) {
     logger.info(
       {
@@ -133,27 +138,15 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     );
   }
 
-  const live: { worker?: WorkerService; runner?: AttemptRunner; nats?: NatsHandle } = {};
-  const ops = await startOpsServer({
-    host: config.HTTP_HOST,
-    port: config.WORKER_HTTP_PORT,
-    registry,
-    readiness: () => ({
-      ready: !!live.worker?.registered && !!live.nats?.connected && !live.worker.draining,
-      detail: { workerId: id, nats: live.nats?.connected ?? false, draining: live.worker?.draining ?? false },
-    }),
-  });
-  logger.info({ url: ops.url, workerId: id }, 'worker ops endpoint listening');
-
-  const nats = await NatsHandle.connect({ servers: config.NATS_URL, name: id, logger, auth: config });
-  live.nats = nats;
+  // The GPU monitor is built before the runner and the worker service it reports to.
+  const live: { worker?: WorkerService; runner?: AttemptRunner } = {};
+  const nats = await host.connect({ servers: config.NATS_URL, auth: config });
   const topology = topologyFor(config);
   const streams = streamDeclarations(topology);
-  await provision(
-    nats,
-    { streams: [streams.jobs, streams.dispatch], buckets: [bucketDeclarations(topology).workers] },
-    logger,
-  );
+  await host.provision(nats, {
+    streams: [streams.jobs, streams.dispatch],
+    buckets: [bucketDeclarations(topology).workers],
+  });
 
   const telemetry =
     o.telemetry ??
@@ -273,6 +266,10 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     { monitor: gpuMonitor, metrics: gpuMetrics },
   );
   live.worker = worker;
+  host.readiness.set(() => ({
+    ready: worker.registered && nats.connected && !worker.draining,
+    detail: { workerId: id, nats: nats.connected, draining: worker.draining },
+  }));
   const graceMs = config.WORKER_SHUTDOWN_GRACE_SECONDS * 1000;
   const strategy = new JetStreamServer({
     nats,
@@ -288,39 +285,47 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
     // In-flight attempts get the grace period, then their hand-back (kill, CAS, ack) a bounded while longer.
     drainTimeoutMs: graceMs + 15_000,
   });
-  const app = await NestFactory.createMicroservice(WorkerModule.register(runner), {
-    strategy,
-    logger: new NestPinoLogger(logger),
-  });
   // The first heartbeat already carries live figures (and any cordon the first sample decides).
   await gpuMonitor.start();
+  host.onClose('GPU monitor', () => gpuMonitor.stop());
   await worker.start();
-  await app.listen();
-  logger.info({ workerId: id, slots }, 'worker started');
+  host.onClose('registration', () => worker.deregister());
 
-  let stopping: Promise<void> | undefined;
-  const shutdown = (reason: string): Promise<void> => {
-    stopping ??= (async () => {
-      logger.info(
-        { reason, running: runner.running.size, graceMs },
-        'worker stopping: no new work; finishing in-flight attempts',
-      );
+  // Closing, in this order: stop taking work (drain), let attempts in flight finish for the grace period (then hand
+  // the rest back), close the transport, deregister, stop the GPU monitor, drain NATS, remove scratch.
+  let reason = 'close';
+  let grace: NodeJS.Timeout | undefined;
+  host.onClose('grace timer', () => clearTimeout(grace));
+  const app = await host.microservice(WorkerModule.register(runner), strategy, graceMs + 20_000);
+  host.onClose('drain', async () => {
+    logger.info(
+      { reason, running: runner.running.size, graceMs },
+      'worker stopping: no new work; finishing in-flight attempts',
+    );
+    try {
       await worker.drain();
-      const grace = setTimeout(() => {
+    } finally {
+      grace = setTimeout(() => {
         logger.warn({ running: runner.running.size }, 'grace period over; handing the rest back');
         runner.abortAll('shutdown');
       }, graceMs);
-      await app.close().catch((err: unknown) => logger.error({ err }, 'transport close failed'));
-      clearTimeout(grace);
-      await worker.deregister();
-      await gpuMonitor.stop();
-      await removeScratch(scratchRoot);
-      await nats.drain().catch(() => undefined);
-      await ops.close();
-      store.destroy();
-      logger.info({ workerId: id }, 'worker stopped');
-    })();
-    return stopping;
+    }
+  });
+  await app.listen();
+  logger.info({ workerId: id, slots }, 'worker started');
+
+  return {
+    id,
+    slots,
+    gpus,
+    scratchRoot,
+    opsUrl: host.opsUrl,
+    runner,
+    worker,
+    gpuMonitor,
+    shutdown: (why: string) => {
+      reason = why;
+      return host.close();
+    },
   };
-  return { id, slots, gpus, scratchRoot, opsUrl: ops.url, runner, worker, gpuMonitor, shutdown };
 }

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { loadConfigOrExit, runService } from '@gantry/config';
 import { createLogger, startTelemetry } from '@gantry/telemetry';
 import { notifierRefinements, notifierSpec } from './config';
-import { startNotifier } from './notifier';
+import { startNotifier } from './notifier.app';
 
 runService('notifier', async () => {
   const config = loadConfigOrExit('notifier', notifierSpec, notifierRefinements);

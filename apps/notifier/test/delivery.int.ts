@@ -7,7 +7,7 @@ import { CONSUMERS, STREAMS, type FailedListReply, type FailedWebhookView } from
 import { RpcError } from '@gantry/jetstream';
 import { OutputStore } from '@gantry/storage';
 import { freePort, S3RVER_CREDENTIALS, waitFor, WebhookReceiver, type ReceivedWebhook } from '@gantry/testing';
-import type { RunningNotifier } from '../src/notifier';
+import type { RunningNotifier } from '../src/notifier.app';
 import { idOf, metricValue, NotifierHarness, TEST_SECRET, verifies, verifyWith } from './harness';
 
 const ACME_OLD = 'whsec_YWNtZS1vbGQtc2VjcmV0LTAwMDAwMDAx';

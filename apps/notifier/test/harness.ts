@@ -19,7 +19,7 @@ import { createLogger } from '@gantry/telemetry';
 import { NatsServer, S3Server, type ReceivedWebhook } from '@gantry/testing';
 import { Webhook } from 'standardwebhooks';
 import { notifierRefinements, notifierSpec } from '../src/config';
-import { startNotifier, type RunningNotifier } from '../src/notifier';
+import { startNotifier, type RunningNotifier } from '../src/notifier.app';
 
 export const TEST_SECRET = 'whsec_bm90aWZpZXItaW50LXNlY3JldC0wMDAwMDE=';
 

@@ -6,7 +6,7 @@
  */
 import { CONSUMERS, newId, STREAMS, type FailedListReply, type FailedWebhookView } from '@gantry/contracts';
 import { freePort, waitFor, WebhookReceiver } from '@gantry/testing';
-import type { RunningNotifier } from '../src/notifier';
+import type { RunningNotifier } from '../src/notifier.app';
 import { idOf, metricValue, NotifierHarness } from './harness';
 
 const TYPES = ['job.queued', 'job.started', 'job.completed'] as const;

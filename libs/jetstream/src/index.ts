@@ -38,3 +38,5 @@ export type { JetStreamClientOptions } from './client';
 export { JetStreamHandler } from './decorators';
 export { QueueConfigStore, QueueConfigConflictError } from './queue-config-store';
 export type { QueueConfigPatch } from './queue-config-store';
+export { ServiceHost, ReadinessHolder, CloseTimeoutError, closeInOrder, DEFAULT_CLOSE_STEP_MS } from './service-host';
+export type { CloseStep, CloseFailure, ServiceHostOptions, ConnectOptions } from './service-host';

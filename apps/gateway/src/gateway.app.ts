@@ -9,6 +9,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 import { JobTypeRegistry, systemClock, type Clock } from '@gantry/contracts';
+import { ServiceHost } from '@gantry/jetstream';
 import { OutputStore } from '@gantry/storage';
 import { createRegistry, NestPinoLogger, type Logger, type Registry } from '@gantry/telemetry';
 import { GatewayModule } from './app.module';
@@ -49,14 +50,24 @@ const SHUTDOWN_GRACE_MS = 5_000;
 /** How long the server waits for a request's headers and body (slow-client protection); responses may stream. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
-export async function startGateway(o: GatewayOptions): Promise<Gateway> {
+export function startGateway(o: GatewayOptions): Promise<Gateway> {
+  const registry = o.registry ?? createRegistry('gateway');
+  // No ops endpoint of its own: the HTTP app serves /healthz, /readyz and /metrics (HealthController).
+  return ServiceHost.start({ service: 'gateway', id: 'gateway', logger: o.logger, registry }, (host) =>
+    build(host, o, registry),
+  );
+}
+
+async function build(host: ServiceHost, o: GatewayOptions, registry: Registry): Promise<Gateway> {
   const { config, logger } = o;
   const clock = o.clock ?? systemClock;
-  const registry = o.registry ?? createRegistry('gateway');
   const metrics = new HttpMetrics(registry);
   const types = JobTypeRegistry.load(config.JOB_TYPES_FILE);
-  const nats = new GatewayNats(config, logger);
   const outputs = new OutputStore(config);
+  host.onClose('output store', () => outputs.destroy());
+  // Connects (and provisions) in the background: the API answers 503 until NATS is there.
+  const nats = new GatewayNats(config, logger);
+  host.onClose('nats', () => nats.close());
 
   let lastLimiterError = 0;
   const onLimiterError = (err: unknown): void => {
@@ -122,6 +133,22 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   SwaggerModule.setup('docs', app, openapi, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml' });
 
   await app.listen(config.GATEWAY_PORT, config.GATEWAY_HOST);
+  // Nest ends the event streams first (onModuleDestroy), then closes the server, which waits for requests in flight.
+  // Connections that stay open after that (a client that went away without closing its socket) are cut after a
+  // grace period rather than holding the shutdown for their keep-alive timeout.
+  host.onClose(
+    'http',
+    async () => {
+      const server = app.getHttpServer() as Server;
+      const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(force);
+      }
+    },
+    SHUTDOWN_GRACE_MS + 5_000,
+  );
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
 
   let repairer: BatchRepairer | undefined;
@@ -131,25 +158,11 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     await repairer.start();
   });
   repairStarted.catch((err: unknown) => logger.error({ err }, 'batch repair consumer did not start'));
+  host.onClose('batch repair', () => repairer?.stop());
+  // First of all: new requests get 503 + Retry-After, and a repair consumer not yet started never starts.
+  host.onClose('intake', () => {
+    closing = true;
+  });
 
-  return {
-    app,
-    nats,
-    url,
-    openapi,
-    routes,
-    async close() {
-      closing = true;
-      await repairer?.stop();
-      // Nest ends the event streams first (onModuleDestroy), then closes the server, which waits for requests in
-      // flight. Connections that stay open after that (a client that went away without closing its socket) are cut
-      // after a grace period rather than holding the shutdown for their keep-alive timeout.
-      const server = app.getHttpServer() as Server;
-      const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
-      await app.close().catch(() => undefined);
-      clearTimeout(force);
-      await nats.close();
-      outputs.destroy();
-    },
-  };
+  return { app, nats, url, openapi, routes, close: () => host.close() };
 }
