@@ -118,3 +118,41 @@ export type {
   ProblemDetails,
   JobEventMessage,
 } from './api';
+export {
+  PayloadError,
+  str,
+  num,
+  int,
+  bool,
+  anyJson,
+  literal,
+  oneOf,
+  optional,
+  nullable,
+  arrayOf,
+  recordOf,
+  tuple,
+  object,
+  tagged,
+  check,
+} from './guards';
+export type { Guard, Shape } from './guards';
+export {
+  defineChannel,
+  defineRpc,
+  defineAddressedRpc,
+  CHANNELS,
+  SCHEDULER_RPC,
+  NOTIFIER_RPC,
+  WORKER_RPC,
+} from './channels';
+export type {
+  Channel,
+  ChannelDefinition,
+  ChannelTransport,
+  Rpc,
+  AddressedRpc,
+  RpcDefinition,
+  NoRequest,
+} from './channels';
+export { QUEUE_CONFIG_BOUNDS } from './payload-guards';

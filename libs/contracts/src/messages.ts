@@ -369,3 +369,13 @@ export interface FailedListReply {
 export interface ReplayRequest {
   id: string;
 }
+
+/** Value of a progress-throttle entry (bucket `gantry_webhook_throttle_v1`, key = job id). */
+export interface ProgressMark {
+  /** Wall time (epoch ms) the progress webhook was claimed. */
+  at: number;
+  /** The event's own time (epoch ms). */
+  eventAt: number;
+  /** `<generation>.<sequence>` of the event that claimed it. */
+  event: string;
+}

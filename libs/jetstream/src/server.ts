@@ -5,27 +5,43 @@
  *   The server pulls only as many messages as the binding has free handler slots (`maxInFlight`), calls `working()`
  *   on a timer while a handler runs, and settles each message explicitly: the handler may ack/nak/term through its
  *   {@link JetStreamContext}; otherwise success → ack, {@link RetryLaterError} → nak(delay),
- *   {@link PoisonMessageError} (or an undecodable payload) → term, any other error → nak with backoff.
- * - `@MessagePattern('<subject>')` handlers answer core NATS requests with an {@link RpcReply} envelope; a handler
- *   returns {@link NO_REPLY} to stay silent (e.g. a standby scheduler).
+ *   {@link PoisonMessageError} → term, any other error → nak with backoff.
+ * - Every event handler declares its channel (`@JetStreamHandler(binding, CHANNELS.x)`); the server decodes each
+ *   payload through it before the handler runs. A payload that is not JSON or fails the channel's check is poison:
+ *   terminated at once (never redelivered), logged with the reason, and counted ({@link JetStreamServer.poisoned},
+ *   `gantry_transport_poison_messages_total`).
+ * - `@RpcHandler(rpc)` handlers answer core NATS requests with an {@link RpcReply} envelope; a request that fails the
+ *   RPC's request check gets a 400 naming the bad field. A handler returns {@link NO_REPLY} to stay silent (e.g. a
+ *   standby scheduler).
  * - Every message is processed inside a consumer/server span whose parent is the W3C context in its headers.
  * - `close()` stops pulling, waits for in-flight handlers (bounded), then drains the subscriptions.
  */
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
-import type { ConsumerDeclaration } from '@gantry/contracts';
-import { ATTR, extractTrace, inSpan, processAttributes, recordError, SpanKind, type Logger } from '@gantry/telemetry';
+import { PayloadError, type Channel, type ConsumerDeclaration, type Rpc } from '@gantry/contracts';
+import {
+  ATTR,
+  Counter,
+  extractTrace,
+  inSpan,
+  processAttributes,
+  recordError,
+  SpanKind,
+  type Logger,
+  type Registry,
+} from '@gantry/telemetry';
 import { lastValueFrom } from 'rxjs';
-import { decodeJson } from './codec';
+import { decodePayload } from './codec';
 import type { NatsHandle } from './connection';
 import { JetStreamContext, NatsRpcContext } from './context';
+import type { HandlerExtras } from './decorators';
 import { isNotFound, PoisonMessageError, RetryLaterError, RpcError } from './errors';
+import { NO_REPLY } from './no-reply';
 import { ensureConsumer } from './provision';
 import { replyError, replyOk } from './rpc';
 
-/** Returned by a `@MessagePattern` handler to send no reply at all. */
-export const NO_REPLY = Symbol('gantry.no-reply');
+export { NO_REPLY };
 
 export interface ConsumerBinding {
   consumer: ConsumerDeclaration;
@@ -50,6 +66,12 @@ export interface JetStreamServerOptions {
   rpcQueueGroup?: string;
   /** How long `close()` waits for in-flight handlers. */
   drainTimeoutMs?: number;
+  /** Where to count poison messages (`gantry_transport_poison_messages_total{binding}`); unset = not exported. */
+  registry?: Registry;
+}
+
+function extrasOf(handler: MessageHandler): HandlerExtras {
+  return (handler.extras ?? {}) as HandlerExtras;
 }
 
 /** Exponential backoff for naks of unexpected errors: 1 s, 2 s, 4 s … capped at 30 s. */
@@ -68,10 +90,25 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
   private readonly loops: Loop[] = [];
   private readonly subs: Subscription[] = [];
   private readonly rpcTasks = new Set<Promise<void>>();
+  private readonly poison = new Map<string, number>();
+  private readonly poisonCounter?: Counter;
   private closing = false;
 
   constructor(private readonly options: JetStreamServerOptions) {
     super();
+    if (options.registry) {
+      this.poisonCounter = new Counter({
+        name: 'gantry_transport_poison_messages_total',
+        help: 'Messages terminated without reaching their handler: the payload broke its channel contract',
+        labelNames: ['binding'],
+        registers: [options.registry],
+      });
+    }
+  }
+
+  /** Poison messages terminated so far, per binding. */
+  poisoned(): Record<string, number> {
+    return Object.fromEntries(this.poison);
   }
 
   override on(): never {
@@ -95,19 +132,24 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
         const binding = this.options.bindings[pattern];
         if (!binding) throw new Error(`@EventPattern('${pattern}') has no consumer binding in JetStreamServer options`);
         if (handler.next) throw new Error(`binding ${pattern} has two handlers; give each consumer exactly one`);
+        const channel = extrasOf(handler).channel;
+        if (!channel)
+          throw new Error(`binding ${pattern} declares no channel; use @JetStreamHandler(binding, channel)`);
         await ensureConsumer(this.options.nats.jsm, binding.consumer, this.options.logger);
         const consumer = await this.options.nats.js.consumers.get(
           binding.consumer.stream,
           binding.consumer.durable_name,
         );
-        this.loops.push(this.pullLoop(pattern, binding, consumer, handler));
+        this.loops.push(this.pullLoop(pattern, binding, consumer, handler, channel));
       } else {
+        const rpc = extrasOf(handler).rpc;
+        if (!rpc) throw new Error(`@MessagePattern('${pattern}') declares no RPC; use @RpcHandler(rpc)`);
         const sub = this.options.nats.nc.subscribe(
           pattern,
           this.options.rpcQueueGroup ? { queue: this.options.rpcQueueGroup } : {},
         );
         this.subs.push(sub);
-        void this.rpcLoop(sub, pattern, handler);
+        void this.rpcLoop(sub, pattern, handler, rpc);
       }
     }
   }
@@ -133,7 +175,13 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     return js.consumers.get(binding.consumer.stream, binding.consumer.durable_name);
   }
 
-  private pullLoop(pattern: string, binding: ConsumerBinding, initial: Consumer, handler: MessageHandler): Loop {
+  private pullLoop(
+    pattern: string,
+    binding: ConsumerBinding,
+    initial: Consumer,
+    handler: MessageHandler,
+    channel: Channel<unknown>,
+  ): Loop {
     const log = this.options.logger;
     const ackWaitMs = binding.consumer.ack_wait / 1_000_000;
     const heartbeatMs = binding.heartbeatMs ?? Math.max(100, Math.floor(ackWaitMs / 3));
@@ -168,7 +216,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
               continue;
             }
             inFlight++;
-            const task = this.handleJs(pattern, m, handler, heartbeatMs).finally(() => {
+            const task = this.handleJs(pattern, m, handler, channel, heartbeatMs).finally(() => {
               inFlight--;
               idle.delete(task);
               slotFreed();
@@ -200,7 +248,13 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     };
   }
 
-  private async handleJs(pattern: string, m: JsMsg, handler: MessageHandler, heartbeatMs: number): Promise<void> {
+  private async handleJs(
+    pattern: string,
+    m: JsMsg,
+    handler: MessageHandler,
+    channel: Channel<unknown>,
+    heartbeatMs: number,
+  ): Promise<void> {
     const ctx = new JetStreamContext(m, pattern);
     const parent = extractTrace(m.headers);
     const attributes = processAttributes(m.subject, {
@@ -210,14 +264,16 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       ...(m.headers?.get('Nats-Msg-Id') ? { [ATTR.messageId]: m.headers.get('Nats-Msg-Id') } : {}),
     });
     await inSpan(`${m.subject} process`, { kind: SpanKind.CONSUMER, parent, attributes }, async (span) => {
+      let data: unknown;
+      try {
+        data = decodePayload(channel, m.data);
+      } catch (err) {
+        recordError(span, err);
+        this.terminatePoison(pattern, ctx, m, err);
+        return;
+      }
       const timer = heartbeatMs > 0 ? setInterval(() => ctx.working(), heartbeatMs) : undefined;
       try {
-        let data: unknown;
-        try {
-          data = decodeJson(m.data);
-        } catch (err) {
-          throw new PoisonMessageError(`undecodable payload on ${m.subject}`, { cause: err });
-        }
         await lastValueFrom(this.transformToObservable(await handler(data, ctx)), { defaultValue: undefined });
         ctx.ack();
       } catch (err) {
@@ -225,6 +281,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
         if (ctx.settled !== 'pending') {
           this.options.logger.error({ err, subject: m.subject }, 'handler failed after settling its message');
         } else if (err instanceof PoisonMessageError) {
+          this.countPoison(pattern);
           this.options.logger.error({ err, subject: m.subject, seq: m.seq }, 'poison message; terminating it');
           ctx.term();
         } else if (err instanceof RetryLaterError) {
@@ -243,14 +300,40 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     });
   }
 
-  private async rpcLoop(sub: Subscription, pattern: string, handler: MessageHandler): Promise<void> {
+  private countPoison(binding: string): void {
+    this.poison.set(binding, (this.poison.get(binding) ?? 0) + 1);
+    this.poisonCounter?.inc({ binding });
+  }
+
+  /** A payload that breaks its channel contract: it can never be processed, by this handler or any other. */
+  private terminatePoison(pattern: string, ctx: JetStreamContext, m: JsMsg, err: unknown): void {
+    this.countPoison(pattern);
+    this.options.logger.error(
+      {
+        binding: pattern,
+        subject: m.subject,
+        seq: m.seq,
+        deliveryCount: m.info.deliveryCount,
+        reason: err instanceof Error ? err.message : String(err),
+      },
+      'poison message: the payload breaks its channel contract; terminating it',
+    );
+    ctx.term();
+  }
+
+  private async rpcLoop(
+    sub: Subscription,
+    pattern: string,
+    handler: MessageHandler,
+    rpc: Rpc<unknown, unknown>,
+  ): Promise<void> {
     for await (const m of sub) {
-      const task = this.handleRpc(pattern, m, handler).finally(() => this.rpcTasks.delete(task));
+      const task = this.handleRpc(pattern, m, handler, rpc).finally(() => this.rpcTasks.delete(task));
       this.rpcTasks.add(task);
     }
   }
 
-  private async handleRpc(pattern: string, m: Msg, handler: MessageHandler): Promise<void> {
+  private async handleRpc(pattern: string, m: Msg, handler: MessageHandler, rpc: Rpc<unknown, unknown>): Promise<void> {
     const parent = extractTrace(m.headers);
     await inSpan(
       `${pattern} process`,
@@ -259,9 +342,11 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
         if (!m.reply) return;
         let data: unknown;
         try {
-          data = decodeJson(m.data);
-        } catch {
-          replyError(m, 400, 'Bad request', 'request payload is not JSON');
+          data = decodePayload({ name: `${rpc.name} request`, parse: (v) => rpc.parseRequest(v) }, m.data);
+        } catch (err) {
+          const reason = err instanceof PayloadError ? err.message : String(err);
+          this.options.logger.warn({ subject: m.subject, reason }, 'refused a malformed request');
+          replyError(m, 400, 'Bad request', reason);
           return;
         }
         try {

@@ -1,10 +1,21 @@
 import 'reflect-metadata';
 import { Controller, Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
-import { ms, type ConsumerDeclaration, type StreamDeclaration } from '@gantry/contracts';
+import { Ctx, Payload } from '@nestjs/microservices';
+import {
+  anyJson,
+  defineChannel,
+  defineRpc,
+  int,
+  literal,
+  ms,
+  object,
+  str,
+  type ConsumerDeclaration,
+  type StreamDeclaration,
+} from '@gantry/contracts';
 import { NatsServer, waitFor, Deferred } from '@gantry/testing';
-import { activeIds, createLogger, inSpan, startTelemetry } from '@gantry/telemetry';
+import { activeIds, createLogger, createRegistry, inSpan, startTelemetry } from '@gantry/telemetry';
 import {
   ensureStream,
   JetStreamClientProxy,
@@ -16,8 +27,11 @@ import {
   PoisonMessageError,
   publishJson,
   RetryLaterError,
+  rpcCall,
+  RpcClient,
   rpcRequest,
   RpcError,
+  RpcHandler,
   RpcUnavailableError,
   type ConsumerBinding,
 } from '@gantry/jetstream';
@@ -56,6 +70,67 @@ function consumer(name: string, ackWaitMs = 30_000): ConsumerDeclaration {
   };
 }
 
+/** Any JSON: the bindings that test settlement, not payload checks. */
+const anyChannel = defineChannel<unknown>({
+  name: 'test-any',
+  subject: 'test.work.>',
+  version: 1,
+  transport: 'stream',
+  parse: anyJson,
+});
+
+interface Order {
+  v: 1;
+  id: string;
+  qty: number;
+}
+const orderGuard = object<Order>({ v: literal(1), id: str, qty: int });
+const orders = defineChannel<Order>({
+  name: 'test-orders',
+  subject: 'test.work.typed',
+  version: 1,
+  transport: 'stream',
+  parse: orderGuard,
+});
+
+const ECHO = defineRpc<{ text: string }, { echoed: string }>({
+  name: 'test.echo',
+  subject: 'test.rpc.echo',
+  version: 1,
+  parseRequest: object<{ text: string }>({ text: str }),
+  parseReply: object<{ echoed: string }>({ echoed: str }),
+});
+const noRequest = object<Record<string, never>>({});
+const SILENT = defineRpc<Record<string, never>, null>({
+  name: 'test.silent',
+  subject: 'test.rpc.silent',
+  version: 1,
+  parseRequest: noRequest,
+  parseReply: (v) => v as null,
+});
+const REFUSE = defineRpc<Record<string, never>, null>({
+  name: 'test.refuse',
+  subject: 'test.rpc.refuse',
+  version: 1,
+  parseRequest: noRequest,
+  parseReply: (v) => v as null,
+});
+/** Served with a reply that breaks the declaration (a server of another contract version). */
+const DRIFTED = defineRpc<Record<string, never>, { count: number }>({
+  name: 'test.drifted',
+  subject: 'test.rpc.drifted',
+  version: 1,
+  parseRequest: noRequest,
+  parseReply: object<{ count: number }>({ count: int }),
+});
+const DRIFTED_SERVER = defineRpc<Record<string, never>, { count: string }>({
+  name: 'test.drifted',
+  subject: 'test.rpc.drifted',
+  version: 1,
+  parseRequest: noRequest,
+  parseReply: object<{ count: string }>({ count: str }),
+});
+
 interface Seen {
   data: unknown;
   deliveryCount: number;
@@ -87,32 +162,38 @@ class TestHandlers {
       probe.running--;
     }
   }
-  @JetStreamHandler('acked') acked(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+  @JetStreamHandler('acked', anyChannel) acked(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
     return this.run('acked', d, c);
   }
-  @JetStreamHandler('naked') naked(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+  @JetStreamHandler('naked', anyChannel) naked(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
     return this.run('naked', d, c);
   }
-  @JetStreamHandler('termed') termed(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+  @JetStreamHandler('termed', anyChannel) termed(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
     return this.run('termed', d, c);
   }
-  @JetStreamHandler('expiring') expiring(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+  @JetStreamHandler('expiring', anyChannel) expiring(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
     return this.run('expiring', d, c);
   }
-  @JetStreamHandler('long') long(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+  @JetStreamHandler('long', anyChannel) long(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
     return this.run('long', d, c);
   }
-  @JetStreamHandler('bounded') bounded(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+  @JetStreamHandler('bounded', anyChannel) bounded(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
     return this.run('bounded', d, c);
   }
-  @MessagePattern('test.rpc.echo') echo(@Payload() d: { text: string }) {
+  @JetStreamHandler('typed', orders) typed(@Payload() d: Order, @Ctx() c: JetStreamContext) {
+    return this.run('typed', d, c);
+  }
+  @RpcHandler(ECHO) echo(@Payload() d: { text: string }) {
     return { echoed: d.text };
   }
-  @MessagePattern('test.rpc.silent') silent() {
+  @RpcHandler(SILENT) silent(): typeof NO_REPLY {
     return NO_REPLY;
   }
-  @MessagePattern('test.rpc.refuse') refuse() {
+  @RpcHandler(REFUSE) refuse(): null {
     throw new RpcError(409, 'Conflict', 'not now');
+  }
+  @RpcHandler(DRIFTED_SERVER) drifted() {
+    return { count: 'seven' };
   }
 }
 
@@ -132,14 +213,16 @@ describe('JetStream transport (real nats-server)', () => {
     expiring: { consumer: consumer('expiring', 1_000), maxInFlight: 4, heartbeatMs: 0, pullExpiresMs: 1_000 },
     long: { consumer: consumer('long', 1_000), maxInFlight: 4, heartbeatMs: 250 },
     bounded: { consumer: consumer('bounded'), maxInFlight: 2 },
+    typed: { consumer: consumer('typed', 1_000), maxInFlight: 4, heartbeatMs: 0 },
   };
+  const registry = createRegistry('transport-test');
 
   beforeAll(async () => {
     startTelemetry('transport-test');
     server = await NatsServer.start();
     nats = await NatsHandle.connect({ servers: [server.url], name: 'transport-test', logger });
     await ensureStream(nats.jsm, stream, logger);
-    strategy = new JetStreamServer({ nats, bindings, logger, drainTimeoutMs: 10_000 });
+    strategy = new JetStreamServer({ nats, bindings, logger, drainTimeoutMs: 10_000, registry });
     app = await NestFactory.createMicroservice(TestModule, { strategy, logger: false });
     await app.listen();
   });
@@ -194,6 +277,39 @@ describe('JetStream transport (real nats-server)', () => {
     );
     expect(await pending('termed')).toBe(0);
     expect(probe.seen['termed']).toHaveLength(1);
+  });
+
+  it('terminates every payload that breaks its channel contract before the handler runs, logs and counts it', async () => {
+    const enc = new TextEncoder();
+    const malformed: [string, Uint8Array][] = [
+      ['not JSON', enc.encode('{"v":1,')],
+      ['empty', new Uint8Array(0)],
+      ['wrong version', enc.encode(JSON.stringify({ v: 2, id: 'a', qty: 1 }))],
+      ['missing field', enc.encode(JSON.stringify({ v: 1, qty: 1 }))],
+      ['wrong type', enc.encode(JSON.stringify({ v: 1, id: 'a', qty: '1' }))],
+      ['not an object', enc.encode('[1,2]')],
+    ];
+    for (const [, data] of malformed) await nats.js.publish('test.work.typed', data);
+    await publish('typed', { v: 1, id: 'good', qty: 2 });
+    // The well-formed one behind them is handled; none of the malformed ever reaches the handler.
+    await waitFor(() => probe.seen['typed']?.length === 1, { what: 'the valid order' });
+    await waitFor(() => strategy.poisoned()['typed'] === malformed.length, { what: 'every poison counted' });
+    // Terminated, not left for redelivery: the work queue holds none of them any more (AckWait is 1 s here, so a
+    // message left pending would come back and be counted again).
+    await waitFor(
+      async () => {
+        const info = await nats.jsm.streams.info(STREAM, { subjects_filter: 'test.work.typed' });
+        return (info.state.subjects?.['test.work.typed'] ?? 0) === 0 && (await ackPending('typed')) === 0;
+      },
+      { what: 'poison messages gone from the work queue' },
+    );
+    expect(await pending('typed')).toBe(0);
+    expect(probe.seen['typed']).toEqual([expect.objectContaining({ data: { v: 1, id: 'good', qty: 2 } })]);
+    expect(strategy.poisoned()['typed']).toBe(malformed.length);
+    const metric = await registry.getSingleMetricAsString('gantry_transport_poison_messages_total');
+    expect(metric).toContain(
+      `gantry_transport_poison_messages_total{binding="typed",service="transport-test"} ${malformed.length}`,
+    );
   });
 
   it('redelivers a message whose handler neither settles nor heartbeats within AckWait', async () => {
@@ -265,6 +381,31 @@ describe('JetStream transport (real nats-server)', () => {
     expect(ack).toMatchObject({ stream: STREAM });
     await waitFor(() => probe.seen['acked']?.some((s) => (s.data as { n?: string }).n === 'emitted'), {
       what: 'emitted event',
+    });
+  });
+
+  it('checks requests and replies against the RPC declaration', async () => {
+    // A malformed request gets a 400 naming the bad field; the handler never runs.
+    await expect(rpcRequest(nats.nc, 'test.rpc.echo', { text: 7 }, { timeoutMs: 2_000 })).rejects.toMatchObject({
+      status: 400,
+      detail: 'test.echo request: text: expected a string',
+    });
+    await expect(rpcRequest(nats.nc, 'test.rpc.echo', 'hi', { timeoutMs: 2_000 })).rejects.toMatchObject({
+      status: 400,
+      detail: 'test.echo request: payload: expected an object',
+    });
+    const garbage = await nats.nc.request('test.rpc.echo', new TextEncoder().encode('{'), { timeout: 2_000 });
+    expect(garbage.json()).toMatchObject({ ok: false, error: { status: 400 } });
+    // The typed client: typed request, checked reply.
+    const client = new RpcClient({ connection: () => nats.nc, timeoutMs: 2_000 });
+    const echoed: { echoed: string } = await client.call(ECHO, { text: 'typed' });
+    expect(echoed).toEqual({ echoed: 'typed' });
+    await expect(client.call(SILENT, {}, { timeoutMs: 300 })).rejects.toBeInstanceOf(RpcUnavailableError);
+    await expect(client.call(REFUSE)).rejects.toMatchObject({ status: 409 });
+    // A reply that breaks the declaration is a clear 502, not a mistyped value.
+    await expect(rpcCall(nats.nc, DRIFTED, {}, { timeoutMs: 2_000 })).rejects.toMatchObject({
+      status: 502,
+      detail: 'the reply does not match its contract (test.drifted reply: count: expected an integer)',
     });
   });
 

@@ -1,27 +1,30 @@
 import { Controller, Inject } from '@nestjs/common';
-import { MessagePattern, Payload } from '@nestjs/microservices';
-import { SUBJECTS, type FailedListReply, type FailedListRequest, type FailedWebhookView } from '@gantry/contracts';
-import { RpcError } from '@gantry/jetstream';
+import { Payload } from '@nestjs/microservices';
+import {
+  NOTIFIER_RPC,
+  type FailedListReply,
+  type FailedListRequest,
+  type FailedWebhookView,
+  type ReplayRequest,
+} from '@gantry/contracts';
+import { RpcHandler } from '@gantry/jetstream';
 import { DeadLetterService } from './dead-letter.service';
 
-/** Request/reply for the gateway's `/v1/webhooks/failed` routes; any notifier replica answers (queue group). */
+/**
+ * Request/reply for the gateway's `/v1/webhooks/failed` routes; any notifier replica answers (queue group). The
+ * transport has checked each request against its declaration (400 otherwise).
+ */
 @Controller()
 export class DeadLetterController {
   constructor(@Inject(DeadLetterService) private readonly deadLetters: DeadLetterService) {}
 
-  @MessagePattern(SUBJECTS.notifierRpc('failed-list'))
-  list(@Payload() req: Partial<FailedListRequest> | undefined): Promise<FailedListReply> {
-    const r = req ?? {};
-    if (r.cursor !== undefined && typeof r.cursor !== 'string') throw new RpcError(400, 'Invalid request', 'cursor');
-    return this.deadLetters.list({
-      limit: r.limit ?? 50,
-      ...(r.cursor !== undefined ? { cursor: r.cursor } : {}),
-      ...(r.tenant !== undefined ? { tenant: r.tenant } : {}),
-    });
+  @RpcHandler(NOTIFIER_RPC['failed-list'])
+  list(@Payload() req: FailedListRequest): Promise<FailedListReply> {
+    return this.deadLetters.list(req);
   }
 
-  @MessagePattern(SUBJECTS.notifierRpc('replay'))
-  replay(@Payload() req: { id?: unknown } | undefined): Promise<FailedWebhookView> {
-    return this.deadLetters.replay(typeof req?.id === 'string' ? req.id : '');
+  @RpcHandler(NOTIFIER_RPC.replay)
+  replay(@Payload() req: ReplayRequest): Promise<FailedWebhookView> {
+    return this.deadLetters.replay(req.id);
   }
 }

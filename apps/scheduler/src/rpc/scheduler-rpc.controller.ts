@@ -1,11 +1,13 @@
 /**
- * Request/reply endpoints the gateway calls. Every scheduler replica subscribes; only the leader answers (standbys
- * stay silent), so a caller gets the leader's view or a timeout that it turns into a 503.
+ * Request/reply endpoints the gateway calls, one per `SCHEDULER_RPC` declaration (the compiler checks each handler
+ * against its request and reply types; the transport answers a 400 to a request that fails the declaration's check,
+ * e.g. a queue configuration out of `QUEUE_CONFIG_BOUNDS`). Every scheduler replica subscribes; only the leader
+ * answers (standbys stay silent), so a caller gets the leader's view or a timeout that it turns into a 503.
  */
 import { Controller, Inject } from '@nestjs/common';
-import { MessagePattern, Payload } from '@nestjs/microservices';
-import { SUBJECTS, type PositionsRequest, type QueueConfigUpdate } from '@gantry/contracts';
-import { NO_REPLY, RpcError } from '@gantry/jetstream';
+import { Payload } from '@nestjs/microservices';
+import { SCHEDULER_RPC, type PositionsRequest, type QueueConfigUpdate } from '@gantry/contracts';
+import { NO_REPLY, RpcHandler } from '@gantry/jetstream';
 import { SchedulerService } from '../scheduler.service';
 
 @Controller()
@@ -16,68 +18,58 @@ export class SchedulerRpcController {
     return this.scheduler.isLeader ? fn() : NO_REPLY;
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('queue'))
+  @RpcHandler(SCHEDULER_RPC.queue)
   queue() {
     return this.lead(() => this.scheduler.queueState());
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('metrics'))
+  @RpcHandler(SCHEDULER_RPC.metrics)
   metrics() {
     return this.lead(() => this.scheduler.queueMetrics());
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('concurrency'))
+  @RpcHandler(SCHEDULER_RPC.concurrency)
   concurrency() {
     return this.lead(() => this.scheduler.concurrency());
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('workers'))
+  @RpcHandler(SCHEDULER_RPC.workers)
   workers() {
     return this.lead(() => this.scheduler.workers());
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('positions'))
+  @RpcHandler(SCHEDULER_RPC.positions)
   positions(@Payload() req: PositionsRequest) {
     return this.lead(() => this.scheduler.positions(req));
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('pause'))
+  @RpcHandler(SCHEDULER_RPC.pause)
   pause() {
     return this.lead(() => this.scheduler.pause());
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('resume'))
+  @RpcHandler(SCHEDULER_RPC.resume)
   resume() {
     return this.lead(() => this.scheduler.resume());
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('drain'))
+  @RpcHandler(SCHEDULER_RPC.drain)
   drain() {
     return this.lead(() => this.scheduler.drain());
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('clear'))
+  @RpcHandler(SCHEDULER_RPC.clear)
   clear() {
     return this.lead(() => this.scheduler.clear());
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('list-sync'))
+  @RpcHandler(SCHEDULER_RPC['list-sync'])
   listSync() {
     return this.lead(() => this.scheduler.listSync());
   }
 
-  @MessagePattern(SUBJECTS.schedulerRpc('config'))
+  @RpcHandler(SCHEDULER_RPC.config)
   config(@Payload() update: QueueConfigUpdate) {
-    return this.lead(() => {
-      const bad = (v: unknown) => v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0);
-      if (!update || bad(update.maxConcurrentJobs) || bad(update.maxQueueSize) || update.maxQueueSize === 0) {
-        throw new RpcError(
-          400,
-          'Invalid configuration',
-          'maxConcurrentJobs must be an integer ≥ 0 and maxQueueSize ≥ 1',
-        );
-      }
-      return this.scheduler.updateConfig(update);
-    });
+    return this.lead(() => this.scheduler.updateConfig(update));
   }
 }
