@@ -155,4 +155,3 @@ export type {
   RpcDefinition,
   NoRequest,
 } from './channels';
-export { QUEUE_CONFIG_BOUNDS } from './payload-guards';

@@ -2,6 +2,7 @@
  * One guard per payload of {@link ./messages} and the job record, typed by its interface (the compiler insists that
  * every required field is checked). Used by the channel and RPC declarations in {@link ./channels}.
  */
+import { QUEUE_CONFIG_BOUNDS } from './queue-config';
 import {
   anyJson,
   arrayOf,
@@ -293,15 +294,6 @@ export const queueConfigRecord: Guard<QueueConfigRecord> = object<QueueConfigRec
   maxQueueSize: optional(int),
   updatedAt: str,
 });
-
-/**
- * The bounds of the runtime queue configuration (`PUT /v1/queue/config`, the `config` RPC): one rule, read by the
- * gateway's request validation and enforced again by the scheduler on the request it receives.
- */
-export const QUEUE_CONFIG_BOUNDS = {
-  maxConcurrentJobs: { min: 0, max: 1_000_000 },
-  maxQueueSize: { min: 1, max: 100_000_000 },
-} as const;
 
 function bounded(field: keyof typeof QUEUE_CONFIG_BOUNDS): Guard<number | undefined> {
   const { min, max } = QUEUE_CONFIG_BOUNDS[field];
