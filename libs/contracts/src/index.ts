@@ -68,6 +68,7 @@ export {
   ms,
   DEFAULT_TOPOLOGY,
   topologyFor,
+  tenantDeliveriesConsumer,
   streamDeclarations,
   consumerDeclarations,
   workerConsumer,
