@@ -6,6 +6,11 @@
 //
 //   npm run bench:webhooks                      # defaults: 5000 events, 10 endpoints, 1 and 2 replicas
 //   EVENTS=20000 REPLICAS=1,2,4 WEBHOOK_ENDPOINT_QUEUE=16 npm run bench:webhooks
+//
+// SCENARIO=noisy: a quiet tenant's webhook latency while another floods. Tenant A publishes FLOOD events (default
+// 5000) to HANGING endpoints (default 33, one origin each, never answering), then tenant B publishes QUIET events
+// (default 100, one every 50 ms) to a healthy endpoint; B's latency is reported (one notifier replica).
+//   SCENARIO=noisy npm run bench:webhooks
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -18,12 +23,12 @@ const EVENTS = Number(process.env.EVENTS ?? 5_000);
 const ENDPOINTS = Number(process.env.ENDPOINTS ?? 10);
 const REPLICAS = (process.env.REPLICAS ?? '1,2').split(',').map(Number);
 
-function event(callbackUrl) {
+function event(callbackUrl, tenant = 'default') {
   const id = contracts.newId();
   const now = new Date().toISOString();
   const job = {
     id,
-    tenant: 'default',
+    tenant,
     type: 'noop',
     input: {},
     priority: 'normal',
@@ -115,5 +120,63 @@ async function run(replicas) {
   }
 }
 
+async function noisy() {
+  const FLOOD = Number(process.env.FLOOD ?? 5_000);
+  const HANGING = Number(process.env.HANGING ?? 33);
+  const QUIET = Number(process.env.QUIET ?? 100);
+  const nats = await testing.NatsServer.start();
+  const hanging = await Promise.all(Array.from({ length: HANGING }, () => testing.WebhookReceiver.start()));
+  for (const r of hanging) r.respond({ status: 200, hang: true });
+  const quiet = await testing.WebhookReceiver.start();
+  const p = new testing.ServiceProcess('notifier', {
+    NATS_URL: nats.url,
+    NOTIFIER_HTTP_PORT: '0',
+    WEBHOOK_SECRET: testing.E2E_WEBHOOK_SECRET,
+    ALLOW_PRIVATE_URLS: 'true',
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('WEBHOOK_'))),
+  }).start();
+  await p.waitForLog((l) => l.msg === 'notifier started', { timeoutMs: 60_000 });
+  const client = await jetstream.NatsHandle.connect({
+    servers: [nats.url],
+    name: 'bench',
+    logger: telemetry.createLogger('bench', 'silent'),
+  });
+  const publish = (e) =>
+    jetstream.publishJson(client.js, contracts.SUBJECTS.job(e.job.id), e, { msgID: `${e.job.id}.1.1` });
+  try {
+    for (let i = 0; i < FLOOD; i += 500) {
+      await Promise.all(
+        Array.from({ length: Math.min(500, FLOOD - i) }, (_, k) =>
+          publish(event(`${hanging[(i + k) % HANGING].url}/flood`, 'tenant-a')),
+        ),
+      );
+    }
+    await testing.waitFor(() => hanging.reduce((n, r) => n + r.received.length, 0) > 0, {
+      what: "the flooding tenant's first requests",
+      timeoutMs: 60_000,
+      intervalMs: 20,
+    });
+    const started = Date.now();
+    for (let i = 0; i < QUIET; i++) {
+      await publish(event(`${quiet.url}/quiet`, 'tenant-b'));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await quiet.waitForCount(() => true, QUIET, { timeoutMs: 600_000, intervalMs: 20 });
+    const lat = quiet.received.map((w) => w.receivedAt - Date.parse(w.json.timestamp)).sort((a, b) => a - b);
+    console.log(
+      `noisy neighbour: tenant A ${FLOOD} events to ${HANGING} hanging origins; tenant B ${QUIET} events over ` +
+        `${Math.round((Date.now() - started) / 1000)} s: B latency p50=${pct(lat, 0.5)} p95=${pct(lat, 0.95)} ` +
+        `p99=${pct(lat, 0.99)} max=${lat.at(-1)} ms; A's requests out meanwhile ` +
+        `${hanging.reduce((n, r) => n + r.received.length, 0)}`,
+    );
+  } finally {
+    await client.drain();
+    await p.kill('SIGKILL').catch(() => undefined);
+    await Promise.all([...hanging, quiet].map((r) => r.close()));
+    await nats.dispose();
+  }
+}
+
 console.log(`webhook bench on ${(await import('node:os')).cpus().length} CPU(s), node ${process.version}`);
-for (const n of REPLICAS) await run(n);
+if (process.env.SCENARIO === 'noisy') await noisy();
+else for (const n of REPLICAS) await run(n);

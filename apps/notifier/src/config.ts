@@ -9,6 +9,7 @@ import {
   webhookSecret,
   webhookSecrets,
   type ConfigOf,
+  type ConfigProblem,
 } from '@gantry/config';
 
 export const notifierSpec = {
@@ -56,15 +57,52 @@ export const notifierSpec = {
     max: 3_600_000,
     doc: "longest a due delivery waits in the stream for an open circuit's probe before it checks again",
   }),
-  WEBHOOK_MAX_IN_FLIGHT: int({ default: 256, min: 1, max: 10_000, doc: 'deliveries handled at once per notifier' }),
+  WEBHOOK_MAX_IN_FLIGHT: int({
+    default: 256,
+    min: 1,
+    max: 10_000,
+    doc: 'deliveries handled at once per notifier, shared round-robin across the tenants that have some due',
+  }),
+  WEBHOOK_TENANT_MAX_IN_FLIGHT: int({
+    default: 32,
+    min: 1,
+    max: 10_000,
+    doc: "one tenant's deliveries handled (or waiting for a shared slot) at once per notifier; at most WEBHOOK_MAX_IN_FLIGHT",
+  }),
+  WEBHOOK_TENANT_MAX_PENDING: int({
+    default: 10_000,
+    min: 10,
+    max: 10_000_000,
+    doc: "one tenant's deliveries handed out or waiting for their retry at once (its consumer's MaxAckPending); the rest wait in the stream",
+  }),
   WEBHOOK_MAX_PENDING: int({
     default: 100_000,
     min: 1_000,
     max: 10_000_000,
-    doc: 'deliveries that may wait for their time at once (delivery consumer MaxAckPending)',
+    doc: 'MaxAckPending of the delivery consumer of deliveries enqueued before v1.1 (since v1.1 each tenant has its own)',
   }),
 };
 
 export type NotifierConfig = ConfigOf<typeof notifierSpec>;
 
-export const notifierRefinements = [refuseDevSecretInProduction];
+/** The per-tenant bounds must fit inside the shared ones, or one tenant could still take every slot. */
+export function tenantBoundsFit(c: NotifierConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (c.WEBHOOK_TENANT_MAX_IN_FLIGHT > c.WEBHOOK_MAX_IN_FLIGHT) {
+    problems.push({
+      variable: 'WEBHOOK_TENANT_MAX_IN_FLIGHT',
+      value: String(c.WEBHOOK_TENANT_MAX_IN_FLIGHT),
+      message: `must be at most WEBHOOK_MAX_IN_FLIGHT (${c.WEBHOOK_MAX_IN_FLIGHT})`,
+    });
+  }
+  if (c.WEBHOOK_TENANT_MAX_PENDING < c.WEBHOOK_TENANT_MAX_IN_FLIGHT) {
+    problems.push({
+      variable: 'WEBHOOK_TENANT_MAX_PENDING',
+      value: String(c.WEBHOOK_TENANT_MAX_PENDING),
+      message: `must be at least WEBHOOK_TENANT_MAX_IN_FLIGHT (${c.WEBHOOK_TENANT_MAX_IN_FLIGHT})`,
+    });
+  }
+  return problems;
+}
+
+export const notifierRefinements = [refuseDevSecretInProduction, tenantBoundsFit];

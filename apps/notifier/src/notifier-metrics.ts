@@ -3,7 +3,7 @@
  * from the broker at scrape time (the delivery consumer's undelivered + unacknowledged messages), so every replica
  * reports the same, true number, waiting retries included.
  */
-import { CONSUMERS, STREAMS } from '@gantry/contracts';
+import { STREAMS } from '@gantry/contracts';
 import type { NatsHandle } from '@gantry/jetstream';
 import { Counter, DURATION_BUCKETS, Gauge, Histogram, type Registry } from '@gantry/telemetry';
 import type { FailureReason } from './delivery/webhook-sender';
@@ -109,8 +109,9 @@ export class NotifierMetrics {
         const n = nats();
         if (!n?.connected) return;
         try {
-          const info = await n.jsm.consumers.info(STREAMS.webhooks, CONSUMERS.notifierDeliveries);
-          this.set(info.num_pending + info.num_ack_pending);
+          // A WorkQueue stream: every message in it is a delivery not yet done, whichever tenant's consumer has it.
+          const info = await n.jsm.streams.info(STREAMS.webhooks);
+          this.set(info.state.messages);
         } catch {
           // NATS unavailable: keep the last value
         }

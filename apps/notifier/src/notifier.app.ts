@@ -21,6 +21,8 @@ import type { NotifierConfig } from './config';
 import { DeadLetterService } from './dead-letters/dead-letter.service';
 import { DeliveryService } from './delivery/delivery.service';
 import { EndpointGate } from './delivery/endpoint-gate';
+import { FairSlots } from './delivery/fair-slots';
+import { DeliveryQueue, TenantLanes } from './delivery/tenant-lanes';
 import { WebhookSigner } from './delivery/signer';
 import { WebhookSender } from './delivery/webhook-sender';
 import { IntakeService } from './intake/intake.service';
@@ -37,6 +39,8 @@ export interface RunningNotifier {
 
 /** Endpoints idle this long are forgotten by the gate. */
 const ENDPOINT_IDLE_MS = 5 * 60_000;
+/** How often a replica looks for tenants' delivery consumers created by other replicas. */
+const TENANT_DISCOVERY_MS = 2_000;
 
 export function startNotifier(config: NotifierConfig, logger: Logger): Promise<RunningNotifier> {
   const registry = createRegistry('notifier');
@@ -54,6 +58,7 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
       // Handlers renew their messages with working() while they run, so AckWait only decides how soon the
       // deliveries of a replica that died (kill -9) mid-attempt are handed to another.
       webhookAckWaitMs: config.WEBHOOK_TIMEOUT_MS + 5_000,
+      webhookTenantMaxPending: config.WEBHOOK_TENANT_MAX_PENDING,
     });
     const streams = streamDeclarations(topology);
     const consumers = consumerDeclarations(topology);
@@ -76,14 +81,15 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
     );
     const outputs = new OutputStore(config);
     host.onClose('output store', () => outputs.destroy());
-    const deadLetters = new DeadLetterService(nats, metrics, logger);
+    const queue = new DeliveryQueue(nats, topology, logger);
+    const deadLetters = new DeadLetterService(nats, metrics, logger, queue);
     const intake = new IntakeService(
-      nats,
+      queue,
       new ProgressThrottle(await nats.kvm.open(BUCKETS.progressThrottle), config.WEBHOOK_PROGRESS_INTERVAL_MS),
       metrics,
     );
     const deliveries = new DeliveryService(
-      nats,
+      queue,
       new WebhookSender(new WebhookSigner(config.WEBHOOK_SECRET, config.WEBHOOK_SECRETS), {
         timeoutMs: config.WEBHOOK_TIMEOUT_MS,
         allowPrivate: config.ALLOW_PRIVATE_URLS,
@@ -107,7 +113,8 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
           // Revisions of jobs without a callback owe no webhook: acked unread.
           wants: (h) => h?.get(HEADERS.callback) !== '0',
         },
-        deliveries: { consumer: consumers.notifierDeliveries, maxInFlight: config.WEBHOOK_MAX_IN_FLIGHT },
+        // Deliveries enqueued before v1.1 (one subject per endpoint); new ones go through the tenants' lanes.
+        deliveries: { consumer: consumers.notifierDeliveries, maxInFlight: config.WEBHOOK_TENANT_MAX_IN_FLIGHT },
       },
       drainTimeoutMs,
     });
@@ -117,6 +124,19 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
       drainTimeoutMs + 5_000,
     );
     await app.listen();
+    const lanes = new TenantLanes({
+      nats,
+      queue,
+      slots: new FairSlots(config.WEBHOOK_MAX_IN_FLIGHT),
+      handler: (d, ctx) => deliveries.handle(d, ctx),
+      perTenant: config.WEBHOOK_TENANT_MAX_IN_FLIGHT,
+      discoveryMs: TENANT_DISCOVERY_MS,
+      heartbeatMs: Math.max(100, Math.floor((config.WEBHOOK_TIMEOUT_MS + 5_000) / 3)),
+      logger,
+    });
+    await lanes.start();
+    // Closed before the transport (steps close in reverse order): in-flight deliveries finish, bounded.
+    host.onClose('tenant lanes', () => lanes.close(drainTimeoutMs), drainTimeoutMs + 5_000);
     const pruner = setInterval(() => gate.prune(ENDPOINT_IDLE_MS), 60_000);
     pruner.unref();
     host.onClose('endpoint pruner', () => clearInterval(pruner));

@@ -3,7 +3,7 @@
  * dead letters and replay, tenant secrets, the address policy at delivery time, redirects, presigned URLs, event
  * bodies and metrics.
  */
-import { CONSUMERS, STREAMS, type FailedListReply, type FailedWebhookView } from '@gantry/contracts';
+import { CONSUMERS, STREAMS, SUBJECTS, type FailedListReply, type FailedWebhookView } from '@gantry/contracts';
 import { RpcError } from '@gantry/jetstream';
 import { OutputStore } from '@gantry/storage';
 import { freePort, S3RVER_CREDENTIALS, waitFor, WebhookReceiver, type ReceivedWebhook } from '@gantry/testing';
@@ -53,8 +53,9 @@ describe('notifier deliveries (real NATS, real HTTP)', () => {
     await waitFor(
       async () => {
         const intake = await h.client.jsm.consumers.info(STREAMS.jobs, CONSUMERS.notifierIntake);
-        const del = await h.client.jsm.consumers.info(STREAMS.webhooks, CONSUMERS.notifierDeliveries);
-        return intake.num_pending + intake.num_ack_pending + del.num_pending + del.num_ack_pending === 0;
+        // A WorkQueue stream: a delivery leaves it when done, whichever tenant's consumer handed it out.
+        const del = (await h.client.jsm.streams.info(STREAMS.webhooks)).state.messages;
+        return intake.num_pending + intake.num_ack_pending + del === 0;
       },
       { what: 'the notifier to be idle', timeoutMs: 20_000, intervalMs: 50 },
     );
@@ -352,6 +353,7 @@ describe('notifier across a nats-server restart', () => {
     expect(info.config.retention).toBe('workqueue');
     const consumer = await h.client.jsm.consumers.info(STREAMS.webhooks, CONSUMERS.notifierDeliveries);
     expect(consumer.config.max_deliver).toBe(-1);
+    expect(info.config.subjects).toEqual(expect.arrayContaining([SUBJECTS.webhooksAll, SUBJECTS.webhooksTenantAll]));
 
     r.failFirst(1, { status: 503 });
     const { webhookId } = await h.event({ callbackUrl: `${r.url}/restart` });

@@ -4,7 +4,7 @@
  * schedule `300,600,1200,2400` (5 attempts over ~4.5 s) with the default circuit (5 consecutive failures, 5 s
  * cooldown), which before this fix dead-lettered deliveries without a request.
  */
-import { CONSUMERS, newId, STREAMS, type FailedListReply, type FailedWebhookView } from '@gantry/contracts';
+import { newId, STREAMS, type FailedListReply, type FailedWebhookView } from '@gantry/contracts';
 import { freePort, waitFor, WebhookReceiver } from '@gantry/testing';
 import type { RunningNotifier } from '../src/notifier.app';
 import { idOf, metricValue, NotifierHarness } from './harness';
@@ -42,8 +42,8 @@ describe('honest webhook attempts behind the circuit breaker (real NATS, real HT
   async function idle(): Promise<void> {
     await waitFor(
       async () => {
-        const del = await h.client.jsm.consumers.info(STREAMS.webhooks, CONSUMERS.notifierDeliveries);
-        return del.num_pending + del.num_ack_pending === 0;
+        // A WorkQueue stream: a delivery leaves it when done, whichever tenant's consumer handed it out.
+        return (await h.client.jsm.streams.info(STREAMS.webhooks)).state.messages === 0;
       },
       { what: 'no delivery left', timeoutMs: 30_000, intervalMs: 50 },
     );

@@ -4,11 +4,12 @@
  * of an entry that exists answers 503 (it answered 404 until v1.1: the lookup took every error for "absent"), queues
  * nothing and removes nothing; once NATS is back the same replay works.
  */
-import { STREAMS, streamDeclarations, type WebhookDelivery } from '@gantry/contracts';
+import { DEFAULT_TOPOLOGY, STREAMS, streamDeclarations, type WebhookDelivery } from '@gantry/contracts';
 import { NatsHandle, RpcError, provision } from '@gantry/jetstream';
 import { NatsServer, waitFor } from '@gantry/testing';
 import { createLogger, createRegistry } from '@gantry/telemetry';
 import { DeadLetterService } from '../src/dead-letters/dead-letter.service';
+import { DeliveryQueue } from '../src/delivery/tenant-lanes';
 import { NotifierMetrics } from '../src/notifier-metrics';
 
 const logger = createLogger('replay-read-errors-test', 'silent');
@@ -33,6 +34,7 @@ describe('webhook replay lookup while nats-server is down (real nats-server)', (
       nats,
       new NotifierMetrics(createRegistry('notifier-test'), () => nats),
       logger,
+      new DeliveryQueue(nats, DEFAULT_TOPOLOGY, logger),
     );
     const delivery: WebhookDelivery = {
       v: 1,

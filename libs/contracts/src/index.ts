@@ -76,6 +76,7 @@ export {
   ms,
   DEFAULT_TOPOLOGY,
   topologyFor,
+  tenantDeliveriesConsumer,
   streamDeclarations,
   consumerDeclarations,
   workerConsumer,

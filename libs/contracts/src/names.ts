@@ -49,8 +49,11 @@ export const BUCKETS = {
 export const CONSUMERS = {
   /** The notifier's intake of lifecycle events (shared by every notifier replica). */
   notifierIntake: 'notifier_intake_v1',
-  /** The notifier's delivery worker (shared by every notifier replica). */
+  /** The notifier's delivery worker (shared by every notifier replica); since v1.1 only deliveries from before v1.1. */
   notifierDeliveries: 'notifier_deliveries_v1',
+  /** One per tenant with webhooks (shared by every notifier replica): its own MaxAckPending, filtered on its subjects. */
+  notifierTenantDeliveries: (tenant: string) => `notifier_deliveries_v1_t_${assertToken('tenant', tenant)}`,
+  notifierTenantDeliveriesPrefix: 'notifier_deliveries_v1_t_',
   /** One per worker process, filtered on that worker's dispatch subject. */
   worker: (workerId: string) => `worker_${assertToken('worker id', workerId)}`,
   /** Gateways' repair of accepted batches whose job records a crashed gateway did not finish writing. */
@@ -84,6 +87,11 @@ export const SUBJECTS = {
 
   webhooksAll: 'gantry.v1.webhook.*',
   webhook: (endpointHash: string) => `gantry.v1.webhook.${assertToken('endpoint hash', endpointHash)}`,
+  /** Since v1.1 every delivery is on its tenant's subject (each tenant has its own consumer and pending bound). */
+  webhooksTenantAll: 'gantry.v1.webhook.*.*',
+  webhookOf: (tenant: string, endpointHash: string) =>
+    `gantry.v1.webhook.${assertToken('tenant', tenant)}.${assertToken('endpoint hash', endpointHash)}`,
+  webhooksOfTenant: (tenant: string) => `gantry.v1.webhook.${assertToken('tenant', tenant)}.*`,
   webhookDlqAll: 'gantry.v1.webhook_dlq.*',
   webhookDlq: (tenant: string) => `gantry.v1.webhook_dlq.${assertToken('tenant', tenant)}`,
 

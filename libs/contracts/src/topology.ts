@@ -63,6 +63,8 @@ export interface TopologyOptions {
   webhookMaxPending: number;
   /** Ack wait of the delivery consumer; longer than one delivery attempt. */
   webhookAckWaitMs: number;
+  /** MaxAckPending of each tenant's delivery consumer: its deliveries handed out or waiting for a retry at once. */
+  webhookTenantMaxPending: number;
 }
 
 export const DEFAULT_TOPOLOGY: TopologyOptions = {
@@ -72,6 +74,7 @@ export const DEFAULT_TOPOLOGY: TopologyOptions = {
   leaderLeaseMs: 5_000,
   webhookMaxPending: 100_000,
   webhookAckWaitMs: 60_000,
+  webhookTenantMaxPending: 10_000,
 };
 
 /** The variables every service reads that shape the topology (see API.md §2). */
@@ -117,12 +120,32 @@ export function streamDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
     ),
     list: stream({ name: STREAMS.list, subjects: [SUBJECTS.listAll], max_msgs_per_subject: 1 }, o),
     webhooks: stream(
-      { name: STREAMS.webhooks, subjects: [SUBJECTS.webhooksAll], retention: 'workqueue', allow_direct: false },
+      {
+        name: STREAMS.webhooks,
+        subjects: [SUBJECTS.webhooksAll, SUBJECTS.webhooksTenantAll],
+        retention: 'workqueue',
+        allow_direct: false,
+      },
       o,
     ),
     webhookDlq: stream({ name: STREAMS.webhookDlq, subjects: [SUBJECTS.webhookDlqAll], max_age: ms(o.retentionMs) }, o),
     demand: stream({ name: STREAMS.demand, subjects: [SUBJECTS.demandAll], max_msgs_per_subject: 1 }, o),
   } satisfies Record<string, StreamDeclaration>;
+}
+
+/** The delivery consumer of one tenant (created when the tenant's first delivery is enqueued). */
+export function tenantDeliveriesConsumer(tenant: string, o: TopologyOptions = DEFAULT_TOPOLOGY): ConsumerDeclaration {
+  return {
+    stream: STREAMS.webhooks,
+    durable_name: CONSUMERS.notifierTenantDeliveries(tenant),
+    filter_subject: SUBJECTS.webhooksOfTenant(tenant),
+    deliver_policy: 'all',
+    ack_policy: 'explicit',
+    ack_wait: ms(o.webhookAckWaitMs),
+    max_deliver: -1,
+    max_ack_pending: o.webhookTenantMaxPending,
+    inactive_threshold: 0,
+  };
 }
 
 export function consumerDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {

@@ -18,7 +18,7 @@ import {
 import { decodeJson, publishJson, RpcError, type NatsHandle } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { StoredMsg } from '@nats-io/jetstream';
-import { endpointHash } from '../delivery/endpoint';
+import type { DeliveryQueue } from '../delivery/tenant-lanes';
 import type { NotifierMetrics } from '../notifier-metrics';
 
 const DLQ_PREFIX = SUBJECTS.webhookDlqAll.slice(0, -1);
@@ -66,6 +66,7 @@ export class DeadLetterService {
     private readonly nats: NatsHandle,
     private readonly metrics: NotifierMetrics,
     private readonly logger: Logger,
+    private readonly queue: DeliveryQueue,
   ) {}
 
   /** Records a delivery that will not be attempted again. Idempotent per (delivery, attempts) by message id. */
@@ -146,10 +147,7 @@ export class DeadLetterService {
       replayOf: String(id),
     };
     // The message id makes a repeated replay of the same entry (a retried request) one delivery.
-    await publishJson(this.nats.js, SUBJECTS.webhook(endpointHash(d.url)), again, {
-      msgID: `${d.webhookId}.r${id}`,
-      spanName: 'webhook replay',
-    });
+    await this.queue.publish(again, { msgID: `${d.webhookId}.r${id}`, spanName: 'webhook replay' });
     await this.nats.jsm.streams.deleteMessage(STREAMS.webhookDlq, id, false).catch((err: unknown) => {
       // Already removed by a concurrent replay: the delivery is queued either way.
       this.logger.debug({ err: String(err), id }, 'dead letter already removed');

@@ -1,5 +1,6 @@
 /**
- * One delivery message of the deliveries stream (`gantry.v1.webhook.<endpointHash>`, WorkQueue, no max age) at a time:
+ * One delivery message of the deliveries stream (`gantry.v1.webhook.<tenant>.<endpointHash>`, WorkQueue, no max age;
+ * handed out by its tenant's lane, see `tenant-lanes.ts`) at a time:
  *
  * - Not yet due (`notBefore`): nak'ed for the remaining time. A nak delay is kept by the broker, so a waiting retry
  *   survives a notifier restart or `kill -9`; it is re-checked on every delivery.
@@ -13,14 +14,15 @@
  *   retry schedule with jitter, or `Retry-After`), then the old message is acked. Last failure: dead-lettered, acked.
  *   Publish-then-ack, with message ids per attempt, makes a crash in between cost at most one extra attempt.
  */
-import { SUBJECTS, type WebhookDelivery } from '@gantry/contracts';
-import { publishJson, type JetStreamContext, type NatsHandle } from '@gantry/jetstream';
+import type { WebhookDelivery } from '@gantry/contracts';
+import type { JetStreamContext } from '@gantry/jetstream';
 import { ATTR, inSpan, recordError, SpanKind, type Logger } from '@gantry/telemetry';
 import type { DeadLetterService } from '../dead-letters/dead-letter.service';
 import type { NotifierMetrics } from '../notifier-metrics';
-import { endpointHash, endpointKey } from './endpoint';
+import { endpointKey } from './endpoint';
 import type { EndpointGate } from './endpoint-gate';
 import { renderBody, type Presigner } from './presign';
+import type { DeliveryQueue } from './tenant-lanes';
 import { afterFailure, timeBudgetMs } from './retry-schedule';
 import type { AttemptResult, WebhookSender } from './webhook-sender';
 
@@ -35,7 +37,7 @@ const DUE_SLACK_MS = 20;
 
 export class DeliveryService {
   constructor(
-    private readonly nats: NatsHandle,
+    private readonly queue: DeliveryQueue,
     private readonly sender: WebhookSender,
     private readonly gate: EndpointGate,
     private readonly deadLetters: DeadLetterService,
@@ -152,7 +154,7 @@ export class DeliveryService {
           notBefore: this.now() + next.delayMs,
           firstAttemptAt: d.firstAttemptAt ?? new Date(this.now()).toISOString(),
         };
-        await publishJson(this.nats.js, SUBJECTS.webhook(endpointHash(d.url)), retry, {
+        await this.queue.publish(retry, {
           msgID: `${d.webhookId}${d.replayOf ? `.r${d.replayOf}` : ''}.a${attempts}`,
           spanName: 'webhook retry',
         });

@@ -1,11 +1,11 @@
 /**
  * Turns lifecycle events into webhook deliveries: one per public event of a job with a callback URL (`job.progress`
- * throttled per job across every notifier replica), published to the endpoint's subject of the deliveries stream.
+ * throttled per job across every notifier replica), published to its tenant's and endpoint's subject of the
+ * deliveries stream (the tenant's consumer is created with its first delivery: `tenant-lanes.ts`).
  * The delivery's message id is its `webhook-id`, so an event redelivered after a crash between publish and ack is
  * de-duplicated by the broker.
  */
 import {
-  SUBJECTS,
   isPublicEvent,
   toJobView,
   webhookId,
@@ -13,15 +13,14 @@ import {
   type WebhookBody,
   type WebhookDelivery,
 } from '@gantry/contracts';
-import { publishJson, type NatsHandle } from '@gantry/jetstream';
 import { ATTR } from '@gantry/telemetry';
-import { endpointHash } from '../delivery/endpoint';
+import type { DeliveryQueue } from '../delivery/tenant-lanes';
 import type { NotifierMetrics } from '../notifier-metrics';
 import type { ProgressThrottle } from './progress-throttle';
 
 export class IntakeService {
   constructor(
-    private readonly nats: NatsHandle,
+    private readonly queue: DeliveryQueue,
     private readonly throttle: ProgressThrottle,
     private readonly metrics: NotifierMetrics,
     private readonly now: () => number = Date.now,
@@ -68,7 +67,7 @@ export class IntakeService {
         return;
       }
     }
-    await publishJson(this.nats.js, SUBJECTS.webhook(endpointHash(delivery.url)), delivery, {
+    await this.queue.publish(delivery, {
       msgID: delivery.webhookId,
       attributes: { [ATTR.jobId]: e.job.id, [ATTR.eventType]: e.type },
       spanName: 'webhook enqueue',
