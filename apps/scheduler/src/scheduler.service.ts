@@ -22,6 +22,8 @@ import {
   type QueueMetrics,
   type QueueState,
   type QueueStatsBroadcast,
+  type TenantsRequest,
+  type TenantView,
   type GpuStatus,
   type GpuView,
   type WorkerView,
@@ -35,7 +37,9 @@ import type { SchedulerConfig } from './config';
 import { DemandGauge } from './demand/demand-gauge';
 import { DispatchReconciler } from './dispatch/dispatch-reconciler';
 import { Dispatcher } from './dispatch/dispatcher';
+import { FairShare } from './domain/fair-share';
 import { SchedulerState } from './domain/scheduler-state';
+import { tenantViews } from './domain/tenant-views';
 import { LeaderElection } from './leader/leader-election';
 import { ListIndexWriter, ListingBehindError } from './listing/list-index-writer';
 import { JobProjection, ProjectionBehindError } from './projection/job-projection';
@@ -81,15 +85,20 @@ export class SchedulerService {
   ) {
     this.startedAt = clock.now().getTime();
     this.queueConfig = { paused: false, draining: false, updatedAt: new Date(0).toISOString() };
-    this.state = new SchedulerState(config.MAX_CONCURRENT_JOBS, config.TENANT_MAX_CONCURRENT_JOBS, {
-      onQueued: (stored) => this.dispatcher?.remember(stored),
-      onWorkAvailable: () => this.dispatcher?.kick(),
-      onRetryScheduled: (id, at) => this.retries?.scheduled(id, at),
-      onWorkerReferenced: (w) => this.monitor?.reference(w),
-      onStarted: (s) => this.metrics?.started(s),
-      onTerminal: (s) => this.metrics?.finished(s),
-      defaultGpuMemoryMb: (pool, type) => this.learnedPeakMb(pool, type),
-    });
+    this.state = new SchedulerState(
+      config.MAX_CONCURRENT_JOBS,
+      config.TENANT_MAX_CONCURRENT_JOBS,
+      {
+        onQueued: (stored) => this.dispatcher?.remember(stored),
+        onWorkAvailable: () => this.dispatcher?.kick(),
+        onRetryScheduled: (id, at) => this.retries?.scheduled(id, at),
+        onWorkerReferenced: (w) => this.monitor?.reference(w),
+        onStarted: (s) => this.metrics?.started(s),
+        onTerminal: (s) => this.metrics?.finished(s),
+        defaultGpuMemoryMb: (pool, type) => this.learnedPeakMb(pool, type),
+      },
+      new FairShare(config.TENANT_WEIGHTS, config.FAIR_SHARE_HALF_LIFE_SECONDS, () => clock.now().getTime()),
+    );
     this.state.capacity.gpuMarginMb = config.GPU_MEMORY_MARGIN_MB;
     this.metrics = new SchedulerMetrics(
       registry,
@@ -415,7 +424,7 @@ export class SchedulerService {
         continue;
       }
       const level = priorityLevel(j.priority);
-      const position = this.state.index.position(j.pool, j.tenant, level, j.queueSeq, now, agingMs);
+      const position = this.state.index.position(j.pool, j.tenant, level, j.queueSeq, now, agingMs, this.state.fair);
       if (position === undefined) continue;
       const capacity = Math.min(this.state.capacity.maxConcurrent, this.state.capacity.poolSlots(j.pool));
       const free = Math.min(this.state.capacity.globalFree, this.state.capacity.poolFreeSlots(j.pool));
@@ -427,6 +436,11 @@ export class SchedulerService {
       };
     }
     return { positions: out };
+  }
+
+  /** `GET /v1/tenants` (every tenant) and `/v1/tenants/me` (one). */
+  tenants(req: TenantsRequest): TenantView[] {
+    return tenantViews(this.state, this.clock.now().getTime(), req.tenant);
   }
 
   /**

@@ -4,7 +4,7 @@
  */
 import { Controller, Inject } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { SUBJECTS, type PositionsRequest, type QueueConfigUpdate } from '@gantry/contracts';
+import { SUBJECTS, type PositionsRequest, type QueueConfigUpdate, type TenantsRequest } from '@gantry/contracts';
 import { NO_REPLY, RpcError } from '@gantry/jetstream';
 import { SchedulerService } from '../scheduler.service';
 
@@ -39,6 +39,16 @@ export class SchedulerRpcController {
   @MessagePattern(SUBJECTS.schedulerRpc('positions'))
   positions(@Payload() req: PositionsRequest) {
     return this.lead(() => this.scheduler.positions(req));
+  }
+
+  @MessagePattern(SUBJECTS.schedulerRpc('tenants'))
+  tenants(@Payload() req: TenantsRequest) {
+    return this.lead(() => {
+      const tenant = req?.tenant;
+      if (tenant !== undefined && (typeof tenant !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(tenant)))
+        throw new RpcError(400, 'Invalid tenant', 'tenant must match [A-Za-z0-9_-]{1,64}');
+      return this.scheduler.tenants(tenant === undefined ? {} : { tenant });
+    });
   }
 
   @MessagePattern(SUBJECTS.schedulerRpc('pause'))
