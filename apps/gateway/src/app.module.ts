@@ -25,6 +25,7 @@ import { JobsService } from './jobs/jobs.service';
 import { GatewayNats } from './nats/gateway-nats';
 import { QueueController } from './queue/queue.controller';
 import { SchedulerClient } from './queue/scheduler-client';
+import { TenantsController } from './tenants/tenants.controller';
 import { CLOCK, JOB_TYPES, LOGGER, METRICS_REGISTRY, OUTPUT_STORE } from './tokens';
 import { FailedWebhooksController } from './webhooks/failed-webhooks.controller';
 import { GpuCordonController } from './workers/gpu-cordon.controller';
@@ -55,6 +56,7 @@ export class GatewayModule {
         FailedWebhooksController,
         GpuCordonController,
         WhoamiController,
+        TenantsController,
       ],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: d.config },

@@ -2,6 +2,7 @@ import {
   apiKeys,
   bool,
   commonSpec,
+  fairShareSpec,
   int,
   optionalInt,
   optionalStr,
@@ -42,6 +43,7 @@ function pools(doc: string): VariableSpec<Record<string, PoolInventory>> {
 export const gatewaySpec = {
   ...commonSpec,
   ...jobPolicySpec,
+  ...fairShareSpec,
   ...s3Spec,
   GATEWAY_HOST: str({ default: '127.0.0.1', doc: 'bind address' }),
   GATEWAY_PORT: port({ default: 8080, allowZero: true, doc: 'bind port (0 = any free port)' }),

@@ -56,6 +56,8 @@ export const V1_ROUTES: RouteCase[] = [
   { method: 'GET', template: '/v1/concurrency/stats', path: '/v1/concurrency/stats', admin: false },
   { method: 'GET', template: '/v1/config', path: '/v1/config', admin: true },
   { method: 'GET', template: '/v1/whoami', path: '/v1/whoami', admin: false },
+  { method: 'GET', template: '/v1/tenants', path: '/v1/tenants', admin: true },
+  { method: 'GET', template: '/v1/tenants/me', path: '/v1/tenants/me', admin: false },
   { method: 'GET', template: '/v1/webhooks/failed', path: '/v1/webhooks/failed', admin: true },
   { method: 'POST', template: '/v1/webhooks/failed/{id}/replay', path: '/v1/webhooks/failed/123/replay', admin: true },
 ];

@@ -1,8 +1,9 @@
-import { commonSpec, int, livenessSpec, optionalInt, port, s3Spec, type ConfigOf } from '@gantry/config';
+import { commonSpec, fairShareSpec, int, livenessSpec, optionalInt, port, s3Spec, type ConfigOf } from '@gantry/config';
 
 export const schedulerSpec = {
   ...commonSpec,
   ...livenessSpec,
+  ...fairShareSpec,
   // Retention deletes the outputs of expired jobs.
   ...s3Spec,
   RETENTION_SWEEP_INTERVAL_MS: int({

@@ -15,6 +15,8 @@ import {
   type QueueConfigUpdate,
   type QueueMetrics,
   type QueueState,
+  type TenantsRequest,
+  type TenantView,
   type WorkerView,
 } from '@gantry/contracts';
 import type { NatsHandle } from '@gantry/jetstream';
@@ -27,7 +29,9 @@ import { DispatchReconciler } from './dispatch/dispatch-reconciler';
 import { Dispatcher } from './dispatch/dispatcher';
 import { ReleasedListener } from './dispatch/released-listener';
 import { QueueReadModel } from './domain/queue-read-model';
+import { FairShare } from './domain/fair-share';
 import { SchedulerState } from './domain/scheduler-state';
+import { tenantViews } from './domain/tenant-views';
 import { LeaderElection } from './leader/leader-election';
 import { Leadership } from './leader/leadership';
 import { JobProjection } from './projection/job-projection';
@@ -51,12 +55,17 @@ export class SchedulerService {
     config: SchedulerConfig,
     private readonly nats: NatsHandle,
     jobs: JobStore,
-    clock: Clock,
+    private readonly clock: Clock,
     registry: Registry,
     logger: Logger,
     outputs?: OutputsPort,
   ) {
-    const state = new SchedulerState(config.MAX_CONCURRENT_JOBS, config.TENANT_MAX_CONCURRENT_JOBS);
+    const state = new SchedulerState(
+      config.MAX_CONCURRENT_JOBS,
+      config.TENANT_MAX_CONCURRENT_JOBS,
+      {},
+      new FairShare(config.TENANT_WEIGHTS, config.FAIR_SHARE_HALF_LIFE_SECONDS, () => clock.now().getTime()),
+    );
     state.capacity.gpuMarginMb = config.GPU_MEMORY_MARGIN_MB;
     this.state = state;
     // Parts reached through closures below (`election`, `admin`, `monitor`) are built before anything calls them:
@@ -214,6 +223,11 @@ export class SchedulerService {
 
   positions(req: PositionsRequest): PositionsReply {
     return this.read.positions(req);
+  }
+
+  /** `GET /v1/tenants` (every tenant) and `/v1/tenants/me` (one). */
+  tenants(req: TenantsRequest): TenantView[] {
+    return tenantViews(this.state, this.clock.now().getTime(), req.tenant);
   }
 
   listSync(): Promise<ListSyncReply> {

@@ -189,3 +189,44 @@ export function refuseDevSecretInProduction(config: { NODE_ENV: string; WEBHOOK_
   }
   return [];
 }
+
+/** `tenant=weight,…` (integer weights 1–1000) → tenant → weight; tenants not listed weigh 1. */
+export function tenantWeights(doc: string): VariableSpec<Record<string, number>> {
+  return {
+    doc,
+    parse(raw) {
+      const out: Record<string, number> = Object.create(null) as Record<string, number>;
+      if (raw === undefined || raw.trim() === '') return out;
+      const problems: string[] = [];
+      for (const item of raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)) {
+        const eq = item.indexOf('=');
+        const tenant = eq < 0 ? '' : item.slice(0, eq).trim();
+        const w = eq < 0 ? '' : item.slice(eq + 1).trim();
+        if (!/^[A-Za-z0-9_-]{1,64}$/.test(tenant))
+          problems.push(`"${item}" is not tenant=weight (tenant [A-Za-z0-9_-]{1,64})`);
+        else if (!/^\d{1,4}$/.test(w) || Number(w) < 1 || Number(w) > 1000)
+          problems.push(`weight of ${tenant} must be an integer 1–1000, not "${w}"`);
+        else if (tenant in out) problems.push(`${tenant} is listed twice`);
+        else out[tenant] = Number(w);
+      }
+      if (problems.length) throw new Error(problems.join('; '));
+      return out;
+    },
+  };
+}
+
+/** Weighted fair share between tenants (API §3): the gateway and the scheduler both validate it at boot. */
+export const fairShareSpec = {
+  TENANT_WEIGHTS: tenantWeights(
+    'tenant=weight,… (1–1000): tenants competing at one priority level share tokens in proportion to their weights',
+  ),
+  FAIR_SHARE_HALF_LIFE_SECONDS: int({
+    default: 300,
+    min: 1,
+    max: 30 * 86_400,
+    doc: 'half-life of the decayed GPU-slot-seconds that fair share weighs',
+  }),
+};

@@ -1,4 +1,4 @@
-import { apiKeys, DEV_API_KEYS, refuseDevKeysInProduction, webhookSecrets } from './common';
+import { apiKeys, DEV_API_KEYS, fairShareSpec, refuseDevKeysInProduction, webhookSecrets } from './common';
 import { bool, ConfigError, int, intList, loadConfig, natsServers, redactConfig, str } from './env';
 
 describe('loadConfig', () => {
@@ -65,5 +65,22 @@ describe('loadConfig', () => {
     expect(s.parse(`acme=${a} ${b},other=${a}`)).toEqual({ acme: [a, b], other: [a] });
     expect(() => s.parse(`acme=${a} ${a} ${a}`)).toThrow();
     expect(() => s.parse('acme=nope')).toThrow();
+  });
+
+  it('parses TENANT_WEIGHTS and lists every bad entry at once', () => {
+    const w = fairShareSpec.TENANT_WEIGHTS;
+    expect(w.parse(undefined)).toEqual({});
+    expect({ ...w.parse(' acme=3, other_team=1000 ,x-1=1') }).toEqual({ acme: 3, other_team: 1000, 'x-1': 1 });
+    expect(() => w.parse('acme=0')).toThrow(/1–1000/);
+    expect(() => w.parse('acme=1001')).toThrow(/1–1000/);
+    expect(() => w.parse('acme=1.5')).toThrow(/1–1000/);
+    expect(() => w.parse('acme')).toThrow(/tenant=weight/);
+    expect(() => w.parse('bad tenant=2')).toThrow(/tenant=weight/);
+    expect(() => w.parse('a=1,a=2')).toThrow(/twice/);
+    expect(() => w.parse('a=0,b=x')).toThrow(/weight of a .*; weight of b/);
+    expect(() => loadConfig(fairShareSpec, { TENANT_WEIGHTS: 'a=0', FAIR_SHARE_HALF_LIFE_SECONDS: '0' })).toThrow(
+      /TENANT_WEIGHTS[\s\S]*FAIR_SHARE_HALF_LIFE_SECONDS/,
+    );
+    expect(loadConfig(fairShareSpec, {}).FAIR_SHARE_HALF_LIFE_SECONDS).toBe(300);
   });
 });

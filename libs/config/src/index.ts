@@ -28,6 +28,8 @@ export {
   webhookSecret,
   webhookSecrets,
   refuseDevSecretInProduction,
+  tenantWeights,
+  fairShareSpec,
 } from './common';
 export type { Role, ApiKey } from './common';
 export { loadConfigOrExit, runService, exitOnBootError, bootExitCode } from './boot';

@@ -30,6 +30,8 @@ import type {
   ListHead,
   ListPage,
   ListSyncReply,
+  TenantView,
+  TenantsRequest,
   PositionsReply,
   PositionsRequest,
   ProgressMark,
@@ -291,6 +293,7 @@ export const SCHEDULER_RPC = {
   clear: schedulerRpc<NoRequest, QueueState>('clear', noRequest, g.queueState),
   config: schedulerRpc<QueueConfigUpdate, QueueState>('config', g.queueConfigUpdate, g.queueState),
   'list-sync': schedulerRpc<NoRequest, ListSyncReply>('list-sync', noRequest, g.listSyncReply),
+  tenants: schedulerRpc<TenantsRequest, TenantView[]>('tenants', g.tenantsRequest, g.tenantViews),
 } as const satisfies Record<SchedulerRpcOp, Rpc<unknown, unknown>>;
 
 const notifierRpc = <Req, Res>(op: NotifierRpcOp, parseRequest: Guard<Req>, parseReply: Guard<Res>) =>

@@ -186,6 +186,27 @@ export interface ConcurrencyStats {
   workers: number;
 }
 
+/** `GET /v1/tenants` item and `GET /v1/tenants/me` (since v1.1). */
+export interface TenantView {
+  tenant: string;
+  weight: number;
+  /** Jobs `queued` now (dispatched-not-started included). */
+  queued: number;
+  /** Jobs running now (holding a token on a worker). */
+  running: number;
+  /** GPU-slot-seconds decayed with half-life FAIR_SHARE_HALF_LIFE_SECONDS, running attempts included up to now. */
+  usedSlotSeconds: number;
+  /** Its part of every tenant's usedSlotSeconds, in percent. */
+  sharePercent: number;
+  /** weight / the weights of every tenant with queued or running work now, in percent (0 without any). */
+  entitledPercent: number;
+}
+
+/** Payload of the scheduler's `tenants` RPC: one tenant, or every tenant with work, usage or a configured weight. */
+export interface TenantsRequest {
+  tenant?: string;
+}
+
 /** `GET /v1/workers` item. */
 export interface WorkerView {
   id: string;

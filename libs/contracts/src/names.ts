@@ -124,6 +124,7 @@ export const SCHEDULER_RPC_OPS = [
   'clear',
   'config',
   'list-sync',
+  'tenants',
 ] as const;
 export type SchedulerRpcOp = (typeof SCHEDULER_RPC_OPS)[number];
 

@@ -53,6 +53,8 @@ import type {
   ListHead,
   ListPage,
   ListSyncReply,
+  TenantView,
+  TenantsRequest,
   PositionsReply,
   PositionsRequest,
   PriorityDepth,
@@ -328,6 +330,19 @@ export const positionsReply: Guard<PositionsReply> = object<PositionsReply>({
     ),
   ),
 });
+
+export const tenantsRequest: Guard<TenantsRequest> = object<TenantsRequest>({ tenant: optional(str) });
+export const tenantViews: Guard<TenantView[]> = arrayOf(
+  object<TenantView>({
+    tenant: str,
+    weight: num,
+    queued: int,
+    running: int,
+    usedSlotSeconds: num,
+    sharePercent: num,
+    entitledPercent: num,
+  }),
+);
 
 export const listSyncReply: Guard<ListSyncReply> = object<ListSyncReply>({ seq: int });
 

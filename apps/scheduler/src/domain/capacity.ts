@@ -64,6 +64,8 @@ export class Capacity {
   private readonly workers = new Map<string, WorkerState>();
   private readonly reservations = new Map<string, Reservation>();
   private readonly perTenant = new Map<string, number>();
+  /** Told of every reservation recorded (+1) and released (−1): fair share counts the slots tenants hold. */
+  onReservation: ((r: Reservation, delta: 1 | -1) => void) | undefined;
 
   constructor(
     public maxConcurrent: number,
@@ -274,6 +276,7 @@ export class Capacity {
     if (this.reservations.has(r.jobId)) this.release(r.jobId);
     this.reservations.set(r.jobId, r);
     this.perTenant.set(r.tenant, this.tenantUsed(r.tenant) + 1);
+    this.onReservation?.(r, 1);
     const w = this.workers.get(r.workerId);
     if (!w) return;
     w.used++;
@@ -293,6 +296,7 @@ export class Capacity {
     const t = this.tenantUsed(r.tenant) - 1;
     if (t > 0) this.perTenant.set(r.tenant, t);
     else this.perTenant.delete(r.tenant);
+    this.onReservation?.(r, -1);
     const w = this.workers.get(r.workerId);
     if (w) {
       w.used = Math.max(0, w.used - 1);

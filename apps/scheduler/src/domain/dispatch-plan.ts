@@ -1,13 +1,15 @@
 /**
  * Which queued jobs to dispatch now, and where: the pure core of the leader's dispatch round.
  *
- * Repeatedly takes the best job over every pool (strict priority, then FIFO, aging applied) and places it on a worker
+ * Repeatedly takes the best job over every pool (strict priority with aging applied, then weighted fair share between
+ * tenants of one level, then FIFO) and places it on a worker
  * of its pool with a free slot, token, and — for GPU jobs — GPU memory. A job that does not fit *now* blocks its
  * pool for the rest of the round: nothing behind it may take the slot it is waiting for (no priority inversion).
  * A job no worker of its pool could ever fit is remembered in `unplaceable` and skipped (it would block forever);
  * so are jobs whose tenant is at its cap. Every decision holds its tokens in `state` before the next is made.
  */
-import { compareKeys, type Candidate } from './order-index';
+import { compareCandidates, type Candidate, type RankFn } from './order-index';
+import type { Entry } from './ordered-set';
 import type { SchedulerState } from './scheduler-state';
 
 export interface Decision {
@@ -24,18 +26,21 @@ export interface PlanOptions {
   limit: number;
   /** Job ids that no worker of their pool can ever fit (grows as such jobs are met). */
   unplaceable: Set<string>;
+  /** Fair-share rank of a tenant's head (default: the state's fair share). */
+  rank?: RankFn;
 }
 
 export function planDispatch(state: SchedulerState, o: PlanOptions): Decision[] {
   const out: Decision[] = [];
   const blockedPools = new Set<string>();
   const tenantBlocked = (t: string) => state.capacity.tenantBlocked(t);
+  const rank = o.rank ?? ((t: string, e: Entry) => state.rank(t, e, o.now));
   while (out.length < o.limit && state.capacity.globalFree > 0) {
     let best: Candidate | undefined;
     for (const pool of state.index.poolNames()) {
       if (blockedPools.has(pool)) continue;
-      const c = state.index.best(pool, o.now, o.agingMs, tenantBlocked, o.unplaceable);
-      if (c && (!best || compareKeys(c.effective, c.entry.seq, best.effective, best.entry.seq) < 0)) best = c;
+      const c = state.index.best(pool, o.now, o.agingMs, tenantBlocked, o.unplaceable, rank);
+      if (c && (!best || compareCandidates(c, best) < 0)) best = c;
     }
     if (!best) break;
     const p = state.capacity.place({

@@ -1,12 +1,16 @@
 /**
  * The queue order: per pool, per priority level, per tenant, an {@link OrderedSet} by queue sequence.
  *
- * Order is strict priority (urgent < high < normal < low), FIFO within a level by queue sequence (the order in which
- * submissions were accepted). With aging on, a job's effective level drops by one per `agingMs` waited, never below
- * `high` (aging never lifts a job into urgent). Within one set, older entries are always at least as promoted as
- * newer ones, so the best job of a pool is always the head of one of its sets and the jobs ahead of a given job form
- * a prefix of each set: both the next job and an exact queue position cost O(sets × log n).
+ * Order is strict priority (urgent < high < normal < low). With aging on, a job's effective level drops by one per
+ * `agingMs` waited, never below `high` (aging never lifts a job into urgent). Within one set, older entries are always
+ * at least as promoted as newer ones, so each tenant's next job is the head of one of its sets (FIFO within a tenant),
+ * and the jobs ahead of a given job form a prefix of each set.
+ *
+ * Between tenants at one effective level the order is weighted fair share (see {@link FairShare}): `best` takes a
+ * `rank` of each competing tenant's head and picks the lowest, then the lowest queue sequence; without one it is FIFO
+ * by queue sequence. Both the next job and a queue position cost O(levels × tenants × log n).
  */
+import { compareRanks } from './fair-share';
 import { OrderedSet, type Entry } from './ordered-set';
 
 export const LEVELS = 4;
@@ -24,12 +28,28 @@ export function compareKeys(aLevel: number, aSeq: number, bLevel: number, bSeq: 
   return aLevel !== bLevel ? aLevel - bLevel : aSeq - bSeq;
 }
 
+/** Fair-share rank of a tenant's head (lower first; see FairShare.rank). */
+export type Rank = readonly [number, number];
+export type RankFn = (tenant: string, head: Entry) => Rank;
+
 export interface Candidate {
   pool: string;
   tenant: string;
   level: number;
   effective: number;
   entry: Entry;
+  /** The fair-share rank it was chosen with (absent without fair share). */
+  rank?: Rank;
+}
+
+/** Negative when candidate a runs before b: effective level, then fair-share rank, then queue sequence. */
+export function compareCandidates(a: Candidate, b: Candidate): number {
+  if (a.effective !== b.effective) return a.effective - b.effective;
+  if (a.rank && b.rank) {
+    const r = compareRanks(a.rank, b.rank);
+    if (r !== 0) return r;
+  }
+  return a.entry.seq - b.entry.seq;
 }
 
 class PoolQueue {
@@ -113,7 +133,9 @@ export class OrderIndex {
 
   /**
    * The job of `pool` that runs next, skipping tenants for which `tenantBlocked` is true and ids in `skip`
-   * (jobs that can never be placed). Undefined when nothing is eligible.
+   * (jobs that can never be placed). Each tenant's candidate is its best head (effective level, then FIFO); between
+   * tenants at the best effective level the lowest `rank` wins, then the lowest sequence. Undefined when nothing is
+   * eligible.
    */
   best(
     pool: string,
@@ -121,10 +143,11 @@ export class OrderIndex {
     agingMs: number,
     tenantBlocked: (tenant: string) => boolean = () => false,
     skip?: ReadonlySet<string>,
+    rank?: RankFn,
   ): Candidate | undefined {
     const q = this.pools.get(pool);
     if (!q) return undefined;
-    let best: Candidate | undefined;
+    const perTenant = new Map<string, Candidate>();
     for (let level = 0; level < LEVELS; level++) {
       for (const [tenant, set] of q.levels[level]!) {
         if (tenantBlocked(tenant)) continue;
@@ -141,30 +164,90 @@ export class OrderIndex {
         }
         if (!head) continue;
         const effective = effectiveLevel(level, head.enqueuedAt, now, agingMs);
-        if (!best || compareKeys(effective, head.seq, best.effective, best.entry.seq) < 0) {
-          best = { pool, tenant, level, effective, entry: head };
-        }
+        const cur = perTenant.get(tenant);
+        if (!cur || compareKeys(effective, head.seq, cur.effective, cur.entry.seq) < 0)
+          perTenant.set(tenant, { pool, tenant, level, effective, entry: head });
       }
+    }
+    let best: Candidate | undefined;
+    for (const c of perTenant.values()) {
+      if (best && c.effective > best.effective) continue;
+      if (rank) c.rank = rank(c.tenant, c.entry);
+      if (!best || compareCandidates(c, best) < 0) best = c;
     }
     return best;
   }
 
   /**
-   * Exact number of queued jobs of the pool that run before this one (0 = next), or undefined when the job is not in
-   * the index. The job's own aging clock is read from the index (it may have been clamped on insert).
+   * Number of queued jobs of the pool that run before this one (0 = next), or undefined when the job is not in the
+   * index. The job's own aging clock is read from the index (it may have been clamped on insert).
+   *
+   * Without `fair` (FIFO between tenants) it is exact. With it, jobs at a higher effective level all count, and so do
+   * the `k` jobs of its own tenant ahead of it at its level (FIFO); another tenant `u` with `n_u` jobs at that level
+   * counts its jobs `j` (1-based) with `(h_u + j) / w_u < (h_t + k + 1) / w_t` (h: slots held now; a tie counts when
+   * u's job was queued first), at most `n_u` — the order the dispatcher hands tokens out in, taking every job as one
+   * slot and leaving out decayed usage (which only breaks ties of held share) and what changes later: jobs
+   * arriving, tokens returning in a different order (docs/fair-share.md).
    */
-  position(pool: string, tenant: string, level: number, seq: number, now: number, agingMs: number): number | undefined {
+  position(
+    pool: string,
+    tenant: string,
+    level: number,
+    seq: number,
+    now: number,
+    agingMs: number,
+    fair?: { weight(tenant: string): number; held(tenant: string): number },
+  ): number | undefined {
     const q = this.pools.get(pool);
     const own = q?.levels[level]?.get(tenant)?.get(seq);
     if (!q || !own) return undefined;
     const mine = effectiveLevel(level, own.enqueuedAt, now, agingMs);
-    let ahead = 0;
+    if (!fair) {
+      let ahead = 0;
+      for (let l = 0; l < LEVELS; l++) {
+        for (const set of q.levels[l]!.values()) {
+          ahead += set.prefixWhile((s, enq) => compareKeys(effectiveLevel(l, enq, now, agingMs), s, mine, seq) < 0);
+        }
+      }
+      return ahead;
+    }
+    let higher = 0;
+    let ownAhead = 0;
+    /** Per other tenant: its jobs at this effective level, as (set, offset, count) runs. */
+    const atLevel = new Map<string, { n: number; runs: { set: OrderedSet; from: number }[] }>();
     for (let l = 0; l < LEVELS; l++) {
-      for (const set of q.levels[l]!.values()) {
-        ahead += set.prefixWhile((s, enq) => compareKeys(effectiveLevel(l, enq, now, agingMs), s, mine, seq) < 0);
+      for (const [t, set] of q.levels[l]!) {
+        const above = set.prefixWhile((_s, enq) => effectiveLevel(l, enq, now, agingMs) < mine);
+        higher += above;
+        if (t === tenant) {
+          ownAhead +=
+            set.prefixWhile((s, enq) => compareKeys(effectiveLevel(l, enq, now, agingMs), s, mine, seq) < 0) - above;
+        } else {
+          const same = set.prefixWhile((_s, enq) => effectiveLevel(l, enq, now, agingMs) <= mine) - above;
+          if (same <= 0) continue;
+          const cur = atLevel.get(t) ?? { n: 0, runs: [] };
+          cur.n += same;
+          cur.runs.push({ set, from: above });
+          atLevel.set(t, cur);
+        }
       }
     }
-    return ahead;
+    const w = fair.weight(tenant);
+    const mineAt = fair.held(tenant) + ownAhead + 1;
+    let others = 0;
+    for (const [t, u] of atLevel) {
+      // u's j-th job (1-based) comes before this one, the (k+1)-th of its tenant, when (h_u + j) / w_u <
+      // (h_t + k + 1) / w_t; on a tie, when it was queued first (the dispatcher's last word).
+      const num = mineAt * fair.weight(t);
+      const hu = fair.held(t);
+      let before = Math.max(0, Math.ceil(num / w) - 1 - hu);
+      if (num % w === 0 && num / w - hu >= 1 && before < u.n) {
+        const tie = u.runs.length === 1 ? u.runs[0]!.set.slice(u.runs[0]!.from + before, 1)[0] : undefined;
+        if (!tie || tie.seq < seq) before++;
+      }
+      others += Math.min(u.n, before);
+    }
+    return higher + ownAhead + others;
   }
 
   /** Every queued entry of a pool (or all pools), for clearing the queue. */

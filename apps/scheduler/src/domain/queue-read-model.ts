@@ -126,6 +126,7 @@ export class QueueReadModel {
         j.queueSeq,
         now,
         this.settings.agingMs,
+        this.state.fair,
       );
       if (position === undefined) continue;
       const slots = Math.min(capacity.maxConcurrent, capacity.poolSlots(j.pool));

@@ -6,6 +6,7 @@
 import { priorityLevel, type StoredJob } from '@gantry/contracts';
 import { Capacity, type Reservation } from './capacity';
 import { DurationStats } from './eta';
+import { FairShare, slotsOf } from './fair-share';
 import { OrderIndex } from './order-index';
 import type { Entry } from './ordered-set';
 
@@ -102,8 +103,17 @@ export class SchedulerState {
     maxConcurrent: number,
     tenantCap: number | undefined,
     private hooks: StateHooks = {},
+    /** Weighted fair share between tenants (every weight 1, half-life 300 s, wall clock when not given). */
+    readonly fair: FairShare = new FairShare(),
   ) {
     this.capacity = new Capacity(maxConcurrent, tenantCap);
+    this.capacity.onReservation = (r, delta) =>
+      delta > 0 ? fair.acquire(r.tenant, slotsOf(r.gpuIndices)) : fair.release(r.tenant, slotsOf(r.gpuIndices));
+  }
+
+  /** Fair-share rank of a tenant's head job at `now` (see FairShare.rank). */
+  rank(tenant: string, head: Entry, now: number): readonly [number, number] {
+    return this.fair.rank(tenant, slotsOf(head.gpuCount), now);
   }
 
   /**

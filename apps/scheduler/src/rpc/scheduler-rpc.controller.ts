@@ -6,8 +6,8 @@
  */
 import { Controller, Inject } from '@nestjs/common';
 import { Payload } from '@nestjs/microservices';
-import { SCHEDULER_RPC, type PositionsRequest, type QueueConfigUpdate } from '@gantry/contracts';
-import { NO_REPLY, RpcHandler } from '@gantry/jetstream';
+import { SCHEDULER_RPC, type PositionsRequest, type QueueConfigUpdate, type TenantsRequest } from '@gantry/contracts';
+import { NO_REPLY, RpcError, RpcHandler } from '@gantry/jetstream';
 import { SchedulerService } from '../scheduler.service';
 
 @Controller()
@@ -41,6 +41,16 @@ export class SchedulerRpcController {
   @RpcHandler(SCHEDULER_RPC.positions)
   positions(@Payload() req: PositionsRequest) {
     return this.lead(() => this.scheduler.positions(req));
+  }
+
+  @RpcHandler(SCHEDULER_RPC.tenants)
+  tenants(@Payload() req: TenantsRequest) {
+    return this.lead(() => {
+      const tenant = req.tenant;
+      if (tenant !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(tenant))
+        throw new RpcError(400, 'Invalid tenant', 'tenant must match [A-Za-z0-9_-]{1,64}');
+      return this.scheduler.tenants(tenant === undefined ? {} : { tenant });
+    });
   }
 
   @RpcHandler(SCHEDULER_RPC.pause)

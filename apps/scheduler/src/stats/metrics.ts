@@ -2,6 +2,7 @@
 import { PRIORITIES, type StoredJob } from '@gantry/contracts';
 import { Counter, DURATION_BUCKETS, Gauge, Histogram, type Registry } from '@gantry/telemetry';
 import type { SchedulerState } from '../domain/scheduler-state';
+import { registerTenantMetrics } from './tenant-metrics';
 
 export class SchedulerMetrics {
   private readonly dispatches: Counter<'pool'>;
@@ -22,6 +23,7 @@ export class SchedulerMetrics {
     settings: () => { maxQueueSize: number },
   ) {
     const registers = [registry];
+    registerTenantMetrics(registry, state);
     new Gauge({
       name: 'gantry_queue_depth',
       help: 'Queued jobs by pool and priority (dispatched-not-started included)',
