@@ -41,6 +41,7 @@ import { ListIndexWriter, ListingBehindError } from './listing/list-index-writer
 import { JobProjection, ProjectionBehindError } from './projection/job-projection';
 import { RetentionSweeper, type OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
+import { DelayTimer } from './delays/delay-timer';
 import { SchedulerMetrics } from './stats/metrics';
 import { WorkerMonitor } from './workers/worker-monitor';
 
@@ -54,6 +55,8 @@ export class SchedulerService {
   private readonly dispatcher: Dispatcher;
   private readonly monitor: WorkerMonitor;
   private readonly retries: RetryTimer;
+  /** Delayed jobs (`scheduled` until `runAt`), issue #17. */
+  private readonly delays: DelayTimer;
   private readonly metrics: SchedulerMetrics;
   private listWriter: ListIndexWriter | undefined;
   private sweeper: RetentionSweeper | undefined;
@@ -85,6 +88,7 @@ export class SchedulerService {
       onQueued: (stored) => this.dispatcher?.remember(stored),
       onWorkAvailable: () => this.dispatcher?.kick(),
       onRetryScheduled: (id, at) => this.retries?.scheduled(id, at),
+      onDelayScheduled: (id, at) => this.delays?.scheduled(id, at),
       onWorkerReferenced: (w) => this.monitor?.reference(w),
       onStarted: (s) => this.metrics?.started(s),
       onTerminal: (s) => this.metrics?.finished(s),
@@ -99,6 +103,7 @@ export class SchedulerService {
     );
     this.projection = new JobProjection(nats, this.state, logger);
     this.retries = new RetryTimer(jobs, this.state, clock, logger);
+    this.delays = new DelayTimer(jobs, this.state, clock, logger);
     this.dispatcher = new Dispatcher(
       nats,
       jobs,
@@ -252,6 +257,7 @@ export class SchedulerService {
     }
     this.monitor.referenceHoldings();
     this.retries.activate();
+    this.delays.activate();
     await this.demand.reset();
     const writer = new ListIndexWriter(this.nats, this.logger, this.projection);
     await writer.start();
@@ -286,6 +292,7 @@ export class SchedulerService {
   private async standDown(): Promise<void> {
     this.dispatcher.deactivate();
     this.retries.deactivate();
+    this.delays.deactivate();
     if (this.statsTimer) clearInterval(this.statsTimer);
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.statsTimer = undefined;

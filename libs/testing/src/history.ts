@@ -22,6 +22,7 @@ export interface HistoryCheckOptions {
 
 /** The status each event type leaves the record in; internal revisions keep the status they found. */
 const STATUS_OF: Partial<Record<JobEventType, JobStatus>> = {
+  'job.scheduled': 'scheduled',
   'job.queued': 'queued',
   'job.started': 'running',
   'job.progress': 'running',
