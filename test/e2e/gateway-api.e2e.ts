@@ -218,7 +218,7 @@ describe('gateway API with the whole system (real processes)', () => {
     expect(done).toEqual({
       id: r.body.id,
       total: 5,
-      counts: { queued: 0, running: 0, retrying: 0, completed: 5, failed: 0, cancelled: 0 },
+      counts: { scheduled: 0, waiting: 0, queued: 0, running: 0, retrying: 0, completed: 5, failed: 0, cancelled: 0 },
     });
   });
 

@@ -90,7 +90,13 @@ export const gatewaySpec = {
   TENANT_MAX_QUEUED_JOBS: optionalInt({
     min: 1,
     max: 100_000_000,
-    doc: 'queued + retrying jobs one tenant may hold (unset: no cap); beyond it submits get 429 with Retry-After',
+    doc: 'queued + retrying + scheduled jobs one tenant may hold (unset: no cap); beyond it submits get 429 with Retry-After',
+  }),
+  MAX_DELAY_SECONDS: int({
+    default: 2_592_000,
+    min: 1,
+    max: 31_622_400,
+    doc: 'largest delaySeconds / furthest runAt of a submitted job, in seconds (default 30 days, at most 366 days)',
   }),
   MAX_JOB_BYTES: int({
     default: 65_536,

@@ -93,7 +93,7 @@ describe('gateway batches (real NATS)', () => {
     expect(g.body).toEqual({
       id: a.body.id,
       total: 3,
-      counts: { queued: 2, running: 0, retrying: 0, completed: 0, failed: 0, cancelled: 1 },
+      counts: { scheduled: 0, waiting: 0, queued: 2, running: 0, retrying: 0, completed: 0, failed: 0, cancelled: 1 },
     });
   });
 

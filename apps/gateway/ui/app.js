@@ -432,7 +432,7 @@ function JobPage({ id, session, config }) {
           ${!isTerminalStatus(view.status) && html`<button type="button" onClick=${() => after(() => client.jobs.cancel(id), 'Cancel')}>Cancel</button>`}
           ${(view.status === 'failed' || view.status === 'cancelled') && html`<button type="button" onClick=${() => after(() => client.jobs.retry(id), 'Retry')}>Retry</button>`}
           ${
-            (view.status === 'queued' || view.status === 'retrying') &&
+            ['scheduled', 'waiting', 'queued', 'retrying'].includes(view.status) &&
             html`<label
               >Priority
               <select

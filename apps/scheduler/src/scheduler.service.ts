@@ -37,6 +37,7 @@ import { Leadership } from './leader/leadership';
 import { JobProjection } from './projection/job-projection';
 import type { OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
+import { DelayTimer } from './delays/delay-timer';
 import { SchedulerMetrics } from './stats/metrics';
 import { WorkerMonitor } from './workers/worker-monitor';
 
@@ -76,6 +77,8 @@ export class SchedulerService {
     }));
     const projection = new JobProjection(nats, state, logger);
     const retries = new RetryTimer(jobs, state, clock, logger);
+    /** Delayed jobs (`scheduled` until `runAt`), issue #17. */
+    const delays = new DelayTimer(jobs, state, clock, logger);
     const dispatcher = new Dispatcher(
       nats,
       jobs,
@@ -145,6 +148,7 @@ export class SchedulerService {
         dispatcher,
         monitor,
         retries,
+        delays,
         demand: new DemandGauge(nats, config.DEMAND_GAUGE_CAP, logger),
         reconciler,
         metrics,
@@ -165,6 +169,7 @@ export class SchedulerService {
       onQueued: (stored) => dispatcher.remember(stored),
       onWorkAvailable: () => dispatcher.kick(),
       onRetryScheduled: (id, at) => retries.scheduled(id, at),
+      onDelayScheduled: (id, at) => delays.scheduled(id, at),
       onWorkerReferenced: (w) => monitor.reference(w),
       onStarted: (s) => metrics.started(s),
       onTerminal: (s) => metrics.finished(s),

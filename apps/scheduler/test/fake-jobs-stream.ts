@@ -5,6 +5,7 @@
 import {
   adminRetry,
   completeAttempt,
+  enqueueDue,
   failAttempt,
   handBack,
   jobError,
@@ -49,7 +50,15 @@ export class FakeJobsStream {
 
   submit(
     id: string,
-    o: { priority?: Priority; tenant?: string; pool?: string; gpu?: GpuRequest; maxAttempts?: number } = {},
+    o: {
+      priority?: Priority;
+      tenant?: string;
+      pool?: string;
+      gpu?: GpuRequest;
+      maxAttempts?: number;
+      /** Epoch ms: the job is `scheduled` until then when it is after `now`. */
+      runAt?: number;
+    } = {},
   ): StoredJob {
     return this.store(
       newJob(
@@ -64,11 +73,17 @@ export class FakeJobsStream {
           maxAttempts: o.maxAttempts ?? 3,
           retryDelaysMs: [1_000, 5_000],
           ...(o.gpu ? { gpu: o.gpu } : {}),
+          ...(o.runAt !== undefined ? { runAt: new Date(o.runAt).toISOString() } : {}),
           metadata: {},
         },
         this.at(),
       ),
     );
+  }
+
+  /** A scheduled job whose runAt has come enters the queue. */
+  due(id: string): StoredJob {
+    return this.store(enqueueDue(this.get(id), this.at()));
   }
 
   start(id: string, workerId: string, gpuIndices: number[] = []): StoredJob {

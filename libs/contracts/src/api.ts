@@ -19,6 +19,10 @@ export interface JobRequest {
   gpu?: { count: number; memoryMb?: number };
   upload?: { url: string };
   metadata?: Record<string, unknown>;
+  /** Since v1.1: run no earlier than this ISO time (not with `delaySeconds`); the job is `scheduled` until then. */
+  runAt?: string;
+  /** Since v1.1: run no earlier than this many seconds after acceptance (not with `runAt`). */
+  delaySeconds?: number;
 }
 
 /** `POST /v1/batches` body. */

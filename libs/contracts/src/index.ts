@@ -54,6 +54,7 @@ export {
   requestCancel,
   handBack,
   requeueAfterDelay,
+  enqueueDue,
   adminRetry,
   reprioritize,
   toEvent,

@@ -3,6 +3,7 @@ import {
   adminRetry,
   cancelAttempt,
   completeAttempt,
+  enqueueDue,
   failAttempt,
   handBack,
   jobError,
@@ -232,5 +233,63 @@ describe('job state machine', () => {
     expect(refusal(() => reportProgress(p1.record, owner(1), { percent: 50, stage: 'x' }, at(2)))).toBe('UNCHANGED');
     const e = toEvent(p1, at(1));
     expect(e).toMatchObject({ type: 'job.progress', sequence: 3, generation: 1, timestamp: at(1).toISOString() });
+  });
+
+  describe('delayed jobs (runAt)', () => {
+    const runAt = at(60_000).toISOString();
+    const scheduled = () => normalizeRecord(newJob(spec({ runAt }), t0).record, 10);
+
+    it('creates scheduled when runAt is to come, queued (runAt kept) when it has passed or is now', () => {
+      const t = newJob(spec({ runAt }), t0);
+      expect(t.type).toBe('job.scheduled');
+      expect(t.record).toMatchObject({ status: 'scheduled', runAt, generation: 1, sequence: 1 });
+      for (const past of [t0.toISOString(), at(-1).toISOString(), at(-86_400_000).toISOString()]) {
+        const q = newJob(spec({ runAt: past }), t0);
+        expect(q.type).toBe('job.queued');
+        expect(q.record).toMatchObject({ status: 'queued', runAt: past });
+      }
+      // One millisecond ahead is still ahead.
+      expect(newJob(spec({ runAt: at(1).toISOString() }), t0).record.status).toBe('scheduled');
+    });
+
+    it('enters the queue only once due, taking its FIFO place then and the aging clock from runAt', () => {
+      const r = scheduled();
+      expect(refusal(() => enqueueDue(r, at(59_999)))).toBe('NOT_DUE');
+      const q = enqueueDue(r, at(60_005));
+      expect(q.type).toBe('job.queued');
+      expect(q.record).toMatchObject({ status: 'queued', sequence: 2, enqueuedAt: runAt, runAt, createSeq: 10 });
+      // The FIFO key is the stream sequence of this revision, not of the acceptance.
+      expect(q.record.queueSeq).toBeUndefined();
+      expect(normalizeRecord(q.record, 42)).toMatchObject({ createSeq: 10, queueSeq: 42 });
+      expect(refusal(() => enqueueDue(normalizeRecord(q.record, 42), at(60_010)))).toBe('CONFLICT');
+    });
+
+    it('cancels a scheduled job at once; it can never be released afterwards', () => {
+      const c = requestCancel(scheduled(), at(1));
+      expect(c.type).toBe('job.cancelled');
+      expect(c.record).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
+      expect(refusal(() => enqueueDue(c.record, at(120_000)))).toBe('CONFLICT');
+      expect(refusal(() => requestCancel(c.record, at(2)))).toBe('CONFLICT');
+    });
+
+    it('reprioritizes a scheduled job, which stays scheduled', () => {
+      const p = reprioritize(scheduled(), 'urgent', at(1));
+      expect(p.record).toMatchObject({ status: 'scheduled', priority: 'urgent', runAt });
+      expect(enqueueDue(p.record, at(60_000)).record.priority).toBe('urgent');
+    });
+
+    it('is never started, completed or failed while scheduled', () => {
+      const r = scheduled();
+      expect(refusal(() => startAttempt(r, owner(1), { gpus: [], gpuIndices: [] }, at(70_000)))).toBe('CONFLICT');
+      expect(refusal(() => completeAttempt(r, owner(1), {}, at(70_000)))).toBe('NOT_OWNER');
+      expect(refusal(() => requeueAfterDelay(r, at(70_000)))).toBe('CONFLICT');
+      expect(refusal(() => adminRetry(r, at(70_000)))).toBe('CONFLICT');
+    });
+
+    it('an admin retry of a cancelled delayed job queues it at once (a new generation)', () => {
+      const c = requestCancel(scheduled(), at(1)).record;
+      const again = adminRetry(c, at(2));
+      expect(again.record).toMatchObject({ status: 'queued', generation: 2, runAt });
+    });
   });
 });

@@ -10,8 +10,20 @@
  *     │  │              │ └──hand back (worker shutdown)──▶ queued (attempt not counted)
  *     │  └──cancel──▶ cancelled            retrying ──cancel──▶ cancelled
  *     └──admin retry (new generation)── failed | cancelled
+ *
+ *   (submit with a future runAt) scheduled ──due──▶ queued      scheduled ──cancel──▶ cancelled
  */
-import type { ErrorCode, JobError, JobEvent, JobEventType, JobOutput, JobProgress, JobRecord, Priority } from './job';
+import type {
+  ErrorCode,
+  JobError,
+  JobEvent,
+  JobEventType,
+  JobOutput,
+  JobProgress,
+  JobRecord,
+  JobStatus,
+  Priority,
+} from './job';
 import { nextRetryDelayMs } from './retry-policy';
 
 export type TransitionRefusal = 'CONFLICT' | 'NOT_OWNER' | 'NOT_DUE' | 'UNCHANGED';
@@ -54,16 +66,23 @@ export type NewJobSpec = Pick<
   | 'metadata'
 > &
   Partial<
-    Pick<JobRecord, 'callbackUrl' | 'callbackToken' | 'gpu' | 'upload' | 'batchId' | 'traceparent' | 'tracestate'>
+    Pick<
+      JobRecord,
+      'callbackUrl' | 'callbackToken' | 'gpu' | 'upload' | 'batchId' | 'traceparent' | 'tracestate' | 'runAt'
+    >
   >;
 
 const iso = (d: Date) => d.toISOString();
 
-/** The first revision of a job: `queued`, generation 1, sequence 1. */
+/**
+ * The first revision of a job, generation 1, sequence 1: `scheduled` when its `runAt` is still to come, else `queued`
+ * (a `runAt` in the past, or `delaySeconds: 0`, queues it at once and keeps `runAt` as given).
+ */
 export function newJob(spec: NewJobSpec, now: Date): Transition {
+  const scheduled = spec.runAt !== undefined && Date.parse(spec.runAt) > now.getTime();
   const record: JobRecord = {
     ...spec,
-    status: 'queued',
+    status: scheduled ? 'scheduled' : 'queued',
     generation: 1,
     attempts: 0,
     sequence: 1,
@@ -71,7 +90,7 @@ export function newJob(spec: NewJobSpec, now: Date): Transition {
     createdAt: iso(now),
     updatedAt: iso(now),
   };
-  return { type: 'job.queued', record: stripUndefined(record) };
+  return { type: scheduled ? 'job.scheduled' : 'job.queued', record: stripUndefined(record) };
 }
 
 function next(cur: JobRecord, now: Date, patch: Partial<JobRecord>): JobRecord {
@@ -242,6 +261,8 @@ export function cancelAttempt(cur: JobRecord, owner: AttemptOwner, now: Date): T
  */
 export function requestCancel(cur: JobRecord, now: Date, reason = 'cancelled by request'): Transition {
   switch (cur.status) {
+    case 'scheduled':
+    case 'waiting':
     case 'queued':
     case 'retrying':
       return cancelled(cur, now, { code: 'CANCELLED', message: reason, retryable: false });
@@ -282,7 +303,22 @@ export function requeueAfterDelay(cur: JobRecord, now: Date): Transition {
   return { type: 'job.queued', record: next(cur, now, { status: 'queued', retryAt: undefined }) };
 }
 
-/** An admin retries a failed or cancelled job: a new generation, attempts from zero, a new place at the tail. */
+/**
+ * The scheduler moves a `scheduled` job whose `runAt` has come into its priority level. Its FIFO place is taken now
+ * (`queueSeq` is this revision's stream sequence: FIFO by the time it became due, and the scheduler writes the jobs due
+ * together in acceptance order); the aging clock starts at `runAt`.
+ */
+export function enqueueDue(cur: JobRecord, now: Date): Transition {
+  if (cur.status !== 'scheduled') refuse('CONFLICT', `job ${cur.id} is ${cur.status}, not scheduled`);
+  if (cur.runAt && Date.parse(cur.runAt) > now.getTime()) refuse('NOT_DUE', `job ${cur.id} runs at ${cur.runAt}`);
+  return {
+    type: 'job.queued',
+    record: next(cur, now, { status: 'queued', queueSeq: undefined, enqueuedAt: cur.runAt ?? iso(now) }),
+  };
+}
+
+/**
+ * An admin retries a failed or cancelled job: a new generation, attempts from zero, a new place at the tail. */
 export function adminRetry(cur: JobRecord, now: Date): Transition {
   if (cur.status !== 'failed' && cur.status !== 'cancelled') {
     refuse('CONFLICT', `job ${cur.id} is ${cur.status}; only failed or cancelled jobs can be retried`);
@@ -310,10 +346,18 @@ export function adminRetry(cur: JobRecord, now: Date): Transition {
   };
 }
 
-/** Reprioritizes a waiting job; it keeps its submission order (queueSeq) within the new level. */
+const REPRIORITIZABLE: readonly JobStatus[] = ['scheduled', 'waiting', 'queued', 'retrying'];
+
+/**
+ * Reprioritizes a job that has not started: it keeps its submission order (queueSeq) within the new level; a
+ * `scheduled` one enters the new level when it becomes due.
+ */
 export function reprioritize(cur: JobRecord, priority: Priority, now: Date): Transition {
-  if (cur.status !== 'queued' && cur.status !== 'retrying') {
-    refuse('CONFLICT', `job ${cur.id} is ${cur.status}; only queued or retrying jobs can be reprioritized`);
+  if (!REPRIORITIZABLE.includes(cur.status)) {
+    refuse(
+      'CONFLICT',
+      `job ${cur.id} is ${cur.status}; only scheduled, waiting, queued or retrying jobs can be reprioritized`,
+    );
   }
   if (cur.priority === priority) refuse('UNCHANGED', `job ${cur.id} already has priority ${priority}`);
   return {

@@ -22,6 +22,8 @@ export interface JobView {
   startedAt?: string;
   finishedAt?: string;
   retryAt?: string;
+  /** When the job was asked to run (v1.1 `runAt` / `delaySeconds`), millisecond precision. */
+  runAt?: string;
   elapsedSeconds?: number;
   workerId?: string;
   gpus?: string[];
@@ -72,6 +74,7 @@ export function toJobView(r: JobRecord, now: Date, extras: ViewExtras = {}): Job
   }
   if (r.finishedAt) view.finishedAt = r.finishedAt;
   if (r.retryAt) view.retryAt = r.retryAt;
+  if (r.runAt) view.runAt = r.runAt;
   if (r.workerId) view.workerId = r.workerId;
   if (r.gpus) view.gpus = r.gpus;
   if (r.gpu) view.gpu = r.gpu;

@@ -8,7 +8,21 @@ export function priorityLevel(p: Priority): number {
   return PRIORITIES.indexOf(p);
 }
 
-export const JOB_STATUSES = ['queued', 'running', 'retrying', 'completed', 'failed', 'cancelled'] as const;
+/**
+ * `scheduled`: accepted with a `runAt` in the future, holding no token and outside `depth` until then (v1.1).
+ * `waiting`: reserved for jobs waiting on their dependencies (v1.1, `dependsOn`); listing filters and batch counts know
+ * it, no transition produces it yet.
+ */
+export const JOB_STATUSES = [
+  'scheduled',
+  'waiting',
+  'queued',
+  'running',
+  'retrying',
+  'completed',
+  'failed',
+  'cancelled',
+] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
@@ -18,6 +32,7 @@ export function isTerminal(status: JobStatus): boolean {
 
 /** Lifecycle events that clients see (webhooks, SSE). */
 export const PUBLIC_EVENT_TYPES = [
+  'job.scheduled',
   'job.queued',
   'job.started',
   'job.progress',
@@ -125,6 +140,11 @@ export interface JobRecord {
   startedAt?: string;
   finishedAt?: string;
   retryAt?: string;
+  /**
+   * When the job was asked to run (`runAt`, or acceptance + `delaySeconds`), millisecond precision; kept after it became
+   * due, so the view echoes it. A job with a `runAt` in the future is `scheduled` until then.
+   */
+  runAt?: string;
   workerId?: string;
   gpus?: string[];
   gpuIndices?: number[];

@@ -1,6 +1,7 @@
 import {
   adminRetry,
   completeAttempt,
+  enqueueDue,
   failAttempt,
   handBack,
   jobError,
@@ -24,7 +25,8 @@ const t0 = Date.parse('2026-01-01T00:00:00Z');
 class Recorder {
   entries: HistoryEntry[] = [];
   private tick = 0;
-  constructor() {
+  /** `runAt`: the job is submitted delayed (ms after t0). */
+  constructor(runAt?: number) {
     this.push(
       newJob(
         {
@@ -38,6 +40,7 @@ class Recorder {
           maxAttempts: 3,
           retryDelaysMs: [0],
           metadata: {},
+          ...(runAt !== undefined ? { runAt: new Date(t0 + runAt).toISOString() } : {}),
         },
         this.now(),
       ),
@@ -100,6 +103,24 @@ describe('whole-history check', () => {
     c.start('w1');
     c.push(completeAttempt(c.cur, c.owner(), {}, c.now()));
     expect(check(c.entries)).toEqual([]);
+  });
+
+  it('accepts a delayed job queued at its time, and refuses one queued early or scheduled twice', () => {
+    const r = new Recorder(1_000);
+    expect(r.cur.status).toBe('scheduled');
+    r.push(enqueueDue(r.cur, r.now()));
+    r.start('w1');
+    r.push(completeAttempt(r.cur, r.owner(), {}, r.now()));
+    expect(check(r.entries)).toEqual([]);
+
+    const early = tamper(r.entries, 1, (e) => ({ ...e, timestamp: new Date(t0 + 500).toISOString() }));
+    expect(check(early).join()).toMatch(/queued 500 ms before its runAt/);
+    const twice = tamper(r.entries, 1, (e) => ({
+      ...e,
+      type: 'job.scheduled',
+      job: { ...e.job, status: 'scheduled' },
+    }));
+    expect(check(twice).join()).toMatch(/job.scheduled after the first revision/);
   });
 
   it('refuses a second terminal event in one generation', () => {

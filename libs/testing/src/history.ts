@@ -22,6 +22,7 @@ export interface HistoryCheckOptions {
 
 /** The status each event type leaves the record in; internal revisions keep the status they found. */
 const STATUS_OF: Partial<Record<JobEventType, JobStatus>> = {
+  'job.scheduled': 'scheduled',
   'job.queued': 'queued',
   'job.started': 'running',
   'job.progress': 'running',
@@ -63,10 +64,15 @@ export function historyViolations(
     const at = Date.parse(ev.timestamp);
 
     if (!prev) {
-      if (ev.type !== 'job.queued' || r.sequence !== 1 || r.generation !== 1 || r.attempts !== 0) {
-        bad(e, 'the first revision is not job.queued, sequence 1, generation 1, attempts 0');
+      const first = ev.type === 'job.queued' || ev.type === 'job.scheduled';
+      if (!first || r.sequence !== 1 || r.generation !== 1 || r.attempts !== 0) {
+        bad(e, 'the first revision is not job.queued or job.scheduled, sequence 1, generation 1, attempts 0');
       }
     } else {
+      if (ev.type === 'job.scheduled') bad(e, 'job.scheduled after the first revision');
+      // A delayed job never enters the queue before its time (by the writer's clock).
+      if (prev.event.job.status === 'scheduled' && r.status === 'queued' && r.runAt && Date.parse(r.runAt) > at)
+        bad(e, `queued ${Date.parse(r.runAt) - at} ms before its runAt ${r.runAt}`);
       const p = prev.event.job;
       if (e.revision <= prev.revision) bad(e, `stream revision not after ${prev.revision}`);
       if (r.sequence <= p.sequence) bad(e, `sequence ${r.sequence} reused (previous ${p.sequence})`);

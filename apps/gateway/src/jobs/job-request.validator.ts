@@ -6,7 +6,7 @@
  * is looked at.
  */
 import { Inject, Injectable } from '@nestjs/common';
-import { isPlainObject, JobTypeRegistry, S3InputPolicy, type FieldError } from '@gantry/contracts';
+import { isPlainObject, JobTypeRegistry, S3InputPolicy, type Clock, type FieldError } from '@gantry/contracts';
 import { assertAllowedUrl } from '@gantry/net';
 import { plainToInstance } from 'class-transformer';
 import { validate } from 'class-validator';
@@ -14,7 +14,7 @@ import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { problems } from '../http/problem';
 import { flattenErrors } from '../http/validation';
 import { GatewayNats } from '../nats/gateway-nats';
-import { JOB_TYPES } from '../tokens';
+import { CLOCK, JOB_TYPES } from '../tokens';
 import { JobTenants } from './job-tenants';
 import { SubmitJobDto } from './job.dto';
 import { SubmitDnsResolver } from './submit-dns';
@@ -27,6 +27,20 @@ const DNS_TIMEOUT_MS = 3_000;
 export interface ValidatedBatch {
   jobs: SubmitJobDto[];
   callbackUrl?: string;
+}
+
+/**
+ * The epoch ms of an ISO instant that already matched `ISO_INSTANT`, or undefined when its date or time does not exist
+ * (`Date.parse` rolls 2026-02-30 over into March, and takes hour 24).
+ */
+export function parseInstant(s: string): number | undefined {
+  const at = Date.parse(s);
+  if (!Number.isFinite(at)) return undefined;
+  const [y, mo, d, h, mi, sec] = [0, 5, 8, 11, 14, 17].map((i, k) => Number(s.slice(i, i + (k === 0 ? 4 : 2))));
+  const day = new Date(Date.UTC(y!, mo! - 1, d!));
+  if (day.getUTCMonth() !== mo! - 1 || day.getUTCDate() !== d!) return undefined;
+  if (h! > 23 || mi! > 59 || (s[16] === ':' && sec! > 59)) return undefined;
+  return at;
 }
 
 /** The top-level field an error is about (`gpu.count` → `gpu`, `jobs[2].type` with prefix `jobs[2].` → `type`). */
@@ -54,6 +68,7 @@ export class JobRequestValidator {
     @Inject(JOB_TYPES) private readonly types: JobTypeRegistry,
     @Inject(GatewayNats) private readonly nats: GatewayNats,
     @Inject(JobTenants) tenants: JobTenants,
+    @Inject(CLOCK) private readonly clock: Clock,
   ) {
     this.s3Inputs = new S3InputPolicy(config.S3_BUCKET, config.S3_INPUT_BUCKETS, tenants);
   }
@@ -176,6 +191,8 @@ export class JobRequestValidator {
     ]);
     for (const [field, message] of urlErrors) if (message) errors.push({ field: `${prefix}${field}`, message });
 
+    errors.push(...this.timing(dto, bad, prefix));
+
     if (!bad.has('type') && !bad.has('gpu') && !bad.has('pool')) {
       const gpu = dto.gpu ?? this.types.get(dto.type)?.defaultGpu;
       if (gpu && gpu.count > 0) {
@@ -191,6 +208,31 @@ export class JobRequestValidator {
       }
     }
     return errors.length > 0 ? { errors } : { dto, errors };
+  }
+
+  /**
+   * `runAt` / `delaySeconds` (v1.1): one of them at most, a real calendar date, never further ahead than
+   * MAX_DELAY_SECONDS. A time in the past is fine (the job is queued at once).
+   */
+  private timing(dto: SubmitJobDto, bad: ReadonlySet<string>, prefix: string): FieldError[] {
+    const max = this.config.MAX_DELAY_SECONDS;
+    const errors: FieldError[] = [];
+    if (dto.runAt !== undefined && dto.delaySeconds !== undefined) {
+      errors.push({ field: `${prefix}runAt`, message: 'give runAt or delaySeconds, not both' });
+      return errors;
+    }
+    if (dto.runAt !== undefined && !bad.has('runAt')) {
+      const at = parseInstant(dto.runAt);
+      if (at === undefined) errors.push({ field: `${prefix}runAt`, message: 'is not a valid date-time' });
+      else if (at - this.clock.now().getTime() > max * 1000)
+        errors.push({
+          field: `${prefix}runAt`,
+          message: `is more than ${max} seconds ahead (MAX_DELAY_SECONDS)`,
+        });
+    }
+    if (dto.delaySeconds !== undefined && !bad.has('delaySeconds') && dto.delaySeconds > max)
+      errors.push({ field: `${prefix}delaySeconds`, message: `must not be greater than ${max} (MAX_DELAY_SECONDS)` });
+    return errors;
   }
 
   /** The s3:// input policy's verdict on one input URL of `tenant`'s job. */

@@ -22,6 +22,12 @@ import {
 } from 'class-validator';
 import { OptionalField } from '../http/validation';
 
+/**
+ * An instant: date, time and a zone (`Z` or `±hh:mm`), seconds and up to 9 fraction digits optional. Kept strict
+ * (no bare dates, no zone-less local times, which `Date.parse` reads in the gateway's own zone).
+ */
+export const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
+
 /** The JSON of the value is at most `bytes` long. */
 export function MaxJsonSize(bytes: number, options?: ValidationOptions) {
   return (object: object, propertyName: string) =>
@@ -133,6 +139,27 @@ export class SubmitJobDto implements JobRequest {
   @IsObject()
   @MaxJsonSize(8 * 1024)
   metadata?: Record<string, unknown>;
+
+  @ApiPropertyOptional({
+    format: 'date-time',
+    description:
+      'run no earlier than this ISO-8601 time with a time zone (ms precision; not with delaySeconds, at most ' +
+      'MAX_DELAY_SECONDS ahead): the job is `scheduled` until then; a time in the past queues it at once',
+  })
+  @OptionalField()
+  @IsString()
+  @MaxLength(64)
+  @Matches(ISO_INSTANT, { message: 'must be an ISO-8601 date-time with a time zone, e.g. 2026-12-02T15:00:00.000Z' })
+  runAt?: string;
+
+  @ApiPropertyOptional({
+    minimum: 0,
+    description: 'run no earlier than this many seconds after acceptance (not with runAt; at most MAX_DELAY_SECONDS)',
+  })
+  @OptionalField()
+  @IsInt()
+  @Min(0)
+  delaySeconds?: number;
 }
 
 /**

@@ -75,7 +75,7 @@ export class JobsService {
       const held = (stats?.tenants?.[tenant] ?? 0) + this.nats.pendingOf(tenant);
       if (held + count > cap) {
         throw problems.tooMany(
-          `tenant ${tenant} holds ${held} queued or retrying jobs; at most ${cap} (TENANT_MAX_QUEUED_JOBS)` +
+          `tenant ${tenant} holds ${held} queued, retrying or scheduled jobs; at most ${cap} (TENANT_MAX_QUEUED_JOBS)` +
             (count > 1 ? `, so this batch of ${count} is refused whole` : ''),
           5,
           'tenant-queue-full',
@@ -93,6 +93,13 @@ export class JobsService {
     const def = this.types.get(dto.type);
     const gpu = dto.gpu ? { count: dto.gpu.count, memoryMb: dto.gpu.memoryMb ?? 0 } : def?.defaultGpu;
     const callbackUrl = dto.callbackUrl ?? extra.callbackUrl;
+    // Kept in UTC at millisecond precision; newJob makes the job `scheduled` while it is still to come.
+    const runAt =
+      dto.runAt !== undefined
+        ? new Date(Date.parse(dto.runAt)).toISOString()
+        : dto.delaySeconds !== undefined
+          ? new Date(this.clock.now().getTime() + dto.delaySeconds * 1000).toISOString()
+          : undefined;
     return {
       id: extra.id ?? newId(),
       tenant: p.tenant,
@@ -109,6 +116,7 @@ export class JobsService {
       ...(dto.upload ? { upload: { url: dto.upload.url } } : {}),
       metadata: dto.metadata ?? {},
       ...(extra.batchId ? { batchId: extra.batchId } : {}),
+      ...(runAt ? { runAt } : {}),
       ...currentTraceparent(),
     };
   }

@@ -1,5 +1,5 @@
 import { FakeJobsStream } from '../../test/fake-jobs-stream';
-import { requestCancel, type GpuInfo } from '@gantry/contracts';
+import { reprioritize, requestCancel, type GpuInfo } from '@gantry/contracts';
 import { SchedulerState } from './scheduler-state';
 
 const gpus: GpuInfo[] = [{ index: 0, uuid: 'GPU-0', name: 'Fake', memoryTotalMb: 24_000 }];
@@ -186,5 +186,48 @@ describe('SchedulerState (projection of the jobs stream)', () => {
     expect(state.tenantDepths()).toEqual({ a: 2, b: 1 });
     state.apply(stream.store(requestCancel(stream.get('a2'), new Date(stream.now))), true);
     expect(state.tenantDepths()).toEqual({ a: 1, b: 1 });
+  });
+
+  it('keeps scheduled jobs out of the queue and the tokens, counts them per tenant and pool, and queues them when due in the order they became due', () => {
+    const delays: [string, number][] = [];
+    const { stream } = setup();
+    const state = new SchedulerState(4, undefined, { onDelayScheduled: (id, at) => delays.push([id, at]) });
+    const t0 = stream.now;
+    state.apply(stream.submit('late', { runAt: t0 + 60_000, tenant: 't1', pool: 'gpu' }), true);
+    state.apply(stream.submit('soon', { runAt: t0 + 1_000, tenant: 't1' }), true);
+    state.apply(stream.submit('now'), true);
+    expect(state.index.size).toBe(1);
+    expect(state.depth().total).toBe(1);
+    expect(state.capacity.used).toBe(0);
+    expect(state.scheduled).toEqual(
+      new Map([
+        ['late', t0 + 60_000],
+        ['soon', t0 + 1_000],
+      ]),
+    );
+    expect(delays).toEqual([
+      ['late', t0 + 60_000],
+      ['soon', t0 + 1_000],
+    ]);
+    expect(state.tenantDepths()).toEqual({ t1: 2, default: 1 });
+    expect(Object.fromEntries(state.scheduledDepths())).toEqual({ gpu: 1, default: 1 });
+
+    // A priority change keeps it scheduled (and counted once).
+    state.apply(stream.store(reprioritize(stream.get('soon'), 'urgent', new Date(stream.now))), true);
+    expect(state.scheduled.size).toBe(2);
+    expect(state.tenantDepths()).toEqual({ t1: 2, default: 1 });
+
+    stream.now = t0 + 1_000;
+    state.apply(stream.due('soon'), true);
+    expect(state.scheduled.has('soon')).toBe(false);
+    expect(state.index.best('default', 0, 0)?.entry.id).toBe('soon');
+    expect(Object.fromEntries(state.scheduledDepths())).toEqual({ gpu: 1 });
+
+    // Cancelled while scheduled: gone from every count, never queued.
+    state.apply(stream.store(requestCancel(stream.get('late'), new Date(stream.now))), true);
+    expect(state.scheduled.size).toBe(0);
+    expect(state.scheduledDepths().size).toBe(0);
+    expect(state.tenantDepths()).toEqual({ t1: 1, default: 1 });
+    expect(state.index.size).toBe(2);
   });
 });

@@ -43,6 +43,8 @@ export interface StateHooks {
   onWorkAvailable?(): void;
   /** A retry now waits until `retryAt` (epoch ms). */
   onRetryScheduled?(jobId: string, retryAt: number): void;
+  /** A `scheduled` job now waits until `runAt` (epoch ms). */
+  onDelayScheduled?(jobId: string, runAt: number): void;
   /** A worker is named by a running attempt (so its liveness gets watched even if it never heartbeats again). */
   onWorkerReferenced?(workerId: string): void;
   /** An attempt started (for metrics; live revisions only). */
@@ -85,6 +87,14 @@ export class SchedulerState {
   readonly retrying = new Map<string, number>();
   /** The tenant of each job in `retrying` (for the per-tenant depth gateways enforce TENANT_MAX_QUEUED_JOBS with). */
   private readonly retryTenants = new Map<string, string>();
+  /**
+   * `scheduled` jobs and their due time (epoch ms): one map entry per job (and one heap entry in the delay timer), no
+   * queue entry and no token, so a million scheduled jobs cost less than a million queued ones. Their counts per tenant
+   * and pool are kept as counters (a job's tenant and pool never change, so the revision that ends the wait names them).
+   */
+  readonly scheduled = new Map<string, number>();
+  private readonly scheduledByTenant = new Map<string, number>();
+  private readonly scheduledByPool = new Map<string, number>();
   readonly durations = new DurationStats();
   readonly counters: Counters = {
     completed: 0,
@@ -140,8 +150,28 @@ export class SchedulerState {
     // Whatever the new status, a previous retry wait is over (a retrying revision sets a new one below).
     this.retrying.delete(r.id);
     this.retryTenants.delete(r.id);
+    // Likewise a previous delay (a scheduled revision — e.g. a priority change — sets it again below).
+    if (this.scheduled.delete(r.id)) {
+      bump(this.scheduledByTenant, r.tenant, -1);
+      bump(this.scheduledByPool, r.pool, -1);
+    }
 
     switch (r.status) {
+      case 'scheduled':
+      case 'waiting': {
+        // Not in the queue order and holding nothing (a revision never moves a started job back here; a stale
+        // holding or index entry from an earlier generation is dropped all the same).
+        if (held) this.releaseHolding(r.id);
+        this.index.removeAnywhere(r.pool, r.tenant, entry.seq);
+        if (r.status === 'scheduled') {
+          const runAt = r.runAt ? Date.parse(r.runAt) : Date.parse(r.updatedAt);
+          this.scheduled.set(r.id, runAt);
+          bump(this.scheduledByTenant, r.tenant, 1);
+          bump(this.scheduledByPool, r.pool, 1);
+          this.hooks.onDelayScheduled?.(r.id, runAt);
+        }
+        return;
+      }
       case 'queued': {
         if (held) {
           if (held.state === 'dispatched' && held.generation === r.generation && held.attempt === r.attempts + 1) {
@@ -280,14 +310,20 @@ export class SchedulerState {
   }
 
   /**
-   * Queued (dispatched-not-started included) plus retrying jobs per tenant, tenants with none left out.
+   * Queued (dispatched-not-started included), retrying and scheduled jobs per tenant, tenants with none left out.
    * O(pools × levels × tenants + holdings + retrying): computed for the stats broadcast, not per decision.
    */
   tenantDepths(): Record<string, number> {
     const m = this.index.tenantDepths();
     for (const h of this.holdings.values()) if (h.state === 'dispatched') m.set(h.tenant, (m.get(h.tenant) ?? 0) + 1);
     for (const t of this.retryTenants.values()) m.set(t, (m.get(t) ?? 0) + 1);
+    for (const [t, n] of this.scheduledByTenant) m.set(t, (m.get(t) ?? 0) + n);
     return Object.fromEntries(m);
+  }
+
+  /** `scheduled` jobs per pool (pools with none left out). */
+  scheduledDepths(): ReadonlyMap<string, number> {
+    return this.scheduledByPool;
   }
 
   /** Queued jobs per level, counting dispatched-not-started ones (they are still `queued`). */
@@ -307,4 +343,11 @@ export class SchedulerState {
     for (const h of this.holdings.values()) if (h.state === 'running') n++;
     return n;
   }
+}
+
+/** Adds `by` to a counter, dropping it at zero (the maps list only tenants and pools with scheduled jobs). */
+function bump(m: Map<string, number>, key: string, by: number): void {
+  const n = (m.get(key) ?? 0) + by;
+  if (n > 0) m.set(key, n);
+  else m.delete(key);
 }

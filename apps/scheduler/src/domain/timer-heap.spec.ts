@@ -68,4 +68,18 @@ describe('TimerHeap', () => {
       ),
     );
   });
+
+  it('rebuilds from the live map, dropping stale entries and keeping the order', () => {
+    const due = new Map<string, number>();
+    const heap = new TimerHeap(due);
+    for (let i = 0; i < 100; i++) {
+      due.set(`j${i}`, 1_000 - i);
+      heap.push(1_000 - i, `j${i}`);
+    }
+    for (let i = 0; i < 100; i += 2) due.delete(`j${i}`);
+    heap.rebuild();
+    expect(heap.length).toBe(50);
+    expect(heap.takeDue(950)).toEqual(Array.from({ length: 25 }, (_, k) => `j${99 - 2 * k}`));
+    expect(heap.peek()).toBe(951);
+  });
 });

@@ -21,17 +21,7 @@ export class TimerHeap {
     if (!top || !last) return undefined;
     if (this.heap.length > 0) {
       this.heap[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < this.heap.length && this.heap[l]![0] < this.heap[m]![0]) m = l;
-        if (r < this.heap.length && this.heap[r]![0] < this.heap[m]![0]) m = r;
-        if (m === i) break;
-        [this.heap[m], this.heap[i]] = [this.heap[i]!, this.heap[m]!];
-        i = m;
-      }
+      this.siftDown(0);
     }
     return top;
   }
@@ -61,6 +51,27 @@ export class TimerHeap {
       if (!top || top[0] > now) return [...out];
       this.pop();
       out.add(top[1]);
+    }
+  }
+
+  /** Keeps only the live entries (one per waiting id, at its due time), heap-ordered again: O(n). */
+  rebuild(): void {
+    this.heap.length = 0;
+    for (const [id, at] of this.due) this.heap.push([at, id]);
+    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
+  }
+
+  private siftDown(start: number): void {
+    let i = start;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < this.heap.length && this.heap[l]![0] < this.heap[m]![0]) m = l;
+      if (r < this.heap.length && this.heap[r]![0] < this.heap[m]![0]) m = r;
+      if (m === i) return;
+      [this.heap[m], this.heap[i]] = [this.heap[i]!, this.heap[m]!];
+      i = m;
     }
   }
 

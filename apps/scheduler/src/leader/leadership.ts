@@ -18,6 +18,7 @@ import { ListIndexWriter, ListingBehindError } from '../listing/list-index-write
 import { ProjectionBehindError, type JobProjection } from '../projection/job-projection';
 import { RetentionSweeper, type OutputsPort } from '../retention/retention-sweeper';
 import type { RetryTimer } from '../retries/retry-timer';
+import type { DelayTimer } from '../delays/delay-timer';
 import type { SchedulerMetrics } from '../stats/metrics';
 import type { WorkerMonitor } from '../workers/worker-monitor';
 import type { LeaderElection } from './leader-election';
@@ -43,6 +44,8 @@ export interface LeadershipParts {
   dispatcher: Dispatcher;
   monitor: WorkerMonitor;
   retries: RetryTimer;
+  /** Delayed jobs (`scheduled` until `runAt`). */
+  delays: DelayTimer;
   demand: DemandGauge;
   reconciler: DispatchReconciler;
   metrics: SchedulerMetrics;
@@ -148,7 +151,7 @@ export class Leadership {
   }
 
   private async takeOver(epoch: number): Promise<void> {
-    const { election, state, projection, dispatcher, monitor, retries, demand, metrics } = this.parts;
+    const { election, state, projection, dispatcher, monitor, retries, delays, demand, metrics } = this.parts;
     const { nats, jobs, clock, logger, outputs } = this.ports;
     const current = () => election.epoch === epoch;
     if (!current()) return;
@@ -162,6 +165,7 @@ export class Leadership {
     }
     monitor.referenceHoldings();
     retries.activate();
+    delays.activate();
     await demand.reset();
     const writer = new ListIndexWriter(nats, logger, projection);
     await writer.start();
@@ -196,6 +200,7 @@ export class Leadership {
   private async standDown(): Promise<void> {
     this.parts.dispatcher.deactivate();
     this.parts.retries.deactivate();
+    this.parts.delays.deactivate();
     this.stopTimers();
     const sweeper = this.sweeper;
     this.sweeper = undefined;
