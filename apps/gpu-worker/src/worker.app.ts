@@ -277,6 +277,7 @@ export async function startWorker(config: WorkerConfig, o: WorkerAppOptions): Pr
   const strategy = new JetStreamServer({
     nats,
     logger,
+    registry,
     bindings: {
       dispatch: {
         consumer,

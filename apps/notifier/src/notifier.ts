@@ -109,6 +109,7 @@ export async function startNotifier(config: NotifierConfig, logger: Logger): Pro
   const strategy = new JetStreamServer({
     nats,
     logger,
+    registry,
     rpcQueueGroup: 'notifier',
     bindings: {
       intake: {

@@ -4,6 +4,7 @@
  * broadcasts queue statistics.
  */
 import {
+  CHANNELS,
   BUCKETS,
   CONFIG_KEYS,
   STREAMS,
@@ -13,7 +14,6 @@ import {
   requestCancel,
   type Clock,
   type ConcurrencyStats,
-  type DispatchReleased,
   type ListSyncReply,
   type PositionsReply,
   type PositionsRequest,
@@ -26,7 +26,7 @@ import {
   type GpuView,
   type WorkerView,
 } from '@gantry/contracts';
-import { decodeJson, encodeJson, RpcError, type NatsHandle } from '@gantry/jetstream';
+import { decodePayload, encodeJson, RpcError, type NatsHandle } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import type { Logger, Registry } from '@gantry/telemetry';
 import type { KV } from '@nats-io/kv';
@@ -171,7 +171,7 @@ export class SchedulerService {
       callback: (_err, msg) => {
         if (!this.leader.isLeader) return;
         try {
-          const r = decodeJson<DispatchReleased>(msg.data);
+          const r = decodePayload(CHANNELS.dispatchReleased, msg.data);
           const h = this.state.holdings.get(r.jobId);
           if (h?.state === 'dispatched' && h.generation === r.generation && h.attempt === r.attempt)
             this.state.requeue(r.jobId);
@@ -191,7 +191,7 @@ export class SchedulerService {
       for await (const e of iter) {
         if (e.operation !== 'PUT') continue;
         try {
-          this.applyConfig(e.json<QueueConfigRecord>());
+          this.applyConfig(decodePayload(CHANNELS.queueConfig, e.value));
         } catch (err) {
           this.logger.error({ err }, 'bad queue config record');
         }
@@ -459,7 +459,7 @@ export class SchedulerService {
     for (let i = 0; i < 10; i++) {
       const cur = await kv.get(CONFIG_KEYS.queue);
       const base: QueueConfigRecord =
-        cur?.operation === 'PUT' ? cur.json<QueueConfigRecord>() : { ...this.queueConfig };
+        cur?.operation === 'PUT' ? decodePayload(CHANNELS.queueConfig, cur.value) : { ...this.queueConfig };
       const next: QueueConfigRecord = { ...base, ...patch, updatedAt: this.clock.now().toISOString() };
       try {
         if (cur?.operation === 'PUT') await kv.update(CONFIG_KEYS.queue, encodeJson(next), cur.revision);
