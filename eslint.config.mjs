@@ -60,5 +60,27 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { paths: [{ name: '@gantry/testing', message: 'test harness: tests only' }] }],
     },
   },
+  {
+    // Payloads are decoded through their channel/RPC declaration (libs/contracts/src/channels.ts), never by a cast.
+    files: ['apps/*/src/**/*.ts', 'libs/*/src/**/*.ts'],
+    ignores: ['**/*.spec.ts', 'libs/testing/**', 'libs/jetstream/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "CallExpression[callee.name='decodeJson'][typeArguments]",
+          message: 'unchecked cast: decode through the declaration, decodePayload(CHANNELS.x, data)',
+        },
+        {
+          selector: "CallExpression[callee.property.name='json'][typeArguments]",
+          message: 'unchecked cast: decode through the declaration, decodePayload(CHANNELS.x, entry.value)',
+        },
+        {
+          selector: "CallExpression[callee.name='rpcRequest']",
+          message: 'untyped request: call the declared RPC through RpcClient (or rpcCall)',
+        },
+      ],
+    },
+  },
   prettier,
 );

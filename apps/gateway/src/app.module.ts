@@ -24,7 +24,7 @@ import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
 import { GatewayNats } from './nats/gateway-nats';
 import { QueueController } from './queue/queue.controller';
-import { SchedulerClient } from './queue/scheduler-client';
+import { GatewayRpc } from './nats/gateway-rpc';
 import { TenantsController } from './tenants/tenants.controller';
 import { CLOCK, JOB_TYPES, LOGGER, METRICS_REGISTRY, OUTPUT_STORE } from './tokens';
 import { FailedWebhooksController } from './webhooks/failed-webhooks.controller';
@@ -74,7 +74,7 @@ export class GatewayModule {
         IdempotencyService,
         BatchesService,
         JobEventsService,
-        SchedulerClient,
+        GatewayRpc,
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_PIPE, useClass: StrictValidationPipe },
         { provide: APP_INTERCEPTOR, useFactory: () => new ObserveInterceptor() },

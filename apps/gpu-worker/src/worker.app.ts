@@ -274,6 +274,7 @@ async function build(host: ServiceHost, id: string, config: WorkerConfig, o: Wor
   const strategy = new JetStreamServer({
     nats,
     logger,
+    registry,
     bindings: {
       dispatch: {
         consumer,

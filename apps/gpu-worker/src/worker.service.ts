@@ -4,6 +4,7 @@
  */
 import {
   BUCKETS,
+  CHANNELS,
   SUBJECTS,
   type Clock,
   type GpuInfo,
@@ -12,7 +13,7 @@ import {
   type WorkerControl,
   type WorkerHeartbeat,
 } from '@gantry/contracts';
-import { decodeJson, encodeJson, type NatsHandle } from '@gantry/jetstream';
+import { decodePayload, encodeJson, replyError, type NatsHandle } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import { Kvm, type KV } from '@nats-io/kv';
 import { jetstream } from '@nats-io/jetstream';
@@ -78,9 +79,13 @@ export class WorkerService {
       callback: (_err, msg) => {
         let c: WorkerControl;
         try {
-          c = decodeJson<WorkerControl>(msg.data);
-        } catch {
-          return; // ignore malformed control messages
+          c = decodePayload(CHANNELS.workerControl, msg.data);
+        } catch (err) {
+          // Core NATS: nothing to redeliver. A request gets a 400 naming the bad field; a publish is dropped.
+          const reason = err instanceof Error ? err.message : String(err);
+          this.logger.warn({ subject: msg.subject, reason }, 'malformed control message; ignoring it');
+          if (msg.reply) replyError(msg, 400, 'Bad request', reason);
+          return;
         }
         if (c.type === 'cancel') {
           if (this.runner.abortJob(c.jobId, 'cancel', c.generation)) {

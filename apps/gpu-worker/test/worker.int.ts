@@ -83,6 +83,7 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
   const puts: Put[] = [];
   let holdPuts: Deferred | undefined;
   const released: DispatchReleased[] = [];
+  const registry = createRegistry('gpu-worker');
 
   beforeAll(async () => {
     nats = await NatsServer.start();
@@ -118,7 +119,7 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     });
     app = await startWorker(config, {
       logger,
-      registry: createRegistry('gpu-worker'),
+      registry,
       transfers: { backoffMs: 50, connectTimeoutMs: 2_000, idleTimeoutMs: 5_000 },
     });
     client = await NatsHandle.connect({ servers: [nats.url], name: 'worker-int-test', logger });
@@ -442,6 +443,49 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
       expect(r.error).toMatchObject({ code: 'INVALID_INPUT', retryable: false });
       expect(r.error!.message).toMatch(why);
     }
+  });
+
+  it('terminates dispatches that break the channel contract (never run, never redelivered) and keeps serving', async () => {
+    const valid: DispatchMessage = {
+      v: 1,
+      jobId: 'poison1',
+      generation: 1,
+      attempt: 1,
+      workerId: app.id,
+      gpuIndices: [],
+      memoryMb: 0,
+      epoch: 1,
+      dispatchedAt: new Date().toISOString(),
+    };
+    const malformed = [
+      new TextEncoder().encode('{"v":1,'),
+      new Uint8Array(0),
+      encodeJson({ ...valid, v: 2 }),
+      encodeJson({ ...valid, gpuIndices: 'all' }),
+      encodeJson({ ...valid, attempt: '1' }),
+      encodeJson({ ...valid, record: { id: 'poison1' } }),
+    ];
+    for (const data of malformed) await client.js.publish(SUBJECTS.dispatch(app.id), data);
+    // A good dispatch behind them runs as usual.
+    const id = await createJob('noop', {});
+    await dispatch(id);
+    await until(id, (r) => r.status === 'completed', 'completed');
+    const poisoned = async () => {
+      const text = await registry.getSingleMetricAsString('gantry_transport_poison_messages_total');
+      return Number(/binding="dispatch"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    await waitFor(async () => (await poisoned()) === malformed.length, { what: 'every poison dispatch counted' });
+    // Terminated: gone from the work queue for good (AckWait is 1.5 s; a left-over would come back and count again).
+    await waitFor(
+      async () => {
+        const subject = SUBJECTS.dispatch(app.id);
+        const info = await client.jsm.streams.info(STREAMS.dispatch, { subjects_filter: subject });
+        return (info.state.subjects?.[subject] ?? 0) === 0 && (await consumerInfo()).num_ack_pending === 0;
+      },
+      { what: 'the poison dispatches gone from the work queue' },
+    );
+    expect(await poisoned()).toBe(malformed.length);
+    expect(released.some((r) => r.jobId === 'poison1')).toBe(false);
   });
 
   it('drops a stale dispatch and tells the scheduler at once', async () => {

@@ -105,6 +105,7 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
     const strategy = new JetStreamServer({
       nats,
       logger,
+      registry,
       rpcQueueGroup: 'notifier',
       bindings: {
         intake: {

@@ -3,8 +3,16 @@
  * the jobs stream in time it rejects (it used to return silently after 10 s, and the new leader then dispatched with
  * too few running jobs counted), and the elected replica steps down without dispatching.
  */
-import { DEFAULT_TOPOLOGY, bucketDeclarations, newJob, streamDeclarations, systemClock } from '@gantry/contracts';
-import { NatsHandle, provision } from '@gantry/jetstream';
+import {
+  DEFAULT_TOPOLOGY,
+  SUBJECTS,
+  bucketDeclarations,
+  newJob,
+  priorityLevel,
+  streamDeclarations,
+  systemClock,
+} from '@gantry/contracts';
+import { NatsHandle, encodeJson, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { NatsServer, waitFor } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
@@ -61,6 +69,28 @@ describe('projection sync during a takeover (real nats-server)', () => {
     const s = await submit('second');
     await projection.sync(30_000);
     expect(state.lastApplied).toBeGreaterThanOrEqual(s.revision);
+    await projection.stop();
+  });
+
+  it('skips revisions that break the jobs channel contract, and sync() still reaches the end of the stream', async () => {
+    const state = new SchedulerState(4, undefined);
+    const projection = new JobProjection(nats, state, logger);
+    await projection.start();
+    await projection.whenCaughtUp();
+    const good = await submit('after-poison');
+    const valid = good.event;
+    const malformed = [
+      new TextEncoder().encode('{"type":'),
+      encodeJson({ ...valid, job: { ...valid.job, status: 'exploded' } }),
+      encodeJson({ ...valid, job: { ...valid.job, priority: 99 } }),
+    ];
+    let last = 0;
+    for (const data of malformed) last = (await nats.js.publish(SUBJECTS.job('poisoned'), data)).seq;
+    // The stream now ends with revisions the projection cannot apply: a takeover's sync() must not wait on them.
+    await projection.sync(30_000);
+    expect(state.lastApplied).toBe(last);
+    const seq = good.record.queueSeq ?? good.revision;
+    expect(state.index.has('default', 't', priorityLevel('normal'), seq)).toBe(true);
     await projection.stop();
   });
 

@@ -5,6 +5,7 @@
  * the only event for it — record update and event are one durable write.
  */
 import {
+  CHANNELS,
   HEADERS,
   STREAMS,
   SUBJECTS,
@@ -13,13 +14,12 @@ import {
   revisionMsgId,
   toEvent,
   type Clock,
-  type JobEvent,
   type StoredJob,
   type Transition,
 } from '@gantry/contracts';
 import { randomBytes } from 'node:crypto';
 import { DeliverPolicy, type StoredMsg } from '@nats-io/jetstream';
-import { decodeJson, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import { decodePayload, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
 import { ATTR, contextFromTraceparent, hasActiveSpan, type Context } from '@gantry/telemetry';
 
 export class JobNotFoundError extends Error {
@@ -51,8 +51,9 @@ export class JobExistsError extends Error {
   }
 }
 
+/** Decodes a revision through the jobs channel: a {@link PayloadError} for one that breaks the contract. */
 export function decodeStored(msg: { seq: number; data: Uint8Array }): StoredJob {
-  const event = decodeJson<JobEvent>(msg.data);
+  const event = decodePayload(CHANNELS.jobs, msg.data);
   const record = normalizeRecord(event.job, msg.seq);
   return { record, revision: msg.seq, event: { ...event, job: record } };
 }

@@ -3,6 +3,7 @@
  * Shared by the submit path and the repair consumer.
  */
 import {
+  CHANNELS,
   STREAMS,
   SUBJECTS,
   newJob,
@@ -13,7 +14,7 @@ import {
   type StoredJob,
 } from '@gantry/contracts';
 import { randomBytes } from 'node:crypto';
-import { decodeJson, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import { decodePayload, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
 import { JobExistsError, JobStore } from '@gantry/job-store';
 import type { StoredMsg } from '@nats-io/jetstream';
 import { problems } from '../http/problem';
@@ -86,7 +87,7 @@ export class BatchManifests {
     } catch (err) {
       throw new BatchReadError(batchId, err);
     }
-    return msg ? decodeJson<BatchManifest>(msg.data) : undefined;
+    return msg ? decodePayload(CHANNELS.batches, msg.data) : undefined;
   }
 
   /**
@@ -151,7 +152,8 @@ export class BatchManifests {
       // Exactly the parts this manifest's own submit wrote, by sequence.
       for (const [i, seq] of m.partSeqs.entries()) {
         const msg = await this.nats.jsm.direct.getMessage(STREAMS.batches, { seq });
-        const part = msg && msg.subject === SUBJECTS.batchPart(m.id, i) ? decodeJson<BatchPart>(msg.data) : undefined;
+        const part =
+          msg && msg.subject === SUBJECTS.batchPart(m.id, i) ? decodePayload(CHANNELS.batchParts, msg.data) : undefined;
         if (!part || part.attempt !== m.attempt) throw new Error(`batch ${m.id}: part ${i} (seq ${seq}) is missing`);
         out.push(...part.specs);
       }
@@ -162,7 +164,7 @@ export class BatchManifests {
         last_by_subj: SUBJECTS.batchPart(m.id, i),
       });
       if (!msg) throw new Error(`batch ${m.id}: part ${i} is missing`);
-      out.push(...decodeJson<BatchPart>(msg.data).specs);
+      out.push(...decodePayload(CHANNELS.batchParts, msg.data).specs);
     }
     return out;
   }

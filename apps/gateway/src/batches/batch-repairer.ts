@@ -9,8 +9,8 @@
  * A plain pull loop rather than the Nest JetStream transport: the gateway is an HTTP application that connects to
  * NATS in the background, and this loop starts once NATS is there; settlement is explicit here (ack, nak with delay).
  */
-import { CONSUMERS, STREAMS, type BatchManifest, type Clock } from '@gantry/contracts';
-import { decodeJson, type NatsHandle } from '@gantry/jetstream';
+import { CHANNELS, CONSUMERS, STREAMS, type BatchManifest, type Clock } from '@gantry/contracts';
+import { decodePayload, type NatsHandle } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { BatchManifests } from './batch-manifests';
@@ -52,10 +52,10 @@ export class BatchRepairer {
   async handle(m: JsMsg): Promise<void> {
     let manifest: BatchManifest;
     try {
-      manifest = decodeJson<BatchManifest>(m.data);
-      if (!manifest || typeof manifest.id !== 'string' || !Array.isArray(manifest.jobIds)) throw new Error('shape');
-    } catch {
-      this.logger.error({ seq: m.seq, subject: m.subject }, 'not a batch manifest; dropping it');
+      manifest = decodePayload(CHANNELS.batches, m.data);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      this.logger.error({ seq: m.seq, subject: m.subject, reason }, 'not a batch manifest; dropping it');
       m.term();
       return;
     }

@@ -14,8 +14,8 @@
  */
 import { createHash } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { BUCKETS, type Clock, type IdempotencyEntry } from '@gantry/contracts';
-import { isWrongLastSequence } from '@gantry/jetstream';
+import { CHANNELS, BUCKETS, type Clock, type IdempotencyEntry } from '@gantry/contracts';
+import { decodePayload, isWrongLastSequence } from '@gantry/jetstream';
 import type { KV } from '@nats-io/kv';
 import { bodyHash } from '../http/json-shape';
 import { problems } from '../http/problem';
@@ -109,7 +109,7 @@ export class IdempotencyService {
       const cur = await kv.get(k);
       // Deleted or expired between our create and get: try to claim again.
       if (!cur || cur.operation !== 'PUT') continue;
-      const existing = cur.json<IdempotencyEntry>();
+      const existing = decodePayload(CHANNELS.idempotency, cur.value);
       if (existing.bodyHash !== bodyHash) {
         throw problems.unprocessable(
           'this Idempotency-Key was used with a different body in the last 24 hours; use a new key for a new request',

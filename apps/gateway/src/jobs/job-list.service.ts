@@ -13,20 +13,20 @@
  */
 import { Inject, Injectable } from '@nestjs/common';
 import {
+  CHANNELS,
+  SCHEDULER_RPC,
   STREAMS,
   SUBJECTS,
   type JobStatus,
   type ListEntry,
-  type ListHead,
   type ListPage,
-  type ListSyncReply,
   type Priority,
 } from '@gantry/contracts';
-import { decodeJson, type NatsHandle } from '@gantry/jetstream';
+import { decodePayload, type NatsHandle } from '@gantry/jetstream';
 import type { StoredMsg } from '@nats-io/jetstream';
 import { problems } from '../http/problem';
 import { GatewayNats } from '../nats/gateway-nats';
-import { SchedulerClient } from '../queue/scheduler-client';
+import { GatewayRpc } from '../nats/gateway-rpc';
 
 export interface ListFilter {
   tenant: string;
@@ -77,19 +77,19 @@ async function readListing(nats: NatsHandle, subject: string): Promise<StoredMsg
 export class JobListService {
   constructor(
     @Inject(GatewayNats) private readonly nats: GatewayNats,
-    @Inject(SchedulerClient) private readonly scheduler: SchedulerClient,
+    @Inject(GatewayRpc) private readonly rpc: GatewayRpc,
   ) {}
 
   private async page(nats: NatsHandle, tenant: string, bucket: number): Promise<ListPage | undefined> {
     const msg = await readListing(nats, SUBJECTS.listPage(tenant, bucket));
-    return msg ? decodeJson<ListPage>(msg.data) : undefined;
+    return msg ? decodePayload(CHANNELS.listPages, msg.data) : undefined;
   }
 
   /** Ids (newest first) matching the filter, and the cursor to continue from. */
   async find(f: ListFilter): Promise<{ ids: string[]; nextCursor: string | null }> {
     const nats = this.nats.handle();
     const cursor = f.cursor ? decodeCursor(f.cursor) : undefined;
-    await this.scheduler.call<ListSyncReply>('list-sync');
+    await this.rpc.call(SCHEDULER_RPC['list-sync']);
     let bucket: number | null;
     let before = Number.MAX_SAFE_INTEGER;
     if (cursor) {
@@ -97,7 +97,7 @@ export class JobListService {
       before = cursor.s;
     } else {
       const head = await readListing(nats, SUBJECTS.listHead(f.tenant));
-      bucket = head ? decodeJson<ListHead>(head.data).bucket : null;
+      bucket = head ? decodePayload(CHANNELS.listHeads, head.data).bucket : null;
     }
     const ids: string[] = [];
     let pages = 0;

@@ -4,6 +4,7 @@
  */
 import { Inject, Injectable } from '@nestjs/common';
 import {
+  SCHEDULER_RPC,
   JobTypeRegistry,
   SUBJECTS,
   TransitionRefused,
@@ -26,7 +27,7 @@ import {
   type WorkerControl,
   SUBJECT_TOKEN,
 } from '@gantry/contracts';
-import { encodeJson, rpcRequest } from '@gantry/jetstream';
+import { encodeJson } from '@gantry/jetstream';
 import { JobExistsError, JobStore } from '@gantry/job-store';
 import type { OutputStore } from '@gantry/storage';
 import { currentTraceparent, type Logger } from '@gantry/telemetry';
@@ -35,6 +36,7 @@ import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { problems } from '../http/problem';
 import { IdempotencyService, type IdempotentRequest } from '../idempotency/idempotency.service';
 import { GatewayNats, type PendingAccept } from '../nats/gateway-nats';
+import { GatewayRpc } from '../nats/gateway-rpc';
 import { CLOCK, JOB_TYPES, LOGGER, OUTPUT_STORE } from '../tokens';
 import type { SubmitJobDto } from './job.dto';
 
@@ -48,6 +50,7 @@ export class JobsService {
     @Inject(OUTPUT_STORE) private readonly outputs: OutputStore,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(IdempotencyService) private readonly idempotency: IdempotencyService,
+    @Inject(GatewayRpc) private readonly rpc: GatewayRpc,
   ) {}
 
   store(): JobStore {
@@ -234,7 +237,7 @@ export class JobsService {
       })),
     };
     try {
-      const reply = await rpcRequest<PositionsReply>(this.nats.handle().nc, SUBJECTS.schedulerRpc('positions'), req, {
+      const reply = await this.rpc.call(SCHEDULER_RPC.positions, req, {
         timeoutMs: Math.min(500, this.config.RPC_TIMEOUT_MS),
       });
       return reply.positions;

@@ -5,6 +5,7 @@
  * that live workers report per pool (refusing at submit a job no GPU of its pool can fit).
  */
 import {
+  CHANNELS,
   BUCKETS,
   topologyFor,
   SUBJECTS,
@@ -16,7 +17,7 @@ import {
   type WorkerHeartbeat,
 } from '@gantry/contracts';
 import { exitOnBootError } from '@gantry/config';
-import { decodeJson, NatsHandle, QueueConfigStore, UnsupportedServerError, provision } from '@gantry/jetstream';
+import { decodePayload, NatsHandle, QueueConfigStore, UnsupportedServerError, provision } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { GatewayConfig } from '../config';
 import { problems } from '../http/problem';
@@ -123,7 +124,7 @@ export class GatewayNats {
     nats.nc.subscribe(SUBJECTS.queueStats, {
       callback: (_e, m) => {
         try {
-          this.stats = decodeJson<QueueStatsBroadcast>(m.data);
+          this.stats = decodePayload(CHANNELS.queueStats, m.data);
           this.statsAt = Date.now();
           const applied = this.stats.appliedSeq;
           const now = Date.now();
@@ -131,8 +132,9 @@ export class GatewayNats {
             if (applied === undefined || (a.seq !== undefined && a.seq <= applied)) this.dropPending(a);
             else if (now - a.at > PENDING_ACCEPT_MAX_AGE_MS) this.dropPending(a);
           }
-        } catch {
-          // ignore
+        } catch (err) {
+          // Core NATS, nothing to redeliver: keep the last good figures until the next broadcast.
+          this.logger.warn({ subject: m.subject, reason: String(err) }, 'malformed queue statistics; ignoring them');
         }
       },
     });
@@ -153,9 +155,9 @@ export class GatewayNats {
     for await (const e of iter) {
       if (e.operation === 'PUT') {
         try {
-          this.workers.set(e.key, e.json<WorkerHeartbeat>());
-        } catch {
-          // ignore
+          this.workers.set(e.key, decodePayload(CHANNELS.workerHeartbeats, e.value));
+        } catch (err) {
+          this.logger.warn({ key: e.key, reason: String(err) }, 'malformed worker heartbeat; ignoring it');
         }
       } else {
         this.workers.delete(e.key);

@@ -2,8 +2,10 @@ import { Body, Controller, Get, HttpCode, Inject, Post, Put } from '@nestjs/comm
 import { ApiOkResponse, ApiOperation, ApiPropertyOptional, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import {
   QUEUE_CONFIG_BOUNDS,
+  SCHEDULER_RPC,
   type ConcurrencyStats,
   type QueueMetrics,
+  type QueueConfigUpdate,
   type QueueState,
   type WorkerView,
 } from '@gantry/contracts';
@@ -14,31 +16,26 @@ import { OptionalField } from '../http/validation';
 import { JobTenants } from '../jobs/job-tenants';
 import { assertNoBody } from '../jobs/jobs.controller';
 import { ConcurrencyStatsDoc, QueueMetricsDoc, QueueStateDoc, WorkerDoc } from './queue.doc';
-import { SchedulerClient } from './scheduler-client';
+import { GatewayRpc } from '../nats/gateway-rpc';
 
-const BOUNDS = QUEUE_CONFIG_BOUNDS;
+// One rule for both sides: the bounds the scheduler enforces on the `config` RPC (contracts' QUEUE_CONFIG_BOUNDS).
+const bounds = (b: { min: number; max: number }) => ({ minimum: b.min, maximum: b.max });
+const CONCURRENCY = bounds(QUEUE_CONFIG_BOUNDS.maxConcurrentJobs);
+const QUEUE_SIZE = bounds(QUEUE_CONFIG_BOUNDS.maxQueueSize);
 
-export class QueueConfigDto {
-  @ApiPropertyOptional({
-    minimum: BOUNDS.maxConcurrentJobs.min,
-    maximum: BOUNDS.maxConcurrentJobs.max,
-    description: 'global concurrency tokens',
-  })
+export class QueueConfigDto implements QueueConfigUpdate {
+  @ApiPropertyOptional({ ...CONCURRENCY, description: 'global concurrency tokens' })
   @OptionalField()
   @IsInt()
-  @Min(BOUNDS.maxConcurrentJobs.min)
-  @Max(BOUNDS.maxConcurrentJobs.max)
+  @Min(CONCURRENCY.minimum)
+  @Max(CONCURRENCY.maximum)
   maxConcurrentJobs?: number;
 
-  @ApiPropertyOptional({
-    minimum: BOUNDS.maxQueueSize.min,
-    maximum: BOUNDS.maxQueueSize.max,
-    description: 'queued + retrying jobs before 429',
-  })
+  @ApiPropertyOptional({ ...QUEUE_SIZE, description: 'queued + retrying jobs before 429' })
   @OptionalField()
   @IsInt()
-  @Min(BOUNDS.maxQueueSize.min)
-  @Max(BOUNDS.maxQueueSize.max)
+  @Min(QUEUE_SIZE.minimum)
+  @Max(QUEUE_SIZE.maximum)
   maxQueueSize?: number;
 }
 
@@ -49,7 +46,7 @@ export class QueueConfigDto {
 @Controller('v1')
 export class QueueController {
   constructor(
-    @Inject(SchedulerClient) private readonly scheduler: SchedulerClient,
+    @Inject(GatewayRpc) private readonly rpc: GatewayRpc,
     @Inject(JobTenants) private readonly tenants: JobTenants,
   ) {}
 
@@ -58,7 +55,7 @@ export class QueueController {
   @ApiOkResponse({ type: QueueStateDoc })
   @ApiProblems(503)
   queue(): Promise<QueueState> {
-    return this.scheduler.call('queue');
+    return this.rpc.call(SCHEDULER_RPC.queue);
   }
 
   @Get('queue/metrics')
@@ -66,7 +63,7 @@ export class QueueController {
   @ApiOkResponse({ type: QueueMetricsDoc })
   @ApiProblems(503)
   metrics(): Promise<QueueMetrics> {
-    return this.scheduler.call('metrics');
+    return this.rpc.call(SCHEDULER_RPC.metrics);
   }
 
   @Post('queue/pause')
@@ -77,7 +74,7 @@ export class QueueController {
   @ApiProblems(400, 403, 415, 503)
   pause(@Body() body: unknown): Promise<QueueState> {
     assertNoBody(body);
-    return this.scheduler.call('pause');
+    return this.rpc.call(SCHEDULER_RPC.pause);
   }
 
   @Post('queue/resume')
@@ -88,7 +85,7 @@ export class QueueController {
   @ApiProblems(400, 403, 415, 503)
   resume(@Body() body: unknown): Promise<QueueState> {
     assertNoBody(body);
-    return this.scheduler.call('resume');
+    return this.rpc.call(SCHEDULER_RPC.resume);
   }
 
   @Post('queue/drain')
@@ -99,7 +96,7 @@ export class QueueController {
   @ApiProblems(400, 403, 415, 503)
   drain(@Body() body: unknown): Promise<QueueState> {
     assertNoBody(body);
-    return this.scheduler.call('drain');
+    return this.rpc.call(SCHEDULER_RPC.drain);
   }
 
   @Post('queue/clear')
@@ -110,7 +107,7 @@ export class QueueController {
   @ApiProblems(400, 403, 415, 503)
   clear(@Body() body: unknown): Promise<QueueState> {
     assertNoBody(body);
-    return this.scheduler.call('clear', {}, 120_000);
+    return this.rpc.call(SCHEDULER_RPC.clear, {}, { timeoutMs: 120_000 });
   }
 
   @Put('queue/config')
@@ -119,7 +116,7 @@ export class QueueController {
   @ApiOkResponse({ type: QueueStateDoc, description: 'the effective values' })
   @ApiProblems(400, 403, 415, 503)
   config(@Body() dto: QueueConfigDto): Promise<QueueState> {
-    return this.scheduler.call('config', dto);
+    return this.rpc.call(SCHEDULER_RPC.config, dto);
   }
 
   @Get('workers')
@@ -131,7 +128,7 @@ export class QueueController {
   @ApiOkResponse({ type: [WorkerDoc] })
   @ApiProblems(503)
   async workers(@CurrentPrincipal() p: Principal): Promise<WorkerView[]> {
-    const workers = await this.scheduler.call<WorkerView[]>('workers');
+    const workers = await this.rpc.call(SCHEDULER_RPC.workers);
     return Promise.all(
       workers.map(async (w) => ({ ...w, runningJobs: await this.tenants.visibleTo(p, w.runningJobs) })),
     );
@@ -142,6 +139,6 @@ export class QueueController {
   @ApiOkResponse({ type: ConcurrencyStatsDoc })
   @ApiProblems(503)
   concurrency(): Promise<ConcurrencyStats> {
-    return this.scheduler.call('concurrency');
+    return this.rpc.call(SCHEDULER_RPC.concurrency);
   }
 }

@@ -3,8 +3,8 @@
  * {@link RateLimitWindow}. Reservations are compare-and-set on the key's revision, so replicas never over-grant.
  * The bucket's TTL (2 min) removes old windows; only the current and the previous one are ever read.
  */
-import { BUCKETS, type RateLimitWindow } from '@gantry/contracts';
-import { isWrongLastSequence } from '@gantry/jetstream';
+import { CHANNELS, BUCKETS, type RateLimitWindow } from '@gantry/contracts';
+import { decodePayload, isWrongLastSequence } from '@gantry/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import type { QuotaStore } from './rate-limiter';
 
@@ -13,7 +13,7 @@ const MAX_CAS_ROUNDS = 16;
 function reservedOf(e: KvEntry | null): number {
   if (!e || e.operation !== 'PUT') return 0;
   try {
-    const n = e.json<RateLimitWindow>().reserved;
+    const n = decodePayload(CHANNELS.rateLimit, e.value).reserved;
     return Number.isFinite(n) && n > 0 ? n : 0;
   } catch {
     return 0;

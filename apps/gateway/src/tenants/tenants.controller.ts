@@ -1,9 +1,9 @@
 import { Controller, Get, Header, Inject } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiProperty, ApiSecurity, ApiTags } from '@nestjs/swagger';
-import type { TenantView } from '@gantry/contracts';
+import { SCHEDULER_RPC, type TenantView } from '@gantry/contracts';
 import { AdminOnly, CurrentPrincipal, type Principal } from '../auth/auth';
 import { ApiProblems } from '../http/openapi';
-import { SchedulerClient } from '../queue/scheduler-client';
+import { GatewayRpc } from '../nats/gateway-rpc';
 
 class TenantDoc implements TenantView {
   @ApiProperty({ example: 'acme' })
@@ -28,7 +28,7 @@ class TenantDoc implements TenantView {
 @ApiSecurity('apiKey')
 @Controller('v1')
 export class TenantsController {
-  constructor(@Inject(SchedulerClient) private readonly scheduler: SchedulerClient) {}
+  constructor(@Inject(GatewayRpc) private readonly rpc: GatewayRpc) {}
 
   @Get('tenants')
   @AdminOnly()
@@ -37,7 +37,7 @@ export class TenantsController {
   @ApiOkResponse({ type: TenantDoc, isArray: true })
   @ApiProblems(403, 503)
   list(): Promise<TenantView[]> {
-    return this.scheduler.call<TenantView[]>('tenants', {});
+    return this.rpc.call(SCHEDULER_RPC.tenants, {});
   }
 
   @Get('tenants/me')
@@ -46,7 +46,7 @@ export class TenantsController {
   @ApiOkResponse({ type: TenantDoc })
   @ApiProblems(503)
   async me(@CurrentPrincipal() p: Principal): Promise<TenantView> {
-    const [view] = await this.scheduler.call<TenantView[]>('tenants', { tenant: p.tenant });
+    const [view] = await this.rpc.call(SCHEDULER_RPC.tenants, { tenant: p.tenant });
     return (
       view ?? {
         tenant: p.tenant,

@@ -6,20 +6,18 @@ import { Controller, Get, Header, HttpCode, Inject, Param, Post, Query } from '@
 import { ApiOperation, ApiParam, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { ApiProblems } from '../http/openapi';
 import {
+  NOTIFIER_RPC,
   SUBJECT_TOKEN,
-  SUBJECTS,
   type FailedListReply,
   type FailedListRequest,
   type FailedWebhookView,
-  type NotifierRpcOp,
   type ReplayRequest,
+  type Rpc,
 } from '@gantry/contracts';
-import { JetStreamClientProxy, RpcUnavailableError } from '@gantry/jetstream';
-import { firstValueFrom } from 'rxjs';
+import { RpcUnavailableError } from '@gantry/jetstream';
 import { AdminOnly } from '../auth/auth';
-import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { problems } from '../http/problem';
-import { GatewayNats } from '../nats/gateway-nats';
+import { GatewayRpc } from '../nats/gateway-rpc';
 
 const QUERY = ['limit', 'cursor', 'tenant'];
 
@@ -28,15 +26,11 @@ const QUERY = ['limit', 'cursor', 'tenant'];
 @ApiSecurity('apiKey')
 @Controller('v1/webhooks/failed')
 export class FailedWebhooksController {
-  constructor(
-    @Inject(GatewayNats) private readonly nats: GatewayNats,
-    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
-  ) {}
+  constructor(@Inject(GatewayRpc) private readonly rpc: GatewayRpc) {}
 
-  private async call<T>(op: NotifierRpcOp, payload: unknown): Promise<T> {
-    const client = new JetStreamClientProxy({ nats: this.nats.handle(), timeoutMs: this.config.RPC_TIMEOUT_MS });
+  private async call<Req, Res>(rpc: Rpc<Req, Res>, request: Req): Promise<Res> {
     try {
-      return await firstValueFrom(client.send<T>(SUBJECTS.notifierRpc(op), payload));
+      return await this.rpc.call(rpc, request);
     } catch (err) {
       if (err instanceof RpcUnavailableError)
         throw problems.unavailable(
@@ -70,7 +64,7 @@ export class FailedWebhooksController {
     if (tenant !== undefined && !SUBJECT_TOKEN.test(tenant))
       throw problems.validation([{ field: 'tenant', message: 'is not a tenant name' }]);
     const req: FailedListRequest = { limit, ...(cursor ? { cursor } : {}), ...(tenant ? { tenant } : {}) };
-    return this.call('failed-list', req);
+    return this.call(NOTIFIER_RPC['failed-list'], req);
   }
 
   @Post(':id/replay')
@@ -82,6 +76,6 @@ export class FailedWebhooksController {
   replay(@Param('id') id: string): Promise<FailedWebhookView> {
     if (!/^[1-9][0-9]{0,15}$/.test(id)) throw problems.notFound(`no failed webhook ${id}`);
     const req: ReplayRequest = { id };
-    return this.call('replay', req);
+    return this.call(NOTIFIER_RPC.replay, req);
   }
 }

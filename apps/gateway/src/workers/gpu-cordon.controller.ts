@@ -5,14 +5,13 @@
  */
 import { Body, Controller, HttpCode, Inject, Param, Post } from '@nestjs/common';
 import { ApiBody, ApiOkResponse, ApiOperation, ApiParam, ApiSecurity, ApiTags } from '@nestjs/swagger';
-import { SUBJECT_TOKEN, SUBJECTS, type GpuCordonControl, type GpuStatus } from '@gantry/contracts';
-import { rpcRequest, RpcUnavailableError } from '@gantry/jetstream';
+import { SUBJECT_TOKEN, WORKER_RPC, type GpuCordonControl, type GpuStatus } from '@gantry/contracts';
+import { RpcUnavailableError } from '@gantry/jetstream';
 import { RequestError } from '@nats-io/transport-node';
 import { AdminOnly } from '../auth/auth';
-import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { ApiProblems } from '../http/openapi';
 import { problems } from '../http/problem';
-import { GatewayNats } from '../nats/gateway-nats';
+import { GatewayRpc } from '../nats/gateway-rpc';
 import { GpuDoc } from '../queue/queue.doc';
 
 const GPU_UUID = /^(GPU|MIG)-[\w/-]{1,120}$/;
@@ -39,18 +38,13 @@ function reasonOf(body: unknown): string | undefined {
 @ApiSecurity('apiKey')
 @Controller('v1/workers/:id/gpus/:uuid')
 export class GpuCordonController {
-  constructor(
-    @Inject(GatewayNats) private readonly nats: GatewayNats,
-    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
-  ) {}
+  constructor(@Inject(GatewayRpc) private readonly rpc: GatewayRpc) {}
 
   private async send(id: string, uuid: string, control: GpuCordonControl): Promise<GpuStatus[]> {
     if (!SUBJECT_TOKEN.test(id)) throw problems.notFound(`no live worker ${id}`);
     if (!GPU_UUID.test(uuid)) throw problems.notFound(`worker ${id} has no GPU ${uuid}`);
     try {
-      return await rpcRequest<GpuStatus[]>(this.nats.handle().nc, SUBJECTS.workerControl(id), control, {
-        timeoutMs: this.config.RPC_TIMEOUT_MS,
-      });
+      return await this.rpc.call(WORKER_RPC.gpuCordon.to(id), control);
     } catch (err) {
       if (err instanceof RpcUnavailableError) {
         const cause = err.cause;

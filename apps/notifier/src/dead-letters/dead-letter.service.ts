@@ -6,6 +6,7 @@
  * removes the entry: if the replay fails again it comes back as a new entry.
  */
 import {
+  CHANNELS,
   SUBJECT_TOKEN,
   SUBJECTS,
   STREAMS,
@@ -15,7 +16,7 @@ import {
   type FailedWebhookView,
   type WebhookDelivery,
 } from '@gantry/contracts';
-import { decodeJson, publishJson, RpcError, type NatsHandle } from '@gantry/jetstream';
+import { decodePayload, publishJson, RpcError, type NatsHandle } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { StoredMsg } from '@nats-io/jetstream';
 import type { DeliveryQueue } from '../delivery/tenant-lanes';
@@ -159,10 +160,9 @@ export class DeadLetterService {
 
   private decode(m: StoredMsg): FailedWebhook | undefined {
     try {
-      const f = decodeJson<FailedWebhook>(m.data);
-      return f && f.v === 1 && f.delivery && typeof f.delivery.webhookId === 'string' ? f : undefined;
-    } catch {
-      this.logger.warn({ seq: m.seq }, 'undecodable dead letter skipped');
+      return decodePayload(CHANNELS.webhookDlq, m.data);
+    } catch (err) {
+      this.logger.warn({ seq: m.seq, reason: String(err) }, 'undecodable dead letter skipped');
       return undefined;
     }
   }

@@ -16,6 +16,7 @@
  * consumers by listing them (at start and every `discoveryMs`), so a delivery enqueued by one replica is served by all.
  */
 import {
+  CHANNELS,
   CONSUMERS,
   STREAMS,
   SUBJECTS,
@@ -26,7 +27,7 @@ import {
 } from '@gantry/contracts';
 import {
   defaultNakDelayMs,
-  decodeJson,
+  decodePayload,
   ensureConsumer,
   isNotFound,
   JetStreamContext,
@@ -222,7 +223,7 @@ export class TenantLanes {
           try {
             let d: WebhookDelivery;
             try {
-              d = decodeJson<WebhookDelivery>(m.data);
+              d = decodePayload(CHANNELS.webhooks, m.data);
             } catch (err) {
               throw new PoisonMessageError(`undecodable payload on ${m.subject}`, { cause: err });
             }

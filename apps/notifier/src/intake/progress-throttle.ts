@@ -5,16 +5,10 @@
  * `timestamp` of the events) and in wall time (when they are sent), so a backlog is not sent in a burst either.
  */
 import type { KV, KvEntry } from '@nats-io/kv';
-import { encodeJson, isWrongLastSequence } from '@gantry/jetstream';
+import { CHANNELS, type ProgressMark } from '@gantry/contracts';
+import { decodePayload, encodeJson, isWrongLastSequence } from '@gantry/jetstream';
 
-export interface ProgressMark {
-  /** Wall time (epoch ms) the progress webhook was claimed. */
-  at: number;
-  /** The event's own time (epoch ms). */
-  eventAt: number;
-  /** `<generation>.<sequence>` of the event that claimed it. */
-  event: string;
-}
+export type { ProgressMark };
 
 export type ProgressVerdict = 'send' | 'throttle' | 'resend';
 
@@ -71,9 +65,9 @@ export class ProgressThrottle {
 
   private read(e: KvEntry): ProgressMark | undefined {
     try {
-      const m = e.json<ProgressMark>();
-      return typeof m?.at === 'number' && typeof m.eventAt === 'number' ? m : undefined;
+      return decodePayload(CHANNELS.progressThrottle, e.value);
     } catch {
+      // A mark this version cannot read claims nothing: the event is sent (at most one extra progress webhook).
       return undefined;
     }
   }

@@ -7,6 +7,7 @@
  * steps down; nothing it decided after losing the lease can reach a worker.
  */
 import {
+  CHANNELS,
   HEADERS,
   STREAMS,
   SUBJECTS,
@@ -15,7 +16,14 @@ import {
   type DispatchMessage,
   type StoredJob,
 } from '@gantry/contracts';
-import { Backoff, isNotFound, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import {
+  Backoff,
+  decodePayload,
+  isNotFound,
+  isWrongLastSequence,
+  publishJson,
+  type NatsHandle,
+} from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import { ATTR, contextFromTraceparent, type Logger } from '@gantry/telemetry';
 import { planDispatch, type Decision } from '../domain/dispatch-plan';
@@ -138,7 +146,16 @@ export class Dispatcher {
       }
       if (!msg || msg.seq > upTo) break;
       seq = msg.seq + 1;
-      if (msg.subject !== SUBJECTS.dispatchFence) outstanding.push({ seq: msg.seq, d: msg.json<DispatchMessage>() });
+      if (msg.subject === SUBJECTS.dispatchFence) continue;
+      try {
+        outstanding.push({ seq: msg.seq, d: decodePayload(CHANNELS.dispatch, msg.data) });
+      } catch (err) {
+        // The worker it was for will terminate it as poison; it holds no tokens here.
+        this.logger.warn(
+          { seq: msg.seq, subject: msg.subject, reason: String(err) },
+          'malformed dispatch; not adopted',
+        );
+      }
     }
     const records = await this.jobs.getMany(outstanding.map((o) => o.d.jobId));
     let adopted = 0;

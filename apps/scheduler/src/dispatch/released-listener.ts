@@ -2,8 +2,8 @@
  * `gantry.v1.events.dispatch_released` (core NATS): a worker dropped a dispatch without starting it (stale,
  * cancelled, refused). The leader gives the job its place back at once instead of waiting for the reconciliation.
  */
-import { SUBJECTS, type DispatchReleased } from '@gantry/contracts';
-import { decodeJson, type NatsHandle } from '@gantry/jetstream';
+import { CHANNELS, SUBJECTS } from '@gantry/contracts';
+import { decodePayload, type NatsHandle } from '@gantry/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import type { SchedulerState } from '../domain/scheduler-state';
 
@@ -21,7 +21,7 @@ export class ReleasedListener {
       callback: (_err, msg) => {
         if (!this.isLeader()) return;
         try {
-          const r = decodeJson<DispatchReleased>(msg.data);
+          const r = decodePayload(CHANNELS.dispatchReleased, msg.data);
           const h = this.state.holdings.get(r.jobId);
           if (h?.state === 'dispatched' && h.generation === r.generation && h.attempt === r.attempt)
             this.state.requeue(r.jobId);

@@ -11,6 +11,7 @@
  * revisions the projection already decoded instead of reading the stream a second time.
  */
 import {
+  CHANNELS,
   BUCKETS,
   CONFIG_KEYS,
   STREAMS,
@@ -20,7 +21,7 @@ import {
   type ListPage,
   type StoredJob,
 } from '@gantry/contracts';
-import { Backoff, decodeJson, encodeJson, openSlowOrderedConsumer, type NatsHandle } from '@gantry/jetstream';
+import { Backoff, decodePayload, encodeJson, openSlowOrderedConsumer, type NatsHandle } from '@gantry/jetstream';
 import { decodeStored } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
@@ -269,7 +270,7 @@ export class ListIndexWriter {
     if (cached !== undefined) return cached;
     const msg = await this.readLast(SUBJECTS.listHead(tenant));
     if (!msg) return null;
-    const h = decodeJson<ListHead>(msg.data);
+    const h = decodePayload(CHANNELS.listHeads, msg.data);
     this.heads.set(tenant, h.bucket);
     return h.bucket;
   }
@@ -285,7 +286,7 @@ export class ListIndexWriter {
     }
     const msg = await this.readLast(SUBJECTS.listPage(tenant, bucket));
     if (!msg) return undefined;
-    const p = decodeJson<ListPage>(msg.data);
+    const p = decodePayload(CHANNELS.listPages, msg.data);
     this.remember(key, p);
     return p;
   }

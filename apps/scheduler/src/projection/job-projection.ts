@@ -88,7 +88,11 @@ export class JobProjection {
           this.state.apply(s, live);
           for (const l of this.listeners) l(s);
         } catch (err) {
-          this.logger.error({ err, seq: m.seq, subject: m.subject }, 'cannot apply a job revision; skipping it');
+          const reason = err instanceof Error ? err.message : String(err);
+          this.logger.error({ reason, seq: m.seq, subject: m.subject }, 'cannot apply a job revision; skipping it');
+          // Seen, if not applied: a revision that breaks the jobs channel's contract (or that the state refuses) must
+          // not hold sync() below it forever — a takeover would then step down at every election.
+          this.state.lastApplied = Math.max(this.state.lastApplied, m.seq);
         }
         if (!live && (m.seq >= this.target || m.info.pending === 0)) {
           live = true;

@@ -5,8 +5,17 @@
  * its dispatched-not-started jobs go back to the queue, its running attempts end WORKER_LOST (costing the attempt),
  * and its dispatch consumer and subject are removed so a zombie cannot pick up anything addressed to it.
  */
-import { BUCKETS, CONSUMERS, STREAMS, SUBJECTS, workerLost, type Clock, type WorkerHeartbeat } from '@gantry/contracts';
-import { isNotFound, type NatsHandle } from '@gantry/jetstream';
+import {
+  CHANNELS,
+  BUCKETS,
+  CONSUMERS,
+  STREAMS,
+  SUBJECTS,
+  workerLost,
+  type Clock,
+  type WorkerHeartbeat,
+} from '@gantry/contracts';
+import { decodePayload, isNotFound, type NatsHandle } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import type { KvWatchEntry, KV } from '@nats-io/kv';
@@ -60,8 +69,10 @@ export class WorkerMonitor {
     }
     let hb: WorkerHeartbeat;
     try {
-      hb = e.json<WorkerHeartbeat>();
-    } catch {
+      hb = decodePayload(CHANNELS.workerHeartbeats, e.value);
+    } catch (err) {
+      // Not counted as a beat: a worker that only writes malformed ones is lost after WORKER_LOST_AFTER_MS.
+      this.logger.warn({ key: e.key, reason: String(err) }, 'malformed worker heartbeat; ignoring it');
       return;
     }
     const known = this.heartbeats.has(id);
