@@ -66,7 +66,7 @@ export class WorkerService {
   private rejoinUntil = 0;
 
   get registered(): boolean {
-    return this.lastBeat > 0 && Date.now() - this.lastBeat < this.timings.lostAfterMs;
+    return this.lastBeat > 0 && this.clock.now().getTime() - this.lastBeat < this.timings.lostAfterMs;
   }
 
   async start(): Promise<void> {
@@ -79,8 +79,10 @@ export class WorkerService {
         let c: WorkerControl;
         try {
           c = decodeJson<WorkerControl>(msg.data);
-        } catch {
-          return; // ignore malformed control messages
+        } catch (err) {
+          // Nothing to act on; a cancel the worker cannot read is still seen by its record poll.
+          this.logger.warn({ err: String(err), subject: msg.subject }, 'unreadable control message; skipped');
+          return;
         }
         if (c.type === 'cancel') {
           if (this.runner.abortJob(c.jobId, 'cancel', c.generation)) {
@@ -104,7 +106,7 @@ export class WorkerService {
    * processes' guards apply the same deadline on their own, in case this process cannot run at all.
    */
   private watchdog(): void {
-    const silentFor = Date.now() - this.lastBeat;
+    const silentFor = this.clock.now().getTime() - this.lastBeat;
     if (this.lastBeat > 0 && silentFor > this.timings.lostAfterMs * 0.6 && this.runner.running.size > 0) {
       this.logger.error(
         { silentForMs: silentFor },
@@ -204,7 +206,7 @@ export class WorkerService {
     this.beating = true;
     try {
       await this.kv.put(this.identity.id, encodeJson(this.heartbeat()));
-      const now = Date.now();
+      const now = this.clock.now().getTime();
       if (this.lastBeat > 0 && now - this.lastBeat >= this.timings.lostAfterMs) {
         this.logger.warn(
           { silentForMs: now - this.lastBeat },
@@ -221,7 +223,10 @@ export class WorkerService {
       this.handBackFromCordoned();
       await this.runner.checkOwnership().catch((err: unknown) => this.logger.warn({ err }, 'ownership check failed'));
     } catch (err) {
-      this.logger.warn({ err: String(err), silentForMs: Date.now() - this.lastBeat }, 'heartbeat failed');
+      this.logger.warn(
+        { err: String(err), silentForMs: this.clock.now().getTime() - this.lastBeat },
+        'heartbeat failed',
+      );
       this.watchdog();
     } finally {
       this.beating = false;
@@ -232,6 +237,8 @@ export class WorkerService {
   async deregister(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.control?.unsubscribe();
+    // Deregistering is a courtesy for a fast hand-over: if it fails the key's TTL and the scheduler's liveness
+    // check remove this worker anyway.
     await this.kv?.delete(this.identity.id).catch(() => undefined);
   }
 

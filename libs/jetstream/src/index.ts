@@ -20,6 +20,7 @@ export {
   RpcUnavailableError,
   isWrongLastSequence,
   isNotFound,
+  isAlreadyExists,
 } from './errors';
 export { Backoff } from './backoff';
 export type { BackoffOptions } from './backoff';
@@ -38,3 +39,5 @@ export type { JetStreamClientOptions } from './client';
 export { JetStreamHandler } from './decorators';
 export { ServiceHost, ReadinessHolder, CloseTimeoutError, closeInOrder, DEFAULT_CLOSE_STEP_MS } from './service-host';
 export type { CloseStep, CloseFailure, ServiceHostOptions, ConnectOptions } from './service-host';
+export { mapBounded, retry, sleep, Watermark, Pulse } from './async';
+export type { RetryOptions } from './async';

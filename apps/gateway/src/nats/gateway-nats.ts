@@ -17,7 +17,7 @@ import {
   type WorkerHeartbeat,
 } from '@gantry/contracts';
 import { exitOnBootError } from '@gantry/config';
-import { decodeJson, NatsHandle, UnsupportedServerError, provision } from '@gantry/jetstream';
+import { Backoff, decodeJson, NatsHandle, UnsupportedServerError, provision, sleep } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { GatewayConfig } from '../config';
 import { problems } from '../http/problem';
@@ -103,7 +103,8 @@ export class GatewayNats {
     const topology = topologyFor(this.config);
     const s = streamDeclarations(topology);
     const b = bucketDeclarations(topology);
-    for (let attempt = 0; !this.closed; attempt++) {
+    const backoff = new Backoff({ initialMs: 200, maxMs: 5_000, jitter: false });
+    while (!this.closed) {
       try {
         await provision(
           nats,
@@ -118,7 +119,7 @@ export class GatewayNats {
       } catch (err) {
         if (err instanceof UnsupportedServerError) throw err;
         this.logger.warn({ err: String(err) }, 'provisioning failed; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** attempt)));
+        await sleep(backoff.next());
       }
     }
     nats.nc.subscribe(SUBJECTS.queueStats, {
@@ -132,8 +133,9 @@ export class GatewayNats {
             if (applied === undefined || (a.seq !== undefined && a.seq <= applied)) this.dropPending(a);
             else if (now - a.at > PENDING_ACCEPT_MAX_AGE_MS) this.dropPending(a);
           }
-        } catch {
-          // ignore
+        } catch (err) {
+          // A broadcast we cannot read changes nothing: the last good statistics stay until they age out.
+          this.logger.warn({ err: String(err), subject: m.subject }, 'unreadable queue statistics broadcast; skipped');
         }
       },
     });
@@ -150,8 +152,9 @@ export class GatewayNats {
       if (e.operation === 'PUT') {
         try {
           this.queueConfig = e.json<QueueConfigRecord>();
-        } catch {
-          // ignore
+        } catch (err) {
+          // The last readable queue config stays in force.
+          this.logger.warn({ err: String(err), key: e.key }, 'unreadable queue config record; skipped');
         }
       }
     }
@@ -164,8 +167,9 @@ export class GatewayNats {
       if (e.operation === 'PUT') {
         try {
           this.workers.set(e.key, e.json<WorkerHeartbeat>());
-        } catch {
-          // ignore
+        } catch (err) {
+          // The worker's last readable heartbeat stays (it ages out like any other).
+          this.logger.warn({ err: String(err), key: e.key }, 'unreadable worker heartbeat; skipped');
         }
       } else {
         this.workers.delete(e.key);
