@@ -4,6 +4,8 @@
  * (the message can never be processed). Any other error is treated as transient and nak'ed with backoff.
  */
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import { JetStreamStatusError, jserrors } from '@nats-io/jetstream/internal';
+import { errors as natsErrors } from '@nats-io/nats-core';
 import { RpcException } from '@nestjs/microservices';
 
 /**
@@ -123,4 +125,29 @@ export function isAlreadyExists(err: unknown): boolean {
     code === SERVER_CODES.ConsumerNameInUse ||
     code === SERVER_CODES.ConsumerAlreadyExists
   );
+}
+
+/**
+ * The broker could not be reached or did not answer: the connection is closed, draining or failing, a request timed
+ * out or had no responders, or JetStream itself is unavailable (`JetStreamNotEnabled` is how the client reads a 503
+ * "no responders" to a JetStream publish on a cluster whose stream leader is down; a 503 API error is the server's
+ * "JetStream system temporarily unavailable", a 503/408 status on a pull or direct get no responders or a request
+ * timeout). Looked for along the `cause` chain, by class, never by message text.
+ */
+export function isNatsUnavailable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (
+      e instanceof natsErrors.ClosedConnectionError ||
+      e instanceof natsErrors.DrainingConnectionError ||
+      e instanceof natsErrors.ConnectionError ||
+      e instanceof natsErrors.RequestError ||
+      e instanceof natsErrors.TimeoutError ||
+      e instanceof natsErrors.NoRespondersError ||
+      e instanceof jserrors.JetStreamNotEnabled ||
+      (e instanceof JetStreamApiError && e.status === 503) ||
+      (e instanceof JetStreamStatusError && (e.code === 503 || e.code === 408))
+    )
+      return true;
+  }
+  return false;
 }

@@ -21,6 +21,7 @@ export {
   isWrongLastSequence,
   isNotFound,
   isAlreadyExists,
+  isNatsUnavailable,
 } from './errors';
 export { Backoff } from './backoff';
 export type { BackoffOptions } from './backoff';
