@@ -9,16 +9,19 @@
  * - no job ran twice at once (its processes seen in two sessions at the same instant);
  * - every webhook owed delivered, one webhook-id per event;
  * - the listing and `GET /v1/queue` agree with the records.
- * `npm test` runs the short form; `npm run chaos` (GANTRY_CHAOS=full) runs ten times the jobs. Figures are printed as
- * `[reliability] …` lines (docs/reliability.md quotes them).
+ * `npm test` runs the short form (one nats-server, liveness timings shortened a little); `npm run chaos`
+ * (GANTRY_CHAOS=full) runs ten times the jobs with the default liveness timings on a 3-node NATS cluster, where the
+ * broker faults are a node holding no stream, the node holding the streams, and the whole cluster (kill -9, restart).
+ * Figures are printed as `[reliability] …` lines (docs/reliability.md quotes them).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { webhookId, isPublicEvent, type GpuInfo } from '@gantry/contracts';
+import { STREAMS, webhookId, isPublicEvent, type GpuInfo } from '@gantry/contracts';
 import {
   GantryCluster,
   WebhookReceiver,
+  type NatsCluster,
   assertWholeHistory,
   processesMatchingAsync,
   readJobHistories,
@@ -40,7 +43,14 @@ const CHAOS = process.env['GANTRY_CHAOS'];
 const FULL = CHAOS === 'full';
 const JOBS_PER_WAVE = FULL ? 150 : 10;
 const MAX = 6;
-const LOST_AFTER_MS = 8_000;
+/** The full form runs the defaults (heartbeat 2 s, lost after 10 s, lease 5 s: libs/config `livenessSpec`). */
+const LOST_AFTER_MS = FULL ? 10_000 : 8_000;
+const LIVENESS: Record<string, string> = FULL
+  ? {}
+  : // Liveness timings a loaded 2-core machine can keep (the e2e ones, lost after 2 s, saw healthy workers declared
+    // lost at load average 34 and their jobs fail for it).
+    { HEARTBEAT_INTERVAL_MS: '500', WORKER_LOST_AFTER_MS: String(LOST_AFTER_MS), LEADER_LEASE_MS: '4000' };
+const NATS_NODES = FULL ? 3 : 1;
 const TENANT_CAP = 3;
 const SLOTS_PER_WORKER = 4;
 const GPUS: GpuInfo[] = [
@@ -90,6 +100,11 @@ class ProcessWatch {
   }
 }
 
+interface Fault {
+  name: string;
+  run: () => Promise<void>;
+}
+
 // `npm test` runs the short form; `npm run chaos` (GANTRY_CHAOS=full) ten times the jobs.
 describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
   let cluster: GantryCluster;
@@ -118,12 +133,9 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
         // Long enough that an endpoint down for the outage below gets everything it is owed afterwards.
         WEBHOOK_RETRY_DELAYS_MS: '500,1000,2000,4000,8000,16000',
         MAX_ATTEMPTS: '6',
-        // Liveness timings a loaded 2-core machine can keep (the e2e ones, lost after 2 s, saw healthy workers
-        // declared lost at load average 34 and their jobs fail for it).
-        HEARTBEAT_INTERVAL_MS: '500',
-        WORKER_LOST_AFTER_MS: String(LOST_AFTER_MS),
-        LEADER_LEASE_MS: '4000',
+        ...LIVENESS,
       },
+      natsNodes: NATS_NODES,
       serviceEnv: { 'gpu-worker': gpuWorkerEnv(GPUS, SLOTS_PER_WORKER / GPUS.length) },
     });
     cluster.spawn('scheduler');
@@ -192,7 +204,38 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
     return ((await r?.json().catch(() => ({}))) as { leader?: boolean } | undefined)?.leader === true;
   }
 
-  const faults: { name: string; run: () => Promise<void> }[] = [
+  /** R1 streams on three nodes: losing a node that holds none, the one holding the jobs, then all of them. */
+  function natsClusterFaults(nats: NatsCluster): Fault[] {
+    const holders = async () =>
+      new Set(await Promise.all(Object.values(STREAMS).map(async (st) => (await nats.streamLeader(st)) ?? '')));
+    return [
+      {
+        name: 'NATS node holding no stream kill -9',
+        run: async () => {
+          const busy = await holders();
+          const jobsHolder = await nats.streamLeader(STREAMS.jobs);
+          // Every node may hold some stream: then any node but the one holding the jobs.
+          const node = nats.nodes.find((n) => !busy.has(n.name)) ?? nats.nodes.find((n) => n.name !== jobsHolder)!;
+          await node.server.kill();
+          await node.server.restart();
+          await nats.waitForJetStream();
+        },
+      },
+      {
+        name: 'NATS node holding the jobs stream kill -9',
+        run: async () => {
+          const node = nats.node((await nats.streamLeader(STREAMS.jobs))!);
+          await node.server.kill();
+          await node.server.restart();
+          await nats.waitForJetStream();
+        },
+      },
+      { name: 'whole NATS cluster kill -9 and restart', run: () => nats.restartAll() },
+    ];
+  }
+
+  /** Built once the cluster is up (which broker faults apply depends on it). */
+  const faults = (): Fault[] => [
     {
       name: 'scheduler leader kill -9',
       run: async () => {
@@ -228,13 +271,18 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
         await cluster.startGateway();
       },
     },
-    {
-      name: 'nats-server kill -9',
-      run: async () => {
-        await cluster.nats.kill();
-        await cluster.nats.restart();
-      },
-    },
+    ...(cluster.natsCluster ? natsClusterFaults(cluster.natsCluster) : []),
+    ...(cluster.natsCluster
+      ? []
+      : [
+          {
+            name: 'nats-server kill -9',
+            run: async () => {
+              await cluster.nats.kill();
+              await cluster.nats.restart();
+            },
+          },
+        ]),
     {
       name: 'gpu-worker frozen past its lease',
       run: async () => {
@@ -261,7 +309,7 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
     async () => {
       downUntil = Date.now() + (FULL ? 120_000 : 20_000);
       const recoveries: Record<string, number> = {};
-      for (const f of faults) {
+      for (const f of faults()) {
         await wave();
         const at = Date.now();
         await f.run();
@@ -386,6 +434,8 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
 
       report('chaos totals', {
         form: FULL ? 'full' : 'short',
+        natsNodes: NATS_NODES,
+        liveness: FULL ? 'defaults' : LIVENESS,
         accepted: accepted.length,
         jobsInStream: whole.jobs,
         revisions: whole.revisions,

@@ -217,9 +217,15 @@ async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
   let child: ReturnType<typeof execa> | undefined;
   let killTimer: NodeJS.Timeout | undefined;
   let diskTimer: NodeJS.Timeout | undefined;
+  // A sandbox that lost its parent runs in its own session and pid namespace, out of reach of the guard's group, but
+  // as the attempt's own uid: every kill of the group also sweeps that uid (a no-op without per-slot uids).
+  const killAll = (pid: number | undefined) => {
+    killGroup(pid, 'SIGKILL');
+    sandbox?.killStragglers();
+  };
   const onAbort = () => {
     killGroup(child?.pid, 'SIGTERM');
-    killTimer ??= setTimeout(() => killGroup(child?.pid, 'SIGKILL'), spec.killGraceMs ?? 5_000);
+    killTimer ??= setTimeout(() => killAll(child?.pid), spec.killGraceMs ?? 5_000);
   };
   try {
     child = execa('/bin/sh', guardArgv(guardDir, deadlineMs, command, args), {
@@ -237,7 +243,7 @@ async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
     running.stdin?.on('error', () => undefined); // EPIPE once the guard is gone
     // When the guard exits (the job's main process is done), whatever the job left in its group is killed at once:
     // a leftover background child would otherwise hold stdout open and keep the attempt from ending.
-    running.nodeChildProcess.once('exit', () => killGroup(running.pid, 'SIGKILL'));
+    running.nodeChildProcess.once('exit', () => killAll(running.pid));
     running.stdout?.on('data', (c: Buffer) => out.push(c));
     running.stderr?.on('data', (c: Buffer) => err.push(c));
     const renew = () => {
@@ -259,7 +265,7 @@ async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
           .then(({ bytes, entries }) => {
             if (bytes > maxScratch || entries > sandbox.maxScratchEntries) {
               overDisk = true;
-              killGroup(running.pid, 'SIGKILL');
+              killAll(running.pid);
             }
           })
           .finally(() => (checking = false));
@@ -316,8 +322,8 @@ async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
     unsubscribe?.();
     if (killTimer) clearTimeout(killTimer);
     if (diskTimer) clearInterval(diskTimer);
-    // Anything the job left running in its group goes with it.
-    killGroup(child?.pid, 'SIGKILL');
+    // Anything the job left running in its group (or as its uid) goes with it.
+    killAll(child?.pid);
     // Best-effort: a leftover guard directory is a few bytes in the temp directory, which the host cleans.
     await rm(guardDir, { recursive: true, force: true }).catch(() => undefined);
   }

@@ -1,5 +1,17 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import {
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  mkdirSync,
+  symlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
+import { waitFor } from '@gantry/testing';
 import { join } from 'node:path';
 import { JobFailure } from '../executors/executor';
 import { runProcess } from '../executors/process-runner';
@@ -149,6 +161,118 @@ describe('Sandbox', () => {
     const c = sb.acquire();
     expect(c.uid).toBe(a.uid);
   });
+});
+
+/**
+ * What a sandbox that lost its parent looks like from the host: a process of the attempt's uid, pid 1 of a pid
+ * namespace of its own, in a session of its own, with the attempt's scratch directory on its command line, and a child.
+ */
+function orphanedSandbox(uid: number, scratchDir: string) {
+  const p = spawn(
+    'unshare',
+    [
+      '--pid',
+      '--fork',
+      'setpriv',
+      `--reuid=${uid}`,
+      `--regid=${uid}`,
+      '--clear-groups',
+      'sh',
+      '-c',
+      'sleep 300 & wait',
+      'gantry-orphan',
+      '--bind',
+      scratchDir,
+    ],
+    { detached: true, stdio: 'ignore' },
+  );
+  p.unref();
+  return p;
+}
+
+/** Host pids of the live processes of `uid` whose command line names `word`. */
+function pidsOf(uid: number, word: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = readFileSync(`/proc/${e}/status`, 'utf8');
+      if (/^State:\s+Z/m.test(st)) continue;
+      if (!new RegExp(`^Uid:\\s+${uid}\\s`, 'm').test(st)) continue;
+      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(word)) out.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** Live processes in the pid namespace `ns` (as `readlink /proc/<pid>/ns/pid` names it). */
+function inNamespace(ns: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (/^State:\s+Z/m.test(readFileSync(`/proc/${e}/status`, 'utf8'))) continue;
+      if (readlinkSync(`/proc/${e}/ns/pid`) === ns) out.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+// bubblewrap sets the inner process's parent-death signal after its clone: an attempt aborted while its sandbox starts
+// could leave the job running in its own session and pid namespace, out of reach of the guard's process group and
+// holding the attempt's output pipe, and the attempt never ended (seen under load).
+describe('a sandbox that lost its parent', () => {
+  let root: string;
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'gantry-sandbox-orphan-'));
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it('is killed when the attempt’s job ends — the whole namespace — and another attempt of the same uid is not', async () => {
+    const sb = await Sandbox.create(SETTINGS, root);
+    if (!sb.privileged) return; // per-slot uids (and so this sweep) need a root worker; see docs/gpu.md
+    const slot = sb.acquire();
+    const uid = slot.uid!;
+    const scratch = join(root, 'attempt');
+    await sb.prepareScratch(scratch, slot);
+    const attempt = new AttemptSandbox(sb, slot, scratch, [], {
+      maxInputBytes: 1024,
+      maxScratchBytes: 1024 * 1024,
+      maxScratchEntries: 100,
+    });
+    // Another worker on the same host hands out the same uids: its attempt must survive this one's sweep.
+    const elsewhere = join(root, 'another-workers-attempt');
+    const orphan = orphanedSandbox(uid, scratch);
+    const bystander = orphanedSandbox(uid, elsewhere);
+    try {
+      await waitFor(() => pidsOf(uid, 'gantry-orphan').length === 2, { what: 'both sandboxes running' });
+      const ns = readlinkSync(`/proc/${pidsOf(uid, scratch)[0]!}/ns/pid`);
+      await waitFor(() => inNamespace(ns).length === 2, { what: 'the orphan’s child running' });
+      const r = await runProcess({
+        command: 'sh',
+        args: ['-c', 'echo up'],
+        cwd: root,
+        env: {},
+        signal: new AbortController().signal,
+        sandbox: attempt,
+      });
+      expect(r.exitCode).toBe(0);
+      expect(r.stdoutTail).toContain('up');
+      // Swept when the job ended: the orphan's init and, with it, its child; the other attempt still runs.
+      await waitFor(() => orphan.exitCode !== null || orphan.signalCode !== null, { what: 'the orphan gone' });
+      expect(pidsOf(uid, scratch)).toEqual([]);
+      await waitFor(() => inNamespace(ns).length === 0, { what: 'the orphan’s whole namespace gone' });
+      expect(pidsOf(uid, elsewhere)).toHaveLength(1);
+      expect(bystander.exitCode).toBeNull();
+    } finally {
+      for (const p of [...pidsOf(uid, scratch), ...pidsOf(uid, elsewhere)]) process.kill(p, 'SIGKILL');
+      slot.release();
+    }
+  }, 90_000);
 });
 
 describe('a sandbox failure at run time', () => {

@@ -16,7 +16,7 @@
  * - has rlimits set inside the sandbox (open files, processes, file size) and is the preferred OOM victim.
  */
 import { spawn } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { access, chmod, chown, lstat, mkdir, mkdtemp, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { lstatIfExists } from '../executors/lstat';
@@ -140,6 +140,61 @@ export interface SandboxSlot {
   readonly uid: number | undefined;
   /** Gives the slot back (once the attempt's processes are gone). */
   release(): void;
+}
+
+/**
+ * Kills (SIGKILL) what is left of one attempt's sandbox: the processes that run as its uid and either carry its scratch
+ * directory on their command line (the outer and inner bwrap) or live in a pid namespace of such a process (the job's
+ * whole tree; killing a namespace's init ends the namespace too). Looks again until none is left (bounded).
+ *
+ * Why: bubblewrap sets the inner process's parent-death signal after its clone, so an outer bwrap killed in that window
+ * (an attempt aborted while its sandbox starts) leaves the job running in its own session and pid namespace, out of reach
+ * of the guard's process group and holding the attempt's output pipes — seen under load: a cordon 0.3 s after an
+ * attempt's start left it running for its whole length, and the attempt never ended. The uid alone is not enough (two
+ * workers on one host hand out the same uids), the scratch directory is unique to the attempt.
+ */
+export function killAttemptProcesses(uid: number, scratchDir: string, rounds = 20): number {
+  const hostNs = readlinkOr('/proc/self/ns/pid');
+  let signalled = 0;
+  for (let round = 0; round < rounds; round++) {
+    const candidates: { pid: number; ns: string | undefined; marked: boolean }[] = [];
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      let status: string;
+      let cmdline: string;
+      try {
+        status = readFileSync(`/proc/${entry}/status`, 'utf8');
+        if (/^State:\s+Z/m.test(status)) continue; // already dead, waiting to be reaped
+        const ids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+        if (!ids || (Number(ids[1]) !== uid && Number(ids[2]) !== uid)) continue;
+        cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      } catch {
+        continue; // gone since the listing
+      }
+      const marked = cmdline.split('\0').includes(scratchDir);
+      candidates.push({ pid: Number(entry), ns: readlinkOr(`/proc/${entry}/ns/pid`), marked });
+    }
+    const namespaces = new Set(candidates.filter((c) => c.marked && c.ns && c.ns !== hostNs).map((c) => c.ns));
+    const doomed = candidates.filter((c) => c.marked || (c.ns !== undefined && namespaces.has(c.ns)));
+    if (doomed.length === 0) break;
+    for (const c of doomed) {
+      try {
+        process.kill(c.pid, 'SIGKILL');
+        signalled++;
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  return signalled;
+}
+
+function readlinkOr(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 export class Sandbox {
@@ -418,6 +473,15 @@ export class AttemptSandbox {
 
   get maxInputBytes(): number {
     return this.limits.maxInputBytes;
+  }
+
+  /**
+   * Kills what is left of this attempt's sandbox (see {@link killAttemptProcesses}); 0 without a per-slot uid (an
+   * unprivileged worker runs every sandbox as its own uid: see docs/gpu.md for what that leaves).
+   */
+  killStragglers(): number {
+    if (!this.sandbox.enabled || this.slot.uid === undefined) return 0;
+    return killAttemptProcesses(this.slot.uid, this.scratchDir);
   }
 
   get maxScratchEntries(): number {
