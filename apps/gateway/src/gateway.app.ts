@@ -71,8 +71,8 @@ async function build(host: ServiceHost, o: GatewayOptions, registry: Registry): 
 
   let lastLimiterError = 0;
   const onLimiterError = (err: unknown): void => {
-    if (Date.now() - lastLimiterError < 10_000) return;
-    lastLimiterError = Date.now();
+    if (clock.now().getTime() - lastLimiterError < 10_000) return;
+    lastLimiterError = clock.now().getTime();
     logger.warn({ err: String(err) }, 'rate-limit store unavailable; admitting without the shared limit');
   };
   const quotaStore = new KvQuotaStore(async (bucket) => (await nats.ready).kvm.open(bucket));

@@ -67,7 +67,7 @@ export class WorkerService {
   private rejoinUntil = 0;
 
   get registered(): boolean {
-    return this.lastBeat > 0 && Date.now() - this.lastBeat < this.timings.lostAfterMs;
+    return this.lastBeat > 0 && this.clock.now().getTime() - this.lastBeat < this.timings.lostAfterMs;
   }
 
   async start(): Promise<void> {
@@ -109,7 +109,7 @@ export class WorkerService {
    * processes' guards apply the same deadline on their own, in case this process cannot run at all.
    */
   private watchdog(): void {
-    const silentFor = Date.now() - this.lastBeat;
+    const silentFor = this.clock.now().getTime() - this.lastBeat;
     if (this.lastBeat > 0 && silentFor > this.timings.lostAfterMs * 0.6 && this.runner.running.size > 0) {
       this.logger.error(
         { silentForMs: silentFor },
@@ -209,7 +209,7 @@ export class WorkerService {
     this.beating = true;
     try {
       await this.kv.put(this.identity.id, encodeJson(this.heartbeat()));
-      const now = Date.now();
+      const now = this.clock.now().getTime();
       if (this.lastBeat > 0 && now - this.lastBeat >= this.timings.lostAfterMs) {
         this.logger.warn(
           { silentForMs: now - this.lastBeat },
@@ -226,7 +226,10 @@ export class WorkerService {
       this.handBackFromCordoned();
       await this.runner.checkOwnership().catch((err: unknown) => this.logger.warn({ err }, 'ownership check failed'));
     } catch (err) {
-      this.logger.warn({ err: String(err), silentForMs: Date.now() - this.lastBeat }, 'heartbeat failed');
+      this.logger.warn(
+        { err: String(err), silentForMs: this.clock.now().getTime() - this.lastBeat },
+        'heartbeat failed',
+      );
       this.watchdog();
     } finally {
       this.beating = false;
@@ -237,6 +240,8 @@ export class WorkerService {
   async deregister(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.control?.unsubscribe();
+    // Deregistering is a courtesy for a fast hand-over: if it fails the key's TTL and the scheduler's liveness
+    // check remove this worker anyway.
     await this.kv?.delete(this.identity.id).catch(() => undefined);
   }
 

@@ -51,6 +51,7 @@ export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator
       if (done) break;
     }
   } finally {
+    // The stream is over (or failed) already; cancelling only releases the body, whose own error adds nothing.
     await reader.cancel().catch(() => undefined);
   }
 }

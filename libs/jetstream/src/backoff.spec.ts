@@ -20,3 +20,10 @@ describe('Backoff', () => {
     expect(max).toBeGreaterThanOrEqual(2_500);
   });
 });
+
+describe('Backoff without jitter', () => {
+  it('gives the ceilings themselves', () => {
+    const b = new Backoff({ initialMs: 200, maxMs: 1_000, jitter: false, random: () => 0 });
+    expect([b.next(), b.next(), b.next(), b.next()]).toEqual([200, 400, 800, 1_000]);
+  });
+});

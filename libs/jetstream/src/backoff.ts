@@ -7,6 +7,8 @@
 export interface BackoffOptions {
   initialMs: number;
   maxMs: number;
+  /** `false`: every delay is the ceiling itself (for a single caller whose retry schedule is part of its contract). */
+  jitter?: boolean;
   random?: () => number;
 }
 
@@ -15,7 +17,7 @@ export class Backoff {
   private readonly random: () => number;
 
   constructor(private readonly o: BackoffOptions) {
-    this.random = o.random ?? Math.random;
+    this.random = o.jitter === false ? () => 1 : (o.random ?? Math.random);
   }
 
   /** Consecutive failures recorded since the last success. */

@@ -182,6 +182,7 @@ export class NatsHandle {
     try {
       await this.nc.drain();
     } catch {
+      // The drain failed; closing is all that is left, and a close that fails too leaves nothing to do.
       await this.nc.close().catch(() => undefined);
     }
   }

@@ -20,6 +20,8 @@ export {
   RpcUnavailableError,
   isWrongLastSequence,
   isNotFound,
+  isAlreadyExists,
+  isNatsUnavailable,
 } from './errors';
 export { Backoff } from './backoff';
 export type { BackoffOptions } from './backoff';
@@ -45,3 +47,5 @@ export { QueueConfigStore, QueueConfigConflictError } from './queue-config-store
 export type { QueueConfigPatch } from './queue-config-store';
 export { ServiceHost, ReadinessHolder, CloseTimeoutError, closeInOrder, DEFAULT_CLOSE_STEP_MS } from './service-host';
 export type { CloseStep, CloseFailure, ServiceHostOptions, ConnectOptions } from './service-host';
+export { mapBounded, retry, sleep, Watermark, Pulse } from './async';
+export type { RetryOptions } from './async';

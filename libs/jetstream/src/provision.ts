@@ -18,7 +18,7 @@ import {
 } from '@nats-io/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { NatsHandle } from './connection';
-import { isNotFound, ProvisionError, UnsupportedServerError } from './errors';
+import { isAlreadyExists, isNotFound, ProvisionError, UnsupportedServerError } from './errors';
 import { versionAtLeast } from './connection';
 
 type Limit = 'max_age' | 'max_msgs' | 'max_bytes' | 'max_msgs_per_subject' | 'max_msg_size';
@@ -64,7 +64,7 @@ export async function ensureStream(jsm: JetStreamManager, d: StreamDeclaration, 
       return await jsm.streams.add(toStreamConfig(d));
     } catch (addErr) {
       // Another replica created it between our info and add.
-      if (/already in use/i.test(String(addErr))) return ensureStream(jsm, d, logger);
+      if (isAlreadyExists(addErr)) return ensureStream(jsm, d, logger);
       throw new ProvisionError(`cannot create stream ${d.name}`, { cause: addErr });
     }
   }
@@ -140,7 +140,7 @@ export async function ensureConsumer(
     try {
       return await jsm.consumers.add(d.stream, toConsumerConfig(d));
     } catch (addErr) {
-      if (/already in use|already exists/i.test(String(addErr))) return ensureConsumer(jsm, d, logger);
+      if (isAlreadyExists(addErr)) return ensureConsumer(jsm, d, logger);
       throw new ProvisionError(`cannot create consumer ${d.stream}/${d.durable_name}`, { cause: addErr });
     }
   }

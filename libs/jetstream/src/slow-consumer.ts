@@ -24,6 +24,8 @@ import {
   type OrderedConsumerOptions,
 } from '@nats-io/jetstream';
 import type { Logger } from '@gantry/telemetry';
+import { sleep } from './async';
+import { Backoff } from './backoff';
 import type { NatsHandle } from './connection';
 
 export interface SlowConsumerOptions {
@@ -67,7 +69,9 @@ export async function openSlowOrderedConsumer(
 ): Promise<Consumer> {
   const timeouts = o.timeoutsMs ?? DEFAULT_TIMEOUTS_MS;
   const attempts = o.attempts ?? 5;
-  const backoff = o.backoffMs ?? ((n: number) => Math.min(30_000, 1_000 * 2 ** (n - 2)));
+  // 1 s before the second attempt, doubling up to 30 s.
+  const delays = new Backoff({ initialMs: 1_000, maxMs: 30_000, jitter: false });
+  const backoff = o.backoffMs ?? (() => delays.next());
   const base = o.namePrefix ?? `oc_${nuid.next()}`;
   const timedOut: string[] = [];
   // Deleted once an attempt succeeded (or the last one failed): the server handles the requests of one connection
@@ -100,7 +104,7 @@ export async function openSlowOrderedConsumer(
         await deleteOrphans();
         throw err;
       }
-      await new Promise((r) => setTimeout(r, backoff(attempt + 1)));
+      await sleep(backoff(attempt + 1));
     }
   }
 }

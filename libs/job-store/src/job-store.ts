@@ -19,7 +19,7 @@ import {
 } from '@gantry/contracts';
 import { randomBytes } from 'node:crypto';
 import { DeliverPolicy, type StoredMsg } from '@nats-io/jetstream';
-import { decodePayload, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import { decodePayload, isWrongLastSequence, mapBounded, publishJson, type NatsHandle } from '@gantry/jetstream';
 import { ATTR, contextFromTraceparent, hasActiveSpan, type Context } from '@gantry/telemetry';
 
 export class JobNotFoundError extends Error {
@@ -88,15 +88,10 @@ export class JobStore {
     o: ReadOptions & { concurrency?: number } = {},
   ): Promise<Map<string, StoredJob>> {
     const out = new Map<string, StoredJob>();
-    let i = 0;
-    const worker = async () => {
-      while (i < ids.length) {
-        const id = ids[i++]!;
-        const s = await this.get(id, o);
-        if (s) out.set(id, s);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 64, ids.length) }, worker));
+    await mapBounded(ids, o.concurrency ?? 64, async (id) => {
+      const s = await this.get(id, o);
+      if (s) out.set(id, s);
+    });
     return out;
   }
 

@@ -139,6 +139,7 @@ export class OutputStore {
   async presignAll(outputs: readonly JobOutput[] | undefined): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
     for (const o of outputs ?? []) {
+      // A URL that cannot be signed now is left out of this read (documented above); the next read signs again.
       const url = await this.presign(o).catch(() => undefined);
       if (url) out[o.name] = url;
     }

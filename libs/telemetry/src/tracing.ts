@@ -45,6 +45,7 @@ export function startTelemetry(serviceName: string, env: NodeJS.ProcessEnv = pro
     exporting,
     tracer: trace.getTracer(`gantry.${serviceName}`),
     shutdown: async () => {
+      // At process exit: spans that cannot be exported now are lost either way; the exit must not wait or fail.
       await sdk.shutdown().catch(() => undefined);
       active = undefined;
     },

@@ -14,7 +14,15 @@ import {
   type StoredJob,
 } from '@gantry/contracts';
 import { randomBytes } from 'node:crypto';
-import { decodePayload, isWrongLastSequence, publishJson, type NatsHandle } from '@gantry/jetstream';
+import {
+  decodePayload,
+  isWrongLastSequence,
+  mapBounded,
+  publishJson,
+  retry,
+  type BackoffOptions,
+  type NatsHandle,
+} from '@gantry/jetstream';
 import { JobExistsError, JobStore } from '@gantry/job-store';
 import type { StoredMsg } from '@nats-io/jetstream';
 import { problems } from '../http/problem';
@@ -25,6 +33,8 @@ export const INLINE_SPECS_BYTES = 64 * 1024;
 const PART_BYTES = 512 * 1024;
 /** Job records written at once for one batch. */
 const CREATE_CONCURRENCY = 256;
+/** A record write that fails is tried twice more, 50 ms then 100 ms later. */
+const CREATE_BACKOFF: BackoffOptions = { initialMs: 50, maxMs: 100, jitter: false };
 
 /** The manifest already exists (a racing repeat of an idempotent batch submit). */
 export class BatchExistsError extends Error {
@@ -181,34 +191,28 @@ export class BatchManifests {
     const stored = new Map<string, StoredJob>();
     const failed: string[] = [];
     let lastError: unknown;
-    let next = 0;
     const now = this.clock.now();
-    const worker = async () => {
-      while (next < specs.length) {
-        const spec = specs[next++]!;
-        for (let attempt = 1; ; attempt++) {
-          try {
-            const created = await store.create(newJob(spec, now));
-            stored.set(spec.id, created);
-            onCreated(created.revision);
-            break;
-          } catch (err) {
-            if (err instanceof JobExistsError) {
-              const s = await store.get(spec.id, { consistent: true }).catch(() => undefined);
-              if (s) stored.set(spec.id, s);
-              break;
-            }
-            if (attempt >= 3) {
-              failed.push(spec.id);
-              lastError = err;
-              break;
-            }
-            await new Promise((r) => setTimeout(r, 50 * attempt));
-          }
+    await mapBounded(specs, CREATE_CONCURRENCY, async (spec) => {
+      try {
+        const created = await retry(() => store.create(newJob(spec, now)), {
+          attempts: 3,
+          backoff: CREATE_BACKOFF,
+          retryable: (err) => !(err instanceof JobExistsError),
+        });
+        stored.set(spec.id, created);
+        onCreated(created.revision);
+      } catch (err) {
+        if (err instanceof JobExistsError) {
+          // The record exists, which is all this call must ensure; reading it back only adds it to `stored`
+          // (callers use that for the reply's sequence watermark and views), so a failed read is left out.
+          const s = await store.get(spec.id, { consistent: true }).catch(() => undefined);
+          if (s) stored.set(spec.id, s);
+          return;
         }
+        failed.push(spec.id);
+        lastError = err;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(CREATE_CONCURRENCY, specs.length) }, worker));
+    });
     return { stored, failed, ...(lastError !== undefined ? { lastError } : {}) };
   }
 

@@ -99,6 +99,8 @@ export class BatchRepairer {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    // Stopping: a consumer that fails to close expires on the server; the loop's own errors were logged where they
+    // happened, here we only wait for it to end.
     await this.messages?.close().catch(() => undefined);
     await this.loop?.catch(() => undefined);
   }

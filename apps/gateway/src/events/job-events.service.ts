@@ -129,6 +129,7 @@ export class JobEventsService implements OnModuleDestroy {
     if (gone || socket.destroyed || socket.req.destroyed) {
       // The client left while the consumer was being created: nothing to send it.
       release();
+      // Closing an ordered consumer nobody reads: a failure leaves it to the server's inactivity expiry.
       void messages.close().catch(() => undefined);
       return;
     }
@@ -142,6 +143,7 @@ export class JobEventsService implements OnModuleDestroy {
       this.closers.delete(close);
       release();
       this.metrics.sseStreams.dec();
+      // The stream is over either way; a consumer that fails to close expires on the server when idle.
       void messages.close().catch(() => undefined);
       out.end();
     };

@@ -1,7 +1,7 @@
 /** Maps every error to problem+json: our Problems, Nest HTTP exceptions, Fastify errors, and dependency failures. */
 import { Catch, HttpException, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { TransitionRefused } from '@gantry/contracts';
-import { RpcError, RpcUnavailableError } from '@gantry/jetstream';
+import { RpcError, RpcUnavailableError, isNatsUnavailable } from '@gantry/jetstream';
 import { JobConflictError, JobNotFoundError } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -91,14 +91,9 @@ export function toProblem(err: unknown): Problem {
   const f =
     typeof err === 'object' && err !== null ? fromFastify(err as { statusCode?: number; code?: string }) : undefined;
   if (f) return f;
-  // `JetStreamNotEnabled` is how the client reads a 503 "no responders" to a JetStream publish: on a cluster, the
-  // node holding the stream is down (test/cluster/nats-cluster.e2e.ts); it was a 500 before.
-  if (
-    err instanceof Error &&
-    /NATS|CONNECTION|TIMEOUT|503|no responders|JetStreamNotEnabled/i.test(
-      `${err.name} ${err.message} ${(err as { code?: string }).code ?? ''}`,
-    )
-  ) {
+  // By the client's error classes (see isNatsUnavailable), e.g. `JetStreamNotEnabled` when the node holding the stream
+  // is down on a cluster (test/cluster/nats-cluster.e2e.ts).
+  if (isNatsUnavailable(err)) {
     return problems.unavailable('NATS is unavailable; the request changed nothing', 2, 'nats-unavailable');
   }
   return problems.internal();

@@ -58,7 +58,7 @@ export function idempotentRequest(idempotencyKey: string | undefined, body: unkn
 }
 
 function isKeyExists(err: unknown): boolean {
-  return isWrongLastSequence(err) || /key exists|wrong last sequence/i.test(String(err));
+  return isWrongLastSequence(err);
 }
 
 @Injectable()

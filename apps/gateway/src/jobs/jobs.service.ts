@@ -27,7 +27,7 @@ import {
   type WorkerControl,
   SUBJECT_TOKEN,
 } from '@gantry/contracts';
-import { encodeJson } from '@gantry/jetstream';
+import { Pulse, encodeJson } from '@gantry/jetstream';
 import { JobExistsError, JobStore } from '@gantry/job-store';
 import type { OutputStore } from '@gantry/storage';
 import { currentTraceparent, type Logger } from '@gantry/telemetry';
@@ -39,6 +39,9 @@ import { GatewayNats, type PendingAccept } from '../nats/gateway-nats';
 import { GatewayRpc } from '../nats/gateway-rpc';
 import { CLOCK, JOB_TYPES, LOGGER, OUTPUT_STORE } from '../tokens';
 import type { SubmitJobDto } from './job.dto';
+
+/** How long a cancel of a running job waits for its worker's `cancelled` before answering with `running`. */
+const CANCEL_WAIT_MS = 5_000;
 
 @Injectable()
 export class JobsService {
@@ -200,12 +203,25 @@ export class JobsService {
     const r = stored.record;
     if (r.status !== 'running' || !r.workerId) return stored;
     const control: WorkerControl = { v: 1, type: 'cancel', jobId: id, generation: r.generation };
-    this.nats.handle().nc.publish(SUBJECTS.workerControl(r.workerId), encodeJson(control));
-    const deadline = Date.now() + 5_000;
-    for (;;) {
-      const cur = await this.store().get(id);
-      if (!cur || cur.record.status !== 'running' || Date.now() > deadline) return cur ?? stored;
-      await new Promise((res) => setTimeout(res, 50));
+    const nc = this.nats.handle().nc;
+    // Every revision of the job is also a core NATS message on its subject: it wakes the wait (subscribed before the
+    // worker is told, so its answer cannot slip by), and the record is read again to see whether it ended.
+    const changed = new Pulse();
+    const sub = nc.subscribe(SUBJECTS.job(id), { callback: () => changed.notify() });
+    try {
+      nc.publish(SUBJECTS.workerControl(r.workerId), encodeJson(control));
+      // A time limit on this request, not a point in the job's life: the monotonic clock, not the Clock port.
+      const deadline = performance.now() + CANCEL_WAIT_MS;
+      let cur = await this.store().get(id);
+      while (cur && cur.record.status === 'running') {
+        const woken = await changed.next(deadline - performance.now());
+        // The leader's copy: a replica answering a direct get may not have the revision that woke us yet.
+        cur = await this.store().get(id, { consistent: true });
+        if (!woken) break;
+      }
+      return cur ?? stored;
+    } finally {
+      sub.unsubscribe();
     }
   }
 

@@ -17,7 +17,15 @@ import {
   type WorkerHeartbeat,
 } from '@gantry/contracts';
 import { exitOnBootError } from '@gantry/config';
-import { decodePayload, NatsHandle, QueueConfigStore, UnsupportedServerError, provision } from '@gantry/jetstream';
+import {
+  Backoff,
+  decodePayload,
+  NatsHandle,
+  QueueConfigStore,
+  UnsupportedServerError,
+  provision,
+  sleep,
+} from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 import type { GatewayConfig } from '../config';
 import { problems } from '../http/problem';
@@ -103,7 +111,8 @@ export class GatewayNats {
     const topology = topologyFor(this.config);
     const s = streamDeclarations(topology);
     const b = bucketDeclarations(topology);
-    for (let attempt = 0; !this.closed; attempt++) {
+    const backoff = new Backoff({ initialMs: 200, maxMs: 5_000, jitter: false });
+    while (!this.closed) {
       try {
         await provision(
           nats,
@@ -118,7 +127,7 @@ export class GatewayNats {
       } catch (err) {
         if (err instanceof UnsupportedServerError) throw err;
         this.logger.warn({ err: String(err) }, 'provisioning failed; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** attempt)));
+        await sleep(backoff.next());
       }
     }
     nats.nc.subscribe(SUBJECTS.queueStats, {

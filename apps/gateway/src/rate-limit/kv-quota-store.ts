@@ -21,7 +21,7 @@ function reservedOf(e: KvEntry | null): number {
 }
 
 function isKeyExists(err: unknown): boolean {
-  return isWrongLastSequence(err) || /key exists|wrong last sequence/i.test(String(err));
+  return isWrongLastSequence(err);
 }
 
 export class KvQuotaStore implements QuotaStore {

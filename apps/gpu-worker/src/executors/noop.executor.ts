@@ -1,5 +1,6 @@
 import type { NoopInput } from '@gantry/contracts';
-import { JobFailure, sleep, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
+import { sleep } from '@gantry/jetstream';
+import { JobFailure, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
 
 /** `noop`: sleeps in `progressSteps` steps, fails its first `failTimes` attempts, then completes with `result`. */
 export class NoopExecutor implements JobExecutor {

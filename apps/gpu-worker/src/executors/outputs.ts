@@ -1,10 +1,11 @@
 import { constants as fsConstants } from 'node:fs';
-import { lstat, open } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobOutput } from '@gantry/contracts';
 import type { OutputStore } from '@gantry/storage';
 import { inSpan } from '@gantry/telemetry';
 import { JobFailure, type AttemptContext } from './executor';
+import { lstatIfExists } from './lstat';
 import { fromS3Error, putToUrl, redactUrl, withRetries, type TransferSettings } from './transfers';
 
 /**
@@ -17,7 +18,7 @@ import { fromS3Error, putToUrl, redactUrl, withRetries, type TransferSettings } 
  * rights —, a FIFO or a device) and opened without following links; at most `maxBytes`. Undefined when absent.
  */
 export async function readRegularFile(path: string, maxBytes: number): Promise<string | undefined> {
-  const st = await lstat(path).catch(() => undefined);
+  const st = await lstatIfExists(path);
   if (!st) return undefined;
   if (!st.isFile()) throw new JobFailure('JOB_FAILED', `${path.split('/').pop()} is not a regular file`, false);
   const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
@@ -52,7 +53,7 @@ async function uploadOutputsUntraced(
   for (const name of names) {
     // Outputs are the job's files: only regular files are uploaded (a symlink would be followed with the worker's
     // rights, a FIFO would block the upload forever).
-    const st = await lstat(join(ctx.scratchDir, name)).catch(() => undefined);
+    const st = await lstatIfExists(join(ctx.scratchDir, name));
     if (!st) throw new JobFailure('JOB_FAILED', `declared output ${name} was not written`, false);
     if (!st.isFile()) {
       throw new JobFailure(

@@ -324,6 +324,7 @@ async function runProcessUntraced(spec: ProcessSpec): Promise<ProcessResult> {
     if (diskTimer) clearInterval(diskTimer);
     // Anything the job left running in its group (or as its uid) goes with it.
     killAll(child?.pid);
+    // Best-effort: a leftover guard directory is a few bytes in the temp directory, which the host cleans.
     await rm(guardDir, { recursive: true, force: true }).catch(() => undefined);
   }
 }

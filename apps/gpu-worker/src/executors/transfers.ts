@@ -9,8 +9,9 @@ import { pipeline } from 'node:stream/promises';
 import { BlockedAddressError, readText, safeRequest } from '@gantry/net';
 import { normalizeS3Url } from '@gantry/contracts';
 import { InputTooLargeError, byteCap, type OutputStore } from '@gantry/storage';
+import { Backoff, sleep } from '@gantry/jetstream';
 import { inSpan } from '@gantry/telemetry';
-import { JobFailure, sleep } from './executor';
+import { JobFailure } from './executor';
 
 export interface TransferSettings {
   allowPrivate: boolean;
@@ -46,6 +47,7 @@ function isPermanent(err: unknown): boolean {
  */
 export async function withRetries<T>(s: TransferSettings, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
   let last: unknown;
+  const backoff = new Backoff({ initialMs: s.backoffMs, maxMs: Number.MAX_SAFE_INTEGER, jitter: false });
   for (let i = 0; i < s.attempts; i++) {
     if (signal.aborted) throw signal.reason;
     try {
@@ -53,7 +55,7 @@ export async function withRetries<T>(s: TransferSettings, signal: AbortSignal, f
     } catch (err) {
       last = err;
       if (isPermanent(err) || signal.aborted) break;
-      if (i < s.attempts - 1) await sleep(s.backoffMs * 2 ** i, signal);
+      if (i < s.attempts - 1) await sleep(backoff.next(), signal);
     }
   }
   throw last;
@@ -147,6 +149,7 @@ async function downloadInputUntraced(
   } catch (err) {
     if (signal.aborted) throw err;
     if (err instanceof InputTooLargeError) {
+      // Best-effort: the partial file is in the attempt's scratch, removed with it; the DISK_LIMIT below is the point.
       await rm(dest, { force: true }).catch(() => undefined);
       throw new JobFailure(
         'DISK_LIMIT',

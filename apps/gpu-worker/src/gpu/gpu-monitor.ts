@@ -72,6 +72,7 @@ export class GpuMonitor {
         if (p) {
           const running = p.running();
           if (running.some((a) => a.gpus.length > 0)) {
+            // Peak memory is advisory: a failed sample only skips this observation.
             const apps = await p.apps.sample().catch(() => undefined);
             if (apps) p.memory.observe(running, apps);
           }

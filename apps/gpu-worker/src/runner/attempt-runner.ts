@@ -35,10 +35,10 @@ import {
   type StoredJob,
   type Transition,
 } from '@gantry/contracts';
-import { encodeJson, type JetStreamContext, type NatsHandle } from '@gantry/jetstream';
+import { Backoff, encodeJson, sleep, type JetStreamContext, type NatsHandle } from '@gantry/jetstream';
 import { JobNotFoundError, type JobStore } from '@gantry/job-store';
 import { ATTR, inSpan, type Logger } from '@gantry/telemetry';
-import { JobFailure, sleep, type ExecutionResult, type Lease } from '../executors/executor';
+import { JobFailure, type ExecutionResult, type Lease } from '../executors/executor';
 import { GPU_OOM_CANDIDATES, isGpuOomText, raisedGpuMemoryMb } from '../gpu/gpu-oom';
 import type { ExecutorRegistry } from '../executors/executor-registry';
 import { putToUrl, type TransferSettings } from '../executors/transfers';
@@ -265,7 +265,7 @@ export class AttemptRunner {
     attempt.stored = started;
     this.running.set(m.jobId, attempt);
     const executor = this.d.executors.get(record.type);
-    const startedAt = Date.now();
+    const startedAt = this.d.clock.now().getTime();
     const log = this.d.logger.child({ jobId: record.id, attempt: m.attempt });
     log.info({ type: record.type, gpus: assigned.map((g) => g.uuid) }, 'attempt started');
     const ranOutcome = await inSpan(
@@ -326,6 +326,7 @@ export class AttemptRunner {
         } finally {
           clearTimeout(timer);
           await progress.settle();
+          // Best-effort: a leftover is removed with the worker's scratch root at its next start.
           if (scratch) await rm(scratch, { recursive: true, force: true }).catch(() => undefined);
           slot?.release();
         }
@@ -333,13 +334,13 @@ export class AttemptRunner {
     );
     this.running.delete(m.jobId);
     const outcome = this.gpuOom(m, assigned, ranOutcome);
-    this.d.metrics.attemptFinished(record.type, outcome.kind, (Date.now() - startedAt) / 1000);
+    this.d.metrics.attemptFinished(record.type, outcome.kind, (this.d.clock.now().getTime() - startedAt) / 1000);
     this.d.attemptEnded?.({
       jobId: m.jobId,
       gpus: assigned.map((g) => g.uuid),
       outcome: outcome.kind,
       ...(outcome.kind === 'fail' ? { code: outcome.error.code } : {}),
-      runMs: Date.now() - startedAt,
+      runMs: this.d.clock.now().getTime() - startedAt,
       type: record.type,
       ...(outcome.kind === 'fail' && outcome.gpuMemoryMb !== undefined ? { gpuOomRaisedMb: outcome.gpuMemoryMb } : {}),
     });
@@ -382,7 +383,9 @@ export class AttemptRunner {
    * (retryable) so the scheduler can try again, rather than leave the job `running` on a live worker forever.
    */
   private async recoverOwnAttempt(m: DispatchMessage, owner: AttemptOwner): Promise<boolean> {
-    const cur = await this.d.jobs.get(m.jobId, { consistent: true }).catch(() => undefined);
+    // A failed read is not "no record": it propagates, and the transport naks the dispatch for a later look
+    // (dropping it would leave an unfinished attempt of ours `running` for good).
+    const cur = await this.d.jobs.get(m.jobId, { consistent: true });
     const r = cur?.record;
     if (
       !r ||
@@ -480,8 +483,8 @@ export class AttemptRunner {
     decide: (cur: StoredJob) => Transition,
     current?: StoredJob,
   ): Promise<JobRecord | undefined | 'gave-up'> {
-    const deadline = Date.now() + (this.d.outcomeRetryMs ?? 600_000);
-    const never = new AbortController().signal;
+    const deadline = this.d.clock.now().getTime() + (this.d.outcomeRetryMs ?? 600_000);
+    const backoff = new Backoff({ initialMs: 250, maxMs: 5_000, jitter: false });
     for (let i = 0; ; i++) {
       try {
         // The revision this attempt wrote last is tried first; a failed try reads the record afresh.
@@ -494,13 +497,13 @@ export class AttemptRunner {
           );
           return undefined;
         }
-        if (Date.now() >= deadline) {
+        if (this.d.clock.now().getTime() >= deadline) {
           this.d.logger.error({ err, jobId: m.jobId }, 'outcome could not be recorded; giving the dispatch back');
           return 'gave-up';
         }
-        const delay = Math.min(5_000, 250 * 2 ** Math.min(i, 5));
+        const delay = backoff.next();
         this.d.logger.warn({ err: String(err), jobId: m.jobId, retryInMs: delay }, 'outcome write failed; retrying');
-        await sleep(delay, never);
+        await sleep(delay);
       }
     }
   }
@@ -537,7 +540,7 @@ export class AttemptRunner {
       const p = pending;
       pending = undefined;
       if (!p || attempt.reason) return;
-      lastWrite = Date.now();
+      lastWrite = this.d.clock.now().getTime();
       writing = writing.then(async () => {
         try {
           const s = await this.d.jobs.transition(
@@ -560,7 +563,7 @@ export class AttemptRunner {
     return {
       report: (percent: number, stage?: string) => {
         pending = { percent: Math.max(0, Math.min(100, Math.round(percent * 10) / 10)), ...(stage ? { stage } : {}) };
-        const wait = this.d.progressIntervalMs - (Date.now() - lastWrite);
+        const wait = this.d.progressIntervalMs - (this.d.clock.now().getTime() - lastWrite);
         if (wait <= 0) write();
         else timer ??= setTimeout(write, wait);
       },

@@ -36,6 +36,7 @@ export async function prepareScratch(root: string, workerId: string, logger: Log
       () => undefined,
     );
     if (!owner || owner.host !== hostname() || alive(owner.pid)) continue;
+    // Best-effort: what cannot be removed now is tried again at the next worker start.
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     logger.info({ dir }, 'removed the scratch directory of a worker that is gone');
   }
@@ -46,5 +47,6 @@ export async function prepareScratch(root: string, workerId: string, logger: Log
 }
 
 export async function removeScratch(dir: string): Promise<void> {
+  // Best-effort at stop: a leftover is removed by the next worker that starts on this host (its owner is gone).
   await rm(dir, { recursive: true, force: true }).catch(() => undefined);
 }

@@ -19,6 +19,7 @@ import { spawn } from 'node:child_process';
 import { constants as fsConstants, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { access, chmod, chown, lstat, mkdir, mkdtemp, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { lstatIfExists } from '../executors/lstat';
 
 /** PATH inside the sandbox. */
 export const SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -263,6 +264,7 @@ export class Sandbox {
       }
     } finally {
       slot.release();
+      // Best-effort: the probe directory lives in this worker's scratch root, removed at stop.
       await rm(probeDir, { recursive: true, force: true }).catch(() => undefined);
     }
     return sandbox;
@@ -381,7 +383,7 @@ export class Sandbox {
 async function rootLayoutArgs(): Promise<string[]> {
   const out: string[] = [];
   for (const p of ROOT_LINKS) {
-    const st = await lstat(p).catch(() => undefined);
+    const st = await lstatIfExists(p);
     if (!st) continue;
     if (st.isSymbolicLink()) out.push('--symlink', await readlink(p), p);
     else if (st.isDirectory()) out.push('--ro-bind', p, p);
@@ -425,6 +427,8 @@ export async function directoryBytes(dir: string, maxEntries = 100_000): Promise
       entries++;
       if (entries > maxEntries) return { bytes, entries };
       const p = join(d, name);
+      // The job keeps writing while this walks: an entry it removed (or made unreadable) meanwhile is skipped, and
+      // its directory's own size is still counted.
       const st = await lstat(p).catch(() => undefined);
       if (!st) continue;
       bytes += Math.max(st.size, st.blocks * 512);

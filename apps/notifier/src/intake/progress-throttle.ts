@@ -27,7 +27,7 @@ export function progressVerdict(
 }
 
 function isCasConflict(err: unknown): boolean {
-  return isWrongLastSequence(err) || (err instanceof Error && /key exists|wrong last sequence/i.test(err.message));
+  return isWrongLastSequence(err);
 }
 
 export class ProgressThrottle {

@@ -146,6 +146,8 @@ export class LeaderElection {
     this.epochValue = 0;
     this.logger.warn({ reason, schedulerId: this.id }, 'no longer the scheduler leader');
     await this.hooks.onDeposed(reason);
+    // A courtesy so another replica takes over at once: when it fails (the lease moved on, NATS away) the lease
+    // simply runs out.
     await this.kv?.delete(LEADER_KEY, { previousSeq: rev }).catch(() => undefined);
   }
 

@@ -160,6 +160,7 @@ export class ListIndexWriter {
         () =>
           void this.messages
             ?.close()
+            // Caught up: the consumer is done with either way (a failed close expires on the server).
             .catch(() => undefined)
             .then(() => this.conn?.drain()),
       );
@@ -375,6 +376,8 @@ export class ListIndexWriter {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.unsubscribe?.();
+    // Stopping: a consumer that fails to close expires on the server, the catch-up's errors were logged where they
+    // happened, and a failed drain leaves a connection the server drops; what matters below is the last flush.
     await this.messages?.close().catch(() => undefined);
     await this.catchingUp?.catch(() => undefined);
     await this.conn?.drain().catch(() => undefined);

@@ -9,7 +9,7 @@
  * (`openSlowOrderedConsumer`). The consumer then lives on that connection.
  */
 import { STREAMS, SUBJECTS, type StoredJob } from '@gantry/contracts';
-import { openSlowOrderedConsumer, type NatsHandle, type SlowConsumerOptions } from '@gantry/jetstream';
+import { openSlowOrderedConsumer, Watermark, type NatsHandle, type SlowConsumerOptions } from '@gantry/jetstream';
 import { decodeStored } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
@@ -39,6 +39,8 @@ export class JobProjection {
   private done: Promise<void> | undefined;
   private readonly listeners = new Set<(s: StoredJob) => void>();
   private conn: NatsHandle | undefined;
+  /** `state.lastApplied`, for `sync()` to wait on without polling. */
+  private readonly applied = new Watermark();
 
   constructor(
     private readonly nats: NatsHandle,
@@ -94,6 +96,7 @@ export class JobProjection {
           // not hold sync() below it forever — a takeover would then step down at every election.
           this.state.lastApplied = Math.max(this.state.lastApplied, m.seq);
         }
+        this.applied.advance(this.state.lastApplied);
         if (!live && (m.seq >= this.target || m.info.pending === 0)) {
           live = true;
           this.markCaughtUp();
@@ -124,14 +127,14 @@ export class JobProjection {
    */
   async sync(timeoutMs = 10_000): Promise<void> {
     const last = (await this.nats.jsm.streams.info(STREAMS.jobs)).state.last_seq;
-    const started = Date.now();
-    while (this.state.lastApplied < last) {
-      if (Date.now() - started >= timeoutMs) throw new ProjectionBehindError(this.state.lastApplied, last, timeoutMs);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    this.applied.advance(this.state.lastApplied);
+    if (!(await this.applied.reached(last, timeoutMs)))
+      throw new ProjectionBehindError(this.state.lastApplied, last, timeoutMs);
   }
 
   async stop(): Promise<void> {
+    // Stopping: a consumer that fails to close goes with the connection drained below; the loop's errors were
+    // logged as they happened.
     await this.messages?.close().catch(() => undefined);
     await this.done?.catch(() => undefined);
     await this.conn?.drain();

@@ -74,6 +74,7 @@ export class RetentionSweeper {
   ) {}
 
   start(): void {
+    // A failed run is logged by run() and retried at the next tick.
     this.timer = setInterval(() => void this.sweep().catch(() => undefined), this.o.intervalMs);
     this.timer.unref();
   }
@@ -81,6 +82,7 @@ export class RetentionSweeper {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    // Stopping waits for a run in progress to end, not for it to succeed (its failure was logged).
     await this.running?.catch(() => undefined);
   }
 

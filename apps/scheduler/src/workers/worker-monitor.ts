@@ -167,8 +167,17 @@ export class WorkerMonitor {
     const reservations = this.state.capacity.removeWorker(workerId);
     this.heartbeats.delete(workerId);
     // Its dispatch queue first: nothing addressed to it may be picked up later by a zombie.
-    await this.nats.jsm.consumers.delete(STREAMS.dispatch, CONSUMERS.worker(workerId)).catch(() => undefined);
-    await this.nats.jsm.streams.purge(STREAMS.dispatch, { filter: SUBJECTS.dispatch(workerId) }).catch(() => undefined);
+    // Already gone is fine; anything else is logged and left to the backstops (the consumer's inactivity threshold,
+    // and a zombie's compare-and-set, which fails against a record that no longer names its attempt).
+    const cleanUpFailed = (what: string) => (err: unknown) => {
+      if (!isNotFound(err)) this.logger.warn({ err: String(err), workerId }, `could not ${what} of a lost worker`);
+    };
+    await this.nats.jsm.consumers
+      .delete(STREAMS.dispatch, CONSUMERS.worker(workerId))
+      .catch(cleanUpFailed('delete the dispatch consumer'));
+    await this.nats.jsm.streams
+      .purge(STREAMS.dispatch, { filter: SUBJECTS.dispatch(workerId) })
+      .catch(cleanUpFailed('purge the dispatches'));
     const at = this.clock.now();
     for (const r of reservations) {
       const h = this.state.holdings.get(r.jobId);
@@ -189,6 +198,7 @@ export class WorkerMonitor {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.stopWatch?.();
+    // Stopping waits for the watch to end, not for it to succeed (its errors were logged where they happened).
     await this.watching?.catch(() => undefined);
   }
 }
