@@ -7,13 +7,25 @@ import { ServiceProcess, type ServiceName } from '@gantry/testing';
 const cases: { service: ServiceName; env: Record<string, string>; bad: string[] }[] = [
   {
     service: 'gateway',
-    env: { GATEWAY_PORT: '99999', MAX_ATTEMPTS: '0', API_KEYS: 'short:root', RETRY_DELAYS_MS: '1,,2' },
-    bad: ['GATEWAY_PORT', 'MAX_ATTEMPTS', 'API_KEYS', 'RETRY_DELAYS_MS'],
+    env: {
+      GATEWAY_PORT: '99999',
+      MAX_ATTEMPTS: '0',
+      API_KEYS: 'short:root',
+      RETRY_DELAYS_MS: '1,,2',
+      TENANT_WEIGHTS: 'acme=0',
+    },
+    bad: ['GATEWAY_PORT', 'MAX_ATTEMPTS', 'API_KEYS', 'RETRY_DELAYS_MS', 'TENANT_WEIGHTS'],
   },
   {
     service: 'scheduler',
-    env: { MAX_CONCURRENT_JOBS: 'many', AGING_SECONDS: '-5', NATS_URL: 'http://nope' },
-    bad: ['MAX_CONCURRENT_JOBS', 'AGING_SECONDS', 'NATS_URL'],
+    env: {
+      MAX_CONCURRENT_JOBS: 'many',
+      AGING_SECONDS: '-5',
+      NATS_URL: 'http://nope',
+      TENANT_WEIGHTS: 'acme=2,acme=3',
+      FAIR_SHARE_HALF_LIFE_SECONDS: '0',
+    },
+    bad: ['MAX_CONCURRENT_JOBS', 'AGING_SECONDS', 'NATS_URL', 'TENANT_WEIGHTS', 'FAIR_SHARE_HALF_LIFE_SECONDS'],
   },
   {
     service: 'gpu-worker',

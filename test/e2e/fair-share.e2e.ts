@@ -54,9 +54,13 @@ describe('weighted fair share between tenants (real processes)', () => {
     await cluster?.stop();
   });
 
+  // A 503 (the leader's answer did not arrive within the gateway's RPC timeout on a loaded machine) means "try again".
   const admin = async (op: 'pause' | 'resume' | 'clear') => {
-    const r = await cluster.api('POST', `/v1/queue/${op}`);
-    expect(r.status).toBe(200);
+    await waitFor(async () => (await cluster.api('POST', `/v1/queue/${op}`)).status === 200, {
+      what: `POST /v1/queue/${op} answered 200`,
+      timeoutMs: 120_000,
+      intervalMs: 500,
+    });
   };
 
   beforeEach(async () => {

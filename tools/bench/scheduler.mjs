@@ -4,6 +4,7 @@
 //
 //   npm run bench:scheduler                      # 1k and 1M phases (a few minutes on a 2-core box)
 //   npm run bench:scheduler -- --jobs=200000     # a smaller "big" phase
+//   npm run bench:scheduler -- --tenants=1000    # jobs spread over 1,000 tenants (default 4)
 //
 // Setup (see docs/performance.md): a real nats-server (fresh store per phase); the queued job records are written
 // straight to the jobs stream with @gantry/job-store (pipelined creates: the gateway's write path without HTTP); then
@@ -53,7 +54,8 @@ const WINDOW_MS = Number(args.window ?? 10_000);
 const ROUNDS = Number(args.rounds ?? 4);
 // The scheduler runs with the Node options it ships with (see docs/performance.md); --node-options= overrides them.
 const NODE_OPTIONS = args['node-options'] ?? '--max-semi-space-size=2 --max-old-space-size=128';
-const TENANTS = ['t0', 't1', 't2', 't3'];
+// --tenants=N spreads the jobs round-robin over N tenants (fair share ranks every tenant queued at a level).
+const TENANTS = Array.from({ length: Number(args.tenants ?? 4) }, (_, i) => `t${i}`);
 const logger = createLogger('bench', 'silent');
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -9,7 +9,6 @@
  * so are jobs whose tenant is at its cap. Every decision holds its tokens in `state` before the next is made.
  */
 import { compareCandidates, type Candidate, type RankFn } from './order-index';
-import type { Entry } from './ordered-set';
 import type { SchedulerState } from './scheduler-state';
 
 export interface Decision {
@@ -34,7 +33,7 @@ export function planDispatch(state: SchedulerState, o: PlanOptions): Decision[] 
   const out: Decision[] = [];
   const blockedPools = new Set<string>();
   const tenantBlocked = (t: string) => state.capacity.tenantBlocked(t);
-  const rank = o.rank ?? ((t: string, e: Entry) => state.rank(t, e, o.now));
+  const rank = o.rank ?? ((t: string, gpuCount: number) => state.rank(t, gpuCount, o.now));
   while (out.length < o.limit && state.capacity.globalFree > 0) {
     let best: Candidate | undefined;
     for (const pool of state.index.poolNames()) {

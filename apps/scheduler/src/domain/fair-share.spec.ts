@@ -128,6 +128,32 @@ describe('planDispatch with fair share', () => {
     expect(plan()).toEqual(['b0']);
   });
 
+  it('keeps aging: an old low job promoted to high competes there by fair share', () => {
+    const { clock, state, stream, submit } = setup(3);
+    submit('b-low', 'b', 'low');
+    stream.now += 2_000; // two aging steps of 1 s: low → normal → high
+    clock.now = stream.now;
+    for (let i = 0; i < 3; i++) submit(`a${i}`, 'a', 'high');
+    const ids = (agingMs: number) =>
+      planDispatch(state, { now: clock.now, agingMs, limit: 3, unplaceable: new Set() }).map(
+        (d) => d.candidate.entry.id,
+      );
+    expect(ids(1_000)).toEqual(['b-low', 'a0', 'a1']);
+  });
+
+  it('runs a low job last without aging', () => {
+    const { clock, state, stream, submit } = setup(3);
+    submit('b-low', 'b', 'low');
+    stream.now += 2_000;
+    clock.now = stream.now;
+    for (let i = 0; i < 3; i++) submit(`a${i}`, 'a', 'high');
+    expect(
+      planDispatch(state, { now: clock.now, agingMs: 0, limit: 3, unplaceable: new Set() }).map(
+        (d) => d.candidate.entry.id,
+      ),
+    ).toEqual(['a0', 'a1', 'a2']);
+  });
+
   it('still caps a tenant at TENANT_MAX_CONCURRENT_JOBS', () => {
     const { submit, plan, heldBy } = setup(10, { a: 100 }, { tenantCap: 2 });
     for (let i = 0; i < 10; i++) submit(`a${i}`, 'a');

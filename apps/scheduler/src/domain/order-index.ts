@@ -30,7 +30,7 @@ export function compareKeys(aLevel: number, aSeq: number, bLevel: number, bSeq: 
 
 /** Fair-share rank of a tenant's head (lower first; see FairShare.rank). */
 export type Rank = readonly [number, number];
-export type RankFn = (tenant: string, head: Entry) => Rank;
+export type RankFn = (tenant: string, headGpuCount: number) => Rank;
 
 export interface Candidate {
   pool: string;
@@ -147,6 +147,47 @@ export class OrderIndex {
   ): Candidate | undefined {
     const q = this.pools.get(pool);
     if (!q) return undefined;
+    if (agingMs > 0 || (skip && skip.size > 0))
+      return this.bestGeneral(q, pool, now, agingMs, tenantBlocked, skip, rank);
+    // Without aging a job's effective level is its base level, and a tenant has one set per level: the first level
+    // with an eligible tenant wins, and each tenant's head there is its candidate. Only the winner's entry is built.
+    for (let level = 0; level < LEVELS; level++) {
+      let bestSet: OrderedSet | undefined;
+      let bestTenant = '';
+      let bestSeq = 0;
+      let bestRank: Rank | undefined;
+      for (const [tenant, set] of q.levels[level]!) {
+        if (tenantBlocked(tenant)) continue;
+        const seq = set.firstSeq();
+        if (seq === undefined) continue;
+        const r = rank?.(tenant, set.firstGpuCount());
+        if (bestSet) {
+          const c = r && bestRank ? compareRanks(r, bestRank) : 0;
+          if (c > 0 || (c === 0 && seq > bestSeq)) continue;
+        }
+        bestSet = set;
+        bestTenant = tenant;
+        bestSeq = seq;
+        bestRank = r;
+      }
+      if (bestSet) {
+        const entry = bestSet.first()!;
+        return { pool, tenant: bestTenant, level, effective: level, entry, ...(bestRank ? { rank: bestRank } : {}) };
+      }
+    }
+    return undefined;
+  }
+
+  /** `best` with aging on or jobs to skip: each tenant's best head over its levels, then the fair-share rank. */
+  private bestGeneral(
+    q: PoolQueue,
+    pool: string,
+    now: number,
+    agingMs: number,
+    tenantBlocked: (tenant: string) => boolean,
+    skip: ReadonlySet<string> | undefined,
+    rank: RankFn | undefined,
+  ): Candidate | undefined {
     const perTenant = new Map<string, Candidate>();
     for (let level = 0; level < LEVELS; level++) {
       for (const [tenant, set] of q.levels[level]!) {
@@ -172,7 +213,7 @@ export class OrderIndex {
     let best: Candidate | undefined;
     for (const c of perTenant.values()) {
       if (best && c.effective > best.effective) continue;
-      if (rank) c.rank = rank(c.tenant, c.entry);
+      if (rank) c.rank = rank(c.tenant, c.entry.gpuCount);
       if (!best || compareCandidates(c, best) < 0) best = c;
     }
     return best;

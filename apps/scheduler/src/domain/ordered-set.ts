@@ -326,6 +326,15 @@ export class OrderedSet {
     return c ? c.entry(0) : undefined;
   }
 
+  /** The head's seq and GPU count without building the entry (the dispatcher ranks every tenant's head). */
+  firstSeq(): number | undefined {
+    return this.chunks[0]?.seqs[0];
+  }
+
+  firstGpuCount(): number {
+    return this.chunks[0]?.gpuCount[0] ?? 0;
+  }
+
   /** Entries in order (for reprioritizing, clearing and tests). */
   *entries(): IterableIterator<Entry> {
     for (const c of this.chunks) for (let i = 0; i < c.n; i++) yield c.entry(i);

@@ -121,9 +121,9 @@ export class SchedulerState {
       delta > 0 ? fair.acquire(r.tenant, slotsOf(r.gpuIndices)) : fair.release(r.tenant, slotsOf(r.gpuIndices));
   }
 
-  /** Fair-share rank of a tenant's head job at `now` (see FairShare.rank). */
-  rank(tenant: string, head: Entry, now: number): readonly [number, number] {
-    return this.fair.rank(tenant, slotsOf(head.gpuCount), now);
+  /** Fair-share rank of a tenant's head job (of `headGpuCount` GPUs, -1 = unspecified) at `now` (FairShare.rank). */
+  rank(tenant: string, headGpuCount: number, now: number): readonly [number, number] {
+    return this.fair.rank(tenant, slotsOf(headGpuCount), now);
   }
 
   /**
