@@ -12,8 +12,13 @@ const cases: { service: ServiceName; env: Record<string, string>; bad: string[] 
   },
   {
     service: 'scheduler',
-    env: { MAX_CONCURRENT_JOBS: 'many', AGING_SECONDS: '-5', NATS_URL: 'http://nope' },
-    bad: ['MAX_CONCURRENT_JOBS', 'AGING_SECONDS', 'NATS_URL'],
+    env: {
+      MAX_CONCURRENT_JOBS: 'many',
+      AGING_SECONDS: '-5',
+      NATS_URL: 'http://nope',
+      SCHEDULER_RECORD_CACHE_BYTES: '-1',
+    },
+    bad: ['MAX_CONCURRENT_JOBS', 'AGING_SECONDS', 'NATS_URL', 'SCHEDULER_RECORD_CACHE_BYTES'],
   },
   {
     service: 'gpu-worker',
@@ -24,6 +29,12 @@ const cases: { service: ServiceName; env: Record<string, string>; bad: string[] 
     service: 'notifier',
     env: { WEBHOOK_SECRET: 'not-a-secret', WEBHOOK_TIMEOUT_MS: '1', LOG_LEVEL: 'loud' },
     bad: ['WEBHOOK_SECRET', 'WEBHOOK_TIMEOUT_MS', 'LOG_LEVEL'],
+  },
+  {
+    // Per-tenant webhook bounds that do not fit inside the shared ones (one tenant could take every slot).
+    service: 'notifier',
+    env: { WEBHOOK_MAX_IN_FLIGHT: '8', WEBHOOK_TENANT_MAX_IN_FLIGHT: '16', WEBHOOK_TENANT_MAX_PENDING: '10' },
+    bad: ['WEBHOOK_TENANT_MAX_IN_FLIGHT', 'WEBHOOK_TENANT_MAX_PENDING'],
   },
 ];
 

@@ -35,6 +35,7 @@ import type { SchedulerConfig } from './config';
 import { DemandGauge } from './demand/demand-gauge';
 import { DispatchReconciler } from './dispatch/dispatch-reconciler';
 import { Dispatcher } from './dispatch/dispatcher';
+import { registerRecordCacheGauges } from './dispatch/record-cache';
 import { SchedulerState } from './domain/scheduler-state';
 import { LeaderElection } from './leader/leader-election';
 import { ListIndexWriter, ListingBehindError } from './listing/list-index-writer';
@@ -104,7 +105,7 @@ export class SchedulerService {
       jobs,
       this.state,
       clock,
-      { agingMs: config.AGING_SECONDS * 1000, batch: 256 },
+      { agingMs: config.AGING_SECONDS * 1000, batch: 256, recordCacheBytes: config.SCHEDULER_RECORD_CACHE_BYTES },
       this.metrics,
       logger,
       (reason) => {
@@ -112,6 +113,7 @@ export class SchedulerService {
         void this.leader.depose(reason);
       },
     );
+    registerRecordCacheGauges(registry, () => this.dispatcher.cachedRecordBytes, config.SCHEDULER_RECORD_CACHE_BYTES);
     this.demand = new DemandGauge(nats, config.DEMAND_GAUGE_CAP, logger);
     this.reconciler = new DispatchReconciler({
       state: this.state,
