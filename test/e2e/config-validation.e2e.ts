@@ -24,8 +24,16 @@ const cases: { service: ServiceName; env: Record<string, string>; bad: string[] 
       NATS_URL: 'http://nope',
       TENANT_WEIGHTS: 'acme=2,acme=3',
       FAIR_SHARE_HALF_LIFE_SECONDS: '0',
+      SCHEDULER_RECORD_CACHE_BYTES: '-1',
     },
-    bad: ['MAX_CONCURRENT_JOBS', 'AGING_SECONDS', 'NATS_URL', 'TENANT_WEIGHTS', 'FAIR_SHARE_HALF_LIFE_SECONDS'],
+    bad: [
+      'MAX_CONCURRENT_JOBS',
+      'AGING_SECONDS',
+      'NATS_URL',
+      'TENANT_WEIGHTS',
+      'FAIR_SHARE_HALF_LIFE_SECONDS',
+      'SCHEDULER_RECORD_CACHE_BYTES',
+    ],
   },
   {
     service: 'gpu-worker',
@@ -36,6 +44,12 @@ const cases: { service: ServiceName; env: Record<string, string>; bad: string[] 
     service: 'notifier',
     env: { WEBHOOK_SECRET: 'not-a-secret', WEBHOOK_TIMEOUT_MS: '1', LOG_LEVEL: 'loud' },
     bad: ['WEBHOOK_SECRET', 'WEBHOOK_TIMEOUT_MS', 'LOG_LEVEL'],
+  },
+  {
+    // Per-tenant webhook bounds that do not fit inside the shared ones (one tenant could take every slot).
+    service: 'notifier',
+    env: { WEBHOOK_MAX_IN_FLIGHT: '8', WEBHOOK_TENANT_MAX_IN_FLIGHT: '16', WEBHOOK_TENANT_MAX_PENDING: '10' },
+    bad: ['WEBHOOK_TENANT_MAX_IN_FLIGHT', 'WEBHOOK_TENANT_MAX_PENDING'],
   },
 ];
 

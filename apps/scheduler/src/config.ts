@@ -51,6 +51,12 @@ export const schedulerSpec = {
     max: 3_600_000,
     doc: 'how long a new leader waits for its projection to reach the end of the jobs stream before it steps down',
   }),
+  SCHEDULER_RECORD_CACHE_BYTES: int({
+    default: 16 * 1024 * 1024,
+    min: 0,
+    max: 4 * 1024 * 1024 * 1024,
+    doc: "byte budget of the dispatcher's cache of recently queued job records (estimated heap; 0 = no cache)",
+  }),
   STATS_INTERVAL_MS: int({
     default: 500,
     min: 50,

@@ -27,6 +27,7 @@ import type { SchedulerConfig } from './config';
 import { DemandGauge } from './demand/demand-gauge';
 import { DispatchReconciler } from './dispatch/dispatch-reconciler';
 import { Dispatcher } from './dispatch/dispatcher';
+import { registerRecordCacheGauges } from './dispatch/record-cache';
 import { ReleasedListener } from './dispatch/released-listener';
 import { QueueReadModel } from './domain/queue-read-model';
 import { FairShare } from './domain/fair-share';
@@ -84,7 +85,7 @@ export class SchedulerService {
       jobs,
       state,
       clock,
-      { agingMs: config.AGING_SECONDS * 1000, batch: 256 },
+      { agingMs: config.AGING_SECONDS * 1000, batch: 256, recordCacheBytes: config.SCHEDULER_RECORD_CACHE_BYTES },
       metrics,
       logger,
       (reason) => {
@@ -92,6 +93,7 @@ export class SchedulerService {
         void this.election.depose(reason);
       },
     );
+    registerRecordCacheGauges(registry, () => dispatcher.cachedRecordBytes, config.SCHEDULER_RECORD_CACHE_BYTES);
     const monitor = new WorkerMonitor(
       nats,
       jobs,

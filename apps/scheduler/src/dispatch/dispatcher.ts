@@ -29,6 +29,7 @@ import { ATTR, contextFromTraceparent, type Logger } from '@gantry/telemetry';
 import { planDispatch, type Decision } from '../domain/dispatch-plan';
 import { entryOf, type SchedulerState } from '../domain/scheduler-state';
 import type { SchedulerMetrics } from '../stats/metrics';
+import { RecordCache } from './record-cache';
 
 /** After a failed round: 0.5 s doubling up to 10 s (jittered) until a round succeeds, so a broker that is down is not hammered. */
 const retryAfterError = (): Backoff => new Backoff({ initialMs: 500, maxMs: 10_000 });
@@ -37,6 +38,8 @@ export interface DispatchSettings {
   agingMs: number;
   /** At most this many dispatches decided per round (bounded batches, published pipelined). */
   batch: number;
+  /** Byte budget of the cache of recently queued records (0 = no cache; default 16 MiB). */
+  recordCacheBytes?: number;
 }
 
 export class Dispatcher {
@@ -59,23 +62,27 @@ export class Dispatcher {
     private readonly metrics: SchedulerMetrics,
     private readonly logger: Logger,
     private readonly fenced: (reason: string) => void,
-  ) {}
+  ) {
+    this.recent = new RecordCache(settings.recordCacheBytes ?? 16 * 1024 * 1024);
+  }
 
   get active(): boolean {
     return this.epoch > 0;
   }
 
   /**
-   * The latest queued revisions the projection saw, newest kept (bounded): in steady state the job dispatched next
-   * was queued a moment ago, and its record is taken from here instead of being read again from the stream.
+   * The latest queued revisions the projection saw, newest kept, bounded by bytes (`RecordCache`): in steady state the
+   * job dispatched next was queued a moment ago, and its record is taken from here instead of being read again.
    */
-  private readonly recent = new Map<string, StoredJob>();
-  private static readonly RECENT_MAX = 4_096;
+  private readonly recent: RecordCache;
 
   remember(s: StoredJob): void {
-    this.recent.delete(s.record.id);
-    this.recent.set(s.record.id, s);
-    if (this.recent.size > Dispatcher.RECENT_MAX) this.recent.delete(this.recent.keys().next().value!);
+    this.recent.put(s);
+  }
+
+  /** Estimated bytes of the cached records (never above the configured budget). */
+  get cachedRecordBytes(): number {
+    return this.recent.bytes;
   }
 
   /** Records for the decided jobs: recent revisions where they match the index entry, reads for the rest. */
@@ -84,8 +91,7 @@ export class Dispatcher {
     const missing: string[] = [];
     for (const d of decisions) {
       const e = d.candidate.entry;
-      const s = this.recent.get(e.id);
-      this.recent.delete(e.id);
+      const s = this.recent.take(e.id);
       if (s && s.record.generation === e.generation && s.record.attempts === e.attempts) out.set(e.id, s);
       else missing.push(e.id);
     }

@@ -31,6 +31,9 @@ export class ProjectionBehindError extends Error {
   }
 }
 
+/** Most bytes one pull of the rebuild may bring (well under nats-server's 64 MB per-client pending limit). */
+const REBUILD_PULL_BYTES = 8 * 1024 * 1024;
+
 export class JobProjection {
   private messages: ConsumerMessages | undefined;
   private caughtUpAt: number | undefined;
@@ -79,7 +82,9 @@ export class JobProjection {
       { filter_subjects: SUBJECTS.jobsAll, deliver_policy: DeliverPolicy.LastPerSubject },
       { ...this.create, logger: this.logger, what: 'scheduler state rebuild' },
     );
-    this.messages = await consumer.consume({ max_messages: 2_048 });
+    // Bounded in bytes, not messages: a job record can be up to MAX_JOB_BYTES, and 2,048 records of 200 KB in one pull
+    // (400 MB) overran the server's per-client pending limit on a loaded machine (slow consumer, disconnect, reset).
+    this.messages = await consumer.consume({ max_bytes: REBUILD_PULL_BYTES });
     if (this.target === 0) this.markCaughtUp();
     const started = Date.now();
     this.done = (async () => {
