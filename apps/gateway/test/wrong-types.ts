@@ -38,6 +38,9 @@ export const JOB_FIELDS: readonly FieldSpec[] = [
   { path: ['gpu', 'memoryMb'], kind: 'integer', valid: fc.integer({ min: 0, max: 1000 }) },
   { path: ['upload'], kind: 'object', valid: fc.constant(undefined) },
   { path: ['upload', 'url'], kind: 'string', valid: fc.constant(undefined) },
+  // Delayed jobs (v1.1): one of the two at most, so the valid runAt is "absent" and delaySeconds 0 (queued at once).
+  { path: ['runAt'], kind: 'string', valid: fc.constant(undefined) },
+  { path: ['delaySeconds'], kind: 'integer', valid: fc.constantFrom(undefined, 0) },
   {
     path: ['metadata'],
     kind: 'object',

@@ -1,7 +1,7 @@
 /**
  * Delayed jobs (`runAt` / `delaySeconds`) wait in their record (status `scheduled`, `runAt`), like retries: durable
  * across a kill -9 of every service and a nats-server restart, holding no token and outside the queue depth. Every
- * replica keeps the due times (a map entry and a heap entry per job, fed by the projection, rebuilt from the records
+ * replica keeps the due times (one compact `DueSet` entry per job, fed by the projection, rebuilt from the records
  * on start), and the leader moves each job into its priority level when its time comes (`scheduled → queued`,
  * compare-and-set on the record, so a deposed leader racing the new one writes nothing twice).
  *
@@ -12,7 +12,7 @@ import { TransitionRefused, enqueueDue, type Clock, type StoredJob } from '@gant
 import type { JobStore } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import type { SchedulerState } from '../domain/scheduler-state';
-import { DueTimer, type DueTimerOptions, type ReleaseOutcome } from '../timers/due-timer';
+import { DueTimer, SetDueQueue, type DueTimerOptions, type ReleaseOutcome } from '../timers/due-timer';
 
 export class DelayTimer extends DueTimer {
   constructor(
@@ -22,7 +22,7 @@ export class DelayTimer extends DueTimer {
     logger: Logger,
     options: DueTimerOptions = {},
   ) {
-    super(state.scheduled, clock, logger, 'queue delayed jobs', options);
+    super(new SetDueQueue(state.scheduled), clock, logger, 'queue delayed jobs', options);
   }
 
   protected async release(due: string[], now: Date): Promise<ReleaseOutcome> {

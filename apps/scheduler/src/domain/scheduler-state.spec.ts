@@ -199,7 +199,7 @@ describe('SchedulerState (projection of the jobs stream)', () => {
     expect(state.index.size).toBe(1);
     expect(state.depth().total).toBe(1);
     expect(state.capacity.used).toBe(0);
-    expect(state.scheduled).toEqual(
+    expect(new Map(state.scheduled)).toEqual(
       new Map([
         ['late', t0 + 60_000],
         ['soon', t0 + 1_000],

@@ -5,6 +5,7 @@
  */
 import { priorityLevel, type StoredJob } from '@gantry/contracts';
 import { Capacity, type Reservation } from './capacity';
+import { DueSet } from './due-set';
 import { DurationStats } from './eta';
 import { FairShare, slotsOf } from './fair-share';
 import { OrderIndex } from './order-index';
@@ -88,11 +89,11 @@ export class SchedulerState {
   /** The tenant of each job in `retrying` (for the per-tenant depth gateways enforce TENANT_MAX_QUEUED_JOBS with). */
   private readonly retryTenants = new Map<string, string>();
   /**
-   * `scheduled` jobs and their due time (epoch ms): one map entry per job (and one heap entry in the delay timer), no
-   * queue entry and no token, so a million scheduled jobs cost less than a million queued ones. Their counts per tenant
+   * `scheduled` jobs and their due time (epoch ms): one compact entry per job ({@link DueSet}, ~60 bytes), no queue
+   * entry and no token, so a million scheduled jobs cost no more than a million queued ones. Their counts per tenant
    * and pool are kept as counters (a job's tenant and pool never change, so the revision that ends the wait names them).
    */
-  readonly scheduled = new Map<string, number>();
+  readonly scheduled = new DueSet();
   private readonly scheduledByTenant = new Map<string, number>();
   private readonly scheduledByPool = new Map<string, number>();
   readonly durations = new DurationStats();

@@ -13,7 +13,7 @@ import type { BackoffOptions } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import type { SchedulerState } from '../domain/scheduler-state';
-import { DUE_TIMER_BACKOFF, DueTimer, type ReleaseOutcome } from '../timers/due-timer';
+import { DUE_TIMER_BACKOFF, DueTimer, MapDueQueue, type ReleaseOutcome } from '../timers/due-timer';
 
 /** Waits after a failed re-queue: 1 s doubling to 30 s, each drawn from [½, 1] of its ceiling. */
 export const RETRY_TIMER_BACKOFF: BackoffOptions = DUE_TIMER_BACKOFF;
@@ -32,7 +32,7 @@ export class RetryTimer extends DueTimer {
     logger: Logger,
     options: RetryTimerOptions = {},
   ) {
-    super(state.retrying, clock, logger, 're-queue retries', {
+    super(new MapDueQueue(state.retrying), clock, logger, 're-queue retries', {
       ...(options.backoff ? { backoff: options.backoff } : {}),
       ...(options.onRequeueError ? { onReleaseError: options.onRequeueError } : {}),
     });
