@@ -6,7 +6,7 @@
 import { CONSUMERS, STREAMS, SUBJECTS, type FailedListReply } from '@gantry/contracts';
 import { encodeJson, rpcRequest } from '@gantry/jetstream';
 import { waitFor, WebhookReceiver } from '@gantry/testing';
-import type { RunningNotifier } from '../src/notifier';
+import type { RunningNotifier } from '../src/notifier.app';
 import { metricValue, NotifierHarness } from './harness';
 
 describe('notifier: malformed payloads are poison (real NATS)', () => {
