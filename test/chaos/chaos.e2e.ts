@@ -11,7 +11,8 @@
  * - the listing and `GET /v1/queue` agree with the records.
  * `npm test` runs the short form (one nats-server, liveness timings shortened a little); `npm run chaos`
  * (GANTRY_CHAOS=full) runs ten times the jobs with the default liveness timings on a 3-node NATS cluster, where the
- * broker faults are a node holding no stream, the node holding the streams, and the whole cluster (kill -9, restart).
+ * broker faults are a node holding no stream, the node holding the streams, and the whole cluster (kill -9, restart);
+ * `GANTRY_CHAOS=cluster` runs that shape with the short form's jobs.
  * Figures are printed as `[reliability] …` lines (docs/reliability.md quotes them).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -41,16 +42,18 @@ import {
 
 const CHAOS = process.env['GANTRY_CHAOS'];
 const FULL = CHAOS === 'full';
+/** The production shape (3 NATS nodes, default liveness timings): the full form, or `GANTRY_CHAOS=cluster` (short). */
+const PRODUCTION_SHAPE = FULL || CHAOS === 'cluster';
 const JOBS_PER_WAVE = FULL ? 150 : 10;
 const MAX = 6;
 /** The full form runs the defaults (heartbeat 2 s, lost after 10 s, lease 5 s: libs/config `livenessSpec`). */
-const LOST_AFTER_MS = FULL ? 10_000 : 8_000;
-const LIVENESS: Record<string, string> = FULL
+const LOST_AFTER_MS = PRODUCTION_SHAPE ? 10_000 : 8_000;
+const LIVENESS: Record<string, string> = PRODUCTION_SHAPE
   ? {}
   : // Liveness timings a loaded 2-core machine can keep (the e2e ones, lost after 2 s, saw healthy workers declared
     // lost at load average 34 and their jobs fail for it).
     { HEARTBEAT_INTERVAL_MS: '500', WORKER_LOST_AFTER_MS: String(LOST_AFTER_MS), LEADER_LEASE_MS: '4000' };
-const NATS_NODES = FULL ? 3 : 1;
+const NATS_NODES = PRODUCTION_SHAPE ? 3 : 1;
 const TENANT_CAP = 3;
 const SLOTS_PER_WORKER = 4;
 const GPUS: GpuInfo[] = [
@@ -106,7 +109,7 @@ interface Fault {
 }
 
 // `npm test` runs the short form; `npm run chaos` (GANTRY_CHAOS=full) ten times the jobs.
-describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
+describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes, default timings' : ''})`, () => {
   let cluster: GantryCluster;
   let hooks: WebhookReceiver;
   let downHooks: WebhookReceiver;
@@ -193,7 +196,10 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
   /** Time from `since` until a fresh job is accepted and completed: how long the system was out. */
   async function recovery(since: number): Promise<number> {
     const id = await waitFor(() => submitOne(), { what: 'a probe accepted', timeoutMs: 120_000, intervalMs: 200 });
-    await cluster.waitForStatus(id, 'completed', { timeoutMs: 120_000 });
+    await cluster.waitForStatus(id, 'completed', { timeoutMs: 120_000 }).catch(async (err: unknown) => {
+      const view = await cluster.job(id).catch((e: unknown) => String(e));
+      throw new Error(`${String(err)}; the probe now: ${JSON.stringify(view)}`);
+    });
     return Date.now() - since;
   }
 
@@ -314,7 +320,10 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
         const at = Date.now();
         await f.run();
         await wave(Math.ceil(JOBS_PER_WAVE / 2));
-        recoveries[f.name] = await recovery(at);
+        recoveries[f.name] = await recovery(at).catch((err: unknown) => {
+          throw new Error(`no recovery after "${f.name}": ${String(err)}`);
+        });
+        process.stdout.write(`[chaos] ${f.name}: recovered in ${recoveries[f.name]} ms\n`);
       }
       for (const [name, ms] of Object.entries(recoveries)) report(`chaos ${name}`, { recoveredMs: ms });
 
@@ -326,10 +335,19 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
           unfinished = [];
           for (const a of accepted) {
             const v = await cluster
-              .job<{ status: string; attempts: number; workerId?: string }>(a.id)
+              .job<{
+                status: string;
+                attempts: number;
+                workerId?: string;
+                type?: string;
+                error?: { code: string; message: string };
+              }>(a.id)
               .catch(() => undefined);
             if (v?.status !== 'completed')
-              unfinished.push(`${a.id} ${v?.status} attempt ${v?.attempts} on ${v?.workerId}`);
+              unfinished.push(
+                `${a.id} ${v?.type} ${v?.status} attempt ${v?.attempts} on ${v?.workerId}` +
+                  (v?.error ? `: ${v.error.code} ${v.error.message}` : ''),
+              );
           }
           return unfinished.length === 0;
         },
@@ -435,7 +453,7 @@ describe(`chaos (${FULL ? 'full' : 'short'})`, () => {
       report('chaos totals', {
         form: FULL ? 'full' : 'short',
         natsNodes: NATS_NODES,
-        liveness: FULL ? 'defaults' : LIVENESS,
+        liveness: PRODUCTION_SHAPE ? 'defaults' : LIVENESS,
         accepted: accepted.length,
         jobsInStream: whole.jobs,
         revisions: whole.revisions,
