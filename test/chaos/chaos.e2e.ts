@@ -193,6 +193,21 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
     return ok;
   }
 
+  /** What the services complained about since `since` (warnings and errors, the last few per process): for diagnosis. */
+  function troubles(since: number, perProcess = 15): string {
+    const out: string[] = [];
+    for (const p of cluster.services) {
+      const bad = p.lines.filter(
+        (l) =>
+          ['warn', 'error', 'fatal'].includes(String(l.level)) && Date.parse(String(l['time'] ?? '')) >= since - 5_000,
+      );
+      if (bad.length === 0) continue;
+      out.push(`--- ${p.name} (pid ${p.pid ?? 'gone'}): ${bad.length} warnings/errors, the last ${perProcess}:`);
+      for (const l of bad.slice(-perProcess)) out.push(`  ${JSON.stringify(l).slice(0, 400)}`);
+    }
+    return out.join('\n');
+  }
+
   /** Time from `since` until a fresh job is accepted and completed: how long the system was out. */
   async function recovery(since: number): Promise<number> {
     const id = await waitFor(() => submitOne(), { what: 'a probe accepted', timeoutMs: 120_000, intervalMs: 200 });
@@ -321,7 +336,7 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
         await f.run();
         await wave(Math.ceil(JOBS_PER_WAVE / 2));
         recoveries[f.name] = await recovery(at).catch((err: unknown) => {
-          throw new Error(`no recovery after "${f.name}": ${String(err)}`);
+          throw new Error(`no recovery after "${f.name}": ${String(err)}\n${troubles(at)}`);
         });
         process.stdout.write(`[chaos] ${f.name}: recovered in ${recoveries[f.name]} ms\n`);
       }
@@ -353,7 +368,7 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
         },
         { what: 'every accepted job completed', timeoutMs: FULL ? 900_000 : 240_000, intervalMs: 1_000 },
       ).catch((err: unknown) => {
-        throw new Error(`${String(err)}\nnot completed:\n${unfinished.join('\n')}`);
+        throw new Error(`${String(err)}\nnot completed:\n${unfinished.join('\n')}\n${troubles(settleStart)}`);
       });
       watch.stop();
       const settledMs = Date.now() - settleStart;

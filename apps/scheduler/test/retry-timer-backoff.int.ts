@@ -29,6 +29,8 @@ const OUTAGE_MS = 6_000;
 describe('retry timer while nats-server is down (real nats-server)', () => {
   let server: NatsServer;
   let nats: NatsHandle;
+  /** Writes and reads of the test itself, with the client's usual timeout (200 ms ones fail on a loaded machine). */
+  let setup: NatsHandle;
   let timer: RetryTimer | undefined;
 
   beforeAll(async () => {
@@ -39,16 +41,18 @@ describe('retry timer while nats-server is down (real nats-server)', () => {
       logger,
       timeoutMs: CALL_TIMEOUT_MS,
     });
-    await provision(nats, { streams: [streamDeclarations().jobs], buckets: [] }, logger);
+    setup = await NatsHandle.connect({ servers: [server.url], name: 'retry-timer-backoff-setup', logger });
+    await provision(setup, { streams: [streamDeclarations().jobs], buckets: [] }, logger);
   });
   afterAll(async () => {
     timer?.deactivate();
     await nats?.drain().catch(() => undefined);
+    await setup?.drain().catch(() => undefined);
     await server?.dispose();
   });
 
   it('backs off with jitter while the re-queue fails, decides nothing, and re-queues once NATS is back', async () => {
-    const jobs = new JobStore(nats, systemClock);
+    const jobs = new JobStore(setup, systemClock);
     const ids = ['r1', 'r2', 'r3'];
     const retryAt = new Map<string, number>();
     for (const id of ids) {
@@ -80,7 +84,8 @@ describe('retry timer while nats-server is down (real nats-server)', () => {
 
     const state = new SchedulerState(4, undefined);
     const errors: { at: number; jobs: number; retryInMs: number }[] = [];
-    timer = new RetryTimer(jobs, state, systemClock, logger, {
+    // The timer's own calls fail fast (200 ms) while the server is down.
+    timer = new RetryTimer(new JobStore(nats, systemClock), state, systemClock, logger, {
       backoff: BACKOFF,
       onRequeueError: (failedIds, _err, retryInMs) =>
         void errors.push({ at: Date.now(), jobs: failedIds.length, retryInMs }),
