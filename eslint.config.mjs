@@ -44,9 +44,17 @@ export default tseslint.config(
           // Tests import their own library through its public name, like any user of it.
           allowCircularSelfDependency: true,
           allow: [],
+          // Layers (docs/architecture.md, "Where things live"): base (contracts, config, telemetry) imports no other
+          // lib; infra (jetstream, net, storage) only base; store (job-store) base and infra; the public client only
+          // base. Tests may import the test harness (production code may not: the rule below).
           depConstraints: [
             { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:lib'] },
             { sourceTag: 'type:lib', onlyDependOnLibsWithTags: ['type:lib'] },
+            { sourceTag: 'layer:base', onlyDependOnLibsWithTags: ['scope:testing'] },
+            { sourceTag: 'layer:infra', onlyDependOnLibsWithTags: ['layer:base', 'scope:testing'] },
+            { sourceTag: 'layer:store', onlyDependOnLibsWithTags: ['layer:base', 'layer:infra', 'scope:testing'] },
+            { sourceTag: 'layer:client', onlyDependOnLibsWithTags: ['layer:base', 'scope:testing'] },
+            { sourceTag: 'scope:cli', onlyDependOnLibsWithTags: ['layer:client', 'layer:base', 'scope:testing'] },
           ],
         },
       ],
