@@ -5,8 +5,9 @@
  * (baseline), then while the hanging endpoint's retries keep coming due. The figures are printed; the test asserts a
  * bound on the delay and that the hanging endpoint got only a bounded number of requests.
  */
-import { STREAMS, SUBJECTS, newId, type JobEvent, type JobRecord, type PublicEventType } from '@gantry/contracts';
-import { NatsHandle, publishJson } from '@gantry/jetstream';
+import { STREAMS, type JobEvent, type PublicEventType } from '@gantry/contracts';
+import { NatsHandle } from '@gantry/jetstream';
+import { callbackEvent, metric, publishAll } from './support/job-events';
 import { createLogger } from '@gantry/telemetry';
 import {
   E2E_WEBHOOK_SECRET,
@@ -24,45 +25,7 @@ const CONCURRENCY = 4;
 const COOLDOWN_MS = 5_000;
 
 function event(callbackUrl: string, type: PublicEventType = 'job.queued'): JobEvent {
-  const id = newId();
-  const now = new Date().toISOString();
-  const job: JobRecord = {
-    id,
-    tenant: 'default',
-    type: 'noop',
-    input: {},
-    priority: 'normal',
-    pool: 'default',
-    callbackUrl,
-    timeoutSeconds: 60,
-    maxAttempts: 1,
-    retryDelaysMs: [],
-    metadata: {},
-    status: 'queued',
-    generation: 1,
-    attempts: 0,
-    sequence: 1,
-    enqueuedAt: now,
-    createdAt: now,
-    updatedAt: now,
-  };
-  return { type, timestamp: now, sequence: 1, generation: 1, job };
-}
-
-async function publishAll(client: NatsHandle, events: JobEvent[]): Promise<void> {
-  for (let i = 0; i < events.length; i += 200) {
-    await Promise.all(
-      events
-        .slice(i, i + 200)
-        .map((e) => publishJson(client.js, SUBJECTS.job(e.job.id), e, { msgID: `${e.job.id}.1.1` })),
-    );
-  }
-}
-
-function metric(text: string, name: string): number {
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
-  return sum;
+  return callbackEvent(callbackUrl, { type });
 }
 
 interface Stats {
@@ -167,6 +130,7 @@ describe.each(SCENARIOS)('webhook isolation, a hanging endpoint with 2,000 pendi
       await publishAll(
         client,
         Array.from({ length: 10 }, () => event(`${healthy.url}${path}`)),
+        200,
       );
     }
     const got = await healthy.waitForCount((w) => w.path === path, EVENTS, { timeoutMs: 60_000 });
@@ -180,6 +144,7 @@ describe.each(SCENARIOS)('webhook isolation, a hanging endpoint with 2,000 pendi
     await publishAll(
       client,
       Array.from({ length: BACKLOG }, () => event(`${hanging.url}/hang`)),
+      200,
     );
     // Every one of them has been handled once (put back to wait for the circuit, or deferred) and waits in the stream.
     await waitFor(async () => metric(await scrape(), sc.churn) >= BACKLOG, {

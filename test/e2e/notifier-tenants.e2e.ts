@@ -6,8 +6,9 @@
  * A's endpoints recover, and a new notifier delivers every one of A's 300 webhooks exactly once (with a 2xx), and
  * dead-letters none. Before v1.1 (one consumer, slots per origin) B waited for A's attempts to time out.
  */
-import { SUBJECTS, newId, type JobEvent, type JobRecord } from '@gantry/contracts';
-import { NatsHandle, publishJson } from '@gantry/jetstream';
+import type { JobEvent } from '@gantry/contracts';
+import { NatsHandle } from '@gantry/jetstream';
+import { callbackEvent, metric, publishAll } from './support/job-events';
 import { createLogger } from '@gantry/telemetry';
 import { E2E_WEBHOOK_SECRET, NatsServer, ServiceProcess, waitFor, WebhookReceiver } from '@gantry/testing';
 
@@ -24,45 +25,7 @@ const ALL_SLOTS = 64;
 const B_BOUND_MS = 10_000;
 
 function event(tenant: string, callbackUrl: string): JobEvent {
-  const id = newId();
-  const now = new Date().toISOString();
-  const job: JobRecord = {
-    id,
-    tenant,
-    type: 'noop',
-    input: {},
-    priority: 'normal',
-    pool: 'default',
-    callbackUrl,
-    timeoutSeconds: 60,
-    maxAttempts: 1,
-    retryDelaysMs: [],
-    metadata: {},
-    status: 'queued',
-    generation: 1,
-    attempts: 0,
-    sequence: 1,
-    enqueuedAt: now,
-    createdAt: now,
-    updatedAt: now,
-  };
-  return { type: 'job.queued', timestamp: now, sequence: 1, generation: 1, job };
-}
-
-async function publishAll(client: NatsHandle, events: JobEvent[]): Promise<void> {
-  for (let i = 0; i < events.length; i += 100) {
-    await Promise.all(
-      events
-        .slice(i, i + 100)
-        .map((e) => publishJson(client.js, SUBJECTS.job(e.job.id), e, { msgID: `${e.job.id}.1.1` })),
-    );
-  }
-}
-
-function metric(text: string, name: string): number {
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
-  return sum;
+  return callbackEvent(callbackUrl, { tenant });
 }
 
 const jobOf = (body: unknown) => (body as { data: { id: string } }).data.id;
