@@ -5,7 +5,7 @@
 // This file must run on the system Node (20 here), so it uses nothing outside Node's standard library.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, accessSync, constants, statSync, chmodSync } from 'node:fs';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -86,6 +86,24 @@ const SYSTEM_TOOLS = {
   // Only the BullMQ side of `npm run bench:vs-bullmq`.
   'redis-server': { apt: 'redis-server', hint: 'https://redis.io/docs/latest/operate/oss_and_stack/install/' },
 };
+
+/**
+ * The job sandbox runs each attempt as its own unprivileged uid (when the worker is root), and bubblewrap binds the
+ * catalog directory (in the tests: apps/gpu-worker/test/fixtures) into it as that uid — so every directory above the
+ * checkout must be searchable by others. A checkout under a `mktemp -d` directory (mode 0700) is not: the sandboxed
+ * tests would fail with SANDBOX_FAILED "Permission denied". As root, add the search bit (o+x, never read) where missing.
+ */
+function ensureCheckoutSearchable() {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return;
+  for (let dir = root; ; dir = dirname(dir)) {
+    const mode = statSync(dir).mode;
+    if ((mode & 0o001) === 0) {
+      chmodSync(dir, (mode & 0o7777) | 0o001);
+      log(`made ${dir} searchable by other users (o+x) for the job sandbox's per-slot uids`);
+    }
+    if (dirname(dir) === dir) break;
+  }
+}
 
 /** Makes sure nats-server and ffmpeg are on the PATH, installing them with apt-get when we are root on Debian/Ubuntu. */
 function ensureSystemTools(names) {
@@ -176,6 +194,7 @@ async function main() {
       break;
     case 'test': {
       ensureSystemTools(['nats-server', 'ffmpeg', 'bwrap', 'chromium']);
+      ensureCheckoutSearchable();
       await build();
       if (!rest.includes('--no-lint')) await checks();
       await step(
