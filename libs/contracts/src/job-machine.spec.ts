@@ -3,10 +3,12 @@ import {
   adminRetry,
   cancelAttempt,
   completeAttempt,
+  dependencyFailed,
   enqueueDue,
   failAttempt,
   handBack,
   jobError,
+  releaseWaiting,
   newJob,
   reportProgress,
   reprioritize,
@@ -19,6 +21,7 @@ import {
   type NewJobSpec,
 } from './job-machine';
 import { normalizeRecord, type JobRecord } from './job';
+import { toJobView } from './job-view';
 
 const t0 = new Date('2026-01-01T00:00:00.000Z');
 const at = (ms: number) => new Date(t0.getTime() + ms);
@@ -290,6 +293,79 @@ describe('job state machine', () => {
       const c = requestCancel(scheduled(), at(1)).record;
       const again = adminRetry(c, at(2));
       expect(again.record).toMatchObject({ status: 'queued', generation: 2, runAt });
+    });
+  });
+
+  describe('dependencies (dependsOn)', () => {
+    const waiting = (over: Partial<NewJobSpec> = {}) =>
+      normalizeRecord(newJob(spec({ dependsOn: ['p1', 'p2'], ...over }), t0).record, 10);
+
+    it('creates waiting (job.waiting) whenever dependsOn names parents, even with a runAt; an empty list is dropped', () => {
+      const t = newJob(spec({ dependsOn: ['p1'], runAt: at(60_000).toISOString() }), t0);
+      expect(t.type).toBe('job.waiting');
+      expect(t.record).toMatchObject({ status: 'waiting', dependsOn: ['p1'], generation: 1, sequence: 1 });
+      const plain = newJob(spec({ dependsOn: [] }), t0);
+      expect(plain.type).toBe('job.queued');
+      expect('dependsOn' in plain.record).toBe(false);
+      expect(toJobView(t.record, t0).dependsOn).toEqual(['p1']);
+      expect(toJobView(plain.record, t0).dependsOn).toBeUndefined();
+    });
+
+    it('releases into the queue, taking its FIFO place and aging clock at release', () => {
+      const q = releaseWaiting(waiting(), at(5_000));
+      expect(q.type).toBe('job.queued');
+      expect(q.record).toMatchObject({
+        status: 'queued',
+        sequence: 2,
+        enqueuedAt: at(5_000).toISOString(),
+        createSeq: 10,
+      });
+      expect(q.record.queueSeq).toBeUndefined();
+      expect(refusal(() => releaseWaiting(normalizeRecord(q.record, 20), at(6_000)))).toBe('CONFLICT');
+    });
+
+    it('releases to scheduled while its runAt is to come, then queues when due', () => {
+      const runAt = at(60_000).toISOString();
+      const s = releaseWaiting(waiting({ runAt }), at(5_000));
+      expect(s.type).toBe('job.scheduled');
+      expect(s.record).toMatchObject({ status: 'scheduled', runAt });
+      expect(enqueueDue(s.record, at(60_000)).record.status).toBe('queued');
+      // A runAt that passed while waiting: queued at release.
+      expect(releaseWaiting(waiting({ runAt }), at(61_000)).type).toBe('job.queued');
+    });
+
+    it('ends cancelled DEPENDENCY_FAILED naming the parent; only from waiting, only for its own parents', () => {
+      const c = dependencyFailed(waiting(), at(1), 'p2', 'failed');
+      expect(c.type).toBe('job.cancelled');
+      expect(c.record).toMatchObject({
+        status: 'cancelled',
+        finishedAt: at(1).toISOString(),
+        error: { code: 'DEPENDENCY_FAILED', retryable: false },
+      });
+      expect(c.record.error?.message).toContain('p2');
+      expect(refusal(() => dependencyFailed(c.record, at(2), 'p1', 'cancelled'))).toBe('CONFLICT');
+      expect(refusal(() => dependencyFailed(waiting(), at(2), 'other', 'failed'))).toBe('CONFLICT');
+      expect(refusal(() => releaseWaiting(c.record, at(2)))).toBe('CONFLICT');
+    });
+
+    it('cancels and reprioritizes a waiting job; it never starts while waiting', () => {
+      const c = requestCancel(waiting(), at(1));
+      expect(c.record).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
+      const p = reprioritize(waiting(), 'urgent', at(1));
+      expect(p.record).toMatchObject({ status: 'waiting', priority: 'urgent' });
+      expect(releaseWaiting(p.record, at(2)).record.priority).toBe('urgent');
+      expect(refusal(() => startAttempt(waiting(), owner(1), { gpus: [], gpuIndices: [] }, at(1)))).toBe('CONFLICT');
+      expect(refusal(() => enqueueDue(waiting(), at(1)))).toBe('CONFLICT');
+      expect(refusal(() => adminRetry(waiting(), at(1)))).toBe('CONFLICT');
+    });
+
+    it('an admin retry of a job with dependsOn goes back to waiting (a new generation, re-evaluated)', () => {
+      const c = dependencyFailed(waiting(), at(1), 'p1', 'failed').record;
+      const again = adminRetry(c, at(2));
+      expect(again.type).toBe('job.waiting');
+      expect(again.record).toMatchObject({ status: 'waiting', generation: 2, attempts: 0, dependsOn: ['p1', 'p2'] });
+      expect(again.record.error).toBeUndefined();
+      expect(again.record.finishedAt).toBeUndefined();
     });
   });
 });

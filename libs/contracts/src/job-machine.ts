@@ -12,6 +12,11 @@
  *     └──admin retry (new generation)── failed | cancelled
  *
  *   (submit with a future runAt) scheduled ──due──▶ queued      scheduled ──cancel──▶ cancelled
+ *
+ *   (submit with dependsOn) waiting ──every parent completed──▶ queued (or scheduled while runAt is to come)
+ *                           waiting ──a parent failed / cancelled──▶ cancelled (DEPENDENCY_FAILED)
+ *                           waiting ──cancel──▶ cancelled
+ *   admin retry of a job with dependsOn ──▶ waiting (re-evaluated against its parents' current state)
  */
 import type {
   ErrorCode,
@@ -68,21 +73,36 @@ export type NewJobSpec = Pick<
   Partial<
     Pick<
       JobRecord,
-      'callbackUrl' | 'callbackToken' | 'gpu' | 'upload' | 'batchId' | 'traceparent' | 'tracestate' | 'runAt'
+      | 'callbackUrl'
+      | 'callbackToken'
+      | 'gpu'
+      | 'upload'
+      | 'batchId'
+      | 'traceparent'
+      | 'tracestate'
+      | 'runAt'
+      | 'dependsOn'
     >
   >;
 
 const iso = (d: Date) => d.toISOString();
 
+const hasParents = (r: Pick<JobRecord, 'dependsOn'>): boolean => (r.dependsOn?.length ?? 0) > 0;
+
 /**
- * The first revision of a job, generation 1, sequence 1: `scheduled` when its `runAt` is still to come, else `queued`
- * (a `runAt` in the past, or `delaySeconds: 0`, queues it at once and keeps `runAt` as given).
+ * The first revision of a job, generation 1, sequence 1: `waiting` when it names parents in `dependsOn` (always, even
+ * when they have all completed already: the scheduler releases it, one path), else `scheduled` when its `runAt` is
+ * still to come, else `queued` (a `runAt` in the past, or `delaySeconds: 0`, queues it at once and keeps `runAt`).
+ * An empty `dependsOn` is dropped.
  */
 export function newJob(spec: NewJobSpec, now: Date): Transition {
-  const scheduled = spec.runAt !== undefined && Date.parse(spec.runAt) > now.getTime();
+  const waiting = hasParents(spec);
+  const scheduled = !waiting && spec.runAt !== undefined && Date.parse(spec.runAt) > now.getTime();
+  const status: JobStatus = waiting ? 'waiting' : scheduled ? 'scheduled' : 'queued';
   const record: JobRecord = {
     ...spec,
-    status: scheduled ? 'scheduled' : 'queued',
+    dependsOn: waiting ? [...spec.dependsOn!] : undefined,
+    status,
     generation: 1,
     attempts: 0,
     sequence: 1,
@@ -90,7 +110,7 @@ export function newJob(spec: NewJobSpec, now: Date): Transition {
     createdAt: iso(now),
     updatedAt: iso(now),
   };
-  return { type: scheduled ? 'job.scheduled' : 'job.queued', record: stripUndefined(record) };
+  return { type: `job.${status}` as 'job.waiting' | 'job.scheduled' | 'job.queued', record: stripUndefined(record) };
 }
 
 function next(cur: JobRecord, now: Date, patch: Partial<JobRecord>): JobRecord {
@@ -318,15 +338,55 @@ export function enqueueDue(cur: JobRecord, now: Date): Transition {
 }
 
 /**
- * An admin retries a failed or cancelled job: a new generation, attempts from zero, a new place at the tail. */
+ * The scheduler releases a `waiting` job whose parents have all `completed` (the caller checked them; the record does
+ * not hold their states). It takes its FIFO place now (`queueSeq` = this revision's stream sequence, the aging clock
+ * from now: it could not run before); a job whose `runAt` is still to come goes on to `scheduled` and takes its place
+ * when due instead.
+ */
+export function releaseWaiting(cur: JobRecord, now: Date): Transition {
+  if (cur.status !== 'waiting') refuse('CONFLICT', `job ${cur.id} is ${cur.status}, not waiting`);
+  if (cur.runAt && Date.parse(cur.runAt) > now.getTime()) {
+    return { type: 'job.scheduled', record: next(cur, now, { status: 'scheduled' }) };
+  }
+  return {
+    type: 'job.queued',
+    record: next(cur, now, { status: 'queued', queueSeq: undefined, enqueuedAt: iso(now) }),
+  };
+}
+
+/**
+ * The scheduler ends a `waiting` job one of whose parents ended `failed` or `cancelled`: `cancelled` with
+ * `DEPENDENCY_FAILED` naming that parent. Its own end cascades to its children the same way.
+ */
+export function dependencyFailed(
+  cur: JobRecord,
+  now: Date,
+  parentId: string,
+  parentStatus: 'failed' | 'cancelled',
+): Transition {
+  if (cur.status !== 'waiting') refuse('CONFLICT', `job ${cur.id} is ${cur.status}, not waiting`);
+  if (!cur.dependsOn?.includes(parentId)) refuse('CONFLICT', `job ${cur.id} does not depend on ${parentId}`);
+  return cancelled(cur, now, {
+    code: 'DEPENDENCY_FAILED',
+    message: `dependency ${parentId} ended ${parentStatus}`,
+    retryable: false,
+  });
+}
+
+/**
+ * An admin retries a failed or cancelled job: a new generation, attempts from zero, a new place at the tail. A job
+ * with `dependsOn` goes back to `waiting` instead, and the scheduler re-evaluates it against its parents' current
+ * state (released if they all completed, ended `DEPENDENCY_FAILED` again if one is failed or cancelled).
+ */
 export function adminRetry(cur: JobRecord, now: Date): Transition {
   if (cur.status !== 'failed' && cur.status !== 'cancelled') {
     refuse('CONFLICT', `job ${cur.id} is ${cur.status}; only failed or cancelled jobs can be retried`);
   }
+  const waiting = hasParents(cur);
   return {
-    type: 'job.queued',
+    type: waiting ? 'job.waiting' : 'job.queued',
     record: next(cur, now, {
-      status: 'queued',
+      status: waiting ? 'waiting' : 'queued',
       generation: cur.generation + 1,
       attempts: 0,
       queueSeq: undefined,

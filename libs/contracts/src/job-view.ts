@@ -24,6 +24,8 @@ export interface JobView {
   retryAt?: string;
   /** When the job was asked to run (v1.1 `runAt` / `delaySeconds`), millisecond precision. */
   runAt?: string;
+  /** The parents this job waits for (job ids; batch refs resolved at submit). */
+  dependsOn?: string[];
   elapsedSeconds?: number;
   workerId?: string;
   gpus?: string[];
@@ -75,6 +77,7 @@ export function toJobView(r: JobRecord, now: Date, extras: ViewExtras = {}): Job
   if (r.finishedAt) view.finishedAt = r.finishedAt;
   if (r.retryAt) view.retryAt = r.retryAt;
   if (r.runAt) view.runAt = r.runAt;
+  if (r.dependsOn && r.dependsOn.length > 0) view.dependsOn = r.dependsOn;
   if (r.workerId) view.workerId = r.workerId;
   if (r.gpus) view.gpus = r.gpus;
   if (r.gpu) view.gpu = r.gpu;

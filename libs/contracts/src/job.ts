@@ -10,8 +10,9 @@ export function priorityLevel(p: Priority): number {
 
 /**
  * `scheduled`: accepted with a `runAt` in the future, holding no token and outside `depth` until then (v1.1).
- * `waiting`: reserved for jobs waiting on their dependencies (v1.1, `dependsOn`); listing filters and batch counts know
- * it, no transition produces it yet.
+ * `waiting`: accepted with a non-empty `dependsOn`, holding no token and outside `depth` until every parent is
+ * `completed` (then `queued`, or `scheduled` when its `runAt` is still to come); ends `cancelled` with
+ * `DEPENDENCY_FAILED` when a parent ends `failed` or `cancelled` (v1.1, docs/pipelines.md).
  */
 export const JOB_STATUSES = [
   'scheduled',
@@ -25,6 +26,9 @@ export const JOB_STATUSES = [
 ] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
+/** The most parents one job may name in `dependsOn` (API.md §3). */
+export const MAX_DEPENDS_ON = 100;
+
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
 export function isTerminal(status: JobStatus): boolean {
   return TERMINAL_STATUSES.includes(status);
@@ -33,6 +37,7 @@ export function isTerminal(status: JobStatus): boolean {
 /** Lifecycle events that clients see (webhooks, SSE). */
 export const PUBLIC_EVENT_TYPES = [
   'job.scheduled',
+  'job.waiting',
   'job.queued',
   'job.started',
   'job.progress',
@@ -67,6 +72,8 @@ export const ERROR_CODES = [
   'DISK_LIMIT',
   'SANDBOX_FAILED',
   'GPU_OOM',
+  /** A parent named in `dependsOn` ended `failed` or `cancelled` (never retryable; an admin retry re-evaluates). */
+  'DEPENDENCY_FAILED',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -145,6 +152,11 @@ export interface JobRecord {
    * due, so the view echoes it. A job with a `runAt` in the future is `scheduled` until then.
    */
   runAt?: string;
+  /**
+   * Job ids (same tenant, ≤ {@link MAX_DEPENDS_ON}) that must all be `completed` before this job is released from
+   * `waiting` (v1.1). The durable dependency edges: the scheduler rebuilds its parent → children index from them.
+   */
+  dependsOn?: string[];
   workerId?: string;
   gpus?: string[];
   gpuIndices?: number[];

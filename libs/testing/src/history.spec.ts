@@ -1,6 +1,7 @@
 import {
   adminRetry,
   completeAttempt,
+  dependencyFailed,
   enqueueDue,
   failAttempt,
   handBack,
@@ -9,6 +10,7 @@ import {
   reportProgress,
   requeueAfterDelay,
   requestCancel,
+  releaseWaiting,
   startAttempt,
   toEvent,
   workerLost,
@@ -26,7 +28,7 @@ class Recorder {
   entries: HistoryEntry[] = [];
   private tick = 0;
   /** `runAt`: the job is submitted delayed (ms after t0). */
-  constructor(runAt?: number) {
+  constructor(runAt?: number, dependsOn?: string[]) {
     this.push(
       newJob(
         {
@@ -41,6 +43,7 @@ class Recorder {
           retryDelaysMs: [0],
           metadata: {},
           ...(runAt !== undefined ? { runAt: new Date(t0 + runAt).toISOString() } : {}),
+          ...(dependsOn ? { dependsOn } : {}),
         },
         this.now(),
       ),
@@ -120,7 +123,7 @@ describe('whole-history check', () => {
       type: 'job.scheduled',
       job: { ...e.job, status: 'scheduled' },
     }));
-    expect(check(twice).join()).toMatch(/job.scheduled after the first revision/);
+    expect(check(twice).join()).toMatch(/job.scheduled after scheduled/);
   });
 
   it('refuses a second terminal event in one generation', () => {
@@ -204,5 +207,31 @@ describe('whole-history check', () => {
     expect(check(over).join('\n')).toMatch(/attempt 1 of at most 0/);
     const wrong = tamper(r.entries, 2, (e) => ({ ...e, job: { ...e.job, status: 'running' } }));
     expect(check(wrong, false).join('\n')).toMatch(/status running after a job\.completed/);
+  });
+
+  it('accepts waiting → queued / scheduled / cancelled paths and an admin retry back to waiting', () => {
+    const r = new Recorder(undefined, ['p1']);
+    expect(r.cur.status).toBe('waiting');
+    r.push(releaseWaiting(r.cur, r.now()));
+    r.start('w1');
+    r.push(completeAttempt(r.cur, r.owner(), {}, r.now()));
+    expect(check(r.entries)).toEqual([]);
+
+    const d = new Recorder(60_000, ['p1']);
+    d.push(releaseWaiting(d.cur, d.now()));
+    expect(d.cur.status).toBe('scheduled');
+    d.push(requestCancel(d.cur, d.now()));
+    expect(check(d.entries)).toEqual([]);
+
+    const f = new Recorder(undefined, ['p1']);
+    f.push(dependencyFailed(f.cur, f.now(), 'p1', 'failed'));
+    f.push(adminRetry(f.cur, f.now()));
+    f.push(releaseWaiting(f.cur, f.now()));
+    f.start('w1');
+    f.push(completeAttempt(f.cur, f.owner(), {}, f.now()));
+    expect(check(f.entries)).toEqual([]);
+
+    const again = tamper(r.entries, 1, (e) => ({ ...e, type: 'job.waiting', job: { ...e.job, status: 'waiting' } }));
+    expect(check(again).join()).toMatch(/job.waiting other than at submit/);
   });
 });

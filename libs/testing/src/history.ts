@@ -23,6 +23,7 @@ export interface HistoryCheckOptions {
 /** The status each event type leaves the record in; internal revisions keep the status they found. */
 const STATUS_OF: Partial<Record<JobEventType, JobStatus>> = {
   'job.scheduled': 'scheduled',
+  'job.waiting': 'waiting',
   'job.queued': 'queued',
   'job.started': 'running',
   'job.progress': 'running',
@@ -64,12 +65,20 @@ export function historyViolations(
     const at = Date.parse(ev.timestamp);
 
     if (!prev) {
-      const first = ev.type === 'job.queued' || ev.type === 'job.scheduled';
+      const first = ev.type === 'job.queued' || ev.type === 'job.scheduled' || ev.type === 'job.waiting';
       if (!first || r.sequence !== 1 || r.generation !== 1 || r.attempts !== 0) {
-        bad(e, 'the first revision is not job.queued or job.scheduled, sequence 1, generation 1, attempts 0');
+        bad(
+          e,
+          'the first revision is not job.queued, job.scheduled or job.waiting, sequence 1, generation 1, attempts 0',
+        );
       }
+      if ((ev.type === 'job.waiting') !== (r.dependsOn?.length ?? 0) > 0) bad(e, 'waiting ⇔ dependsOn broken');
     } else {
-      if (ev.type === 'job.scheduled') bad(e, 'job.scheduled after the first revision');
+      // A job released from waiting whose runAt is still to come is scheduled then; nothing else becomes scheduled.
+      if (ev.type === 'job.scheduled' && prev.event.job.status !== 'waiting')
+        bad(e, `job.scheduled after ${prev.event.job.status}`);
+      if (ev.type === 'job.waiting' && r.generation === prev.event.job.generation)
+        bad(e, 'job.waiting other than at submit or by an admin retry');
       // A delayed job never enters the queue before its time (by the writer's clock).
       if (prev.event.job.status === 'scheduled' && r.status === 'queued' && r.runAt && Date.parse(r.runAt) > at)
         bad(e, `queued ${Date.parse(r.runAt) - at} ms before its runAt ${r.runAt}`);
@@ -79,7 +88,10 @@ export function historyViolations(
       else if (r.sequence !== p.sequence + 1) bad(e, `sequence jumped from ${p.sequence} to ${r.sequence}`);
       if (r.generation !== p.generation) {
         const adminRetry =
-          r.generation === p.generation + 1 && isTerminal(p.status) && ev.type === 'job.queued' && r.attempts === 0;
+          r.generation === p.generation + 1 &&
+          isTerminal(p.status) &&
+          (ev.type === 'job.queued' || ev.type === 'job.waiting') &&
+          r.attempts === 0;
         if (!adminRetry) bad(e, `generation ${p.generation} → ${r.generation} other than by an admin retry`);
       } else if (isTerminal(p.status)) {
         bad(e, `generation ${r.generation} goes on after its terminal ${prev.event.type}`);
