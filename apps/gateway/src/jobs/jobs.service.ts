@@ -94,7 +94,13 @@ export class JobsService {
   prepare(
     p: Principal,
     dto: SubmitJobDto,
-    extra: { id?: string; batchId?: string; callbackUrl?: string } = {},
+    extra: {
+      id?: string;
+      batchId?: string;
+      callbackUrl?: string;
+      /** A batch job's parents and input with batch refs resolved to ids (else the DTO's, ids already). */
+      resolved?: { dependsOn?: string[]; input: Record<string, unknown> };
+    } = {},
   ): NewJobSpec {
     const def = this.types.get(dto.type);
     const gpu = dto.gpu ? { count: dto.gpu.count, memoryMb: dto.gpu.memoryMb ?? 0 } : def?.defaultGpu;
@@ -106,11 +112,12 @@ export class JobsService {
         : dto.delaySeconds !== undefined
           ? new Date(this.clock.now().getTime() + dto.delaySeconds * 1000).toISOString()
           : undefined;
+    const dependsOn = extra.resolved ? extra.resolved.dependsOn : dto.dependsOn;
     return {
       id: extra.id ?? newId(),
       tenant: p.tenant,
       type: dto.type,
-      input: dto.input ?? {},
+      input: extra.resolved?.input ?? dto.input ?? {},
       priority: dto.priority ?? 'normal',
       pool: dto.pool ?? 'default',
       ...(callbackUrl ? { callbackUrl } : {}),
@@ -123,6 +130,7 @@ export class JobsService {
       metadata: dto.metadata ?? {},
       ...(extra.batchId ? { batchId: extra.batchId } : {}),
       ...(runAt ? { runAt } : {}),
+      ...(dependsOn?.length ? { dependsOn: [...dependsOn] } : {}),
       ...currentTraceparent(),
     };
   }
