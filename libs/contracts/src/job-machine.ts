@@ -82,6 +82,7 @@ export type NewJobSpec = Pick<
       | 'tracestate'
       | 'runAt'
       | 'dependsOn'
+      | 'scheduleId'
     >
   >;
 
