@@ -25,6 +25,8 @@ import { JobsService } from './jobs/jobs.service';
 import { GatewayNats } from './nats/gateway-nats';
 import { QueueController } from './queue/queue.controller';
 import { GatewayRpc } from './nats/gateway-rpc';
+import { SchedulesController } from './schedules/schedules.controller';
+import { SchedulesService } from './schedules/schedules.service';
 import { TenantsController } from './tenants/tenants.controller';
 import { CLOCK, JOB_TYPES, LOGGER, METRICS_REGISTRY, OUTPUT_STORE } from './tokens';
 import { FailedWebhooksController } from './webhooks/failed-webhooks.controller';
@@ -57,6 +59,7 @@ export class GatewayModule {
         GpuCordonController,
         WhoamiController,
         TenantsController,
+        SchedulesController,
       ],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: d.config },
@@ -75,6 +78,7 @@ export class GatewayModule {
         BatchesService,
         JobEventsService,
         GatewayRpc,
+        SchedulesService,
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_PIPE, useClass: StrictValidationPipe },
         { provide: APP_INTERCEPTOR, useFactory: () => new ObserveInterceptor() },

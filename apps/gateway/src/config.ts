@@ -92,6 +92,12 @@ export const gatewaySpec = {
     max: 100_000_000,
     doc: 'queued + retrying + scheduled jobs one tenant may hold (unset: no cap); beyond it submits get 429 with Retry-After',
   }),
+  MAX_SCHEDULES_PER_TENANT: int({
+    default: 1_000,
+    min: 1,
+    max: 1_000_000,
+    doc: 'cron schedules one tenant may hold (POST /v1/schedules beyond it: 429); deleted ones do not count',
+  }),
   MAX_DELAY_SECONDS: int({
     default: 2_592_000,
     min: 1,

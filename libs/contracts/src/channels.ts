@@ -13,6 +13,7 @@
  */
 import { PayloadError, arrayOf, type Guard } from './guards';
 import type { JobEvent } from './job';
+import { scheduleRecordGuard, type ScheduleRecord } from './schedule';
 import { BUCKETS, STREAMS, SUBJECTS, type NotifierRpcOp, type SchedulerRpcOp } from './names';
 import type {
   BatchManifest,
@@ -261,6 +262,13 @@ export const CHANNELS = {
     version: 1,
     transport: 'kv',
     parse: g.rateLimitWindow,
+  }),
+  schedules: defineChannel<ScheduleRecord>({
+    name: 'schedules',
+    subject: BUCKETS.schedules,
+    version: 1,
+    transport: 'kv',
+    parse: scheduleRecordGuard,
   }),
   progressThrottle: defineChannel<ProgressMark>({
     name: 'progress-throttle',

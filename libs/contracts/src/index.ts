@@ -71,6 +71,16 @@ export {
   queueConfigUpdateProblems,
 } from './queue-config';
 export { toJobView } from './job-view';
+export { SCHEDULE_OVERLAPS, toScheduleView, scheduleKey, scheduleJobId, scheduleRecordGuard } from './schedule';
+export type {
+  ScheduleOverlap,
+  ScheduleJobSpec,
+  ScheduleRecord,
+  ScheduleRequest,
+  ScheduleView,
+  SchedulePage,
+} from './schedule';
+export { cronProblem, isTimeZone, nextDueAfter, latestDueAtOrBefore, dueNow } from './schedule-cron';
 export type { JobView, ViewExtras } from './job-view';
 export type * from './messages';
 export {

@@ -68,7 +68,15 @@ export type NewJobSpec = Pick<
   Partial<
     Pick<
       JobRecord,
-      'callbackUrl' | 'callbackToken' | 'gpu' | 'upload' | 'batchId' | 'traceparent' | 'tracestate' | 'runAt'
+      | 'callbackUrl'
+      | 'callbackToken'
+      | 'gpu'
+      | 'upload'
+      | 'batchId'
+      | 'traceparent'
+      | 'tracestate'
+      | 'runAt'
+      | 'scheduleId'
     >
   >;
 

@@ -30,6 +30,8 @@ export interface JobView {
   gpu?: { count: number; memoryMb: number; declaredMemoryMb?: number };
   callbackUrl?: string;
   batchId?: string;
+  /** The cron schedule that created the job (v1.1). */
+  scheduleId?: string;
   result?: unknown;
   outputs?: JobOutput[];
   error?: Omit<JobError, 'retryable'> & { retryable?: boolean };
@@ -80,6 +82,7 @@ export function toJobView(r: JobRecord, now: Date, extras: ViewExtras = {}): Job
   if (r.gpu) view.gpu = r.gpu;
   if (r.callbackUrl) view.callbackUrl = r.callbackUrl;
   if (r.batchId) view.batchId = r.batchId;
+  if (r.scheduleId) view.scheduleId = r.scheduleId;
   if (r.result !== undefined) view.result = r.result;
   if (r.outputs) {
     view.outputs = r.outputs.map((o) => {

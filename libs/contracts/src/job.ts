@@ -122,6 +122,8 @@ export interface JobRecord {
   upload?: { url: string };
   metadata: Record<string, unknown>;
   batchId?: string;
+  /** The cron schedule that created the job (v1.1); its `runAt` is the due time. */
+  scheduleId?: string;
 
   status: JobStatus;
   generation: number;

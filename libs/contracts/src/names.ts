@@ -44,6 +44,8 @@ export const BUCKETS = {
   rateLimit: 'gantry_ratelimit_v1',
   /** Last `job.progress` webhook time per job, shared by notifier replicas. */
   progressThrottle: 'gantry_webhook_throttle_v1',
+  /** Cron schedules (v1.1), one key per schedule `<tenant>.<id>`; no TTL, deletes leave a delete marker. */
+  schedules: 'gantry_schedules_v1',
 } as const;
 
 export const CONSUMERS = {

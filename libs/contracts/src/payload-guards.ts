@@ -103,6 +103,7 @@ const specFields = {
   gpu: optional(gpuRequest),
   upload: optional(object<{ url: string }>({ url: str })),
   batchId: optional(str),
+  scheduleId: optional(str),
   traceparent: optional(str),
   tracestate: optional(str),
 };

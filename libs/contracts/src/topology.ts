@@ -231,5 +231,6 @@ export function bucketDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
     idempotency: { bucket: BUCKETS.idempotency, history: 1, ttlMs: 24 * 3_600_000, replicas: o.replicas },
     rateLimit: { bucket: BUCKETS.rateLimit, history: 1, ttlMs: 120_000, replicas: o.replicas },
     progressThrottle: { bucket: BUCKETS.progressThrottle, history: 1, ttlMs: 3_600_000, replicas: o.replicas },
+    schedules: { bucket: BUCKETS.schedules, history: 1, ttlMs: 0, replicas: o.replicas },
   } satisfies Record<string, BucketDeclaration>;
 }

@@ -116,7 +116,8 @@ function clientSubject(ip: string): string {
 function bodyLimitFor(method: string, url: string, o: RequestHooksOptions): number | undefined {
   if (!WRITE_METHODS.has(method)) return undefined;
   if (url === '/v1/batches') return o.batchBodyLimit;
-  if (url === '/v1/jobs') return Math.min(JOB_BODY_LIMIT_BYTES, o.batchBodyLimit);
+  // A schedule carries one job request (MAX_JOB_BYTES) besides its own few fields.
+  if (url === '/v1/jobs' || url === '/v1/schedules') return Math.min(JOB_BODY_LIMIT_BYTES, o.batchBodyLimit);
   return SMALL_BODY_LIMIT_BYTES;
 }
 

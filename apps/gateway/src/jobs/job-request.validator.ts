@@ -82,6 +82,16 @@ export class JobRequestValidator {
     return dto;
   }
 
+  /**
+   * The job of a `POST /v1/schedules` body: the same checks as `POST /v1/jobs`, errors named `job.…`, returned (not
+   * thrown) so the schedule's own field errors are listed with them. MAX_JOB_BYTES is a 413 as for a submit.
+   */
+  async scheduleJob(raw: unknown, tenant: string): Promise<{ dto?: SubmitJobDto; errors: FieldError[] }> {
+    const r = await this.job(raw, 'job.', new Map(), tenant);
+    if (r.dto) this.assertSize(raw, 'the job');
+    return r;
+  }
+
   /** A `POST /v1/batches` body from `tenant`: 413 above MAX_JOBS_PER_BATCH, else a 400 problem listing every error. */
   async batch(body: unknown, tenant: string): Promise<ValidatedBatch> {
     if (!isPlainObject(body)) refuse([{ field: 'body', message: 'must be a JSON object' }], 'the batch');

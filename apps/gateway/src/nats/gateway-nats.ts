@@ -119,7 +119,7 @@ export class GatewayNats {
           {
             streams: [s.jobs, s.batches, s.list, s.webhookDlq],
             consumers: [consumerDeclarations(topology).batchRepair],
-            buckets: [b.idempotency, b.rateLimit, b.config, b.workers],
+            buckets: [b.idempotency, b.rateLimit, b.config, b.workers, b.schedules],
           },
           this.logger,
         );
