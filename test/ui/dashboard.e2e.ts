@@ -14,6 +14,25 @@ const CHROMIUM =
 const SHOTS = process.env['GANTRY_UI_SCREENSHOTS'] === '1' ? join(repoRoot(), 'docs', 'screenshots') : undefined;
 const WAIT = { timeout: 30_000 };
 
+interface Depth {
+  urgent: number;
+  high: number;
+  normal: number;
+  low: number;
+  total: number;
+}
+interface QueueBody {
+  depth: Depth;
+  scheduled?: number;
+  pools?: { pool: string; depth: Depth; scheduled: number }[];
+}
+interface Tenant {
+  tenant: string;
+  weight: number;
+  queued: number;
+  entitledPercent: number;
+}
+
 describe('dashboard in real Chromium', () => {
   let cluster: GantryCluster;
   let browser: Browser;
@@ -21,7 +40,9 @@ describe('dashboard in real Chromium', () => {
 
   beforeAll(async () => {
     if (!CHROMIUM) throw new Error('no Chromium: install the chromium package or set CHROMIUM_BIN');
-    cluster = await GantryCluster.start({ env: { TRACE_URL_TEMPLATE: 'http://jaeger.example:16686/trace/{traceId}' } });
+    cluster = await GantryCluster.start({
+      env: { TRACE_URL_TEMPLATE: 'http://jaeger.example:16686/trace/{traceId}', TENANT_WEIGHTS: 'default=3,other=1' },
+    });
     // playwright-core's launch() gives the browser a fresh temporary profile (--user-data-dir) and removes it on close.
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -149,6 +170,109 @@ describe('dashboard in real Chromium', () => {
       .waitFor(WAIT);
     // The console shows the 404 of the API call the page made: that one is expected.
     expect(errors.filter((e) => !/404/.test(e))).toEqual([]);
+  });
+
+  it("shows queued depth per pool and priority, scheduled jobs and every tenant's share as the API gives them", async () => {
+    await cluster.api('POST', '/v1/queue/pause');
+    // `night` has no worker: its jobs stay queued, so the figures hold still while the page is compared with the API.
+    await cluster.submit({ type: 'noop', pool: 'night', priority: 'urgent' });
+    await cluster.submit({ type: 'noop', pool: 'night', priority: 'low' });
+    await cluster.submit({ type: 'noop', pool: 'night', priority: 'low' }, OTHER_TENANT_KEY);
+    await cluster.submit({ type: 'noop', pool: 'night', delaySeconds: 3600 });
+    await cluster.submit({ type: 'noop', priority: 'high' }, OTHER_TENANT_KEY);
+    const { page, errors } = await signIn(ADMIN_KEY);
+    const q = (await cluster.api<QueueBody>('GET', '/v1/queue')).body;
+    expect(q.scheduled).toBeGreaterThanOrEqual(1);
+    const night = q.pools?.find((p) => p.pool === 'night');
+    expect(night).toEqual({
+      pool: 'night',
+      depth: { urgent: 1, high: 0, normal: 0, low: 2, total: 3 },
+      scheduled: 1,
+    });
+    await textIs(page, 'scheduled', String(q.scheduled));
+    for (const p of q.pools ?? []) {
+      for (const level of ['urgent', 'high', 'normal', 'low', 'total'] as const)
+        await textIs(page, `pool-${p.pool}-${level}`, String(p.depth[level]));
+      await textIs(page, `pool-${p.pool}-scheduled`, String(p.scheduled));
+    }
+    const tenants = (await cluster.api<Tenant[]>('GET', '/v1/tenants')).body;
+    expect(tenants.map((t) => t.tenant).sort()).toEqual(expect.arrayContaining(['default', 'other']));
+    for (const t of tenants) {
+      await textIs(page, `tenant-${t.tenant}-weight`, String(t.weight));
+      await textIs(page, `tenant-${t.tenant}-queued`, String(t.queued));
+      await textIs(page, `tenant-${t.tenant}-entitled`, `${t.entitledPercent.toFixed(1)}%`);
+    }
+    expect(tenants.find((t) => t.tenant === 'default')!.weight).toBe(3);
+    if (SHOTS) await page.screenshot({ path: join(SHOTS, 'queue.png'), fullPage: true });
+
+    // A client key sees its own tenant's share only.
+    const mine = (await cluster.api<Tenant>('GET', '/v1/tenants/me', undefined, OTHER_TENANT_KEY)).body;
+    const other = await signIn(OTHER_TENANT_KEY);
+    await textIs(other.page, 'tenant-other-queued', String(mine.queued));
+    await textIs(other.page, 'tenant-other-weight', '1');
+    expect(await other.page.locator('tr[data-tenant]').count()).toBe(1);
+    expect(await other.page.locator('tr[data-tenant="default"]').count()).toBe(0);
+    await cluster.api('POST', '/v1/queue/resume');
+    expect(errors).toEqual([]);
+    expect(other.errors).toEqual([]);
+  });
+
+  it('lists, pauses, resumes and deletes schedules (or says the gateway does not serve them)', async () => {
+    const { page, errors } = await signIn(CLIENT_KEY);
+    const served = (await cluster.api('GET', '/v1/schedules', undefined, CLIENT_KEY)).status !== 404;
+    if (!served) {
+      await page.getByRole('link', { name: 'Schedules' }).click();
+      await page.getByText('This gateway does not serve schedules yet.').waitFor(WAIT);
+      expect(errors.filter((e) => !/404/.test(e))).toEqual([]);
+      return;
+    }
+    const created = await cluster.api<{ id: string }>(
+      'POST',
+      '/v1/schedules',
+      { name: 'nightly-report', cron: '0 3 * * *', timezone: 'Europe/Paris', job: { type: 'noop' } },
+      CLIENT_KEY,
+    );
+    expect(created.status).toBe(201);
+    const theirs = await cluster.api<{ id: string }>(
+      'POST',
+      '/v1/schedules',
+      { name: 'their-schedule', cron: '0 4 * * *', job: { type: 'noop' } },
+      OTHER_TENANT_KEY,
+    );
+    expect(theirs.status).toBe(201);
+    const id = created.body.id;
+    await page.getByRole('link', { name: 'Schedules' }).click();
+    const row = page.locator(`tr[data-schedule="${id}"]`);
+    await row.waitFor(WAIT);
+    expect(await row.textContent()).toContain('0 3 * * *');
+    expect(await page.locator(`tr[data-schedule="${theirs.body.id}"]`).count()).toBe(0);
+    expect(await page.getByText('their-schedule').count()).toBe(0);
+
+    await row.getByRole('button', { name: 'Pause' }).click();
+    await textIs(page, `schedule-${id}-state`, 'paused');
+    const paused = await cluster.api<{ paused: boolean }>('GET', `/v1/schedules/${id}`, undefined, CLIENT_KEY);
+    expect(paused.body.paused).toBe(true);
+    await row.getByRole('button', { name: 'Resume' }).click();
+    await textIs(page, `schedule-${id}-state`, 'active');
+    expect(
+      (await cluster.api<{ paused: boolean }>('GET', `/v1/schedules/${id}`, undefined, CLIENT_KEY)).body.paused,
+    ).toBe(false);
+
+    // Created from the form, as a user would.
+    const form = page.getByRole('form', { name: 'New schedule' });
+    await form.getByLabel('Name').fill('every-minute');
+    await form.getByLabel('Cron').fill('* * * * *');
+    await form.getByRole('button', { name: 'Create' }).click();
+    await page.locator('tr[data-schedule]', { hasText: 'every-minute' }).waitFor(WAIT);
+    const list = (await cluster.api<{ items: { name: string }[] }>('GET', '/v1/schedules', undefined, CLIENT_KEY)).body;
+    expect(list.items.map((s) => s.name)).toEqual(expect.arrayContaining(['nightly-report', 'every-minute']));
+    if (SHOTS) await page.screenshot({ path: join(SHOTS, 'schedules.png'), fullPage: true });
+
+    page.once('dialog', (d) => void d.accept());
+    await row.getByRole('button', { name: 'Delete' }).click();
+    await row.waitFor({ state: 'detached', ...WAIT });
+    expect((await cluster.api('GET', `/v1/schedules/${id}`, undefined, CLIENT_KEY)).status).toBe(404);
+    expect(errors).toEqual([]);
   });
 
   it('shows workers and failed webhooks; every page is served with a strict CSP', async () => {

@@ -16,8 +16,10 @@ import {
   type JobRequest,
   type JobView,
   type Priority,
+  type ScheduleRequest,
+  type ScheduleView,
 } from '@gantry/client';
-import { jobBlock, jobsTable, queueBlock, table, workersTable } from './output.js';
+import { jobBlock, jobsTable, queueBlock, schedulesTable, table, tenantsTable, workersTable } from './output.js';
 import { onEventTo, progressSink } from './progress.js';
 
 const PRIORITIES = ['urgent', 'high', 'normal', 'low'];
@@ -72,6 +74,29 @@ async function readJsonFile(path: string): Promise<unknown> {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A job request from `--file` (a POST /v1/jobs body) with `--type/--input/--priority/--pool` over it. */
+async function jobFrom(o: {
+  type?: string;
+  input?: string;
+  priority?: Priority;
+  pool?: string;
+  file?: string;
+}): Promise<JobRequest> {
+  const base = o.file ? await readJsonFile(o.file) : {};
+  if (!isObject(base)) throw new UsageError(`${o.file} must hold a JSON object (a job request)`);
+  const job = { ...base } as Partial<JobRequest>;
+  if (o.type) job.type = o.type;
+  if (o.input !== undefined) {
+    const input = parseJson('--input', o.input);
+    if (!isObject(input)) throw new UsageError('--input must be a JSON object');
+    job.input = input;
+  }
+  if (o.priority) job.priority = o.priority;
+  if (o.pool) job.pool = o.pool;
+  if (!job.type) throw new UsageError('a job needs a type: --type or "type" in --file');
+  return job as JobRequest;
 }
 
 /** Follows a job to its end (progress bar on stderr); the exit code says how it ended. */
@@ -143,23 +168,9 @@ export function buildProgram(): Command {
         },
         cmd: Command,
       ) => {
-        const base = o.file ? await readJsonFile(o.file) : {};
-        if (!isObject(base)) throw new UsageError(`${o.file} must hold a JSON object (a job request)`);
-        const job = { ...base } as Partial<JobRequest>;
-        if (o.type) job.type = o.type;
-        if (o.input !== undefined) {
-          const input = parseJson('--input', o.input);
-          if (!isObject(input)) throw new UsageError('--input must be a JSON object');
-          job.input = input;
-        }
-        if (o.priority) job.priority = o.priority;
-        if (o.pool) job.pool = o.pool;
-        if (!job.type) throw new UsageError('a job needs a type: --type or "type" in --file');
+        const job = await jobFrom(o);
         const client = clientOf(cmd);
-        const view = await client.jobs.submit(
-          job as JobRequest,
-          o.idempotencyKey ? { idempotencyKey: o.idempotencyKey } : {},
-        );
+        const view = await client.jobs.submit(job, o.idempotencyKey ? { idempotencyKey: o.idempotencyKey } : {});
         if (!o.wait) {
           print(cmd, view, () => `${view.id}\n`);
           return;
@@ -287,6 +298,94 @@ export function buildProgram(): Command {
       const ws = await clientOf(cmd).workers.list();
       print(cmd, ws, () => workersTable(ws));
     });
+
+  const tenants = program.command('tenants').description("tenants' fair share: used vs entitled");
+  tenants
+    .command('ls', { isDefault: true })
+    .description('every tenant with work, recent usage or a weight (admin)')
+    .action(async (_o, cmd: Command) => {
+      const ts = await clientOf(cmd).tenants.list();
+      print(cmd, ts, () => tenantsTable(ts));
+    });
+  tenants
+    .command('me')
+    .description("this key's tenant")
+    .action(async (_o, cmd: Command) => {
+      const t = await clientOf(cmd).tenants.me();
+      print(cmd, t, () => tenantsTable([t]));
+    });
+
+  const schedules = program.command('schedules').description("cron schedules of this key's tenant");
+  schedules
+    .command('ls')
+    .description('the schedules, every page')
+    .action(async (_o, cmd: Command) => {
+      const all: ScheduleView[] = [];
+      for await (const s of clientOf(cmd).schedules.all({ limit: 100 })) all.push(s);
+      print(cmd, { items: all, nextCursor: null }, () => schedulesTable(all));
+    });
+  schedules
+    .command('get <id>')
+    .description('one schedule')
+    .action(async (id: string, _o, cmd: Command) => {
+      const s = await clientOf(cmd).schedules.get(id);
+      print(cmd, s, () => schedulesTable([s]));
+    });
+  schedules
+    .command('add')
+    .description('create a schedule: --name, --cron and the job (--type/--input or --file)')
+    .requiredOption('--name <name>', 'a name for people')
+    .requiredOption('--cron <expr>', 'cron: 5 fields, or 6 with seconds first (quote it)')
+    .option('--timezone <tz>', 'IANA time zone (default UTC)')
+    .addOption(new Option('--overlap <mode>', 'skip: no job while the last is unfinished').choices(['skip', 'allow']))
+    .option('--type <type>', 'job type')
+    .option('--input <json>', 'the job input as JSON')
+    .addOption(new Option('--priority <priority>', 'priority').choices(PRIORITIES))
+    .option('--pool <pool>', 'worker pool')
+    .option('--file <path>', 'a JSON file holding the job (the POST /v1/jobs body); options override its fields')
+    .action(
+      async (
+        o: {
+          name: string;
+          cron: string;
+          timezone?: string;
+          overlap?: 'skip' | 'allow';
+          type?: string;
+          input?: string;
+          priority?: Priority;
+          pool?: string;
+          file?: string;
+        },
+        cmd: Command,
+      ) => {
+        const job = await jobFrom(o);
+        const req: ScheduleRequest = {
+          name: o.name,
+          cron: o.cron,
+          job,
+          ...(o.timezone ? { timezone: o.timezone } : {}),
+          ...(o.overlap ? { overlap: o.overlap } : {}),
+        };
+        const s = await clientOf(cmd).schedules.create(req);
+        print(cmd, s, () => `${s.id}  next run ${s.nextRunAt ?? '-'}\n`);
+      },
+    );
+  schedules
+    .command('rm <id>')
+    .description('delete a schedule (the jobs it created stay)')
+    .action(async (id: string, _o, cmd: Command) => {
+      await clientOf(cmd).schedules.delete(id);
+      print(cmd, { id, deleted: true }, () => `deleted ${id}\n`);
+    });
+  for (const op of ['pause', 'resume'] as const) {
+    schedules
+      .command(`${op} <id>`)
+      .description(op === 'pause' ? 'stop creating jobs (due times while paused are skipped)' : 'create jobs again')
+      .action(async (id: string, _o, cmd: Command) => {
+        const s = await clientOf(cmd).schedules[op](id);
+        print(cmd, s, () => schedulesTable([s]));
+      });
+  }
 
   const webhooks = program.command('webhooks').description('failed webhook deliveries (admin)');
   webhooks

@@ -1,5 +1,5 @@
 /** Human output: small aligned tables and key/value blocks. `--json` bypasses all of it. */
-import type { JobView, QueueState, WorkerView } from '@gantry/client';
+import type { JobView, QueueState, ScheduleView, TenantView, WorkerView } from '@gantry/client';
 
 export function table(rows: string[][]): string {
   if (rows.length === 0) return '';
@@ -56,10 +56,59 @@ export function queueBlock(q: QueueState): string {
     `depth          urgent ${q.depth.urgent}  high ${q.depth.high}  normal ${q.depth.normal}  low ${q.depth.low}  total ${q.depth.total}\n` +
     `running        ${q.running}\n` +
     `retrying       ${q.retrying}\n` +
+    (q.scheduled !== undefined ? `scheduled      ${q.scheduled}\n` : '') +
+    (typeof (q as { waiting?: unknown }).waiting === 'number'
+      ? `waiting        ${(q as { waiting?: number }).waiting}\n`
+      : '') +
     `tokens         ${q.maxConcurrentJobs - q.availableTokens}/${q.maxConcurrentJobs} in use\n` +
     `maxQueueSize   ${q.maxQueueSize}\n` +
-    `workers        ${q.workers}\n`
+    `workers        ${q.workers}\n` +
+    (q.pools?.length
+      ? '\n' +
+        table([
+          ['POOL', 'URGENT', 'HIGH', 'NORMAL', 'LOW', 'QUEUED', 'SCHEDULED'],
+          ...q.pools.map((p) => [
+            p.pool,
+            String(p.depth.urgent),
+            String(p.depth.high),
+            String(p.depth.normal),
+            String(p.depth.low),
+            String(p.depth.total),
+            String(p.scheduled),
+          ]),
+        ])
+      : '')
   );
+}
+
+export function tenantsTable(ts: TenantView[]): string {
+  return table([
+    ['TENANT', 'WEIGHT', 'QUEUED', 'RUNNING', 'USED SLOT-S', 'SHARE', 'ENTITLED'],
+    ...ts.map((t) => [
+      t.tenant,
+      String(t.weight),
+      String(t.queued),
+      String(t.running),
+      t.usedSlotSeconds.toFixed(1),
+      `${t.sharePercent.toFixed(1)}%`,
+      `${t.entitledPercent.toFixed(1)}%`,
+    ]),
+  ]);
+}
+
+export function schedulesTable(ss: ScheduleView[]): string {
+  return table([
+    ['ID', 'NAME', 'CRON', 'TIMEZONE', 'STATE', 'NEXT RUN', 'LAST JOB'],
+    ...ss.map((s) => [
+      s.id,
+      s.name,
+      s.cron,
+      s.timezone,
+      s.paused ? 'paused' : 'active',
+      s.nextRunAt ?? '-',
+      s.lastJobId ?? '-',
+    ]),
+  ]);
 }
 
 export function workersTable(ws: WorkerView[]): string {

@@ -208,6 +208,18 @@ function QueuePanel({ q, admin, client }) {
       <div class="card">
         <span class="label">retrying</span><span class="value" data-testid="retrying">${q.retrying}</span>
       </div>
+      ${
+        typeof q.scheduled === 'number' &&
+        html`<div class="card">
+          <span class="label">scheduled</span><span class="value" data-testid="scheduled">${q.scheduled}</span>
+        </div>`
+      }
+      ${
+        typeof q.waiting === 'number' &&
+        html`<div class="card">
+          <span class="label">waiting</span><span class="value" data-testid="waiting">${q.waiting}</span>
+        </div>`
+      }
       <div class="card">
         <span class="label" id="tokens-l">tokens in use</span>
         <span class="value" data-testid="tokens">${used} / ${q.maxConcurrentJobs}</span>
@@ -324,37 +336,10 @@ function QueuePage({ session }) {
     [client],
   );
   const workers = usePoll(() => client.workers.list(), 2 * POLL_MS, [client]);
-  const pools = {};
-  for (const w of workers.data ?? []) {
-    const p = (pools[w.pool] ??= { workers: 0, slots: 0, busy: 0 });
-    p.workers++;
-    p.slots += w.slots;
-    p.busy += w.busy;
-  }
   return html` ${queue.error && html`<p class="error" role="alert">Queue: ${msg(queue.error)}</p>`}
     ${queue.data ? html`<${QueuePanel} q=${queue.data} admin=${admin} client=${client} />` : html`<p class="muted">Loading the queue…</p>`}
-    <section class="panel" aria-labelledby="pools-h">
-      <h2 id="pools-h">Pools</h2>
-      <table aria-label="Pools">
-        <thead>
-          <tr>
-            <th>Pool</th>
-            <th>Workers</th>
-            <th>Busy slots</th>
-          </tr>
-        </thead>
-        <tbody>
-          ${Object.entries(pools).map(
-            ([name, p]) =>
-              html`<tr>
-                <td>${name}</td>
-                <td class="num">${p.workers}</td>
-                <td class="num">${p.busy} / ${p.slots}</td>
-              </tr>`,
-          )}
-        </tbody>
-      </table>
-    </section>
+    <${PoolsPanel} q=${queue.data} workers=${workers.data} />
+    <${TenantsPanel} session=${session} />
     <section class="panel" aria-labelledby="running-h">
       <h2 id="running-h">Running jobs</h2>
       <${JobsTable} jobs=${jobs.data?.running} label="Running jobs" admin=${admin} client=${client} />
@@ -367,6 +352,123 @@ function QueuePage({ session }) {
       <h2 id="failed-h">Recent failures</h2>
       <${JobsTable} jobs=${jobs.data?.failed} label="Recent failures" admin=${admin} client=${client} kind="failed" />
     </section>`;
+}
+
+/**
+ * Pools: queued jobs per priority and scheduled jobs (the `pools` lines of GET /v1/queue, the scheduler's counters)
+ * beside the workers and busy slots of GET /v1/workers. A pool appears when either side knows it.
+ */
+function PoolsPanel({ q, workers }) {
+  const rows = new Map();
+  const row = (name) => {
+    let r = rows.get(name);
+    if (!r) rows.set(name, (r = { depth: undefined, scheduled: undefined, workers: 0, slots: 0, busy: 0 }));
+    return r;
+  };
+  for (const p of q?.pools ?? []) Object.assign(row(p.pool), { depth: p.depth, scheduled: p.scheduled });
+  for (const w of workers ?? []) {
+    const r = row(w.pool);
+    r.workers++;
+    r.slots += w.slots;
+    r.busy += w.busy;
+  }
+  const names = [...rows.keys()].sort();
+  const n = (v) => (v === undefined ? '–' : v);
+  return html`<section class="panel" aria-labelledby="pools-h">
+    <h2 id="pools-h">Pools</h2>
+    <table aria-label="Pools">
+      <thead>
+        <tr>
+          <th>Pool</th>
+          ${PRIORITIES.map((p) => html`<th class="num">Queued · ${p}</th>`)}
+          <th class="num">Queued</th>
+          <th class="num">Scheduled</th>
+          <th class="num">Workers</th>
+          <th class="num">Busy slots</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${names.map((name) => {
+          const r = rows.get(name);
+          return html`<tr data-pool=${name}>
+            <td>${name}</td>
+            ${PRIORITIES.map((p) => html`<td class="num" data-testid=${`pool-${name}-${p}`}>${n(r.depth?.[p])}</td>`)}
+            <td class="num" data-testid=${`pool-${name}-total`}>${n(r.depth?.total)}</td>
+            <td class="num" data-testid=${`pool-${name}-scheduled`}>${n(r.scheduled)}</td>
+            <td class="num">${r.workers}</td>
+            <td class="num">${r.busy} / ${r.slots}</td>
+          </tr>`;
+        })}
+      </tbody>
+    </table>
+  </section>`;
+}
+
+/**
+ * Tenants' fair share (GET /v1/tenants for an admin: every tenant; GET /v1/tenants/me for a client key: its own):
+ * the share of the recent GPU-slot-seconds each used beside the share its weight entitles it to now.
+ */
+function TenantsPanel({ session }) {
+  const { client, who } = session;
+  const admin = who.role === 'admin';
+  const { data, error } = usePoll(
+    async () => (admin ? client.tenants.list() : [await client.tenants.me()]),
+    2 * POLL_MS,
+    [client, admin],
+  );
+  const one = (v) => `${Number(v).toFixed(1)}%`;
+  return html`<section class="panel" aria-labelledby="tenants-h">
+    <h2 id="tenants-h">${admin ? 'Tenants' : `Tenant ${who.tenant}`} <span class="muted">fair share</span></h2>
+    ${error && html`<p class="error" role="alert">Tenants: ${msg(error)}</p>`}
+    ${
+      data &&
+      (data.length === 0
+        ? html`<p class="muted">No tenant has work or recent usage.</p>`
+        : html`<table aria-label="Tenants">
+            <thead>
+              <tr>
+                <th>Tenant</th>
+                <th class="num">Weight</th>
+                <th class="num">Queued</th>
+                <th class="num">Running</th>
+                <th class="num">Used slot-seconds</th>
+                <th>Share used</th>
+                <th>Entitled</th>
+              </tr>
+            </thead>
+            <tbody>
+              ${data.map(
+                (t) =>
+                  html`<tr data-tenant=${t.tenant}>
+                    <td>${t.tenant}</td>
+                    <td class="num" data-testid=${`tenant-${t.tenant}-weight`}>${t.weight}</td>
+                    <td class="num" data-testid=${`tenant-${t.tenant}-queued`}>${t.queued}</td>
+                    <td class="num" data-testid=${`tenant-${t.tenant}-running`}>${t.running}</td>
+                    <td class="num">${Number(t.usedSlotSeconds).toFixed(1)}</td>
+                    <td>
+                      <meter
+                        min="0"
+                        max="100"
+                        value=${t.sharePercent}
+                        aria-label=${`share used by ${t.tenant}`}
+                      ></meter>
+                      <span data-testid=${`tenant-${t.tenant}-share`}>${one(t.sharePercent)}</span>
+                    </td>
+                    <td>
+                      <meter
+                        min="0"
+                        max="100"
+                        value=${t.entitledPercent}
+                        aria-label=${`share ${t.tenant} is entitled to`}
+                      ></meter>
+                      <span data-testid=${`tenant-${t.tenant}-entitled`}>${one(t.entitledPercent)}</span>
+                    </td>
+                  </tr>`,
+              )}
+            </tbody>
+          </table>`)
+    }
+  </section>`;
 }
 
 // ---- job page --------------------------------------------------------------------------------------------------
@@ -587,35 +689,129 @@ function WebhooksPage({ session }) {
 }
 
 function SchedulesPage({ session }) {
-  const { data, error } = usePoll(() => session.client.request('GET', '/v1/schedules'), 5 * POLL_MS, [session.client]);
-  return html`<section class="panel" aria-labelledby="sched-h">
-    <h2 id="sched-h">Schedules</h2>
-    ${error && html`<p class="muted" role="status">${error.status === 404 ? 'This gateway does not serve schedules yet.' : msg(error)}</p>`}
-    ${
-      data &&
-      html`<table aria-label="Schedules">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Cron</th>
-            <th>Next run</th>
-            <th>Paused</th>
-          </tr>
-        </thead>
-        <tbody>
-          ${data.items.map(
-            (s) =>
-              html`<tr>
-                <td>${s.name}</td>
-                <td class="mono">${s.cron}</td>
-                <td>${s.nextRunAt}</td>
-                <td>${String(s.paused)}</td>
-              </tr>`,
-          )}
-        </tbody>
-      </table>`
+  const { client } = session;
+  const [notice, act] = useNotice();
+  const [tick, setTick] = useState(0);
+  const { data, error } = usePoll(() => client.schedules.list({ limit: 100 }), 5 * POLL_MS, [client, tick]);
+  const refresh = () => setTick((n) => n + 1);
+  const blank = { name: '', cron: '', timezone: '', type: 'noop', input: '{}', priority: 'normal' };
+  const [form, setForm] = useState(blank);
+  const set = (k) => (e) => setForm({ ...form, [k]: e.currentTarget.value });
+  const create = (e) => {
+    e.preventDefault();
+    let input;
+    try {
+      input = JSON.parse(form.input || '{}');
+    } catch {
+      return void act('New schedule', () => Promise.reject(new Error('the input is not valid JSON')));
     }
-  </section>`;
+    const req = {
+      name: form.name,
+      cron: form.cron,
+      job: { type: form.type, input, priority: form.priority },
+      ...(form.timezone ? { timezone: form.timezone } : {}),
+    };
+    void act('New schedule', async () => {
+      await client.schedules.create(req);
+      setForm(blank);
+      refresh();
+    });
+  };
+  const after = (label, fn) =>
+    act(label, async () => {
+      await fn();
+      refresh();
+    });
+  const unserved = error && error.status === 404;
+  return html`<section class="panel" aria-labelledby="sched-h">
+      <h2 id="sched-h">Schedules <span class="muted">(tenant ${session.who.tenant})</span></h2>
+      ${unserved && html`<p class="muted" role="status">This gateway does not serve schedules yet.</p>`}
+      ${error && !unserved && html`<p class="error" role="alert">${msg(error)}</p>`}
+      ${data && data.items.length === 0 && html`<p class="muted">None.</p>`}
+      ${
+        data &&
+        data.items.length > 0 &&
+        html`<table aria-label="Schedules">
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Cron</th>
+              <th>Time zone</th>
+              <th>Job</th>
+              <th>Overlap</th>
+              <th>State</th>
+              <th>Next run</th>
+              <th>Last job</th>
+              <th>Actions</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${data.items.map(
+              (s) =>
+                html`<tr data-schedule=${s.id}>
+                  <td>${s.name}</td>
+                  <td class="mono">${s.cron}</td>
+                  <td>${s.timezone}</td>
+                  <td>${s.job.type} · ${s.job.priority ?? 'normal'}</td>
+                  <td>${s.overlap}</td>
+                  <td data-testid=${`schedule-${s.id}-state`}>${s.paused ? 'paused' : 'active'}</td>
+                  <td>${s.nextRunAt ? new Date(s.nextRunAt).toLocaleString() : '–'}</td>
+                  <td>
+                    ${s.lastJobId ? html`<${Link} href=${`/ui/jobs/${s.lastJobId}`} class="mono">${s.lastJobId}<//>` : '–'}
+                  </td>
+                  <td>
+                    ${
+                      s.paused
+                        ? html`<button
+                            type="button"
+                            onClick=${() => after(`Resume ${s.name}`, () => client.schedules.resume(s.id))}
+                          >
+                            Resume
+                          </button>`
+                        : html`<button
+                            type="button"
+                            onClick=${() => after(`Pause ${s.name}`, () => client.schedules.pause(s.id))}
+                          >
+                            Pause
+                          </button>`
+                    }
+                    <button
+                      type="button"
+                      class="danger"
+                      onClick=${() => confirm(`Delete the schedule ${s.name}?`) && after(`Delete ${s.name}`, () => client.schedules.delete(s.id))}
+                    >
+                      Delete
+                    </button>
+                  </td>
+                </tr>`,
+            )}
+          </tbody>
+        </table>`
+      }
+      <${Notice} text=${notice} />
+    </section>
+    ${
+      !unserved &&
+      html`<section class="panel" aria-labelledby="new-sched-h">
+        <h2 id="new-sched-h">New schedule</h2>
+        <form class="inline" onSubmit=${create} aria-label="New schedule">
+          <label>Name <input required value=${form.name} onInput=${set('name')} /></label>
+          <label
+            >Cron <input required class="mono" placeholder="*/5 * * * *" value=${form.cron} onInput=${set('cron')}
+          /></label>
+          <label>Time zone <input placeholder="UTC" value=${form.timezone} onInput=${set('timezone')} /></label>
+          <label>Job type <input required value=${form.type} onInput=${set('type')} /></label>
+          <label>Input (JSON) <input class="mono" value=${form.input} onInput=${set('input')} /></label>
+          <label
+            >Priority
+            <select value=${form.priority} onChange=${set('priority')}>
+              ${PRIORITIES.map((p) => html`<option value=${p}>${p}</option>`)}
+            </select></label
+          >
+          <button type="submit">Create</button>
+        </form>
+      </section>`
+    }`;
 }
 
 render(html`<${App} />`, document.getElementById('app'));

@@ -21,6 +21,7 @@ import type {
   QueueConfigRequest,
   QueueMetrics,
   QueueState,
+  TenantView,
   Whoami,
   WorkerView,
 } from '@gantry/contracts';
@@ -36,6 +37,41 @@ export interface GantryClientOptions {
   timeoutMs?: number;
   /** A `fetch` to use instead of the global one. */
   fetch?: typeof fetch;
+}
+
+/** `POST /v1/schedules` body (API.md §3 "Schedules"). */
+export interface ScheduleRequest {
+  /** A name for people (lists, the dashboard). */
+  name: string;
+  /** 5-field cron (`*\/5 * * * *`), or 6 with seconds first. */
+  cron: string;
+  /** IANA time zone the cron is read in. Default `UTC`. */
+  timezone?: string;
+  /** The job each due time creates (the body of `POST /v1/jobs`). */
+  job: JobRequest;
+  /** `skip` (default): no job while the schedule's previous one is unfinished; `allow`: one per due time. */
+  overlap?: 'skip' | 'allow';
+}
+
+/** A schedule as the gateway answers it. */
+export interface ScheduleView {
+  id: string;
+  name: string;
+  cron: string;
+  timezone: string;
+  job: JobRequest;
+  overlap: 'skip' | 'allow';
+  paused: boolean;
+  /** The next due time (ISO), null while paused or when the cron has no next time. */
+  nextRunAt: string | null;
+  /** The last job the schedule created, null before the first. */
+  lastJobId: string | null;
+}
+
+/** `GET /v1/schedules`. */
+export interface SchedulePage {
+  items: ScheduleView[];
+  nextCursor: string | null;
 }
 
 export interface RequestOptions {
@@ -79,6 +115,8 @@ export class GantryClient {
   readonly queue: QueueApi;
   readonly workers: WorkersApi;
   readonly webhooks: WebhooksApi;
+  readonly tenants: TenantsApi;
+  readonly schedules: SchedulesApi;
 
   constructor(o: GantryClientOptions) {
     if (!o.url) throw new GantryError('API_ERROR', 'GantryClient needs a url');
@@ -92,6 +130,8 @@ export class GantryClient {
     this.queue = new QueueApi(this);
     this.workers = new WorkersApi(this);
     this.webhooks = new WebhooksApi(this);
+    this.tenants = new TenantsApi(this);
+    this.schedules = new SchedulesApi(this);
   }
 
   /** The role and tenant of this client's key. */
@@ -359,5 +399,53 @@ export class WebhooksApi {
   /** Admin: send a failed delivery again (same `webhook-id`). */
   replay(id: string, o: RequestOptions = {}): Promise<FailedWebhookView> {
     return this.c.request('POST', `/v1/webhooks/failed/${enc(id)}/replay`, undefined, o);
+  }
+}
+
+export class TenantsApi {
+  constructor(private readonly c: GantryClient) {}
+  /** Admin: every tenant with work, recent usage or a configured weight, and its fair share. */
+  list(o: RequestOptions = {}): Promise<TenantView[]> {
+    return this.c.request('GET', '/v1/tenants', undefined, o);
+  }
+  /** The caller's tenant and its fair share (any key). */
+  me(o: RequestOptions = {}): Promise<TenantView> {
+    return this.c.request('GET', '/v1/tenants/me', undefined, o);
+  }
+}
+
+/** Cron schedules of the caller's tenant (API.md §3 "Schedules"). */
+export class SchedulesApi {
+  constructor(private readonly c: GantryClient) {}
+  /** Creates a schedule; resolves with it (`nextRunAt` set). */
+  create(schedule: ScheduleRequest, o: RequestOptions = {}): Promise<ScheduleView> {
+    return this.c.request('POST', '/v1/schedules', schedule, o);
+  }
+  /** One page of the tenant's schedules. */
+  list(q: { limit?: number; cursor?: string } = {}, o: RequestOptions = {}): Promise<SchedulePage> {
+    return this.c.request('GET', `/v1/schedules${query(q)}`, undefined, o);
+  }
+  /** Every schedule of the tenant, page after page. */
+  async *all(q: { limit?: number } = {}, o: RequestOptions = {}): AsyncGenerator<ScheduleView> {
+    let cursor: string | null | undefined;
+    do {
+      const page = await this.list({ ...q, ...(cursor ? { cursor } : {}) }, o);
+      yield* page.items;
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+  get(id: string, o: RequestOptions = {}): Promise<ScheduleView> {
+    return this.c.request('GET', `/v1/schedules/${enc(id)}`, undefined, o);
+  }
+  /** Deletes the schedule (the jobs it created stay). */
+  async delete(id: string, o: RequestOptions = {}): Promise<void> {
+    await this.c.request('DELETE', `/v1/schedules/${enc(id)}`, undefined, o);
+  }
+  /** Stops creating jobs; due times that pass while paused are skipped. */
+  pause(id: string, o: RequestOptions = {}): Promise<ScheduleView> {
+    return this.c.request('POST', `/v1/schedules/${enc(id)}/pause`, undefined, o);
+  }
+  resume(id: string, o: RequestOptions = {}): Promise<ScheduleView> {
+    return this.c.request('POST', `/v1/schedules/${enc(id)}/resume`, undefined, o);
   }
 }

@@ -8,10 +8,21 @@ export {
   QueueApi,
   WorkersApi,
   WebhooksApi,
+  TenantsApi,
+  SchedulesApi,
   TERMINAL_JOB_STATUSES,
   isTerminalStatus,
 } from './client.js';
-export type { GantryClientOptions, RequestOptions, SubmitOptions, EventsOptions, WaitOptions } from './client.js';
+export type {
+  GantryClientOptions,
+  RequestOptions,
+  SubmitOptions,
+  EventsOptions,
+  WaitOptions,
+  ScheduleRequest,
+  ScheduleView,
+  SchedulePage,
+} from './client.js';
 export {
   GantryError,
   GantryApiError,
@@ -41,6 +52,9 @@ export type {
   JobOutput,
   JobProgress,
   QueueState,
+  PoolQueueState,
+  PriorityDepth,
+  TenantView,
   QueueMetrics,
   ConcurrencyStats,
   WorkerView,

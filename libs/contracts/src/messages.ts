@@ -144,6 +144,24 @@ export interface QueueState {
   availableTokens: number;
   maxQueueSize: number;
   workers: number;
+  /**
+   * Jobs `scheduled` now (a `runAt` / `delaySeconds` not reached yet): not in `depth`, holding no token. A Gantry
+   * extension (docs/api.md); absent from schedulers older than v1.1.
+   */
+  scheduled?: number;
+  /**
+   * Queued jobs per pool and priority (dispatched-not-started included), with each pool's scheduled jobs: every pool a
+   * live worker serves or a job names, sorted by name. O(pools) from the leader's counters. A Gantry extension
+   * (docs/api.md); absent from schedulers older than v1.1.
+   */
+  pools?: PoolQueueState[];
+}
+
+/** One pool on `GET /v1/queue` (`pools`). */
+export interface PoolQueueState {
+  pool: string;
+  depth: PriorityDepth;
+  scheduled: number;
 }
 
 /** Broadcast by the leader about twice a second (core NATS); gateways use it for backpressure without a round trip. */

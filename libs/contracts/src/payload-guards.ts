@@ -62,6 +62,7 @@ import type {
   QueueConfigRecord,
   QueueConfigUpdate,
   QueueMetrics,
+  PoolQueueState,
   QueueState,
   QueueStatsBroadcast,
   RateLimitWindow,
@@ -241,6 +242,8 @@ const queueStateFields = {
   availableTokens: int,
   maxQueueSize: int,
   workers: int,
+  scheduled: optional(int),
+  pools: optional(arrayOf(object<PoolQueueState>({ pool: str, depth: priorityDepth, scheduled: int }))),
 };
 export const queueState: Guard<QueueState> = object<QueueState>(queueStateFields);
 

@@ -19,6 +19,19 @@ export class QueueStateDoc {
   @ApiProperty() availableTokens!: number;
   @ApiProperty() maxQueueSize!: number;
   @ApiProperty({ description: 'live workers' }) workers!: number;
+  @ApiPropertyOptional({ description: 'jobs scheduled (runAt not reached yet); not in depth. Gantry extension' })
+  scheduled?: number;
+  @ApiPropertyOptional({
+    type: () => [PoolStateDoc],
+    description: 'queued jobs per pool and priority, and scheduled jobs per pool, sorted by pool. Gantry extension',
+  })
+  pools?: PoolStateDoc[];
+}
+
+class PoolStateDoc {
+  @ApiProperty() pool!: string;
+  @ApiProperty({ type: DepthDoc, description: 'queued jobs of the pool by priority' }) depth!: DepthDoc;
+  @ApiProperty({ description: 'scheduled jobs of the pool' }) scheduled!: number;
 }
 
 class PerformanceDoc {

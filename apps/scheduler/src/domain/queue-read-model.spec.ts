@@ -77,6 +77,8 @@ describe('QueueReadModel', () => {
       availableTokens: 3,
       maxQueueSize: 7,
       workers: 1,
+      scheduled: 0,
+      pools: [{ pool: 'default', depth: { urgent: 0, high: 0, normal: 2, low: 1, total: 3 }, scheduled: 0 }],
     });
     expect(model.concurrency()).toEqual({
       maxParallelJobs: 4,
@@ -175,6 +177,47 @@ describe('QueueReadModel', () => {
     // busy counts the tokens this scheduler holds on the worker, not the worker's own list.
     expect(views[1]).toMatchObject({ pool: 'default', slots: 2, busy: 1, runningJobs: ['x'], draining: false });
     expect(views[1]!.gpus).toEqual([gpuView(gpu)]);
+  });
+
+  it('reports queued depth per pool and priority and scheduled jobs per pool, from counters', () => {
+    const { stream, state, model, dispatch } = setup();
+    state.capacity.upsertWorker(heartbeat('w0', { pool: 'idle' }));
+    state.apply(stream.submit('a', { priority: 'high' }), true);
+    state.apply(stream.submit('b'), true);
+    state.apply(stream.submit('c', { priority: 'low' }), true);
+    state.apply(stream.submit('gpu1', { pool: 'gpu', priority: 'urgent' }), true);
+    state.apply(stream.submit('later', { pool: 'gpu', runAt: stream.now + 60_000 }), true);
+    state.apply(stream.submit('later2', { pool: 'night', runAt: stream.now + 60_000 }), true);
+    dispatch(); // a: dispatched, not started → still queued (high) in `default`
+    const q = model.queueState();
+    expect(q.scheduled).toBe(2);
+    expect(q.depth.total).toBe(4);
+    expect(q.pools).toEqual([
+      { pool: 'default', depth: { urgent: 0, high: 1, normal: 1, low: 1, total: 3 }, scheduled: 0 },
+      { pool: 'gpu', depth: { urgent: 1, high: 0, normal: 0, low: 0, total: 1 }, scheduled: 1 },
+      { pool: 'idle', depth: { urgent: 0, high: 0, normal: 0, low: 0, total: 0 }, scheduled: 0 },
+      { pool: 'night', depth: { urgent: 0, high: 0, normal: 0, low: 0, total: 0 }, scheduled: 1 },
+    ]);
+    // The pools add up to the queue's depth.
+    expect(q.pools!.reduce((n, p) => n + p.depth.total, 0)).toBe(q.depth.total);
+
+    state.apply(stream.start('a', 'w1', [0]), true);
+    stream.now += 60_000;
+    state.apply(stream.due('later'), true);
+    const after = model.queueState();
+    expect(after.scheduled).toBe(1);
+    expect(after.pools!.find((p) => p.pool === 'default')!.depth).toEqual({
+      urgent: 0,
+      high: 0,
+      normal: 1,
+      low: 1,
+      total: 2,
+    });
+    expect(after.pools!.find((p) => p.pool === 'gpu')).toEqual({
+      pool: 'gpu',
+      depth: { urgent: 1, high: 0, normal: 1, low: 0, total: 2 },
+      scheduled: 0,
+    });
   });
 
   it('learns a default memory request from live workers of the pool, capped by its largest GPU', () => {

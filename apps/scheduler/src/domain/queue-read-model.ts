@@ -8,6 +8,7 @@ import {
   type ConcurrencyStats,
   type GpuStatus,
   type GpuView,
+  type PoolQueueState,
   type PositionsReply,
   type PositionsRequest,
   type QueueMetrics,
@@ -54,7 +55,39 @@ export class QueueReadModel {
       availableTokens: this.state.capacity.globalFree,
       maxQueueSize: c.maxQueueSize,
       workers: this.sources.liveWorkers().length,
+      scheduled: this.state.scheduled.size,
+      pools: this.poolStates(),
     };
+  }
+
+  /**
+   * Queued jobs per pool and priority (dispatched-not-started included) and each pool's scheduled jobs, for every
+   * pool a worker serves or a queued or scheduled job names, sorted by name: O(pools × levels + tokens held), never
+   * O(queued jobs), so `GET /v1/queue` stays cheap at a million queued.
+   */
+  poolStates(): PoolQueueState[] {
+    const levels = new Map<string, number[]>();
+    const of = (pool: string) => {
+      let l = levels.get(pool);
+      if (!l) levels.set(pool, (l = [0, 0, 0, 0]));
+      return l;
+    };
+    for (const w of this.state.capacity.allWorkers()) of(w.pool);
+    for (const pool of this.state.index.poolNames()) {
+      const d = this.state.index.depth(pool).byLevel;
+      const l = of(pool);
+      for (let i = 0; i < l.length; i++) l[i]! += d[i] ?? 0;
+    }
+    for (const h of this.state.holdings.values()) if (h.state === 'dispatched') of(h.pool)[h.level]!++;
+    const scheduled = this.state.scheduledDepths();
+    for (const pool of scheduled.keys()) of(pool);
+    return [...levels.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([pool, l]) => ({
+        pool,
+        depth: { urgent: l[0]!, high: l[1]!, normal: l[2]!, low: l[3]!, total: l[0]! + l[1]! + l[2]! + l[3]! },
+        scheduled: scheduled.get(pool) ?? 0,
+      }));
   }
 
   queueMetrics(): QueueMetrics {

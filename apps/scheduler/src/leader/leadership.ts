@@ -103,6 +103,8 @@ export class Leadership {
       epoch: election.epoch,
       at: this.ports.clock.now().toISOString(),
       ...read.queueState(),
+      // Gateways need the totals only; the per-pool lines are for `GET /v1/queue` (JSON drops the undefined key).
+      pools: undefined,
       tenants: state.tenantDepths(),
       appliedSeq: state.lastApplied,
     };
