@@ -5,6 +5,7 @@
 //   npm run bench:scheduler                      # 1k and 1M phases (a few minutes on a 2-core box)
 //   npm run bench:scheduler -- --jobs=200000     # a smaller "big" phase
 //   npm run bench:scheduler -- --tenants=1000    # jobs spread over 1,000 tenants (default 4)
+//   npm run bench:scheduler -- --job-bytes=65536 # every job padded to that JSON size (MAX_JOB_BYTES' default)
 //
 // Setup (see docs/performance.md): a real nats-server (fresh store per phase); the queued job records are written
 // straight to the jobs stream with @gantry/job-store (pipelined creates: the gateway's write path without HTTP); then
@@ -56,6 +57,9 @@ const ROUNDS = Number(args.rounds ?? 4);
 const NODE_OPTIONS = args['node-options'] ?? '--max-semi-space-size=2 --max-old-space-size=128';
 // --tenants=N spreads the jobs round-robin over N tenants (fair share ranks every tenant queued at a level).
 const TENANTS = Array.from({ length: Number(args.tenants ?? 4) }, (_, i) => `t${i}`);
+// --job-bytes=N pads every job's input so that its JSON (what the gateway checks against MAX_JOB_BYTES) is N bytes.
+const JOB_BYTES = Number(args['job-bytes'] ?? 0);
+let padding;
 const logger = createLogger('bench', 'silent');
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -64,6 +68,15 @@ const cleanups = [];
 const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 function spec(priority = 'normal', i = 0) {
+  const s = bareSpec(priority, i);
+  if (JOB_BYTES > 0) {
+    padding ??= 'x'.repeat(Math.max(0, JOB_BYTES - JSON.stringify({ ...s, input: { pad: '' } }).length));
+    s.input = { pad: padding };
+  }
+  return s;
+}
+
+function bareSpec(priority, i) {
   return {
     id: newId(),
     tenant: TENANTS[i % TENANTS.length],
@@ -430,7 +443,8 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function main() {
   out(
     `Gantry scheduler benchmark — node ${process.version}, ${WORKERS} workers × ${SLOTS} slots, ` +
-      `${ROUNDS} alternating windows of ${WINDOW_MS / 1000} s each; scheduler NODE_OPTIONS="${NODE_OPTIONS}"`,
+      `${ROUNDS} alternating windows of ${WINDOW_MS / 1000} s each; scheduler NODE_OPTIONS="${NODE_OPTIONS}"; ` +
+      `${TENANTS.length.toLocaleString()} tenants; jobs of ${JOB_BYTES > 0 ? `${JOB_BYTES.toLocaleString()} bytes` : 'minimal size'}`,
   );
   out('\n== setup ==');
   const small = await setup('small', SMALL);

@@ -162,12 +162,17 @@ async function noisy() {
       await new Promise((r) => setTimeout(r, 50));
     }
     await quiet.waitForCount(() => true, QUIET, { timeoutMs: 600_000, intervalMs: 20 });
-    const lat = quiet.received.map((w) => w.receivedAt - Date.parse(w.json.timestamp)).sort((a, b) => a - b);
+    const inOrder = quiet.received
+      .map((w) => ({ at: Date.parse(w.json.timestamp), lat: w.receivedAt - Date.parse(w.json.timestamp) }))
+      .sort((x, y) => x.at - y.at)
+      .map((x) => x.lat);
+    const lat = [...inOrder].sort((a, b) => a - b);
     console.log(
       `noisy neighbour: tenant A ${FLOOD} events to ${HANGING} hanging origins; tenant B ${QUIET} events over ` +
         `${Math.round((Date.now() - started) / 1000)} s: B latency p50=${pct(lat, 0.5)} p95=${pct(lat, 0.95)} ` +
         `p99=${pct(lat, 0.99)} max=${lat.at(-1)} ms; A's requests out meanwhile ` +
-        `${hanging.reduce((n, r) => n + r.received.length, 0)}`,
+        `${hanging.reduce((n, r) => n + r.received.length, 0)}; B's first 5 (in publish order, the first one creates ` +
+        `B's delivery consumer) ${inOrder.slice(0, 5).join(', ')} ms`,
     );
   } finally {
     await client.drain();

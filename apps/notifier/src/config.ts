@@ -75,6 +75,18 @@ export const notifierSpec = {
     max: 10_000_000,
     doc: "one tenant's deliveries handed out or waiting for their retry at once (its consumer's MaxAckPending); the rest wait in the stream",
   }),
+  WEBHOOK_INTAKE_WINDOW: int({
+    default: 4_096,
+    min: 64,
+    max: 100_000,
+    doc: 'lifecycle events a notifier reads ahead and holds unacked while it turns them into deliveries, tenants taking turns; a quiet tenant waits behind at most this many of a flooding one',
+  }),
+  WEBHOOK_INTAKE_WINDOW_BYTES: int({
+    default: 64 * 1024 * 1024,
+    min: 1024 * 1024,
+    max: 4 * 1024 * 1024 * 1024,
+    doc: 'payload bytes of the events read ahead at once (the window is also bounded by bytes: events carry job records)',
+  }),
   WEBHOOK_MAX_PENDING: int({
     default: 100_000,
     min: 1_000,

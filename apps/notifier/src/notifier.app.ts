@@ -110,7 +110,9 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
       bindings: {
         intake: {
           consumer: consumers.notifierIntake,
-          maxInFlight: 64,
+          // Read ahead: the intake service hands the turns out fairly across tenants (intake.service.ts).
+          maxInFlight: config.WEBHOOK_INTAKE_WINDOW,
+          maxBytesInFlight: config.WEBHOOK_INTAKE_WINDOW_BYTES,
           // Revisions of jobs without a callback owe no webhook: acked unread.
           wants: (h) => h?.get(HEADERS.callback) !== '0',
         },

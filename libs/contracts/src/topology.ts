@@ -158,7 +158,8 @@ export function consumerDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
       ack_policy: 'explicit',
       ack_wait: ms(30_000),
       max_deliver: -1,
-      max_ack_pending: 1_000,
+      // Every replica reads ahead up to WEBHOOK_INTAKE_WINDOW (4,096) events (notifier intake): room for four.
+      max_ack_pending: 16_384,
       inactive_threshold: 0,
     },
     notifierDeliveries: {

@@ -47,6 +47,12 @@ export interface ConsumerBinding {
   consumer: ConsumerDeclaration;
   /** Handlers running at once for this binding; the server never pulls more than the free ones. */
   maxInFlight: number;
+  /**
+   * Payload bytes of the messages held at once (running or waiting inside their handler); unset = unbounded. A pull
+   * asks for no more messages than fit in the free bytes at the largest size the server accepts (at least one), so
+   * the bound is passed by at most one message.
+   */
+  maxBytesInFlight?: number;
   /** `working()` period while a handler runs; default a third of the consumer's AckWait; 0 = never. */
   heartbeatMs?: number;
   /** Long-poll length of one pull (at least 1 s, the client minimum). */
@@ -188,6 +194,8 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     let stopped = false;
     let current: ConsumerMessages | undefined;
     let inFlight = 0;
+    let bytesInFlight = 0;
+    const maxBytes = binding.maxBytesInFlight;
     let wake: (() => void) | undefined;
     const slotFreed = () => {
       const w = wake;
@@ -201,13 +209,13 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       let failures = 0;
       while (!stopped) {
         const free = binding.maxInFlight - inFlight;
-        if (free <= 0) {
+        if (free <= 0 || (maxBytes !== undefined && bytesInFlight >= maxBytes)) {
           await new Promise<void>((r) => (wake = r));
           continue;
         }
         try {
           current = await consumer.fetch({
-            max_messages: free,
+            max_messages: maxBytes === undefined ? free : Math.min(free, this.batchWithin(maxBytes - bytesInFlight)),
             expires: Math.max(1_000, binding.pullExpiresMs ?? 5_000),
           });
           for await (const m of current) {
@@ -216,8 +224,11 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
               continue;
             }
             inFlight++;
+            const size = m.data.length;
+            bytesInFlight += size;
             const task = this.handleJs(pattern, m, handler, channel, heartbeatMs).finally(() => {
               inFlight--;
+              bytesInFlight -= size;
               idle.delete(task);
               slotFreed();
             });
@@ -246,6 +257,16 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
         slotFreed();
       },
     };
+  }
+
+  /**
+   * Messages one pull may ask for so that even messages of the largest size the server accepts fit in `bytes` (at
+   * least one: the bound is then passed by at most one message). The client cannot combine a message and a byte
+   * limit in one pull, so the byte bound is kept by the batch size.
+   */
+  private batchWithin(bytes: number): number {
+    const largest = this.options.nats.nc.info?.max_payload ?? 1024 * 1024;
+    return Math.max(1, Math.floor(bytes / largest));
   }
 
   private async handleJs(
