@@ -77,7 +77,7 @@ export class SchedulerService {
     const metrics = new SchedulerMetrics(registry, state, isLeader, () => ({
       maxQueueSize: this.admin.maxQueueSize,
     }));
-    const projection = new JobProjection(nats, state, logger);
+    const projection = new JobProjection(nats, state, logger, {}, {}, (r) => metrics.projectionRecreated(r.phase));
     const retries = new RetryTimer(jobs, state, clock, logger);
     /** Delayed jobs (`scheduled` until `runAt`), issue #17. */
     const delays = new DelayTimer(jobs, state, clock, logger);

@@ -13,6 +13,7 @@ export class SchedulerMetrics {
   private readonly lost: Counter;
   private readonly fences: Counter;
   private readonly aborted: Counter<'reason'>;
+  private readonly projectionRecreations: Counter<'phase'>;
   private readonly leaseErrors: Counter<'op'>;
   private readonly retention: Counter;
 
@@ -207,6 +208,12 @@ export class SchedulerMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.projectionRecreations = new Counter({
+      name: 'gantry_scheduler_projection_recreated_total',
+      help: "Times the projection's consumer was re-created after making no progress behind the jobs stream (phase: live = from the last applied revision, rebuild = restarted)",
+      labelNames: ['phase'],
+      registers,
+    });
     this.leaseErrors = new Counter({
       name: 'gantry_leader_lease_errors_total',
       help: 'Leader lease calls that failed for another reason than a lost race (NATS down, timeouts), by op',
@@ -248,6 +255,10 @@ export class SchedulerMetrics {
 
   takeoverAborted(reason: 'projection_behind'): void {
     this.aborted.inc({ reason });
+  }
+
+  projectionRecreated(phase: 'live' | 'rebuild'): void {
+    this.projectionRecreations.inc({ phase });
   }
 
   leaseError(op: 'acquire' | 'renew'): void {
