@@ -99,7 +99,10 @@ describe('parseCatalog', () => {
     const [t] = parseCatalog(entry({ downloads: { 'in.bin': '{{input.u}}' } }), 'c.json');
     expect(t!.validate({ u: 'https://x.example/a' })).toEqual([]);
     expect(t!.validate({ u: 'file:///etc/passwd' })).toEqual([
-      { field: 'input', message: 'download in.bin must resolve to an http(s):// or s3:// URL' },
+      {
+        field: 'input',
+        message: 'download in.bin must resolve to an http(s):// or s3:// URL, or a parent output job:<parent>/<name>',
+      },
     ]);
   });
 });
