@@ -39,6 +39,7 @@ import { JobProjection } from './projection/job-projection';
 import type { OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
 import { DelayTimer } from './delays/delay-timer';
+import { DependencyTracker } from './dependencies/dependency-tracker';
 import { SchedulerMetrics } from './stats/metrics';
 import { WorkerMonitor } from './workers/worker-monitor';
 
@@ -80,6 +81,8 @@ export class SchedulerService {
     const retries = new RetryTimer(jobs, state, clock, logger);
     /** Delayed jobs (`scheduled` until `runAt`), issue #17. */
     const delays = new DelayTimer(jobs, state, clock, logger);
+    /** Jobs waiting for their parents (`waiting`, `dependsOn`), issue #17. */
+    const dependencies = new DependencyTracker(jobs, state, clock, logger);
     const dispatcher = new Dispatcher(
       nats,
       jobs,
@@ -151,6 +154,7 @@ export class SchedulerService {
         monitor,
         retries,
         delays,
+        dependencies,
         demand: new DemandGauge(nats, config.DEMAND_GAUGE_CAP, logger),
         reconciler,
         metrics,
@@ -172,6 +176,7 @@ export class SchedulerService {
       onWorkAvailable: () => dispatcher.kick(),
       onRetryScheduled: (id, at) => retries.scheduled(id, at),
       onDelayScheduled: (id, at) => delays.scheduled(id, at),
+      onDependencies: (ids) => dependencies.mark(ids),
       onWorkerReferenced: (w) => monitor.reference(w),
       onStarted: (s) => metrics.started(s),
       onTerminal: (s) => metrics.finished(s),

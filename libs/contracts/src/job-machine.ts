@@ -355,20 +355,23 @@ export function releaseWaiting(cur: JobRecord, now: Date): Transition {
 }
 
 /**
- * The scheduler ends a `waiting` job one of whose parents ended `failed` or `cancelled`: `cancelled` with
- * `DEPENDENCY_FAILED` naming that parent. Its own end cascades to its children the same way.
+ * The scheduler ends a `waiting` job one of whose parents ended `failed` or `cancelled` (or is gone: removed by
+ * retention before the child was evaluated): `cancelled` with `DEPENDENCY_FAILED` naming that parent. Its own end cascades to its children the same way.
  */
 export function dependencyFailed(
   cur: JobRecord,
   now: Date,
   parentId: string,
-  parentStatus: 'failed' | 'cancelled',
+  parentStatus: 'failed' | 'cancelled' | 'missing',
 ): Transition {
   if (cur.status !== 'waiting') refuse('CONFLICT', `job ${cur.id} is ${cur.status}, not waiting`);
   if (!cur.dependsOn?.includes(parentId)) refuse('CONFLICT', `job ${cur.id} does not depend on ${parentId}`);
   return cancelled(cur, now, {
     code: 'DEPENDENCY_FAILED',
-    message: `dependency ${parentId} ended ${parentStatus}`,
+    message:
+      parentStatus === 'missing'
+        ? `dependency ${parentId} does not exist (any more)`
+        : `dependency ${parentId} ended ${parentStatus}`,
     retryable: false,
   });
 }

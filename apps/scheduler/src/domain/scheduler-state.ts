@@ -5,6 +5,7 @@
  */
 import { priorityLevel, type StoredJob } from '@gantry/contracts';
 import { Capacity, type Reservation } from './capacity';
+import { DependencyIndex } from './dependency-index';
 import { DueSet } from './due-set';
 import { DurationStats } from './eta';
 import { FairShare, slotsOf } from './fair-share';
@@ -46,6 +47,11 @@ export interface StateHooks {
   onRetryScheduled?(jobId: string, retryAt: number): void;
   /** A `scheduled` job now waits until `runAt` (epoch ms). */
   onDelayScheduled?(jobId: string, runAt: number): void;
+  /**
+   * Waiting children that a revision may have made decidable (a job entered `waiting`, or a parent of waiting jobs
+   * ended): the leader's dependency tracker evaluates them.
+   */
+  onDependencies?(childIds: readonly string[]): void;
   /** A worker is named by a running attempt (so its liveness gets watched even if it never heartbeats again). */
   onWorkerReferenced?(workerId: string): void;
   /** An attempt started (for metrics; live revisions only). */
@@ -96,6 +102,8 @@ export class SchedulerState {
   readonly scheduled = new DueSet();
   private readonly scheduledByTenant = new Map<string, number>();
   private readonly scheduledByPool = new Map<string, number>();
+  /** `waiting` jobs and their dependency edges (parent → waiting children), with counts per tenant and pool. */
+  readonly dependencies = new DependencyIndex();
   readonly durations = new DurationStats();
   readonly counters: Counters = {
     completed: 0,
@@ -147,6 +155,8 @@ export class SchedulerState {
     const fromLevel = s.event.change?.fromPriority ? priorityLevel(s.event.change.fromPriority) : level;
     const entry = entryOf(s, this.hooks, (pool) => this.capacity.oomCapMb(pool));
     const held = this.holdings.get(r.id);
+    const decidable = this.dependencies.apply(s);
+    if (decidable.length > 0) this.hooks.onDependencies?.(decidable);
 
     // Whatever the new status, a previous retry wait is over (a retrying revision sets a new one below).
     this.retrying.delete(r.id);
@@ -311,7 +321,8 @@ export class SchedulerState {
   }
 
   /**
-   * Queued (dispatched-not-started included), retrying and scheduled jobs per tenant, tenants with none left out.
+   * Queued (dispatched-not-started included), retrying, scheduled and waiting jobs per tenant (what
+   * TENANT_MAX_QUEUED_JOBS counts), tenants with none left out.
    * O(pools × levels × tenants + holdings + retrying): computed for the stats broadcast, not per decision.
    */
   tenantDepths(): Record<string, number> {
@@ -319,12 +330,18 @@ export class SchedulerState {
     for (const h of this.holdings.values()) if (h.state === 'dispatched') m.set(h.tenant, (m.get(h.tenant) ?? 0) + 1);
     for (const t of this.retryTenants.values()) m.set(t, (m.get(t) ?? 0) + 1);
     for (const [t, n] of this.scheduledByTenant) m.set(t, (m.get(t) ?? 0) + n);
+    for (const [t, n] of this.dependencies.tenantCounts()) m.set(t, (m.get(t) ?? 0) + n);
     return Object.fromEntries(m);
   }
 
   /** `scheduled` jobs per pool (pools with none left out). */
   scheduledDepths(): ReadonlyMap<string, number> {
     return this.scheduledByPool;
+  }
+
+  /** `waiting` jobs per pool (pools with none left out). */
+  waitingDepths(): ReadonlyMap<string, number> {
+    return this.dependencies.poolCounts();
   }
 
   /** Queued jobs per level, counting dispatched-not-started ones (they are still `queued`). */

@@ -73,6 +73,17 @@ export class SchedulerMetrics {
       },
     });
     new Gauge({
+      name: 'gantry_jobs_waiting',
+      help: 'Jobs waiting for their dependencies (dependsOn) by pool: no token, not in the queue depth',
+      labelNames: ['pool'],
+      registers,
+      collect() {
+        this.reset();
+        for (const pool of state.index.poolNames()) this.set({ pool }, 0);
+        for (const [pool, n] of state.waitingDepths()) this.set({ pool }, n);
+      },
+    });
+    new Gauge({
       name: 'gantry_jobs_running',
       help: 'Attempts running on workers',
       registers,
