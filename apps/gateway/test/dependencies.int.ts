@@ -230,3 +230,32 @@ describe('dependencies at submit (real NATS)', () => {
     }
   });
 });
+
+describe('TENANT_MAX_QUEUED_JOBS counts waiting jobs (real NATS)', () => {
+  let s: Awaited<ReturnType<typeof startStack>>;
+  afterAll(async () => s?.stop());
+
+  it('refuses a pipeline batch that would pass the cap whole (429), writing nothing', async () => {
+    s = await startStack({ TENANT_MAX_QUEUED_JOBS: '3' });
+    const api = s.api.as(CLIENT);
+    const jobMessages = async () => (await s.handle.jsm.streams.info(STREAMS.jobs)).state.messages;
+    const first = await api.json<View>('POST', '/v1/batches', {
+      jobs: [
+        { type: 'noop', ref: 'a' },
+        { type: 'noop', dependsOn: ['ref:a'] },
+      ],
+    });
+    expect(first.status).toBe(202);
+    const before = await jobMessages();
+    const a = await api.json('POST', '/v1/batches', {
+      jobs: [
+        { type: 'noop', ref: 'a' },
+        { type: 'noop', dependsOn: ['ref:a'] },
+      ],
+    });
+    const p = expectProblem(a, 429);
+    expect(p.detail).toMatch(/holds 2 queued, retrying, scheduled or waiting jobs; at most 3.*refused whole/);
+    expect(a.headers.get('retry-after')).toBeTruthy();
+    expect(await jobMessages()).toBe(before);
+  });
+});

@@ -81,7 +81,7 @@ export class JobsService {
       const held = (stats?.tenants?.[tenant] ?? 0) + this.nats.pendingOf(tenant);
       if (held + count > cap) {
         throw problems.tooMany(
-          `tenant ${tenant} holds ${held} queued, retrying or scheduled jobs; at most ${cap} (TENANT_MAX_QUEUED_JOBS)` +
+          `tenant ${tenant} holds ${held} queued, retrying, scheduled or waiting jobs; at most ${cap} (TENANT_MAX_QUEUED_JOBS)` +
             (count > 1 ? `, so this batch of ${count} is refused whole` : ''),
           5,
           'tenant-queue-full',

@@ -51,14 +51,10 @@ export class ParentOutputResolver {
     if (!stored || stored.record.tenant !== child.tenant) return refuse(`job ${p.parent} is an unknown job`);
     const parent = stored.record;
     if (parent.status !== 'completed') return refuse(`job ${p.parent} is ${parent.status}, not completed`);
+    if (parent.upload)
+      return refuse(`job ${p.parent} sent its output to its upload.url, so Gantry stored no output "${p.name}"`);
     const out = parent.outputs?.find((o) => o.name === p.name);
-    if (!out) {
-      return refuse(
-        parent.upload
-          ? `job ${p.parent} sent its output to its upload.url, so no output "${p.name}" is stored`
-          : `job ${p.parent} has no output "${p.name}"`,
-      );
-    }
+    if (!out) return refuse(`job ${p.parent} has no output "${p.name}"`);
     const n = normalizeS3Url(out.url);
     if (!n.ok || n.bucket !== this.outputsBucket || !n.key.startsWith(`jobs/${p.parent}/`))
       return refuse(`output "${p.name}" of job ${p.parent} is not an object Gantry stored for it`);
