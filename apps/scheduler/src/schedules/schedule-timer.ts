@@ -115,8 +115,7 @@ export class ScheduleTimer extends DueTimer {
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
-    this.kv = await this.nats.kvm.open(BUCKETS.schedules);
-    const iter = await this.kv.watch({ key: '>' });
+    const iter = await (await this.bucket()).watch({ key: '>' });
     this.watch = iter;
     void (async () => {
       try {
@@ -126,6 +125,11 @@ export class ScheduleTimer extends DueTimer {
       }
     })();
     this.activate();
+  }
+
+  private async bucket(): Promise<KV> {
+    this.kv ??= await this.nats.kvm.open(BUCKETS.schedules);
+    return this.kv;
   }
 
   /** Standing down: stop firing and forget the schedules (the next leader rebuilds them from the bucket). */
@@ -186,8 +190,7 @@ export class ScheduleTimer extends DueTimer {
 
   /** Handles the due time of one schedule at `now` (see the file's comment). */
   async handle(key: string, now: Date): Promise<FireOutcome> {
-    const kv = this.kv;
-    if (!kv) return 'gone';
+    const kv = await this.bucket();
     const e = await kv.get(key);
     if (!e || e.operation !== 'PUT') {
       this.forget(key);
