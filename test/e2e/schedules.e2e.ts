@@ -247,6 +247,17 @@ describe('cron schedules (real processes)', () => {
     await bad({ name: '', cron: '* * * * *', job }, 'name');
     await bad({ name: 'x', cron: '* * * * *', job, overlap: 'sometimes' }, 'overlap');
     await bad({ name: 'x', cron: '* * * * *', job, extra: 1 }, 'extra');
+    // Wrong JSON types in every field, and a body that is not an object.
+    await bad({ name: 5, cron: '* * * * *', job }, 'name');
+    await bad({ name: 'x', cron: ['*'], job }, 'cron');
+    await bad({ name: 'x', cron: '* * * * *', timezone: 2, job }, 'timezone');
+    await bad({ name: 'x', cron: '* * * * *', job: 'noop' }, 'job');
+    await bad({ name: 'x', cron: '* * * * *', job, overlap: true }, 'overlap');
+    await bad(
+      { name: 'x', cron: '* * * * *', job: { type: 'noop', input: { durationMs: 'long' } } },
+      'job.input.durationMs',
+    );
+    await bad([{ name: 'x' }], 'body');
     const listAfter = await cluster.api<{ items: ScheduleView[] }>('GET', '/v1/schedules', undefined, key);
     expect(listAfter.body.items).toHaveLength(listBefore.body.items.length);
   }, 60_000);
