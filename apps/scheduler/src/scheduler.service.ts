@@ -40,6 +40,7 @@ import type { OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
 import { DelayTimer } from './delays/delay-timer';
 import { DependencyTracker } from './dependencies/dependency-tracker';
+import { ScheduleMetrics, ScheduleTimer } from './schedules/schedule-timer';
 import { SchedulerMetrics } from './stats/metrics';
 import { WorkerMonitor } from './workers/worker-monitor';
 
@@ -83,6 +84,24 @@ export class SchedulerService {
     const delays = new DelayTimer(jobs, state, clock, logger);
     /** Jobs waiting for their parents (`waiting`, `dependsOn`), issue #17. */
     const dependencies = new DependencyTracker(jobs, state, clock, logger);
+    /** Cron schedules (issue #17): the leader fires their due times; the bounds a submit obeys apply. */
+    const schedules: ScheduleTimer = new ScheduleTimer(
+      nats,
+      jobs,
+      {
+        refusal: (tenant) => {
+          if (this.admin.draining) return 'draining';
+          const q = this.read.queueState();
+          if (q.depth.total + q.retrying >= this.admin.maxQueueSize) return 'queue_full';
+          const cap = config.TENANT_MAX_QUEUED_JOBS;
+          if (cap !== undefined && (state.tenantDepths()[tenant] ?? 0) >= cap) return 'tenant_queue_full';
+          return undefined;
+        },
+      },
+      new ScheduleMetrics(registry, () => schedules.size),
+      clock,
+      logger,
+    );
     const dispatcher = new Dispatcher(
       nats,
       jobs,
@@ -155,6 +174,7 @@ export class SchedulerService {
         retries,
         delays,
         dependencies,
+        schedules,
         demand: new DemandGauge(nats, config.DEMAND_GAUGE_CAP, logger),
         reconciler,
         metrics,

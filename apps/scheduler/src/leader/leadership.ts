@@ -20,6 +20,7 @@ import { RetentionSweeper, type OutputsPort } from '../retention/retention-sweep
 import type { RetryTimer } from '../retries/retry-timer';
 import type { DelayTimer } from '../delays/delay-timer';
 import type { DependencyTracker } from '../dependencies/dependency-tracker';
+import type { ScheduleTimer } from '../schedules/schedule-timer';
 import type { SchedulerMetrics } from '../stats/metrics';
 import type { WorkerMonitor } from '../workers/worker-monitor';
 import type { LeaderElection } from './leader-election';
@@ -49,6 +50,8 @@ export interface LeadershipParts {
   delays: DelayTimer;
   /** Jobs waiting for their parents (`waiting`, `dependsOn`). */
   dependencies: DependencyTracker;
+  /** Cron schedules: watched and fired by the leader only, rebuilt from their bucket on every takeover. */
+  schedules: ScheduleTimer;
   demand: DemandGauge;
   reconciler: DispatchReconciler;
   metrics: SchedulerMetrics;
@@ -156,7 +159,7 @@ export class Leadership {
   }
 
   private async takeOver(epoch: number): Promise<void> {
-    const { election, state, projection, dispatcher, monitor, retries, delays, dependencies, demand, metrics } =
+    const { election, state, projection, dispatcher, monitor, retries, delays, dependencies, schedules, demand, metrics } =
       this.parts;
     const { nats, jobs, clock, logger, outputs } = this.ports;
     const current = () => election.epoch === epoch;
@@ -174,6 +177,7 @@ export class Leadership {
     delays.activate();
     // Every waiting job is evaluated against its parents' current state (a parent may have ended while no leader ran).
     dependencies.activate();
+    await schedules.start();
     await demand.reset();
     const writer = new ListIndexWriter(nats, logger, projection);
     await writer.start();
@@ -210,6 +214,7 @@ export class Leadership {
     this.parts.retries.deactivate();
     this.parts.delays.deactivate();
     this.parts.dependencies.deactivate();
+    this.parts.schedules.stop();
     this.stopTimers();
     const sweeper = this.sweeper;
     this.sweeper = undefined;
