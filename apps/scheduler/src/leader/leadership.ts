@@ -202,6 +202,7 @@ export class Leadership {
     this.parts.retries.deactivate();
     this.parts.delays.deactivate();
     this.stopTimers();
+    this.parts.demand.stop();
     const sweeper = this.sweeper;
     this.sweeper = undefined;
     await sweeper?.stop();
