@@ -1,5 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
+import { isNoCallbackJobId } from './names';
 
 // ulid draws one crypto random byte per character by default (16 calls per id, a visible cost on the submit path);
 // drawing them from a pool refilled 4 KiB at a time keeps the same source and distribution (256 % 32 === 0).
@@ -18,6 +19,19 @@ const next = monotonicFactory(pooledRandom);
 /** Job and batch ids: ULIDs (26 characters, sortable by creation time, safe as NATS subject tokens). */
 export function newId(): string {
   return next();
+}
+
+/**
+ * A new job's id: a ULID (upper case) for a job with a callback URL, the same in lower case (with at least one letter)
+ * for a job without one, which puts its revisions on a subject the notifier never reads (`SUBJECTS.job`).
+ */
+export function newJobId(hasCallback: boolean): string {
+  if (hasCallback) return next();
+  for (;;) {
+    const id = next().toLowerCase();
+    // All digits (about once in 10^8 at today's timestamps) would read as an upper-case ULID: draw again.
+    if (isNoCallbackJobId(id)) return id;
+  }
 }
 
 /** Worker ids: `<prefix>-<ulid>`, unique per process so a restarted worker never inherits old dispatches. */

@@ -1,5 +1,7 @@
 export {
   SUBJECT_TOKEN,
+  NO_CALLBACK_JOB_ID,
+  isNoCallbackJobId,
   assertToken,
   STREAMS,
   BUCKETS,
@@ -98,7 +100,7 @@ export {
   bucketDeclarations,
 } from './topology';
 export type { StreamDeclaration, ConsumerDeclaration, BucketDeclaration, TopologyOptions } from './topology';
-export { newId, newWorkerId } from './ids';
+export { newId, newJobId, newWorkerId } from './ids';
 export type { FieldError, JobTypeDefinition } from './job-types/job-type';
 export { isPlainObject } from './job-types/job-type';
 export { noopJobType, NOOP_MAX_DURATION_MS } from './job-types/noop';

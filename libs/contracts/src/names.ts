@@ -14,6 +14,21 @@ export function assertToken(kind: string, value: string): string {
   return value;
 }
 
+/**
+ * The id form of a job that has no callback URL: a ULID in lower case (Crockford base32, so still a ULID, still 26
+ * characters and sortable among its kind), with at least one letter so that no upper-case ULID (every id minted before
+ * this form existed, and every job with a callback) can read as one. Such a job's revisions live on
+ * `gantry.v1.job_nocb.<id>`, which the notifier's intake filter (`gantry.v1.job.*`) does not match: the broker never
+ * hands the intake a revision that owes no webhook. The subject follows from the id alone (callbackUrl is immutable),
+ * so every reader by id finds the record in one read. docs/architecture.md, "Job subjects".
+ */
+export const NO_CALLBACK_JOB_ID = /^(?=[0-9a-z]*[a-z])[0-9a-hjkmnp-tv-z]{26}$/;
+
+/** Whether `jobId` is of the no-callback form ({@link NO_CALLBACK_JOB_ID}). */
+export function isNoCallbackJobId(jobId: string): boolean {
+  return NO_CALLBACK_JOB_ID.test(jobId);
+}
+
 export const STREAMS = {
   /** One subject per job; every message is a lifecycle event carrying the whole job record (the record's revisions). */
   jobs: 'GANTRY_JOBS_V1',
@@ -65,11 +80,20 @@ export const CONSUMERS = {
 } as const;
 
 export const SUBJECTS = {
-  jobsAll: 'gantry.v1.job.*',
-  job: (jobId: string) => `gantry.v1.job.${assertToken('job id', jobId)}`,
+  /**
+   * Every job's revisions, both forms (the readers of all jobs: the scheduler's projection, the listing writer, the
+   * retention sweeper). Wider than the jobs stream's subjects on purpose: 2.9 has no multi-subject filter, and the
+   * stream holds nothing else, so this filter is exactly "both job forms".
+   */
+  jobsAll: 'gantry.v1.*.*',
+  /** Revisions of jobs with a callback URL (and of every job created before the no-callback form): the notifier's intake. */
+  jobsWithCallback: 'gantry.v1.job.*',
+  /** Revisions of jobs without a callback URL ({@link NO_CALLBACK_JOB_ID}); no consumer filters on these alone. */
+  jobsWithoutCallback: 'gantry.v1.job_nocb.*',
+  job: (jobId: string) =>
+    isNoCallbackJobId(jobId) ? `gantry.v1.job_nocb.${jobId}` : `gantry.v1.job.${assertToken('job id', jobId)}`,
   jobIdFromSubject(subject: string): string {
-    const id = subject.slice('gantry.v1.job.'.length);
-    return id;
+    return subject.slice(subject.lastIndexOf('.') + 1);
   },
 
   dispatchAll: 'gantry.v1.dispatch.*',
@@ -138,8 +162,9 @@ export const HEADERS = {
   eventType: 'Gantry-Event',
   jobId: 'Gantry-Job-Id',
   /**
-   * "1" on revisions of jobs that have a callback URL, "0" on the others, which the notifier skips unread. Revisions
-   * without the header (written before it existed) are always read.
+   * "1" on revisions of jobs that have a callback URL, "0" on the others. Jobs without a callback now have their own
+   * subjects the intake never receives; the header still lets it skip, unread, revisions of such jobs created before
+   * that (on the shared subject). Revisions without the header (written before it existed) are always read.
    */
   callback: 'Gantry-Callback',
   notBefore: 'Gantry-Not-Before',

@@ -112,7 +112,7 @@ function stream(
 
 export function streamDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
   return {
-    jobs: stream({ name: STREAMS.jobs, subjects: [SUBJECTS.jobsAll] }, o),
+    jobs: stream({ name: STREAMS.jobs, subjects: [SUBJECTS.jobsWithCallback, SUBJECTS.jobsWithoutCallback] }, o),
     dispatch: stream({ name: STREAMS.dispatch, subjects: [SUBJECTS.dispatchAll], retention: 'workqueue' }, o),
     batches: stream(
       { name: STREAMS.batches, subjects: [SUBJECTS.batchesAll, SUBJECTS.batchPartsAll], max_age: ms(o.retentionMs) },
@@ -153,7 +153,8 @@ export function consumerDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
     notifierIntake: {
       stream: STREAMS.jobs,
       durable_name: CONSUMERS.notifierIntake,
-      filter_subject: SUBJECTS.jobsAll,
+      // Only jobs with a callback (and those created before the no-callback subjects): the broker filters the rest.
+      filter_subject: SUBJECTS.jobsWithCallback,
       deliver_policy: 'all',
       ack_policy: 'explicit',
       ack_wait: ms(30_000),

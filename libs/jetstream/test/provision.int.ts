@@ -1,6 +1,9 @@
 import {
   bucketDeclarations,
   DEFAULT_TOPOLOGY,
+  newId,
+  newJobId,
+  SUBJECTS,
   ms,
   streamDeclarations,
   workerConsumer,
@@ -68,6 +71,28 @@ describe('provisioning on a real nats-server', () => {
     expect(info.config.max_msgs).toBe(50);
     expect(info.config.subjects).toEqual(['limits.test.>', 'limits.more.>']);
     expect(info.state.messages).toBe(10);
+  });
+
+  it('adds the no-callback job subjects to a jobs stream of an older deploy, keeping its records readable', async () => {
+    const jobs = streamDeclarations().jobs;
+    await nats.jsm.streams.delete(jobs.name).catch(() => undefined);
+    // The jobs stream as an older deploy created it: one subject form for every job.
+    await ensureStream(nats.jsm, { ...jobs, subjects: [SUBJECTS.jobsWithCallback] }, logger);
+    const legacy = newId();
+    await nats.js.publish(SUBJECTS.job(legacy), new TextEncoder().encode('legacy'));
+    await provision(nats, { streams: [jobs] }, logger);
+    const info = await nats.jsm.streams.info(jobs.name);
+    expect(info.config.subjects).toEqual([SUBJECTS.jobsWithCallback, SUBJECTS.jobsWithoutCallback]);
+    // A record written before is read where it always was; a callback-less job now has its own subject.
+    const old = await nats.jsm.direct.getMessage(jobs.name, { last_by_subj: SUBJECTS.job(legacy) });
+    expect(old?.string()).toBe('legacy');
+    const quiet = newJobId(false);
+    expect(SUBJECTS.job(quiet)).toBe(`gantry.v1.job_nocb.${quiet}`);
+    const ack = await nats.js.publish(SUBJECTS.job(quiet), new TextEncoder().encode('new'));
+    expect(ack.stream).toBe(jobs.name);
+    // Provisioning again (every replica does, at every start) changes nothing.
+    await provision(nats, { streams: [jobs] }, logger);
+    expect((await nats.jsm.streams.info(jobs.name)).config.subjects).toEqual(info.config.subjects);
   });
 
   it('refuses to change a stream’s retention in place', async () => {

@@ -8,6 +8,7 @@ import {
   CHANNELS,
   HEADERS,
   STREAMS,
+  isNoCallbackJobId,
   SUBJECTS,
   TransitionRefused,
   normalizeRecord,
@@ -134,6 +135,10 @@ export class JobStore {
 
   /** Stores the first revision. Throws {@link JobExistsError} when the id is taken. */
   async create(t: Transition): Promise<StoredJob> {
+    // A job with a callback on a no-callback subject would never reach the notifier: its webhooks would be lost.
+    if (t.record.callbackUrl && isNoCallbackJobId(t.record.id)) {
+      throw new Error(`job ${t.record.id} has a callback URL but an id of the no-callback form (see newJobId)`);
+    }
     try {
       return await this.write(t, 0);
     } catch (err) {

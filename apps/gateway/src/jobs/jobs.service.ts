@@ -10,7 +10,7 @@ import {
   TransitionRefused,
   adminRetry,
   isTerminal,
-  newId,
+  newJobId,
   newJob,
   reprioritize,
   requestCancel,
@@ -114,7 +114,8 @@ export class JobsService {
           : undefined;
     const dependsOn = extra.resolved ? extra.resolved.dependsOn : dto.dependsOn;
     return {
-      id: extra.id ?? newId(),
+      // The id's form fixes the job's subject for its life (a job without a callback is never read by the notifier).
+      id: extra.id ?? newJobId(!!callbackUrl),
       tenant: p.tenant,
       type: dto.type,
       input: extra.resolved?.input ?? dto.input ?? {},
@@ -149,7 +150,7 @@ export class JobsService {
     dto: SubmitJobDto,
     o: IdempotentRequest = {},
   ): Promise<{ stored: StoredJob; replay: boolean }> {
-    let id = newId();
+    let id = newJobId(!!dto.callbackUrl);
     if (o.idempotencyKey !== undefined) {
       const claim = await this.idempotency.claim(p.tenant, 'job', o.idempotencyKey, o.bodyHash ?? '', id);
       if (!claim.fresh) {

@@ -216,6 +216,7 @@ export class Leadership {
     this.parts.dependencies.deactivate();
     this.parts.schedules.stop();
     this.stopTimers();
+    this.parts.demand.stop();
     const sweeper = this.sweeper;
     this.sweeper = undefined;
     await sweeper?.stop();

@@ -1,0 +1,96 @@
+/**
+ * The notifier's intake never receives a revision of a job without a callback: such jobs get an id of the
+ * no-callback form and their revisions a subject the intake's filter does not match, so the broker filters them.
+ * Counted on the server (the intake consumer's delivered count against the revisions on each subject form), through
+ * the real processes, while every webhook of the jobs with a callback is still delivered.
+ */
+import { CONSUMERS, isNoCallbackJobId, STREAMS, SUBJECTS } from '@gantry/contracts';
+import { NatsHandle } from '@gantry/jetstream';
+import { createLogger } from '@gantry/telemetry';
+import { CLIENT_KEY, GantryCluster, waitFor, webhookType, WebhookReceiver } from '@gantry/testing';
+
+const jobOf = (w: { json?: unknown }) => (w.json as { data?: { id?: string } } | undefined)?.data?.id;
+
+describe('notifier intake filtered by the broker (real processes)', () => {
+  let cluster: GantryCluster;
+  let receiver: WebhookReceiver;
+  let nats: NatsHandle;
+
+  beforeAll(async () => {
+    receiver = await WebhookReceiver.start();
+    cluster = await GantryCluster.start();
+    nats = await NatsHandle.connect({
+      servers: [cluster.nats.url],
+      name: 'e2e-intake-filter',
+      logger: createLogger('e2e', 'silent'),
+    });
+  });
+  afterAll(async () => {
+    await nats?.drain();
+    await cluster?.stop();
+    await receiver?.close();
+  });
+
+  /** Revisions stored on the subjects matching `filter`. */
+  async function revisions(filter: string): Promise<number> {
+    const info = await nats.jsm.streams.info(STREAMS.jobs, { subjects_filter: filter });
+    return Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
+  }
+
+  it('delivers no revision of a callback-less job to the intake, and every webhook of the others', async () => {
+    const callbackUrl = `${receiver.url}/hooks/intake`;
+    const noop: Record<string, unknown> = { type: 'noop', input: { durationMs: 5 } };
+    // Single submits and a batch, with and without callbacks (the batch's own callbackUrl as a default too).
+    const quiet = [await cluster.submit(noop, CLIENT_KEY), await cluster.submit(noop, CLIENT_KEY)];
+    const loud = [await cluster.submit({ ...noop, callbackUrl }, CLIENT_KEY)];
+    const mixed = await cluster.api<{ jobs: { id: string }[] }>(
+      'POST',
+      '/v1/batches',
+      { jobs: [noop, { ...noop, callbackUrl }, noop, noop] },
+      CLIENT_KEY,
+    );
+    expect(mixed.status).toBe(202);
+    const withDefault = await cluster.api<{ jobs: { id: string }[] }>(
+      'POST',
+      '/v1/batches',
+      { jobs: [noop, noop], callbackUrl },
+      CLIENT_KEY,
+    );
+    expect(withDefault.status).toBe(202);
+    const m = mixed.body.jobs.map((j) => j.id);
+    quiet.push(m[0]!, m[2]!, m[3]!);
+    loud.push(m[1]!, ...withDefault.body.jobs.map((j) => j.id));
+
+    // The id says which subject the job lives on.
+    for (const id of quiet) expect(isNoCallbackJobId(id)).toBe(true);
+    for (const id of loud) expect(isNoCallbackJobId(id)).toBe(false);
+
+    for (const id of [...quiet, ...loud]) await cluster.waitForStatus(id, 'completed');
+    // Every webhook of every job with a callback: queued, started, completed.
+    for (const id of loud) {
+      const hooks = await receiver.waitForCount((w) => jobOf(w) === id, 3, { timeoutMs: 30_000 });
+      expect(hooks.map((w) => webhookType(w)).sort()).toEqual(['job.completed', 'job.queued', 'job.started']);
+    }
+    for (const id of quiet) expect(receiver.matching((w) => jobOf(w) === id)).toEqual([]);
+
+    // On the server: the callback-less jobs wrote their revisions (≥ 3 each), on their own subjects...
+    const quietRevisions = await revisions(SUBJECTS.jobsWithoutCallback);
+    const loudRevisions = await revisions(SUBJECTS.jobsWithCallback);
+    expect(quietRevisions).toBeGreaterThanOrEqual(3 * quiet.length);
+    expect(loudRevisions).toBeGreaterThanOrEqual(3 * loud.length);
+    for (const id of quiet) expect(SUBJECTS.job(id)).toMatch(/^gantry\.v1\.job_nocb\./);
+    // ...and the intake was handed exactly the revisions of the jobs with a callback, none of the others.
+    const info = await waitFor(
+      async () => {
+        const i = await nats.jsm.consumers.info(STREAMS.jobs, CONSUMERS.notifierIntake);
+        return i.num_pending === 0 && i.num_ack_pending === 0 ? i : undefined;
+      },
+      { what: 'the intake to have taken in every revision', timeoutMs: 30_000 },
+    );
+    expect(info.config.filter_subject).toBe(SUBJECTS.jobsWithCallback);
+    expect(info.delivered.stream_seq).toBeGreaterThan(0);
+    // Deliveries = revisions on the callback subjects (a redelivery would only add; none is expected here).
+    expect(info.delivered.consumer_seq).toBe(loudRevisions);
+    expect(info.delivered.consumer_seq).toBeLessThan(loudRevisions + quietRevisions);
+  });
+});
