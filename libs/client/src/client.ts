@@ -21,6 +21,9 @@ import type {
   QueueConfigRequest,
   QueueMetrics,
   QueueState,
+  SchedulePage,
+  ScheduleRequest,
+  ScheduleView,
   TenantView,
   Whoami,
   WorkerView,
@@ -37,41 +40,6 @@ export interface GantryClientOptions {
   timeoutMs?: number;
   /** A `fetch` to use instead of the global one. */
   fetch?: typeof fetch;
-}
-
-/** `POST /v1/schedules` body (API.md §3 "Schedules"). */
-export interface ScheduleRequest {
-  /** A name for people (lists, the dashboard). */
-  name: string;
-  /** 5-field cron (`*\/5 * * * *`), or 6 with seconds first. */
-  cron: string;
-  /** IANA time zone the cron is read in. Default `UTC`. */
-  timezone?: string;
-  /** The job each due time creates (the body of `POST /v1/jobs`). */
-  job: JobRequest;
-  /** `skip` (default): no job while the schedule's previous one is unfinished; `allow`: one per due time. */
-  overlap?: 'skip' | 'allow';
-}
-
-/** A schedule as the gateway answers it. */
-export interface ScheduleView {
-  id: string;
-  name: string;
-  cron: string;
-  timezone: string;
-  job: JobRequest;
-  overlap: 'skip' | 'allow';
-  paused: boolean;
-  /** The next due time (ISO), null while paused or when the cron has no next time. */
-  nextRunAt: string | null;
-  /** The last job the schedule created, null before the first. */
-  lastJobId: string | null;
-}
-
-/** `GET /v1/schedules`. */
-export interface SchedulePage {
-  items: ScheduleView[];
-  nextCursor: string | null;
 }
 
 export interface RequestOptions {

@@ -13,16 +13,7 @@ export {
   TERMINAL_JOB_STATUSES,
   isTerminalStatus,
 } from './client.js';
-export type {
-  GantryClientOptions,
-  RequestOptions,
-  SubmitOptions,
-  EventsOptions,
-  WaitOptions,
-  ScheduleRequest,
-  ScheduleView,
-  SchedulePage,
-} from './client.js';
+export type { GantryClientOptions, RequestOptions, SubmitOptions, EventsOptions, WaitOptions } from './client.js';
 export {
   GantryError,
   GantryApiError,
@@ -55,6 +46,10 @@ export type {
   PoolQueueState,
   PriorityDepth,
   TenantView,
+  ScheduleRequest,
+  ScheduleView,
+  SchedulePage,
+  ScheduleOverlap,
   QueueMetrics,
   ConcurrencyStats,
   WorkerView,

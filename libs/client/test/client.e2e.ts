@@ -142,6 +142,82 @@ describe('@gantry/client against a real stack', () => {
     expect(metrics.performance.totalJobsProcessed).toBeGreaterThan(0);
   });
 
+  it("reads tenants' fair share: every tenant for an admin, its own for a client key", async () => {
+    await other.jobs.wait((await other.jobs.submit({ type: 'noop', input: { durationMs: 200 } })).id, {
+      timeoutMs: 30_000,
+    });
+    const all = await admin.tenants.list();
+    const names = all.map((t) => t.tenant);
+    expect(names).toEqual(expect.arrayContaining(['default', 'other']));
+    for (const t of all) {
+      expect(t).toEqual({
+        tenant: expect.any(String),
+        weight: expect.any(Number),
+        queued: expect.any(Number),
+        running: expect.any(Number),
+        usedSlotSeconds: expect.any(Number),
+        sharePercent: expect.any(Number),
+        entitledPercent: expect.any(Number),
+      });
+    }
+    expect(all.find((t) => t.tenant === 'other')!.usedSlotSeconds).toBeGreaterThan(0);
+    const mine = await other.tenants.me();
+    expect(mine.tenant).toBe('other');
+    expect(mine.weight).toBe(all.find((t) => t.tenant === 'other')!.weight);
+    // A client key cannot read every tenant.
+    const refused = await other.tenants.list().catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(GantryApiError);
+    expect((refused as GantryApiError).status).toBe(403);
+  });
+
+  it('creates, lists, pauses, resumes and deletes schedules, tenant-scoped', async () => {
+    const s = await client.schedules.create({
+      name: 'client-e2e',
+      cron: '0 3 * * *',
+      timezone: 'Europe/Paris',
+      job: { type: 'noop', input: { result: { from: 'schedule' } } },
+    });
+    expect(s).toMatchObject({
+      name: 'client-e2e',
+      cron: '0 3 * * *',
+      timezone: 'Europe/Paris',
+      overlap: 'skip',
+      paused: false,
+      lastJobId: null,
+      job: { type: 'noop' },
+    });
+    expect(Date.parse(s.nextRunAt!)).toBeGreaterThan(Date.now());
+    await expect(client.schedules.get(s.id)).resolves.toMatchObject({ id: s.id, name: 'client-e2e' });
+    const ids: string[] = [];
+    for await (const x of client.schedules.all({ limit: 1 })) ids.push(x.id);
+    expect(ids).toContain(s.id);
+
+    // Another tenant neither sees nor touches it.
+    expect((await other.schedules.list()).items.map((x) => x.id)).not.toContain(s.id);
+    for (const attempt of [
+      () => other.schedules.get(s.id),
+      () => other.schedules.pause(s.id),
+      () => other.schedules.delete(s.id),
+    ]) {
+      const err = await attempt().catch((e: unknown) => e);
+      expect((err as GantryApiError).status).toBe(404);
+    }
+
+    await expect(client.schedules.pause(s.id)).resolves.toMatchObject({ id: s.id, paused: true });
+    await expect(client.schedules.get(s.id)).resolves.toMatchObject({ paused: true });
+    await expect(client.schedules.resume(s.id)).resolves.toMatchObject({ id: s.id, paused: false });
+
+    const bad = await client.schedules
+      .create({ name: 'bad', cron: 'every day', job: { type: 'noop' } })
+      .catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(GantryApiError);
+    expect((bad as GantryApiError).status).toBe(400);
+
+    await expect(client.schedules.delete(s.id)).resolves.toBeUndefined();
+    const gone = await client.schedules.get(s.id).catch((e: unknown) => e);
+    expect((gone as GantryApiError).status).toBe(404);
+  });
+
   it('submits a batch and reads its counts', async () => {
     const b = await client.batches.submit({ jobs: [{ type: 'noop' }, { type: 'noop', priority: 'high' }] });
     expect(b.jobs).toHaveLength(2);
