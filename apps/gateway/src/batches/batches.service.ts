@@ -15,6 +15,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import {
   JOB_STATUSES,
   newId,
+  newJobId,
   newJob,
   type BatchManifest,
   type Clock,
@@ -83,7 +84,8 @@ export class BatchesService {
     }
     const pending = this.jobs.admit(batch.jobs.length, p.tenant);
     // Ids first, so that refs (`ref:<name>`, `job:ref:<name>/…`) are stored as the ids they name.
-    const ids = batch.jobs.map(() => newId());
+    // A job without a callback (its own or the batch's) gets the no-callback id form (its revisions skip the notifier).
+    const ids = batch.jobs.map((dto) => newJobId(!!(dto.callbackUrl ?? batch.callbackUrl)));
     const resolved = resolveJobRefs(batch.jobs, ids);
     const specs = batch.jobs.map((dto, i) =>
       this.jobs.prepare(p, dto, {
