@@ -38,6 +38,12 @@ describe('scheduler projection after the loss of the node holding the jobs strea
   let writer: NatsHandle;
   let jobs: JobStore;
   const handles: NatsHandle[] = [];
+  /** Run after each test, failed or not: the writer loop and the projection stopped. */
+  const cleanups: (() => Promise<void>)[] = [];
+
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+  });
 
   beforeAll(async () => {
     cluster = await NatsCluster.start();
@@ -95,11 +101,13 @@ describe('scheduler projection after the loss of the node holding the jobs strea
         }
       }
     })();
+    const stop = async () => {
+      on = false;
+      await loop;
+    };
+    cleanups.push(stop);
     return {
-      stop: async () => {
-        on = false;
-        await loop;
-      },
+      stop,
       acked: () => acked,
       failed: () => failed,
     };
@@ -114,6 +122,7 @@ describe('scheduler projection after the loss of the node holding the jobs strea
     const projection = new JobProjection(h, state, logger, {}, {}, (r) => void recreated.push(r));
     const seen: number[] = [];
     projection.subscribe((s) => void seen.push(s.revision));
+    cleanups.push(() => projection.stop());
     await projection.start();
     await projection.whenCaughtUp();
     return { h, state, projection, seen, recreated };
@@ -198,7 +207,6 @@ describe('scheduler projection after the loss of the node holding the jobs strea
     await holder.server.restart();
     const returnedAt = Date.now();
     await assertRecovers(p, w, 'the jobs stream node kill -9', returnedAt);
-    await p.projection.stop();
   }, 400_000);
 
   it(`the whole cluster killed and restarted at once: the projection catches up and a takeover succeeds`, async () => {
@@ -209,6 +217,5 @@ describe('scheduler projection after the loss of the node holding the jobs strea
     await cluster.restartAll();
     const returnedAt = Date.now();
     await assertRecovers(p, w, 'a whole-cluster kill -9 and restart', returnedAt);
-    await p.projection.stop();
   }, 400_000);
 });

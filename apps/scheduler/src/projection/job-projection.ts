@@ -37,8 +37,14 @@ export class ProjectionBehindError extends Error {
   }
 }
 
-/** Most bytes one pull of the rebuild may bring (well under nats-server's 64 MB per-client pending limit). */
-const REBUILD_PULL_BYTES = 8 * 1024 * 1024;
+/**
+ * Most revisions one pull may bring. By count, not bytes: with a byte limit the client (nats.js 3.4) never gives back
+ * the unused bytes of a pull the server ended at its message count, so its next pulls ask for fewer and fewer bytes
+ * until one is smaller than a record (409 "message size exceeds maxbytes") and it stops pulling until heartbeats are
+ * missed (docs/reliability.md, "projection stall"). 50 records of at most MAX_JOB_BYTES (1 MiB at most, 64 KiB by
+ * default) stay under nats-server's 64 MB per-client pending limit, which a 2,048-message pull of 200 KB records overran.
+ */
+const PULL_MESSAGES = 50;
 
 /**
  * Idle heartbeat asked of the server on each pull (the client's default is half the 30 s pull expiry). The client
@@ -47,8 +53,11 @@ const REBUILD_PULL_BYTES = 8 * 1024 * 1024;
  * 2 s makes that about 6 s instead of 45 s, for one tiny heartbeat per 2 s while the stream is idle.
  */
 const PULL_IDLE_HEARTBEAT_MS = 2_000;
-/** Pull request expiry (the client's default). */
-const PULL_EXPIRES_MS = 30_000;
+/**
+ * Pull request expiry. The client also waits this long between its checks that the consumer still exists after
+ * missed heartbeats (the default 30 s made each of them wait half a minute); one idle pull per 5 s costs nothing.
+ */
+const PULL_EXPIRES_MS = 5_000;
 
 export interface ProjectionWatchdogOptions {
   /** How often the watchdog looks at the projection. Default 1 s. */
@@ -171,10 +180,8 @@ export class JobProjection {
             what: 'scheduler state live tail',
           },
     );
-    // Bounded in bytes, not messages: a job record can be up to MAX_JOB_BYTES, and 2,048 records of 200 KB in one pull
-    // (400 MB) overran the server's per-client pending limit on a loaded machine (slow consumer, disconnect, reset).
     const messages = await consumer.consume({
-      max_bytes: REBUILD_PULL_BYTES,
+      max_messages: PULL_MESSAGES,
       expires: PULL_EXPIRES_MS,
       idle_heartbeat: PULL_IDLE_HEARTBEAT_MS,
     });
