@@ -67,6 +67,16 @@ describe('OpenAPI and metrics (real NATS)', () => {
     expect(doc.components.schemas).toHaveProperty('ProblemDoc');
   });
 
+  it('documents the v1.1 pipeline fields: dependsOn and ref on submit, dependsOn and waiting in the answers', () => {
+    type Schema = { properties: Record<string, { type?: string; maxItems?: number; enum?: string[] }> };
+    const schemas = doc.components.schemas as Record<string, Schema>;
+    expect(schemas['SubmitJobDto']!.properties['dependsOn']).toMatchObject({ type: 'array', maxItems: 100 });
+    expect(schemas['SubmitJobDto']!.properties['ref']).toMatchObject({ type: 'string' });
+    expect(schemas['JobViewDoc']!.properties['dependsOn']).toMatchObject({ type: 'array' });
+    expect(schemas['JobViewDoc']!.properties['status']!.enum).toContain('waiting');
+    expect(schemas['BatchCountsDoc']!.properties).toHaveProperty('waiting');
+  });
+
   it('serves the UI at /docs', async () => {
     const a = await api.as(null).raw('GET', '/docs');
     expect(a.status).toBe(200);

@@ -35,6 +35,7 @@ import { NvidiaSmiComputeApps, NvidiaSmiTelemetry, TelemetrySampler, type Teleme
 import { PeakMemory } from './gpu/peak-memory';
 import { XidLogTail } from './gpu/xid-log';
 import { AttemptRunner, LeaseTicker } from './runner/attempt-runner';
+import { ParentOutputResolver } from './runner/parent-outputs';
 import { S3InputPolicy, jobTenantLookup } from './runner/s3-input-policy';
 import { prepareScratch, removeScratch } from './runner/scratch';
 import { Sandbox } from './sandbox/sandbox';
@@ -241,6 +242,7 @@ async function build(host: ServiceHost, id: string, config: WorkerConfig, o: Wor
     s3Inputs: new S3InputPolicy(config.S3_BUCKET, config.S3_INPUT_BUCKETS, {
       tenantOf: jobTenantLookup(jobStore),
     }),
+    parentOutputs: new ParentOutputResolver(config.S3_BUCKET, jobStore),
   });
   live.runner = runner;
   const consumer = workerConsumer(id, slots, config.DISPATCH_ACK_WAIT_MS);

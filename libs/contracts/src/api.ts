@@ -23,6 +23,13 @@ export interface JobRequest {
   runAt?: string;
   /** Since v1.1: run no earlier than this many seconds after acceptance (not with `runAt`). */
   delaySeconds?: number;
+  /**
+   * Since v1.1: parents that must all complete first (job ids of the same tenant, at most 100; inside a batch also
+   * `ref:<ref>` of an earlier job of the batch). Inputs may name a parent's output as `job:<id or ref:ref>/<name>`.
+   */
+  dependsOn?: string[];
+  /** Since v1.1, batches only: this job's name in the batch, for later jobs' `dependsOn` (`ref:<ref>`). */
+  ref?: string;
 }
 
 /** `POST /v1/batches` body. */

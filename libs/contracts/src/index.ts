@@ -105,6 +105,14 @@ export type { FfmpegInput, FfmpegToken } from './job-types/ffmpeg';
 export { CatalogError, parseCatalog, loadCatalog, renderTemplate } from './job-types/catalog';
 export type { CatalogEntry, CatalogFile, CatalogJobType, RenderContext } from './job-types/catalog';
 export { JobTypeRegistry } from './job-types/registry';
+export {
+  BATCH_REF,
+  isParentOutputUrl,
+  parseParentOutput,
+  formatParentOutput,
+  resolveBatchRefs,
+} from './job-types/parent-output';
+export type { ParentOutputRef } from './job-types/parent-output';
 export { systemClock } from './clock';
 export type { Clock } from './clock';
 export { isPrivateAddress, isMetadataHost, isMetadataAddress, embeddedIpv4 } from './net-policy';

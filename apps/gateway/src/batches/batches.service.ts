@@ -26,6 +26,7 @@ import type { Logger } from '@gantry/telemetry';
 import type { Principal } from '../auth/auth';
 import { problems } from '../http/problem';
 import { IdempotencyService, type IdempotentRequest } from '../idempotency/idempotency.service';
+import { resolveJobRefs } from '../jobs/job-dependencies';
 import type { ValidatedBatch } from '../jobs/job-request.validator';
 import { JobsService } from '../jobs/jobs.service';
 import { GatewayNats } from '../nats/gateway-nats';
@@ -81,8 +82,16 @@ export class BatchesService {
       }
     }
     const pending = this.jobs.admit(batch.jobs.length, p.tenant);
-    const specs = batch.jobs.map((dto) =>
-      this.jobs.prepare(p, dto, { batchId: id, ...(batch.callbackUrl ? { callbackUrl: batch.callbackUrl } : {}) }),
+    // Ids first, so that refs (`ref:<name>`, `job:ref:<name>/…`) are stored as the ids they name.
+    const ids = batch.jobs.map(() => newId());
+    const resolved = resolveJobRefs(batch.jobs, ids);
+    const specs = batch.jobs.map((dto, i) =>
+      this.jobs.prepare(p, dto, {
+        id: ids[i]!,
+        batchId: id,
+        resolved: resolved[i]!,
+        ...(batch.callbackUrl ? { callbackUrl: batch.callbackUrl } : {}),
+      }),
     );
     const manifests = this.manifests();
     let manifest: BatchManifest;

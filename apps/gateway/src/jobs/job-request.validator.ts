@@ -7,6 +7,7 @@
  */
 import { Inject, Injectable } from '@nestjs/common';
 import { isPlainObject, JobTypeRegistry, S3InputPolicy, type Clock, type FieldError } from '@gantry/contracts';
+import { JobStore } from '@gantry/job-store';
 import { assertAllowedUrl } from '@gantry/net';
 import { plainToInstance } from 'class-transformer';
 import { validate } from 'class-validator';
@@ -15,6 +16,7 @@ import { problems } from '../http/problem';
 import { flattenErrors } from '../http/validation';
 import { GatewayNats } from '../nats/gateway-nats';
 import { CLOCK, JOB_TYPES } from '../tokens';
+import { dependencyErrors } from './job-dependencies';
 import { JobTenants } from './job-tenants';
 import { SubmitJobDto } from './job.dto';
 import { SubmitDnsResolver } from './submit-dns';
@@ -79,6 +81,11 @@ export class JobRequestValidator {
     const { dto, errors } = await this.job(body, '', urls, tenant);
     if (errors.length > 0 || !dto) refuse(errors, 'the job');
     this.assertSize(body, 'the job');
+    // Parents are read only for a job that is valid otherwise (and not too large).
+    if (dto.dependsOn?.length || dto.ref !== undefined || this.namesParentOutputs(dto)) {
+      const depErrors = await dependencyErrors([dto], [''], tenant, false, this.types, () => this.store());
+      if (depErrors.length > 0) refuse(depErrors, 'the job');
+    }
     return dto;
   }
 
@@ -123,7 +130,27 @@ export class JobRequestValidator {
     }
     if (errors.length > 0) refuse(errors, 'the batch');
     (jobs as unknown[]).forEach((j, i) => this.assertSize(j, `jobs[${i}]`));
+    if (out.some((dto) => dto.dependsOn?.length || dto.ref !== undefined || this.namesParentOutputs(dto))) {
+      const depErrors = await dependencyErrors(
+        out,
+        out.map((_, i) => `jobs[${i}].`),
+        tenant,
+        true,
+        this.types,
+        () => this.store(),
+      );
+      if (depErrors.length > 0) refuse(depErrors, 'the batch');
+    }
     return { jobs: out, ...(callbackUrl ? { callbackUrl } : {}) };
+  }
+
+  private store(): JobStore {
+    return new JobStore(this.nats.handle(), this.clock);
+  }
+
+  /** Whether a (valid) job names a parent output among its inputs. */
+  private namesParentOutputs(dto: SubmitJobDto): boolean {
+    return (this.types.get(dto.type)?.parentOutputs?.(dto.input ?? {}).length ?? 0) > 0;
   }
 
   /**

@@ -15,7 +15,7 @@ class OutputDoc {
 }
 
 class JobErrorDoc {
-  @ApiProperty({ example: 'TIMEOUT' }) code!: string;
+  @ApiProperty({ example: 'TIMEOUT', description: 'TIMEOUT, EXIT_CODE, DEPENDENCY_FAILED, …' }) code!: string;
   @ApiProperty() message!: string;
 }
 
@@ -48,6 +48,14 @@ export class JobViewDoc {
   @ApiPropertyOptional({ description: 'what the job returned' }) result?: unknown;
   @ApiPropertyOptional({ type: [OutputDoc] }) outputs?: OutputDoc[];
   @ApiPropertyOptional({ type: JobErrorDoc }) error?: JobErrorDoc;
+  @ApiPropertyOptional({ format: 'date-time', description: 'since v1.1: when it was asked to run (ms precision)' })
+  runAt?: string;
+  @ApiPropertyOptional({
+    type: [String],
+    description:
+      'since v1.1: the parents it waits for, as job ids (batch refs resolved); `waiting` until all completed',
+  })
+  dependsOn?: string[];
 }
 
 export class JobListDoc {
@@ -62,6 +70,8 @@ export class BatchDoc {
 }
 
 class BatchCountsDoc {
+  @ApiProperty({ description: 'since v1.1: delayed (runAt)' }) scheduled!: number;
+  @ApiProperty({ description: 'since v1.1: waiting for dependencies' }) waiting!: number;
   @ApiProperty() queued!: number;
   @ApiProperty() running!: number;
   @ApiProperty() retrying!: number;

@@ -3,10 +3,19 @@
  * Job-type-specific `input` is validated afterwards against the type's own schema.
  */
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { PRIORITIES, type BatchRequest, type JobRequest, type Priority, SUBJECT_TOKEN } from '@gantry/contracts';
+import {
+  BATCH_REF,
+  PRIORITIES,
+  type BatchRequest,
+  type JobRequest,
+  type Priority,
+  SUBJECT_TOKEN,
+} from '@gantry/contracts';
 import { Type } from 'class-transformer';
 import {
+  ArrayMaxSize,
   ArrayMinSize,
+  ArrayUnique,
   IsArray,
   IsIn,
   IsInt,
@@ -21,6 +30,12 @@ import {
   type ValidationOptions,
 } from 'class-validator';
 import { OptionalField } from '../http/validation';
+
+/** Parents a job may name in `dependsOn`. */
+export const MAX_DEPENDS_ON = 100;
+
+/** A `dependsOn` entry: a job id, or inside a batch `ref:<ref>` (an earlier job of the same batch). */
+export const DEPENDS_ON_ENTRY = /^(ref:)?[A-Za-z0-9_-]{1,64}$/;
 
 /**
  * An instant: date, time and a zone (`Z` or `±hh:mm`), seconds and up to 9 fraction digits optional. Kept strict
@@ -160,6 +175,36 @@ export class SubmitJobDto implements JobRequest {
   @IsInt()
   @Min(0)
   delaySeconds?: number;
+
+  @ApiPropertyOptional({
+    type: [String],
+    maxItems: MAX_DEPENDS_ON,
+    uniqueItems: true,
+    example: ['01JDXJ4V6Y8Q9R2S3T4U5V6W7X'],
+    description:
+      'since v1.1: parents (job ids of the same tenant; inside a batch also `ref:<ref>` of an EARLIER job of the ' +
+      'batch): the job is `waiting` until every one of them completed, and ends `cancelled` with DEPENDENCY_FAILED ' +
+      "when one ends failed or cancelled. An unknown id, or another tenant's, is a 400 `unknown job`. An ffmpeg or " +
+      "catalog input may name a parent's declared output as `job:<parent id>/<name>` (in a batch `job:ref:<ref>/<name>`)",
+  })
+  @OptionalField()
+  @IsArray()
+  @ArrayMaxSize(MAX_DEPENDS_ON)
+  @ArrayUnique()
+  @IsString({ each: true })
+  @Matches(DEPENDS_ON_ENTRY, { each: true, message: 'each entry must be a job id or ref:<batch ref>' })
+  dependsOn?: string[];
+
+  @ApiPropertyOptional({
+    pattern: BATCH_REF.source,
+    description:
+      'since v1.1, in a batch only: a name for this job, unique in the batch, that later jobs of the batch use in ' +
+      '`dependsOn` (`ref:<name>`) and inputs (`job:ref:<name>/<output>`)',
+  })
+  @OptionalField()
+  @IsString()
+  @Matches(BATCH_REF, { message: 'must match [A-Za-z0-9_-]{1,64}' })
+  ref?: string;
 }
 
 /**

@@ -81,7 +81,7 @@ export class JobsService {
       const held = (stats?.tenants?.[tenant] ?? 0) + this.nats.pendingOf(tenant);
       if (held + count > cap) {
         throw problems.tooMany(
-          `tenant ${tenant} holds ${held} queued, retrying or scheduled jobs; at most ${cap} (TENANT_MAX_QUEUED_JOBS)` +
+          `tenant ${tenant} holds ${held} queued, retrying, scheduled or waiting jobs; at most ${cap} (TENANT_MAX_QUEUED_JOBS)` +
             (count > 1 ? `, so this batch of ${count} is refused whole` : ''),
           5,
           'tenant-queue-full',
@@ -94,7 +94,13 @@ export class JobsService {
   prepare(
     p: Principal,
     dto: SubmitJobDto,
-    extra: { id?: string; batchId?: string; callbackUrl?: string } = {},
+    extra: {
+      id?: string;
+      batchId?: string;
+      callbackUrl?: string;
+      /** A batch job's parents and input with batch refs resolved to ids (else the DTO's, ids already). */
+      resolved?: { dependsOn?: string[]; input: Record<string, unknown> };
+    } = {},
   ): NewJobSpec {
     const def = this.types.get(dto.type);
     const gpu = dto.gpu ? { count: dto.gpu.count, memoryMb: dto.gpu.memoryMb ?? 0 } : def?.defaultGpu;
@@ -106,11 +112,12 @@ export class JobsService {
         : dto.delaySeconds !== undefined
           ? new Date(this.clock.now().getTime() + dto.delaySeconds * 1000).toISOString()
           : undefined;
+    const dependsOn = extra.resolved ? extra.resolved.dependsOn : dto.dependsOn;
     return {
       id: extra.id ?? newId(),
       tenant: p.tenant,
       type: dto.type,
-      input: dto.input ?? {},
+      input: extra.resolved?.input ?? dto.input ?? {},
       priority: dto.priority ?? 'normal',
       pool: dto.pool ?? 'default',
       ...(callbackUrl ? { callbackUrl } : {}),
@@ -123,6 +130,7 @@ export class JobsService {
       metadata: dto.metadata ?? {},
       ...(extra.batchId ? { batchId: extra.batchId } : {}),
       ...(runAt ? { runAt } : {}),
+      ...(dependsOn?.length ? { dependsOn: [...dependsOn] } : {}),
       ...currentTraceparent(),
     };
   }

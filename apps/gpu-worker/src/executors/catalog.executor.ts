@@ -10,6 +10,7 @@ import type { OutputStore } from '@gantry/storage';
 import { JobFailure, downloadBudget, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
 import { assertUploadTarget, readRegularFile, uploadOutputs } from './outputs';
 import { exitFailure, runProcess } from './process-runner';
+import { inputUrl } from './parent-input';
 import { downloadInput, type TransferSettings } from './transfers';
 
 const PROGRESS = /^GANTRY_PROGRESS\s+(\d+(?:\.\d+)?)(?:\s+(.*))?$/;
@@ -60,7 +61,7 @@ export class CatalogExecutor implements JobExecutor {
     for (const [i, [name, tpl]] of downloads.entries()) {
       ctx.progress(0, `downloading ${i + 1}/${downloads.length}`);
       downloaded += await downloadInput(
-        renderTemplate(tpl, render),
+        await inputUrl(ctx, renderTemplate(tpl, render)),
         join(ctx.scratchDir, name),
         this.store,
         this.transfers,

@@ -29,6 +29,11 @@ export interface AttemptContext {
    * it may not. Absent: any object may be read.
    */
   s3ReadRefusal?(bucket: string, key: string): Promise<string | undefined>;
+  /**
+   * The `s3://` URL of a parent output input (`job:<parent id>/<name>`, v1.1) after the parent checks, or a
+   * JobFailure (see runner/parent-outputs.ts). Absent: parent outputs are refused.
+   */
+  parentOutput?(url: string): Promise<string>;
   readonly logger: Logger;
   /**
    * The attempt's OS sandbox and disk caps (absent for an executor without scratch, and in unit tests that run the

@@ -9,6 +9,7 @@ import type { OutputStore } from '@gantry/storage';
 import { JobFailure, downloadBudget, type AttemptContext, type ExecutionResult, type JobExecutor } from './executor';
 import { assertUploadTarget, uploadOutputs } from './outputs';
 import { exitFailure, runProcess } from './process-runner';
+import { inputUrl } from './parent-input';
 import { downloadInput, type TransferSettings } from './transfers';
 
 /**
@@ -159,7 +160,7 @@ export class FfmpegExecutor implements JobExecutor {
       ctx.progress(0, `downloading ${i + 1}/${names.length}`);
       const path = join(ctx.scratchDir, name);
       downloaded += await downloadInput(
-        input.inputs[name]!,
+        await inputUrl(ctx, input.inputs[name]!),
         path,
         this.store,
         this.transfers,

@@ -43,6 +43,7 @@ import { GPU_OOM_CANDIDATES, isGpuOomText, raisedGpuMemoryMb } from '../gpu/gpu-
 import type { ExecutorRegistry } from '../executors/executor-registry';
 import { putToUrl, type TransferSettings } from '../executors/transfers';
 import { AttemptSandbox, type DiskLimits, type Sandbox, type SandboxSlot } from '../sandbox/sandbox';
+import type { ParentOutputResolver } from './parent-outputs';
 import type { S3InputPolicy } from './s3-input-policy';
 import type { WorkerMetrics } from './worker-metrics';
 
@@ -132,6 +133,8 @@ export interface RunnerDeps {
   outcomeRetryMs?: number;
   /** Which s3:// inputs a job may read (absent: any). */
   s3Inputs?: S3InputPolicy;
+  /** Resolves parent outputs named as inputs (`job:<parent id>/<name>`; absent: refused). */
+  parentOutputs?: ParentOutputResolver;
   /** Told how each attempt ended, with the GPUs it ran on (GPU health counts failures at start). */
   attemptEnded?: (e: AttemptEnded) => void;
   /** The peak GPU memory measured for a running attempt so far (MiB), read when it dies of `GPU_OOM`. */
@@ -309,6 +312,9 @@ export class AttemptRunner {
             ...(this.d.lease ? { lease: this.d.lease } : {}),
             ...(this.d.s3Inputs
               ? { s3ReadRefusal: (bucket: string, key: string) => this.d.s3Inputs!.refusal(record.tenant, bucket, key) }
+              : {}),
+            ...(this.d.parentOutputs
+              ? { parentOutput: (url: string) => this.d.parentOutputs!.resolve(record, url) }
               : {}),
             logger: log,
             ...(sandbox ? { sandbox } : {}),

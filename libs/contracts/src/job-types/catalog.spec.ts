@@ -43,6 +43,15 @@ describe('the example catalog (examples/job-types.yaml)', () => {
       ['input (download source)', 'https://cdn.example.com/v.mp4'],
     ]);
     expect(thumb.outputCount?.({})).toBe(1);
+    // v1.1: a parent's stored output as the download (docs/pipelines.md).
+    const parent = 'job:01JDXJ4V6Y8Q9R2S3T4U5V6W7X/out.mp4';
+    expect(thumb.validate({ url: parent })).toEqual([]);
+    expect(thumb.parentOutputs?.({ url: parent })).toEqual([['input (download source)', parent]]);
+    expect(thumb.inputUrls?.({ url: parent })).toEqual([]);
+    expect(thumb.outputNames?.({})).toEqual(['thumb.jpg']);
+    expect(thumb.validate({ url: 'job:01JDXJ4V6Y8Q9R2S3T4U5V6W7X/../x.mp4' })).toEqual([
+      { field: 'input', message: expect.stringMatching(/download source must resolve/) },
+    ]);
   });
 
   it('registers beside the built-ins, and upload.url needs a single output', () => {
@@ -99,7 +108,10 @@ describe('parseCatalog', () => {
     const [t] = parseCatalog(entry({ downloads: { 'in.bin': '{{input.u}}' } }), 'c.json');
     expect(t!.validate({ u: 'https://x.example/a' })).toEqual([]);
     expect(t!.validate({ u: 'file:///etc/passwd' })).toEqual([
-      { field: 'input', message: 'download in.bin must resolve to an http(s):// or s3:// URL' },
+      {
+        field: 'input',
+        message: 'download in.bin must resolve to an http(s):// or s3:// URL, or a parent output job:<parent>/<name>',
+      },
     ]);
   });
 });

@@ -9,8 +9,9 @@ import addFormats from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
 import type { GpuRequest } from '../job';
 import { normalizeS3Url } from '../s3-input';
-import { isUrlInput, SAFE_FILE_NAME } from './ffmpeg';
-import type { FieldError, JobTypeDefinition } from './job-type';
+import { isUrlInput } from './ffmpeg';
+import { SAFE_FILE_NAME, type FieldError, type JobTypeDefinition } from './job-type';
+import { isParentOutputUrl } from './parent-output';
 
 export interface CatalogEntry {
   name: string;
@@ -165,6 +166,15 @@ function makeType(entry: CatalogEntry, catalogDir: string, ajv: Ajv): CatalogJob
     ...(entry.gpu ? { defaultGpu: { count: entry.gpu.count, memoryMb: entry.gpu.memoryMb ?? 0 } } : {}),
     ...(entry.timeoutSeconds ? { defaultTimeoutSeconds: entry.timeoutSeconds } : {}),
     outputCount: () => entry.outputs?.length ?? 0,
+    outputNames: () => [...(entry.outputs ?? [])],
+    parentOutputs(input: unknown): [string, string][] {
+      return Object.entries(entry.downloads ?? {})
+        .map(([name, tpl]): [string, string] => [
+          `input (download ${name})`,
+          renderTemplate(tpl, { input, catalogDir, jobId: 'x', attempt: 1 }),
+        ])
+        .filter(([, url]) => isParentOutputUrl(url));
+    },
     inputUrls(input: unknown): [string, string][] {
       return Object.entries(entry.downloads ?? {})
         .map(([name, tpl]): [string, string] => [
@@ -179,7 +189,10 @@ function makeType(entry: CatalogEntry, catalogDir: string, ajv: Ajv): CatalogJob
       for (const [name, tpl] of Object.entries(entry.downloads ?? {})) {
         const url = renderTemplate(tpl, { input, catalogDir, jobId: 'x', attempt: 1 });
         if (!isUrlInput(url)) {
-          errors.push({ field: 'input', message: `download ${name} must resolve to an http(s):// or s3:// URL` });
+          errors.push({
+            field: 'input',
+            message: `download ${name} must resolve to an http(s):// or s3:// URL, or a parent output job:<parent>/<name>`,
+          });
         } else if (url.startsWith('s3://')) {
           const s3 = normalizeS3Url(url);
           if (!s3.ok) errors.push({ field: 'input', message: `download ${name} is an s3:// URL that ${s3.reason}` });

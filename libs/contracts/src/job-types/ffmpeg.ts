@@ -9,7 +9,8 @@
  * `docs/job-types.md` lists what is allowed and why.
  */
 import { normalizeS3Url } from '../s3-input';
-import { isPlainObject, unknownKeys, type FieldError, type JobTypeDefinition } from './job-type';
+import { isPlainObject, SAFE_FILE_NAME, unknownKeys, type FieldError, type JobTypeDefinition } from './job-type';
+import { isParentOutputUrl, parseParentOutput } from './parent-output';
 
 export interface FfmpegInput {
   args: string[];
@@ -18,7 +19,7 @@ export interface FfmpegInput {
 }
 
 /** A file name inside the scratch directory. */
-export const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+export { SAFE_FILE_NAME };
 export const MAX_FFMPEG_ARGS = 256;
 export const MAX_FFMPEG_ARG_LENGTH = 4096;
 
@@ -276,9 +277,16 @@ const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*)(,[^:]*)?:/;
 const NEGATIVE_NUMBER = /^-\d/;
 const LOOKS_LIKE_OPTION = /^-[A-Za-z/-]/;
 
+/** An input the worker can fetch: http(s)://, s3://bucket/key, or (v1.1) a parent output `job:<parent>/<name>`. */
 export function isUrlInput(v: string): boolean {
-  return /^https?:\/\/[^\s]+$/i.test(v) || /^s3:\/\/[a-z0-9.-]{3,63}\/\S+$/.test(v);
+  return (
+    /^https?:\/\/[^\s]+$/i.test(v) || /^s3:\/\/[a-z0-9.-]{3,63}\/\S+$/.test(v) || parseParentOutput(v) !== undefined
+  );
 }
+
+/** What an input URL must look like, for error messages. */
+export const INPUT_URL_FORMS =
+  'an http(s):// or s3://bucket/key URL, or a parent output job:<parent id or ref:<ref>>/<name>';
 
 function pathProblems(value: string): string[] {
   const problems: string[] = [];
@@ -534,7 +542,7 @@ export function validateFfmpegInput(input: unknown): FieldError[] {
 
   const inputNames = new Set<string>();
   if (!isPlainObject(inputs)) {
-    errors.push({ field: 'input.inputs', message: 'must be an object of file name → http(s):// or s3:// URL' });
+    errors.push({ field: 'input.inputs', message: `must be an object of file name → ${INPUT_URL_FORMS}` });
   } else {
     const entries = Object.entries(inputs);
     if (entries.length > 64) errors.push({ field: 'input.inputs', message: 'may declare at most 64 files' });
@@ -542,7 +550,12 @@ export function validateFfmpegInput(input: unknown): FieldError[] {
       if (!SAFE_FILE_NAME.test(name))
         errors.push({ field: `input.inputs.${name}`, message: 'is not a safe file name' });
       if (typeof url !== 'string' || !isUrlInput(url) || url.length > 4096) {
-        errors.push({ field: `input.inputs.${name}`, message: 'must be an http(s):// or s3://bucket/key URL' });
+        errors.push({
+          field: `input.inputs.${name}`,
+          message: isParentOutputUrl(String(url))
+            ? 'must name a parent output as job:<parent id>/<output name> or job:ref:<batch ref>/<output name>'
+            : `must be ${INPUT_URL_FORMS}`,
+        });
       } else if (url.startsWith('s3://')) {
         const s3 = normalizeS3Url(url);
         if (!s3.ok) errors.push({ field: `input.inputs.${name}`, message: `is an s3:// URL that ${s3.reason}` });
@@ -616,6 +629,16 @@ export const ffmpegJobType: JobTypeDefinition = {
           .filter((e): e is [string, string] => typeof e[1] === 'string' && /^(https?|s3):/i.test(e[1]))
           .map(([name, url]): [string, string] => [`input.inputs.${name}`, url])
       : [],
+  parentOutputs: (input) =>
+    isPlainObject(input) && isPlainObject(input['inputs'])
+      ? Object.entries(input['inputs'])
+          .filter((e): e is [string, string] => typeof e[1] === 'string' && isParentOutputUrl(e[1]))
+          .map(([name, url]): [string, string] => [`input.inputs.${name}`, url])
+      : [],
   outputCount: (input) =>
     isPlainObject(input) && Array.isArray(input['outputs']) ? (input['outputs'] as unknown[]).length : 0,
+  outputNames: (input) =>
+    isPlainObject(input) && Array.isArray(input['outputs'])
+      ? (input['outputs'] as unknown[]).filter((o): o is string => typeof o === 'string')
+      : [],
 };

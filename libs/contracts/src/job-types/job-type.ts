@@ -29,7 +29,17 @@ export interface JobTypeDefinition {
    * private addresses and s3:// objects outside the input policy at submit (the worker refuses both again).
    */
   inputUrls?(input: unknown): [field: string, url: string][];
+  /**
+   * The parent outputs (`job:<parent>/<name>`, v1.1) a valid `input` makes the worker read, as `[field, url]`, so the
+   * gateway can check each against `dependsOn` and the parent's declared outputs.
+   */
+  parentOutputs?(input: unknown): [field: string, url: string][];
+  /** The output file names a valid `input` declares (what a child may name as `job:<this job>/<name>`). */
+  outputNames?(input: unknown): string[];
 }
+
+/** A file name a job may declare (input, output, catalog download): no path, no leading dot or dash. */
+export const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
