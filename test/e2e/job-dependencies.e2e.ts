@@ -1,7 +1,7 @@
 /**
- * Issue 17, job dependencies (real processes: two schedulers, a worker, a notifier, a gateway, nats-server). Children
- * are written straight to the job store with `dependsOn` (the first revision the gateway writes for them: `waiting`),
- * parents are submitted over HTTP. A chain A → B → C runs in order; a failed parent cancels its children and their
+ * Issue 17, job dependencies (real processes: two schedulers, a worker, a notifier, a gateway, nats-server). Jobs are
+ * submitted over HTTP with `dependsOn`; the bulk and failover cases write children straight to the job store (the
+ * first revision the gateway writes for them: `waiting`) to build thousands quickly. A chain A → B → C runs in order; a failed parent cancels its children and their
  * children with DEPENDENCY_FAILED (one terminal each, `job.waiting` then `job.cancelled` by webhook and SSE); a parent
  * already failed at submit ends the child at once; a waiting job can be cancelled and never runs; 2,000 children of
  * one parent are released in bounded time (the figure is logged); and a kill -9 of the leading scheduler, then of
@@ -89,6 +89,13 @@ describe('job dependencies (real processes)', () => {
     return s.record;
   };
 
+  /** A child submitted over HTTP: 202, `waiting`, `dependsOn` echoed. */
+  const waitingJob = async (dependsOn: string[], body: Record<string, unknown> = {}): Promise<View> => {
+    const v = await submit({ type: 'noop', input: { durationMs: 20 }, maxAttempts: 1, dependsOn, ...body });
+    expect(v).toMatchObject({ status: 'waiting', dependsOn });
+    return v;
+  };
+
   const startedAt = async (id: string) => Date.parse(of(await reader.history(id), 'job.started')[0]!.record.startedAt!);
   const finishedAt = async (id: string) => Date.parse((await reader.record(id)).finishedAt!);
 
@@ -111,8 +118,8 @@ describe('job dependencies (real processes)', () => {
 
   it('runs a chain A → B → C in order; waiting jobs hold no token, are not in depth, are listed and shown with dependsOn', async () => {
     const a = await submit({ type: 'noop', input: { durationMs: 1_500 } });
-    const b = await child([a.id], { callbackUrl: `${hooks.url}/chain` });
-    const c = await child([b.id], { callbackUrl: `${hooks.url}/chain` });
+    const b = await waitingJob([a.id], { callbackUrl: `${hooks.url}/chain` });
+    const c = await waitingJob([b.id], { callbackUrl: `${hooks.url}/chain` });
     await cluster.waitForStatus(a.id, 'running', { timeoutMs: 30_000 });
     const sse = fetch(`${cluster.gatewayUrl}/v1/jobs/${c.id}/events`, {
       headers: { authorization: `Bearer ${ADMIN}` },
@@ -158,9 +165,9 @@ describe('job dependencies (real processes)', () => {
       maxAttempts: 1,
     });
     const ok = await submit({ type: 'noop', input: { durationMs: 1 } });
-    const b = await child([ok.id, a.id], { callbackUrl: `${hooks.url}/cascade` });
-    const c = await child([b.id], { callbackUrl: `${hooks.url}/cascade` });
-    const d = await child([c.id, ok.id], { callbackUrl: `${hooks.url}/cascade` });
+    const b = await waitingJob([ok.id, a.id], { callbackUrl: `${hooks.url}/cascade` });
+    const c = await waitingJob([b.id], { callbackUrl: `${hooks.url}/cascade` });
+    const d = await waitingJob([c.id, ok.id], { callbackUrl: `${hooks.url}/cascade` });
     const sse = fetch(`${cluster.gatewayUrl}/v1/jobs/${d.id}/events`, {
       headers: { authorization: `Bearer ${ADMIN}` },
     }).then((r) => r.text());
@@ -189,8 +196,8 @@ describe('job dependencies (real processes)', () => {
     expect([...text.matchAll(/^event: (.+)$/gm)].map((m) => m[1])).toEqual(['job.waiting', 'job.cancelled']);
 
     // A child of a parent that is already failed (or cancelled) ends at once; one of a completed parent is released.
-    const late = await child([a.id]);
-    const afterOk = await child([ok.id]);
+    const late = await waitingJob([a.id]);
+    const afterOk = await waitingJob([ok.id]);
     await cluster.waitForStatus(late.id, 'cancelled', { timeoutMs: 30_000 });
     expect((await cluster.job<View>(late.id)).error?.code).toBe('DEPENDENCY_FAILED');
     await cluster.waitForStatus(afterOk.id, 'completed', { timeoutMs: 30_000 });
@@ -198,8 +205,8 @@ describe('job dependencies (real processes)', () => {
 
   it('cancels a waiting job: it never runs when its parent completes', async () => {
     const a = await submit({ type: 'noop', input: { durationMs: 1_500 } });
-    const b = await child([a.id]);
-    const sibling = await child([a.id]);
+    const b = await waitingJob([a.id]);
+    const sibling = await waitingJob([a.id]);
     const c = await cluster.api<View>('POST', `/v1/jobs/${b.id}/cancel`);
     expect(c.status).toBe(200);
     expect(c.body).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
