@@ -166,6 +166,9 @@ describe('pipelines end to end (real ffmpeg, real S3)', () => {
       const v = await waitEnd(child.id);
       expect(v).toMatchObject({ status: 'cancelled', error: { code: 'DEPENDENCY_FAILED' } });
     }
+    // A job submitted later naming the failed parent is accepted (202) and ends the same way at once.
+    const late = await cluster.submit({ type: 'noop', dependsOn: [t!.id] }, CLIENT_KEY);
+    expect(await waitEnd(late, 15_000)).toMatchObject({ status: 'cancelled', error: { code: 'DEPENDENCY_FAILED' } });
   });
 
   it('lists waiting jobs with status=waiting; cancelling a parent cascades to its waiting child', async () => {
@@ -217,6 +220,13 @@ describe('pipelines end to end (real ffmpeg, real S3)', () => {
       await jobs.create({ type: 'job.queued', record });
       return id;
     }
+
+    it('a single submit naming an already completed parent’s output runs at once', async () => {
+      const id = await cluster.submit(thumbnail(`job:${mine.id}/out.mp4`, { dependsOn: [mine.id] }), CLIENT_KEY);
+      const v = await waitEnd(id);
+      if (v.status !== 'completed') throw new Error(JSON.stringify(v.error));
+      expect(v.outputs!.map((o) => o.name)).toEqual(['thumb.png']);
+    });
 
     it('runs a forged child that names its own tenant’s declared parent (the control)', async () => {
       const id = await forge(mine.tenant, `job:${mine.id}/out.mp4`, [mine.id]);
