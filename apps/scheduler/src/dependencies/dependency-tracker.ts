@@ -24,7 +24,7 @@ import {
   type Transition,
 } from '@gantry/contracts';
 import { Backoff, mapBounded, type BackoffOptions } from '@gantry/jetstream';
-import type { JobStore } from '@gantry/job-store';
+import { JobNotFoundError, type JobStore } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import { decide, type WaitingChild } from '../domain/dependency-index';
 import type { SchedulerState } from '../domain/scheduler-state';
@@ -210,9 +210,10 @@ export class DependencyTracker {
     decisions.sort((a, b) => a.c.seq - b.c.seq);
     let current: Map<string, StoredJob>;
     try {
+      // Direct reads (no stream-leader round trip): a stale one only costs the compare-and-set a re-read.
       current = await this.jobs.getMany(
         decisions.map((d) => d.id),
-        { consistent: true, concurrency: this.concurrency },
+        { concurrency: this.concurrency },
       );
     } catch (err) {
       this.failedStep(
@@ -225,14 +226,18 @@ export class DependencyTracker {
     const errored: string[] = [];
     let lastError: unknown;
     await mapBounded(decisions, this.concurrency, async (d) => {
-      const cur = current.get(d.id);
-      if (!cur || cur.record.status !== 'waiting') return;
+      const hint = current.get(d.id);
       try {
-        await this.jobs.transition(d.id, (s) => d.decide(s.record), { current: cur });
+        // A hint that is not waiting may be a stale replica's: the transition reads the record itself then.
+        await this.jobs.transition(
+          d.id,
+          (s) => d.decide(s.record),
+          hint?.record.status === 'waiting' ? { current: hint } : {},
+        );
         if (d.release) report.released++;
         else report.failed++;
       } catch (err) {
-        if (err instanceof TransitionRefused) return;
+        if (err instanceof TransitionRefused || err instanceof JobNotFoundError) return;
         errored.push(d.id);
         lastError = err;
       }
