@@ -18,7 +18,7 @@ import { NatsHandle } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { OutputStore } from '@gantry/storage';
 import { createLogger } from '@gantry/telemetry';
-import { CLIENT_KEY, GantryCluster, OTHER_TENANT_KEY } from '@gantry/testing';
+import { CLIENT_KEY, GantryCluster, OTHER_TENANT_KEY, repoRoot } from '@gantry/testing';
 
 interface View {
   id: string;
@@ -66,7 +66,11 @@ describe('pipelines end to end (real ffmpeg, real S3)', () => {
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
     receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
 
-    cluster = await GantryCluster.start({ manual: true, env: { WORKER_SCRATCH_DIR: scratch } });
+    cluster = await GantryCluster.start({
+      manual: true,
+      // The example catalog's `thumbnail` type: a catalog download that names a parent output.
+      env: { WORKER_SCRATCH_DIR: scratch, JOB_TYPES_FILE: join(repoRoot(), 'examples', 'job-types.yaml') },
+    });
     const s3env = cluster.s3.env();
     bucket = s3env['S3_BUCKET']!;
     const store = new OutputStore({
@@ -152,6 +156,27 @@ describe('pipelines end to end (real ffmpeg, real S3)', () => {
     expect(png.length).toBe(out.sizeBytes);
   });
 
+  it('a catalog type reads a parent output through its download (job:ref: in an input field, stored as the id)', async () => {
+    const [t, th] = await batch({
+      jobs: [
+        transcode(source, { ref: 'transcode' }),
+        {
+          type: 'thumbnail',
+          ref: 'thumb',
+          dependsOn: ['ref:transcode'],
+          input: { url: 'job:ref:transcode/out.mp4', at: 0.5, width: 64 },
+        },
+      ],
+    });
+    expect(th).toMatchObject({ status: 'waiting', dependsOn: [t!.id], input: { url: `job:${t!.id}/out.mp4` } });
+    const v = await waitEnd(th!.id);
+    if (v.status !== 'completed') throw new Error(`${JSON.stringify(v.error)}\n${cluster.logs()}`);
+    const out = v.outputs!.find((o) => o.name === 'thumb.jpg')!;
+    expect(out.url).toBe(`s3://${bucket}/jobs/${th!.id}/thumb.jpg`);
+    const jpg = Buffer.from(await (await fetch(out.downloadUrl!)).arrayBuffer());
+    expect(jpg.subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
+  });
+
   it('a failing first stage cascades DEPENDENCY_FAILED down the pipeline', async () => {
     const [t, th, an] = await batch({
       jobs: [
@@ -166,6 +191,9 @@ describe('pipelines end to end (real ffmpeg, real S3)', () => {
       const v = await waitEnd(child.id);
       expect(v).toMatchObject({ status: 'cancelled', error: { code: 'DEPENDENCY_FAILED' } });
     }
+    // A job submitted later naming the failed parent is accepted (202) and ends the same way at once.
+    const late = await cluster.submit({ type: 'noop', dependsOn: [t!.id] }, CLIENT_KEY);
+    expect(await waitEnd(late, 15_000)).toMatchObject({ status: 'cancelled', error: { code: 'DEPENDENCY_FAILED' } });
   });
 
   it('lists waiting jobs with status=waiting; cancelling a parent cascades to its waiting child', async () => {
@@ -217,6 +245,13 @@ describe('pipelines end to end (real ffmpeg, real S3)', () => {
       await jobs.create({ type: 'job.queued', record });
       return id;
     }
+
+    it('a single submit naming an already completed parent’s output runs at once', async () => {
+      const id = await cluster.submit(thumbnail(`job:${mine.id}/out.mp4`, { dependsOn: [mine.id] }), CLIENT_KEY);
+      const v = await waitEnd(id);
+      if (v.status !== 'completed') throw new Error(JSON.stringify(v.error));
+      expect(v.outputs!.map((o) => o.name)).toEqual(['thumb.png']);
+    });
 
     it('runs a forged child that names its own tenant’s declared parent (the control)', async () => {
       const id = await forge(mine.tenant, `job:${mine.id}/out.mp4`, [mine.id]);
