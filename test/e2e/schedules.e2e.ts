@@ -223,6 +223,39 @@ describe('cron schedules (real processes)', () => {
     expect((await cluster.api('DELETE', `/v1/schedules/${control.id}`)).status).toBe(204);
   }, 240_000);
 
+  it('collapses the due times missed while no scheduler ran into one job', async () => {
+    const s = await create({ name: 'outage', cron: '*/2 * * * * *', job: { type: 'noop' }, overlap: 'allow' });
+    await waitForJobs(s.id, 2);
+    const downAt = Date.now();
+    await Promise.all(cluster.of('scheduler').map((p) => p.kill('SIGKILL')));
+    // What this test is about is the clock: wait (bounded) until at least three due times passed with no scheduler.
+    await waitFor(async () => (Date.now() >= downAt + 6_500 ? true : undefined), {
+      what: 'three due times without a scheduler',
+      timeoutMs: 20_000,
+      intervalMs: 100,
+    });
+    const upAt = Date.now();
+    cluster.spawn('scheduler');
+    cluster.spawn('scheduler');
+    await leaderOf(cluster);
+    await waitForJobs(s.id, 2, (j) => Date.parse(j.runAt!) > upAt);
+    expect((await cluster.api('DELETE', `/v1/schedules/${s.id}`)).status).toBe(204);
+    const jobs = await jobsOf(s.id);
+    await expectWellFormed(s, jobs, 2_000);
+    const dues = jobs.map((j) => Date.parse(j.runAt!));
+    const gaps: [number, number][] = [];
+    for (let i = 1; i < dues.length; i++) if (dues[i]! - dues[i - 1]! !== 2_000) gaps.push([dues[i - 1]!, dues[i]!]);
+    // One gap, over the outage, of at least three periods: the missed due times made ONE job (the one ending the
+    // gap, the latest due time when the new leader looked), not one each; then every 2 s again.
+    expect(gaps).toHaveLength(1);
+    const [from, to] = gaps[0]!;
+    // (A due time falling in the instant between `downAt` and the kill may still have been fired.)
+    expect(from).toBeLessThanOrEqual(downAt + 2_000);
+    expect(to).toBeGreaterThanOrEqual(upAt - 2_000);
+    expect(to - from).toBeGreaterThanOrEqual(6_000);
+    expect(jobs.filter((j) => Date.parse(j.runAt!) > from && Date.parse(j.runAt!) < to)).toHaveLength(0);
+  }, 240_000);
+
   it('refuses bad schedules with 400 naming the field, and creates nothing', async () => {
     const key = TENANT_KEYS.b;
     const listBefore = await cluster.api<{ items: ScheduleView[] }>('GET', '/v1/schedules', undefined, key);
