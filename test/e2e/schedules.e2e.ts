@@ -10,7 +10,7 @@
  * - The API: every 400 (cron, timezone, job, refused job fields), 404 across tenants (tenant B really tries to read,
  *   pause, resume and delete tenant A's schedule and changes nothing), the per-tenant cap (429), DELETE 204.
  */
-import { GantryCluster, waitFor, type ServiceProcess } from '@gantry/testing';
+import { GantryCluster, OtlpReceiver, waitFor, type ServiceProcess } from '@gantry/testing';
 import { ADMIN, SCHEDULER_E2E_ENV, StreamReader, TENANT_KEYS } from './support/scheduler-support';
 
 const CAP = 4;
@@ -63,13 +63,19 @@ async function leaderOf(cluster: GantryCluster, exclude?: ServiceProcess): Promi
 describe('cron schedules (real processes)', () => {
   let cluster: GantryCluster;
   let reader: StreamReader;
+  let otlp: OtlpReceiver;
 
   beforeAll(async () => {
+    otlp = await OtlpReceiver.start();
     cluster = await GantryCluster.start({
       schedulers: 2,
       workers: 1,
       env: { ...SCHEDULER_E2E_ENV, WORKER_SLOTS: '4', MAX_CONCURRENT_JOBS: '8' },
-      serviceEnv: { gateway: { MAX_SCHEDULES_PER_TENANT: String(CAP) } },
+      serviceEnv: {
+        gateway: { MAX_SCHEDULES_PER_TENANT: String(CAP) },
+        scheduler: otlp.env('scheduler'),
+        'gpu-worker': otlp.env('gpu-worker'),
+      },
     });
     reader = await StreamReader.connect(cluster);
   }, 180_000);
@@ -77,6 +83,7 @@ describe('cron schedules (real processes)', () => {
   afterAll(async () => {
     await reader?.close();
     await cluster?.stop();
+    await otlp?.close();
   });
 
   const create = async (body: Record<string, unknown>, key = ADMIN): Promise<ScheduleView> => {
@@ -158,6 +165,32 @@ describe('cron schedules (real processes)', () => {
     cluster.spawn('scheduler');
   }, 240_000);
 
+  it('makes each created job the root of its own trace, carrying the schedule id and due time', async () => {
+    const s = await create({ name: 'traced', cron: '*/2 * * * * *', job: { type: 'noop' }, overlap: 'allow' });
+    const jobs = await waitForJobs(s.id, 2);
+    expect((await cluster.api('DELETE', `/v1/schedules/${s.id}`)).status).toBe(204);
+    const traced: string[] = [];
+    for (const j of jobs.slice(0, 2)) {
+      await cluster.waitForStatus(j.id, 'completed', { timeoutMs: 60_000 });
+      const view = await cluster.job<{ traceId?: string }>(j.id);
+      expect(view.traceId).toMatch(/^[0-9a-f]{32}$/);
+      const spans = await otlp.waitForSpans(
+        (all) => all.some((x) => x.traceId === view.traceId && x.service === 'gpu-worker'),
+        { timeoutMs: 30_000 },
+      );
+      const root = spans.find((x) => x.traceId === view.traceId && x.name === 'schedule.fire');
+      expect(root).toBeDefined();
+      expect(root!.parentSpanId).toBeFalsy();
+      expect(root!.attributes).toMatchObject({
+        'gantry.schedule.id': s.id,
+        'gantry.schedule.due_at': j.runAt,
+        'gantry.job.id': j.id,
+      });
+      traced.push(view.traceId!);
+    }
+    expect(new Set(traced).size).toBe(2);
+  }, 120_000);
+
   it('with overlap skip, creates no job while the previous one is unfinished', async () => {
     const s = await create({
       name: 'long-job',
@@ -221,6 +254,39 @@ describe('cron schedules (real processes)', () => {
     const afterDelete = await jobsOf(s.id, TENANT_KEYS.a);
     expect(afterDelete.filter((j) => Date.parse(j.runAt!) > deletedAt + 1_000)).toHaveLength(0);
     expect((await cluster.api('DELETE', `/v1/schedules/${control.id}`)).status).toBe(204);
+  }, 240_000);
+
+  it('collapses the due times missed while no scheduler ran into one job', async () => {
+    const s = await create({ name: 'outage', cron: '*/2 * * * * *', job: { type: 'noop' }, overlap: 'allow' });
+    await waitForJobs(s.id, 2);
+    const downAt = Date.now();
+    await Promise.all(cluster.of('scheduler').map((p) => p.kill('SIGKILL')));
+    // What this test is about is the clock: wait (bounded) until at least three due times passed with no scheduler.
+    await waitFor(async () => (Date.now() >= downAt + 6_500 ? true : undefined), {
+      what: 'three due times without a scheduler',
+      timeoutMs: 20_000,
+      intervalMs: 100,
+    });
+    const upAt = Date.now();
+    cluster.spawn('scheduler');
+    cluster.spawn('scheduler');
+    await leaderOf(cluster);
+    await waitForJobs(s.id, 2, (j) => Date.parse(j.runAt!) > upAt);
+    expect((await cluster.api('DELETE', `/v1/schedules/${s.id}`)).status).toBe(204);
+    const jobs = await jobsOf(s.id);
+    await expectWellFormed(s, jobs, 2_000);
+    const dues = jobs.map((j) => Date.parse(j.runAt!));
+    const gaps: [number, number][] = [];
+    for (let i = 1; i < dues.length; i++) if (dues[i]! - dues[i - 1]! !== 2_000) gaps.push([dues[i - 1]!, dues[i]!]);
+    // One gap, over the outage, of at least three periods: the missed due times made ONE job (the one ending the
+    // gap, the latest due time when the new leader looked), not one each; then every 2 s again.
+    expect(gaps).toHaveLength(1);
+    const [from, to] = gaps[0]!;
+    // (A due time falling in the instant between `downAt` and the kill may still have been fired.)
+    expect(from).toBeLessThanOrEqual(downAt + 2_000);
+    expect(to).toBeGreaterThanOrEqual(upAt - 2_000);
+    expect(to - from).toBeGreaterThanOrEqual(6_000);
+    expect(jobs.filter((j) => Date.parse(j.runAt!) > from && Date.parse(j.runAt!) < to)).toHaveLength(0);
   }, 240_000);
 
   it('refuses bad schedules with 400 naming the field, and creates nothing', async () => {
