@@ -1,6 +1,6 @@
 /** The `/v1` routes of API.md §3 that this gateway serves, with an example path for each. */
 export interface RouteCase {
-  method: 'GET' | 'POST' | 'PUT';
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   /** OpenAPI path template. */
   template: string;
   /** A concrete path. */
@@ -60,4 +60,16 @@ export const V1_ROUTES: RouteCase[] = [
   { method: 'GET', template: '/v1/tenants/me', path: '/v1/tenants/me', admin: false },
   { method: 'GET', template: '/v1/webhooks/failed', path: '/v1/webhooks/failed', admin: true },
   { method: 'POST', template: '/v1/webhooks/failed/{id}/replay', path: '/v1/webhooks/failed/123/replay', admin: true },
+  {
+    method: 'POST',
+    template: '/v1/schedules',
+    path: '/v1/schedules',
+    admin: false,
+    body: { name: 'n', cron: '0 0 1 1 *', job: { type: 'noop' } },
+  },
+  { method: 'GET', template: '/v1/schedules', path: '/v1/schedules', admin: false },
+  { method: 'GET', template: '/v1/schedules/{id}', path: `/v1/schedules/${ID}`, admin: false },
+  { method: 'DELETE', template: '/v1/schedules/{id}', path: `/v1/schedules/${ID}`, admin: false },
+  { method: 'POST', template: '/v1/schedules/{id}/pause', path: `/v1/schedules/${ID}/pause`, admin: false },
+  { method: 'POST', template: '/v1/schedules/{id}/resume', path: `/v1/schedules/${ID}/resume`, admin: false },
 ];

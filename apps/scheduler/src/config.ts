@@ -26,6 +26,11 @@ export const schedulerSpec = {
     max: 100_000_000,
     doc: 'queued jobs beyond this are refused (initial value)',
   }),
+  TENANT_MAX_QUEUED_JOBS: optionalInt({
+    min: 1,
+    max: 100_000_000,
+    doc: 'queued + retrying + scheduled jobs one tenant may hold (unset: no cap); a cron due time beyond it creates no job',
+  }),
   TENANT_MAX_CONCURRENT_JOBS: optionalInt({ min: 1, max: 1_000_000, doc: 'running jobs one tenant may hold at once' }),
   GPU_MEMORY_MARGIN_MB: int({
     default: 512,

@@ -35,7 +35,7 @@ export function startScheduler(
     const buckets = bucketDeclarations(topology);
     await host.provision(nats, {
       streams: [streams.jobs, streams.dispatch, streams.list, streams.demand],
-      buckets: [buckets.workers, buckets.leader, buckets.config],
+      buckets: [buckets.workers, buckets.leader, buckets.config, buckets.schedules],
     });
 
     const outputs = new OutputStore(config);

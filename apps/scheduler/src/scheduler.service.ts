@@ -39,6 +39,7 @@ import { JobProjection } from './projection/job-projection';
 import type { OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
 import { DelayTimer } from './delays/delay-timer';
+import { ScheduleMetrics, ScheduleTimer } from './schedules/schedule-timer';
 import { SchedulerMetrics } from './stats/metrics';
 import { WorkerMonitor } from './workers/worker-monitor';
 
@@ -80,6 +81,24 @@ export class SchedulerService {
     const retries = new RetryTimer(jobs, state, clock, logger);
     /** Delayed jobs (`scheduled` until `runAt`), issue #17. */
     const delays = new DelayTimer(jobs, state, clock, logger);
+    /** Cron schedules (issue #17): the leader fires their due times; the bounds a submit obeys apply. */
+    const schedules: ScheduleTimer = new ScheduleTimer(
+      nats,
+      jobs,
+      {
+        refusal: (tenant) => {
+          if (this.admin.draining) return 'draining';
+          const q = this.read.queueState();
+          if (q.depth.total + q.retrying >= this.admin.maxQueueSize) return 'queue_full';
+          const cap = config.TENANT_MAX_QUEUED_JOBS;
+          if (cap !== undefined && (state.tenantDepths()[tenant] ?? 0) >= cap) return 'tenant_queue_full';
+          return undefined;
+        },
+      },
+      new ScheduleMetrics(registry, () => schedules.size),
+      clock,
+      logger,
+    );
     const dispatcher = new Dispatcher(
       nats,
       jobs,
@@ -151,6 +170,7 @@ export class SchedulerService {
         monitor,
         retries,
         delays,
+        schedules,
         demand: new DemandGauge(nats, config.DEMAND_GAUGE_CAP, logger),
         reconciler,
         metrics,

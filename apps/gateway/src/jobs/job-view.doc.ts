@@ -45,6 +45,8 @@ export class JobViewDoc {
   @ApiPropertyOptional({ type: [String] }) gpus?: string[];
   @ApiPropertyOptional() callbackUrl?: string;
   @ApiPropertyOptional() batchId?: string;
+  @ApiPropertyOptional({ description: 'the cron schedule that created the job (its runAt is the due time)' })
+  scheduleId?: string;
   @ApiPropertyOptional({ description: 'what the job returned' }) result?: unknown;
   @ApiPropertyOptional({ type: [OutputDoc] }) outputs?: OutputDoc[];
   @ApiPropertyOptional({ type: JobErrorDoc }) error?: JobErrorDoc;

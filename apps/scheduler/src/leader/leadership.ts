@@ -19,6 +19,7 @@ import { ProjectionBehindError, type JobProjection } from '../projection/job-pro
 import { RetentionSweeper, type OutputsPort } from '../retention/retention-sweeper';
 import type { RetryTimer } from '../retries/retry-timer';
 import type { DelayTimer } from '../delays/delay-timer';
+import type { ScheduleTimer } from '../schedules/schedule-timer';
 import type { SchedulerMetrics } from '../stats/metrics';
 import type { WorkerMonitor } from '../workers/worker-monitor';
 import type { LeaderElection } from './leader-election';
@@ -46,6 +47,8 @@ export interface LeadershipParts {
   retries: RetryTimer;
   /** Delayed jobs (`scheduled` until `runAt`). */
   delays: DelayTimer;
+  /** Cron schedules: watched and fired by the leader only, rebuilt from their bucket on every takeover. */
+  schedules: ScheduleTimer;
   demand: DemandGauge;
   reconciler: DispatchReconciler;
   metrics: SchedulerMetrics;
@@ -153,7 +156,8 @@ export class Leadership {
   }
 
   private async takeOver(epoch: number): Promise<void> {
-    const { election, state, projection, dispatcher, monitor, retries, delays, demand, metrics } = this.parts;
+    const { election, state, projection, dispatcher, monitor, retries, delays, schedules, demand, metrics } =
+      this.parts;
     const { nats, jobs, clock, logger, outputs } = this.ports;
     const current = () => election.epoch === epoch;
     if (!current()) return;
@@ -168,6 +172,7 @@ export class Leadership {
     monitor.referenceHoldings();
     retries.activate();
     delays.activate();
+    await schedules.start();
     await demand.reset();
     const writer = new ListIndexWriter(nats, logger, projection);
     await writer.start();
@@ -203,6 +208,7 @@ export class Leadership {
     this.parts.dispatcher.deactivate();
     this.parts.retries.deactivate();
     this.parts.delays.deactivate();
+    this.parts.schedules.stop();
     this.stopTimers();
     const sweeper = this.sweeper;
     this.sweeper = undefined;
