@@ -178,7 +178,7 @@ describe('dashboard in real Chromium', () => {
     await cluster.submit({ type: 'noop', pool: 'night', priority: 'urgent' });
     await cluster.submit({ type: 'noop', pool: 'night', priority: 'low' });
     await cluster.submit({ type: 'noop', pool: 'night', priority: 'low' }, OTHER_TENANT_KEY);
-    await cluster.submit({ type: 'noop', pool: 'night', delaySeconds: 3600 });
+    const later = await cluster.submit({ type: 'noop', pool: 'night', delaySeconds: 3600 });
     await cluster.submit({ type: 'noop', priority: 'high' }, OTHER_TENANT_KEY);
     const { page, errors } = await signIn(ADMIN_KEY);
     const q = (await cluster.api<QueueBody>('GET', '/v1/queue')).body;
@@ -212,6 +212,11 @@ describe('dashboard in real Chromium', () => {
     await textIs(other.page, 'tenant-other-weight', '1');
     expect(await other.page.locator('tr[data-tenant]').count()).toBe(1);
     expect(await other.page.locator('tr[data-tenant="default"]').count()).toBe(0);
+    // The scheduled job's page says when it runs.
+    const runAt = (await cluster.job<{ runAt: string }>(later)).runAt;
+    await page.goto(`${cluster.gatewayUrl}/ui/jobs/${later}`);
+    await page.locator('dt', { hasText: 'runs at' }).waitFor(WAIT);
+    expect(await page.locator('dt:text-is("runs at") + dd').textContent()).toBe(runAt);
     await cluster.api('POST', '/v1/queue/resume');
     expect(errors).toEqual([]);
     expect(other.errors).toEqual([]);

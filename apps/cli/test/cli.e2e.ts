@@ -163,6 +163,78 @@ describe('gantry CLI (child process) against a real stack', () => {
     expect(JSON.parse(g.stdout)).toMatchObject({ total: 2, counts: { completed: 2 } });
   });
 
+  it('tenants ls (admin) and tenants me show the fair share; a client key gets exit 3 for ls', async () => {
+    const ls = await run(['tenants', 'ls', '--json'], admin);
+    expect(ls.code).toBe(0);
+    const all = JSON.parse(ls.stdout) as { tenant: string; sharePercent: number; entitledPercent: number }[];
+    expect(all.map((t) => t.tenant)).toContain('default');
+    const human = await run(['tenants'], admin);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/^TENANT\s+WEIGHT\s+QUEUED\s+RUNNING\s+USED SLOT-S\s+SHARE\s+ENTITLED\n/);
+    expect(human.stdout).toMatch(/\ndefault\s+\d+/);
+    const me = await run(['tenants', 'me', '--json'], { ...client, GANTRY_API_KEY: OTHER_TENANT_KEY });
+    expect(me.code).toBe(0);
+    expect(JSON.parse(me.stdout)).toMatchObject({ tenant: 'other' });
+    const refused = await run(['tenants', 'ls'], client);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/^gantry: 403 /);
+  });
+
+  it('schedules add, ls, pause, resume and rm; a bad cron exits 3 with one line', async () => {
+    const add = await run(
+      [
+        'schedules',
+        'add',
+        '--name',
+        'cli-e2e',
+        '--cron',
+        '*/5 * * * *',
+        '--timezone',
+        'Europe/Paris',
+        '--type',
+        'noop',
+        '--json',
+      ],
+      client,
+    );
+    expect(add.code).toBe(0);
+    const s = JSON.parse(add.stdout) as { id: string; cron: string; timezone: string; paused: boolean };
+    expect(s).toMatchObject({ cron: '*/5 * * * *', timezone: 'Europe/Paris', paused: false });
+    const ls = await run(['schedules', 'ls'], client);
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toMatch(new RegExp(`\\n${s.id}\\s+cli-e2e\\s+\\*/5 \\* \\* \\* \\*\\s+Europe/Paris\\s+active`));
+    expect(
+      (await run(['schedules', 'ls', '--json'], { ...client, GANTRY_API_KEY: OTHER_TENANT_KEY })).stdout,
+    ).not.toContain(s.id);
+    const paused = await run(['schedules', 'pause', s.id, '--json'], client);
+    expect(JSON.parse(paused.stdout)).toMatchObject({ id: s.id, paused: true });
+    const resumed = await run(['schedules', 'resume', s.id, '--json'], client);
+    expect(JSON.parse(resumed.stdout)).toMatchObject({ id: s.id, paused: false });
+    const bad = await run(['schedules', 'add', '--name', 'x', '--cron', 'often', '--type', 'noop'], client);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/^gantry: 400 .*\n$/);
+    expect(bad.stderr.split('\n')).toHaveLength(2);
+    const noJob = await run(['schedules', 'add', '--name', 'x', '--cron', '* * * * *'], client);
+    expect(noJob.code).toBe(2);
+    const rm = await run(['schedules', 'rm', s.id], client);
+    expect(rm).toMatchObject({ code: 0, stdout: `deleted ${s.id}\n` });
+    const gone = await run(['schedules', 'get', s.id], client);
+    expect(gone.code).toBe(3);
+    expect(gone.stderr).toMatch(/^gantry: 404 /);
+  });
+
+  it('queue get shows queued depth per pool and the scheduled jobs', async () => {
+    await cluster.submit({ type: 'noop', pool: 'cli-pool', priority: 'high' });
+    await cluster.submit({ type: 'noop', delaySeconds: 3600 });
+    const r = await run(['queue', 'get'], admin);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\nscheduled\s+1\n/);
+    expect(r.stdout).toMatch(/\nPOOL\s+URGENT\s+HIGH\s+NORMAL\s+LOW\s+QUEUED\s+SCHEDULED\n/);
+    expect(r.stdout).toMatch(/\ncli-pool\s+0\s+1\s+0\s+0\s+1\s+0\n/);
+    const json = JSON.parse((await run(['queue', 'get', '--json'], admin)).stdout) as { pools: { pool: string }[] };
+    expect(json.pools.map((p) => p.pool)).toEqual(expect.arrayContaining(['cli-pool', 'default']));
+  });
+
   it('usage errors exit 2 with one line; network errors exit 3 with one line', async () => {
     const bad = await run(['submit', '--type', 'noop', '--input', '{nope'], client);
     expect(bad.code).toBe(2);

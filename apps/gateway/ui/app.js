@@ -520,6 +520,9 @@ function JobPage({ id, session, config }) {
         ${field('type', view.type)} ${field('priority', view.priority)} ${field('pool', view.pool)}
         ${field('tenant', view.tenant)} ${field('attempts', `${view.attempts} / ${view.maxAttempts}`)}
         ${field('generation', view.generation)} ${field('queue position', view.queuePosition)}
+        ${field('runs at', view.runAt)}
+        ${field('schedule', view.scheduleId ? html`<${Link} href="/ui/schedules" class="mono">${view.scheduleId}<//>` : undefined)}
+        ${field('depends on', view.dependsOn?.length ? html`${view.dependsOn.map((d) => html`<${Link} href=${`/ui/jobs/${d}`} class="mono">${d}<//> `)}` : undefined)}
         ${field('created', view.createdAt)} ${field('started', view.startedAt)} ${field('finished', view.finishedAt)}
         ${field('elapsed', view.elapsedSeconds !== undefined ? `${view.elapsedSeconds.toFixed(1)} s` : undefined)}
         ${field('worker', view.workerId)} ${field('GPUs', view.gpus?.join(', '))}

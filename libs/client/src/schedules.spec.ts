@@ -6,7 +6,8 @@
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { GantryClient, type ScheduleView } from './client.js';
+import type { ScheduleView } from '@gantry/contracts';
+import { GantryClient } from './client.js';
 import { GantryApiError } from './errors.js';
 
 interface Seen {
