@@ -48,8 +48,13 @@ const cases: { service: ServiceName; env: Record<string, string>; bad: string[] 
   {
     // Per-tenant webhook bounds that do not fit inside the shared ones (one tenant could take every slot).
     service: 'notifier',
-    env: { WEBHOOK_MAX_IN_FLIGHT: '8', WEBHOOK_TENANT_MAX_IN_FLIGHT: '16', WEBHOOK_TENANT_MAX_PENDING: '10' },
-    bad: ['WEBHOOK_TENANT_MAX_IN_FLIGHT', 'WEBHOOK_TENANT_MAX_PENDING'],
+    env: {
+      WEBHOOK_MAX_IN_FLIGHT: '8',
+      WEBHOOK_TENANT_MAX_IN_FLIGHT: '16',
+      WEBHOOK_TENANT_MAX_PENDING: '10',
+      WEBHOOK_ENDPOINT_MAX_PENDING: '20',
+    },
+    bad: ['WEBHOOK_TENANT_MAX_IN_FLIGHT', 'WEBHOOK_TENANT_MAX_PENDING', 'WEBHOOK_ENDPOINT_MAX_PENDING'],
   },
 ];
 

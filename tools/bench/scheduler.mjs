@@ -65,6 +65,8 @@ const out = (s = '') => process.stdout.write(`${s}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** What to stop when the run fails half-way (a nats-server with a 1 GB store, a scheduler), newest first. */
 const cleanups = [];
+/** The scheduler processes started, with their log lines: what they said last is printed when the run fails. */
+const schedulers = [];
 const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 function spec(priority = 'normal', i = 0) {
@@ -134,6 +136,7 @@ async function startScheduler(natsUrl) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   cleanups.push(() => proc.kill('SIGKILL'));
+  schedulers.push({ proc, lines });
   const onData = (b) => {
     for (const l of b.toString().split('\n')) {
       if (!l.trim()) continue;
@@ -501,6 +504,11 @@ async function main() {
 
 main().catch(async (err) => {
   process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  for (const { proc, lines } of schedulers) {
+    const state = proc.exitCode ?? proc.signalCode ?? 'running';
+    process.stderr.write(`scheduler ${proc.pid} (${state}), last lines:\n`);
+    for (const l of lines.slice(-8)) process.stderr.write(`  ${JSON.stringify(l).slice(0, 400)}\n`);
+  }
   for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
   process.exit(1);
 });

@@ -11,6 +11,9 @@
 // 5000) to HANGING endpoints (default 33, one origin each, never answering), then tenant B publishes QUIET events
 // (default 100, one every 50 ms) to a healthy endpoint; B's latency is reported (one notifier replica).
 //   SCENARIO=noisy npm run bench:webhooks
+// BACKLOG=1 (with SCENARIO=noisy): A's flood is published while the notifier is down, so it is all ahead of B's
+// events at the intake (a burst faster than the intake); B's first event then goes out as the notifier starts.
+//   SCENARIO=noisy BACKLOG=1 FLOOD=5000 npm run bench:webhooks
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -122,28 +125,47 @@ async function run(replicas) {
 
 async function noisy() {
   const FLOOD = Number(process.env.FLOOD ?? 5_000);
+  const BACKLOG = process.env.BACKLOG === '1';
   const HANGING = Number(process.env.HANGING ?? 33);
   const QUIET = Number(process.env.QUIET ?? 100);
   const nats = await testing.NatsServer.start();
   const hanging = await Promise.all(Array.from({ length: HANGING }, () => testing.WebhookReceiver.start()));
   for (const r of hanging) r.respond({ status: 200, hang: true });
   const quiet = await testing.WebhookReceiver.start();
-  const p = new testing.ServiceProcess('notifier', {
+  const notifier = new testing.ServiceProcess('notifier', {
     NATS_URL: nats.url,
     NOTIFIER_HTTP_PORT: '0',
     WEBHOOK_SECRET: testing.E2E_WEBHOOK_SECRET,
     ALLOW_PRIVATE_URLS: 'true',
     ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('WEBHOOK_'))),
-  }).start();
-  await p.waitForLog((l) => l.msg === 'notifier started', { timeoutMs: 60_000 });
+  });
+  const start = async () => {
+    const p = notifier.start();
+    await p.waitForLog((l) => l.msg === 'notifier started', { timeoutMs: 120_000 });
+    return p;
+  };
+  let p = BACKLOG ? undefined : await start();
   const client = await jetstream.NatsHandle.connect({
     servers: [nats.url],
     name: 'bench',
     logger: telemetry.createLogger('bench', 'silent'),
   });
+  // With the headers the job store writes (the intake takes turns across tenants by Gantry-Tenant).
   const publish = (e) =>
-    jetstream.publishJson(client.js, contracts.SUBJECTS.job(e.job.id), e, { msgID: `${e.job.id}.1.1` });
+    jetstream.publishJson(client.js, contracts.SUBJECTS.job(e.job.id), e, {
+      msgID: `${e.job.id}.1.1`,
+      headers: {
+        [contracts.HEADERS.eventType]: e.type,
+        [contracts.HEADERS.jobId]: e.job.id,
+        [contracts.HEADERS.callback]: '1',
+        [contracts.HEADERS.tenant]: e.job.tenant,
+      },
+    });
   try {
+    if (BACKLOG) {
+      // The notifier is not up to provision the jobs stream: made here with the same declaration.
+      await jetstream.provision(client, { streams: [contracts.streamDeclarations(contracts.DEFAULT_TOPOLOGY).jobs] });
+    }
     for (let i = 0; i < FLOOD; i += 500) {
       await Promise.all(
         Array.from({ length: Math.min(500, FLOOD - i) }, (_, k) =>
@@ -151,6 +173,7 @@ async function noisy() {
         ),
       );
     }
+    p ??= await start();
     await testing.waitFor(() => hanging.reduce((n, r) => n + r.received.length, 0) > 0, {
       what: "the flooding tenant's first requests",
       timeoutMs: 60_000,
@@ -176,7 +199,7 @@ async function noisy() {
     );
   } finally {
     await client.drain();
-    await p.kill('SIGKILL').catch(() => undefined);
+    await p?.kill('SIGKILL').catch(() => undefined);
     await Promise.all([...hanging, quiet].map((r) => r.close()));
     await nats.dispose();
   }

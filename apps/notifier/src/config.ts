@@ -75,6 +75,12 @@ export const notifierSpec = {
     max: 10_000_000,
     doc: "one tenant's deliveries handed out or waiting for their retry at once (its consumer's MaxAckPending); the rest wait in the stream",
   }),
+  WEBHOOK_ENDPOINT_MAX_PENDING: int({
+    default: 1_000,
+    min: 0,
+    max: 10_000_000,
+    doc: "one endpoint's deliveries in its tenant's stream subject at once; beyond it, deliveries about to wait are parked durably outside the tenant's MaxAckPending and come back as it drains (0 = no per-endpoint share)",
+  }),
   WEBHOOK_INTAKE_WINDOW: int({
     default: 4_096,
     min: 64,
@@ -86,6 +92,12 @@ export const notifierSpec = {
     min: 1024 * 1024,
     max: 4 * 1024 * 1024 * 1024,
     doc: 'payload bytes of the events read ahead at once (the window is also bounded by bytes: events carry job records)',
+  }),
+  MAX_JOB_BYTES: int({
+    default: 65_536,
+    min: 1_024,
+    max: 1_048_576,
+    doc: "the gateway's largest accepted job (shared setting): sizes the intake's read-ahead pulls within WEBHOOK_INTAKE_WINDOW_BYTES",
   }),
   WEBHOOK_MAX_PENDING: int({
     default: 100_000,
@@ -112,6 +124,13 @@ export function tenantBoundsFit(c: NotifierConfig): ConfigProblem[] {
       variable: 'WEBHOOK_TENANT_MAX_PENDING',
       value: String(c.WEBHOOK_TENANT_MAX_PENDING),
       message: `must be at least WEBHOOK_TENANT_MAX_IN_FLIGHT (${c.WEBHOOK_TENANT_MAX_IN_FLIGHT})`,
+    });
+  }
+  if (c.WEBHOOK_ENDPOINT_MAX_PENDING > c.WEBHOOK_TENANT_MAX_PENDING) {
+    problems.push({
+      variable: 'WEBHOOK_ENDPOINT_MAX_PENDING',
+      value: String(c.WEBHOOK_ENDPOINT_MAX_PENDING),
+      message: `must be at most WEBHOOK_TENANT_MAX_PENDING (${c.WEBHOOK_TENANT_MAX_PENDING})`,
     });
   }
   return problems;

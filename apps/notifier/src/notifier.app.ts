@@ -21,11 +21,12 @@ import type { NotifierConfig } from './config';
 import { DeadLetterService } from './dead-letters/dead-letter.service';
 import { DeliveryService } from './delivery/delivery.service';
 import { EndpointGate } from './delivery/endpoint-gate';
+import { EndpointParking } from './delivery/endpoint-parking';
 import { FairSlots } from './delivery/fair-slots';
 import { DeliveryQueue, TenantLanes } from './delivery/tenant-lanes';
 import { WebhookSigner } from './delivery/signer';
 import { WebhookSender } from './delivery/webhook-sender';
-import { IntakeService } from './intake/intake.service';
+import { INTAKE_CONCURRENCY, IntakeService } from './intake/intake.service';
 import { ProgressThrottle } from './intake/progress-throttle';
 import { NotifierMetrics } from './notifier-metrics';
 
@@ -39,6 +40,8 @@ export interface RunningNotifier {
 
 /** Endpoints idle this long are forgotten by the gate. */
 const ENDPOINT_IDLE_MS = 5 * 60_000;
+/** How often a replica moves parked deliveries back to endpoints with room again. */
+const PARKED_SWEEP_MS = 2_000;
 /** How often a replica looks for tenants' delivery consumers created by other replicas. */
 const TENANT_DISCOVERY_MS = 2_000;
 
@@ -63,7 +66,7 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
     const streams = streamDeclarations(topology);
     const consumers = consumerDeclarations(topology);
     await host.provision(nats, {
-      streams: [streams.jobs, streams.webhooks, streams.webhookDlq],
+      streams: [streams.jobs, streams.webhooks, streams.webhookParked, streams.webhookDlq],
       buckets: [bucketDeclarations(topology).progressThrottle],
     });
 
@@ -88,6 +91,12 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
       new ProgressThrottle(await nats.kvm.open(BUCKETS.progressThrottle), config.WEBHOOK_PROGRESS_INTERVAL_MS),
       metrics,
     );
+    const parking = new EndpointParking({
+      nats,
+      perEndpoint: config.WEBHOOK_ENDPOINT_MAX_PENDING,
+      sweepMs: PARKED_SWEEP_MS,
+      logger,
+    });
     const deliveries = new DeliveryService(
       queue,
       new WebhookSender(new WebhookSigner(config.WEBHOOK_SECRET, config.WEBHOOK_SECRETS), {
@@ -100,6 +109,8 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
       metrics,
       logger,
       (list) => outputs.presignAll(list),
+      Date.now,
+      config.WEBHOOK_ENDPOINT_MAX_PENDING > 0 ? parking : undefined,
     );
     const drainTimeoutMs = config.WEBHOOK_TIMEOUT_MS + 5_000;
     const strategy = new JetStreamServer({
@@ -110,9 +121,12 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
       bindings: {
         intake: {
           consumer: consumers.notifierIntake,
-          // Read ahead: the intake service hands the turns out fairly across tenants (intake.service.ts).
+          // Read ahead, and tenants take turns (intake.service.ts): a quiet tenant never waits behind a flood.
           maxInFlight: config.WEBHOOK_INTAKE_WINDOW,
           maxBytesInFlight: config.WEBHOOK_INTAKE_WINDOW_BYTES,
+          // A revision is the job's record (at most MAX_JOB_BYTES of spec) plus its state fields and headers.
+          maxMessageBytes: config.MAX_JOB_BYTES + 16 * 1024,
+          fair: { key: (h) => h?.get(HEADERS.tenant) ?? '', concurrency: INTAKE_CONCURRENCY },
           // Revisions of jobs without a callback owe no webhook: acked unread.
           wants: (h) => h?.get(HEADERS.callback) !== '0',
         },
@@ -138,6 +152,8 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
       logger,
     });
     await lanes.start();
+    parking.start();
+    host.onClose('parked deliveries', () => parking.close());
     // Closed before the transport (steps close in reverse order): in-flight deliveries finish, bounded.
     host.onClose('tenant lanes', () => lanes.close(drainTimeoutMs), drainTimeoutMs + 5_000);
     const pruner = setInterval(() => gate.prune(ENDPOINT_IDLE_MS), 60_000);

@@ -40,6 +40,8 @@ export const STREAMS = {
   list: 'GANTRY_LIST_V1',
   /** Pending webhook deliveries, one subject per endpoint hash, owned by the notifier. */
   webhooks: 'GANTRY_WEBHOOKS_V1',
+  /** Deliveries of an endpoint beyond its share of its tenant's pending budget, waiting their turn (notifier). */
+  webhookParked: 'GANTRY_WEBHOOK_PARKED_V1',
   /** Deliveries that exhausted their attempts (the webhook dead-letter list). */
   webhookDlq: 'GANTRY_WEBHOOK_DLQ_V1',
   /** A gauge whose consumer lag equals the queued jobs per pool (capped), for KEDA's nats-jetstream scaler. */
@@ -117,6 +119,9 @@ export const SUBJECTS = {
   webhooksTenantAll: 'gantry.v1.webhook.*.*',
   webhookOf: (tenant: string, endpointHash: string) =>
     `gantry.v1.webhook.${assertToken('tenant', tenant)}.${assertToken('endpoint hash', endpointHash)}`,
+  webhookParked: (tenant: string, endpointHash: string) =>
+    `gantry.v1.webhook_parked.${assertToken('tenant', tenant)}.${assertToken('endpoint hash', endpointHash)}`,
+  webhookParkedAll: 'gantry.v1.webhook_parked.*.*',
   webhooksOfTenant: (tenant: string) => `gantry.v1.webhook.${assertToken('tenant', tenant)}.*`,
   webhookDlqAll: 'gantry.v1.webhook_dlq.*',
   webhookDlq: (tenant: string) => `gantry.v1.webhook_dlq.${assertToken('tenant', tenant)}`,
@@ -167,6 +172,8 @@ export const HEADERS = {
    * that (on the shared subject). Revisions without the header (written before it existed) are always read.
    */
   callback: 'Gantry-Callback',
+  /** The job's tenant on its revisions: the notifier's intake takes turns across tenants without decoding. */
+  tenant: 'Gantry-Tenant',
   notBefore: 'Gantry-Not-Before',
   epoch: 'Gantry-Leader-Epoch',
 } as const;

@@ -128,6 +128,9 @@ export function streamDeclarations(o: TopologyOptions = DEFAULT_TOPOLOGY) {
       },
       o,
     ),
+    // No max age: a parked delivery leaves only when it is moved back to its tenant's subject (an endpoint's oldest
+    // is read with a direct get by subject, so direct gets are allowed, the default).
+    webhookParked: stream({ name: STREAMS.webhookParked, subjects: [SUBJECTS.webhookParkedAll] }, o),
     webhookDlq: stream({ name: STREAMS.webhookDlq, subjects: [SUBJECTS.webhookDlqAll], max_age: ms(o.retentionMs) }, o),
     demand: stream({ name: STREAMS.demand, subjects: [SUBJECTS.demandAll], max_msgs_per_subject: 1 }, o),
   } satisfies Record<string, StreamDeclaration>;

@@ -48,11 +48,17 @@ export interface ConsumerBinding {
   /** Handlers running at once for this binding; the server never pulls more than the free ones. */
   maxInFlight: number;
   /**
-   * Payload bytes of the messages held at once (running or waiting inside their handler); unset = unbounded. A pull
-   * asks for no more messages than fit in the free bytes at the largest size the server accepts (at least one), so
-   * the bound is passed by at most one message.
+   * Payload bytes of the messages held at once (running or waiting for their turn); unset = unbounded. A pull asks
+   * for no more messages than fit in the free bytes at `maxMessageBytes` each (at least one), so the bound is passed
+   * by at most one message as long as messages are no larger than that.
    */
   maxBytesInFlight?: number;
+  /**
+   * The largest message expected on this consumer (e.g. a job record of MAX_JOB_BYTES), which sizes the pulls under
+   * `maxBytesInFlight`; default the largest message the server accepts (1 MiB unless configured), which keeps the
+   * bound strict but pulls few messages at a time. A larger message than this still goes through.
+   */
+  maxMessageBytes?: number;
   /** `working()` period while a handler runs; default a third of the consumer's AckWait; 0 = never. */
   heartbeatMs?: number;
   /** Long-poll length of one pull (at least 1 s, the client minimum). */
@@ -62,6 +68,14 @@ export interface ConsumerBinding {
    * without decoding its payload or opening a span (e.g. the notifier skipping revisions of jobs with no callback).
    */
   wants?: (headers: MsgHdrs | undefined) => boolean;
+  /**
+   * Fair turns across keys (e.g. tenants): at most `concurrency` handlers run at once, started round-robin over the
+   * keys of the messages held — one per key per turn, a key's own messages in the order received. The messages not
+   * yet started are held undecoded (renewed with `working()`, counted in `maxInFlight`/`maxBytesInFlight`), so reading
+   * ahead is cheap and a key with few messages is not queued behind the thousands of another key read before them.
+   * The key comes from the headers alone (no decoding). Unset: every message pulled starts its handler at once.
+   */
+  fair?: { key: (headers: MsgHdrs | undefined) => string; concurrency: number };
 }
 
 export interface JetStreamServerOptions {
@@ -90,6 +104,47 @@ interface Loop {
   stop(): void;
   done: Promise<void>;
   inFlight(): number;
+}
+
+/**
+ * Messages held for their key's turn: one FIFO per key, the keys' rotation in map order (a key served with more
+ * waiting moves to the back). Hand-written (a few lines): p-queue / p-limit order by arrival or priority, not by key.
+ */
+class FairHold {
+  private readonly queues = new Map<string, JsMsg[]>();
+  private held = 0;
+
+  get size(): number {
+    return this.held;
+  }
+
+  push(key: string, m: JsMsg): void {
+    const q = this.queues.get(key);
+    if (q) q.push(m);
+    else this.queues.set(key, [m]);
+    this.held++;
+  }
+
+  /** The next message in turn, or undefined when none is held. */
+  shift(): JsMsg | undefined {
+    const first = this.queues.entries().next();
+    if (first.done) return undefined;
+    const [key, q] = first.value;
+    const m = q.shift()!;
+    this.queues.delete(key);
+    if (q.length > 0) this.queues.set(key, q);
+    this.held--;
+    return m;
+  }
+
+  all(): JsMsg[] {
+    return [...this.queues.values()].flat();
+  }
+
+  clear(): void {
+    this.queues.clear();
+    this.held = 0;
+  }
 }
 
 export class JetStreamServer extends Server implements CustomTransportStrategy {
@@ -203,6 +258,37 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       w?.();
     };
     const idle = new Set<Promise<void>>();
+    const fair = binding.fair;
+    const hold = new FairHold();
+    let running = 0;
+    // Held messages are renewed like running ones (a running handler's are renewed by handleJs).
+    const renew =
+      fair && heartbeatMs > 0
+        ? setInterval(() => {
+            for (const m of hold.all()) m.working();
+          }, heartbeatMs)
+        : undefined;
+
+    const start = (m: JsMsg) => {
+      const size = m.data.length;
+      running++;
+      const task = this.handleJs(pattern, m, handler, channel, heartbeatMs).finally(() => {
+        running--;
+        inFlight--;
+        bytesInFlight -= size;
+        idle.delete(task);
+        startInTurn();
+        slotFreed();
+      });
+      idle.add(task);
+    };
+    const startInTurn = () => {
+      while (!stopped && fair && running < fair.concurrency) {
+        const next = hold.shift();
+        if (!next) return;
+        start(next);
+      }
+    };
 
     let consumer = initial;
     const done = (async () => {
@@ -215,7 +301,10 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
         }
         try {
           current = await consumer.fetch({
-            max_messages: maxBytes === undefined ? free : Math.min(free, this.batchWithin(maxBytes - bytesInFlight)),
+            max_messages:
+              maxBytes === undefined
+                ? free
+                : Math.min(free, this.batchWithin(maxBytes - bytesInFlight, binding.maxMessageBytes)),
             expires: Math.max(1_000, binding.pullExpiresMs ?? 5_000),
           });
           for await (const m of current) {
@@ -224,15 +313,13 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
               continue;
             }
             inFlight++;
-            const size = m.data.length;
-            bytesInFlight += size;
-            const task = this.handleJs(pattern, m, handler, channel, heartbeatMs).finally(() => {
-              inFlight--;
-              bytesInFlight -= size;
-              idle.delete(task);
-              slotFreed();
-            });
-            idle.add(task);
+            bytesInFlight += m.data.length;
+            if (fair) {
+              hold.push(fair.key(m.headers), m);
+              startInTurn();
+            } else {
+              start(m);
+            }
           }
           failures = 0;
         } catch (err) {
@@ -244,6 +331,10 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
           if (!stopped) consumer = await this.recoverConsumer(binding, consumer).catch(() => consumer);
         }
       }
+      // Held messages never started go back at once (another replica may take them), not after AckWait.
+      for (const m of hold.all()) m.nak();
+      hold.clear();
+      if (renew) clearInterval(renew);
       await Promise.allSettled([...idle]);
     })();
 
@@ -260,12 +351,11 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
   }
 
   /**
-   * Messages one pull may ask for so that even messages of the largest size the server accepts fit in `bytes` (at
-   * least one: the bound is then passed by at most one message). The client cannot combine a message and a byte
-   * limit in one pull, so the byte bound is kept by the batch size.
+   * Messages one pull may ask for so that messages of the largest expected size fit in `bytes` (at least one). The
+   * client cannot combine a message and a byte limit in one pull, so the byte bound is kept by the batch size.
    */
-  private batchWithin(bytes: number): number {
-    const largest = this.options.nats.nc.info?.max_payload ?? 1024 * 1024;
+  private batchWithin(bytes: number, largestExpected?: number): number {
+    const largest = largestExpected ?? this.options.nats.nc.info?.max_payload ?? 1024 * 1024;
     return Math.max(1, Math.floor(bytes / largest));
   }
 

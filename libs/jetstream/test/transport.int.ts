@@ -180,6 +180,9 @@ class TestHandlers {
   @JetStreamHandler('bounded', anyChannel) bounded(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
     return this.run('bounded', d, c);
   }
+  @JetStreamHandler('fair', anyChannel) fair(@Payload() d: unknown, @Ctx() c: JetStreamContext) {
+    return this.run('fair', d, c);
+  }
   @JetStreamHandler('typed', orders) typed(@Payload() d: Order, @Ctx() c: JetStreamContext) {
     return this.run('typed', d, c);
   }
@@ -213,6 +216,14 @@ describe('JetStream transport (real nats-server)', () => {
     expiring: { consumer: consumer('expiring', 1_000), maxInFlight: 4, heartbeatMs: 0, pullExpiresMs: 1_000 },
     long: { consumer: consumer('long', 1_000), maxInFlight: 4, heartbeatMs: 250 },
     bounded: { consumer: consumer('bounded'), maxInFlight: 2 },
+    // Reads ahead 100, runs one at a time, turns round-robin over the Test-Key header.
+    fair: {
+      consumer: consumer('fair'),
+      maxInFlight: 100,
+      maxBytesInFlight: 1024 * 1024,
+      maxMessageBytes: 1024,
+      fair: { key: (h) => h?.get('Test-Key') ?? '', concurrency: 1 },
+    },
     typed: { consumer: consumer('typed', 1_000), maxInFlight: 4, heartbeatMs: 0 },
   };
   const registry = createRegistry('transport-test');
@@ -350,6 +361,37 @@ describe('JetStream transport (real nats-server)', () => {
     gate.resolve();
     await waitFor(() => probe.seen['bounded']?.length === 6, { what: 'all six' });
     expect(probe.maxRunning).toBe(2);
+  });
+
+  it('with fair turns, reads ahead and starts handlers round-robin over the keys (a quiet key overtakes a flood)', async () => {
+    const gate = new Deferred();
+    probe.maxRunning = 0;
+    probe.behaviour['fair'] = () => gate.promise;
+    const send = (key: string, i: number) =>
+      publishJson(nats.js, 'test.work.fair', { key, i }, { headers: { 'Test-Key': key } });
+    for (let i = 0; i < 10; i++) await send('flood', i);
+    for (let i = 0; i < 2; i++) await send('quiet', i);
+    await waitFor(() => probe.seen['fair']?.length === 1, { what: 'the first flood message running' });
+    // Every message is read ahead (handed out, held for its turn), though only one handler runs.
+    await waitFor(async () => (await ackPending('fair')) === 12 && (await pending('fair')) === 0, {
+      what: 'all twelve read ahead',
+    });
+    expect(probe.seen['fair']).toHaveLength(1);
+    gate.resolve();
+    await waitFor(() => probe.seen['fair']?.length === 12, { what: 'all twelve handled' });
+    const order = probe.seen['fair']!.map((x) => x.data as { key: string; i: number });
+    // flood 0 ran first; then the keys alternate, so both quiet messages start among the first five, not after ten.
+    expect(order.slice(0, 5)).toEqual([
+      { key: 'flood', i: 0 },
+      { key: 'flood', i: 1 },
+      { key: 'quiet', i: 0 },
+      { key: 'flood', i: 2 },
+      { key: 'quiet', i: 1 },
+    ]);
+    // A key's own messages keep their order.
+    expect(order.filter((x) => x.key === 'flood').map((x) => x.i)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(probe.maxRunning).toBe(1);
+    await waitFor(async () => (await ackPending('fair')) === 0, { what: 'all acked' });
   });
 
   it('carries W3C trace context from a publish to its handler', async () => {

@@ -113,7 +113,12 @@ export class JobStore {
     const ack = await publishJson(this.nats.js, SUBJECTS.job(r.id), event, {
       msgID: `${revisionMsgId(r.id, r.generation, r.sequence)}.${nonce}`,
       expect: { lastSubjectSequence: expectLastSubjectSequence },
-      headers: { [HEADERS.eventType]: t.type, [HEADERS.jobId]: r.id, [HEADERS.callback]: r.callbackUrl ? '1' : '0' },
+      headers: {
+        [HEADERS.eventType]: t.type,
+        [HEADERS.jobId]: r.id,
+        [HEADERS.callback]: r.callbackUrl ? '1' : '0',
+        [HEADERS.tenant]: r.tenant,
+      },
       attributes: {
         [ATTR.jobId]: r.id,
         [ATTR.generation]: r.generation,

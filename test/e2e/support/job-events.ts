@@ -1,5 +1,5 @@
 /** Lifecycle events published straight onto the jobs stream, for tests that drive the notifier without a gateway. */
-import { SUBJECTS, newId, type JobEvent, type JobRecord, type PublicEventType } from '@gantry/contracts';
+import { HEADERS, SUBJECTS, newId, type JobEvent, type JobRecord, type PublicEventType } from '@gantry/contracts';
 import { publishJson, type NatsHandle } from '@gantry/jetstream';
 
 /** A first revision (`job.queued` unless told) of a fresh no-op job of `tenant` with a callback to `callbackUrl`. */
@@ -28,13 +28,24 @@ export function callbackEvent(callbackUrl: string, o: { tenant?: string; type?: 
   return { type: o.type ?? 'job.queued', timestamp: now, sequence: 1, generation: 1, job };
 }
 
-/** Publishes the events onto the jobs stream, `chunk` at a time (each with the first revision's message id). */
+/**
+ * Publishes the events onto the jobs stream, `chunk` at a time (each with the first revision's message id and the
+ * headers the job store writes).
+ */
 export async function publishAll(client: NatsHandle, events: JobEvent[], chunk = 100): Promise<void> {
   for (let i = 0; i < events.length; i += chunk) {
     await Promise.all(
-      events
-        .slice(i, i + chunk)
-        .map((e) => publishJson(client.js, SUBJECTS.job(e.job.id), e, { msgID: `${e.job.id}.1.1` })),
+      events.slice(i, i + chunk).map((e) =>
+        publishJson(client.js, SUBJECTS.job(e.job.id), e, {
+          msgID: `${e.job.id}.1.1`,
+          headers: {
+            [HEADERS.eventType]: e.type,
+            [HEADERS.jobId]: e.job.id,
+            [HEADERS.callback]: e.job.callbackUrl ? '1' : '0',
+            [HEADERS.tenant]: e.job.tenant,
+          },
+        }),
+      ),
     );
   }
 }

@@ -2,6 +2,8 @@
  * One delivery message of the deliveries stream (`gantry.v1.webhook.<tenant>.<endpointHash>`, WorkQueue, no max age;
  * handed out by its tenant's lane, see `tenant-lanes.ts`) at a time:
  *
+ * - Whenever a delivery is to wait in its tenant's consumer (below), it is parked instead while its endpoint has more
+ *   than `WEBHOOK_ENDPOINT_MAX_PENDING` in the stream (`endpoint-parking.ts`).
  * - Not yet due (`notBefore`): nak'ed for the remaining time. A nak delay is kept by the broker, so a waiting retry
  *   survives a notifier restart or `kill -9`; it is re-checked on every delivery.
  * - Due: the {@link EndpointGate} bounds the work per endpoint (slots, a short in-memory queue, deferral, circuit).
@@ -20,6 +22,7 @@ import { ATTR, inSpan, recordError, SpanKind, type Logger } from '@gantry/teleme
 import type { DeadLetterService } from '../dead-letters/dead-letter.service';
 import type { NotifierMetrics } from '../notifier-metrics';
 import { endpointKey } from './endpoint';
+import type { EndpointParking } from './endpoint-parking';
 import type { EndpointGate } from './endpoint-gate';
 import { renderBody, type Presigner } from './presign';
 import type { DeliveryQueue } from './tenant-lanes';
@@ -46,12 +49,19 @@ export class DeliveryService {
     private readonly logger: Logger,
     private readonly presign?: Presigner,
     private readonly now: () => number = Date.now,
+    private readonly parking?: EndpointParking,
   ) {}
+
+  /** The delivery waits `delayMs` in its tenant's consumer, or is parked when its endpoint is over its share. */
+  private async wait(d: WebhookDelivery, ctx: JetStreamContext, delayMs: number): Promise<void> {
+    if (this.parking && (await this.parking.parkIfOver(d, ctx))) return;
+    ctx.nak(delayMs);
+  }
 
   async handle(d: WebhookDelivery, ctx: JetStreamContext): Promise<void> {
     const wait = d.notBefore - this.now();
     if (wait > DUE_SLACK_MS) {
-      ctx.nak(wait);
+      await this.wait(d, ctx, wait);
       return;
     }
     // The first attempt of a replay is an operator saying "fixed now": it goes out even through an open circuit.
@@ -62,13 +72,13 @@ export class DeliveryService {
         const circuit = admission.circuit;
         if (!circuit) {
           this.metrics.deferred();
-          ctx.nak(admission.delayMs);
+          await this.wait(d, ctx, admission.delayMs);
           return;
         }
         const left = this.budgetLeft(d);
         if (left > 0) {
           this.metrics.circuitWait();
-          ctx.nak(Math.min(admission.delayMs, left));
+          await this.wait(d, ctx, Math.min(admission.delayMs, left));
           return;
         }
         await this.deadLetterHeldBack(d, circuit.lastStatus);

@@ -6,12 +6,12 @@
  * de-duplicated by the broker.
  *
  * **No tenant waits behind another's flood at the intake.** The intake consumer hands revisions out in stream order
- * to every tenant at once, so the transport reads ahead (a window of `WEBHOOK_INTAKE_WINDOW` revisions and
- * `WEBHOOK_INTAKE_WINDOW_BYTES`, each held unacked until its delivery is durably published) and this service turns
- * them into deliveries {@link INTAKE_CONCURRENCY} at a time, the turns handed out round-robin over the tenants that
- * wait ({@link FairSlots}): a quiet tenant's revision, once read, waits at most one turn, not behind the thousands of
- * a flooding tenant read before it. A job's revisions are handled one after another in the order this replica
- * received them (chained per job id), so its progress throttle sees them in sequence.
+ * for every tenant at once, so the transport reads ahead (a window of `WEBHOOK_INTAKE_WINDOW` revisions and
+ * `WEBHOOK_INTAKE_WINDOW_BYTES`, held undecoded and unacked until their delivery is durably published) and starts
+ * this handler {@link INTAKE_CONCURRENCY} at a time, round-robin over the revisions' tenants (the `Gantry-Tenant`
+ * header; the transport's `fair` binding option): a quiet tenant's revision, once read, waits at most one turn, not
+ * behind the thousands of a flooding tenant read before it. A job's revisions are handled one after another in the
+ * order this replica received them (chained per job id), so its progress throttle sees them in sequence.
  */
 import {
   isPublicEvent,
@@ -22,7 +22,6 @@ import {
   type WebhookDelivery,
 } from '@gantry/contracts';
 import { ATTR } from '@gantry/telemetry';
-import { FairSlots } from '../delivery/fair-slots';
 import type { DeliveryQueue } from '../delivery/tenant-lanes';
 import type { NotifierMetrics } from '../notifier-metrics';
 import type { ProgressThrottle } from './progress-throttle';
@@ -39,13 +38,7 @@ export class IntakeService {
     private readonly throttle: ProgressThrottle,
     private readonly metrics: NotifierMetrics,
     private readonly now: () => number = Date.now,
-    readonly slots: FairSlots = new FairSlots(INTAKE_CONCURRENCY),
   ) {}
-
-  /** Revisions read and waiting for their job's previous revision or their tenant's turn. */
-  get waitingJobs(): number {
-    return this.tails.size;
-  }
 
   /** The delivery owed for an event, or undefined when none is (internal event, no callback URL). */
   static deliveryFor(e: JobEvent, now: number): WebhookDelivery | undefined {
@@ -77,23 +70,13 @@ export class IntakeService {
     const jobId = e.job.id;
     const previous = this.tails.get(jobId);
     // A failed previous revision is redelivered by the broker later; this one need not wait for that.
-    const run = (previous ? previous.catch(() => undefined) : Promise.resolve()).then(() => this.inTurn(e));
+    const run = (previous ? previous.catch(() => undefined) : Promise.resolve()).then(() => this.enqueue(e));
     const tail = run.catch(() => undefined);
     this.tails.set(jobId, tail);
     try {
       await run;
     } finally {
       if (this.tails.get(jobId) === tail) this.tails.delete(jobId);
-    }
-  }
-
-  /** Waits for the tenant's turn, then handles the revision. */
-  private async inTurn(e: JobEvent): Promise<void> {
-    const release = await this.slots.acquire(e.job.tenant);
-    try {
-      await this.enqueue(e);
-    } finally {
-      release();
     }
   }
 
