@@ -159,8 +159,19 @@ export class Leadership {
   }
 
   private async takeOver(epoch: number): Promise<void> {
-    const { election, state, projection, dispatcher, monitor, retries, delays, dependencies, schedules, demand, metrics } =
-      this.parts;
+    const {
+      election,
+      state,
+      projection,
+      dispatcher,
+      monitor,
+      retries,
+      delays,
+      dependencies,
+      schedules,
+      demand,
+      metrics,
+    } = this.parts;
     const { nats, jobs, clock, logger, outputs } = this.ports;
     const current = () => election.epoch === epoch;
     if (!current()) return;
