@@ -130,6 +130,18 @@ describe('job dependencies (real processes)', () => {
     const q = await cluster.api<{ depth: { total: number }; running: number }>('GET', '/v1/queue');
     expect(q.body.depth.total).toBe(0);
     expect(q.body.running).toBe(1);
+    // Counted apart from depth, in total and per pool (GET /v1/queue's `waiting`, a Gantry extension).
+    const counted = await waitFor(
+      async () => {
+        const r = await cluster.api<{ waiting?: number; pools?: { pool: string; waiting?: number }[] }>(
+          'GET',
+          '/v1/queue',
+        );
+        return r.body.waiting === 2 ? r.body : undefined;
+      },
+      { what: 'GET /v1/queue counting the two waiting jobs', timeoutMs: 30_000, intervalMs: 100 },
+    );
+    expect(counted.pools?.find((p) => p.pool === 'default')?.waiting).toBe(2);
     const listed = await cluster.api<{ items: View[] }>('GET', '/v1/jobs?status=waiting&limit=100');
     expect(listed.status).toBe(200);
     expect(listed.body.items.map((v) => v.id)).toEqual(expect.arrayContaining([b.id, c.id]));

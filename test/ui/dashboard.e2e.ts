@@ -24,7 +24,7 @@ interface Depth {
 interface QueueBody {
   depth: Depth;
   scheduled?: number;
-  pools?: { pool: string; depth: Depth; scheduled: number }[];
+  pools?: { pool: string; depth: Depth; scheduled: number; waiting?: number }[];
 }
 interface Tenant {
   tenant: string;
@@ -188,11 +188,13 @@ describe('dashboard in real Chromium', () => {
       pool: 'night',
       depth: { urgent: 1, high: 0, normal: 0, low: 2, total: 3 },
       scheduled: 1,
+      waiting: 0,
     });
     await textIs(page, 'scheduled', String(q.scheduled));
     for (const p of q.pools ?? []) {
       for (const level of ['urgent', 'high', 'normal', 'low', 'total'] as const)
         await textIs(page, `pool-${p.pool}-${level}`, String(p.depth[level]));
+      await textIs(page, `pool-${p.pool}-waiting`, String(p.waiting));
       await textIs(page, `pool-${p.pool}-scheduled`, String(p.scheduled));
     }
     const tenants = (await cluster.api<Tenant[]>('GET', '/v1/tenants')).body;

@@ -57,16 +57,14 @@ export function queueBlock(q: QueueState): string {
     `running        ${q.running}\n` +
     `retrying       ${q.retrying}\n` +
     (q.scheduled !== undefined ? `scheduled      ${q.scheduled}\n` : '') +
-    (typeof (q as { waiting?: unknown }).waiting === 'number'
-      ? `waiting        ${(q as { waiting?: number }).waiting}\n`
-      : '') +
+    (q.waiting !== undefined ? `waiting        ${q.waiting}\n` : '') +
     `tokens         ${q.maxConcurrentJobs - q.availableTokens}/${q.maxConcurrentJobs} in use\n` +
     `maxQueueSize   ${q.maxQueueSize}\n` +
     `workers        ${q.workers}\n` +
     (q.pools?.length
       ? '\n' +
         table([
-          ['POOL', 'URGENT', 'HIGH', 'NORMAL', 'LOW', 'QUEUED', 'SCHEDULED'],
+          ['POOL', 'URGENT', 'HIGH', 'NORMAL', 'LOW', 'QUEUED', 'SCHEDULED', 'WAITING'],
           ...q.pools.map((p) => [
             p.pool,
             String(p.depth.urgent),
@@ -75,6 +73,7 @@ export function queueBlock(q: QueueState): string {
             String(p.depth.low),
             String(p.depth.total),
             String(p.scheduled),
+            String(p.waiting ?? 0),
           ]),
         ])
       : '')

@@ -86,7 +86,7 @@ describe('gantry CLI (child process) against a real stack', () => {
       ),
     );
     expect(r.code).toBe(0);
-    const id = /submitted ([0-9A-Z]{26})/.exec(r.stdout)?.[1];
+    const id = /submitted ([0-9A-Za-z]{26})/.exec(r.stdout)?.[1];
     expect(id).toBeDefined();
     await expect(cluster.job(id!)).resolves.toMatchObject({ status: 'completed' });
     expect(r.stdout).toMatch(/100% \| completed/);
@@ -100,7 +100,7 @@ describe('gantry CLI (child process) against a real stack', () => {
     const s = await run(['submit', '--file', file, '--priority', 'low'], client);
     expect(s.code).toBe(0);
     const id = s.stdout.trim();
-    expect(id).toMatch(/^[0-9A-Z]{26}$/);
+    expect(id).toMatch(/^[0-9A-Za-z]{26}$/);
 
     const got = await run(['jobs', 'get', id, '--json'], client);
     expect(JSON.parse(got.stdout)).toMatchObject({ id, priority: 'low', metadata: { from: 'file' } });
@@ -229,8 +229,8 @@ describe('gantry CLI (child process) against a real stack', () => {
     const r = await run(['queue', 'get'], admin);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/\nscheduled\s+1\n/);
-    expect(r.stdout).toMatch(/\nPOOL\s+URGENT\s+HIGH\s+NORMAL\s+LOW\s+QUEUED\s+SCHEDULED\n/);
-    expect(r.stdout).toMatch(/\ncli-pool\s+0\s+1\s+0\s+0\s+1\s+0\n/);
+    expect(r.stdout).toMatch(/\nPOOL\s+URGENT\s+HIGH\s+NORMAL\s+LOW\s+QUEUED\s+SCHEDULED\s+WAITING\n/);
+    expect(r.stdout).toMatch(/\ncli-pool\s+0\s+1\s+0\s+0\s+1\s+0\s+0\n/);
     const json = JSON.parse((await run(['queue', 'get', '--json'], admin)).stdout) as { pools: { pool: string }[] };
     expect(json.pools.map((p) => p.pool)).toEqual(expect.arrayContaining(['cli-pool', 'default']));
   });

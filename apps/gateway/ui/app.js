@@ -362,10 +362,15 @@ function PoolsPanel({ q, workers }) {
   const rows = new Map();
   const row = (name) => {
     let r = rows.get(name);
-    if (!r) rows.set(name, (r = { depth: undefined, scheduled: undefined, workers: 0, slots: 0, busy: 0 }));
+    if (!r)
+      rows.set(
+        name,
+        (r = { depth: undefined, scheduled: undefined, waiting: undefined, workers: 0, slots: 0, busy: 0 }),
+      );
     return r;
   };
-  for (const p of q?.pools ?? []) Object.assign(row(p.pool), { depth: p.depth, scheduled: p.scheduled });
+  for (const p of q?.pools ?? [])
+    Object.assign(row(p.pool), { depth: p.depth, scheduled: p.scheduled, waiting: p.waiting });
   for (const w of workers ?? []) {
     const r = row(w.pool);
     r.workers++;
@@ -383,6 +388,7 @@ function PoolsPanel({ q, workers }) {
           ${PRIORITIES.map((p) => html`<th class="num">Queued · ${p}</th>`)}
           <th class="num">Queued</th>
           <th class="num">Scheduled</th>
+          <th class="num">Waiting</th>
           <th class="num">Workers</th>
           <th class="num">Busy slots</th>
         </tr>
@@ -395,6 +401,7 @@ function PoolsPanel({ q, workers }) {
             ${PRIORITIES.map((p) => html`<td class="num" data-testid=${`pool-${name}-${p}`}>${n(r.depth?.[p])}</td>`)}
             <td class="num" data-testid=${`pool-${name}-total`}>${n(r.depth?.total)}</td>
             <td class="num" data-testid=${`pool-${name}-scheduled`}>${n(r.scheduled)}</td>
+            <td class="num" data-testid=${`pool-${name}-waiting`}>${n(r.waiting)}</td>
             <td class="num">${r.workers}</td>
             <td class="num">${r.busy} / ${r.slots}</td>
           </tr>`;

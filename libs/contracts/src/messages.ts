@@ -150,6 +150,11 @@ export interface QueueState {
    */
   scheduled?: number;
   /**
+   * Jobs `waiting` for their parents (`dependsOn`): not in `depth`, holding no token. A Gantry extension (docs/api.md);
+   * absent from schedulers older than v1.1.
+   */
+  waiting?: number;
+  /**
    * Queued jobs per pool and priority (dispatched-not-started included), with each pool's scheduled jobs: every pool a
    * live worker serves or a job names, sorted by name. O(pools) from the leader's counters. A Gantry extension
    * (docs/api.md); absent from schedulers older than v1.1.
@@ -162,6 +167,8 @@ export interface PoolQueueState {
   pool: string;
   depth: PriorityDepth;
   scheduled: number;
+  /** The pool's `waiting` jobs. Absent from schedulers older than this field. */
+  waiting?: number;
 }
 
 /** Broadcast by the leader about twice a second (core NATS); gateways use it for backpressure without a round trip. */

@@ -243,7 +243,10 @@ const queueStateFields = {
   maxQueueSize: int,
   workers: int,
   scheduled: optional(int),
-  pools: optional(arrayOf(object<PoolQueueState>({ pool: str, depth: priorityDepth, scheduled: int }))),
+  waiting: optional(int),
+  pools: optional(
+    arrayOf(object<PoolQueueState>({ pool: str, depth: priorityDepth, scheduled: int, waiting: optional(int) })),
+  ),
 };
 export const queueState: Guard<QueueState> = object<QueueState>(queueStateFields);
 

@@ -21,6 +21,8 @@ export class QueueStateDoc {
   @ApiProperty({ description: 'live workers' }) workers!: number;
   @ApiPropertyOptional({ description: 'jobs scheduled (runAt not reached yet); not in depth. Gantry extension' })
   scheduled?: number;
+  @ApiPropertyOptional({ description: 'jobs waiting for their parents (dependsOn); not in depth. Gantry extension' })
+  waiting?: number;
   @ApiPropertyOptional({
     type: () => [PoolStateDoc],
     description: 'queued jobs per pool and priority, and scheduled jobs per pool, sorted by pool. Gantry extension',
@@ -32,6 +34,7 @@ class PoolStateDoc {
   @ApiProperty() pool!: string;
   @ApiProperty({ type: DepthDoc, description: 'queued jobs of the pool by priority' }) depth!: DepthDoc;
   @ApiProperty({ description: 'scheduled jobs of the pool' }) scheduled!: number;
+  @ApiPropertyOptional({ description: 'waiting jobs of the pool' }) waiting?: number;
 }
 
 class PerformanceDoc {

@@ -78,7 +78,10 @@ describe('QueueReadModel', () => {
       maxQueueSize: 7,
       workers: 1,
       scheduled: 0,
-      pools: [{ pool: 'default', depth: { urgent: 0, high: 0, normal: 2, low: 1, total: 3 }, scheduled: 0 }],
+      waiting: 0,
+      pools: [
+        { pool: 'default', depth: { urgent: 0, high: 0, normal: 2, low: 1, total: 3 }, scheduled: 0, waiting: 0 },
+      ],
     });
     expect(model.concurrency()).toEqual({
       maxParallelJobs: 4,
@@ -193,10 +196,10 @@ describe('QueueReadModel', () => {
     expect(q.scheduled).toBe(2);
     expect(q.depth.total).toBe(4);
     expect(q.pools).toEqual([
-      { pool: 'default', depth: { urgent: 0, high: 1, normal: 1, low: 1, total: 3 }, scheduled: 0 },
-      { pool: 'gpu', depth: { urgent: 1, high: 0, normal: 0, low: 0, total: 1 }, scheduled: 1 },
-      { pool: 'idle', depth: { urgent: 0, high: 0, normal: 0, low: 0, total: 0 }, scheduled: 0 },
-      { pool: 'night', depth: { urgent: 0, high: 0, normal: 0, low: 0, total: 0 }, scheduled: 1 },
+      { pool: 'default', depth: { urgent: 0, high: 1, normal: 1, low: 1, total: 3 }, scheduled: 0, waiting: 0 },
+      { pool: 'gpu', depth: { urgent: 1, high: 0, normal: 0, low: 0, total: 1 }, scheduled: 1, waiting: 0 },
+      { pool: 'idle', depth: { urgent: 0, high: 0, normal: 0, low: 0, total: 0 }, scheduled: 0, waiting: 0 },
+      { pool: 'night', depth: { urgent: 0, high: 0, normal: 0, low: 0, total: 0 }, scheduled: 1, waiting: 0 },
     ]);
     // The pools add up to the queue's depth.
     expect(q.pools!.reduce((n, p) => n + p.depth.total, 0)).toBe(q.depth.total);
@@ -217,6 +220,7 @@ describe('QueueReadModel', () => {
       pool: 'gpu',
       depth: { urgent: 1, high: 0, normal: 1, low: 0, total: 2 },
       scheduled: 0,
+      waiting: 0,
     });
   });
 

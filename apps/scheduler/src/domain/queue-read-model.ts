@@ -56,6 +56,7 @@ export class QueueReadModel {
       maxQueueSize: c.maxQueueSize,
       workers: this.sources.liveWorkers().length,
       scheduled: this.state.scheduled.size,
+      waiting: [...this.state.waitingDepths().values()].reduce((a, b) => a + b, 0),
       pools: this.poolStates(),
     };
   }
@@ -81,12 +82,15 @@ export class QueueReadModel {
     for (const h of this.state.holdings.values()) if (h.state === 'dispatched') of(h.pool)[h.level]!++;
     const scheduled = this.state.scheduledDepths();
     for (const pool of scheduled.keys()) of(pool);
+    const waiting = this.state.waitingDepths();
+    for (const pool of waiting.keys()) of(pool);
     return [...levels.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([pool, l]) => ({
         pool,
         depth: { urgent: l[0]!, high: l[1]!, normal: l[2]!, low: l[3]!, total: l[0]! + l[1]! + l[2]! + l[3]! },
         scheduled: scheduled.get(pool) ?? 0,
+        waiting: waiting.get(pool) ?? 0,
       }));
   }
 
