@@ -86,6 +86,9 @@ describe.each(SCENARIOS)('webhook isolation, a hanging endpoint with 2,000 pendi
       WEBHOOK_CIRCUIT_COOLDOWN_MS: String(COOLDOWN_MS),
       // Retries come due again and again during the measurement (1 s, then every 3 s for minutes).
       WEBHOOK_RETRY_DELAYS_MS: ['1000', ...Array<string>(60).fill('3000')].join(','),
+      // The whole backlog stays in the deliveries stream (the per-endpoint share, which parks the excess, is tested in
+      // notifier-endpoint-share.e2e.ts): this test measures the circuit and the deferrals over 2,000 pending.
+      WEBHOOK_ENDPOINT_MAX_PENDING: String(BACKLOG * 2),
       ...sc.env,
     }).start();
     const line = await notifier.waitForLog((l) => l.msg === 'notifier ops endpoint listening');
