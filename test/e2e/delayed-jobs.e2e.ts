@@ -7,16 +7,9 @@
  * reprioritized; and a kill -9 of the leading scheduler, then of every scheduler and nats-server, while jobs are
  * scheduled, starts each of them exactly once, after its time.
  */
-import {
-  GantryCluster,
-  WebhookReceiver,
-  assertWholeHistory,
-  waitFor,
-  within,
-  type ServiceProcess,
-} from '@gantry/testing';
+import { GantryCluster, WebhookReceiver, assertWholeHistory, waitFor, within } from '@gantry/testing';
 import type { StoredJob } from '@gantry/contracts';
-import { ADMIN, SCHEDULER_E2E_ENV, StreamReader } from './support/scheduler-support';
+import { ADMIN, SCHEDULER_E2E_ENV, StreamReader, leaderOf } from './support/scheduler-support';
 
 const MAX = 6;
 
@@ -32,24 +25,6 @@ interface QueueBody {
   depth: { total: number };
   running: number;
   availableTokens: number;
-}
-
-async function isLeader(p: ServiceProcess): Promise<boolean> {
-  if (!p.running) return false;
-  const line = await p.waitForLog((l) => l.msg === 'scheduler ops endpoint listening', { timeoutMs: 60_000 });
-  const r = await fetch(`${String(line['url'])}/readyz`).catch(() => undefined);
-  const body = (await r?.json().catch(() => ({}))) as { leader?: boolean } | undefined;
-  return body?.leader === true;
-}
-
-async function leaderOf(cluster: GantryCluster): Promise<ServiceProcess> {
-  return waitFor(
-    async () => {
-      for (const s of cluster.of('scheduler')) if (await isLeader(s)) return s;
-      return undefined;
-    },
-    { what: 'a leading scheduler', timeoutMs: 60_000, intervalMs: 50 },
-  );
 }
 
 /** The revisions of a job's history of one event type. */

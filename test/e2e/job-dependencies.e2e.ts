@@ -9,15 +9,8 @@
  */
 import { newId, newJob, systemClock, type JobRecord, type NewJobSpec, type StoredJob } from '@gantry/contracts';
 import { mapBounded } from '@gantry/jetstream';
-import {
-  GantryCluster,
-  WebhookReceiver,
-  assertWholeHistory,
-  waitFor,
-  within,
-  type ServiceProcess,
-} from '@gantry/testing';
-import { ADMIN, SCHEDULER_E2E_ENV, StreamReader } from './support/scheduler-support';
+import { GantryCluster, WebhookReceiver, assertWholeHistory, waitFor, within } from '@gantry/testing';
+import { ADMIN, SCHEDULER_E2E_ENV, StreamReader, leaderOf } from './support/scheduler-support';
 
 const MAX = 6;
 
@@ -27,24 +20,6 @@ interface View {
   tenant: string;
   dependsOn?: string[];
   error?: { code: string; message: string };
-}
-
-async function isLeader(p: ServiceProcess): Promise<boolean> {
-  if (!p.running) return false;
-  const line = await p.waitForLog((l) => l.msg === 'scheduler ops endpoint listening', { timeoutMs: 60_000 });
-  const r = await fetch(`${String(line['url'])}/readyz`).catch(() => undefined);
-  const body = (await r?.json().catch(() => ({}))) as { leader?: boolean } | undefined;
-  return body?.leader === true;
-}
-
-async function leaderOf(cluster: GantryCluster): Promise<ServiceProcess> {
-  return waitFor(
-    async () => {
-      for (const s of cluster.of('scheduler')) if (await isLeader(s)) return s;
-      return undefined;
-    },
-    { what: 'a leading scheduler', timeoutMs: 60_000, intervalMs: 50 },
-  );
 }
 
 const of = (h: StoredJob[], type: string) => h.filter((s) => s.event.type === type);

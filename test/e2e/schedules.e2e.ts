@@ -10,8 +10,8 @@
  * - The API: every 400 (cron, timezone, job, refused job fields), 404 across tenants (tenant B really tries to read,
  *   pause, resume and delete tenant A's schedule and changes nothing), the per-tenant cap (429), DELETE 204.
  */
-import { GantryCluster, OtlpReceiver, waitFor, type ServiceProcess } from '@gantry/testing';
-import { ADMIN, SCHEDULER_E2E_ENV, StreamReader, TENANT_KEYS } from './support/scheduler-support';
+import { GantryCluster, OtlpReceiver, waitFor } from '@gantry/testing';
+import { ADMIN, SCHEDULER_E2E_ENV, StreamReader, TENANT_KEYS, leaderOf } from './support/scheduler-support';
 
 const CAP = 4;
 
@@ -40,24 +40,6 @@ interface JobView {
 interface Problem {
   status: number;
   errors?: { field: string; message: string }[];
-}
-
-async function isLeader(p: ServiceProcess): Promise<boolean> {
-  if (!p.running) return false;
-  const line = await p.waitForLog((l) => l.msg === 'scheduler ops endpoint listening', { timeoutMs: 60_000 });
-  const r = await fetch(`${String(line['url'])}/readyz`).catch(() => undefined);
-  const body = (await r?.json().catch(() => ({}))) as { leader?: boolean } | undefined;
-  return body?.leader === true;
-}
-
-async function leaderOf(cluster: GantryCluster, exclude?: ServiceProcess): Promise<ServiceProcess> {
-  return waitFor(
-    async () => {
-      for (const s of cluster.of('scheduler')) if (s !== exclude && (await isLeader(s))) return s;
-      return undefined;
-    },
-    { what: 'a leading scheduler', timeoutMs: 60_000, intervalMs: 50 },
-  );
 }
 
 describe('cron schedules (real processes)', () => {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { systemClock, type GpuInfo, type JobRecord, type StoredJob } from '@gantry/contracts';
 import { NatsHandle } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import type { GantryCluster, ServiceProcess } from '@gantry/testing';
+import { waitFor, type GantryCluster, type ServiceProcess } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 
 /** Keys for three tenants (admin included), and a rate limit that a test's bursts never reach. */
@@ -156,4 +156,24 @@ export async function submitAll(
   };
   await Promise.all(Array.from({ length: concurrency }, lane));
   return ids;
+}
+
+/** Whether this scheduler process answers `leader: true` on its ops endpoint's /readyz. */
+export async function isLeader(p: ServiceProcess): Promise<boolean> {
+  if (!p.running) return false;
+  const line = await p.waitForLog((l) => l.msg === 'scheduler ops endpoint listening', { timeoutMs: 60_000 });
+  const r = await fetch(`${String(line['url'])}/readyz`).catch(() => undefined);
+  const body = (await r?.json().catch(() => ({}))) as { leader?: boolean } | undefined;
+  return body?.leader === true;
+}
+
+/** The cluster's leading scheduler (other than `exclude`), awaited for up to a minute. */
+export async function leaderOf(cluster: GantryCluster, exclude?: ServiceProcess): Promise<ServiceProcess> {
+  return waitFor(
+    async () => {
+      for (const s of cluster.of('scheduler')) if (s !== exclude && (await isLeader(s))) return s;
+      return undefined;
+    },
+    { what: 'a leading scheduler', timeoutMs: 60_000, intervalMs: 50 },
+  );
 }
