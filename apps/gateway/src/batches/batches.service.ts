@@ -101,7 +101,8 @@ export class BatchesService {
       manifest = await manifests.accept(id, p.tenant, specs);
     } catch (err) {
       if (!(err instanceof BatchExistsError)) throw err;
-      // A racing repeat of the same idempotent request stored it first.
+      // A racing repeat of the same idempotent request stored it first (and is counted by its own admission).
+      this.jobs.withdraw(pending);
       const existing = await manifests.read(id);
       if (!existing) throw err;
       return { id, records: await this.records(existing), replay: true };
@@ -109,7 +110,7 @@ export class BatchesService {
     // Accepted: from here on, answer 202 whatever happens (the repair consumer finishes what this call cannot).
     // admit() counted the batch's jobs already.
     const { stored, failed, lastError } = await manifests.createJobs(specs);
-    if (failed.length === 0) pending.seq = Math.max(...[...stored.values()].map((s) => s.revision));
+    if (failed.length === 0) this.jobs.noteWritten(pending, Math.max(...[...stored.values()].map((s) => s.revision)));
     if (failed.length > 0) {
       this.logger.error(
         { batchId: id, failed: failed.length, err: lastError },

@@ -35,7 +35,8 @@ import type { Principal } from '../auth/auth';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { problems } from '../http/problem';
 import { IdempotencyService, type IdempotentRequest } from '../idempotency/idempotency.service';
-import { GatewayNats, type PendingAccept } from '../nats/gateway-nats';
+import type { PendingAccept } from '../nats/admission-ledger';
+import { GatewayNats } from '../nats/gateway-nats';
 import { GatewayRpc } from '../nats/gateway-rpc';
 import { CLOCK, JOB_TYPES, LOGGER, OUTPUT_STORE } from '../tokens';
 import type { SubmitJobDto } from './job.dto';
@@ -56,6 +57,16 @@ export class JobsService {
     @Inject(GatewayRpc) private readonly rpc: GatewayRpc,
   ) {}
 
+  /** See {@link AdmissionLedger.written}. */
+  noteWritten(pending: PendingAccept, seq: number): void {
+    this.nats.admissions.written(pending, seq);
+  }
+
+  /** See {@link AdmissionLedger.withdraw}. */
+  withdraw(pending: PendingAccept): void {
+    this.nats.admissions.withdraw(pending);
+  }
+
   store(): JobStore {
     return new JobStore(this.nats.handle(), this.clock);
   }
@@ -72,13 +83,13 @@ export class JobsService {
       throw problems.unavailable('the queue is draining: new submissions are refused', 30, 'draining');
     const stats = this.nats.freshStats();
     const max = stats?.maxQueueSize ?? this.nats.queueConfig?.maxQueueSize ?? this.config.MAX_QUEUE_SIZE;
-    const depth = (stats ? stats.depth.total + stats.retrying : 0) + this.nats.acceptedSinceStats;
+    const depth = (stats ? stats.depth.total + stats.retrying : 0) + this.nats.admissions.total;
     if (depth + count > max) {
       throw problems.tooMany(`the queue is full (${depth} of ${max} jobs waiting)`, 5, 'queue-full');
     }
     const cap = this.config.TENANT_MAX_QUEUED_JOBS;
     if (cap !== undefined) {
-      const held = (stats?.tenants?.[tenant] ?? 0) + this.nats.pendingOf(tenant);
+      const held = (stats?.tenants?.[tenant] ?? 0) + this.nats.admissions.of(tenant);
       if (held + count > cap) {
         throw problems.tooMany(
           `tenant ${tenant} holds ${held} queued, retrying, scheduled or waiting jobs; at most ${cap} (TENANT_MAX_QUEUED_JOBS)` +
@@ -88,7 +99,7 @@ export class JobsService {
         );
       }
     }
-    return this.nats.noteAdmitted(tenant, count);
+    return this.nats.admissions.admit(tenant, count);
   }
 
   prepare(
@@ -164,10 +175,12 @@ export class JobsService {
     const pending = this.admit(1, p.tenant);
     try {
       const stored = await this.create(this.prepare(p, dto, { id }));
-      pending.seq = stored.revision;
+      this.noteWritten(pending, stored.revision);
       return { stored, replay: false };
     } catch (err) {
       if (!(err instanceof JobExistsError)) throw err;
+      // The job existed already (a racing repeat wrote it): it is counted once, by the broadcasts.
+      this.withdraw(pending);
       const existing = await this.store().get(id, { consistent: true });
       if (!existing) throw err;
       return { stored: existing, replay: true };

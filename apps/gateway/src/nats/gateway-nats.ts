@@ -29,17 +29,7 @@ import {
 import type { Logger } from '@gantry/telemetry';
 import type { GatewayConfig } from '../config';
 import { problems } from '../http/problem';
-
-/** See {@link GatewayNats.pendingAccepts}. */
-export const PENDING_ACCEPT_MAX_AGE_MS = 30_000;
-
-export interface PendingAccept {
-  tenant: string;
-  count: number;
-  /** Highest jobs-stream sequence of the accepted jobs, once all are written. */
-  seq: number | undefined;
-  at: number;
-}
+import { AdmissionLedger } from './admission-ledger';
 
 export class GatewayNats {
   private handleValue: NatsHandle | undefined;
@@ -47,43 +37,8 @@ export class GatewayNats {
   readonly ready: Promise<NatsHandle>;
   stats: QueueStatsBroadcast | undefined;
   private statsAt = 0;
-  /**
-   * Jobs this gateway admitted that the leader's broadcast counts may not include yet, so that a burst of submits
-   * between two broadcasts can pass neither maxQueueSize nor TENANT_MAX_QUEUED_JOBS. An admission is dropped once a
-   * broadcast's `appliedSeq` reaches its stream sequence (set once written), on a broadcast without `appliedSeq` (an
-   * older scheduler), or after {@link PENDING_ACCEPT_MAX_AGE_MS} (a write that failed). Totals are kept as counters:
-   * admission costs O(1), pruning O(admissions since the last broadcast) once per broadcast.
-   */
-  private readonly pendingAccepts = new Set<PendingAccept>();
-  private pendingTotal = 0;
-  private readonly pendingByTenant = new Map<string, number>();
-
-  /** Counts `count` jobs of `tenant` as admitted here until a broadcast includes them. */
-  noteAdmitted(tenant: string, count: number): PendingAccept {
-    const a: PendingAccept = { tenant, count, seq: undefined, at: Date.now() };
-    this.pendingAccepts.add(a);
-    this.pendingTotal += count;
-    this.pendingByTenant.set(tenant, (this.pendingByTenant.get(tenant) ?? 0) + count);
-    return a;
-  }
-
-  /** Jobs admitted here that the latest broadcast does not count yet. */
-  get acceptedSinceStats(): number {
-    return this.pendingTotal;
-  }
-
-  /** Jobs of `tenant` admitted here that the latest broadcast does not count yet. */
-  pendingOf(tenant: string): number {
-    return this.pendingByTenant.get(tenant) ?? 0;
-  }
-
-  private dropPending(a: PendingAccept): void {
-    if (!this.pendingAccepts.delete(a)) return;
-    this.pendingTotal -= a.count;
-    const left = (this.pendingByTenant.get(a.tenant) ?? 0) - a.count;
-    if (left > 0) this.pendingByTenant.set(a.tenant, left);
-    else this.pendingByTenant.delete(a.tenant);
-  }
+  /** Jobs admitted here that the latest broadcast may not count yet (see {@link AdmissionLedger}). */
+  readonly admissions = new AdmissionLedger();
   queueConfig: QueueConfigRecord | undefined;
   private readonly workers = new Map<string, WorkerHeartbeat>();
   private closed = false;
@@ -135,12 +90,7 @@ export class GatewayNats {
         try {
           this.stats = decodePayload(CHANNELS.queueStats, m.data);
           this.statsAt = Date.now();
-          const applied = this.stats.appliedSeq;
-          const now = Date.now();
-          for (const a of this.pendingAccepts) {
-            if (applied === undefined || (a.seq !== undefined && a.seq <= applied)) this.dropPending(a);
-            else if (now - a.at > PENDING_ACCEPT_MAX_AGE_MS) this.dropPending(a);
-          }
+          this.admissions.onBroadcast(this.stats.appliedSeq);
         } catch (err) {
           // Core NATS, nothing to redeliver: keep the last good figures until the next broadcast.
           this.logger.warn({ subject: m.subject, reason: String(err) }, 'malformed queue statistics; ignoring them');
