@@ -82,7 +82,10 @@ describe('job dependencies (real processes)', () => {
       env: { ...SCHEDULER_E2E_ENV, MAX_CONCURRENT_JOBS: String(MAX), WORKER_SLOTS: String(MAX) },
     });
     reader = await StreamReader.connect(cluster);
-    tenant = (await submit({ type: 'noop', input: { durationMs: 1 } })).tenant;
+    const probe = await submit({ type: 'noop', input: { durationMs: 1 } });
+    tenant = probe.tenant;
+    // Settled before the tests count running jobs and tokens.
+    await cluster.waitForStatus(probe.id, 'completed', { timeoutMs: 60_000 });
   });
 
   afterAll(async () => {
@@ -92,7 +95,7 @@ describe('job dependencies (real processes)', () => {
   });
 
   it('runs a chain A → B → C in order; waiting jobs hold no token, are not in depth, are listed and shown with dependsOn', async () => {
-    const a = await submit({ type: 'noop', input: { durationMs: 1_500 } });
+    const a = await submit({ type: 'noop', input: { durationMs: 4_000 } });
     const b = await waitingJob([a.id], { callbackUrl: `${hooks.url}/chain` });
     const c = await waitingJob([b.id], { callbackUrl: `${hooks.url}/chain` });
     await cluster.waitForStatus(a.id, 'running', { timeoutMs: 30_000 });
@@ -102,20 +105,22 @@ describe('job dependencies (real processes)', () => {
 
     const view = await cluster.job<View>(c.id);
     expect(view).toMatchObject({ status: 'waiting', dependsOn: [b.id] });
-    const q = await cluster.api<{ depth: { total: number }; running: number }>('GET', '/v1/queue');
-    expect(q.body.depth.total).toBe(0);
-    expect(q.body.running).toBe(1);
-    // Counted apart from depth, in total and per pool (GET /v1/queue's `waiting`, a Gantry extension).
+    // Counted apart from depth, in total and per pool (GET /v1/queue's `waiting`, a Gantry extension), holding no
+    // token: the leader's statistics (broadcast, so awaited) show A alone running while B and C wait.
     const counted = await waitFor(
       async () => {
-        const r = await cluster.api<{ waiting?: number; pools?: { pool: string; waiting?: number }[] }>(
-          'GET',
-          '/v1/queue',
-        );
+        const r = await cluster.api<{
+          depth: { total: number };
+          running: number;
+          waiting?: number;
+          pools?: { pool: string; waiting?: number }[];
+        }>('GET', '/v1/queue');
         return r.body.waiting === 2 ? r.body : undefined;
       },
       { what: 'GET /v1/queue counting the two waiting jobs', timeoutMs: 30_000, intervalMs: 100 },
     );
+    expect(counted.depth.total).toBe(0);
+    expect(counted.running).toBe(1);
     expect(counted.pools?.find((p) => p.pool === 'default')?.waiting).toBe(2);
     const listed = await cluster.api<{ items: View[] }>('GET', '/v1/jobs?status=waiting&limit=100');
     expect(listed.status).toBe(200);
