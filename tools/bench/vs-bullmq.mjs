@@ -19,6 +19,7 @@
 //
 //   npm run bench:vs-bullmq -- [--jobs 5000] [--rounds 2] [--batch 1000] [--tokens 64] [--workers 1]
 //                              [--in-flight 4] [--gap-jobs 200] [--gap-ms 20] [--only gantry|bullmq]
+// WORKER_STARTED_REVISION_DELAY_MS in the environment is passed to the workers (0: the "before" of issue 16 lever 2).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -388,6 +389,10 @@ async function startGantry() {
     WORKER_ID_PREFIX: 'gpu-worker',
     MAX_CONCURRENT_JOBS: String(TOKENS),
     LOG_LEVEL: 'warn',
+    // The "before" of issue 16's lever 2: WORKER_STARTED_REVISION_DELAY_MS=0 writes every attempt's running revision.
+    ...(process.env.WORKER_STARTED_REVISION_DELAY_MS !== undefined
+      ? { WORKER_STARTED_REVISION_DELAY_MS: process.env.WORKER_STARTED_REVISION_DELAY_MS }
+      : {}),
   };
   const services = [new ServiceProcess('scheduler', env).start()];
   for (let i = 0; i < WORKERS; i++) services.push(new ServiceProcess('gpu-worker', env).start());

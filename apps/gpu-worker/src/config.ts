@@ -123,6 +123,15 @@ export const workerSpec = {
     max: 600_000,
     doc: "AckWait of the worker's dispatch consumer; working() is sent every third of it while an attempt runs",
   }),
+  WORKER_STARTED_REVISION_DELAY_MS: int({
+    default: 250,
+    min: 0,
+    max: 5_000,
+    doc:
+      "an attempt's running revision is written only once it has run this long (or reports progress); one over " +
+      'sooner writes its outcome alone, which records the start too (0 = running written before the job starts; ' +
+      'capped at a quarter of the lease, WORKER_LOST_AFTER_MS × 0.6 / 4)',
+  }),
   PROGRESS_RECORD_INTERVAL_MS: int({
     default: 1_000,
     min: 0,

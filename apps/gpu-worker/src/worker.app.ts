@@ -203,6 +203,15 @@ async function build(host: ServiceHost, id: string, config: WorkerConfig, o: Wor
   // Job processes die when heartbeats stop succeeding for 60 % of WORKER_LOST_AFTER_MS (before the scheduler could
   // hand their attempts to another worker), even if this process is frozen.
   const lease = new LeaseTicker(Math.floor(config.WORKER_LOST_AFTER_MS * 0.6));
+  // The window in which an attempt runs with no running revision stays far inside the lease (docs/architecture.md,
+  // "Started revisions").
+  const startedRevisionDelayMs = Math.min(config.WORKER_STARTED_REVISION_DELAY_MS, Math.floor(lease.deadlineMs / 4));
+  if (startedRevisionDelayMs < config.WORKER_STARTED_REVISION_DELAY_MS) {
+    logger.warn(
+      { configured: config.WORKER_STARTED_REVISION_DELAY_MS, used: startedRevisionDelayMs },
+      'WORKER_STARTED_REVISION_DELAY_MS capped at a quarter of the lease',
+    );
+  }
   const jobStore = new JobStore(nats, systemClock);
   const runner = new AttemptRunner({
     workerId: id,
@@ -213,6 +222,7 @@ async function build(host: ServiceHost, id: string, config: WorkerConfig, o: Wor
     gpus: () => gpus,
     scratchRoot,
     progressIntervalMs: config.PROGRESS_RECORD_INTERVAL_MS,
+    startedRevisionDelayMs,
     metrics,
     logger,
     lease,

@@ -4,7 +4,7 @@
  * bodies and metrics.
  */
 import { CONSUMERS, STREAMS, SUBJECTS, type FailedListReply, type FailedWebhookView } from '@gantry/contracts';
-import { RpcError } from '@gantry/jetstream';
+import { publishJson, RpcError } from '@gantry/jetstream';
 import { OutputStore } from '@gantry/storage';
 import { freePort, S3RVER_CREDENTIALS, waitFor, WebhookReceiver, type ReceivedWebhook } from '@gantry/testing';
 import type { RunningNotifier } from '../src/notifier.app';
@@ -240,6 +240,34 @@ describe('notifier deliveries (real NATS, real HTTP)', () => {
     // The signature covers the presigned body.
     expect(verifies(TEST_SECRET, second!)).toBe(true);
     store.destroy();
+  });
+
+  it('sends the started event derived from an outcome that records its start, before the outcome, once each', async () => {
+    const r = await receiver();
+    const callbackUrl = `${r.url}/coalesced`;
+    const startedAt = new Date(Date.now() - 50).toISOString();
+    const { jobId } = await h.event({ type: 'job.queued', sequence: 1, callbackUrl });
+    const { event } = await h.event({
+      jobId,
+      type: 'job.completed',
+      sequence: 3,
+      callbackUrl,
+      started: { sequence: 2, timestamp: startedAt, workerId: 'w-short', gpus: ['GPU-a'], gpuIndices: [0] },
+    });
+    // The same revision handled again (as after a crash between publish and ack): no delivery twice.
+    await publishJson(h.client.js, SUBJECTS.job(jobId), event, { msgID: `${jobId}.1.3.again` });
+    await r.waitForCount(() => true, 3, { timeoutMs: 15_000 });
+    await idle();
+    expect(r.received).toHaveLength(3);
+    const bodies = r.received.map(bodyOf).sort((a, b) => a.sequence - b.sequence);
+    expect(bodies.map((b) => [b.type, b.sequence, b.data['status']])).toEqual([
+      ['job.queued', 1, 'queued'],
+      ['job.started', 2, 'running'],
+      ['job.completed', 3, 'completed'],
+    ]);
+    expect(bodies[1]).toMatchObject({ timestamp: startedAt, data: { workerId: 'w-short', startedAt } });
+    expect(bodies[1]!.data['finishedAt']).toBeUndefined();
+    expect(new Set(r.received.map(idOf))).toEqual(new Set([1, 2, 3].map((n) => `msg_${jobId}_1_${n}`)));
   });
 
   it('sends every public event with sequence, generation, timestamp and the job view; nothing for internal events', async () => {

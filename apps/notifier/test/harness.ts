@@ -34,6 +34,8 @@ export interface EventSpec {
   outputs?: JobOutput[];
   progress?: { percent: number; stage?: string };
   timestamp?: Date;
+  /** An outcome that also records its attempt's start (no `job.started` revision of its own). */
+  started?: JobEvent['started'];
 }
 
 const STATUS: Record<string, JobRecord['status']> = {
@@ -115,7 +117,14 @@ export class NotifierHarness {
       ...(s.outputs ? { outputs: s.outputs } : {}),
       ...(s.progress ? { progress: s.progress } : {}),
     };
-    const event: JobEvent = { type, timestamp: iso, sequence, generation, job };
+    const event: JobEvent = {
+      type,
+      timestamp: iso,
+      sequence,
+      generation,
+      job,
+      ...(s.started ? { started: s.started } : {}),
+    };
     await publishJson(this.client.js, SUBJECTS.job(jobId), event, { msgID: `${jobId}.${generation}.${sequence}` });
     return { jobId, webhookId: webhookId(jobId, generation, sequence), event };
   }

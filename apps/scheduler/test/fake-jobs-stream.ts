@@ -13,6 +13,7 @@ import {
   normalizeRecord,
   reprioritize,
   requeueAfterDelay,
+  startAndEnd,
   startAttempt,
   toEvent,
   type GpuRequest,
@@ -94,6 +95,32 @@ export class FakeJobsStream {
         { workerId, generation: r.generation, attempt: r.attempts + 1 },
         { gpus: gpuIndices.map((i) => `GPU-${i}`), gpuIndices },
         this.at(),
+      ),
+    );
+  }
+
+  /**
+   * An attempt recorded by its outcome alone (the worker wrote no running revision): started `runMs` before now,
+   * completed (or failed, retryably or not) now.
+   */
+  startAndEnd(
+    id: string,
+    workerId: string,
+    o: { gpuIndices?: number[]; runMs?: number; outcome?: 'complete' | 'fail' | 'fail-final' } = {},
+  ): StoredJob {
+    const r = this.get(id);
+    const owner = { workerId, generation: r.generation, attempt: r.attempts + 1 };
+    const gpuIndices = o.gpuIndices ?? [];
+    return this.store(
+      startAndEnd(
+        r,
+        owner,
+        { gpus: gpuIndices.map((i) => `GPU-${i}`), gpuIndices },
+        new Date(this.now - (o.runMs ?? 0)),
+        (s) =>
+          (o.outcome ?? 'complete') === 'complete'
+            ? completeAttempt(s, owner, { result: { ok: true } }, this.at())
+            : failAttempt(s, owner, jobError('JOB_FAILED', 'failed on purpose', o.outcome === 'fail'), this.at()),
       ),
     );
   }

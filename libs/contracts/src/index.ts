@@ -28,6 +28,8 @@ export {
   normalizeRecord,
   webhookId,
   revisionMsgId,
+  expandEvent,
+  expandStored,
 } from './job';
 export type {
   Priority,
@@ -42,6 +44,7 @@ export type {
   JobProgress,
   JobRecord,
   JobEvent,
+  CoalescedStart,
   StoredJob,
 } from './job';
 export {
@@ -49,6 +52,7 @@ export {
   newJob,
   assertOwner,
   startAttempt,
+  startAndEnd,
   reportProgress,
   completeAttempt,
   failAttempt,

@@ -4,6 +4,8 @@
  * record's stream revision, so exactly one writer wins each transition and only the winner's event exists.
  *
  *   queued ──start──▶ running ──complete──▶ completed
+ *     │ └──start and end (an attempt over before its start was written: one revision)──▶ completed | retrying |
+ *     │                                                                                  failed | cancelled
  *     ▲  │              │ ├──fail (retryable, attempts left)──▶ retrying ──delay over──▶ queued
  *     │  │              │ ├──fail (final) / worker lost (final)──▶ failed
  *     │  │              │ ├──cancel requested ⇒ worker kills ──▶ cancelled
@@ -19,6 +21,7 @@
  *   admin retry of a job with dependsOn ──▶ waiting (re-evaluated against its parents' current state)
  */
 import type {
+  CoalescedStart,
   ErrorCode,
   JobError,
   JobEvent,
@@ -47,6 +50,8 @@ export interface Transition {
   type: JobEventType;
   record: JobRecord;
   change?: JobEvent['change'];
+  /** The start this outcome also records ({@link startAndEnd}). */
+  started?: CoalescedStart;
 }
 
 /** Identifies one attempt of one generation on one worker: only its owner may move a running job. */
@@ -167,6 +172,47 @@ export function startAttempt(
       outputs: undefined,
     }),
   };
+}
+
+/** The outcomes an attempt may reach straight from `queued` in {@link startAndEnd}. */
+const START_AND_END_OUTCOMES: readonly JobEventType[] = [
+  'job.completed',
+  'job.retrying',
+  'job.failed',
+  'job.cancelled',
+];
+
+/**
+ * A worker records an attempt that ended before its `job.started` revision was written (WORKER_STARTED_REVISION_DELAY_MS),
+ * in one revision: `queued` → the outcome, as if {@link startAttempt} at `startedAt` had been stored and `end` (the
+ * outcome's own transition: {@link completeAttempt}, {@link failAttempt} or {@link cancelAttempt}) applied to it.
+ * Refused exactly when the start would be (the record moved since the dispatch: cancelled, another attempt, another
+ * generation). The revision's sequence is the outcome's (the current one + 2); `started` carries what the derived
+ * `job.started` event needs (its sequence, the current one + 1), so events and webhook ids are those two revisions
+ * would have had.
+ */
+export function startAndEnd(
+  cur: JobRecord,
+  owner: AttemptOwner,
+  placement: { gpus: string[]; gpuIndices: number[] },
+  startedAt: Date,
+  end: (running: JobRecord) => Transition,
+): Transition {
+  const start = startAttempt(cur, owner, placement, startedAt);
+  const s = start.record;
+  const t = end(s);
+  if (!START_AND_END_OUTCOMES.includes(t.type) || t.record.attempts !== s.attempts || t.started) {
+    throw new Error(`startAndEnd: ${t.type} is not an outcome of attempt ${s.attempts}`);
+  }
+  const started: CoalescedStart = {
+    sequence: s.sequence,
+    timestamp: s.startedAt!,
+    workerId: owner.workerId,
+    ...(s.gpus ? { gpus: s.gpus } : {}),
+    ...(s.gpuIndices ? { gpuIndices: s.gpuIndices } : {}),
+  };
+  if (JSON.stringify(t.record.gpu) !== JSON.stringify(s.gpu)) started.gpu = s.gpu ?? null;
+  return { ...t, started };
 }
 
 export function reportProgress(cur: JobRecord, owner: AttemptOwner, progress: JobProgress, now: Date): Transition {
@@ -440,6 +486,7 @@ export function toEvent(t: Transition, now: Date): JobEvent {
     generation: t.record.generation,
     job: t.record,
     ...(t.change ? { change: t.change } : {}),
+    ...(t.started ? { started: t.started } : {}),
   };
 }
 

@@ -181,6 +181,68 @@ export interface JobEvent {
   job: JobRecord;
   /** Details of internal revisions. */
   change?: { fromPriority?: Priority };
+  /**
+   * Present on an attempt's outcome revision when the attempt ended before its worker wrote a separate `job.started`
+   * revision (WORKER_STARTED_REVISION_DELAY_MS): the one revision records both, and its `job.started` event is
+   * derived from it ({@link expandEvent}), in order, with the sequence (`sequence - 1`) it would have had.
+   */
+  started?: CoalescedStart;
+}
+
+/**
+ * The start an outcome revision stands for (see {@link JobEvent.started}): what the `job.started` revision would have
+ * held where the outcome changed it. `gpu` is present only when the outcome changed the job's GPU request (a
+ * `GPU_OOM` raises it; `null`: the job had none).
+ */
+export interface CoalescedStart {
+  /** Of the derived `job.started` event: the outcome's sequence − 1. */
+  sequence: number;
+  /** When the attempt started (its `startedAt`), the derived event's timestamp. */
+  timestamp: string;
+  workerId: string;
+  gpus?: string[];
+  gpuIndices?: number[];
+  gpu?: GpuRequest | null;
+}
+
+/**
+ * The lifecycle events one stored revision stands for, in order: the revision's own event, preceded by the derived
+ * `job.started` event when it records an attempt that never had a `job.started` revision of its own. The derived
+ * record is exactly the one that `startAttempt` would have stored (status `running`, no outcome fields).
+ */
+export function expandEvent(e: JobEvent): JobEvent[] {
+  const s = e.started;
+  if (!s) return [e];
+  const { started: _started, ...outcome } = e;
+  const { finishedAt: _f, retryAt: _r, progress: _p, result: _res, outputs: _o, error: _e, ...rest } = e.job;
+  const job: JobRecord = {
+    ...rest,
+    status: 'running',
+    sequence: s.sequence,
+    updatedAt: s.timestamp,
+    startedAt: s.timestamp,
+    workerId: s.workerId,
+  };
+  if (s.gpus) job.gpus = s.gpus;
+  else delete job.gpus;
+  if (s.gpuIndices) job.gpuIndices = s.gpuIndices;
+  else delete job.gpuIndices;
+  if (s.gpu === null) delete job.gpu;
+  else if (s.gpu) job.gpu = s.gpu;
+  const startedEvent: JobEvent = {
+    type: 'job.started',
+    timestamp: s.timestamp,
+    sequence: s.sequence,
+    generation: e.generation,
+    job,
+  };
+  return [startedEvent, outcome];
+}
+
+/** {@link expandEvent} for a stored revision: a derived event shares the revision it was derived from. */
+export function expandStored(s: StoredJob): StoredJob[] {
+  if (!s.event.started) return [s];
+  return expandEvent(s.event).map((event) => ({ record: event.job, revision: s.revision, event }));
 }
 
 /** A record as read from the stream, with the stream revision used for compare-and-set. */

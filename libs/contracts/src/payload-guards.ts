@@ -27,6 +27,7 @@ import {
   JOB_STATUSES,
   PRIORITIES,
   PUBLIC_EVENT_TYPES,
+  type CoalescedStart,
   type GpuRequest,
   type JobError,
   type JobEvent,
@@ -133,12 +134,22 @@ export const jobRecord: Guard<JobRecord> = object<JobRecord>({
   cancelRequestedAt: optional(str),
 });
 
+const coalescedStart = object<CoalescedStart>({
+  sequence: int,
+  timestamp: str,
+  workerId: str,
+  gpus: optional(arrayOf(str)),
+  gpuIndices: optional(arrayOf(int)),
+  gpu: optional(nullable(gpuRequest)),
+});
+
 export const jobEvent: Guard<JobEvent> = object<JobEvent>({
   type: eventType,
   timestamp: str,
   sequence: int,
   generation: int,
   job: jobRecord,
+  started: optional(coalescedStart),
 });
 
 export const dispatchMessage: Guard<DispatchMessage> = object<DispatchMessage>({

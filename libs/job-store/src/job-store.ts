@@ -11,6 +11,7 @@ import {
   isNoCallbackJobId,
   SUBJECTS,
   TransitionRefused,
+  expandStored,
   normalizeRecord,
   revisionMsgId,
   toEvent,
@@ -193,8 +194,11 @@ export class JobStore {
     }
   }
 
-  /** Every stored revision of a job, oldest first (for SSE replay and audits). */
-  async history(jobId: string): Promise<StoredJob[]> {
+  /**
+   * Every lifecycle event of a job, oldest first: each stored revision, and before an outcome that also records its
+   * attempt's start the derived `job.started` (same `revision`); `raw`: the stored revisions only.
+   */
+  async history(jobId: string, o: { raw?: boolean } = {}): Promise<StoredJob[]> {
     const subject = SUBJECTS.job(jobId);
     const last = await this.get(jobId);
     if (!last) return [];
@@ -205,7 +209,9 @@ export class JobStore {
     const out: StoredJob[] = [];
     const msgs = await consumer.consume();
     for await (const m of msgs) {
-      out.push(decodeStored(m));
+      const s = decodeStored(m);
+      if (o.raw) out.push(s);
+      else out.push(...expandStored(s));
       if (m.seq >= last.revision || m.info.pending === 0) break;
     }
     await msgs.close();

@@ -11,6 +11,7 @@ import {
   requeueAfterDelay,
   requestCancel,
   releaseWaiting,
+  startAndEnd,
   startAttempt,
   toEvent,
   workerLost,
@@ -106,6 +107,31 @@ describe('whole-history check', () => {
     c.start('w1');
     c.push(completeAttempt(c.cur, c.owner(), {}, c.now()));
     expect(check(c.entries)).toEqual([]);
+  });
+
+  it('checks an outcome that also records its start as the two events it stands for', () => {
+    const r = new Recorder();
+    const run = (
+      workerId: string,
+      end: (running: JobRecord, o: { workerId: string; generation: number; attempt: number }) => Transition,
+    ) => {
+      const c = r.cur;
+      const o = { workerId, generation: c.generation, attempt: c.attempts + 1 };
+      const startedAt = r.now();
+      return r.push(startAndEnd(c, o, { gpus: [], gpuIndices: [] }, startedAt, (s) => end(s, o)));
+    };
+    run('w1', (s, o) => failAttempt(s, o, jobError('EXIT_CODE', 'exit 1', true), r.now()));
+    r.push(requeueAfterDelay(r.cur, r.now()));
+    run('w2', (s, o) => completeAttempt(s, o, {}, r.now()));
+    expect(r.entries).toHaveLength(4);
+    expect(check(r.entries)).toEqual([]);
+
+    // Derived from a revision that was not queued for that attempt: the derived start is checked like a stored one.
+    const fromRetrying = tamper(r.entries, 1, (e) => ({ ...e, started: { ...e.started!, workerId: '' } }));
+    expect(check(fromRetrying).join()).toMatch(/started with no worker/);
+    const twoStarts = structuredClone(r.entries);
+    twoStarts.splice(2, 1); // the requeue gone: attempt 2 starts from retrying
+    expect(check(twoStarts).join()).toMatch(/started from retrying, not queued/);
   });
 
   it('accepts a delayed job queued at its time, and refuses one queued early or scheduled twice', () => {

@@ -7,7 +7,15 @@
  */
 import { jetstream, DeliverPolicy } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { STREAMS, SUBJECTS, isTerminal, type JobEvent, type JobEventType, type JobStatus } from '@gantry/contracts';
+import {
+  STREAMS,
+  SUBJECTS,
+  expandEvent,
+  isTerminal,
+  type JobEvent,
+  type JobEventType,
+  type JobStatus,
+} from '@gantry/contracts';
 
 /** One revision of a job: its stream sequence and the event stored there. */
 export interface HistoryEntry {
@@ -35,21 +43,25 @@ const STATUS_OF: Partial<Record<JobEventType, JobStatus>> = {
 
 /**
  * What is wrong with one job's history, in words (empty when nothing is). `entries` must be in stream order, as read.
- * Pure, so that a spec can feed it crafted bad histories.
+ * Pure, so that a spec can feed it crafted bad histories. An outcome revision that also records its attempt's start
+ * is checked as the two events it stands for (the derived `job.started`, then the outcome), both at its revision.
  */
 export function historyViolations(
   jobId: string,
-  entries: readonly HistoryEntry[],
+  stored: readonly HistoryEntry[],
   o: HistoryCheckOptions = {},
 ): string[] {
+  const entries = stored.flatMap((e) =>
+    expandEvent(e.event).map((event, i) => ({ revision: e.revision, event, derivedBefore: i > 0 })),
+  );
   const out: string[] = [];
-  const bad = (e: HistoryEntry | undefined, msg: string) =>
+  const bad = (e: { revision: number; event: JobEvent } | undefined, msg: string) =>
     out.push(`job ${jobId}${e ? ` rev ${e.revision} (${e.event.type} seq ${e.event.sequence})` : ''}: ${msg}`);
   if (entries.length === 0) {
     bad(undefined, 'no history at all (lost)');
     return out;
   }
-  let prev: HistoryEntry | undefined;
+  let prev: (typeof entries)[number] | undefined;
   /** The attempt running now, as the records tell it. */
   let open: { attempt: number; workerId: string; generation: number } | undefined;
   let lastEnd: { generation: number; attempt: number; at: number } | undefined;
@@ -83,7 +95,8 @@ export function historyViolations(
       if (prev.event.job.status === 'scheduled' && r.status === 'queued' && r.runAt && Date.parse(r.runAt) > at)
         bad(e, `queued ${Date.parse(r.runAt) - at} ms before its runAt ${r.runAt}`);
       const p = prev.event.job;
-      if (e.revision <= prev.revision) bad(e, `stream revision not after ${prev.revision}`);
+      if (e.revision < prev.revision || (e.revision === prev.revision && !e.derivedBefore))
+        bad(e, `stream revision not after ${prev.revision}`);
       if (r.sequence <= p.sequence) bad(e, `sequence ${r.sequence} reused (previous ${p.sequence})`);
       else if (r.sequence !== p.sequence + 1) bad(e, `sequence jumped from ${p.sequence} to ${r.sequence}`);
       if (r.generation !== p.generation) {

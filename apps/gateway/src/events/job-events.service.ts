@@ -16,6 +16,7 @@
 import { PassThrough } from 'node:stream';
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import {
+  expandStored,
   isPublicEvent,
   isTerminal,
   STREAMS,
@@ -164,9 +165,11 @@ export class JobEventsService implements OnModuleDestroy {
     void (async () => {
       try {
         for await (const m of messages) {
-          const s = decodeStored(m);
-          const e = s.event;
-          if (isPublicEvent(e.type) && e.sequence > after) {
+          const stored = decodeStored(m);
+          // An outcome that also records its attempt's start is sent as the derived job.started, then itself.
+          for (const s of expandStored(stored)) {
+            const e = s.event;
+            if (!isPublicEvent(e.type) || e.sequence <= after) continue;
             const view = toJobView(s.record, new Date(e.timestamp), {
               ...(s.record.outputs?.length ? { downloadUrls: await this.outputs.presignAll(s.record.outputs) } : {}),
             });
@@ -180,7 +183,7 @@ export class JobEventsService implements OnModuleDestroy {
             out.write(sseMessage(e.sequence, e.type, JSON.stringify(body)));
           }
           // The end: a terminal revision with nothing after it (yet). A later admin retry would be a new stream.
-          if (isTerminal(s.record.status) && m.info.pending === 0) break;
+          if (isTerminal(stored.record.status) && m.info.pending === 0) break;
         }
       } catch (err) {
         this.logger.warn({ err, jobId }, 'event stream ended by an error');

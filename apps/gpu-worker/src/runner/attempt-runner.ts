@@ -1,7 +1,11 @@
 /**
  * Runs one dispatched attempt from start to ack:
  *   1. compare-and-set the record `queued → running` naming this worker and attempt (a stale or duplicate dispatch
- *      loses here and is dropped, the scheduler told at once);
+ *      loses here and is dropped, the scheduler told at once). With a started-revision delay
+ *      (WORKER_STARTED_REVISION_DELAY_MS > 0) the record is read and checked the same way, the attempt starts at once,
+ *      and the `running` revision is written only if the attempt is still running when the delay is over (or reports
+ *      progress first); an attempt that ends sooner records its start and its outcome in one revision
+ *      (`startAndEnd`), from which the `job.started` event is derived (docs/architecture.md, "Started revisions");
  *   2. run the executor in a private scratch directory under a timeout covering the whole attempt (download, run,
  *      upload), with `CUDA_VISIBLE_DEVICES` naming exactly the GPUs the attempt was given;
  *   3. compare-and-set the outcome — only while the record still names this attempt, so a worker that lost its
@@ -24,6 +28,7 @@ import {
   jobError,
   normalizeRecord,
   reportProgress,
+  startAndEnd,
   startAttempt,
   type AttemptOwner,
   type Clock,
@@ -79,11 +84,23 @@ function dispatchHint(m: DispatchMessage): { current?: StoredJob } {
   };
 }
 
+/** The start of an attempt whose `running` revision is not written yet (WORKER_STARTED_REVISION_DELAY_MS). */
+export interface PendingStart {
+  startedAt: Date;
+  placement: { gpus: string[]; gpuIndices: number[] };
+}
+
 export class RunningAttempt {
   readonly controller = new AbortController();
-  /** The last revision this worker wrote for the attempt (tried first by the next compare-and-set). */
+  /** The last revision this worker wrote (or, before the start is written, read) for the attempt: the CAS hint. */
   stored: StoredJob | undefined;
   reason: AbortReason | undefined;
+  /** Set while the attempt's start is not recorded: the outcome then records both (`startAndEnd`). */
+  pending: PendingStart | undefined;
+  /** The write of the `running` revision, once begun (the delay ran out, or progress was reported). */
+  startWrite: Promise<void> | undefined;
+  /** The job process is over: a start write still failing gives up, the outcome records the start. */
+  ended = false;
 
   constructor(
     readonly owner: AttemptOwner,
@@ -131,6 +148,11 @@ export interface RunnerDeps {
   transfers: TransferSettings;
   /** How long to keep retrying an outcome write that fails for NATS reasons before giving the message back. */
   outcomeRetryMs?: number;
+  /**
+   * How long an attempt runs before its `running` revision is written (0 or absent: written before the job starts).
+   * An attempt over sooner writes only its outcome, which records the start too.
+   */
+  startedRevisionDelayMs?: number;
   /** Which s3:// inputs a job may read (absent: any). */
   s3Inputs?: S3InputPolicy;
   /** Resolves parent outputs named as inputs (`job:<parent id>/<name>`; absent: refused). */
@@ -236,19 +258,30 @@ export class AttemptRunner {
     const owner: AttemptOwner = { workerId: this.d.workerId, generation: m.generation, attempt: m.attempt };
     const gpus = this.d.gpus();
     const assigned = m.gpuIndices.map((i) => gpus.find((g) => g.index === i)).filter((g): g is GpuInfo => !!g);
-    let started: StoredJob;
+    const placement = { gpus: assigned.map((g) => g.uuid), gpuIndices: m.gpuIndices };
+    const delayMs = this.d.startedRevisionDelayMs ?? 0;
+    /** The record the job runs with, and the revision to try the next compare-and-set on. */
+    let record: JobRecord;
+    let stored: StoredJob;
+    let pending: PendingStart | undefined;
     try {
-      started = await this.d.jobs.transition(
-        m.jobId,
-        (cur) =>
-          startAttempt(
-            cur.record,
-            owner,
-            { gpus: assigned.map((g) => g.uuid), gpuIndices: m.gpuIndices },
-            this.d.clock.now(),
-          ),
-        dispatchHint(m),
-      );
+      if (delayMs > 0) {
+        // The same check as the start's compare-and-set, on the record as it is now (read from the stream leader):
+        // a stale dispatch (cancelled, another attempt, another worker, another generation) is refused here.
+        const cur = await this.d.jobs.get(m.jobId, { consistent: true });
+        if (!cur) throw new JobNotFoundError(m.jobId);
+        const startedAt = this.d.clock.now();
+        record = startAttempt(cur.record, owner, placement, startedAt).record;
+        stored = cur;
+        pending = { startedAt, placement };
+      } else {
+        stored = await this.d.jobs.transition(
+          m.jobId,
+          (cur) => startAttempt(cur.record, owner, placement, this.d.clock.now()),
+          dispatchHint(m),
+        );
+        record = stored.record;
+      }
     } catch (err) {
       if (err instanceof TransitionRefused || err instanceof JobNotFoundError) {
         if (await this.recoverOwnAttempt(m, owner)) {
@@ -263,10 +296,12 @@ export class AttemptRunner {
       throw err; // transient (NATS): nak with backoff, the dispatch stays ours
     }
 
-    const record = started.record;
     const attempt = new RunningAttempt(owner, m.jobId, record);
-    attempt.stored = started;
+    attempt.stored = stored;
+    attempt.pending = pending;
     this.running.set(m.jobId, attempt);
+    // Written only if the attempt is still running when the delay is over.
+    const startTimer = pending ? setTimeout(() => void this.writeStart(attempt), delayMs) : undefined;
     const executor = this.d.executors.get(record.type);
     const startedAt = this.d.clock.now().getTime();
     const log = this.d.logger.child({ jobId: record.id, attempt: m.attempt });
@@ -331,6 +366,8 @@ export class AttemptRunner {
           return { kind: 'fail', error: jobError('INTERNAL', err instanceof Error ? err.message : String(err), true) };
         } finally {
           clearTimeout(timer);
+          clearTimeout(startTimer);
+          attempt.ended = true;
           await progress.settle();
           // Best-effort: a leftover is removed with the worker's scratch root at its next start.
           if (scratch) await rm(scratch, { recursive: true, force: true }).catch(() => undefined);
@@ -384,6 +421,47 @@ export class AttemptRunner {
   }
 
   /**
+   * Writes the `running` revision of an attempt started without one (its delay is over, or it reported progress),
+   * once: the compare-and-set from the record as read at the start. A record that moved meanwhile (the job was
+   * cancelled while queued, or its dispatch given to another worker after this one was declared lost) ends the attempt
+   * (`lost`: the process is killed, nothing written). NATS trouble is retried while the process runs; once it is over,
+   * the outcome records the start instead.
+   */
+  private writeStart(a: RunningAttempt): Promise<void> {
+    const p = a.pending;
+    if (!p || a.ended) return a.startWrite ?? Promise.resolve();
+    a.startWrite ??= (async () => {
+      const backoff = new Backoff({ initialMs: 100, maxMs: 2_000, jitter: false });
+      while (!a.ended && !a.reason) {
+        try {
+          const s = await this.d.jobs.transition(
+            a.jobId,
+            (cur) => startAttempt(cur.record, a.owner, p.placement, p.startedAt),
+            a.stored ? { current: a.stored } : {},
+          );
+          a.stored = s;
+          a.record = s.record;
+          a.pending = undefined;
+          return;
+        } catch (err) {
+          if (err instanceof TransitionRefused || err instanceof JobNotFoundError) {
+            this.d.logger.warn(
+              { jobId: a.jobId, attempt: a.owner.attempt, reason: err.message },
+              'the record moved before the attempt was recorded as started (cancelled or given to another worker); killing it',
+            );
+            a.abort('lost');
+            return;
+          }
+          const delay = backoff.next();
+          this.d.logger.warn({ err: String(err), jobId: a.jobId, retryInMs: delay }, 'start write failed; retrying');
+          await sleep(delay);
+        }
+      }
+    })();
+    return a.startWrite;
+  }
+
+  /**
    * A dispatch whose attempt the record says is already running here, but that this process is not running: its
    * outcome was never recorded (the write kept failing and the message came back). The work is gone; fail the attempt
    * (retryable) so the scheduler can try again, rather than leave the job `running` on a live worker forever.
@@ -419,25 +497,39 @@ export class AttemptRunner {
   ): Promise<void> {
     const now = () => this.d.clock.now();
     const owner = attempt.owner;
+    // A start write under way settles first (it gives up once the process is over): the outcome then knows whether it
+    // records the start too.
+    await attempt.startWrite;
+    const pending = attempt.pending;
+    if (pending && outcome.kind === 'shutdown') {
+      // Handed back before its start was recorded: the record still says queued for this attempt, so there is
+      // nothing to undo; the scheduler gives the job its place back at once.
+      this.released(m, 'handed back before its start was recorded');
+      await ctx.ackAck();
+      return;
+    }
+    /** The outcome applied to the running record; or, while the start is unrecorded, both in one revision. */
+    const own =
+      (end: (running: JobRecord) => Transition) =>
+      (cur: StoredJob): Transition =>
+        pending && cur.record.status === 'queued'
+          ? startAndEnd(cur.record, owner, pending.placement, pending.startedAt, end)
+          : end(cur.record);
     let decide: ((cur: StoredJob) => Transition) | undefined;
     switch (outcome.kind) {
       case 'ok':
-        decide = (cur) => completeAttempt(cur.record, owner, outcome.result, now());
+        decide = own((r) => completeAttempt(r, owner, outcome.result, now()));
         break;
       case 'fail':
-        decide = (cur) => failAttempt(cur.record, owner, outcome.error, now(), outcome.gpuMemoryMb);
+        decide = own((r) => failAttempt(r, owner, outcome.error, now(), outcome.gpuMemoryMb));
         break;
       case 'timeout':
-        decide = (cur) =>
-          failAttempt(
-            cur.record,
-            owner,
-            jobError('TIMEOUT', `attempt exceeded ${cur.record.timeoutSeconds} s`, true),
-            now(),
-          );
+        decide = own((r) =>
+          failAttempt(r, owner, jobError('TIMEOUT', `attempt exceeded ${r.timeoutSeconds} s`, true), now()),
+        );
         break;
       case 'cancel':
-        decide = (cur) => cancelAttempt(cur.record, owner, now());
+        decide = own((r) => cancelAttempt(r, owner, now()));
         break;
       case 'shutdown':
         decide = (cur) => handBack(cur.record, owner, now());
@@ -446,9 +538,9 @@ export class AttemptRunner {
         // Killed by this worker's own watchdog (lease not renewed for 60 % of the lost period). The scheduler may
         // never declare the worker lost (heartbeats can resume before its deadline), so the attempt is ended here,
         // with compare-and-set naming it: it loses cleanly to the scheduler's verdict or a newer attempt.
-        decide = (cur) =>
+        decide = own((r) =>
           failAttempt(
-            cur.record,
+            r,
             owner,
             jobError(
               'WORKER_LOST',
@@ -456,7 +548,8 @@ export class AttemptRunner {
               true,
             ),
             now(),
-          );
+          ),
+        );
         break;
       case 'lost':
         decide = undefined;
@@ -548,6 +641,9 @@ export class AttemptRunner {
       if (!p || attempt.reason) return;
       lastWrite = this.d.clock.now().getTime();
       writing = writing.then(async () => {
+        // Progress is written on the running revision: an attempt whose start is not recorded yet writes it now.
+        await this.writeStart(attempt);
+        if (attempt.pending || attempt.reason) return;
         try {
           const s = await this.d.jobs.transition(
             attempt.jobId,
@@ -592,6 +688,11 @@ export class AttemptRunner {
     for (const a of attempts) {
       const r = records.get(a.jobId)?.record;
       if (!r) continue;
+      // An attempt whose start is not recorded (or was read just before its start write landed) finds the record
+      // still queued for it: nothing else leaves it so (a later attempt or generation changes `attempts`).
+      const unrecorded =
+        r.status === 'queued' && r.generation === a.owner.generation && r.attempts === a.owner.attempt - 1;
+      if (unrecorded) continue;
       if (
         r.status !== 'running' ||
         r.workerId !== a.owner.workerId ||

@@ -14,6 +14,7 @@
  * order this replica received them (chained per job id), so its progress throttle sees them in sequence.
  */
 import {
+  expandEvent,
   isPublicEvent,
   toJobView,
   webhookId,
@@ -80,7 +81,16 @@ export class IntakeService {
     }
   }
 
-  private async enqueue(e: JobEvent): Promise<void> {
+  /**
+   * The deliveries of one revision, in order: an outcome that also records its attempt's start (no `job.started`
+   * revision was written) owes the derived `job.started` webhook first, then its own (ids from their sequences, so a
+   * redelivered revision is de-duplicated by the broker, both of them).
+   */
+  private async enqueue(revision: JobEvent): Promise<void> {
+    for (const e of expandEvent(revision)) await this.enqueueOne(e);
+  }
+
+  private async enqueueOne(e: JobEvent): Promise<void> {
     const now = this.now();
     const delivery = IntakeService.deliveryFor(e, now);
     if (!delivery) return;

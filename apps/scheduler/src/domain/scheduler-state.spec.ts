@@ -5,12 +5,19 @@ import { SchedulerState } from './scheduler-state';
 const gpus: GpuInfo[] = [{ index: 0, uuid: 'GPU-0', name: 'Fake', memoryTotalMb: 24_000 }];
 
 function setup(max = 4, tenantCap?: number) {
-  const hooks = { work: 0, retries: [] as [string, number][], workers: [] as string[], terminal: [] as string[] };
+  const hooks = {
+    work: 0,
+    retries: [] as [string, number][],
+    workers: [] as string[],
+    terminal: [] as string[],
+    started: [] as string[],
+  };
   const state = new SchedulerState(max, tenantCap, {
     onWorkAvailable: () => hooks.work++,
     onRetryScheduled: (id, at) => hooks.retries.push([id, at]),
     onWorkerReferenced: (w) => hooks.workers.push(w),
     onTerminal: (s) => hooks.terminal.push(s.record.id),
+    onStarted: (s) => hooks.started.push(s.record.id),
   });
   state.capacity.upsertWorker({ id: 'w1', pool: 'default', slots: 2, slotsPerGpu: 2, gpus, draining: false });
   state.capacity.setReady('w1', true);
@@ -68,6 +75,45 @@ describe('SchedulerState (projection of the jobs stream)', () => {
     expect(hooks.terminal).toEqual(['a']);
     expect(state.durations.mean('default')).toBe(3);
     expect(state.index.size).toBe(1);
+  });
+
+  it('treats an attempt recorded by its outcome alone like a started one: token released, start counted', () => {
+    const { state, hooks, stream } = setup();
+    state.apply(stream.submit('a'), true);
+    state.apply(stream.submit('b', { maxAttempts: 3 }), true);
+    stream.now += 4_000;
+    dispatch(state);
+    dispatch(state);
+    expect(state.capacity.used).toBe(2);
+
+    // a: dispatched, then straight to completed (no running revision): the dispatch's token is released.
+    stream.now += 500;
+    state.apply(stream.startAndEnd('a', 'w1', { gpuIndices: [0], runMs: 100 }), true);
+    expect(state.holdings.has('a')).toBe(false);
+    expect(state.counters.completed).toBe(1);
+    expect(hooks.terminal).toEqual(['a']);
+    expect(hooks.started).toEqual(['a']);
+    // Waited from acceptance to its start (4.4 s), ran 0.1 s.
+    expect(state.counters.waitCount).toBe(1);
+    expect(state.counters.waitSecondsSum).toBeCloseTo(4.4, 5);
+    expect(state.durations.mean('default')).toBeCloseTo(0.1, 5);
+
+    // b: dispatched, straight to retrying; then re-queued at its place and dispatched as attempt 2.
+    state.apply(stream.startAndEnd('b', 'w1', { outcome: 'fail' }), true);
+    expect(state.holdings.has('b')).toBe(false);
+    expect(state.capacity.used).toBe(0);
+    expect(state.counters.retried).toBe(1);
+    expect(hooks.started).toEqual(['a', 'b']);
+    stream.now += 1_000;
+    state.apply(stream.requeue('b'), true);
+    expect(dispatch(state).attempt).toBe(2);
+    // Replayed (not live): nothing counted again.
+    const replay = setup();
+    replay.state.apply(stream.submit('c'), false);
+    dispatch(replay.state);
+    replay.state.apply(stream.startAndEnd('c', 'w1'), false);
+    expect(replay.state.counters.waitCount).toBe(0);
+    expect(replay.state.capacity.used).toBe(0);
   });
 
   it('keeps a dispatch through a priority change, and moves a queued job to its new level keeping its order', () => {

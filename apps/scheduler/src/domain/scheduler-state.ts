@@ -218,14 +218,7 @@ export class SchedulerState {
           });
           this.hooks.onWorkerReferenced?.(workerId);
         }
-        if (s.event.type === 'job.started' && live) {
-          this.hooks.onStarted?.(s);
-          this.counters.waitSecondsSum += Math.max(
-            0,
-            (Date.parse(r.startedAt ?? r.updatedAt) - entry.enqueuedAt) / 1000,
-          );
-          this.counters.waitCount++;
-        }
+        if (s.event.type === 'job.started' && live) this.started(s, entry);
         this.holdings.set(r.id, {
           state: 'running',
           pool: r.pool,
@@ -240,6 +233,9 @@ export class SchedulerState {
         return;
       }
       case 'retrying': {
+        // An attempt recorded by its outcome alone (no running revision: WORKER_STARTED_REVISION_DELAY_MS) started
+        // here too; its token, held since the dispatch, is released the same way.
+        if (s.event.started && live) this.started(s, entry);
         if (held) this.releaseHolding(r.id);
         this.index.removeAnywhere(r.pool, r.tenant, entry.seq);
         const retryAt = r.retryAt ? Date.parse(r.retryAt) : Date.parse(r.updatedAt);
@@ -253,6 +249,7 @@ export class SchedulerState {
       case 'completed':
       case 'failed':
       case 'cancelled': {
+        if (s.event.started && live) this.started(s, entry);
         if (held) this.releaseHolding(r.id);
         this.index.removeAnywhere(r.pool, r.tenant, entry.seq);
         const seconds =
@@ -275,6 +272,14 @@ export class SchedulerState {
         return;
       }
     }
+  }
+
+  /** An attempt started: the metrics' hook and the wait-time counters (live revisions only). */
+  private started(s: StoredJob, entry: Entry): void {
+    const r = s.record;
+    this.hooks.onStarted?.(s);
+    this.counters.waitSecondsSum += Math.max(0, (Date.parse(r.startedAt ?? r.updatedAt) - entry.enqueuedAt) / 1000);
+    this.counters.waitCount++;
   }
 
   /** Drops a token (the attempt ended, or the dispatch went stale). */
