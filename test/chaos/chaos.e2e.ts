@@ -18,6 +18,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { livenessSpec } from '@gantry/config';
 import { STREAMS, webhookId, isPublicEvent, type GpuInfo } from '@gantry/contracts';
 import {
   GantryCluster,
@@ -46,10 +47,17 @@ const FULL = CHAOS === 'full';
 const PRODUCTION_SHAPE = FULL || CHAOS === 'cluster';
 const JOBS_PER_WAVE = FULL ? 150 : 10;
 const MAX = 6;
-/** The full form runs the defaults (heartbeat 2 s, lost after 10 s, lease 5 s: libs/config `livenessSpec`). */
-const LOST_AFTER_MS = PRODUCTION_SHAPE ? 10_000 : 8_000;
+/**
+ * The production shape runs the defaults (heartbeat 2 s, lost after 10 s, lease 5 s: libs/config `livenessSpec`),
+ * set explicitly: GantryCluster's base environment carries the e2e FAST_TIMINGS (lost after 2 s), and leaving them
+ * unset here is what made the "default timings" runs of issue #19 run with those instead.
+ */
+const DEFAULT_LIVENESS: Record<string, string> = Object.fromEntries(
+  Object.entries(livenessSpec).map(([name, spec]) => [name, String(spec.parse(undefined))]),
+);
+const LOST_AFTER_MS = PRODUCTION_SHAPE ? Number(DEFAULT_LIVENESS['WORKER_LOST_AFTER_MS']) : 8_000;
 const LIVENESS: Record<string, string> = PRODUCTION_SHAPE
-  ? {}
+  ? DEFAULT_LIVENESS
   : // Liveness timings a loaded 2-core machine can keep (the e2e ones, lost after 2 s, saw healthy workers declared
     // lost at load average 34 and their jobs fail for it).
     { HEARTBEAT_INTERVAL_MS: '500', WORKER_LOST_AFTER_MS: String(LOST_AFTER_MS), LEADER_LEASE_MS: '4000' };
@@ -149,6 +157,17 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
     cluster.spawn('notifier');
     await cluster.startGateway();
     await cluster.waitForWorkers(2, { timeoutMs: 180_000 });
+    // Every service runs the liveness timings this form claims (issue #19: the production shape silently ran the e2e
+    // ones). The defaults are asserted against the figures docs/reliability.md and the API quote.
+    if (PRODUCTION_SHAPE)
+      expect(DEFAULT_LIVENESS).toEqual({
+        HEARTBEAT_INTERVAL_MS: '2000',
+        WORKER_LOST_AFTER_MS: '10000',
+        LEADER_LEASE_MS: '5000',
+      });
+    for (const s of cluster.services)
+      for (const [name, value] of Object.entries(LIVENESS))
+        expect([s.name, name, s.environment[name]]).toEqual([s.name, name, value]);
     watch = new ProcessWatch();
   }, 400_000);
 
