@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { livenessSpec } from '@gantry/config';
-import { STREAMS, webhookId, isPublicEvent, type GpuInfo } from '@gantry/contracts';
+import { BUCKETS, STREAMS, webhookId, isPublicEvent, type GpuInfo } from '@gantry/contracts';
 import {
   GantryCluster,
   WebhookReceiver,
@@ -126,6 +126,8 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
   const accepted: { id: string; tenantKey: string; callback: boolean }[] = [];
   let seq = 0;
   let downUntil = 0;
+  /** The workers a fault was aimed at (killed, frozen): the only ones a scheduler may declare lost. */
+  const faulted = new Set<string>();
 
   beforeAll(async () => {
     scratch = mkdtempSync(join(tmpdir(), 'gantry-chaos-'));
@@ -271,6 +273,36 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
         },
       },
       { name: 'whole NATS cluster kill -9 and restart', run: () => nats.restartAll() },
+      {
+        // Issue #19: a broker outage longer than the lost period. Nobody can heartbeat or read heartbeats; no worker
+        // may be declared lost for it, and the attempts the workers' lease guards kill are handed back uncharged.
+        name: 'NATS node holding the workers bucket down past the lost period',
+        run: async () => {
+          const node = nats.node((await nats.streamLeader(`KV_${BUCKETS.workers}`))!);
+          const since = Date.now();
+          await node.server.kill();
+          try {
+            // Down until every worker has seen its heartbeats fail for longer than the lost period.
+            await waitFor(
+              () =>
+                cluster
+                  .of('gpu-worker')
+                  .every((w) =>
+                    w.lines.some(
+                      (l) =>
+                        l.msg === 'heartbeat failed' &&
+                        Date.parse(String(l['time'])) >= since &&
+                        Number(l['silentForMs']) > LOST_AFTER_MS * 1.2,
+                    ),
+                  ),
+              { what: 'heartbeats failing past the lost period', timeoutMs: LOST_AFTER_MS * 6, intervalMs: 200 },
+            );
+          } finally {
+            await node.server.restart();
+          }
+          await nats.waitForJetStream();
+        },
+      },
     ];
   }
 
@@ -293,7 +325,9 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
     {
       name: 'gpu-worker kill -9',
       run: async () => {
-        await cluster.of('gpu-worker')[0]!.kill('SIGKILL');
+        const w = cluster.of('gpu-worker')[0]!;
+        faulted.add(String((await w.waitForLog((l) => l['msg'] === 'worker identity'))['workerId']));
+        await w.kill('SIGKILL');
         cluster.spawn('gpu-worker');
       },
     },
@@ -328,6 +362,7 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
       run: async () => {
         const w = cluster.of('gpu-worker')[0]!;
         const frozenId = String((await w.waitForLog((l) => l['msg'] === 'worker identity'))['workerId']);
+        faulted.add(frozenId);
         w.signal('SIGSTOP');
         // Frozen until the scheduler declares it lost (past WORKER_LOST_AFTER_MS): its work moves elsewhere, and it
         // must not finish what it no longer owns once thawed.
@@ -392,15 +427,31 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
       watch.stop();
       const settledMs = Date.now() - settleStart;
 
+      // 0. Broker faults are not workers' faults (issue #19): the only workers declared lost are those killed or
+      // frozen on purpose, and no attempt was charged WORKER_LOST on a worker no fault was aimed at.
+      const declaredLost = new Set(
+        cluster.services
+          .filter((p) => p.name === 'scheduler')
+          .flatMap((p) => p.lines.filter((l) => l.msg === 'worker lost').map((l) => String(l['workerId']))),
+      );
+      expect([...declaredLost].filter((id) => !faulted.has(id))).toEqual([]);
+
       // 1. Whole history.
       const whole = await assertWholeHistory(cluster.natsUrl, { expectIds: accepted.map((a) => a.id) });
 
       // 2. Token limits from the records.
       const histories = await readJobHistories(cluster.natsUrl);
       const runs: RunInterval[] = [];
+      let workerLostCharged = 0;
+      let handedBack = 0;
       for (const a of accepted) {
         const h = histories.get(a.id)!.map((e) => ({ record: e.event.job, revision: e.revision, event: e.event }));
         runs.push(...runIntervals(h));
+        h.forEach((e, i) => {
+          if (i === 0 || h[i - 1]!.record.status !== 'running' || e.record.status === 'running') return;
+          if (e.event.type === 'job.queued') handedBack++;
+          else if (e.record.error?.code === 'WORKER_LOST') workerLostCharged++;
+        });
       }
       expect(peakBy(runs, () => ['all']).get('all')).toBeLessThanOrEqual(MAX);
       for (const [tenant, peak] of peakBy(runs, (r) => [r.tenant]))
@@ -496,6 +547,9 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
         settledAfterLastFaultMs: settledMs,
         webhooksAllDeliveredAfterSettleMs: Date.now() - webhookStart,
         maxJobProcessesAtOnce: watch.maxTotal,
+        workersDeclaredLost: declaredLost.size,
+        attemptsChargedWorkerLost: workerLostCharged,
+        attemptsHandedBack: handedBack,
         lost: 0,
       });
     },
