@@ -97,10 +97,31 @@ export class WorkerService {
       },
     });
     await this.beat();
+    this.lease?.explainLapse(() => this.lapseCause());
+    this.lastTick = this.clock.now().getTime();
     this.timer = setInterval(() => {
+      const now = this.clock.now().getTime();
+      this.maxTickGap = Math.max(this.maxTickGap, now - this.lastTick);
+      this.lastTick = now;
       this.watchdog();
       void this.beat();
     }, this.timings.heartbeatMs);
+  }
+
+  /** The last heartbeat tick, and the longest gap between ticks since the last heartbeat stored. */
+  private lastTick = 0;
+  private maxTickGap = 0;
+
+  /**
+   * Why the lease lapses, if it does now. `fenced` when this process stalled — a heartbeat tick came late by a third
+   * of the lost period since the last beat stored (a freeze, a long pause: possibly the job's doing, so it costs the
+   * attempt); `unreachable` when it kept trying and the broker did not store the beats (an error, or no answer) — a
+   * broker outage or a cut-off worker, not the job's doing, so the attempt is handed back uncharged.
+   */
+  private lapseCause(): 'fenced' | 'unreachable' {
+    const stall = Math.max(this.maxTickGap, this.clock.now().getTime() - this.lastTick);
+    if (stall > this.timings.heartbeatMs + this.timings.lostAfterMs * 0.3) return 'fenced';
+    return this.beatFailingSince !== undefined || this.inBeat !== undefined ? 'unreachable' : 'fenced';
   }
 
   /**
@@ -111,13 +132,21 @@ export class WorkerService {
   private watchdog(): void {
     const silentFor = this.clock.now().getTime() - this.lastBeat;
     if (this.lastBeat > 0 && silentFor > this.timings.lostAfterMs * 0.6 && this.runner.running.size > 0) {
+      // Heartbeats that failed or hang (the broker did not answer or refused) hand the attempts back uncharged; a
+      // lease that lapsed because this process stalled costs them.
+      const unreachable = this.lapseCause() === 'unreachable';
       this.logger.error(
-        { silentForMs: silentFor },
-        'lease cannot be renewed; killing running attempts before they are reassigned',
+        { silentForMs: silentFor, cause: unreachable ? 'broker unreachable' : 'worker stalled' },
+        unreachable
+          ? 'lease cannot be renewed (NATS out of reach); killing running attempts and handing them back'
+          : 'lease cannot be renewed; killing running attempts before they are reassigned',
       );
-      this.runner.abortAll('fenced');
+      this.runner.abortAll(unreachable ? 'unreachable' : 'fenced');
     }
   }
+
+  /** Since when heartbeats have failed (an error or no answer), reset by the next one stored. */
+  private beatFailingSince: number | undefined;
 
   /** Admin cordon/uncordon of one of this worker's GPUs (answered after the heartbeat that announces it). */
   private async cordonRequest(type: 'cordon' | 'uncordon', uuid: string, reason: string | undefined, msg: Msg) {
@@ -218,6 +247,8 @@ export class WorkerService {
         this.rejoinUntil = now + 2 * this.timings.lostAfterMs;
       }
       this.lastBeat = now;
+      this.beatFailingSince = undefined;
+      this.maxTickGap = 0;
       // Only a heartbeat the broker stored renews the job processes' guards.
       this.lease?.renewed();
       if (this.rejoin && now < this.rejoinUntil) {
@@ -226,10 +257,9 @@ export class WorkerService {
       this.handBackFromCordoned();
       await this.runner.checkOwnership().catch((err: unknown) => this.logger.warn({ err }, 'ownership check failed'));
     } catch (err) {
-      this.logger.warn(
-        { err: String(err), silentForMs: this.clock.now().getTime() - this.lastBeat },
-        'heartbeat failed',
-      );
+      const at = this.clock.now().getTime();
+      this.beatFailingSince ??= at;
+      this.logger.warn({ err: String(err), silentForMs: at - this.lastBeat }, 'heartbeat failed');
       this.watchdog();
     } finally {
       this.beating = false;

@@ -406,6 +406,51 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     expect((await jobs.history(id)).at(-1)!.revision).toBe(before);
   });
 
+  it('hands an attempt back uncharged when its lease lapses because NATS is away (issue #19)', async () => {
+    // nats-server `kill -9` while a job runs: heartbeats fail, the lease lapses (60 % of the 5 s lost period) and the
+    // job is killed — the broker, not the job or the worker, was at fault, so once NATS is back the attempt is handed
+    // back to the queue without costing it (the old worker recorded WORKER_LOST: one attempt burnt per outage).
+    const id = await createJob('sleeper', { tag: 'outage', seconds: 120 }, { maxAttempts: 3 });
+    await dispatch(id);
+    const running = await until(id, (r) => r.status === 'running', 'running');
+    const pgid = await waitFor(() => sleeperGroup('outage'), { what: 'the sleeper', timeoutMs: 30_000 });
+    await nats.kill();
+    try {
+      await waitFor(() => groupMembers(pgid).length === 0, { what: 'the job killed', timeoutMs: 20_000 });
+    } finally {
+      await nats.restart();
+    }
+    const back = await until(id, (r) => r.status !== 'running', 'out of running', 60_000);
+    expect(back).toMatchObject({ status: 'queued', attempts: running.attempts - 1 });
+    const history = await jobs.history(id);
+    expect(history.at(-1)!.event.type).toBe('job.queued');
+    expect(history.some((h) => h.event.job.error?.code === 'WORKER_LOST')).toBe(false);
+    // The worker is healthy again before the next test (heartbeats stored, dispatch acked).
+    await waitFor(() => app.worker.registered, { what: 'heartbeats stored again', timeoutMs: 30_000 });
+    await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, {
+      what: 'the dispatch acked',
+      timeoutMs: 30_000,
+    });
+  }, 120_000);
+
+  it('still charges the attempt when the lease lapses because the worker itself stalled (NATS was there)', async () => {
+    // The counterpart: the worker's event loop blocked past the lease (a long pause, possibly the job's doing) while
+    // NATS answered. The job's guard kills it, and the attempt ends WORKER_LOST, costing it, as before.
+    const id = await createJob('sleeper', { tag: 'stall', seconds: 120 }, { maxAttempts: 3 });
+    await dispatch(id);
+    await until(id, (r) => r.status === 'running', 'running');
+    const pgid = await waitFor(() => sleeperGroup('stall'), { what: 'the sleeper', timeoutMs: 30_000 });
+    // The fault itself: this process (the worker runs in it) does nothing else for 80 % of the lost period.
+    const end = Date.now() + 4_000;
+    while (Date.now() < end) {
+      // blocked on purpose
+    }
+    const ended = await until(id, (r) => r.status !== 'running', 'out of running', 30_000);
+    expect(ended).toMatchObject({ status: 'retrying', attempts: 1, error: { code: 'WORKER_LOST' } });
+    await waitFor(() => groupMembers(pgid).length === 0, { what: 'the job killed', timeoutMs: 10_000 });
+    await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the dispatch acked' });
+  });
+
   it('refuses s3:// inputs outside S3_INPUT_BUCKETS and other tenants’ job outputs, before reading them', async () => {
     const theirs = await createJob('noop', {}, { tenant: 'other-tenant' });
     const env = s3.env();

@@ -39,6 +39,11 @@ export class ServiceProcess {
     private readonly options: { echo?: boolean } = {},
   ) {}
 
+  /** The environment the process was (or will next be) started with, the cluster's base environment included. */
+  get environment(): Readonly<Record<string, string>> {
+    return this.env;
+  }
+
   get pid(): number | undefined {
     return this.proc?.pid;
   }

@@ -52,7 +52,12 @@ import type { ParentOutputResolver } from './parent-outputs';
 import type { S3InputPolicy } from './s3-input-policy';
 import type { WorkerMetrics } from './worker-metrics';
 
-export type AbortReason = 'cancel' | 'timeout' | 'lost' | 'fenced' | 'shutdown';
+/**
+ * Why an attempt was stopped. `fenced`: this worker's lease lapsed although nothing failed to reach the broker (the
+ * process itself stalled: a freeze, a long pause) — costs the attempt. `unreachable`: the lease lapsed because the
+ * heartbeats failed (the broker did not answer, or answered with an error) — handed back, not charged (issue #19).
+ */
+export type AbortReason = 'cancel' | 'timeout' | 'lost' | 'fenced' | 'unreachable' | 'shutdown';
 
 export class AttemptAborted extends Error {
   override readonly name = 'AttemptAborted';
@@ -118,6 +123,7 @@ export class RunningAttempt {
 /** Renewals of the worker's lease, fanned out to the guards of running job processes. */
 export class LeaseTicker implements Lease {
   private readonly listeners = new Set<() => void>();
+  private cause: () => 'fenced' | 'unreachable' = () => 'fenced';
   constructor(readonly deadlineMs: number) {}
 
   onRenew(fn: () => void): () => void {
@@ -128,6 +134,16 @@ export class LeaseTicker implements Lease {
   /** Called after every successful heartbeat. */
   renewed(): void {
     for (const fn of this.listeners) fn();
+  }
+
+  /** Who says why the lease lapses (the heartbeat loop: it knows whether it stalled or the broker did not answer). */
+  explainLapse(fn: () => 'fenced' | 'unreachable'): void {
+    this.cause = fn;
+  }
+
+  /** Why the lease, if it lapsed now, lapsed: `unreachable` (the broker) or `fenced` (this process stalled). */
+  get lapseCause(): 'fenced' | 'unreachable' {
+    return this.cause();
   }
 }
 
@@ -358,6 +374,10 @@ export class AttemptRunner {
           return { kind: 'ok', result };
         } catch (err) {
           if (attempt.reason) return { kind: attempt.reason };
+          // The job process's guard killed it when the lease lapsed: not charged when the heartbeats were failing.
+          if (err instanceof JobFailure && err.code === 'WORKER_LOST' && this.d.lease?.lapseCause === 'unreachable') {
+            return { kind: 'unreachable' };
+          }
           if (err instanceof JobFailure) {
             span.setAttribute('gantry.error.code', err.code);
             return { kind: 'fail', error: jobError(err.code, err.message, err.retryable, err.detail) };
@@ -551,6 +571,14 @@ export class AttemptRunner {
           ),
         );
         break;
+      case 'unreachable':
+        // Killed because the lease could not be renewed while the broker was out of reach (a node holding the
+        // workers bucket restarting, the whole cluster restarting, this worker cut off from it): the job did nothing
+        // wrong, so the attempt goes back to the queue without being charged. Compare-and-set naming the attempt, as
+        // for `fenced`: if the scheduler declared the worker lost (silent while it could read the bucket), its verdict
+        // stands and costs the attempt.
+        decide = (cur) => handBack(cur.record, owner, now());
+        break;
       case 'lost':
         decide = undefined;
         break;
@@ -564,7 +592,7 @@ export class AttemptRunner {
       }
       if (written && written.status === 'failed' && written.upload?.url) await this.uploadError(written);
     }
-    if (outcome.kind === 'fenced') {
+    if (outcome.kind === 'fenced' || outcome.kind === 'unreachable') {
       // The outcome is recorded (or the scheduler's verdict won); acking may not reach a broker still out of reach.
       ctx.ack();
       return;

@@ -4,6 +4,14 @@
  * bucket's TTL is only a backstop for cleanup.) Every replica keeps the view warm; only the leader acts on a loss:
  * its dispatched-not-started jobs go back to the queue, its running attempts end WORKER_LOST (costing the attempt),
  * and its dispatch consumer and subject are removed so a zombie cannot pick up anything addressed to it.
+ *
+ * Silence is only counted while this scheduler can read the bucket (issue #19). Every sweep first looks at the bucket;
+ * while it cannot (the node holding the bucket's stream is down, the whole cluster restarts, this process is cut
+ * off), the loss clock is paused: no worker is judged, and once the bucket answers again every worker gets a full
+ * period from that moment (workers cannot heartbeat into a broker that is away either, and their own watchdogs fence
+ * their attempts meanwhile). A worker that looks overdue is read directly before the verdict: a heartbeat stored but
+ * not (yet) delivered by the watch (a watch that stalls after a reconnect) is not silence — the beat counts and the
+ * watch is re-opened.
  */
 import {
   CHANNELS,
@@ -18,7 +26,8 @@ import {
 import { decodePayload, isNotFound, type NatsHandle } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
-import type { KvWatchEntry, KV } from '@nats-io/kv';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm, type KvEntry, type KV } from '@nats-io/kv';
 import type { SchedulerState } from '../domain/scheduler-state';
 
 export interface WorkerMonitorHooks {
@@ -31,7 +40,18 @@ export interface WorkerMonitorHooks {
 
 export class WorkerMonitor {
   private kv: KV | undefined;
+  /** The same bucket with a short request timeout: the sweep's look at the bucket and its direct reads. */
+  private probeKv: KV | undefined;
   private readonly lastSeen = new Map<string, number>();
+  /** The bucket revision of each worker's last heartbeat counted (a replayed or re-read one is not a new beat). */
+  private readonly lastRevision = new Map<string, number>();
+  /** Since when this scheduler cannot read the workers bucket (the loss clock is paused meanwhile). */
+  private blindSince: number | undefined;
+  /** Workers no longer tracked, and since when: their revisions are kept while their keys can still be replayed. */
+  private readonly forgotten = new Map<string, number>();
+  /** The bucket's TTL (how long a silent worker's key can still be replayed), from the last look at it. */
+  private bucketTtlMs = 0;
+  private sweeping = false;
   readonly heartbeats = new Map<string, WorkerHeartbeat>();
   private timer: NodeJS.Timeout | undefined;
   private watching: Promise<void> | undefined;
@@ -51,16 +71,30 @@ export class WorkerMonitor {
 
   async start(): Promise<void> {
     this.kv = await this.nats.kvm.open(BUCKETS.workers);
+    // A look at the bucket must answer well inside a sweep period (the client's default is 5 s).
+    const probeTimeoutMs = Math.max(250, Math.min(5_000, Math.floor(this.lostAfterMs / 3)));
+    this.probeKv = await new Kvm(jetstream(this.nats.nc, { timeout: probeTimeoutMs })).open(BUCKETS.workers);
+    await this.openWatch();
+    this.timer = setInterval(() => void this.sweep(), Math.max(100, Math.floor(this.lostAfterMs / 5)));
+  }
+
+  /** (Re-)opens the watch: it delivers the last heartbeat of every worker, then every new one. */
+  private async openWatch(): Promise<void> {
+    if (!this.kv) return;
+    this.stopWatch?.();
+    await this.watching?.catch(() => undefined);
     const iter = await this.kv.watch({ key: '>' });
     this.stopWatch = () => iter.stop();
     this.watching = (async () => {
       for await (const e of iter) this.onEntry(e);
     })();
-    this.timer = setInterval(() => void this.sweep(), Math.max(100, Math.floor(this.lostAfterMs / 5)));
   }
 
-  private onEntry(e: KvWatchEntry): void {
+  private onEntry(e: KvEntry): void {
     const id = e.key;
+    // A replay (a re-opened watch) or a direct read of a heartbeat already counted is not a new beat.
+    if (e.revision <= (this.lastRevision.get(id) ?? 0)) return;
+    this.lastRevision.set(id, e.revision);
     if (e.operation !== 'PUT') {
       // A worker that stops gracefully deletes its key: treat it as gone at once.
       this.lastSeen.set(id, 0);
@@ -139,15 +173,94 @@ export class WorkerMonitor {
     return [...this.heartbeats.values()].filter((h) => this.lastSeen.get(h.id) !== 0);
   }
 
-  private async sweep(): Promise<void> {
+  /**
+   * Whether this scheduler can read the workers bucket now. While it cannot, nothing is judged; when it can again,
+   * every worker gets a full period from now (the loss clock was paused), and the watch is re-opened (a watch can
+   * stay stalled long after a reconnect; re-opening it replays only each worker's last beat).
+   */
+  private async canSee(): Promise<boolean> {
     const now = this.clock.now().getTime();
+    try {
+      const status = await this.probeKv?.status();
+      this.bucketTtlMs = status?.ttl ?? 0;
+    } catch (err) {
+      if (this.blindSince === undefined) {
+        this.blindSince = now;
+        this.logger.warn(
+          { err: String(err) },
+          'cannot read worker heartbeats; no worker is judged lost until the workers bucket answers again',
+        );
+      }
+      return false;
+    }
+    if (this.blindSince === undefined) return true;
+    const blindForMs = now - this.blindSince;
+    this.blindSince = undefined;
+    for (const [id, seen] of this.lastSeen) if (seen !== 0) this.lastSeen.set(id, Math.max(seen, now));
+    this.logger.warn(
+      { blindForMs, workers: this.lastSeen.size },
+      'worker heartbeats readable again; every worker gets a full period from now',
+    );
+    await this.openWatch().catch((err: unknown) =>
+      this.logger.warn({ err: String(err) }, 'could not re-open the worker heartbeat watch; keeping the old one'),
+    );
+    return false;
+  }
+
+  /**
+   * Reads an overdue worker's heartbeat directly: true when a beat the watch has not delivered is there (then counted,
+   * and the watch re-opened), false when the worker really is silent; throws when the bucket cannot be read.
+   */
+  private async beatMissedByWatch(id: string): Promise<boolean> {
+    const e = await this.probeKv?.get(id);
+    if (!e || e.revision <= (this.lastRevision.get(id) ?? 0)) return false;
+    this.logger.warn(
+      { workerId: id, revision: e.revision, watched: this.lastRevision.get(id) ?? 0 },
+      'a worker heartbeat was stored but not delivered by the watch; counting it and re-opening the watch',
+    );
+    this.onEntry(e);
+    await this.openWatch().catch((err: unknown) =>
+      this.logger.warn({ err: String(err) }, 'could not re-open the worker heartbeat watch; keeping the old one'),
+    );
+    return true;
+  }
+
+  private async sweep(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      await this.sweepOnce();
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  private async sweepOnce(): Promise<void> {
+    if (!(await this.canSee())) return;
+    const now = this.clock.now().getTime();
+    for (const [id, at] of this.forgotten) {
+      if (this.lastSeen.has(id)) this.forgotten.delete(id);
+      else if (now - at > 2 * Math.max(this.bucketTtlMs, this.lostAfterMs)) {
+        this.forgotten.delete(id);
+        this.lastRevision.delete(id);
+      }
+    }
     for (const [id, seen] of this.lastSeen) {
       if (now - seen <= this.lostAfterMs || this.handling.has(id)) continue;
+      if (seen !== 0) {
+        try {
+          if (await this.beatMissedByWatch(id)) continue;
+        } catch {
+          // The bucket stopped answering between the look and the read: judge nobody now (the next sweep looks again).
+          return;
+        }
+      }
       if (!this.hooks.isLeader()) {
         // Standbys forget the worker from their capacity view; the leader's writes update the records.
         this.state.capacity.removeWorker(id);
         this.heartbeats.delete(id);
         this.lastSeen.delete(id);
+        this.forgotten.set(id, now);
         continue;
       }
       this.handling.add(id);
@@ -189,6 +302,7 @@ export class WorkerMonitor {
       if (!done) this.state.releaseHolding(r.jobId);
     }
     this.lastSeen.delete(workerId);
+    this.forgotten.set(workerId, this.clock.now().getTime());
     // A heartbeat that arrived while we were at it (a zombie waking up) must not make it dispatchable again.
     this.state.capacity.setReady(workerId, false);
     this.hooks.lost(workerId);
