@@ -9,7 +9,8 @@
  * 1. reads the schedule (deleted or paused: nothing; T already handled, `lastDueAt ≥ T`: only moves `nextRunAt`);
  * 2. if the job of (schedule, T) exists — a predecessor created it and died before step 4 — T is done;
  * 3. else skips T when `overlap: skip` and the previous job is unfinished, or the tenant/queue bounds a submit obeys
- *    would refuse it; else creates the job with the deterministic id `<schedule id>_<T ms>`, as a first revision
+ *    would refuse it; else creates the job with the deterministic id `<schedule id>_<T ms>` (lower case when the job
+ *    has no callback: `scheduleJobId`, the no-callback subject the notifier never reads), as a first revision
  *    written with Expected-Last-Subject-Sequence 0 (refused when it exists: two leaders never create it twice, even
  *    long after the dedupe window);
  * 4. records T (`lastDueAt`, `lastJobId`, `nextRunAt` = the first due time after now) with compare-and-set on the
@@ -205,12 +206,13 @@ export class ScheduleTimer extends DueTimer {
       await this.record(kv, key, e, rec, { nextRunAt: after });
       return 'handled';
     }
-    const jobId = scheduleJobId(rec.id, due);
+    const jobId = scheduleJobId(rec.id, due, !!rec.spec.callbackUrl);
     let outcome: FireOutcome;
     let lastJobId = rec.lastJobId;
-    if (await this.jobs.get(jobId, { consistent: true })) {
+    const existing = await this.existingJob(rec.id, due, jobId);
+    if (existing) {
       outcome = 'exists';
-      lastJobId = jobId;
+      lastJobId = existing;
     } else {
       const skip = await this.skipReason(rec);
       if (skip) {
@@ -227,6 +229,17 @@ export class ScheduleTimer extends DueTimer {
     }
     await this.record(kv, key, e, rec, { dueAt: due, lastJobId, nextRunAt: next });
     return outcome;
+  }
+
+  /**
+   * The job of (schedule, due time) if one exists: under its id, or — for a schedule without a callback — under the
+   * plain form a scheduler of an earlier release gave it (a takeover during a rolling upgrade creates no second job).
+   */
+  private async existingJob(scheduleId: string, due: number, jobId: string): Promise<string | undefined> {
+    if (await this.jobs.get(jobId, { consistent: true })) return jobId;
+    const plain = scheduleJobId(scheduleId, due);
+    if (plain !== jobId && (await this.jobs.get(plain, { consistent: true }))) return plain;
+    return undefined;
   }
 
   private async skipReason(rec: ScheduleRecord): Promise<ScheduleSkip | undefined> {
