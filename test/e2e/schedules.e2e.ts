@@ -150,8 +150,17 @@ describe('cron schedules (real processes)', () => {
     cluster.spawn('scheduler');
   }, 240_000);
 
-  it('makes each created job the root of its own trace, carrying the schedule id and due time', async () => {
-    const s = await create({ name: 'traced', cron: '*/2 * * * * *', job: { type: 'noop' }, overlap: 'allow' });
+  it('makes each created job the root of its own trace, carrying the schedule id and due time, linked to the request that created the schedule', async () => {
+    const creator = 'a1'.repeat(16);
+    const made = await cluster.api<ScheduleView>(
+      'POST',
+      '/v1/schedules',
+      { name: 'traced', cron: '*/2 * * * * *', job: { type: 'noop' }, overlap: 'allow' },
+      ADMIN,
+      { traceparent: `00-${creator}-${'b2'.repeat(8)}-01` },
+    );
+    expect(made.status).toBe(201);
+    const s = made.body;
     const jobs = await waitForJobs(s.id, 2);
     expect((await cluster.api('DELETE', `/v1/schedules/${s.id}`)).status).toBe(204);
     const traced: string[] = [];
@@ -171,6 +180,8 @@ describe('cron schedules (real processes)', () => {
         'gantry.schedule.due_at': j.runAt,
         'gantry.job.id': j.id,
       });
+      // The fire span is the job's parent (one due time, one job, one trace) and links to the schedule's creation.
+      expect(root!.links.map((l) => [l.traceId, l.attributes['gantry.link.kind']])).toEqual([[creator, 'schedule']]);
       traced.push(view.traceId!);
     }
     expect(new Set(traced).size).toBe(2);

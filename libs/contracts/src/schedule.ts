@@ -42,6 +42,9 @@ export interface ScheduleRecord {
   lastJobId: string | null;
   createdAt: string;
   updatedAt: string;
+  /** The W3C trace context of the request that created it: each due time's `schedule.fire` span links to it. */
+  traceparent?: string;
+  tracestate?: string;
 }
 
 /** `POST /v1/schedules` body. */
@@ -140,4 +143,6 @@ export const scheduleRecordGuard: Guard<ScheduleRecord> = object<ScheduleRecord>
   lastJobId: nullable(str),
   createdAt: str,
   updatedAt: str,
+  traceparent: optional(str),
+  tracestate: optional(str),
 });

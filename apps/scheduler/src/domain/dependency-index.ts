@@ -14,6 +14,23 @@ import { isTerminal, type JobStatus, type StoredJob } from '@gantry/contracts';
 export interface ParentState {
   status: JobStatus | 'missing';
   revision: number;
+  /**
+   * The parent's trace context, kept once it ended (only then does it decide anything): the child's `job.release` or
+   * `job.dependency_failed` span links to the parent's trace.
+   */
+  traceparent?: string;
+  tracestate?: string;
+}
+
+/** A parent's state from one of its revisions (its trace context kept only when terminal). */
+export function parentStateOf(s: StoredJob): ParentState {
+  const r = s.record;
+  const st: ParentState = { status: r.status, revision: s.revision };
+  if (isTerminal(r.status)) {
+    if (r.traceparent) st.traceparent = r.traceparent;
+    if (r.tracestate) st.tracestate = r.tracestate;
+  }
+  return st;
 }
 
 export interface WaitingChild {
@@ -108,7 +125,7 @@ export class DependencyIndex {
     const touched: string[] = [];
     const children = this.childrenOf.get(r.id);
     if (children) {
-      this.learn(r.id, { status: r.status, revision: s.revision });
+      this.learn(r.id, parentStateOf(s));
       if (isTerminal(r.status)) touched.push(...children);
     }
     if (r.status === 'waiting' && r.dependsOn && r.dependsOn.length > 0) {

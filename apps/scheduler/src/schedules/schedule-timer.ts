@@ -15,7 +15,9 @@
  *    long after the dedupe window);
  * 4. records T (`lastDueAt`, `lastJobId`, `nextRunAt` = the first due time after now) with compare-and-set on the
  *    schedule's revision (a pause or delete in between wins; the write is merged again or dropped).
- * Each created job is the root of its own trace (span `schedule.fire`, attributes schedule id and due time).
+ * Each created job is the root of its own trace (span `schedule.fire`, attributes schedule id and due time): the fire
+ * span is the job's parent, not a link, because one due time creates one job and both belong in one trace; the fire
+ * span LINKS to the trace of the request that created the schedule (docs/observability.md).
  */
 import {
   BUCKETS,
@@ -35,6 +37,7 @@ import {
   contextFromTraceparent,
   currentTraceparent,
   inSpan,
+  linkToTraceparent,
   Counter,
   Gauge,
   type Logger,
@@ -257,6 +260,10 @@ export class ScheduleTimer extends DueTimer {
       'schedule.fire',
       {
         parent: contextFromTraceparent(undefined),
+        // The request that created the schedule (its trace is not the job's: a schedule runs for months).
+        links: [linkToTraceparent(rec.traceparent, rec.tracestate, { 'gantry.link.kind': 'schedule' })].flatMap((l) =>
+          l ? [l] : [],
+        ),
         attributes: {
           'gantry.schedule.id': rec.id,
           'gantry.schedule.due_at': dueAt,
