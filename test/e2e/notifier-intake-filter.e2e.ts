@@ -2,7 +2,9 @@
  * The notifier's intake never receives a revision of a job without a callback: such jobs get an id of the
  * no-callback form and their revisions a subject the intake's filter does not match, so the broker filters them.
  * Counted on the server (the intake consumer's delivered count against the revisions on each subject form), through
- * the real processes, while every webhook of the jobs with a callback is still delivered.
+ * the real processes, while every webhook of the jobs with a callback is still delivered. Single submits, batches and
+ * jobs created by cron schedules (whose deterministic id `<schedule id>_<due ms>` takes the no-callback form, lower
+ * case, when the schedule's job has no callback).
  */
 import { CONSUMERS, isNoCallbackJobId, STREAMS, SUBJECTS } from '@gantry/contracts';
 import { NatsHandle } from '@gantry/jetstream';
@@ -60,6 +62,32 @@ describe('notifier intake filtered by the broker (real processes)', () => {
     const m = mixed.body.jobs.map((j) => j.id);
     quiet.push(m[0]!, m[2]!, m[3]!);
     loud.push(m[1]!, ...withDefault.body.jobs.map((j) => j.id));
+    // Jobs created by cron schedules: the one without a callback gets the no-callback form of its deterministic id.
+    const fired = async (job: Record<string, unknown>): Promise<string> => {
+      const created = await cluster.api<{ id: string }>(
+        'POST',
+        '/v1/schedules',
+        { name: `every-second-${loud.length + quiet.length}`, cron: '* * * * * *', job, overlap: 'allow' },
+        CLIENT_KEY,
+      );
+      expect(created.status).toBe(201);
+      const path = `/v1/schedules/${created.body.id}`;
+      const jobId = await waitFor(
+        async () =>
+          (await cluster.api<{ lastJobId: string | null }>('GET', path, undefined, CLIENT_KEY)).body.lastJobId ??
+          undefined,
+        { what: `a job of schedule ${created.body.id}`, timeoutMs: 30_000 },
+      );
+      expect((await cluster.api('DELETE', path, undefined, CLIENT_KEY)).status).toBe(204);
+      expect(jobId.startsWith(`${created.body.id.toLowerCase()}_`) || jobId.startsWith(`${created.body.id}_`)).toBe(
+        true,
+      );
+      return jobId;
+    };
+    quiet.push(await fired(noop));
+    loud.push(await fired({ ...noop, callbackUrl }));
+    expect(quiet.at(-1)).toMatch(/^[0-9a-z]{26}_[0-9]+$/);
+    expect(loud.at(-1)).toMatch(/^[0-9A-Z]{26}_[0-9]+$/);
 
     // The id says which subject the job lives on.
     for (const id of quiet) expect(isNoCallbackJobId(id)).toBe(true);

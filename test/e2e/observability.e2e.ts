@@ -1,7 +1,9 @@
 /**
  * Observability (issue 8): one job = one trace across the four real processes, exported over OTLP/HTTP to a real
  * receiver; the spans form one tree with the expected services, kinds and parent links, one span per webhook
- * attempt with the failed ones marked. And every service's /metrics moves as jobs run.
+ * attempt with the failed ones marked. A pipeline (issue 17): each job its own trace, a child's root linked to its
+ * parents' traces, its release and a cascade as scheduler spans in the child's trace linked to the parents' (and the
+ * release / cascade counters moving). And every service's /metrics moves as jobs run.
  */
 import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
@@ -202,6 +204,125 @@ describe('observability across the four services', () => {
       server.close();
     }
   });
+
+  it("gives each job of a pipeline its own trace, linked to its parents' traces; its release and a cascade are in it", async () => {
+    const scrape = async (url: string) => (await fetch(url)).text();
+    const schedulerMetrics = () => {
+      const p = cluster.of('scheduler')[0]!;
+      const line = p.lines.find((l) => typeof l['url'] === 'string' && String(l['msg']).includes('ops endpoint'));
+      return scrape(`${String(line!['url'])}/metrics`);
+    };
+    const counters = async () => {
+      const t = await schedulerMetrics();
+      return {
+        released: metricValue(t, 'gantry_jobs_released_total', { pool: 'default' }),
+        failed: metricValue(t, 'gantry_jobs_dependency_failed_total', { pool: 'default' }),
+      };
+    };
+    const before = await counters();
+    const clientTrace = 'ef'.repeat(16);
+    const batch = await cluster.api<{ jobs: { id: string }[] }>(
+      'POST',
+      '/v1/batches',
+      {
+        jobs: [
+          { ref: 'a', type: 'noop', input: { durationMs: 50 } },
+          { ref: 'b', type: 'noop', input: { durationMs: 150 } },
+          { type: 'noop', input: { durationMs: 10 }, dependsOn: ['ref:a', 'ref:b'] },
+        ],
+      },
+      undefined,
+      { traceparent: `00-${clientTrace}-${'12'.repeat(8)}-01` },
+    );
+    expect(batch.status).toBe(202);
+    const [a, b, c] = batch.body.jobs.map((j) => j.id) as [string, string, string];
+    await cluster.waitForStatus(c, 'completed', { timeoutMs: 60_000 });
+    const view = (id: string) => cluster.job<{ traceId?: string; finishedAt?: string }>(id);
+    const [va, vb, vc] = [await view(a), await view(b), await view(c)];
+    const [ta, tb, tc] = [va.traceId!, vb.traceId!, vc.traceId!];
+    // One trace per job: three traces, none of them the request's.
+    expect(new Set([ta, tb, tc, clientTrace]).size).toBe(4);
+
+    const inTrace = (all: ReceivedSpan[], traceId: string, name: string) =>
+      all.filter((x) => x.traceId === traceId && x.name === name);
+    const spans = await otlp.waitForSpans(
+      (all) =>
+        ['job.submit', 'job.release', 'job.queued publish', 'job run'].every((n) => inTrace(all, tc, n).length > 0) &&
+        [ta, tb].every((t) => inTrace(all, t, 'job.submit').length > 0),
+      { timeoutMs: 30_000, what: "the child's and its parents' spans" },
+    );
+    const linked = (x: ReceivedSpan, kind: string) => x.links.filter((l) => l.attributes['gantry.link.kind'] === kind);
+
+    // The child's root: a `job.submit` span of its own trace, linked to the batch request and to both parents' traces.
+    const submit = inTrace(spans, tc, 'job.submit');
+    expect(submit).toHaveLength(1);
+    expect(submit[0]!.service).toBe('gateway');
+    expect(submit[0]!.parentSpanId).toBeFalsy();
+    expect(submit[0]!.attributes['gantry.job.id']).toBe(c);
+    expect(linked(submit[0]!, 'request').map((l) => l.traceId)).toEqual([clientTrace]);
+    const parentLinks = linked(submit[0]!, 'parent');
+    expect(parentLinks.map((l) => l.traceId).sort()).toEqual([ta, tb].sort());
+    expect(parentLinks.map((l) => l.attributes['gantry.job.id']).sort()).toEqual([a, b].sort());
+    // The parents' roots are likewise their own, linked to the request only.
+    for (const t of [ta, tb]) {
+      const root = inTrace(spans, t, 'job.submit')[0]!;
+      expect(root.parentSpanId).toBeFalsy();
+      expect(linked(root, 'request').map((l) => l.traceId)).toEqual([clientTrace]);
+      expect(linked(root, 'parent')).toEqual([]);
+    }
+
+    // The release, by the scheduler, in the child's trace, linked to both parents' traces; the one whose completion
+    // released it (the later to finish) marked.
+    const release = inTrace(spans, tc, 'job.release');
+    expect(release).toHaveLength(1);
+    expect(release[0]!.service).toBe('scheduler');
+    expect(release[0]!.parentSpanId).toBe(submit[0]!.spanId);
+    const releaseLinks = release[0]!.links;
+    expect(releaseLinks.map((l) => l.traceId).sort()).toEqual([ta, tb].sort());
+    const releasedBy = linked(release[0]!, 'released_by');
+    expect(releasedBy).toHaveLength(1);
+    if (Date.parse(va.finishedAt!) !== Date.parse(vb.finishedAt!)) {
+      const later = Date.parse(va.finishedAt!) > Date.parse(vb.finishedAt!) ? a : b;
+      expect(releasedBy[0]!.attributes['gantry.job.id']).toBe(later);
+    }
+    // The release's revision is published inside it; the child's run is in its trace too.
+    const queued = inTrace(spans, tc, 'job.queued publish');
+    expect(queued.some((x) => x.service === 'scheduler' && x.parentSpanId === release[0]!.spanId)).toBe(true);
+    expect(inTrace(spans, tc, 'job run')[0]!.attributes['gantry.job.id']).toBe(c);
+
+    // A cascade: a single job whose parent fails ends DEPENDENCY_FAILED; the decision is in its own trace, linked to
+    // the parent's.
+    const parent = await cluster.submit({ type: 'noop', input: { durationMs: 300, failTimes: 1 }, maxAttempts: 1 });
+    const child = await cluster.submit({ type: 'noop', dependsOn: [parent] });
+    await cluster.waitForStatus(child, 'cancelled', { timeoutMs: 60_000 });
+    const [tp, tch] = [(await view(parent)).traceId!, (await view(child)).traceId!];
+    expect(tp).not.toBe(tch);
+    const cascade = await otlp
+      .waitForSpans((all) => inTrace(all, tch, 'job.dependency_failed').length > 0, {
+        timeoutMs: 30_000,
+        what: 'the cascade span',
+      })
+      .then((all) => inTrace(all, tch, 'job.dependency_failed'));
+    expect(cascade).toHaveLength(1);
+    expect(cascade[0]!.attributes['gantry.dependency.failed_parent']).toBe(parent);
+    expect(linked(cascade[0]!, 'failed_by').map((l) => [l.traceId, l.attributes['gantry.job.id']])).toEqual([
+      [tp, parent],
+    ]);
+    // A single job with parents: its `job.submit` continues the request's trace (its own) and links to the parent's.
+    const childSubmit = inTrace(otlp.spans, tch, 'job.submit');
+    expect(childSubmit).toHaveLength(1);
+    expect(inTrace(otlp.spans, tch, 'POST /v1/jobs').map((x) => x.spanId)).toEqual([childSubmit[0]!.parentSpanId]);
+    expect(linked(childSubmit[0]!, 'parent').map((l) => l.traceId)).toEqual([tp]);
+
+    // And the scheduler counted both decisions.
+    await waitFor(
+      async () => {
+        const now = await counters();
+        return now.released >= before.released + 1 && now.failed >= before.failed + 1;
+      },
+      { what: 'gantry_jobs_released_total and gantry_jobs_dependency_failed_total moving', timeoutMs: 20_000 },
+    );
+  }, 120_000);
 
   it('exposes metrics on every service that move as jobs run', async () => {
     const scrape = async (url: string) => (await fetch(url)).text();

@@ -1,7 +1,7 @@
 /**
  * Issue 17, cron schedules (real processes: two schedulers, a worker, a notifier, a gateway, nats-server).
  * - Failover: a 6-field schedule every 2 s; the leading scheduler is killed with SIGKILL mid-run. Asserted: every job
- *   of the schedule has the id `<schedule id>_<due ms>`, a distinct `runAt` on the 2 s grid, one first revision, and
+ *   of the schedule has the id `<schedule id>_<due ms>` (lower case: its job has no callback), a distinct `runAt` on the 2 s grid, one first revision, and
  *   `scheduleId`; between the first and the last job, consecutive due times are 2 s apart except for AT MOST ONE gap,
  *   which spans the kill (the due times missed during the takeover collapse into the one job that ends the gap).
  * - Overlap skip: a 5 s job every 2 s runs one at a time (due times that find it unfinished create nothing).
@@ -10,6 +10,7 @@
  * - The API: every 400 (cron, timezone, job, refused job fields), 404 across tenants (tenant B really tries to read,
  *   pause, resume and delete tenant A's schedule and changes nothing), the per-tenant cap (429), DELETE 204.
  */
+import { isNoCallbackJobId } from '@gantry/contracts';
 import { GantryCluster, OtlpReceiver, waitFor } from '@gantry/testing';
 import { ADMIN, SCHEDULER_E2E_ENV, StreamReader, TENANT_KEYS, leaderOf } from './support/scheduler-support';
 
@@ -105,7 +106,9 @@ describe('cron schedules (real processes)', () => {
     expect(new Set(runAts).size).toBe(jobs.length);
     for (const j of jobs) {
       const due = Date.parse(j.runAt!);
-      expect(j.id).toBe(`${s.id}_${due}`);
+      // The schedule's job has no callback: the no-callback form of the id (lower case), never read by the notifier.
+      expect(j.id).toBe(`${s.id.toLowerCase()}_${due}`);
+      expect(isNoCallbackJobId(j.id)).toBe(true);
       expect(due % periodMs).toBe(0);
       expect(j.scheduleId).toBe(s.id);
       const h = await reader.history(j.id);
@@ -147,8 +150,17 @@ describe('cron schedules (real processes)', () => {
     cluster.spawn('scheduler');
   }, 240_000);
 
-  it('makes each created job the root of its own trace, carrying the schedule id and due time', async () => {
-    const s = await create({ name: 'traced', cron: '*/2 * * * * *', job: { type: 'noop' }, overlap: 'allow' });
+  it('makes each created job the root of its own trace, carrying the schedule id and due time, linked to the request that created the schedule', async () => {
+    const creator = 'a1'.repeat(16);
+    const made = await cluster.api<ScheduleView>(
+      'POST',
+      '/v1/schedules',
+      { name: 'traced', cron: '*/2 * * * * *', job: { type: 'noop' }, overlap: 'allow' },
+      ADMIN,
+      { traceparent: `00-${creator}-${'b2'.repeat(8)}-01` },
+    );
+    expect(made.status).toBe(201);
+    const s = made.body;
     const jobs = await waitForJobs(s.id, 2);
     expect((await cluster.api('DELETE', `/v1/schedules/${s.id}`)).status).toBe(204);
     const traced: string[] = [];
@@ -168,6 +180,8 @@ describe('cron schedules (real processes)', () => {
         'gantry.schedule.due_at': j.runAt,
         'gantry.job.id': j.id,
       });
+      // The fire span is the job's parent (one due time, one job, one trace) and links to the schedule's creation.
+      expect(root!.links.map((l) => [l.traceId, l.attributes['gantry.link.kind']])).toEqual([[creator, 'schedule']]);
       traced.push(view.traceId!);
     }
     expect(new Set(traced).size).toBe(2);

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
-// Issue 17: the scheduler's memory for N scheduled (delayed) jobs against N queued ones — the same revisions applied
-// to the real SchedulerState (apps/scheduler/dist), measured after full collections (heap + typed arrays).
+// Issue 17: the scheduler's memory for N scheduled (delayed) jobs and N waiting ones (dependsOn) against N queued ones
+// — the same revisions applied to the real SchedulerState (apps/scheduler/dist), measured after full collections
+// (heap + typed arrays). Waiting jobs in two shapes: pipelines (each child waits for its own parent, the worst case
+// for the parent → children edges) and fan-out (1,000 parents with N/1,000 children each); 1 in 4 children has two
+// parents. The parents themselves are not in the state (their own cost is that of queued jobs).
 //
 //   node tools/gantry.mjs bench scheduled-memory                # 1,000,000 of each
 //   node tools/gantry.mjs bench scheduled-memory --jobs=200000
@@ -39,25 +42,39 @@ async function settledBytes() {
   return m.heapUsed + m.arrayBuffers;
 }
 
-async function measure(scheduled) {
+/** `kind`: 'queued' | 'scheduled' | 'pipelines' | 'fanout'. */
+async function measure(kind) {
   const before = await settledBytes();
   const state = new SchedulerState(4, undefined, {});
+  // Parent ids as the gateway mints them (the fan-out's shared by many children, each a string of its own as parsed).
+  const fanParents = Array.from({ length: 1_000 }, () => newId());
   for (let i = 1; i <= N; i++) {
-    const runAt = scheduled ? new Date(now.getTime() + 60_000 + (i % 86_400) * 1_000).toISOString() : undefined;
-    const t = newJob({ ...spec, id: newId(), ...(runAt ? { runAt } : {}) }, now);
+    const runAt =
+      kind === 'scheduled' ? new Date(now.getTime() + 60_000 + (i % 86_400) * 1_000).toISOString() : undefined;
+    let dependsOn;
+    if (kind === 'pipelines') dependsOn = i % 4 === 0 ? [newId(), newId()] : [newId()];
+    if (kind === 'fanout') {
+      const p = fanParents[i % 1_000];
+      dependsOn = i % 4 === 0 ? [p, fanParents[(i + 1) % 1_000]] : [p];
+    }
+    const t = newJob({ ...spec, id: newId(), ...(runAt ? { runAt } : {}), ...(dependsOn ? { dependsOn } : {}) }, now);
     const ev = toEvent(t, now);
-    const record = normalizeRecord(ev.job, i);
+    // Through JSON like a revision read from the stream: every string is the record's own.
+    const record = normalizeRecord(JSON.parse(JSON.stringify(ev.job)), i);
     state.apply({ record, revision: i, event: { ...ev, job: record } }, false);
   }
   const bytes = (await settledBytes()) - before;
-  const held = scheduled ? state.scheduled.size : state.index.size;
-  if (held !== N) throw new Error(`expected ${N} jobs held, got ${held}`);
+  const held =
+    kind === 'scheduled' ? state.scheduled.size : kind === 'queued' ? state.index.size : state.dependencies.size;
+  if (held !== N) throw new Error(`expected ${N} ${kind} jobs held, got ${held}`);
   return bytes / N;
 }
 
-const queued = await measure(false);
-const scheduled = await measure(true);
+const kinds = ['queued', 'scheduled', 'pipelines', 'fanout'];
+const out = {};
+for (const k of kinds) out[k] = await measure(k);
 process.stdout.write(
-  `${N.toLocaleString()} jobs in the scheduler state: queued ${queued.toFixed(1)} bytes/job, ` +
-    `scheduled ${scheduled.toFixed(1)} bytes/job\n`,
+  `${N.toLocaleString()} jobs in the scheduler state (bytes/job): queued ${out.queued.toFixed(1)}, ` +
+    `scheduled ${out.scheduled.toFixed(1)}, waiting ${out.pipelines.toFixed(1)} (pipelines: a parent each) / ` +
+    `${out.fanout.toFixed(1)} (fan-out: 1,000 parents)\n`,
 );

@@ -39,7 +39,7 @@ import { JobProjection } from './projection/job-projection';
 import type { OutputsPort } from './retention/retention-sweeper';
 import { RetryTimer } from './retries/retry-timer';
 import { DelayTimer } from './delays/delay-timer';
-import { DependencyTracker } from './dependencies/dependency-tracker';
+import { DependencyMetrics, DependencyTracker } from './dependencies/dependency-tracker';
 import { ScheduleMetrics, ScheduleTimer } from './schedules/schedule-timer';
 import { SchedulerMetrics } from './stats/metrics';
 import { WorkerMonitor } from './workers/worker-monitor';
@@ -83,7 +83,9 @@ export class SchedulerService {
     /** Delayed jobs (`scheduled` until `runAt`), issue #17. */
     const delays = new DelayTimer(jobs, state, clock, logger);
     /** Jobs waiting for their parents (`waiting`, `dependsOn`), issue #17. */
-    const dependencies = new DependencyTracker(jobs, state, clock, logger);
+    const dependencies = new DependencyTracker(jobs, state, clock, logger, {
+      metrics: new DependencyMetrics(registry),
+    });
     /** Cron schedules (issue #17): the leader fires their due times; the bounds a submit obeys apply. */
     const schedules: ScheduleTimer = new ScheduleTimer(
       nats,

@@ -2,7 +2,8 @@
  * The dependency tracker against a real nats-server, with the scheduler's real projection and state: 10,000 children
  * of one parent are released in bounded time when it completes (each exactly once, FIFO keys in acceptance order, the
  * figure logged); and a tracker that starts leading after the parent ended (a takeover: the parent is not in the queue
- * model, its state is read from the job store) releases or fails the children it finds waiting.
+ * model, its state is read from the job store) releases or fails the children it finds waiting. Each decision counts
+ * in `gantry_jobs_released_total` / `gantry_jobs_dependency_failed_total` by the child's pool.
  */
 import {
   adminRetry,
@@ -19,8 +20,8 @@ import {
 import { NatsHandle, mapBounded, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { NatsServer, waitFor } from '@gantry/testing';
-import { createLogger } from '@gantry/telemetry';
-import { DependencyTracker, type StepReport } from '../src/dependencies/dependency-tracker';
+import { createLogger, Registry } from '@gantry/telemetry';
+import { DependencyMetrics, DependencyTracker, type StepReport } from '../src/dependencies/dependency-tracker';
 import { SchedulerState } from '../src/domain/scheduler-state';
 import { JobProjection } from '../src/projection/job-projection';
 
@@ -62,7 +63,11 @@ describe('dependency tracker (real nats-server, real projection)', () => {
   /** A scheduler replica's state, projection and tracker; `lead()` makes it the leader. */
   async function replica(steps: StepReport[] = []) {
     const state = new SchedulerState(10, undefined);
-    const tracker = new DependencyTracker(jobs, state, systemClock, logger, { onStep: (s) => steps.push(s) });
+    const registry = new Registry();
+    const tracker = new DependencyTracker(jobs, state, systemClock, logger, {
+      onStep: (s) => steps.push(s),
+      metrics: new DependencyMetrics(registry),
+    });
     state.wire({ onDependencies: (ids) => tracker.mark(ids) });
     trackers.push(tracker);
     const projection = new JobProjection(nats, state, logger);
@@ -72,7 +77,10 @@ describe('dependency tracker (real nats-server, real projection)', () => {
       tracker.deactivate();
       await projection.stop();
     });
-    return { state, tracker, projection };
+    /** A counter's value for one pool, as Prometheus would scrape it (0 when never incremented). */
+    const counter = async (name: string, pool: string) =>
+      (await registry.getSingleMetric(name)!.get()).values.find((v) => v.labels['pool'] === pool)?.value ?? 0;
+    return { state, tracker, projection, counter };
   }
 
   const run = async (id: string, outcome: 'completed' | 'failed') => {
@@ -88,7 +96,7 @@ describe('dependency tracker (real nats-server, real projection)', () => {
   it('releases 10,000 children of one parent in bounded time, once each, in acceptance order', async () => {
     const N = 10_000;
     const steps: StepReport[] = [];
-    const { state, tracker } = await replica(steps);
+    const { state, tracker, counter } = await replica(steps);
     tracker.activate();
     await jobs.create(newJob(spec('big-parent'), systemClock.now()));
     const ids = Array.from({ length: N }, (_, i) => `big-child-${String(i).padStart(5, '0')}`);
@@ -123,6 +131,8 @@ describe('dependency tracker (real nats-server, real projection)', () => {
     expect([...byAcceptance].sort((x, y) => x - y)).toEqual(byAcceptance);
     expect(state.index.size).toBe(N);
     expect(steps.reduce((n, s) => n + s.released, 0)).toBe(N);
+    expect(await counter('gantry_jobs_released_total', 'default')).toBe(N);
+    expect(await counter('gantry_jobs_dependency_failed_total', 'default')).toBe(0);
     // This replica stops leading: the next test's replica takes over.
     tracker.deactivate();
   }, 300_000);
@@ -133,8 +143,8 @@ describe('dependency tracker (real nats-server, real projection)', () => {
     await jobs.create(newJob(spec('t-ok'), systemClock.now()));
     await jobs.create(newJob(spec('t-bad'), systemClock.now()));
     await jobs.create(newJob(spec('t-c1', { dependsOn: ['t-ok'] }), systemClock.now()));
-    await jobs.create(newJob(spec('t-c2', { dependsOn: ['t-ok', 't-bad'] }), systemClock.now()));
-    await jobs.create(newJob(spec('t-c3', { dependsOn: ['t-c2'] }), systemClock.now()));
+    await jobs.create(newJob(spec('t-c2', { dependsOn: ['t-ok', 't-bad'], pool: 'gpu' }), systemClock.now()));
+    await jobs.create(newJob(spec('t-c3', { dependsOn: ['t-c2'], pool: 'gpu' }), systemClock.now()));
     await run('t-ok', 'completed');
     await run('t-bad', 'failed');
     const status = async (id: string) => (await jobs.get(id, { consistent: true }))!.record;
@@ -142,7 +152,7 @@ describe('dependency tracker (real nats-server, real projection)', () => {
     for (const id of ['t-c1', 't-c2', 't-c3']) expect((await status(id)).status).toBe('waiting');
 
     // A fresh replica: the parents' revisions precede the children's, so it knows no parent state; then it leads.
-    const { tracker } = await replica();
+    const { tracker, counter } = await replica();
     tracker.activate();
     await waitFor(async () => ((await status('t-c3')).status === 'cancelled' ? true : undefined), {
       what: 'the cascade to the grandchild',
@@ -153,6 +163,12 @@ describe('dependency tracker (real nats-server, real projection)', () => {
     expect((await status('t-c2')).error!.message).toContain('t-bad');
     expect((await status('t-c3')).error!.message).toContain('t-c2');
     for (const id of ['t-c1', 't-c2', 't-c3']) expect(await jobs.history(id)).toHaveLength(2);
+    // Counted by the child's pool: one release, a cascade of two.
+    await tracker.idle();
+    expect(await counter('gantry_jobs_released_total', 'default')).toBe(1);
+    expect(await counter('gantry_jobs_released_total', 'gpu')).toBe(0);
+    expect(await counter('gantry_jobs_dependency_failed_total', 'gpu')).toBe(2);
+    expect(await counter('gantry_jobs_dependency_failed_total', 'default')).toBe(0);
   }, 120_000);
 
   it('keeps children waiting while a parent retries; a parent retried by an admin does not revive ended children, an admin-retried child is re-evaluated', async () => {

@@ -21,8 +21,12 @@ export function assertToken(kind: string, value: string): string {
  * `gantry.v1.job_nocb.<id>`, which the notifier's intake filter (`gantry.v1.job.*`) does not match: the broker never
  * hands the intake a revision that owes no webhook. The subject follows from the id alone (callbackUrl is immutable),
  * so every reader by id finds the record in one read. docs/architecture.md, "Job subjects".
+ *
+ * The job a cron schedule creates for one due time has the deterministic id `<schedule id>_<due ms>`
+ * (`scheduleJobId`); when the schedule's job has no callback its id is `<schedule id in lower case>_<due ms>`, which
+ * this form accepts too (the `_<digits>` suffix; the ULID part still needs a letter).
  */
-export const NO_CALLBACK_JOB_ID = /^(?=[0-9a-z]*[a-z])[0-9a-hjkmnp-tv-z]{26}$/;
+export const NO_CALLBACK_JOB_ID = /^(?=[0-9a-z]*[a-z])[0-9a-hjkmnp-tv-z]{26}(?:_[0-9]{1,16})?$/;
 
 /** Whether `jobId` is of the no-callback form ({@link NO_CALLBACK_JOB_ID}). */
 export function isNoCallbackJobId(jobId: string): boolean {

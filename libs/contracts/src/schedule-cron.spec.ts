@@ -1,5 +1,6 @@
 import { cronProblem, dueNow, isTimeZone, latestDueAtOrBefore, nextDueAfter } from './schedule-cron';
 import { scheduleJobId, scheduleKey, toScheduleView, type ScheduleRecord } from './schedule';
+import { isNoCallbackJobId, SUBJECT_TOKEN, SUBJECTS } from './names';
 import { CHANNELS } from './channels';
 
 const at = (iso: string) => Date.parse(iso);
@@ -146,6 +147,28 @@ describe('schedule records', () => {
     expect(toScheduleView(record).job).toEqual({ type: 'noop' });
     expect(record.job.callbackToken).toBe('secret');
     expect(scheduleJobId(record.id, 1_764_669_600_000)).toBe(`${record.id}_1764669600000`);
+  });
+
+  it("gives a schedule's job the no-callback id form when the job has no callback, deterministically", () => {
+    const ulid = '01KBG7Y3ZQ9W2M4N6P8R0T1V3X';
+    const quiet = scheduleJobId(ulid, 1_764_669_600_000, false);
+    expect(quiet).toBe('01kbg7y3zq9w2m4n6p8r0t1v3x_1764669600000');
+    expect(scheduleJobId(ulid, 1_764_669_600_000, false)).toBe(quiet);
+    expect(isNoCallbackJobId(quiet)).toBe(true);
+    expect(SUBJECTS.job(quiet)).toBe(`gantry.v1.job_nocb.${quiet}`);
+    expect(SUBJECT_TOKEN.test(quiet)).toBe(true);
+    // With a callback: the plain form, on the subject the notifier reads.
+    const loud = scheduleJobId(ulid, 1_764_669_600_000, true);
+    expect(loud).toBe(`${ulid}_1764669600000`);
+    expect(isNoCallbackJobId(loud)).toBe(false);
+    expect(SUBJECTS.job(loud)).toBe(`gantry.v1.job.${loud}`);
+    // A schedule id that is not a ULID (or one without a letter) keeps the plain form: never an ambiguous id.
+    expect(scheduleJobId('SCHED0001', 5, false)).toBe('SCHED0001_5');
+    expect(scheduleJobId('01234567890123456789012345', 5, false)).toBe('01234567890123456789012345_5');
+    expect(isNoCallbackJobId('01234567890123456789012345_5')).toBe(false);
+    // The suffix is digits only, and the ULID part lower case.
+    expect(isNoCallbackJobId('01kbg7y3zq9w2m4n6p8r0t1v3x_12a')).toBe(false);
+    expect(isNoCallbackJobId('01KBG7Y3ZQ9W2M4N6P8R0T1V3X_12')).toBe(false);
     expect(scheduleKey('ta', record.id)).toBe(`ta.${record.id}`);
     expect(() => scheduleKey('t.a', record.id)).toThrow();
   });

@@ -6,7 +6,7 @@
 import type { JobRequest } from './api';
 import { bool, nullable, object, oneOf, optional, recordOf, anyJson, str, literal, type Guard } from './guards';
 import type { NewJobSpec } from './job-machine';
-import { assertToken } from './names';
+import { assertToken, isNoCallbackJobId } from './names';
 import { newJobSpec } from './payload-guards';
 
 export const SCHEDULE_OVERLAPS = ['skip', 'allow'] as const;
@@ -42,6 +42,9 @@ export interface ScheduleRecord {
   lastJobId: string | null;
   createdAt: string;
   updatedAt: string;
+  /** The W3C trace context of the request that created it: each due time's `schedule.fire` span links to it. */
+  traceparent?: string;
+  tracestate?: string;
 }
 
 /** `POST /v1/schedules` body. */
@@ -102,8 +105,18 @@ export function scheduleKey(tenant: string, id: string): string {
   return `${assertToken('tenant', tenant)}.${assertToken('schedule id', id)}`;
 }
 
-/** The job id of one due time of a schedule: the same on every scheduler, so a second create of it is refused. */
-export function scheduleJobId(scheduleId: string, dueMs: number): string {
+/**
+ * The job id of one due time of a schedule: the same on every scheduler, so a second create of it is refused. Its form
+ * follows the callback rule of every job id (`newJobId`, docs/architecture.md "Job subjects"): a schedule whose job
+ * has no callback URL creates `<schedule id in lower case>_<due ms>`, whose revisions the notifier never reads. A
+ * schedule id whose lower case is not of the no-callback form (not a ULID, or one without a letter) keeps the plain
+ * form: still deterministic, only read by the notifier's intake.
+ */
+export function scheduleJobId(scheduleId: string, dueMs: number, hasCallback = true): string {
+  if (!hasCallback) {
+    const quiet = `${scheduleId.toLowerCase()}_${dueMs}`;
+    if (isNoCallbackJobId(quiet)) return quiet;
+  }
   return assertToken('job id', `${scheduleId}_${dueMs}`);
 }
 
@@ -130,4 +143,6 @@ export const scheduleRecordGuard: Guard<ScheduleRecord> = object<ScheduleRecord>
   lastJobId: nullable(str),
   createdAt: str,
   updatedAt: str,
+  traceparent: optional(str),
+  tracestate: optional(str),
 });

@@ -97,9 +97,13 @@ export class JobStore {
     return out;
   }
 
-  /** The parent for a write's span: the active span if any, else the job's own trace. */
-  private parentFor(t: Transition): Context | undefined {
-    if (hasActiveSpan()) return undefined;
+  /**
+   * The parent for a write's span: the active span if any, else the job's own trace. A job's first revision is always
+   * published in the job's own trace (its record's context): a batch's jobs each have their own trace, apart from the
+   * request's (`job-trace.ts` in the gateway); for a single submit the record's context is the request's span anyway.
+   */
+  private parentFor(t: Transition, first: boolean): Context | undefined {
+    if (hasActiveSpan() && !(first && t.record.traceparent)) return undefined;
     return contextFromTraceparent(t.record.traceparent, t.record.tracestate);
   }
 
@@ -110,7 +114,7 @@ export class JobStore {
     const nonce = randomBytes(6).toString('base64url');
     const event = toEvent(t, now);
     const r = t.record;
-    const parent = this.parentFor(t);
+    const parent = this.parentFor(t, expectLastSubjectSequence === 0);
     const ack = await publishJson(this.nats.js, SUBJECTS.job(r.id), event, {
       msgID: `${revisionMsgId(r.id, r.generation, r.sequence)}.${nonce}`,
       expect: { lastSubjectSequence: expectLastSubjectSequence },

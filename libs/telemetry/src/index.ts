@@ -7,10 +7,12 @@ export {
   contextFromTraceparent,
   activeIds,
   hasActiveSpan,
+  linkToTraceparent,
+  linkToActive,
 } from './propagation';
 export type { HeaderCarrier } from './propagation';
 export { ATTR, inSpan, recordError, publishAttributes, processAttributes, SpanKind, SpanStatusCode } from './messaging';
-export type { Span, Context, Attributes, SpanOptions } from './messaging';
+export type { Span, Context, Attributes, Link, SpanOptions } from './messaging';
 export { createLogger, NestPinoLogger } from './logger';
 export type { Logger } from './logger';
 export { prettyLogLine } from './pretty';

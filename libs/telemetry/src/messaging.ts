@@ -2,7 +2,16 @@
  * Spans around NATS messaging with the OpenTelemetry messaging semantic conventions. Handlers never call these
  * directly: the JetStream transport and the publishers wrap them (interceptor style).
  */
-import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
+import {
+  context,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Link,
+  type Span,
+} from '@opentelemetry/api';
 import { tracer } from './tracing';
 
 export const ATTR = {
@@ -27,6 +36,8 @@ export type SpanOptions = {
   attributes?: Attributes;
   /** Parent context; the active one when absent. */
   parent?: Context;
+  /** Span links (to other traces: a job's parents, the request that created it). */
+  links?: Link[];
 };
 
 /** Runs `fn` inside a new span; records exceptions and sets the status; always ends the span. */
@@ -34,7 +45,11 @@ export async function inSpan<T>(name: string, options: SpanOptions, fn: (span: S
   const parent = options.parent ?? context.active();
   const span = tracer().startSpan(
     name,
-    { kind: options.kind ?? SpanKind.INTERNAL, attributes: options.attributes },
+    {
+      kind: options.kind ?? SpanKind.INTERNAL,
+      attributes: options.attributes,
+      ...(options.links?.length ? { links: options.links } : {}),
+    },
     parent,
   );
   return context.with(trace.setSpan(parent, span), async () => {
@@ -77,4 +92,4 @@ export function processAttributes(subject: string, extra: Attributes = {}): Attr
 }
 
 export { SpanKind, SpanStatusCode };
-export type { Span, Context, Attributes };
+export type { Span, Context, Attributes, Link };

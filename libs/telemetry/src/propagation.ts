@@ -4,7 +4,9 @@ import {
   propagation,
   trace,
   ROOT_CONTEXT,
+  type Attributes,
   type Context,
+  type Link,
   type TextMapGetter,
   type TextMapSetter,
 } from '@opentelemetry/api';
@@ -68,4 +70,26 @@ export function activeIds(): { traceId?: string; spanId?: string } {
 /** True inside a span (an HTTP request, a message being processed). */
 export function hasActiveSpan(): boolean {
   return trace.getSpan(context.active()) !== undefined;
+}
+
+/**
+ * A span link to the span a stored `traceparent` names (a job's trace, seen from another job's), or undefined when it
+ * is absent or malformed. Links are how one job's trace points at another's: a child at its parents, a batch job at
+ * the request that created it (docs/observability.md).
+ */
+export function linkToTraceparent(
+  traceparent?: string,
+  tracestate?: string,
+  attributes?: Attributes,
+): Link | undefined {
+  const sc = trace.getSpanContext(contextFromTraceparent(traceparent, tracestate));
+  if (!sc || !trace.isSpanContextValid(sc)) return undefined;
+  return attributes ? { context: sc, attributes } : { context: sc };
+}
+
+/** A span link to the active span (undefined outside one). */
+export function linkToActive(attributes?: Attributes): Link | undefined {
+  const sc = trace.getSpan(context.active())?.spanContext();
+  if (!sc || !trace.isSpanContextValid(sc)) return undefined;
+  return attributes ? { context: sc, attributes } : { context: sc };
 }

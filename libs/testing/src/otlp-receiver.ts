@@ -14,6 +14,8 @@ export interface ReceivedSpan {
   attributes: Record<string, unknown>;
   status: { code?: number; message?: string };
   events: { name: string }[];
+  /** Span links: spans of other traces this one points at (ids as hex). */
+  links: { traceId: string; spanId: string; attributes: Record<string, unknown> }[];
 }
 
 type AnyValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number };
@@ -90,6 +92,11 @@ export class OtlpReceiver {
             attributes: attrs(s['attributes'] as KeyValue[]),
             status: (s['status'] as ReceivedSpan['status']) ?? {},
             events: ((s['events'] as { name: string }[]) ?? []).map((e) => ({ name: e.name })),
+            links: ((s['links'] as { traceId: string; spanId: string; attributes?: KeyValue[] }[]) ?? []).map((l) => ({
+              traceId: hexId(l.traceId)!,
+              spanId: hexId(l.spanId)!,
+              attributes: attrs(l.attributes),
+            })),
           });
         }
       }

@@ -87,14 +87,23 @@ export class BatchesService {
     // A job without a callback (its own or the batch's) gets the no-callback id form (its revisions skip the notifier).
     const ids = batch.jobs.map((dto) => newJobId(!!(dto.callbackUrl ?? batch.callbackUrl)));
     const resolved = resolveJobRefs(batch.jobs, ids);
-    const specs = batch.jobs.map((dto, i) =>
-      this.jobs.prepare(p, dto, {
+    // Each job is the root of its own trace, linked to its parents' (those outside the batch read at validation, the
+    // earlier jobs of the batch as they are prepared, in order: a job names only earlier jobs).
+    const traces = new Map(batch.parentTraces);
+    const specs = batch.jobs.map((dto, i) => {
+      const spec = this.jobs.prepare(p, dto, {
         id: ids[i]!,
         batchId: id,
         resolved: resolved[i]!,
+        parentTraces: traces,
         ...(batch.callbackUrl ? { callbackUrl: batch.callbackUrl } : {}),
-      }),
-    );
+      });
+      traces.set(spec.id, {
+        ...(spec.traceparent ? { traceparent: spec.traceparent } : {}),
+        ...(spec.tracestate ? { tracestate: spec.tracestate } : {}),
+      });
+      return spec;
+    });
     const manifests = this.manifests();
     let manifest: BatchManifest;
     try {

@@ -21,6 +21,7 @@ import {
 } from '@gantry/contracts';
 import type { JobStore } from '@gantry/job-store';
 import type { SubmitJobDto } from './job.dto';
+import type { JobTraceContext } from './job-trace';
 
 /** Parent records read at once per request (each a direct get by id). */
 const PARENT_READ_CONCURRENCY = 100;
@@ -46,6 +47,8 @@ export async function dependencyErrors(
   batch: boolean,
   types: JobTypeRegistry,
   store: () => JobStore,
+  /** Filled with the trace contexts of the parents read (outside the batch): the children's traces link to them. */
+  parentTraces?: Map<string, JobTraceContext>,
 ): Promise<FieldError[]> {
   const errors: FieldError[] = [];
   const refIndex = new Map<string, number>();
@@ -106,6 +109,12 @@ export async function dependencyErrors(
   const found = await store().getMany([...external], { concurrency: PARENT_READ_CONCURRENCY });
   const mine = new Map<string, JobRecord>();
   for (const [id, s] of found) if (s.record.tenant === tenant) mine.set(id, s.record);
+  for (const [id, r] of mine) {
+    parentTraces?.set(id, {
+      ...(r.traceparent ? { traceparent: r.traceparent } : {}),
+      ...(r.tracestate ? { tracestate: r.tracestate } : {}),
+    });
+  }
   jobs.forEach((dto, i) => {
     (dto.dependsOn ?? []).forEach((d, j) => {
       if (!d.startsWith(REF_PREFIX) && !mine.has(d))

@@ -19,6 +19,7 @@ import { CLOCK, JOB_TYPES } from '../tokens';
 import { dependencyErrors } from './job-dependencies';
 import { JobTenants } from './job-tenants';
 import { SubmitJobDto } from './job.dto';
+import type { JobTraceContext, ParentTraces } from './job-trace';
 import { SubmitDnsResolver } from './submit-dns';
 
 /** Errors listed in one answer at most (a 1000-job batch could have thousands). */
@@ -29,6 +30,14 @@ const DNS_TIMEOUT_MS = 3_000;
 export interface ValidatedBatch {
   jobs: SubmitJobDto[];
   callbackUrl?: string;
+  /** The trace contexts of the parents outside the batch (read while checking them). */
+  parentTraces: ParentTraces;
+}
+
+export interface ValidatedJob {
+  dto: SubmitJobDto;
+  /** The trace contexts of its parents (read while checking them): its trace links to theirs. */
+  parentTraces: ParentTraces;
 }
 
 /**
@@ -76,17 +85,26 @@ export class JobRequestValidator {
   }
 
   /** A `POST /v1/jobs` body from `tenant`, or a 400 problem listing every error. */
-  async submit(body: unknown, tenant: string): Promise<SubmitJobDto> {
+  async submit(body: unknown, tenant: string): Promise<ValidatedJob> {
     const urls = new Map<string, Promise<string | undefined>>();
     const { dto, errors } = await this.job(body, '', urls, tenant);
     if (errors.length > 0 || !dto) refuse(errors, 'the job');
     this.assertSize(body, 'the job');
+    const parentTraces = new Map<string, JobTraceContext>();
     // Parents are read only for a job that is valid otherwise (and not too large).
     if (dto.dependsOn?.length || dto.ref !== undefined || this.namesParentOutputs(dto)) {
-      const depErrors = await dependencyErrors([dto], [''], tenant, false, this.types, () => this.store());
+      const depErrors = await dependencyErrors(
+        [dto],
+        [''],
+        tenant,
+        false,
+        this.types,
+        () => this.store(),
+        parentTraces,
+      );
       if (depErrors.length > 0) refuse(depErrors, 'the job');
     }
-    return dto;
+    return { dto, parentTraces };
   }
 
   /**
@@ -140,6 +158,7 @@ export class JobRequestValidator {
     }
     if (errors.length > 0) refuse(errors, 'the batch');
     (jobs as unknown[]).forEach((j, i) => this.assertSize(j, `jobs[${i}]`));
+    const parentTraces = new Map<string, JobTraceContext>();
     if (out.some((dto) => dto.dependsOn?.length || dto.ref !== undefined || this.namesParentOutputs(dto))) {
       const depErrors = await dependencyErrors(
         out,
@@ -148,10 +167,11 @@ export class JobRequestValidator {
         true,
         this.types,
         () => this.store(),
+        parentTraces,
       );
       if (depErrors.length > 0) refuse(depErrors, 'the batch');
     }
-    return { jobs: out, ...(callbackUrl ? { callbackUrl } : {}) };
+    return { jobs: out, ...(callbackUrl ? { callbackUrl } : {}), parentTraces };
   }
 
   private store(): JobStore {

@@ -75,8 +75,8 @@ export class JobsController {
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<JobView> {
     const idempotencyKey = parseIdempotencyKey(reply.request.headers[IDEMPOTENCY_HEADER]);
-    const dto = await this.validator.submit(body, p.tenant);
-    const { stored, replay } = await this.jobs.submit(p, dto, idempotentRequest(idempotencyKey, body));
+    const { dto, parentTraces } = await this.validator.submit(body, p.tenant);
+    const { stored, replay } = await this.jobs.submit(p, dto, idempotentRequest(idempotencyKey, body), parentTraces);
     void reply.header('location', `/v1/jobs/${stored.record.id}`);
     if (replay) void reply.status(200);
     else this.metrics.jobsAccepted.inc({ via: 'jobs' });

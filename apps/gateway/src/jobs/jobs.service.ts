@@ -30,7 +30,8 @@ import {
 import { Pulse, encodeJson } from '@gantry/jetstream';
 import { JobExistsError, JobStore } from '@gantry/job-store';
 import type { OutputStore } from '@gantry/storage';
-import { currentTraceparent, type Logger } from '@gantry/telemetry';
+import type { Logger } from '@gantry/telemetry';
+import { jobTrace, type ParentTraces } from './job-trace';
 import type { Principal } from '../auth/auth';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { problems } from '../http/problem';
@@ -111,6 +112,8 @@ export class JobsService {
       callbackUrl?: string;
       /** A batch job's parents and input with batch refs resolved to ids (else the DTO's, ids already). */
       resolved?: { dependsOn?: string[]; input: Record<string, unknown> };
+      /** The parents' trace contexts: the job's trace links to them (`job-trace.ts`). */
+      parentTraces?: ParentTraces;
     } = {},
   ): NewJobSpec {
     const def = this.types.get(dto.type);
@@ -124,9 +127,10 @@ export class JobsService {
           ? new Date(this.clock.now().getTime() + dto.delaySeconds * 1000).toISOString()
           : undefined;
     const dependsOn = extra.resolved ? extra.resolved.dependsOn : dto.dependsOn;
+    // The id's form fixes the job's subject for its life (a job without a callback is never read by the notifier).
+    const id = extra.id ?? newJobId(!!callbackUrl);
     return {
-      // The id's form fixes the job's subject for its life (a job without a callback is never read by the notifier).
-      id: extra.id ?? newJobId(!!callbackUrl),
+      id,
       tenant: p.tenant,
       type: dto.type,
       input: extra.resolved?.input ?? dto.input ?? {},
@@ -143,7 +147,14 @@ export class JobsService {
       ...(extra.batchId ? { batchId: extra.batchId } : {}),
       ...(runAt ? { runAt } : {}),
       ...(dependsOn?.length ? { dependsOn: [...dependsOn] } : {}),
-      ...currentTraceparent(),
+      ...jobTrace({
+        jobId: id,
+        type: dto.type,
+        tenant: p.tenant,
+        ...(extra.batchId ? { batchId: extra.batchId } : {}),
+        ...(dependsOn?.length ? { dependsOn } : {}),
+        ...(extra.parentTraces ? { parentTraces: extra.parentTraces } : {}),
+      }),
     };
   }
 
@@ -160,6 +171,7 @@ export class JobsService {
     p: Principal,
     dto: SubmitJobDto,
     o: IdempotentRequest = {},
+    parentTraces?: ParentTraces,
   ): Promise<{ stored: StoredJob; replay: boolean }> {
     let id = newJobId(!!dto.callbackUrl);
     if (o.idempotencyKey !== undefined) {
@@ -174,7 +186,7 @@ export class JobsService {
     }
     const pending = this.admit(1, p.tenant);
     try {
-      const stored = await this.create(this.prepare(p, dto, { id }));
+      const stored = await this.create(this.prepare(p, dto, { id, ...(parentTraces ? { parentTraces } : {}) }));
       this.noteWritten(pending, stored.revision);
       return { stored, replay: false };
     } catch (err) {

@@ -24,6 +24,7 @@ import {
   type ScheduleRecord,
 } from '@gantry/contracts';
 import { decodePayload, isWrongLastSequence } from '@gantry/jetstream';
+import { currentTraceparent } from '@gantry/telemetry';
 import type { KV, KvEntry } from '@nats-io/kv';
 import type { Principal } from '../auth/auth';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
@@ -138,6 +139,8 @@ export class SchedulesService {
       lastJobId: null,
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
+      // The creating request's trace: each due time's `schedule.fire` span links to it.
+      ...currentTraceparent(),
     };
   }
 

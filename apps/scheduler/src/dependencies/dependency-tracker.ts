@@ -10,6 +10,10 @@
  * state is not known (its revisions passed before any child named it: terminal parents are not in the queue model)
  * is read from the job store, once per pass for all its children, with bounded concurrency.
  *
+ * Each decision is a span in the child's own trace (`job.release`, `job.dependency_failed`) whose links point at the
+ * parents' traces — the one whose completion released it, or the one that failed it, marked (docs/observability.md) —
+ * and counts in `gantry_jobs_released_total` / `gantry_jobs_dependency_failed_total` by pool.
+ *
  * A parent with many children releases them in chunks: each chunk reads its children's records (bounded) and writes
  * their releases with bounded concurrency in acceptance order, so the children take their FIFO places in the order
  * they were accepted.
@@ -25,8 +29,17 @@ import {
 } from '@gantry/contracts';
 import { Backoff, mapBounded, type BackoffOptions } from '@gantry/jetstream';
 import { JobNotFoundError, type JobStore } from '@gantry/job-store';
-import type { Logger } from '@gantry/telemetry';
-import { decide, type WaitingChild } from '../domain/dependency-index';
+import {
+  ATTR,
+  Counter,
+  contextFromTraceparent,
+  inSpan,
+  linkToTraceparent,
+  type Link,
+  type Logger,
+  type Registry,
+} from '@gantry/telemetry';
+import { decide, parentStateOf, type ParentState, type WaitingChild } from '../domain/dependency-index';
 import type { SchedulerState } from '../domain/scheduler-state';
 import { DUE_TIMER_BACKOFF } from '../timers/due-timer';
 
@@ -41,6 +54,7 @@ export interface DependencyTrackerOptions {
    */
   missingParentGraceMs?: number;
   backoff?: BackoffOptions;
+  metrics?: DependencyMetrics;
   /** Each step's outcome (metrics, tests, the figures). */
   onStep?: (s: StepReport) => void;
 }
@@ -51,6 +65,57 @@ export interface StepReport {
   /** Writes that did not reach the broker (tried again after the backoff). */
   errors: number;
   ms: number;
+}
+
+/** Counters of the leader's decisions, by the child's pool (docs/observability.md, Metrics). */
+export class DependencyMetrics {
+  readonly released: Counter<'pool'>;
+  readonly failed: Counter<'pool'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.released = new Counter({
+      name: 'gantry_jobs_released_total',
+      help: 'Waiting jobs released (every parent completed) by this scheduler as leader, by pool',
+      labelNames: ['pool'],
+      registers,
+    });
+    this.failed = new Counter({
+      name: 'gantry_jobs_dependency_failed_total',
+      help: 'Waiting jobs cancelled with DEPENDENCY_FAILED (a parent failed, was cancelled or is missing) by this scheduler as leader, by pool',
+      labelNames: ['pool'],
+      registers,
+    });
+  }
+}
+
+/** What a link's `gantry.link.kind` says about the linked span (docs/observability.md). */
+const LINK_KIND = 'gantry.link.kind';
+
+/**
+ * The links of a child's decision span: for a release, every parent's trace, the one whose completion released it
+ * (the latest revision) marked `released_by`; for a cascade, the parent that failed it (`failed_by`).
+ */
+function decisionLinks(
+  parents: readonly string[],
+  stateOf: (id: string) => ParentState | undefined,
+  failedBy?: string,
+): Link[] {
+  const link = (id: string, kind: string): Link | undefined => {
+    const st = stateOf(id);
+    return linkToTraceparent(st?.traceparent, st?.tracestate, { [LINK_KIND]: kind, [ATTR.jobId]: id });
+  };
+  if (failedBy !== undefined) {
+    const l = link(failedBy, 'failed_by');
+    return l ? [l] : [];
+  }
+  let last: string | undefined;
+  let lastRevision = -1;
+  for (const p of parents) {
+    const r = stateOf(p)?.revision ?? -1;
+    if (r > lastRevision) [last, lastRevision] = [p, r];
+  }
+  return parents.flatMap((p) => link(p, p === last ? 'released_by' : 'parent') ?? []);
 }
 
 export class DependencyTracker {
@@ -157,7 +222,7 @@ export class DependencyTracker {
         const read = await this.jobs.getMany([...unknown], { consistent: true, concurrency: this.concurrency });
         for (const p of unknown) {
           const s = read.get(p);
-          index.learn(p, s ? { status: s.record.status, revision: s.revision } : { status: 'missing', revision: 0 });
+          index.learn(p, s ? parentStateOf(s) : { status: 'missing', revision: 0 });
         }
       } catch (err) {
         this.failedStep(
@@ -170,14 +235,27 @@ export class DependencyTracker {
     }
 
     const now = this.clock.now();
-    const decisions: { id: string; c: WaitingChild; decide: (cur: JobRecord) => Transition; release: boolean }[] = [];
+    const decisions: {
+      id: string;
+      c: WaitingChild;
+      decide: (cur: JobRecord) => Transition;
+      release: boolean;
+      links: Link[];
+      cause?: string;
+    }[] = [];
     const recheck: string[] = [];
     let recheckMs = this.graceMs;
     for (const [id, c] of children) {
       const v = decide(c.parents, (p) => index.stateOf(p));
       switch (v.kind) {
         case 'release':
-          decisions.push({ id, c, release: true, decide: (cur) => releaseWaiting(cur, now) });
+          decisions.push({
+            id,
+            c,
+            release: true,
+            decide: (cur) => releaseWaiting(cur, now),
+            links: decisionLinks(c.parents, (p) => index.stateOf(p)),
+          });
           break;
         case 'fail': {
           if (v.status === 'missing') {
@@ -191,7 +269,14 @@ export class DependencyTracker {
             }
           }
           const { parentId, status } = v;
-          decisions.push({ id, c, release: false, decide: (cur) => dependencyFailed(cur, now, parentId, status) });
+          decisions.push({
+            id,
+            c,
+            release: false,
+            decide: (cur) => dependencyFailed(cur, now, parentId, status),
+            links: decisionLinks(c.parents, (p) => index.stateOf(p), parentId),
+            cause: parentId,
+          });
           break;
         }
         case 'unknown':
@@ -228,16 +313,44 @@ export class DependencyTracker {
     await mapBounded(decisions, this.concurrency, async (d) => {
       const hint = current.get(d.id);
       try {
-        // A hint that is not waiting may be a stale replica's: the transition reads the record itself then.
-        await this.jobs.transition(
-          d.id,
-          (s) => d.decide(s.record),
-          hint?.record.status === 'waiting' ? { current: hint } : {},
+        // In the child's own trace, linked to its parents' (docs/observability.md): the revision's publish is a child.
+        const wrote = await inSpan(
+          d.release ? 'job.release' : 'job.dependency_failed',
+          {
+            parent: contextFromTraceparent(hint?.record.traceparent, hint?.record.tracestate),
+            attributes: {
+              [ATTR.jobId]: d.id,
+              'gantry.job.parents': d.c.parents.length,
+              ...(d.cause !== undefined ? { 'gantry.dependency.failed_parent': d.cause } : {}),
+            },
+            links: d.links,
+          },
+          async (span) => {
+            try {
+              // A hint that is not waiting may be a stale replica's: the transition reads the record itself then.
+              await this.jobs.transition(
+                d.id,
+                (s) => d.decide(s.record),
+                hint?.record.status === 'waiting' ? { current: hint } : {},
+              );
+              return true;
+            } catch (err) {
+              if (!(err instanceof TransitionRefused || err instanceof JobNotFoundError)) throw err;
+              // Decided already (by a predecessor, or the job ended meanwhile): nothing written, not an error.
+              span.setAttribute('gantry.outcome', 'unchanged');
+              return false;
+            }
+          },
         );
-        if (d.release) report.released++;
-        else report.failed++;
+        if (!wrote) return;
+        if (d.release) {
+          report.released++;
+          this.options.metrics?.released.inc({ pool: d.c.pool });
+        } else {
+          report.failed++;
+          this.options.metrics?.failed.inc({ pool: d.c.pool });
+        }
       } catch (err) {
-        if (err instanceof TransitionRefused || err instanceof JobNotFoundError) return;
         errored.push(d.id);
         lastError = err;
       }

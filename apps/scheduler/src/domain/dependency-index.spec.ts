@@ -172,6 +172,45 @@ describe('DependencyIndex', () => {
     expect(w.store.get('c1')!.record.status).toBe('queued');
   });
 
+  it("names a parent's children in the order they started waiting, also after some left from the middle", () => {
+    const w = new World();
+    w.submit('p', []);
+    w.submit('q', []);
+    for (const c of ['c1', 'c2', 'c3', 'c4', 'c5']) w.submit(c, c === 'c3' ? ['q', 'p'] : ['p']);
+    // c2 (in the middle) and c5 (the last) leave; c6 joins after.
+    w.write(requestCancel(w.store.get('c2')!.record, w.now()));
+    w.write(requestCancel(w.store.get('c5')!.record, w.now()));
+    w.submit('c6', ['p']);
+    expect(w.index.childrenCount('p')).toBe(4);
+    expect(w.index.get('c3')!.parents).toEqual(['q', 'p']);
+    w.dirty.clear();
+    w.run('p', 'completed');
+    expect([...w.dirty]).toEqual(['c1', 'c3', 'c4', 'c6']);
+    // The ended parent's trace context is kept for the children's links; a parent still running has none.
+    expect(w.index.stateOf('p')).toMatchObject({ status: 'completed' });
+    expect(w.index.stateOf('q')?.traceparent).toBeUndefined();
+  });
+
+  it('keeps the trace context of a parent once it ended, and drops the parent with its last child', () => {
+    const index = new DependencyIndex();
+    const at = '2026-01-01T00:00:00.000Z';
+    const rev = (id: string, status: JobStatus, revision: number, extra: Record<string, unknown> = {}): StoredJob =>
+      ({
+        record: { id, status, tenant: 't', pool: 'default', updatedAt: at, ...extra },
+        revision,
+        event: { type: `job.${status}` },
+      }) as unknown as StoredJob;
+    const tp = `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`;
+    index.apply(rev('c', 'waiting', 2, { dependsOn: ['p'] }));
+    index.apply(rev('p', 'running', 3, { traceparent: tp }));
+    expect(index.stateOf('p')).toEqual({ status: 'running', revision: 3 });
+    expect(index.apply(rev('p', 'completed', 4, { traceparent: tp }))).toEqual(['c']);
+    expect(index.stateOf('p')).toEqual({ status: 'completed', revision: 4, traceparent: tp });
+    index.apply(rev('c', 'queued', 5, { dependsOn: ['p'] }));
+    expect(index.parentCount).toBe(0);
+    expect(index.stateOf('p')).toBeUndefined();
+  });
+
   it('never lets a parent state read from the store override a newer revision the projection applied', () => {
     const w = new World();
     w.submit('p', []);
@@ -184,7 +223,11 @@ describe('DependencyIndex', () => {
     expect(w.index.stateOf('p')).toEqual(seen);
   });
 
-  it('matches the brute-force model on random DAGs, outcomes, evaluation orders and takeovers', () => {
+  // Short ids (kept beside the typed arrays) and ULID-sized ones (kept inline): both paths of the compact index.
+  it.each([
+    ['short ids', (i: number) => `j${i}`],
+    ['26-character ids', (i: number) => `j${String(i).padStart(25, '0')}`],
+  ])('matches the brute-force model on random DAGs, outcomes, evaluation orders and takeovers (%s)', (_, idOf) => {
     const job = fc.record({
       parents: fc.array(fc.nat(), { maxLength: 4 }),
       outcome: fc.constantFrom<Outcome>('completed', 'completed', 'failed', 'cancelled'),
@@ -204,10 +247,7 @@ describe('DependencyIndex', () => {
           const can: (() => void)[] = [];
           if (submitted < jobs.length)
             can.push(() => {
-              w.submit(
-                `j${submitted}`,
-                jobs[submitted]!.parents.map((p) => `j${p}`),
-              );
+              w.submit(idOf(submitted), jobs[submitted]!.parents.map(idOf));
               submitted++;
             });
           if (w.dirty.size > 0)
@@ -230,17 +270,17 @@ describe('DependencyIndex', () => {
           can[pick(can.length)]!();
         }
         jobs.forEach((_, i) => {
-          const r = w.store.get(`j${i}`)!.record;
+          const r = w.store.get(idOf(i))!.record;
           expect({ id: i, status: r.status }).toEqual({ id: i, status: want[i]!.status });
           expect(r.error?.code === 'DEPENDENCY_FAILED').toBe(want[i]!.depFailed);
           if (want[i]!.depFailed) {
             // It names a parent that really ended failed or cancelled.
             const named = /dependency (j\d+) ended (failed|cancelled)/.exec(r.error!.message);
             expect(named).not.toBeNull();
-            expect(jobs[i]!.parents.map((p) => `j${p}`)).toContain(named![1]);
+            expect(jobs[i]!.parents.map(idOf)).toContain(named![1]);
             expect(w.store.get(named![1]!)!.record.status).toBe(named![2]);
           }
-          expect(w.terminals.get(`j${i}`)).toBe(1);
+          expect(w.terminals.get(idOf(i))).toBe(1);
         });
         expect(w.index.size).toBe(0);
       }),

@@ -8,12 +8,30 @@
  * A parent's state comes from its own revisions as the projection sees them, or — for a parent whose revisions passed
  * before any child named it (terminal parents are not in the queue model) — from a read of its record ({@link learn}).
  */
-import { isTerminal, type JobStatus, type StoredJob } from '@gantry/contracts';
+import { isTerminal, JOB_STATUSES, type JobStatus, type StoredJob } from '@gantry/contracts';
+import { ensureLength, IdSlots } from './id-slots';
 
 /** What is known of a parent: its status at a stream revision (`missing`: no record in the store). */
 export interface ParentState {
   status: JobStatus | 'missing';
   revision: number;
+  /**
+   * The parent's trace context, kept once it ended (only then does it decide anything): the child's `job.release` or
+   * `job.dependency_failed` span links to the parent's trace.
+   */
+  traceparent?: string;
+  tracestate?: string;
+}
+
+/** A parent's state from one of its revisions (its trace context kept only when terminal). */
+export function parentStateOf(s: StoredJob): ParentState {
+  const r = s.record;
+  const st: ParentState = { status: r.status, revision: s.revision };
+  if (isTerminal(r.status)) {
+    if (r.traceparent) st.traceparent = r.traceparent;
+    if (r.tracestate) st.tracestate = r.tracestate;
+  }
+  return st;
 }
 
 export interface WaitingChild {
@@ -56,37 +74,99 @@ export function decide(parents: readonly string[], stateOf: (id: string) => Pare
   return allCompleted ? { kind: 'release' } : { kind: 'wait' };
 }
 
+/** Status codes of what is known of a parent (0: nothing). */
+const STATUS_CODES: readonly (JobStatus | 'missing')[] = [...JOB_STATUSES, 'missing'];
+const UNKNOWN = 0;
+const NONE = -1;
+
+/**
+ * The index in typed arrays (issue 17: a million waiting jobs must not cost the scheduler several hundred bytes
+ * each): children and parents are {@link IdSlots} (ids inline, stable slots), each child's fields are columns indexed
+ * by its slot (acceptance sequence, waiting since, interned tenant and pool), and every child → parent edge is an
+ * entry of an edge pool on two intrusive lists — the parent's children (doubly linked: a child leaves in O(1)) and the
+ * child's parents (in `dependsOn` order). A parent is held while it has waiting children, with its last known state
+ * (status code and revision; its trace context only once it ended). A parent's terminal revision lists its children in
+ * O(children), no scan. Measured: docs/performance.md ("Waiting jobs").
+ */
 export class DependencyIndex {
-  private readonly waiting = new Map<string, WaitingChild>();
-  private readonly childrenOf = new Map<string, Set<string>>();
-  private readonly parents = new Map<string, ParentState>();
+  private readonly children = new IdSlots();
+  private cSeq = new Float64Array(0);
+  private cSince = new Float64Array(0);
+  private cTenant = new Int32Array(0);
+  private cPool = new Int32Array(0);
+  /** The child's first edge (its first parent). */
+  private cEdge = new Int32Array(0);
+
+  private readonly parents = new IdSlots();
+  /**
+   * The parent's first and last edges (its children in the order they started waiting: a parent's children are
+   * evaluated, and so released, in acceptance order), NONE when it has none.
+   */
+  private pHead = new Int32Array(0);
+  private pTail = new Int32Array(0);
+  private pCount = new Int32Array(0);
+  private pStatus = new Uint8Array(0);
+  private pRevision = new Float64Array(0);
+  /** Trace contexts of parents that ended (few at a time: their children are decided at once). */
+  private readonly pTrace = new Map<number, { traceparent?: string; tracestate?: string }>();
+
+  private eChild = new Int32Array(0);
+  private eParent = new Int32Array(0);
+  /** Next / previous edge in the parent's list of children. */
+  private eNext = new Int32Array(0);
+  private ePrev = new Int32Array(0);
+  /** Next edge of the same child (its next parent); also the free list's link. */
+  private eSibling = new Int32Array(0);
+  private edgeTop = 0;
+  private edgeFree = NONE;
+
+  /** Tenants and pools, interned. */
+  private readonly codes = new Map<string, number>();
+  private readonly names: string[] = [];
   private readonly byTenant = new Map<string, number>();
   private readonly byPool = new Map<string, number>();
 
   /** Waiting jobs. */
   get size(): number {
-    return this.waiting.size;
+    return this.children.size;
   }
 
   /** Parents with waiting children. */
   get parentCount(): number {
-    return this.childrenOf.size;
+    return this.parents.size;
   }
 
   get(childId: string): WaitingChild | undefined {
-    return this.waiting.get(childId);
+    const c = this.children.find(childId);
+    if (c < 0) return undefined;
+    const parents: string[] = [];
+    for (let e = this.cEdge[c]!; e !== NONE; e = this.eSibling[e]!) parents.push(this.parents.idOf(this.eParent[e]!));
+    return {
+      parents,
+      tenant: this.names[this.cTenant[c]!]!,
+      pool: this.names[this.cPool[c]!]!,
+      seq: this.cSeq[c]!,
+      since: this.cSince[c]!,
+    };
   }
 
-  ids(): IterableIterator<string> {
-    return this.waiting.keys();
+  *ids(): IterableIterator<string> {
+    for (const c of this.children.slots()) yield this.children.idOf(c);
   }
 
   childrenCount(parentId: string): number {
-    return this.childrenOf.get(parentId)?.size ?? 0;
+    const p = this.parents.find(parentId);
+    return p < 0 ? 0 : this.pCount[p]!;
   }
 
   stateOf(parentId: string): ParentState | undefined {
-    return this.parents.get(parentId);
+    const p = this.parents.find(parentId);
+    if (p < 0 || this.pStatus[p] === UNKNOWN) return undefined;
+    const st: ParentState = { status: STATUS_CODES[this.pStatus[p]! - 1]!, revision: this.pRevision[p]! };
+    const t = this.pTrace.get(p);
+    if (t?.traceparent) st.traceparent = t.traceparent;
+    if (t?.tracestate) st.tracestate = t.tracestate;
+    return st;
   }
 
   /** Waiting jobs per tenant (tenants with none left out). */
@@ -99,6 +179,16 @@ export class DependencyIndex {
     return this.byPool;
   }
 
+  /** Bytes held in typed arrays (for tests and the memory figures). */
+  get arrayBytes(): number {
+    const arrays: { byteLength: number }[] = [
+      ...[this.cSeq, this.cSince, this.cTenant, this.cPool, this.cEdge],
+      ...[this.pHead, this.pTail, this.pCount, this.pStatus, this.pRevision],
+      ...[this.eChild, this.eParent, this.eNext, this.ePrev, this.eSibling],
+    ];
+    return this.children.arrayBytes + this.parents.arrayBytes + arrays.reduce((n, a) => n + a.byteLength, 0);
+  }
+
   /**
    * Applies one revision (in stream order). Returns the waiting children it may have made decidable: the job itself
    * when it (re)enters `waiting`, and the children of a parent that reached a terminal state.
@@ -106,26 +196,21 @@ export class DependencyIndex {
   apply(s: StoredJob): string[] {
     const r = s.record;
     const touched: string[] = [];
-    const children = this.childrenOf.get(r.id);
-    if (children) {
-      this.learn(r.id, { status: r.status, revision: s.revision });
-      if (isTerminal(r.status)) touched.push(...children);
+    const p = this.parents.find(r.id);
+    if (p >= 0) {
+      this.learnSlot(p, parentStateOf(s));
+      if (isTerminal(r.status))
+        for (let e = this.pHead[p]!; e !== NONE; e = this.eNext[e]!) touched.push(this.children.idOf(this.eChild[e]!));
     }
+    const c = this.children.find(r.id);
     if (r.status === 'waiting' && r.dependsOn && r.dependsOn.length > 0) {
-      const known = this.waiting.get(r.id);
       const since = Date.parse(r.updatedAt);
-      if (known) known.since = s.event.type === 'job.waiting' ? since : known.since;
-      else
-        this.add(r.id, {
-          parents: [...new Set(r.dependsOn)],
-          tenant: r.tenant,
-          pool: r.pool,
-          seq: r.createSeq ?? s.revision,
-          since,
-        });
+      if (c >= 0) {
+        if (s.event.type === 'job.waiting') this.cSince[c] = since;
+      } else this.add(r.id, [...new Set(r.dependsOn)], r.tenant, r.pool, r.createSeq ?? s.revision, since);
       touched.push(r.id);
-    } else if (this.waiting.has(r.id)) {
-      this.remove(r.id);
+    } else if (c >= 0) {
+      this.remove(c);
     }
     return touched;
   }
@@ -135,43 +220,141 @@ export class DependencyIndex {
    * newer revision the projection already applied.
    */
   learn(parentId: string, st: ParentState): void {
-    if (!this.childrenOf.has(parentId)) return;
-    const known = this.parents.get(parentId);
-    if (known && known.status !== 'missing' && st.status !== 'missing' && known.revision >= st.revision) return;
-    if (known && known.status !== 'missing' && st.status === 'missing') return;
-    this.parents.set(parentId, st);
+    const p = this.parents.find(parentId);
+    if (p >= 0) this.learnSlot(p, st);
   }
 
   /** Forgets what is known of a parent (a `missing` one is read again later). */
   forget(parentId: string): void {
-    this.parents.delete(parentId);
+    const p = this.parents.find(parentId);
+    if (p < 0) return;
+    this.pStatus[p] = UNKNOWN;
+    this.pTrace.delete(p);
   }
 
-  private add(id: string, c: WaitingChild): void {
-    this.waiting.set(id, c);
-    for (const p of c.parents) {
-      let set = this.childrenOf.get(p);
-      if (!set) this.childrenOf.set(p, (set = new Set()));
-      set.add(id);
+  private learnSlot(p: number, st: ParentState): void {
+    const code = this.pStatus[p]!;
+    if (code !== UNKNOWN) {
+      const knownMissing = STATUS_CODES[code - 1] === 'missing';
+      if (!knownMissing && st.status !== 'missing' && this.pRevision[p]! >= st.revision) return;
+      if (!knownMissing && st.status === 'missing') return;
     }
-    bump(this.byTenant, c.tenant, 1);
-    bump(this.byPool, c.pool, 1);
+    this.pStatus[p] = STATUS_CODES.indexOf(st.status) + 1;
+    this.pRevision[p] = st.revision;
+    if (st.traceparent || st.tracestate)
+      this.pTrace.set(p, {
+        ...(st.traceparent ? { traceparent: st.traceparent } : {}),
+        ...(st.tracestate ? { tracestate: st.tracestate } : {}),
+      });
+    else this.pTrace.delete(p);
   }
 
-  private remove(id: string): void {
-    const c = this.waiting.get(id)!;
-    this.waiting.delete(id);
-    for (const p of c.parents) {
-      const set = this.childrenOf.get(p);
-      if (!set) continue;
-      set.delete(id);
-      if (set.size === 0) {
-        this.childrenOf.delete(p);
-        this.parents.delete(p);
+  private code(name: string): number {
+    let k = this.codes.get(name);
+    if (k === undefined) {
+      k = this.names.length;
+      this.names.push(name);
+      this.codes.set(name, k);
+    }
+    return k;
+  }
+
+  private add(id: string, parents: readonly string[], tenant: string, pool: string, seq: number, since: number): void {
+    const c = this.children.add(id);
+    const n = this.children.capacity;
+    this.cSeq = ensureLength(this.cSeq, n);
+    this.cSince = ensureLength(this.cSince, n);
+    this.cTenant = ensureLength(this.cTenant, n);
+    this.cPool = ensureLength(this.cPool, n);
+    this.cEdge = ensureLength(this.cEdge, n);
+    this.cSeq[c] = seq;
+    this.cSince[c] = since;
+    this.cTenant[c] = this.code(tenant);
+    this.cPool[c] = this.code(pool);
+    this.cEdge[c] = NONE;
+    let last = NONE;
+    for (const parentId of parents) {
+      const p = this.parentSlot(parentId);
+      const e = this.newEdge();
+      this.eChild[e] = c;
+      this.eParent[e] = p;
+      // Last in the parent's list.
+      const tail = this.pTail[p]!;
+      this.ePrev[e] = tail;
+      this.eNext[e] = NONE;
+      if (tail !== NONE) this.eNext[tail] = e;
+      else this.pHead[p] = e;
+      this.pTail[p] = e;
+      this.pCount[p]!++;
+      // Last in the child's (dependsOn order).
+      this.eSibling[e] = NONE;
+      if (last === NONE) this.cEdge[c] = e;
+      else this.eSibling[last] = e;
+      last = e;
+    }
+    bump(this.byTenant, tenant, 1);
+    bump(this.byPool, pool, 1);
+  }
+
+  private remove(c: number): void {
+    for (let e = this.cEdge[c]!; e !== NONE;) {
+      const p = this.eParent[e]!;
+      const next = this.eNext[e]!;
+      const prev = this.ePrev[e]!;
+      if (prev !== NONE) this.eNext[prev] = next;
+      else this.pHead[p] = next;
+      if (next !== NONE) this.ePrev[next] = prev;
+      else this.pTail[p] = prev;
+      if (--this.pCount[p]! === 0) {
+        this.parents.remove(p);
+        this.pTrace.delete(p);
       }
+      const sibling = this.eSibling[e]!;
+      this.eSibling[e] = this.edgeFree;
+      this.edgeFree = e;
+      e = sibling;
     }
-    bump(this.byTenant, c.tenant, -1);
-    bump(this.byPool, c.pool, -1);
+    const tenant = this.names[this.cTenant[c]!]!;
+    const pool = this.names[this.cPool[c]!]!;
+    this.children.remove(c);
+    bump(this.byTenant, tenant, -1);
+    bump(this.byPool, pool, -1);
+  }
+
+  private parentSlot(parentId: string): number {
+    let p = this.parents.find(parentId);
+    if (p >= 0) return p;
+    p = this.parents.add(parentId);
+    const n = this.parents.capacity;
+    this.pHead = ensureLength(this.pHead, n);
+    this.pTail = ensureLength(this.pTail, n);
+    this.pCount = ensureLength(this.pCount, n);
+    this.pStatus = ensureLength(this.pStatus, n);
+    this.pRevision = ensureLength(this.pRevision, n);
+    this.pHead[p] = NONE;
+    this.pTail[p] = NONE;
+    this.pCount[p] = 0;
+    this.pStatus[p] = UNKNOWN;
+    this.pRevision[p] = 0;
+    return p;
+  }
+
+  private newEdge(): number {
+    if (this.edgeFree !== NONE) {
+      const e = this.edgeFree;
+      this.edgeFree = this.eSibling[e]!;
+      return e;
+    }
+    const e = this.edgeTop++;
+    if (e >= this.eChild.length) {
+      const n = Math.max(64, e + 1);
+      this.eChild = ensureLength(this.eChild, n);
+      this.eParent = ensureLength(this.eParent, n);
+      this.eNext = ensureLength(this.eNext, n);
+      this.ePrev = ensureLength(this.ePrev, n);
+      this.eSibling = ensureLength(this.eSibling, n);
+    }
+    return e;
   }
 }
 

@@ -9,14 +9,14 @@
  * side map. No library offers this (a keyed heap over typed arrays); the order index does the same for queued jobs.
  */
 
-const ID_BYTES = 26;
+export const ID_BYTES = 26;
 /** A first id byte of 0 means "see the side map". */
-const ODD = 0;
+export const ODD = 0;
 const FIRST_CAPACITY = 64;
 /** The hash table is rebuilt larger when it is fuller than this. */
 const MAX_LOAD = 0.7;
 
-function inlineId(id: string): boolean {
+export function inlineId(id: string): boolean {
   if (id.length !== ID_BYTES) return false;
   for (let i = 0; i < ID_BYTES; i++) {
     const c = id.charCodeAt(i);
@@ -26,7 +26,7 @@ function inlineId(id: string): boolean {
 }
 
 /** FNV-1a over the characters (the same over an inline id's bytes). */
-function hashString(id: string): number {
+export function hashString(id: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
   return h >>> 0;

@@ -9,12 +9,15 @@
  * 1. reads the schedule (deleted or paused: nothing; T already handled, `lastDueAt ≥ T`: only moves `nextRunAt`);
  * 2. if the job of (schedule, T) exists — a predecessor created it and died before step 4 — T is done;
  * 3. else skips T when `overlap: skip` and the previous job is unfinished, or the tenant/queue bounds a submit obeys
- *    would refuse it; else creates the job with the deterministic id `<schedule id>_<T ms>`, as a first revision
+ *    would refuse it; else creates the job with the deterministic id `<schedule id>_<T ms>` (lower case when the job
+ *    has no callback: `scheduleJobId`, the no-callback subject the notifier never reads), as a first revision
  *    written with Expected-Last-Subject-Sequence 0 (refused when it exists: two leaders never create it twice, even
  *    long after the dedupe window);
  * 4. records T (`lastDueAt`, `lastJobId`, `nextRunAt` = the first due time after now) with compare-and-set on the
  *    schedule's revision (a pause or delete in between wins; the write is merged again or dropped).
- * Each created job is the root of its own trace (span `schedule.fire`, attributes schedule id and due time).
+ * Each created job is the root of its own trace (span `schedule.fire`, attributes schedule id and due time): the fire
+ * span is the job's parent, not a link, because one due time creates one job and both belong in one trace; the fire
+ * span LINKS to the trace of the request that created the schedule (docs/observability.md).
  */
 import {
   BUCKETS,
@@ -34,6 +37,7 @@ import {
   contextFromTraceparent,
   currentTraceparent,
   inSpan,
+  linkToTraceparent,
   Counter,
   Gauge,
   type Logger,
@@ -205,12 +209,13 @@ export class ScheduleTimer extends DueTimer {
       await this.record(kv, key, e, rec, { nextRunAt: after });
       return 'handled';
     }
-    const jobId = scheduleJobId(rec.id, due);
+    const jobId = scheduleJobId(rec.id, due, !!rec.spec.callbackUrl);
     let outcome: FireOutcome;
     let lastJobId = rec.lastJobId;
-    if (await this.jobs.get(jobId, { consistent: true })) {
+    const existing = await this.existingJob(rec.id, due, jobId);
+    if (existing) {
       outcome = 'exists';
-      lastJobId = jobId;
+      lastJobId = existing;
     } else {
       const skip = await this.skipReason(rec);
       if (skip) {
@@ -229,6 +234,17 @@ export class ScheduleTimer extends DueTimer {
     return outcome;
   }
 
+  /**
+   * The job of (schedule, due time) if one exists: under its id, or — for a schedule without a callback — under the
+   * plain form a scheduler of an earlier release gave it (a takeover during a rolling upgrade creates no second job).
+   */
+  private async existingJob(scheduleId: string, due: number, jobId: string): Promise<string | undefined> {
+    if (await this.jobs.get(jobId, { consistent: true })) return jobId;
+    const plain = scheduleJobId(scheduleId, due);
+    if (plain !== jobId && (await this.jobs.get(plain, { consistent: true }))) return plain;
+    return undefined;
+  }
+
   private async skipReason(rec: ScheduleRecord): Promise<ScheduleSkip | undefined> {
     if (rec.overlap === 'skip' && rec.lastJobId !== null) {
       const last = await this.jobs.get(rec.lastJobId, { consistent: true });
@@ -244,6 +260,10 @@ export class ScheduleTimer extends DueTimer {
       'schedule.fire',
       {
         parent: contextFromTraceparent(undefined),
+        // The request that created the schedule (its trace is not the job's: a schedule runs for months).
+        links: [linkToTraceparent(rec.traceparent, rec.tracestate, { 'gantry.link.kind': 'schedule' })].flatMap((l) =>
+          l ? [l] : [],
+        ),
         attributes: {
           'gantry.schedule.id': rec.id,
           'gantry.schedule.due_at': dueAt,
