@@ -15,7 +15,7 @@
 // `running → completed`, then ack. Every completion submits a fresh normal job, so the queue depth stays where the
 // phase put it and both phases put the same write load on the broker.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -138,6 +138,8 @@ async function startScheduler(natsUrl) {
   cleanups.push(() => proc.kill('SIGKILL'));
   schedulers.push({ proc, lines });
   const onData = (b) => {
+    // --log=<file>: the schedulers' log lines are appended there as well (to look into a run that stalls).
+    if (args.log) appendFileSync(args.log, b);
     for (const l of b.toString().split('\n')) {
       if (!l.trim()) continue;
       try {
@@ -151,9 +153,21 @@ async function startScheduler(natsUrl) {
   proc.stderr.on('data', onData);
   const started = Date.now();
   let peak = 0;
+  // What the process's memory is made of when its RSS is highest (heap vs buffers outside it), from its own metrics.
+  let opsUrl;
+  let atPeak;
+  let sampling = false;
   const sampler = setInterval(() => {
     try {
-      peak = Math.max(peak, rssOf(proc.pid).rss);
+      const rss = rssOf(proc.pid).rss;
+      if (rss > peak && opsUrl && !sampling) {
+        sampling = true;
+        void memoryOf(opsUrl)
+          .then((m) => (atPeak = { rss, ...m }))
+          .catch(() => undefined)
+          .finally(() => (sampling = false));
+      }
+      peak = Math.max(peak, rss);
     } catch {
       /* exited */
     }
@@ -179,6 +193,7 @@ async function startScheduler(natsUrl) {
     waitFor(() => find('leading'), { what: 'the scheduler to lead', timeoutMs: 30 * 60_000, intervalMs: 100 }),
   );
   const rebuilt = find('scheduler state rebuilt');
+  opsUrl = String(find('scheduler ops endpoint listening').url);
   return {
     proc,
     lines,
@@ -190,12 +205,24 @@ async function startScheduler(natsUrl) {
     createTimeouts: lines.filter((l) => String(l.msg).startsWith('creating the consumer timed out')).length,
     opsUrl: String(find('scheduler ops endpoint listening').url),
     peak: () => peak,
+    atPeak: () => atPeak,
     alive,
     stop: async () => {
       clearInterval(sampler);
       proc.kill('SIGTERM');
       await new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r)));
     },
+  };
+}
+
+/** The scheduler's heap and off-heap memory, from its process metrics. */
+async function memoryOf(opsUrl) {
+  const text = await (await fetch(`${opsUrl}/metrics`)).text();
+  const v = (name) => Number(new RegExp(`^gantry_process_${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
+  return {
+    heapUsed: v('nodejs_heap_size_used_bytes'),
+    heapTotal: v('nodejs_heap_size_total_bytes'),
+    external: v('nodejs_external_memory_bytes'),
   };
 }
 
@@ -435,6 +462,7 @@ async function tailPosition(x) {
 
 async function teardown(x) {
   x.peakRss = x.sched.peak();
+  x.atPeak = x.sched.atPeak();
   await x.workers.stop();
   await x.sched.stop();
   await x.nats.drain();
@@ -479,6 +507,11 @@ async function main() {
   row('scheduler CPU µs/dispatch', median(small.cpu).toFixed(0), median(big.cpu).toFixed(0));
   row('scheduler RSS after rebuild', mb(small.idleRss), mb(big.idleRss));
   row('scheduler RSS peak', mb(small.peakRss), mb(big.peakRss));
+  const part = (x, k) => (x.atPeak ? mb(x.atPeak[k]) : '?');
+  row('  near the peak: RSS', part(small, 'rss'), part(big, 'rss'));
+  row('    V8 heap used', part(small, 'heapUsed'), part(big, 'heapUsed'));
+  row('    V8 heap total', part(small, 'heapTotal'), part(big, 'heapTotal'));
+  row('    external (buffers)', part(small, 'external'), part(big, 'external'));
   row(
     'state rebuild',
     `${(small.sched.rebuildMs / 1000).toFixed(1)} s`,

@@ -3,12 +3,35 @@
  * from the broker at scrape time (the delivery consumer's undelivered + unacknowledged messages), so every replica
  * reports the same, true number, waiting retries included.
  */
-import { STREAMS } from '@gantry/contracts';
+import { STREAMS, SUBJECTS } from '@gantry/contracts';
 import type { NatsHandle } from '@gantry/jetstream';
 import { Counter, DURATION_BUCKETS, Gauge, Histogram, type Registry } from '@gantry/telemetry';
 import type { FailureReason } from './delivery/webhook-sender';
 
 export type AttemptOutcome = 'success' | 'failure';
+
+/**
+ * Tenants exported one by one in `gantry_webhook_parked_tenant` (those with the most parked deliveries); the others are
+ * summed under {@link OTHER_TENANTS}. Tenants are as many as API keys and schedules make them: one series per tenant
+ * would let the label's cardinality grow without bound.
+ */
+export const PARKED_TENANT_SERIES = 20;
+/** The label value of the tenants beyond the first {@link PARKED_TENANT_SERIES} (not a valid tenant name). */
+export const OTHER_TENANTS = '(other)';
+
+/** Parked deliveries per tenant from the parked stream's per-subject counts (`…webhook_parked.<tenant>.<hash>`). */
+export function parkedPerTenant(subjects: Record<string, number>, top = PARKED_TENANT_SERIES): Map<string, number> {
+  const per = new Map<string, number>();
+  for (const [subject, n] of Object.entries(subjects)) {
+    const tenant = subject.split('.')[3];
+    if (tenant) per.set(tenant, (per.get(tenant) ?? 0) + n);
+  }
+  const ranked = [...per].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  const out = new Map(ranked.slice(0, top));
+  const rest = ranked.slice(top).reduce((sum, [, n]) => sum + n, 0);
+  if (ranked.length > top) out.set(OTHER_TENANTS, rest);
+  return out;
+}
 
 export class NotifierMetrics {
   private readonly attempts: Counter<'outcome' | 'status'>;
@@ -23,6 +46,8 @@ export class NotifierMetrics {
   private readonly deferrals: Counter;
   private readonly circuitWaits: Counter;
   private readonly throttles: Counter;
+  private readonly parkings: Counter;
+  private readonly unparkings: Counter;
 
   constructor(registry: Registry, nats: () => NatsHandle | undefined, openCircuits: () => number = () => 0) {
     const registers = [registry];
@@ -93,6 +118,61 @@ export class NotifierMetrics {
       help: 'job.progress events not sent because of WEBHOOK_PROGRESS_INTERVAL_MS',
       registers,
     });
+    this.parkings = new Counter({
+      name: 'gantry_webhook_parked_total',
+      help: 'Deliveries parked by this replica (their endpoint had more than WEBHOOK_ENDPOINT_MAX_PENDING waiting)',
+      registers,
+    });
+    this.unparkings = new Counter({
+      name: 'gantry_webhook_unparked_total',
+      help: 'Parked deliveries this replica moved back to their tenant once their endpoint had room',
+      registers,
+    });
+    // Parked now: read from the parked stream at scrape time (every replica reports the same, true number). One
+    // stream info for both gauges per scrape: the first collected refreshes it.
+    let parked: Promise<{ total: number; perTenant: Map<string, number> } | undefined> | undefined;
+    let parkedAt = 0;
+    const readParked = (): Promise<{ total: number; perTenant: Map<string, number> } | undefined> => {
+      const now = Date.now();
+      if (!parked || now - parkedAt > 250) {
+        parkedAt = now;
+        parked = (async () => {
+          const n = nats();
+          if (!n?.connected) return undefined;
+          try {
+            const info = await n.jsm.streams.info(STREAMS.webhookParked, {
+              subjects_filter: SUBJECTS.webhookParkedAll,
+            });
+            return { total: info.state.messages, perTenant: parkedPerTenant(info.state.subjects ?? {}) };
+          } catch {
+            // NATS unavailable (or the stream not provisioned yet): keep the last values
+            return undefined;
+          }
+        })();
+      }
+      return parked;
+    };
+    new Gauge({
+      name: 'gantry_webhook_parked',
+      help: 'Deliveries parked now (GANTRY_WEBHOOK_PARKED_V1: outside every MaxAckPending, waiting for their endpoint)',
+      registers,
+      async collect() {
+        const p = await readParked();
+        if (p) this.set(p.total);
+      },
+    });
+    new Gauge({
+      name: 'gantry_webhook_parked_tenant',
+      help: `Deliveries parked now per tenant: the ${PARKED_TENANT_SERIES} tenants with the most, the rest summed as tenant="${OTHER_TENANTS}"`,
+      labelNames: ['tenant'],
+      registers,
+      async collect() {
+        const p = await readParked();
+        if (!p) return;
+        this.reset();
+        for (const [tenant, n] of p.perTenant) this.set({ tenant }, n);
+      },
+    });
     new Gauge({
       name: 'gantry_webhook_circuit_open',
       help: 'Endpoints whose circuit is open on this replica (one request at a time, the rest wait for its verdict)',
@@ -151,5 +231,11 @@ export class NotifierMetrics {
   }
   throttled(): void {
     this.throttles.inc();
+  }
+  parked(): void {
+    this.parkings.inc();
+  }
+  unparked(): void {
+    this.unparkings.inc();
   }
 }

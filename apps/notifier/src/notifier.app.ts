@@ -96,6 +96,7 @@ export function startNotifier(config: NotifierConfig, logger: Logger): Promise<R
       perEndpoint: config.WEBHOOK_ENDPOINT_MAX_PENDING,
       sweepMs: PARKED_SWEEP_MS,
       logger,
+      counted: metrics,
     });
     const deliveries = new DeliveryService(
       queue,

@@ -15,7 +15,7 @@ import {
 } from '@gantry/contracts';
 import { NatsHandle, decodeJson, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer, waitFor } from '@gantry/testing';
+import { Deferred, NatsServer, waitFor } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import { listBucket, ListIndexWriter } from '../src/listing/list-index-writer';
 
@@ -71,12 +71,12 @@ describe('listing writer with failing reads (real nats-server)', () => {
     };
   }
 
-  const submit = (jobs: JobStore, id: string) =>
+  const submit = (jobs: JobStore, id: string, tenant = 'acme') =>
     jobs.create(
       newJob(
         {
           id,
-          tenant: 'acme',
+          tenant,
           type: 'noop',
           input: {},
           priority: 'normal',
@@ -124,5 +124,68 @@ describe('listing writer with failing reads (real nats-server)', () => {
     );
     expect(page.entries.map((e) => e[1]).sort()).toEqual(['first', 'second']);
     await w2.stop();
+  });
+
+  /** A handle whose next listing write fails once `failing.release` resolves (like a timeout). */
+  function failingWrites(failing: { on: boolean; failed: number; release: Promise<void> }): NatsHandle {
+    const js = new Proxy(nats.js, {
+      get(target, prop, receiver) {
+        if (prop !== 'publish') return Reflect.get(target, prop, receiver) as unknown;
+        const real = target.publish.bind(target);
+        return async (subject: string, ...rest: unknown[]) => {
+          if (failing.on && subject.startsWith('gantry.v1.list.')) {
+            // One write of the flush fails: the whole flush is retried.
+            failing.on = false;
+            await failing.release;
+            failing.failed++;
+            throw new Error('TIMEOUT');
+          }
+          return real(subject, ...(rest as [Parameters<typeof real>[1]]));
+        };
+      },
+    });
+    return Object.assign(Object.create(nats) as NatsHandle, { js });
+  }
+
+  it('keeps the pages of a failed flush for the next one, however many tenants pass meanwhile (no page lost)', async () => {
+    // Before issue 15's fix: a page being written was no longer dirty, so the page cache (64 pages) could evict it
+    // while its write was in flight; when the write failed the page was marked dirty again without being held, and
+    // every later flush threw on it — the listing stopped for good (checkpoint frozen, GET /v1/jobs read-your-writes
+    // timing out). Seen with 1,000 tenants under load.
+    const jobs = new JobStore(nats, systemClock);
+    const release = new Deferred();
+    const failing = { on: true, failed: 0, release: release.promise };
+    const f = feed();
+    f.lastApplied = (await nats.jsm.streams.info(STREAMS.jobs)).state.last_seq;
+    const w = new ListIndexWriter(failingWrites(failing), logger, f);
+    await w.start();
+    const early = await Promise.all(Array.from({ length: 10 }, (_, i) => submit(jobs, `early-${i}`, `early${i}`)));
+    for (const s of early) f.push(s);
+    await waitFor(() => w.appliedSeq >= early.at(-1)!.revision, { what: 'the early jobs applied' });
+    // A flush of the 10 early pages starts, and fails only after 100 more tenants' pages passed through the cache
+    // (more than it holds).
+    const failed = w.flush();
+    const late: StoredJob[] = [];
+    for (let i = 0; i < 100; i++) late.push(await submit(jobs, `late-${i}`, `late${i}`));
+    for (const s of late) f.push(s);
+    await waitFor(() => w.appliedSeq >= late.at(-1)!.revision, { what: 'the late jobs applied', timeoutMs: 30_000 });
+    release.resolve();
+    await failed;
+    expect(failing.failed).toBe(1);
+    await waitFor(
+      async () => {
+        await w.flush();
+        for (const s of [...early, ...late]) {
+          const msg = await nats.jsm.direct.getMessage(STREAMS.list, {
+            last_by_subj: SUBJECTS.listPage(s.record.tenant, listBucket(s.record.createSeq!)),
+          });
+          const p = msg ? decodeJson<ListPage>(msg.data) : undefined;
+          if (!p?.entries.some((e) => e[1] === s.record.id)) return `${s.record.id} not listed`;
+        }
+        return true;
+      },
+      { what: 'every job listed after the failed flush', timeoutMs: 30_000, intervalMs: 200 },
+    );
+    await w.stop();
   });
 });

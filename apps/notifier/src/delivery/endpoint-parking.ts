@@ -29,6 +29,8 @@ export interface ParkingOptions {
   sweepMs: number;
   logger: Logger;
   now?: () => number;
+  /** Counts each delivery parked and each moved back (the notifier's metrics). */
+  counted?: { parked(): void; unparked(): void };
 }
 
 export class EndpointParking {
@@ -78,6 +80,7 @@ export class EndpointParking {
     const c = this.counts.get(live);
     if (c) c.n--;
     this.parkedTotal++;
+    this.o.counted?.parked();
     return true;
   }
 
@@ -117,6 +120,7 @@ export class EndpointParking {
           if (!isNotFound(err)) throw err;
         });
         this.movedBackTotal++;
+        this.o.counted?.unparked();
       }
     }
   }

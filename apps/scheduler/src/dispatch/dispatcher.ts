@@ -29,7 +29,17 @@ import { ATTR, contextFromTraceparent, type Logger } from '@gantry/telemetry';
 import { planDispatch, type Decision } from '../domain/dispatch-plan';
 import { entryOf, type SchedulerState } from '../domain/scheduler-state';
 import type { SchedulerMetrics } from '../stats/metrics';
-import { RecordCache } from './record-cache';
+import { RecordCache, storedJobBytes } from './record-cache';
+
+/**
+ * Estimated heap bytes of the job records one dispatch round holds at once (issue 15). A round decides up to `batch`
+ * jobs, and each dispatch carries the job's whole record (up to MAX_JOB_BYTES): 256 records of 1 MiB were 256 MB in
+ * one round. Records are read in chunks sized from what the earlier ones weighed; once this much is held, the
+ * remaining decisions go back to the queue and the next round (at once) takes them.
+ */
+const ROUND_RECORD_BYTES = 8 * 1024 * 1024;
+/** Most record reads in flight at once. */
+const READ_CONCURRENCY = 64;
 
 /** After a failed round: 0.5 s doubling up to 10 s (jittered) until a round succeeds, so a broker that is down is not hammered. */
 const retryAfterError = (): Backoff => new Backoff({ initialMs: 500, maxMs: 10_000 });
@@ -85,18 +95,44 @@ export class Dispatcher {
     return this.recent.bytes;
   }
 
-  /** Records for the decided jobs: recent revisions where they match the index entry, reads for the rest. */
-  private async recordsFor(decisions: readonly Decision[]): Promise<Map<string, StoredJob>> {
+  /**
+   * Records for the decided jobs: recent revisions where they match the index entry, reads for the rest, until the
+   * records held reach {@link ROUND_RECORD_BYTES}; the decisions left over are returned as `deferred`.
+   */
+  private async recordsFor(
+    decisions: readonly Decision[],
+  ): Promise<{ records: Map<string, StoredJob>; deferred: Decision[] }> {
     const out = new Map<string, StoredJob>();
-    const missing: string[] = [];
+    const missing: Decision[] = [];
+    let bytes = 0;
+    let counted = 0;
     for (const d of decisions) {
       const e = d.candidate.entry;
       const s = this.recent.take(e.id);
-      if (s && s.record.generation === e.generation && s.record.attempts === e.attempts) out.set(e.id, s);
-      else missing.push(e.id);
+      if (s && s.record.generation === e.generation && s.record.attempts === e.attempts) {
+        out.set(e.id, s);
+        bytes += storedJobBytes(s);
+        counted++;
+      } else missing.push(d);
     }
-    if (missing.length > 0) for (const [id, s] of await this.jobs.getMany(missing)) out.set(id, s);
-    return out;
+    let next = 0;
+    while (next < missing.length && bytes < ROUND_RECORD_BYTES) {
+      // As many reads as the budget left holds at the records' average size so far (at least one).
+      const average = counted > 0 ? bytes / counted : 0;
+      const fit = average > 0 ? Math.floor((ROUND_RECORD_BYTES - bytes) / average) : READ_CONCURRENCY;
+      const chunk = missing.slice(next, next + Math.max(1, Math.min(READ_CONCURRENCY, fit)));
+      next += chunk.length;
+      const got = await this.jobs.getMany(
+        chunk.map((d) => d.candidate.entry.id),
+        { concurrency: READ_CONCURRENCY },
+      );
+      for (const [id, s] of got) {
+        out.set(id, s);
+        bytes += storedJobBytes(s);
+        counted++;
+      }
+    }
+    return { records: out, deferred: missing.slice(next) };
   }
 
   /**
@@ -245,10 +281,17 @@ export class Dispatcher {
   private async publish(decisions: Decision[], now: Date, settled: Set<string>): Promise<void> {
     // Check each record (the index is a cache of it) and pick up its trace context. A revision the projection just
     // applied is as good as a read: the worker's compare-and-set catches anything written since.
-    const records = await this.recordsFor(decisions);
+    const { records, deferred } = await this.recordsFor(decisions);
+    for (const d of deferred) {
+      // Not read this round (the round's record bytes are spent): back in the queue, taken by the next round.
+      this.state.requeue(d.candidate.entry.id);
+      settled.add(d.candidate.entry.id);
+    }
+    if (deferred.length > 0) this.again = true;
     const valid: Decision[] = [];
     for (const d of decisions) {
       const e = d.candidate.entry;
+      if (settled.has(e.id)) continue;
       const r = records.get(e.id)?.record;
       if (
         !r ||

@@ -18,7 +18,9 @@ import {
   SUBJECTS,
   type ListEntry,
   type ListHead,
+  type JobStatus,
   type ListPage,
+  type Priority,
   type StoredJob,
 } from '@gantry/contracts';
 import { Backoff, decodePayload, encodeJson, openSlowOrderedConsumer, type NatsHandle } from '@gantry/jetstream';
@@ -77,6 +79,44 @@ export class ListingReadError extends Error {
   }
 }
 
+/**
+ * Revisions the catch-up consumer asks for at once. Each one is a whole job record (up to MAX_JOB_BYTES of a tenant's
+ * input and metadata), and the client holds a pull's messages until they are handled: with 1,024 (as before issue 15)
+ * a catch-up over 64 KiB records held ~64 MB of buffers, over 200 KB records ~200 MB, past the scheduler's memory
+ * budget. 50, as the projection's pulls (50 × 64 KiB ≈ 3.2 MB; see docs/performance.md).
+ */
+const CATCH_UP_PULL_MESSAGES = 50;
+
+/**
+ * What the index needs of a revision: a few short fields. The revisions waiting for their turn (the projection feeds
+ * them faster than pages are read) are held in this form, not as whole records: a backlog of decoded records was
+ * bounded by nothing but how far the writer lagged, and each one can be up to MAX_JOB_BYTES.
+ */
+export interface ListedRevision {
+  revision: number;
+  createSeq: number;
+  id: string;
+  tenant: string;
+  status: JobStatus;
+  type: string;
+  priority: Priority;
+  createdAtMs: number;
+}
+
+export function listedRevision(s: StoredJob): ListedRevision {
+  const r = s.record;
+  return {
+    revision: s.revision,
+    createSeq: r.createSeq ?? s.revision,
+    id: r.id,
+    tenant: r.tenant,
+    status: r.status,
+    type: r.type,
+    priority: r.priority,
+    createdAtMs: Date.parse(r.createdAt),
+  };
+}
+
 /** Where the writer gets revisions once it has caught up: the scheduler's projection (decoded once). */
 export interface ListingFeed {
   readonly lastApplied: number;
@@ -87,6 +127,11 @@ export class ListIndexWriter {
   private messages: ConsumerMessages | undefined;
   private readonly pages = new Map<string, ListPage>();
   private readonly dirty = new Set<string>();
+  /**
+   * Pages being written by a flush (no longer dirty, not yet stored). Never evicted: a failed flush marks them dirty
+   * again and needs them, and a page evicted before its write landed would be read back without its new entries.
+   */
+  private readonly writing = new Set<string>();
   private readonly heads = new Map<string, number>();
   private readonly dirtyHeads = new Set<string>();
   private lastSeq = 0;
@@ -122,7 +167,8 @@ export class ListIndexWriter {
     this.checkpointed = from;
     this.unsubscribe = this.feed.subscribe((s) => {
       if (!this.fed) return; // the catch-up consumer delivers it
-      this.applying = this.applying.then(() => this.applyOnce(s));
+      const l = listedRevision(s);
+      this.applying = this.applying.then(() => this.applyOnce(l));
     });
     if (from >= this.feed.lastApplied) {
       this.fed = true;
@@ -144,10 +190,10 @@ export class ListIndexWriter {
         },
         { logger: this.logger, what: 'listing index catch-up' },
       );
-      this.messages = await consumer.consume({ max_messages: 1_024 });
+      this.messages = await consumer.consume({ max_messages: CATCH_UP_PULL_MESSAGES });
       this.catchingUp = (async () => {
         for await (const m of this.messages!) {
-          await this.applyOnce(decodeStored(m));
+          await this.applyOnce(listedRevision(decodeStored(m)));
           // Checked synchronously after the await: any revision the projection applied meanwhile is still ahead of
           // lastSeq, so the consumer delivers it before the switch.
           if (this.lastSeq >= this.feed.lastApplied) {
@@ -169,7 +215,7 @@ export class ListIndexWriter {
     this.logger.info({ from, fed: this.fed }, 'listing index writer started');
   }
 
-  private async applyOnce(s: StoredJob): Promise<void> {
+  private async applyOnce(s: ListedRevision): Promise<void> {
     if (s.revision <= this.lastSeq || this.abandoned) return;
     for (;;) {
       try {
@@ -297,14 +343,14 @@ export class ListIndexWriter {
     if (this.pages.size > CACHE_PAGES) {
       for (const k of this.pages.keys()) {
         if (this.pages.size <= CACHE_PAGES) break;
-        if (!this.dirty.has(k)) this.pages.delete(k);
+        if (!this.dirty.has(k) && !this.writing.has(k)) this.pages.delete(k);
       }
     }
   }
 
-  async apply(s: StoredJob): Promise<void> {
-    const r = s.record;
-    const createSeq = r.createSeq ?? s.revision;
+  async apply(s: StoredJob | ListedRevision): Promise<void> {
+    const r = 'record' in s ? listedRevision(s) : s;
+    const createSeq = r.createSeq;
     const bucket = listBucket(createSeq);
     const key = this.pageKey(r.tenant, bucket);
     let page = await this.page(r.tenant, bucket);
@@ -317,7 +363,7 @@ export class ListIndexWriter {
       }
       this.remember(key, page);
     }
-    upsertEntry(page, [createSeq, r.id, r.status, r.type, r.priority, Date.parse(r.createdAt)]);
+    upsertEntry(page, [createSeq, r.id, r.status, r.type, r.priority, r.createdAtMs]);
     this.dirty.add(key);
   }
 
@@ -343,6 +389,7 @@ export class ListIndexWriter {
       const seq = this.lastSeq;
       const keys = [...this.dirty];
       this.dirty.clear();
+      for (const k of keys) this.writing.add(k);
       const heads = [...this.dirtyHeads];
       this.dirtyHeads.clear();
       if (keys.length === 0 && heads.length === 0 && seq === this.checkpointed) return;
@@ -367,6 +414,8 @@ export class ListIndexWriter {
         for (const k of keys) this.dirty.add(k);
         for (const t of heads) this.dirtyHeads.add(t);
         this.logger.warn({ err }, 'listing index flush failed; retrying');
+      } finally {
+        for (const k of keys) this.writing.delete(k);
       }
     });
     return this.flushing;

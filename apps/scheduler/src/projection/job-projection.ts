@@ -15,7 +15,13 @@
  * {@link JobProjection.recreate} and docs/reliability.md.
  */
 import { STREAMS, SUBJECTS, type StoredJob } from '@gantry/contracts';
-import { openSlowOrderedConsumer, Watermark, type NatsHandle, type SlowConsumerOptions } from '@gantry/jetstream';
+import {
+  isNotFound,
+  openSlowOrderedConsumer,
+  Watermark,
+  type NatsHandle,
+  type SlowConsumerOptions,
+} from '@gantry/jetstream';
 import { decodeStored } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy, type Consumer, type ConsumerMessages, type OrderedConsumerOptions } from '@nats-io/jetstream';
@@ -212,7 +218,7 @@ export class JobProjection {
         }
         this.applied.advance(this.state.lastApplied);
       }
-      if (!live && (m.seq >= this.target || m.info.pending === 0)) {
+      if (!live && (m.seq >= this.target || (m.info.pending === 0 && (await this.nothingLeftAfter(m.seq))))) {
         live = true;
         this.markCaughtUp();
         this.logger.info(
@@ -220,6 +226,27 @@ export class JobProjection {
           'scheduler state rebuilt',
         );
       }
+    }
+  }
+
+  /**
+   * The rebuild's end by the server's pending count (the stream's last revision at start may have been removed since:
+   * retention purges whole jobs, so `m.seq` may never reach the target) is checked against the stream itself: a
+   * revision still stored between `seq` and the target means revisions are still to come, whatever the count said
+   * (issue 15: a rebuilt scheduler that declared itself ready too early answered with a short queue). A failed check
+   * says "not yet": the next revision, or the watchdog, decides again.
+   */
+  private async nothingLeftAfter(seq: number): Promise<boolean> {
+    try {
+      const next = await this.nats.jsm.direct.getMessage(STREAMS.jobs, {
+        seq: seq + 1,
+        next_by_subj: SUBJECTS.jobsAll,
+      });
+      return !next || next.seq > this.target;
+    } catch (err) {
+      if (isNotFound(err)) return true;
+      this.logger.warn({ err, seq }, 'could not check whether the rebuild is complete; waiting for the next revision');
+      return false;
     }
   }
 

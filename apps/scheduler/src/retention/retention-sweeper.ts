@@ -24,6 +24,13 @@ import type { KV } from '@nats-io/kv';
 
 const TERMINAL_EVENTS = new Set(['job.completed', 'job.failed', 'job.cancelled']);
 const BATCH = 1_000;
+/**
+ * Bytes one run's fetch may bring (issue 15): revisions are whole job records (up to MAX_JOB_BYTES each), and the
+ * client holds everything the server sent for the fetch even when the run stops at the first revision younger than
+ * the cutoff — 1,000 records of 200 KB were ~200 MB of buffers every minute. Never below the largest message the
+ * server accepts (a fetch whose first message is larger than its byte limit gets nothing).
+ */
+const FETCH_BYTES = 4 * 1024 * 1024;
 
 /** The object-store side of retention (an OutputStore in production). */
 export interface OutputsPort {
@@ -114,26 +121,36 @@ export class RetentionSweeper {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: from + 1,
     });
-    const batch = await consumer.fetch({ max_messages: Math.min(BATCH, upTo - from), expires: 5_000 });
-    for await (const m of batch) {
-      if (m.seq > upTo || m.info.timestampNanos > cutoffNs) break;
-      scanned++;
-      last = m.seq;
-      const type = m.headers?.get(HEADERS.eventType) ?? '';
-      const jobId = m.headers?.get(HEADERS.jobId) ?? SUBJECTS.jobIdFromSubject(m.subject);
-      if (TERMINAL_EVENTS.has(type)) {
-        const r = decodeStored(m).record;
-        candidates.push({
-          jobId,
-          seq: m.seq,
-          tenant: r.tenant,
-          createSeq: r.createSeq ?? m.seq,
-          outputs: r.outputs ?? [],
-        });
+    // Fetches of at most FETCH_BYTES each (up to 100 revisions: the client's message cap on a byte-bounded fetch)
+    // until BATCH revisions were scanned, the cutoff or `upTo` was met, or the stream had nothing more.
+    const maxBytes = Math.max(FETCH_BYTES, (this.nats.nc.info?.max_payload ?? 0) + 64 * 1024);
+    let done = false;
+    while (!done && scanned < BATCH) {
+      // A fetch that brings nothing (expired) also ends the run.
+      done = true;
+      const batch = await consumer.fetch({ max_bytes: maxBytes, expires: 5_000 });
+      for await (const m of batch) {
+        done = true;
+        if (m.seq > upTo || m.info.timestampNanos > cutoffNs) break;
+        scanned++;
+        last = m.seq;
+        const type = m.headers?.get(HEADERS.eventType) ?? '';
+        const jobId = m.headers?.get(HEADERS.jobId) ?? SUBJECTS.jobIdFromSubject(m.subject);
+        if (TERMINAL_EVENTS.has(type)) {
+          const r = decodeStored(m).record;
+          candidates.push({
+            jobId,
+            seq: m.seq,
+            tenant: r.tenant,
+            createSeq: r.createSeq ?? m.seq,
+            outputs: r.outputs ?? [],
+          });
+        }
+        if (m.seq >= upTo || m.info.pending === 0 || scanned >= BATCH) break;
+        done = false;
       }
-      if (m.seq >= upTo || m.info.pending === 0) break;
+      await batch.close().catch(() => undefined);
     }
-    await batch.close().catch(() => undefined);
 
     let removed = 0;
     for (const c of candidates) {
