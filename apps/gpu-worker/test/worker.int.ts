@@ -533,6 +533,90 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     expect(released.some((r) => r.jobId === 'poison1')).toBe(false);
   });
 
+  describe('started revisions (WORKER_STARTED_REVISION_DELAY_MS, 250 ms by default)', () => {
+    const types = async (id: string) => (await jobs.history(id, { raw: true })).map((s) => s.event.type);
+    /** Waits for the attempt to run with its start not recorded (and no start write begun), and acts in that tick. */
+    const whileUnrecorded = (id: string, act: () => void) =>
+      waitFor(
+        () => {
+          const a = app.runner.running.get(id);
+          if (!a?.pending || a.startWrite) return undefined;
+          act();
+          return true;
+        },
+        { what: `${id} running unrecorded`, intervalMs: 5 },
+      );
+
+    it('records an attempt shorter than the delay in one revision, and a longer one with running first', async () => {
+      const short = await createJob('noop', { durationMs: 10, result: { n: 1 } });
+      await dispatch(short);
+      const done = await until(short, (r) => r.status === 'completed', 'completed');
+      expect(done).toMatchObject({ attempts: 1, workerId: app.id, result: { n: 1 }, sequence: 3 });
+      expect(await types(short)).toEqual(['job.queued', 'job.completed']);
+      const last = (await jobs.history(short, { raw: true })).at(-1)!.event;
+      expect(last.started).toMatchObject({ sequence: 2, workerId: app.id, timestamp: done.startedAt });
+      expect((await jobs.history(short)).map((s) => s.event.type)).toEqual([
+        'job.queued',
+        'job.started',
+        'job.completed',
+      ]);
+
+      const long = await createJob('noop', { durationMs: 1_000 });
+      await dispatch(long);
+      const running = await until(long, (r) => r.status === 'running', 'running');
+      expect(app.runner.running.get(long)?.pending).toBeUndefined();
+      await until(long, (r) => r.status === 'completed', 'completed');
+      expect(await types(long)).toEqual(['job.queued', 'job.started', 'job.completed']);
+      expect((await record(long)).startedAt).toBe(running.startedAt);
+      await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the dispatches acked' });
+    });
+
+    it('writes running before the first progress of an attempt still inside the delay', async () => {
+      const id = await createJob('noop', { durationMs: 40, progressSteps: 2 });
+      await dispatch(id);
+      await until(id, (r) => r.status === 'completed', 'completed');
+      const t = await types(id);
+      expect(t.slice(0, 3)).toEqual(['job.queued', 'job.started', 'job.progress']);
+      expect(t.at(-1)).toBe('job.completed');
+      expect((await jobs.history(id, { raw: true })).at(-1)!.event.started).toBeUndefined();
+    });
+
+    it('hands back an unrecorded attempt by writing nothing and telling the scheduler', async () => {
+      const id = await createJob('noop', { durationMs: 30_000 });
+      await dispatch(id);
+      await whileUnrecorded(id, () => app.runner.abortJob(id, 'shutdown'));
+      const notice = await waitFor(() => released.find((r) => r.jobId === id), { what: 'the release notice' });
+      expect(notice).toMatchObject({ attempt: 1, workerId: app.id });
+      await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the dispatch acked' });
+      expect(app.runner.running.has(id)).toBe(false);
+      expect(await types(id)).toEqual(['job.queued']);
+      expect(await record(id)).toMatchObject({ status: 'queued', attempts: 0 });
+    });
+
+    it('records start and WORKER_LOST in one revision when its watchdog fences an unrecorded attempt', async () => {
+      const id = await createJob('noop', { durationMs: 30_000 });
+      await dispatch(id);
+      await whileUnrecorded(id, () => app.runner.abortJob(id, 'fenced'));
+      const r = await until(id, (x) => x.status === 'retrying', 'retrying');
+      expect(r).toMatchObject({ attempts: 1, error: { code: 'WORKER_LOST', retryable: true } });
+      expect(await types(id)).toEqual(['job.queued', 'job.retrying']);
+      const [started] = (await jobs.history(id)).filter((s) => s.event.type === 'job.started');
+      expect(started?.record).toMatchObject({ status: 'running', attempts: 1, workerId: app.id });
+    });
+
+    it('kills an unrecorded attempt whose job was cancelled while queued, and writes nothing', async () => {
+      const id = await createJob('sleeper', { tag: 'unrecorded', seconds: 30 });
+      await dispatch(id);
+      // Cancelled as a queued job is (the record does not say it runs); the worker's next look kills the process.
+      await whileUnrecorded(id, () => undefined);
+      await jobs.transition(id, (cur) => requestCancel(cur.record, new Date()));
+      await waitFor(() => !app.runner.running.has(id) || undefined, { what: 'the attempt ended', timeoutMs: 10_000 });
+      await waitFor(() => sleeperGroup('unrecorded') === undefined || undefined, { what: 'the process gone' });
+      expect(await types(id)).toEqual(['job.queued', 'job.cancelled']);
+      await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the dispatch acked' });
+    });
+  });
+
   it('drops a stale dispatch and tells the scheduler at once', async () => {
     const id = await createJob('noop', {});
     await dispatch(id, 2); // attempt 2 of a job with no attempt yet
