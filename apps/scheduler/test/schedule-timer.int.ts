@@ -8,6 +8,8 @@ import {
   BUCKETS,
   CHANNELS,
   bucketDeclarations,
+  isNoCallbackJobId,
+  newId,
   newJob,
   scheduleJobId,
   scheduleKey,
@@ -54,7 +56,7 @@ describe('ScheduleTimer (real nats-server)', () => {
 
   /** A schedule every 2 s whose next due time is `nextRunAt`. */
   const schedule = async (nextRunAt: string, patch: Partial<ScheduleRecord> = {}) => {
-    const id = `SCHED${String(++n).padStart(4, '0')}`;
+    const id = patch.id ?? `SCHED${String(++n).padStart(4, '0')}`;
     const r: ScheduleRecord = {
       v: 1,
       id,
@@ -167,6 +169,40 @@ describe('ScheduleTimer (real nats-server)', () => {
     // With `allow` it would have fired: the same record with overlap allow does.
     const allowed = await schedule('2026-12-02T13:00:00.000Z', { overlap: 'allow', lastJobId: 'prevjob1' });
     expect(await timer().handle(allowed.key, at('2026-12-02T13:00:00.500Z'))).toBe('fired');
+  });
+
+  it("names a callback-less schedule's jobs in the no-callback form, and finds a due time's job under the plain form", async () => {
+    const due = '2026-12-02T15:00:00.000Z';
+    const quiet = await schedule(due, { id: newId() });
+    expect(await timer().handle(quiet.key, at('2026-12-02T15:00:00.100Z'))).toBe('fired');
+    const quietId = `${quiet.r.id.toLowerCase()}_${Date.parse(due)}`;
+    expect(isNoCallbackJobId(quietId)).toBe(true);
+    expect((await jobs.get(quietId, { consistent: true }))?.record).toMatchObject({
+      scheduleId: quiet.r.id,
+      runAt: due,
+    });
+    expect(await jobs.get(`${quiet.r.id}_${Date.parse(due)}`, { consistent: true })).toBeUndefined();
+    expect((await read(quiet.key)).lastJobId).toBe(quietId);
+    // Handled again (a second leader): the same job, none other.
+    await kv.put(quiet.key, JSON.stringify({ ...(await read(quiet.key)), lastDueAt: null, nextRunAt: due }));
+    expect(await timer().handle(quiet.key, at('2026-12-02T15:00:00.200Z'))).toBe('exists');
+
+    // With a callback: the plain form (the notifier reads it).
+    const loud = await schedule(due, { id: newId() });
+    const withCallback = { ...loud.r, spec: { ...loud.r.spec, callbackUrl: 'https://hooks.example.com/x' } };
+    await kv.put(loud.key, JSON.stringify(withCallback));
+    expect(await timer().handle(loud.key, at('2026-12-02T15:00:00.100Z'))).toBe('fired');
+    const loudJob = await jobs.get(`${loud.r.id}_${Date.parse(due)}`, { consistent: true });
+    expect(loudJob?.record.callbackUrl).toBe('https://hooks.example.com/x');
+    expect(isNoCallbackJobId(loudJob!.record.id)).toBe(false);
+
+    // A due time whose job an earlier release created under the plain form (a rolling upgrade): no second job.
+    const legacy = await schedule(due, { id: newId() });
+    const plainId = scheduleJobId(legacy.r.id, Date.parse(due));
+    await jobs.create(newJob({ ...legacy.r.spec, id: plainId, runAt: due, scheduleId: legacy.r.id }, at(due)));
+    expect(await timer().handle(legacy.key, at('2026-12-02T15:00:00.100Z'))).toBe('exists');
+    expect(await jobs.get(`${legacy.r.id.toLowerCase()}_${Date.parse(due)}`, { consistent: true })).toBeUndefined();
+    expect((await read(legacy.key)).lastJobId).toBe(plainId);
   });
 
   it('skips a due time the submit bounds refuse, and does nothing for paused or deleted schedules', async () => {
