@@ -52,6 +52,7 @@ export class WorkerMonitor {
   /** The bucket's TTL (how long a silent worker's key can still be replayed), from the last look at it. */
   private bucketTtlMs = 0;
   private sweeping = false;
+  private stopped = false;
   readonly heartbeats = new Map<string, WorkerHeartbeat>();
   private timer: NodeJS.Timeout | undefined;
   private watching: Promise<void> | undefined;
@@ -78,16 +79,24 @@ export class WorkerMonitor {
     this.timer = setInterval(() => void this.sweep(), Math.max(100, Math.floor(this.lostAfterMs / 5)));
   }
 
-  /** (Re-)opens the watch: it delivers the last heartbeat of every worker, then every new one. */
+  /**
+   * (Re-)opens the watch: it delivers the last heartbeat of every worker, then every new one. The new watch is open
+   * before the old one stops (a failed open keeps the old one); beats both deliver are counted once (by revision).
+   */
   private async openWatch(): Promise<void> {
-    if (!this.kv) return;
-    this.stopWatch?.();
-    await this.watching?.catch(() => undefined);
+    if (!this.kv || this.stopped) return;
     const iter = await this.kv.watch({ key: '>' });
+    if (this.stopped) {
+      iter.stop();
+      return;
+    }
+    const previous = { stop: this.stopWatch, watching: this.watching };
     this.stopWatch = () => iter.stop();
     this.watching = (async () => {
       for await (const e of iter) this.onEntry(e);
     })();
+    previous.stop?.();
+    await previous.watching?.catch(() => undefined);
   }
 
   private onEntry(e: KvEntry): void {
@@ -310,6 +319,7 @@ export class WorkerMonitor {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.stopWatch?.();
     // Stopping waits for the watch to end, not for it to succeed (its errors were logged where they happened).
