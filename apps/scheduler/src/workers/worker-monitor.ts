@@ -254,15 +254,17 @@ export class WorkerMonitor {
         this.lastRevision.delete(id);
       }
     }
-    for (const [id, seen] of this.lastSeen) {
-      if (now - seen <= this.lostAfterMs || this.handling.has(id)) continue;
-      if (seen !== 0) {
+    for (const id of [...this.lastSeen.keys()]) {
+      // Looked at afresh after every await: a beat counted meanwhile (the watch, a re-opened watch's replay) saves it.
+      if (!this.overdue(id) || this.handling.has(id)) continue;
+      if (this.lastSeen.get(id) !== 0) {
         try {
           if (await this.beatMissedByWatch(id)) continue;
         } catch {
           // The bucket stopped answering between the look and the read: judge nobody now (the next sweep looks again).
           return;
         }
+        if (!this.overdue(id)) continue;
       }
       if (!this.hooks.isLeader()) {
         // Standbys forget the worker from their capacity view; the leader's writes update the records.
@@ -274,7 +276,7 @@ export class WorkerMonitor {
       }
       this.handling.add(id);
       try {
-        await this.declareLost(id, now);
+        await this.declareLost(id);
       } catch (err) {
         this.logger.error({ err, workerId: id }, 'handling a lost worker failed; will retry');
       } finally {
@@ -283,9 +285,18 @@ export class WorkerMonitor {
     }
   }
 
-  private async declareLost(workerId: string, now: number): Promise<void> {
+  /** Whether a tracked worker has been silent for longer than the lost period, by the clock now. */
+  private overdue(id: string): boolean {
+    const seen = this.lastSeen.get(id);
+    return seen !== undefined && this.clock.now().getTime() - seen > this.lostAfterMs;
+  }
+
+  private async declareLost(workerId: string): Promise<void> {
     if (!(await this.hooks.verifyLeadership())) return;
-    this.logger.warn({ workerId, silentForMs: now - (this.lastSeen.get(workerId) ?? 0) }, 'worker lost');
+    // A beat that arrived while the lease was checked saves the worker (it was seen declared lost 18 ms after a beat).
+    if (!this.overdue(workerId)) return;
+    const silentForMs = this.clock.now().getTime() - (this.lastSeen.get(workerId) ?? 0);
+    this.logger.warn({ workerId, silentForMs }, 'worker lost');
     const reservations = this.state.capacity.removeWorker(workerId);
     this.heartbeats.delete(workerId);
     // Its dispatch queue first: nothing addressed to it may be picked up later by a zombie.
