@@ -143,8 +143,12 @@ describe(`chaos (${FULL ? 'full' : 'short'}${PRODUCTION_SHAPE ? ', 3 NATS nodes,
         TENANT_MAX_CONCURRENT_JOBS: String(TENANT_CAP),
         JOB_TYPES_FILE: join(FIXTURES, 'catalog.yaml'),
         WORKER_SCRATCH_DIR: scratch,
-        // Long enough that an endpoint down for the outage below gets everything it is owed afterwards.
-        WEBHOOK_RETRY_DELAYS_MS: '500,1000,2000,4000,8000,16000',
+        // Long enough that an endpoint down for the outage below gets everything it is owed afterwards: 31.5 s in all
+        // for the short form's 20 s outage, 191.5 s for the full form's 120 s (its first full run dead-lettered 313
+        // webhooks after 7 attempts with the short schedule).
+        WEBHOOK_RETRY_DELAYS_MS: FULL
+          ? '500,1000,2000,4000,8000,16000,32000,64000,64000'
+          : '500,1000,2000,4000,8000,16000',
         MAX_ATTEMPTS: '6',
         ...LIVENESS,
       },

@@ -182,6 +182,30 @@ describe('worker monitor across broker outages (real 3-node cluster)', () => {
     );
   }, 240_000);
 
+  it('counts a heartbeat its watch did not deliver (the watch consumer gone), and re-opens the watch', async () => {
+    // Seen in a cluster run: "stored but not delivered by the watch", revision 98 against 44 watched. Here the watch's
+    // consumer is deleted on the server (as when its node dies): the client only notices after missing its 5 s idle
+    // heartbeats, longer than the lost period. The worker's beats are stored all along, so it must not be lost.
+    const id = 'w-stalled-watch';
+    const worker = await heartbeating(id);
+    const { monitor, lost } = await leadingMonitor(`scheduler-${id}`);
+    await waitFor(() => monitor.liveWorkers().some((w) => w.id === id), { what: `${id} seen`, timeoutMs: 20_000 });
+    const admin = handles[0]!;
+    const stream = `KV_${BUCKETS.workers}`;
+    const watchConsumers = await admin.jsm.consumers.list(stream).next();
+    expect(watchConsumers.length).toBeGreaterThan(0);
+    for (const c of watchConsumers) await admin.jsm.consumers.delete(stream, c.name);
+    const deletedAt = Date.now();
+    const beats = countBeats(monitor, id);
+    // Two lost periods of beats stored after the deletion, and the monitor counting them again.
+    await waitFor(() => worker.lastOk() - deletedAt > 2 * LOST_AFTER_MS && beats() >= 3, {
+      what: 'two lost periods of beats stored, and counted again',
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    });
+    expect(lost.filter((l) => l.workerId === id)).toEqual([]);
+  }, 120_000);
+
   it('does not declare a heartbeating worker lost across a whole-cluster restart', async () => {
     await outageThenReturn(
       'whole cluster',

@@ -52,6 +52,7 @@ export class WorkerMonitor {
   /** The bucket's TTL (how long a silent worker's key can still be replayed), from the last look at it. */
   private bucketTtlMs = 0;
   private sweeping = false;
+  private stopped = false;
   readonly heartbeats = new Map<string, WorkerHeartbeat>();
   private timer: NodeJS.Timeout | undefined;
   private watching: Promise<void> | undefined;
@@ -78,16 +79,24 @@ export class WorkerMonitor {
     this.timer = setInterval(() => void this.sweep(), Math.max(100, Math.floor(this.lostAfterMs / 5)));
   }
 
-  /** (Re-)opens the watch: it delivers the last heartbeat of every worker, then every new one. */
+  /**
+   * (Re-)opens the watch: it delivers the last heartbeat of every worker, then every new one. The new watch is open
+   * before the old one stops (a failed open keeps the old one); beats both deliver are counted once (by revision).
+   */
   private async openWatch(): Promise<void> {
-    if (!this.kv) return;
-    this.stopWatch?.();
-    await this.watching?.catch(() => undefined);
+    if (!this.kv || this.stopped) return;
     const iter = await this.kv.watch({ key: '>' });
+    if (this.stopped) {
+      iter.stop();
+      return;
+    }
+    const previous = { stop: this.stopWatch, watching: this.watching };
     this.stopWatch = () => iter.stop();
     this.watching = (async () => {
       for await (const e of iter) this.onEntry(e);
     })();
+    previous.stop?.();
+    await previous.watching?.catch(() => undefined);
   }
 
   private onEntry(e: KvEntry): void {
@@ -245,15 +254,17 @@ export class WorkerMonitor {
         this.lastRevision.delete(id);
       }
     }
-    for (const [id, seen] of this.lastSeen) {
-      if (now - seen <= this.lostAfterMs || this.handling.has(id)) continue;
-      if (seen !== 0) {
+    for (const id of [...this.lastSeen.keys()]) {
+      // Looked at afresh after every await: a beat counted meanwhile (the watch, a re-opened watch's replay) saves it.
+      if (!this.overdue(id) || this.handling.has(id)) continue;
+      if (this.lastSeen.get(id) !== 0) {
         try {
           if (await this.beatMissedByWatch(id)) continue;
         } catch {
           // The bucket stopped answering between the look and the read: judge nobody now (the next sweep looks again).
           return;
         }
+        if (!this.overdue(id)) continue;
       }
       if (!this.hooks.isLeader()) {
         // Standbys forget the worker from their capacity view; the leader's writes update the records.
@@ -265,7 +276,7 @@ export class WorkerMonitor {
       }
       this.handling.add(id);
       try {
-        await this.declareLost(id, now);
+        await this.declareLost(id);
       } catch (err) {
         this.logger.error({ err, workerId: id }, 'handling a lost worker failed; will retry');
       } finally {
@@ -274,9 +285,18 @@ export class WorkerMonitor {
     }
   }
 
-  private async declareLost(workerId: string, now: number): Promise<void> {
+  /** Whether a tracked worker has been silent for longer than the lost period, by the clock now. */
+  private overdue(id: string): boolean {
+    const seen = this.lastSeen.get(id);
+    return seen !== undefined && this.clock.now().getTime() - seen > this.lostAfterMs;
+  }
+
+  private async declareLost(workerId: string): Promise<void> {
     if (!(await this.hooks.verifyLeadership())) return;
-    this.logger.warn({ workerId, silentForMs: now - (this.lastSeen.get(workerId) ?? 0) }, 'worker lost');
+    // A beat that arrived while the lease was checked saves the worker (it was seen declared lost 18 ms after a beat).
+    if (!this.overdue(workerId)) return;
+    const silentForMs = this.clock.now().getTime() - (this.lastSeen.get(workerId) ?? 0);
+    this.logger.warn({ workerId, silentForMs }, 'worker lost');
     const reservations = this.state.capacity.removeWorker(workerId);
     this.heartbeats.delete(workerId);
     // Its dispatch queue first: nothing addressed to it may be picked up later by a zombie.
@@ -310,6 +330,7 @@ export class WorkerMonitor {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.stopWatch?.();
     // Stopping waits for the watch to end, not for it to succeed (its errors were logged where they happened).
