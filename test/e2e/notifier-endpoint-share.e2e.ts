@@ -25,6 +25,16 @@ const HEALTHY_BOUND_MS = 15_000;
 
 const jobOf = (body: unknown) => (body as { data: { id: string } }).data.id;
 
+/** A per-tenant gauge's non-zero series, tenant → value. */
+function tenantSeries(text: string, name: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, 'gm'))) {
+    const tenant = /(?:^|,)tenant="([^"]*)"/.exec(m[1]!)?.[1];
+    if (tenant !== undefined && Number(m[2]) !== 0) out.set(tenant, Number(m[2]));
+  }
+  return out;
+}
+
 describe('webhooks: a dead endpoint holds at most its share of its tenant’s pending budget (real notifier process)', () => {
   let nats: NatsServer;
   let client: NatsHandle;
@@ -98,6 +108,13 @@ describe('webhooks: a dead endpoint holds at most its share of its tenant’s pe
     // No hanging request has timed out yet: the healthy endpoint did not wait for the dead one's attempts.
     expect(Date.now() - start).toBeLessThan(TIMEOUT_MS);
     expect(parked).toBeGreaterThan(0);
+    // The parked deliveries in the metrics: parked now (in all and for tenant A, read from the parked stream), and
+    // parked so far (the counter: at least what is parked now, nothing moved back while the endpoint hangs).
+    const during = await (await fetch(`${ops}/metrics`)).text();
+    const parkedGauge = metric(during, 'gantry_webhook_parked');
+    expect(parkedGauge).toBeGreaterThan(0);
+    expect(tenantSeries(during, 'gantry_webhook_parked_tenant')).toEqual(new Map([['tenant-a', parkedGauge]]));
+    expect(metric(during, 'gantry_webhook_parked_total')).toBeGreaterThanOrEqual(parkedGauge);
 
     // The dead endpoint recovers: every one of its deliveries comes back from the parked stream and goes out.
     dead.respond({ status: 200 });
@@ -115,5 +132,10 @@ describe('webhooks: a dead endpoint holds at most its share of its tenant’s pe
     );
     const text = await (await fetch(`${ops}/metrics`)).text();
     expect(metric(text, 'gantry_webhook_dead_letters_total')).toBe(0);
+    // Everything parked came back: nothing parked now, and every delivery parked was moved back.
+    expect(metric(text, 'gantry_webhook_parked')).toBe(0);
+    expect(tenantSeries(text, 'gantry_webhook_parked_tenant')).toEqual(new Map());
+    expect(metric(text, 'gantry_webhook_parked_total')).toBeGreaterThan(0);
+    expect(metric(text, 'gantry_webhook_unparked_total')).toBe(metric(text, 'gantry_webhook_parked_total'));
   });
 });

@@ -40,6 +40,8 @@ import { RecordCache, storedJobBytes } from './record-cache';
 const ROUND_RECORD_BYTES = 8 * 1024 * 1024;
 /** Most record reads in flight at once. */
 const READ_CONCURRENCY = 64;
+/** Reads of a round's first chunk while no record size is known yet (the process's first round). */
+const FIRST_CHUNK = 8;
 
 /** After a failed round: 0.5 s doubling up to 10 s (jittered) until a round succeeds, so a broker that is down is not hammered. */
 const retryAfterError = (): Backoff => new Backoff({ initialMs: 500, maxMs: 10_000 });
@@ -50,6 +52,8 @@ export interface DispatchSettings {
   batch: number;
   /** Byte budget of the cache of recently queued records (0 = no cache; default 16 MiB). */
   recordCacheBytes?: number;
+  /** Estimated bytes of the records one dispatch round may hold (default 8 MiB). */
+  roundRecordBytes?: number;
 }
 
 export class Dispatcher {
@@ -95,9 +99,13 @@ export class Dispatcher {
     return this.recent.bytes;
   }
 
+  /** Average estimated bytes of the records of the last round that read any (0: none yet); sizes first chunks. */
+  private recordBytes = 0;
+
   /**
    * Records for the decided jobs: recent revisions where they match the index entry, reads for the rest, until the
-   * records held reach {@link ROUND_RECORD_BYTES}; the decisions left over are returned as `deferred`.
+   * records held reach the round's byte budget (default {@link ROUND_RECORD_BYTES}); the decisions left over are
+   * returned as `deferred`.
    */
   private async recordsFor(
     decisions: readonly Decision[],
@@ -115,11 +123,12 @@ export class Dispatcher {
         counted++;
       } else missing.push(d);
     }
+    const budget = this.settings.roundRecordBytes ?? ROUND_RECORD_BYTES;
     let next = 0;
-    while (next < missing.length && bytes < ROUND_RECORD_BYTES) {
+    while (next < missing.length && bytes < budget) {
       // As many reads as the budget left holds at the records' average size so far (at least one).
-      const average = counted > 0 ? bytes / counted : 0;
-      const fit = average > 0 ? Math.floor((ROUND_RECORD_BYTES - bytes) / average) : READ_CONCURRENCY;
+      const average = counted > 0 ? bytes / counted : this.recordBytes;
+      const fit = average > 0 ? Math.floor((budget - bytes) / average) : FIRST_CHUNK;
       const chunk = missing.slice(next, next + Math.max(1, Math.min(READ_CONCURRENCY, fit)));
       next += chunk.length;
       const got = await this.jobs.getMany(
@@ -132,6 +141,7 @@ export class Dispatcher {
         counted++;
       }
     }
+    if (counted > 0) this.recordBytes = bytes / counted;
     return { records: out, deferred: missing.slice(next) };
   }
 

@@ -16,7 +16,7 @@
  * so a restart or takeover re-checks at most one batch (removal is idempotent).
  */
 import { BUCKETS, CONFIG_KEYS, HEADERS, STREAMS, SUBJECTS, type Clock, type JobOutput } from '@gantry/contracts';
-import type { NatsHandle } from '@gantry/jetstream';
+import { isNotFound, type NatsHandle } from '@gantry/jetstream';
 import { decodeStored, type JobStore } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy } from '@nats-io/jetstream';
@@ -112,6 +112,19 @@ export class RetentionSweeper {
     // Never past what the listing has applied: its entry for a job must exist before it can be dropped.
     const upTo = Math.min(listing?.appliedSeq ?? 0, (await this.nats.jsm.streams.info(STREAMS.jobs)).state.last_seq);
     if (upTo <= from) return { scanned: 0, removed: 0, checkpoint: from };
+
+    // Usually nothing past the checkpoint is old enough yet: one direct get of the next revision tells, without
+    // creating a consumer over every job subject (seconds at 1M jobs) or fetching records (up to MAX_JOB_BYTES each).
+    const cutoffMs = Number(cutoffNs / 1_000_000n);
+    let first;
+    try {
+      first = await this.nats.jsm.direct.getMessage(STREAMS.jobs, { seq: from + 1, next_by_subj: SUBJECTS.jobsAll });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      first = null;
+    }
+    if (!first || first.seq > upTo || first.time.getTime() > cutoffMs)
+      return { scanned: 0, removed: 0, checkpoint: from };
 
     const candidates: Candidate[] = [];
     let last = from;
