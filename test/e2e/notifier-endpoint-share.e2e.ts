@@ -109,8 +109,16 @@ describe('webhooks: a dead endpoint holds at most its share of its tenant’s pe
     expect(Date.now() - start).toBeLessThan(TIMEOUT_MS);
     expect(parked).toBeGreaterThan(0);
     // The parked deliveries in the metrics: parked now (in all and for tenant A, read from the parked stream), and
-    // parked so far (the counter: at least what is parked now, nothing moved back while the endpoint hangs).
-    const during = await (await fetch(`${ops}/metrics`)).text();
+    // parked so far (the counter: at least what is parked now, nothing moved back while the endpoint hangs). The gauge
+    // reads the stream, which may already hold a park whose publish ack the counter awaits: await a settled scrape.
+    const during = await waitFor(
+      async () => {
+        const text = await (await fetch(`${ops}/metrics`)).text();
+        const gauge = metric(text, 'gantry_webhook_parked');
+        return gauge > 0 && metric(text, 'gantry_webhook_parked_total') >= gauge ? text : undefined;
+      },
+      { what: 'the parked counter caught up with the parked stream', timeoutMs: 30_000, intervalMs: 100 },
+    );
     const parkedGauge = metric(during, 'gantry_webhook_parked');
     expect(parkedGauge).toBeGreaterThan(0);
     expect(tenantSeries(during, 'gantry_webhook_parked_tenant')).toEqual(new Map([['tenant-a', parkedGauge]]));
