@@ -11,6 +11,8 @@ import { BatchesService } from './batches/batches.service';
 import { GATEWAY_CONFIG, type GatewayConfig } from './config';
 import { JobEventsController } from './events/job-events.controller';
 import { JobEventsService } from './events/job-events.service';
+import { QueueEventsService } from './events/queue-events.service';
+import { SseSlots } from './events/sse-slots';
 import { HealthController } from './health/health.controller';
 import { HttpMetrics } from './http/http-metrics';
 import { ObserveInterceptor } from './http/observe.interceptor';
@@ -77,6 +79,8 @@ export class GatewayModule {
         IdempotencyService,
         BatchesService,
         JobEventsService,
+        QueueEventsService,
+        SseSlots,
         GatewayRpc,
         SchedulesService,
         { provide: APP_GUARD, useClass: ApiKeyGuard },

@@ -110,14 +110,31 @@ export const gatewaySpec = {
     max: 1_048_576,
     doc: 'largest accepted job (its JSON: input + metadata + the rest; each job of a batch) in bytes → 413 beyond it',
   }),
-  SSE_MAX_STREAMS: int({ default: 1_000, min: 1, max: 1_000_000, doc: 'open job event streams per gateway' }),
+  SSE_MAX_STREAMS: int({
+    default: 1_000,
+    min: 1,
+    max: 1_000_000,
+    doc: 'open event streams (job events and queue state) per gateway',
+  }),
   SSE_MAX_STREAMS_PER_KEY: int({
     default: 50,
     min: 1,
     max: 1_000_000,
-    doc: 'open job event streams one API key may hold per gateway (429 beyond), so one key cannot take them all',
+    doc: 'open event streams one API key may hold per gateway (429 beyond), so one key cannot take them all',
   }),
   SSE_KEEPALIVE_MS: int({ default: 15_000, min: 100, max: 300_000, doc: 'comment line period on quiet event streams' }),
+  QUEUE_EVENTS_MIN_INTERVAL_MS: int({
+    default: 250,
+    min: 10,
+    max: 60_000,
+    doc: 'GET /v1/queue/events: at most one queue read from the leader per this period, shared by every open stream',
+  }),
+  QUEUE_EVENTS_REFRESH_MS: int({
+    default: 5_000,
+    min: 100,
+    max: 300_000,
+    doc: 'GET /v1/queue/events: also re-read the queue this often while streams are open (per-pool changes)',
+  }),
   BATCH_REPAIR_AFTER_MS: int({
     default: 30_000,
     min: 100,

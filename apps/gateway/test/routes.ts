@@ -29,6 +29,7 @@ export const V1_ROUTES: RouteCase[] = [
   { method: 'GET', template: '/v1/batches/{id}', path: `/v1/batches/${ID}`, admin: false },
   { method: 'GET', template: '/v1/queue', path: '/v1/queue', admin: false },
   { method: 'GET', template: '/v1/queue/metrics', path: '/v1/queue/metrics', admin: false },
+  { method: 'GET', template: '/v1/queue/events', path: '/v1/queue/events', admin: false },
   { method: 'POST', template: '/v1/queue/pause', path: '/v1/queue/pause', admin: true },
   { method: 'POST', template: '/v1/queue/resume', path: '/v1/queue/resume', admin: true },
   { method: 'POST', template: '/v1/queue/drain', path: '/v1/queue/drain', admin: true },

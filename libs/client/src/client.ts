@@ -323,6 +323,33 @@ export class QueueApi {
   metrics(o: RequestOptions = {}): Promise<QueueMetrics> {
     return this.c.request('GET', '/v1/queue/metrics', undefined, o);
   }
+  /**
+   * The queue's state (the body of `get()`) now, then each time it changes, over Server-Sent Events
+   * (`GET /v1/queue/events`): a live view without polling. A stream that breaks is reopened (its first event is the
+   * current state, so nothing is missed); a refused one (429, 503) throws. Ends when `signal` aborts.
+   */
+  async *events(o: { signal?: AbortSignal } = {}): AsyncGenerator<QueueState> {
+    for (;;) {
+      const res = await this.c.send(
+        'GET',
+        '/v1/queue/events',
+        undefined,
+        { ...(o.signal ? { signal: o.signal } : {}), headers: { accept: 'text/event-stream' } },
+        false,
+      );
+      if (!res.body) throw new GantryError('STREAM_ERROR', 'the queue event stream has no body');
+      try {
+        for await (const e of readSse(res.body)) {
+          if (e.event === 'queue') yield JSON.parse(e.data) as QueueState;
+        }
+      } catch (err) {
+        if (o.signal?.aborted) return;
+        void err; // The connection broke mid-stream: reopen below.
+      }
+      if (o.signal?.aborted) return;
+      await new Promise((r) => setTimeout(r, RECONNECT_MS));
+    }
+  }
   concurrency(o: RequestOptions = {}): Promise<ConcurrencyStats> {
     return this.c.request('GET', '/v1/concurrency/stats', undefined, o);
   }

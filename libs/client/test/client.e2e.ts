@@ -11,6 +11,7 @@ import {
   WebhookVerificationError,
   verifyWebhook,
   type JobEventMessage,
+  type QueueState,
 } from '@gantry/client';
 import {
   ADMIN_KEY,
@@ -21,6 +22,7 @@ import {
   WebhookReceiver,
   freePort,
   waitFor,
+  within,
 } from '@gantry/testing';
 
 describe('@gantry/client against a real stack', () => {
@@ -140,6 +142,37 @@ describe('@gantry/client against a real stack', () => {
     expect(workers[0]).toMatchObject({ pool: 'default' });
     const metrics = await admin.queue.metrics();
     expect(metrics.performance.totalJobsProcessed).toBeGreaterThan(0);
+  });
+
+  it('follows the queue live over SSE: the current state first, then a pause and a resume as they happen', async () => {
+    const stop = new AbortController();
+    const seen: QueueState[] = [];
+    const iter = client.queue.events({ signal: stop.signal })[Symbol.asyncIterator]();
+    const next = async (what: string, ok: (q: QueueState) => boolean): Promise<QueueState> => {
+      for (;;) {
+        const r = await within(iter.next(), 30_000, what);
+        if (r.done) throw new Error(`the queue stream ended before ${what}`);
+        seen.push(r.value);
+        if (ok(r.value)) return r.value;
+      }
+    };
+    try {
+      const first = await next('the first state', () => true);
+      expect(first).toMatchObject({ paused: false, draining: false });
+      expect(first.depth).toEqual(expect.objectContaining({ total: expect.any(Number) }));
+      const paused = await admin.queue.pause();
+      expect(paused.paused).toBe(true);
+      await next('the pause', (q) => q.paused);
+      await admin.queue.resume();
+      const resumed = await next('the resume', (q) => !q.paused);
+      expect(resumed).toMatchObject({ paused: false, draining: false });
+    } finally {
+      stop.abort();
+      await iter.return?.(undefined);
+      if ((await admin.queue.get()).paused) await admin.queue.resume();
+    }
+    // Each event is a whole state; consecutive ones differ (no repeats).
+    for (let i = 1; i < seen.length; i++) expect(seen[i]).not.toEqual(seen[i - 1]);
   });
 
   it("reads tenants' fair share: every tenant for an admin, its own for a client key", async () => {

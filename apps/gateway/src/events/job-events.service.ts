@@ -9,9 +9,8 @@
  * — the same `type` and body as the webhook of that event (download URLs presigned when sent). The stream replays the
  * history first, then follows live, and ends after a terminal event that is the job's latest revision (an admin retry
  * after a terminal event continues the stream with the new generation). `Last-Event-ID` resumes after that sequence.
- * A comment line every SSE_KEEPALIVE_MS keeps proxies from closing a quiet stream. Each gateway serves at most
- * SSE_MAX_STREAMS at once (503 beyond), and one API key at most SSE_MAX_STREAMS_PER_KEY of them (429 beyond), so one
- * key cannot take every slot.
+ * A comment line every SSE_KEEPALIVE_MS keeps proxies from closing a quiet stream. Each stream takes one of the
+ * gateway's event-stream slots ({@link SseSlots}: SSE_MAX_STREAMS, SSE_MAX_STREAMS_PER_KEY).
  */
 import { PassThrough } from 'node:stream';
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
@@ -32,9 +31,9 @@ import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import type { FastifyReply } from 'fastify';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { HttpMetrics } from '../http/http-metrics';
-import { problems } from '../http/problem';
 import { GatewayNats } from '../nats/gateway-nats';
 import { CLOCK, LOGGER, OUTPUT_STORE } from '../tokens';
+import { SseSlots } from './sse-slots';
 
 /** One SSE message. `data` must not contain line breaks (JSON.stringify output does not). */
 export function sseMessage(id: number, event: string, data: string): string {
@@ -43,9 +42,8 @@ export function sseMessage(id: number, event: string, data: string): string {
 
 @Injectable()
 export class JobEventsService implements OnModuleDestroy {
+  /** Streams set up and not yet closed. */
   private readonly closers = new Set<() => void>();
-  /** Slots taken, streams being set up included (`closers` holds only those set up). */
-  private slots = 0;
 
   constructor(
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
@@ -54,47 +52,11 @@ export class JobEventsService implements OnModuleDestroy {
     @Inject(OUTPUT_STORE) private readonly outputs: OutputStore,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(HttpMetrics) private readonly metrics: HttpMetrics,
+    @Inject(SseSlots) private readonly slots: SseSlots,
   ) {}
 
   get open(): number {
-    return this.slots;
-  }
-
-  /** Streams open per API key id on this gateway (absent: none). */
-  private readonly perKey = new Map<string, number>();
-
-  /**
-   * Takes one stream slot for `keyId` (503 at SSE_MAX_STREAMS on this gateway, 429 at SSE_MAX_STREAMS_PER_KEY for the
-   * key), synchronously, so concurrent requests cannot overshoot either cap. Returns the release, idempotent.
-   */
-  private takeSlot(keyId: string): () => void {
-    if (this.slots >= this.config.SSE_MAX_STREAMS) {
-      throw problems.unavailable(
-        `this gateway serves ${this.config.SSE_MAX_STREAMS} event streams at most (SSE_MAX_STREAMS); try again or poll GET /v1/jobs/{id}`,
-        5,
-        'sse-capacity',
-      );
-    }
-    const held = this.perKey.get(keyId) ?? 0;
-    if (held >= this.config.SSE_MAX_STREAMS_PER_KEY) {
-      throw problems.tooMany(
-        `this API key holds ${held} open event streams on this gateway, the most it may (SSE_MAX_STREAMS_PER_KEY); ` +
-          'close one or poll GET /v1/jobs/{id}',
-        5,
-        'sse-key-capacity',
-      );
-    }
-    this.slots++;
-    this.perKey.set(keyId, held + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.slots--;
-      const n = (this.perKey.get(keyId) ?? 1) - 1;
-      if (n > 0) this.perKey.set(keyId, n);
-      else this.perKey.delete(keyId);
-    };
+    return this.slots.open;
   }
 
   /**
@@ -105,7 +67,7 @@ export class JobEventsService implements OnModuleDestroy {
    * error while setting up, the client going away mid-stream, the job ending, and the gateway stopping.
    */
   async stream(jobId: string, after: number, reply: FastifyReply, keyId: string): Promise<void> {
-    const release = this.takeSlot(keyId);
+    const release = this.slots.take(keyId, `GET /v1/jobs/${jobId}`);
     const socket = reply.raw;
     let gone = false;
     const onEarlyClose = () => {

@@ -35,7 +35,7 @@ export class HttpMetrics {
     });
     this.sseStreams = new Gauge({
       name: 'gantry_sse_streams',
-      help: 'open GET /v1/jobs/{id}/events streams',
+      help: 'open Server-Sent Events streams (GET /v1/jobs/{id}/events and GET /v1/queue/events)',
       registers: [registry],
     });
     this.jobsAccepted = new Counter({

@@ -41,6 +41,7 @@ export class GatewayNats {
   readonly admissions = new AdmissionLedger();
   queueConfig: QueueConfigRecord | undefined;
   private readonly workers = new Map<string, WorkerHeartbeat>();
+  private readonly statsListeners = new Set<(b: QueueStatsBroadcast) => void>();
   private closed = false;
 
   constructor(
@@ -91,6 +92,7 @@ export class GatewayNats {
           this.stats = decodePayload(CHANNELS.queueStats, m.data);
           this.statsAt = Date.now();
           this.admissions.onBroadcast(this.stats.appliedSeq);
+          for (const l of this.statsListeners) l(this.stats);
         } catch (err) {
           // Core NATS, nothing to redeliver: keep the last good figures until the next broadcast.
           this.logger.warn({ subject: m.subject, reason: String(err) }, 'malformed queue statistics; ignoring them');
@@ -134,6 +136,12 @@ export class GatewayNats {
 
   get isReady(): boolean {
     return !!this.handleValue && this.provisioned && this.handleValue.connected;
+  }
+
+  /** Calls `listener` with each statistics broadcast from the leader; returns the unsubscribe. */
+  onStats(listener: (b: QueueStatsBroadcast) => void): () => void {
+    this.statsListeners.add(listener);
+    return () => this.statsListeners.delete(listener);
   }
 
   /** Fresh statistics from the leading scheduler (undefined when none arrived lately). */

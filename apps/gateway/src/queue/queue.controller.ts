@@ -1,5 +1,6 @@
-import { Body, Controller, Get, HttpCode, Inject, Post, Put } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiPropertyOptional, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, HttpCode, Inject, Post, Put, Res } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiProduces, ApiPropertyOptional, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
 import {
   QUEUE_CONFIG_BOUNDS,
   SCHEDULER_RPC,
@@ -11,6 +12,7 @@ import {
 } from '@gantry/contracts';
 import { IsInt, Max, Min } from 'class-validator';
 import { AdminOnly, CurrentPrincipal, type Principal } from '../auth/auth';
+import { QueueEventsService } from '../events/queue-events.service';
 import { ApiProblems } from '../http/openapi';
 import { OptionalField } from '../http/validation';
 import { JobTenants } from '../jobs/job-tenants';
@@ -48,6 +50,7 @@ export class QueueController {
   constructor(
     @Inject(GatewayRpc) private readonly rpc: GatewayRpc,
     @Inject(JobTenants) private readonly tenants: JobTenants,
+    @Inject(QueueEventsService) private readonly queueEvents: QueueEventsService,
   ) {}
 
   @Get('queue')
@@ -56,6 +59,26 @@ export class QueueController {
   @ApiProblems(503)
   queue(): Promise<QueueState> {
     return this.rpc.call(SCHEDULER_RPC.queue);
+  }
+
+  @Get('queue/events')
+  @ApiOperation({
+    summary: "GET /v1/queue's body as Server-Sent Events: now, then on every change",
+    description:
+      'Each event: `event: queue`, `data` = the same JSON as `GET /v1/queue`. The first event is the current state; ' +
+      "the next ones follow the leader's statistics (a pause, a depth change) within about half a second. Every " +
+      'event is a whole state: a client that reconnects gets the current one first. A Gantry extension (docs/api.md).',
+  })
+  @ApiProduces('text/event-stream')
+  @ApiOkResponse({
+    description: 'text/event-stream',
+    content: {
+      'text/event-stream': { schema: { type: 'string', example: 'event: queue\ndata: {"paused":false,…}\n\n' } },
+    },
+  })
+  @ApiProblems(429, 503)
+  async events(@CurrentPrincipal() p: Principal, @Res() reply: FastifyReply): Promise<void> {
+    await this.queueEvents.stream(reply, p.keyId);
   }
 
   @Get('queue/metrics')

@@ -1,0 +1,208 @@
+/**
+ * `GET /v1/queue/events`: the body of `GET /v1/queue` as Server-Sent Events — once when the stream opens, then each time
+ * it changes — so a dashboard follows the queue live without polling.
+ *
+ *     event: queue
+ *     data: {"paused":false,"draining":false,"depth":{…},"running":3,…,"pools":[…]}
+ *
+ * Cheap whatever the number of streams and queued jobs: the gateway already receives the leader's statistics broadcast
+ * (about twice a second, and at once after a change such as a pause). While at least one queue stream is open, each
+ * broadcast whose totals differ from the last one sent makes this gateway ask the leader for the queue once (the same
+ * O(pools × priorities) answer as `GET /v1/queue`), and the answer goes to every open stream; at most one request per
+ * QUEUE_EVENTS_MIN_INTERVAL_MS, plus one every QUEUE_EVENTS_REFRESH_MS (a change only the per-pool lines show). No
+ * request depends on the number of queued jobs or of streams. Each stream takes one of the gateway's event-stream slots
+ * ({@link SseSlots}). Every event is a whole state, so there is nothing to resume: a client that reconnects gets the
+ * current state first.
+ */
+import { PassThrough } from 'node:stream';
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { SCHEDULER_RPC, type QueueState, type QueueStatsBroadcast } from '@gantry/contracts';
+import type { Logger } from '@gantry/telemetry';
+import type { FastifyReply } from 'fastify';
+import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
+import { HttpMetrics } from '../http/http-metrics';
+import { GatewayNats } from '../nats/gateway-nats';
+import { GatewayRpc } from '../nats/gateway-rpc';
+import { LOGGER } from '../tokens';
+import { SseSlots } from './sse-slots';
+
+/** The totals of a broadcast that `GET /v1/queue` shows, as one comparable string. */
+export function totalsSignature(b: QueueState): string {
+  return JSON.stringify([
+    b.paused,
+    b.draining,
+    b.depth,
+    b.running,
+    b.retrying,
+    b.maxConcurrentJobs,
+    b.availableTokens,
+    b.maxQueueSize,
+    b.workers,
+    b.scheduled ?? null,
+    b.waiting ?? null,
+  ]);
+}
+
+interface OpenStream {
+  out: PassThrough;
+  close: () => void;
+}
+
+@Injectable()
+export class QueueEventsService implements OnModuleDestroy {
+  private readonly streams = new Set<OpenStream>();
+  private unsubscribe: (() => void) | undefined;
+  private refreshTimer: ReturnType<typeof setInterval> | undefined;
+  /** The last state sent to the streams (JSON) and the totals of the broadcast that last triggered a read. */
+  private lastSent: string | undefined;
+  private lastSignature: string | undefined;
+  private fetching = false;
+  private again = false;
+  private lastFetchAt = 0;
+  private delayed: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+    @Inject(GatewayNats) private readonly nats: GatewayNats,
+    @Inject(GatewayRpc) private readonly rpc: GatewayRpc,
+    @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(HttpMetrics) private readonly metrics: HttpMetrics,
+    @Inject(SseSlots) private readonly slots: SseSlots,
+  ) {}
+
+  /** Open queue streams on this gateway. */
+  get open(): number {
+    return this.streams.size;
+  }
+
+  /**
+   * Opens a queue stream into `reply`. The current state is read first, so a stream that cannot say anything (no
+   * leader: 503, as `GET /v1/queue`) is refused with a problem instead of opening silent. The slot is released on every
+   * way out.
+   */
+  async stream(reply: FastifyReply, keyId: string): Promise<void> {
+    const release = this.slots.take(keyId, 'GET /v1/queue');
+    const socket = reply.raw;
+    let gone = false;
+    const onEarlyClose = () => {
+      gone = true;
+      release();
+    };
+    socket.once('close', onEarlyClose);
+    let first: QueueState;
+    try {
+      first = await this.rpc.call(SCHEDULER_RPC.queue);
+    } catch (err) {
+      socket.off('close', onEarlyClose);
+      release();
+      throw err;
+    }
+    socket.off('close', onEarlyClose);
+    if (gone || socket.destroyed || socket.req.destroyed) {
+      release();
+      return;
+    }
+    const out = new PassThrough();
+    const keepalive = setInterval(() => out.write(': keepalive\n\n'), this.config.SSE_KEEPALIVE_MS);
+    let closed = false;
+    const s: OpenStream = {
+      out,
+      close: () => {
+        if (closed) return;
+        closed = true;
+        clearInterval(keepalive);
+        this.streams.delete(s);
+        release();
+        this.metrics.sseStreams.dec();
+        out.end();
+        if (this.streams.size === 0) this.stopFollowing();
+      },
+    };
+    this.streams.add(s);
+    this.metrics.sseStreams.inc();
+    socket.on('close', s.close);
+    void reply
+      .status(200)
+      .headers({
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        'x-accel-buffering': 'no',
+      })
+      .send(out);
+    out.write(`retry: 2000\n: queue state\n\n`);
+    out.write(queueEvent(JSON.stringify(first)));
+    this.startFollowing();
+  }
+
+  private startFollowing(): void {
+    if (this.unsubscribe) return;
+    this.unsubscribe = this.nats.onStats((b) => this.onBroadcast(b));
+    this.refreshTimer = setInterval(() => this.refresh(), this.config.QUEUE_EVENTS_REFRESH_MS);
+  }
+
+  private stopFollowing(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    this.refreshTimer = undefined;
+    if (this.delayed) clearTimeout(this.delayed);
+    this.delayed = undefined;
+    this.lastSent = undefined;
+    this.lastSignature = undefined;
+  }
+
+  private onBroadcast(b: QueueStatsBroadcast): void {
+    const sig = totalsSignature(b);
+    if (sig === this.lastSignature) return;
+    this.lastSignature = sig;
+    this.refresh();
+  }
+
+  /** Reads the queue once (coalesced, at most once per QUEUE_EVENTS_MIN_INTERVAL_MS) and sends it if it changed. */
+  private refresh(): void {
+    if (this.streams.size === 0) return;
+    if (this.fetching) {
+      this.again = true;
+      return;
+    }
+    const wait = this.lastFetchAt + this.config.QUEUE_EVENTS_MIN_INTERVAL_MS - Date.now();
+    if (wait > 0) {
+      this.delayed ??= setTimeout(() => {
+        this.delayed = undefined;
+        this.refresh();
+      }, wait);
+      return;
+    }
+    this.fetching = true;
+    this.lastFetchAt = Date.now();
+    void this.rpc
+      .call(SCHEDULER_RPC.queue)
+      .then((state) => {
+        const json = JSON.stringify(state);
+        if (json === this.lastSent) return;
+        this.lastSent = json;
+        const event = queueEvent(json);
+        for (const s of this.streams) s.out.write(event);
+      })
+      .catch((err: unknown) => {
+        // No leader for a moment: the streams stay open (keepalives) and the next broadcast or refresh tries again.
+        this.logger.debug({ err: String(err) }, 'queue state for the event streams not read');
+      })
+      .finally(() => {
+        this.fetching = false;
+        if (this.again) {
+          this.again = false;
+          this.refresh();
+        }
+      });
+  }
+
+  onModuleDestroy(): void {
+    for (const s of [...this.streams]) s.close();
+    this.stopFollowing();
+  }
+}
+
+function queueEvent(json: string): string {
+  return `event: queue\ndata: ${json}\n\n`;
+}
