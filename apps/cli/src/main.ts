@@ -263,6 +263,28 @@ export function buildProgram(): Command {
     const q = await clientOf(cmd).queue.get();
     print(cmd, q, () => queueBlock(q));
   });
+  queue
+    .command('watch')
+    .description('the queue now and on every change, until interrupted (--json: one JSON line per state)')
+    .action(async (_o, cmd: Command) => {
+      const c = clientOf(cmd);
+      const json = globals(cmd).json;
+      const stop = new AbortController();
+      const interrupted = () => stop.abort();
+      process.once('SIGINT', interrupted);
+      process.once('SIGTERM', interrupted);
+      try {
+        for await (const q of c.queue.events({ signal: stop.signal })) {
+          process.stdout.write(json ? `${JSON.stringify(q)}\n` : `${new Date().toISOString()}\n${queueBlock(q)}\n`);
+        }
+      } catch (err) {
+        // Interrupted while (re)connecting: a normal end, like an interrupt between events.
+        if (!stop.signal.aborted) throw err;
+      } finally {
+        process.off('SIGINT', interrupted);
+        process.off('SIGTERM', interrupted);
+      }
+    });
   for (const op of ['pause', 'resume', 'drain', 'clear'] as const) {
     queue
       .command(op)

@@ -3,11 +3,20 @@
  * processes: exit codes scripts rely on, `--json` output, one-line errors, and the progress bar drawn on a real
  * terminal (a pseudo-terminal from `script`).
  */
-import { execFile, type ExecFileException } from 'node:child_process';
+import { execFile, spawn, type ExecFileException } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ADMIN_KEY, CLIENT_KEY, GantryCluster, OTHER_TENANT_KEY, freePort, repoRoot } from '@gantry/testing';
+import {
+  ADMIN_KEY,
+  CLIENT_KEY,
+  GantryCluster,
+  OTHER_TENANT_KEY,
+  freePort,
+  repoRoot,
+  waitFor,
+  within,
+} from '@gantry/testing';
 
 interface Result {
   code: number;
@@ -149,6 +158,38 @@ describe('gantry CLI (child process) against a real stack', () => {
     expect(JSON.parse(w.stdout)).toHaveLength(1);
     const who = await run(['whoami'], client);
     expect(who.stdout).toBe('client (tenant default)\n');
+  });
+
+  it('queue watch --json: one JSON line per state, a pause as it happens, exit 0 on SIGINT', async () => {
+    const child = spawn(process.execPath, [BIN, 'queue', 'watch', '--json'], {
+      env: { PATH: process.env['PATH'] ?? '', ...client },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines: { paused: boolean }[] = [];
+    let buf = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        lines.push(JSON.parse(buf.slice(0, nl)) as { paused: boolean });
+        buf = buf.slice(nl + 1);
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitFor(() => lines.length >= 1, { what: 'the first state', timeoutMs: 60_000 });
+      expect(lines[0]).toMatchObject({ paused: false });
+      expect((await cluster.api('POST', '/v1/queue/pause', undefined, ADMIN_KEY)).status).toBe(200);
+      await waitFor(() => lines.some((l) => l.paused), { what: 'the pause on the stream', timeoutMs: 30_000 });
+    } finally {
+      if ((await cluster.api<{ paused: boolean }>('GET', '/v1/queue')).body.paused)
+        await cluster.api('POST', '/v1/queue/resume', undefined, ADMIN_KEY);
+    }
+    child.kill('SIGINT');
+    expect(await within(exited, 30_000, 'the CLI to exit')).toBe(0);
+    expect(stderr).toBe('');
   });
 
   it('batches submit --file and batches get', async () => {
