@@ -169,7 +169,11 @@ async function step(label, cmd, args, quiet = false) {
   if (code !== 0) process.exit(code);
 }
 
-const build = () => step('build', 'tsc', ['-b', 'tsconfig.build.json']);
+async function build() {
+  await step('build', 'tsc', ['-b', 'tsconfig.build.json']);
+  // @gantry/client's declarations get the contract types inlined, so its dist packs as a self-contained package.
+  await step('client types', 'node', ['libs/client/scripts/bundle-types.mjs']);
+}
 
 async function checks() {
   await step('typecheck (specs and tools)', 'tsc', ['-p', 'tsconfig.spec.json', '--noEmit']);
