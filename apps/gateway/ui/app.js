@@ -11,6 +11,8 @@ const html = htm.bind(h);
 const KEY = 'gantry.apiKey';
 const POLL_MS = 1000;
 const PRIORITIES = ['urgent', 'high', 'normal', 'low'];
+/** At most this many running jobs are read one by one for an admin's "Running jobs" (one GET each per poll). */
+const RUNNING_VIEWS_MAX = 50;
 
 // ---- routing ---------------------------------------------------------------------------------------------------
 function usePath() {
@@ -272,7 +274,7 @@ function QueuePanel({ q, admin, client }) {
   </section>`;
 }
 
-function JobsTable({ jobs, label, admin, client, kind }) {
+function JobsTable({ jobs, label, admin, client, kind, showTenant }) {
   const [notice, act] = useNotice();
   if (!jobs) return html`<p class="muted">Loading…</p>`;
   if (jobs.length === 0) return html`<p class="muted">None.</p>`;
@@ -280,6 +282,7 @@ function JobsTable({ jobs, label, admin, client, kind }) {
       <thead>
         <tr>
           <th>Job</th>
+          ${showTenant && html`<th>Tenant</th>`}
           <th>Type</th>
           <th>Status</th>
           <th>Priority</th>
@@ -295,6 +298,7 @@ function JobsTable({ jobs, label, admin, client, kind }) {
           (j) =>
             html`<tr data-job=${j.id}>
               <td><${Link} href=${`/ui/jobs/${j.id}`} class="mono">${j.id}<//></td>
+              ${showTenant && html`<td>${j.tenant}</td>`}
               <td>${j.type}</td>
               <td><${Status} s=${j.status} /></td>
               <td>${j.priority}</td>
@@ -319,38 +323,90 @@ function JobsTable({ jobs, label, admin, client, kind }) {
     <${Notice} text=${notice} />`;
 }
 
+/**
+ * An admin's running jobs of every tenant, without a scan: GET /v1/workers names every running job id (all tenants
+ * for an admin key), and at most RUNNING_VIEWS_MAX of them are read one by one (GET /v1/jobs/{id}, O(1) each).
+ * A job that ended between the two reads is left out. Resolves with { items, total }.
+ */
+async function runningEverywhere(client) {
+  const ids = [...new Set((await client.workers.list()).flatMap((w) => w.runningJobs))];
+  const views = await Promise.all(
+    ids.slice(0, RUNNING_VIEWS_MAX).map((id) => client.jobs.get(id).catch(() => undefined)),
+  );
+  const items = views
+    .filter((v) => v && v.status === 'running')
+    .sort((a, b) => Date.parse(a.startedAt ?? a.createdAt) - Date.parse(b.startedAt ?? b.createdAt));
+  return { items, total: ids.length };
+}
+
+/** The tenants an admin can scope the listings to: those GET /v1/tenants knows, the key's own and the chosen one. */
+function TenantSelect({ client, own, value, onChange }) {
+  const { data } = usePoll(() => client.tenants.list(), 5 * POLL_MS, [client]);
+  const names = [...new Set([own, value, ...(data ?? []).map((t) => t.tenant)])].sort();
+  return html`<form class="inline scope" aria-label="Listing scope" onSubmit=${(e) => e.preventDefault()}>
+    <label for="tenant-scope">Tenant</label>
+    <select id="tenant-scope" value=${value} onChange=${(e) => onChange(e.currentTarget.value)}>
+      ${names.map((t) => html`<option value=${t}>${t === own ? `${t} (this key)` : t}</option>`)}
+    </select>
+    <span class="muted">scopes recent jobs and recent failures</span>
+  </form>`;
+}
+
 function QueuePage({ session }) {
   const { client, who } = session;
   const admin = who.role === 'admin';
+  // An admin key may list any tenant (GET /v1/jobs?tenant=); a client key lists its own, and the gateway enforces it.
+  const [scope, setScope] = useState(who.tenant);
+  const scoped = admin && scope !== who.tenant ? { tenant: scope } : {};
   const queue = usePoll(() => client.queue.get(), POLL_MS, [client]);
   const jobs = usePoll(
     async () => {
       const [running, recent, failed] = await Promise.all([
-        client.jobs.list({ status: 'running', limit: 50 }),
-        client.jobs.list({ limit: 20 }),
-        client.jobs.list({ status: 'failed', limit: 10 }),
+        admin ? runningEverywhere(client) : client.jobs.list({ status: 'running', limit: 50 }),
+        client.jobs.list({ limit: 20, ...scoped }),
+        client.jobs.list({ status: 'failed', limit: 10, ...scoped }),
       ]);
-      return { running: running.items, recent: recent.items, failed: failed.items };
+      return { running: running.items, runningTotal: running.total, recent: recent.items, failed: failed.items };
     },
     POLL_MS,
-    [client],
+    [client, scope],
   );
+  // Rows of the previous scope stay out while the first page of the new one loads.
+  const listed = jobs.data && (!admin || jobs.data.recent.every((j) => j.tenant === scope)) ? jobs.data : undefined;
   const workers = usePoll(() => client.workers.list(), 2 * POLL_MS, [client]);
+  const more = admin && jobs.data && jobs.data.runningTotal > RUNNING_VIEWS_MAX;
   return html` ${queue.error && html`<p class="error" role="alert">Queue: ${msg(queue.error)}</p>`}
     ${queue.data ? html`<${QueuePanel} q=${queue.data} admin=${admin} client=${client} />` : html`<p class="muted">Loading the queue…</p>`}
     <${PoolsPanel} q=${queue.data} workers=${workers.data} />
     <${TenantsPanel} session=${session} />
+    ${jobs.error && html`<p class="error" role="alert">Jobs: ${msg(jobs.error)}</p>`}
     <section class="panel" aria-labelledby="running-h">
-      <h2 id="running-h">Running jobs</h2>
-      <${JobsTable} jobs=${jobs.data?.running} label="Running jobs" admin=${admin} client=${client} />
+      <h2 id="running-h">
+        Running jobs <span class="muted">(${admin ? 'every tenant' : `tenant ${who.tenant}`})</span>
+      </h2>
+      ${
+        more &&
+        html`<p class="muted" data-testid="running-more">
+          Showing the first ${RUNNING_VIEWS_MAX} of ${jobs.data.runningTotal} running jobs (the Workers page lists every
+          id).
+        </p>`
+      }
+      <${JobsTable}
+        jobs=${jobs.data?.running}
+        label="Running jobs"
+        admin=${admin}
+        client=${client}
+        showTenant=${admin}
+      />
     </section>
+    ${admin && html`<${TenantSelect} client=${client} own=${who.tenant} value=${scope} onChange=${setScope} />`}
     <section class="panel" aria-labelledby="recent-h">
-      <h2 id="recent-h">Recent jobs <span class="muted">(tenant ${who.tenant})</span></h2>
-      <${JobsTable} jobs=${jobs.data?.recent} label="Recent jobs" admin=${admin} client=${client} />
+      <h2 id="recent-h">Recent jobs <span class="muted">(tenant ${admin ? scope : who.tenant})</span></h2>
+      <${JobsTable} jobs=${listed?.recent} label="Recent jobs" admin=${admin} client=${client} />
     </section>
     <section class="panel" aria-labelledby="failed-h">
-      <h2 id="failed-h">Recent failures</h2>
-      <${JobsTable} jobs=${jobs.data?.failed} label="Recent failures" admin=${admin} client=${client} kind="failed" />
+      <h2 id="failed-h">Recent failures <span class="muted">(tenant ${admin ? scope : who.tenant})</span></h2>
+      <${JobsTable} jobs=${listed?.failed} label="Recent failures" admin=${admin} client=${client} kind="failed" />
     </section>`;
 }
 
