@@ -5,7 +5,16 @@
 // This file must run on the system Node (20 here), so it uses nothing outside Node's standard library.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync, accessSync, constants, statSync, chmodSync } from 'node:fs';
+import {
+  existsSync,
+  readFileSync,
+  writeFileSync,
+  accessSync,
+  constants,
+  statSync,
+  chmodSync,
+  renameSync,
+} from 'node:fs';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,7 +45,10 @@ function ensureInstalled() {
     log('npm install failed; see the output above.');
     process.exit(r.status ?? 1);
   }
-  writeFileSync(stamp, want);
+  // A new file, renamed into place: a node_modules copied with hard links (`cp -al`, one per git worktree) must not
+  // share its stamp with the copies of other checkouts, whose lockfiles may differ.
+  writeFileSync(`${stamp}.tmp`, want);
+  renameSync(`${stamp}.tmp`, stamp);
 }
 
 function isExecutable(p) {
@@ -169,10 +181,16 @@ async function step(label, cmd, args, quiet = false) {
   if (code !== 0) process.exit(code);
 }
 
-const build = () => step('build', 'tsc', ['-b', 'tsconfig.build.json']);
+async function build() {
+  await step('build', 'tsc', ['-b', 'tsconfig.build.json']);
+  // @gantry/client's declarations get the contract types inlined, so its dist packs as a self-contained package.
+  await step('client types', 'node', ['libs/client/scripts/bundle-types.mjs']);
+}
 
 async function checks() {
   await step('typecheck (specs and tools)', 'tsc', ['-p', 'tsconfig.spec.json', '--noEmit']);
+  // The dashboard is plain JS served as written; `// @ts-check` + JSDoc types from @gantry/client (docs/dashboard.md).
+  await step('typecheck (dashboard)', 'tsc', ['-p', 'apps/gateway/ui/tsconfig.json']);
   // The module-boundary lint reads Nx's project graph; computing it here keeps the rule from being skipped.
   await step('project graph', 'nx', ['show', 'projects', '--json'], true);
   await step('lint', 'eslint', ['--max-warnings=0', '.']);

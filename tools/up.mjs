@@ -3,17 +3,34 @@
 // Ctrl-C or SIGTERM stops the services (gracefully, then hard), then the store and the server: nothing is left behind.
 // On a terminal the services' JSON lines are shown as readable coloured lines (pino-pretty); piped, they stay JSON.
 // Runs under the pinned Node 24 (started by tools/gantry.mjs after the build).
+// A second stack beside a developer's (what the test of this script does) needs its own ports and data directory:
+// GANTRY_UP_DATA_DIR (default .data), GANTRY_UP_NATS_PORT (4222), GANTRY_UP_NATS_MONITOR_PORT (8222),
+// GANTRY_UP_S3_PORT (9000), plus the services' own GATEWAY_PORT, SCHEDULER_HTTP_PORT, WORKER_HTTP_PORT and
+// NOTIFIER_HTTP_PORT (docs/operations.md, "npm run up").
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve, dirname } from 'node:path';
+import { join, relative, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEV_API_KEYS, DEV_WEBHOOK_SECRET } from '@gantry/config';
 import { NatsServer, S3Server, S3RVER_CREDENTIALS } from '@gantry/testing';
 import { prettyLogLine } from '@gantry/telemetry';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const data = join(root, '.data');
+const data = resolve(root, process.env.GANTRY_UP_DATA_DIR || '.data');
+const shown = relative(root, data).startsWith('..') ? data : relative(root, data) || '.';
+const portOf = (name, fallback) => {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  if (!/^\d{1,5}$/.test(v) || Number(v) < 1 || Number(v) > 65535) {
+    process.stderr.write(`${name} must be a TCP port (1-65535), not ${JSON.stringify(v)}\n`);
+    process.exit(2);
+  }
+  return Number(v);
+};
+const natsPort = portOf('GANTRY_UP_NATS_PORT', 4222);
+const natsMonitorPort = portOf('GANTRY_UP_NATS_MONITOR_PORT', 8222);
+const s3Port = portOf('GANTRY_UP_S3_PORT', 9000);
 const color = { gateway: 36, scheduler: 35, 'gpu-worker': 33, notifier: 32 };
 const say = (msg) => process.stdout.write(`\x1b[1m[gantry]\x1b[0m ${msg}\n`);
 const format = process.stdout.isTTY ? prettyLogLine({ colorize: true }) : (line) => line;
@@ -33,7 +50,7 @@ async function start() {
   mkdirSync(data, { recursive: true });
   if (!env.NATS_URL) {
     // The dev server requires credentials too (docs/operations.md, "NATS credentials"): one user for the services,
-    // its password generated once and kept in .data/nats-user.json (mode 0600).
+    // its password generated once and kept in <data>/nats-user.json (mode 0600).
     const userFile = join(data, 'nats-user.json');
     if (!existsSync(userFile)) {
       const user = { user: 'gantry', password: randomBytes(18).toString('base64url') };
@@ -41,10 +58,10 @@ async function start() {
     }
     const user = JSON.parse(readFileSync(userFile, 'utf8'));
     nats = await NatsServer.start({
-      port: 4222,
+      port: natsPort,
       storeDir: join(data, 'nats'),
       keepStore: true,
-      monitorPort: 8222,
+      monitorPort: natsMonitorPort,
       detached: true,
       auth: user,
     });
@@ -53,20 +70,22 @@ async function start() {
     delete env.NATS_TOKEN;
     delete env.NATS_NKEY_SEED_FILE;
     delete env.NATS_CREDS_FILE;
-    say(`nats-server (JetStream) on ${nats.url}, monitoring http://127.0.0.1:8222, data in .data/nats`);
-    say(`NATS requires a user: NATS_USER=${user.user}, NATS_PASSWORD in .data/nats-user.json (for start:<service>)`);
+    say(
+      `nats-server (JetStream) on ${nats.url}, monitoring http://127.0.0.1:${natsMonitorPort}, data in ${shown}/nats`,
+    );
+    say(`NATS requires a user: NATS_USER=${user.user}, NATS_PASSWORD in ${shown}/nats-user.json (for start:<service>)`);
   } else {
     say(`using NATS at ${env.NATS_URL}`);
   }
   if (!env.S3_ENDPOINT) {
     s3 = await S3Server.start({
-      port: 9000,
+      port: s3Port,
       directory: join(data, 's3'),
       buckets: [env.S3_BUCKET ?? 'gantry-outputs'],
     });
     Object.assign(env, { ...s3.env(env.S3_BUCKET ?? 'gantry-outputs') });
     say(
-      `S3-compatible store on ${s3.endpoint} (bucket ${env.S3_BUCKET}, keys ${S3RVER_CREDENTIALS.accessKeyId}/${S3RVER_CREDENTIALS.secretAccessKey}), data in .data/s3`,
+      `S3-compatible store on ${s3.endpoint} (bucket ${env.S3_BUCKET}, keys ${S3RVER_CREDENTIALS.accessKeyId}/${S3RVER_CREDENTIALS.secretAccessKey}), data in ${shown}/s3`,
     );
   } else {
     say(`using S3 at ${env.S3_ENDPOINT}`);

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { ADMIN_KEY, CLIENT_KEY, GantryCluster, OTHER_TENANT_KEY, repoRoot } from '@gantry/testing';
+import { ADMIN_KEY, CLIENT_KEY, GantryCluster, OTHER_TENANT_KEY, repoRoot, waitFor } from '@gantry/testing';
 
 const CHROMIUM =
   process.env['CHROMIUM_BIN'] ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
@@ -170,6 +170,65 @@ describe('dashboard in real Chromium', () => {
       .waitFor(WAIT);
     // The console shows the 404 of the API call the page made: that one is expected.
     expect(errors.filter((e) => !/404/.test(e))).toEqual([]);
+  });
+
+  it("an admin sees every tenant's running jobs and, through the tenant selector, another tenant's recent jobs; a client key neither", async () => {
+    // Another tenant's job that runs long enough to be looked at, reporting progress on the way.
+    const theirs = await cluster.submit(
+      { type: 'noop', input: { durationMs: 60_000, progressSteps: 60 } },
+      OTHER_TENANT_KEY,
+    );
+    const theirsDone = await cluster.submit({ type: 'noop', input: { result: { n: 1 } } }, OTHER_TENANT_KEY);
+    const mine = await cluster.submit({ type: 'noop' }, CLIENT_KEY);
+    await waitFor(
+      async () => {
+        const v = await cluster.job<{ status: string; progress?: { percent: number } }>(theirs);
+        return v.status === 'running' && (v.progress?.percent ?? 0) > 0;
+      },
+      { timeoutMs: 60_000, intervalMs: 200, what: "the other tenant's job running with progress" },
+    );
+    try {
+      const { page, errors } = await signIn(ADMIN_KEY);
+      const running = page.locator(`table[aria-label="Running jobs"] tr[data-job="${theirs}"]`);
+      await running.waitFor(WAIT);
+      expect(await running.locator('td').nth(1).textContent()).toBe('other');
+      const bar = running.getByRole('progressbar', { name: `progress of job ${theirs}` });
+      await waitFor(async () => Number(await bar.getAttribute('value')) > 0, {
+        timeoutMs: 30_000,
+        what: 'a progress bar that moved',
+      });
+      expect(await running.locator('td').nth(6).textContent()).toMatch(/^\d+(m \d+)?s$/); // ETA
+      // The listings below are the key's own tenant's until another is chosen.
+      const recent = page.locator('table[aria-label="Recent jobs"]');
+      await recent.locator(`tr[data-job="${mine}"]`).waitFor(WAIT);
+      expect(await recent.locator(`tr[data-job="${theirsDone}"]`).count()).toBe(0);
+      const select = page.getByLabel('Tenant', { exact: true });
+      await waitFor(async () => (await select.locator('option', { hasText: /^other$/ }).count()) === 1, {
+        timeoutMs: 30_000,
+        what: 'the tenant "other" among the options',
+      });
+      await select.selectOption('other');
+      await recent.locator(`tr[data-job="${theirsDone}"]`).waitFor(WAIT);
+      await recent.locator(`tr[data-job="${theirs}"]`).waitFor(WAIT);
+      expect(await recent.locator(`tr[data-job="${mine}"]`).count()).toBe(0);
+      expect(await page.getByRole('heading', { name: /^Recent jobs/ }).textContent()).toContain('tenant other');
+      if (SHOTS) await page.screenshot({ path: join(SHOTS, 'queue-admin.png'), fullPage: true });
+      await select.selectOption('default');
+      await recent.locator(`tr[data-job="${mine}"]`).waitFor(WAIT);
+      expect(errors).toEqual([]);
+
+      // A client key: no selector, its own tenant's running and recent jobs only, while the other's still runs.
+      const client = await signIn(CLIENT_KEY);
+      await client.page.locator(`table[aria-label="Recent jobs"] tr[data-job="${mine}"]`).waitFor(WAIT);
+      // (the running and recent listings load together: with `mine` shown, the running one has loaded too)
+      expect(await client.page.getByLabel('Tenant', { exact: true }).count()).toBe(0);
+      expect(await client.page.locator(`tr[data-job="${theirs}"]`).count()).toBe(0);
+      expect(await client.page.locator(`tr[data-job="${theirsDone}"]`).count()).toBe(0);
+      expect((await cluster.job<{ status: string }>(theirs)).status).toBe('running');
+      expect(client.errors).toEqual([]);
+    } finally {
+      await cluster.api('POST', `/v1/jobs/${theirs}/cancel`);
+    }
   });
 
   it("shows queued depth per pool and priority, scheduled jobs and every tenant's share as the API gives them", async () => {

@@ -1,5 +1,8 @@
+// @ts-check
 // Gantry's dashboard: preact + htm, loaded as plain ES modules (no build step), talking to the /v1 API through
 // @gantry/client with the key the user typed (kept in sessionStorage: gone when the browser session ends).
+// Typechecked (no build step all the same): `// @ts-check` with JSDoc types from @gantry/client, by
+// apps/gateway/ui/tsconfig.json under `node tools/gantry.mjs lint`.
 // Live data: the queue page polls O(1) routes (queue state, workers) and bounded pages of the listing once a
 // second; a job page follows the job's own SSE stream. Nothing scans, whatever the queue's size (docs/dashboard.md).
 import { h, render } from 'preact';
@@ -7,10 +10,26 @@ import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
 import { GantryClient, isTerminalStatus } from '@gantry/client';
 
+/**
+ * @typedef {import('@gantry/client').JobView} JobView
+ * @typedef {import('@gantry/client').JobEventMessage} JobEventMessage
+ * @typedef {import('@gantry/client').QueueState} QueueState
+ * @typedef {import('@gantry/client').WorkerView} WorkerView
+ * @typedef {import('@gantry/client').TenantView} TenantView
+ * @typedef {import('@gantry/client').Whoami} Whoami
+ * @typedef {import('@gantry/client').Priority} Priority
+ * @typedef {{ client: GantryClient, who: Whoami }} Session
+ * @typedef {{ traceUrlTemplate: string | null }} UiConfig
+ * @typedef {import('preact').ComponentChildren} Children
+ */
+
 const html = htm.bind(h);
 const KEY = 'gantry.apiKey';
 const POLL_MS = 1000;
+/** @type {Priority[]} */
 const PRIORITIES = ['urgent', 'high', 'normal', 'low'];
+/** At most this many running jobs are read one by one for an admin's "Running jobs" (one GET each per poll). */
+const RUNNING_VIEWS_MAX = 50;
 
 // ---- routing ---------------------------------------------------------------------------------------------------
 function usePath() {
@@ -22,11 +41,14 @@ function usePath() {
   }, []);
   return path;
 }
+/** @param {string} path */
 function go(path) {
   history.pushState(null, '', path);
   dispatchEvent(new PopStateEvent('popstate'));
 }
+/** @param {{ href: string, children?: Children, [attr: string]: unknown }} props */
 function Link({ href, children, ...rest }) {
+  /** @param {MouseEvent} e */
   const onClick = (e) => {
     if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
     e.preventDefault();
@@ -36,11 +58,21 @@ function Link({ href, children, ...rest }) {
 }
 
 // ---- data helpers ----------------------------------------------------------------------------------------------
-/** Calls `load` now and every `ms`; returns { data, error }. */
+/**
+ * Calls `load` now and every `ms`; returns { data, error } (the last data stays while an error is shown).
+ * @template T
+ * @param {() => Promise<T>} load
+ * @param {number} ms
+ * @param {unknown[]} deps
+ * @returns {{ data: T | undefined, error: unknown }}
+ */
 function usePoll(load, ms, deps) {
-  const [state, setState] = useState({ data: undefined, error: undefined });
+  const [state, setState] = useState(
+    /** @type {{ data: T | undefined, error: unknown }} */ ({ data: undefined, error: undefined }),
+  );
   useEffect(() => {
     let alive = true;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
     let timer;
     const tick = async () => {
       try {
@@ -59,21 +91,31 @@ function usePoll(load, ms, deps) {
   }, deps);
   return state;
 }
-const msg = (e) => (e && e.message) || String(e);
+/** @param {unknown} e */
+const msg = (e) => (e instanceof Error && e.message) || String(e);
+/** The HTTP status of an API error (GantryApiError), if it is one. */
+const statusOf = (/** @type {unknown} */ e) =>
+  typeof e === 'object' && e !== null && 'status' in e && typeof e.status === 'number' ? e.status : undefined;
+/** @param {JobView} j */
 const pct = (j) => Math.round(j.progress?.percent ?? (j.status === 'completed' ? 100 : 0));
+/** @param {JobView} j */
 function eta(j) {
   const p = pct(j);
   if (j.status !== 'running' || !j.startedAt || p <= 0) return '–';
   const left = Math.round((((Date.now() - Date.parse(j.startedAt)) / 1000) * (100 - p)) / p);
   return left >= 60 ? `${Math.floor(left / 60)}m ${left % 60}s` : `${left}s`;
 }
+/** @param {{ s: string }} props */
 const Status = ({ s }) => html`<span class=${`badge s-${s}`}>${s}</span>`;
+/** @param {string | undefined | null} t */
 const when = (t) => (t ? new Date(t).toLocaleTimeString() : '');
 
 // ---- shell -----------------------------------------------------------------------------------------------------
+/** @param {{ onLogin: (s: Session) => void }} props */
 function Login({ onLogin }) {
   const [key, setKey] = useState('');
   const [error, setError] = useState('');
+  /** @param {SubmitEvent} e */
   const submit = async (e) => {
     e.preventDefault();
     setError('');
@@ -83,7 +125,7 @@ function Login({ onLogin }) {
       sessionStorage.setItem(KEY, key.trim());
       onLogin({ client, who });
     } catch (err) {
-      setError(err.status === 401 ? 'This API key is not valid.' : msg(err));
+      setError(statusOf(err) === 401 ? 'This API key is not valid.' : msg(err));
     }
   };
   return html`<main class="login">
@@ -97,7 +139,7 @@ function Login({ onLogin }) {
         autocomplete="off"
         required
         value=${key}
-        onInput=${(e) => setKey(e.currentTarget.value)}
+        onInput=${(/** @type {InputEvent & { currentTarget: HTMLInputElement }} */ e) => setKey(e.currentTarget.value)}
       />
       <p id="key-help" class="muted">
         Kept in this browser tab's session storage only; it is sent to this gateway and nowhere else.
@@ -109,9 +151,9 @@ function Login({ onLogin }) {
 }
 
 function App() {
-  const [session, setSession] = useState(undefined);
+  const [session, setSession] = useState(/** @type {Session | undefined} */ (undefined));
   const [checked, setChecked] = useState(false);
-  const [config, setConfig] = useState({ traceUrlTemplate: null });
+  const [config, setConfig] = useState(/** @type {UiConfig} */ ({ traceUrlTemplate: null }));
   const path = usePath();
   useEffect(() => {
     fetch('/ui/config.json')
@@ -138,11 +180,12 @@ function App() {
     setSession(undefined);
   };
   const admin = session.who.role === 'admin';
+  /** @type {[string, string][]} */
   const nav = [
     ['/ui', 'Queue'],
     ['/ui/workers', 'Workers'],
     ['/ui/schedules', 'Schedules'],
-    ...(admin ? [['/ui/webhooks', 'Failed webhooks']] : []),
+    ...(admin ? /** @type {[string, string][]} */ ([['/ui/webhooks', 'Failed webhooks']]) : []),
   ];
   const current = path.replace(/\/$/, '') || '/ui';
   let page;
@@ -164,9 +207,10 @@ function App() {
 }
 
 // ---- queue page ------------------------------------------------------------------------------------------------
+/** @returns {[string, (label: string, fn: () => Promise<unknown>) => Promise<void>]} */
 function useNotice() {
   const [notice, setNotice] = useState('');
-  const run = useCallback(async (label, fn) => {
+  const run = useCallback(async (/** @type {string} */ label, /** @type {() => Promise<unknown>} */ fn) => {
     try {
       await fn();
       setNotice(`${label}: done`);
@@ -176,15 +220,19 @@ function useNotice() {
   }, []);
   return [notice, run];
 }
+/** @param {{ text: string }} props */
 const Notice = ({ text }) => html`<p class="muted" role="status" aria-live="polite" data-testid="notice">${text}</p>`;
 
+/** @param {{ q: QueueState, admin: boolean, client: GantryClient }} props */
 function QueuePanel({ q, admin, client }) {
   const [notice, act] = useNotice();
   const state = q.draining ? 'draining' : q.paused ? 'paused' : 'running';
   const used = q.maxConcurrentJobs - q.availableTokens;
   const [cfg, setCfg] = useState({ maxConcurrentJobs: '', maxQueueSize: '' });
+  /** @param {SubmitEvent} e */
   const saveConfig = (e) => {
     e.preventDefault();
+    /** @type {import('@gantry/client').QueueConfigRequest} */
     const body = {};
     if (cfg.maxConcurrentJobs !== '') body.maxConcurrentJobs = Number(cfg.maxConcurrentJobs);
     if (cfg.maxQueueSize !== '') body.maxQueueSize = Number(cfg.maxQueueSize);
@@ -253,7 +301,8 @@ function QueuePanel({ q, admin, client }) {
               min="0"
               placeholder=${q.maxConcurrentJobs}
               value=${cfg.maxConcurrentJobs}
-              onInput=${(e) => setCfg({ ...cfg, maxConcurrentJobs: e.currentTarget.value })}
+              onInput=${(/** @type {InputEvent & { currentTarget: HTMLInputElement }} */ e) =>
+                setCfg({ ...cfg, maxConcurrentJobs: e.currentTarget.value })}
           /></label>
           <label
             >Max queue size
@@ -262,7 +311,8 @@ function QueuePanel({ q, admin, client }) {
               min="1"
               placeholder=${q.maxQueueSize}
               value=${cfg.maxQueueSize}
-              onInput=${(e) => setCfg({ ...cfg, maxQueueSize: e.currentTarget.value })}
+              onInput=${(/** @type {InputEvent & { currentTarget: HTMLInputElement }} */ e) =>
+                setCfg({ ...cfg, maxQueueSize: e.currentTarget.value })}
           /></label>
           <button type="submit">Apply</button>
         </form>
@@ -272,7 +322,11 @@ function QueuePanel({ q, admin, client }) {
   </section>`;
 }
 
-function JobsTable({ jobs, label, admin, client, kind }) {
+/**
+ * @param {{ jobs: JobView[] | undefined, label: string, admin: boolean, client: GantryClient, kind?: 'failed',
+ *   showTenant?: boolean }} props
+ */
+function JobsTable({ jobs, label, admin, client, kind, showTenant }) {
   const [notice, act] = useNotice();
   if (!jobs) return html`<p class="muted">Loading…</p>`;
   if (jobs.length === 0) return html`<p class="muted">None.</p>`;
@@ -280,6 +334,7 @@ function JobsTable({ jobs, label, admin, client, kind }) {
       <thead>
         <tr>
           <th>Job</th>
+          ${showTenant && html`<th>Tenant</th>`}
           <th>Type</th>
           <th>Status</th>
           <th>Priority</th>
@@ -295,6 +350,7 @@ function JobsTable({ jobs, label, admin, client, kind }) {
           (j) =>
             html`<tr data-job=${j.id}>
               <td><${Link} href=${`/ui/jobs/${j.id}`} class="mono">${j.id}<//></td>
+              ${showTenant && html`<td>${j.tenant}</td>`}
               <td>${j.type}</td>
               <td><${Status} s=${j.status} /></td>
               <td>${j.priority}</td>
@@ -319,38 +375,105 @@ function JobsTable({ jobs, label, admin, client, kind }) {
     <${Notice} text=${notice} />`;
 }
 
+/**
+ * An admin's running jobs of every tenant, without a scan: GET /v1/workers names every running job id (all tenants
+ * for an admin key), and at most RUNNING_VIEWS_MAX of them are read one by one (GET /v1/jobs/{id}, O(1) each).
+ * A job that ended between the two reads is left out. Resolves with { items, total }.
+ */
+/**
+ * @param {GantryClient} client
+ * @returns {Promise<{ items: JobView[], total: number }>}
+ */
+async function runningEverywhere(client) {
+  const ids = [...new Set((await client.workers.list()).flatMap((w) => w.runningJobs))];
+  const views = await Promise.all(
+    ids.slice(0, RUNNING_VIEWS_MAX).map((id) => client.jobs.get(id).catch(() => undefined)),
+  );
+  const items = views
+    .filter(/** @returns {v is JobView} */ (v) => v !== undefined && v.status === 'running')
+    .sort((a, b) => Date.parse(a.startedAt ?? a.createdAt) - Date.parse(b.startedAt ?? b.createdAt));
+  return { items, total: ids.length };
+}
+
+/** The tenants an admin can scope the listings to: those GET /v1/tenants knows, the key's own and the chosen one. */
+/** @param {{ client: GantryClient, own: string, value: string, onChange: (tenant: string) => void }} props */
+function TenantSelect({ client, own, value, onChange }) {
+  const { data } = usePoll(() => client.tenants.list(), 5 * POLL_MS, [client]);
+  const names = [...new Set([own, value, ...(data ?? []).map((t) => t.tenant)])].sort();
+  return html`<form
+    class="inline scope"
+    aria-label="Listing scope"
+    onSubmit=${(/** @type {Event} */ e) => e.preventDefault()}
+  >
+    <label for="tenant-scope">Tenant</label>
+    <select
+      id="tenant-scope"
+      value=${value}
+      onChange=${(/** @type {Event & { currentTarget: HTMLSelectElement }} */ e) => onChange(e.currentTarget.value)}
+    >
+      ${names.map((t) => html`<option value=${t}>${t === own ? `${t} (this key)` : t}</option>`)}
+    </select>
+    <span class="muted">scopes recent jobs and recent failures</span>
+  </form>`;
+}
+
+/** @param {{ session: Session }} props */
 function QueuePage({ session }) {
   const { client, who } = session;
   const admin = who.role === 'admin';
+  // An admin key may list any tenant (GET /v1/jobs?tenant=); a client key lists its own, and the gateway enforces it.
+  const [scope, setScope] = useState(who.tenant);
+  const scoped = admin && scope !== who.tenant ? { tenant: scope } : {};
   const queue = usePoll(() => client.queue.get(), POLL_MS, [client]);
   const jobs = usePoll(
     async () => {
       const [running, recent, failed] = await Promise.all([
-        client.jobs.list({ status: 'running', limit: 50 }),
-        client.jobs.list({ limit: 20 }),
-        client.jobs.list({ status: 'failed', limit: 10 }),
+        admin ? runningEverywhere(client) : client.jobs.list({ status: 'running', limit: 50 }),
+        client.jobs.list({ limit: 20, ...scoped }),
+        client.jobs.list({ status: 'failed', limit: 10, ...scoped }),
       ]);
-      return { running: running.items, recent: recent.items, failed: failed.items };
+      const runningTotal = 'total' in running ? running.total : running.items.length;
+      return { running: running.items, runningTotal, recent: recent.items, failed: failed.items };
     },
     POLL_MS,
-    [client],
+    [client, scope],
   );
+  // Rows of the previous scope stay out while the first page of the new one loads.
+  const listed = jobs.data && (!admin || jobs.data.recent.every((j) => j.tenant === scope)) ? jobs.data : undefined;
   const workers = usePoll(() => client.workers.list(), 2 * POLL_MS, [client]);
+  const more = admin && jobs.data && jobs.data.runningTotal > RUNNING_VIEWS_MAX;
   return html` ${queue.error && html`<p class="error" role="alert">Queue: ${msg(queue.error)}</p>`}
     ${queue.data ? html`<${QueuePanel} q=${queue.data} admin=${admin} client=${client} />` : html`<p class="muted">Loading the queue…</p>`}
     <${PoolsPanel} q=${queue.data} workers=${workers.data} />
     <${TenantsPanel} session=${session} />
+    ${jobs.error && html`<p class="error" role="alert">Jobs: ${msg(jobs.error)}</p>`}
     <section class="panel" aria-labelledby="running-h">
-      <h2 id="running-h">Running jobs</h2>
-      <${JobsTable} jobs=${jobs.data?.running} label="Running jobs" admin=${admin} client=${client} />
+      <h2 id="running-h">
+        Running jobs <span class="muted">(${admin ? 'every tenant' : `tenant ${who.tenant}`})</span>
+      </h2>
+      ${
+        more &&
+        html`<p class="muted" data-testid="running-more">
+          Showing the first ${RUNNING_VIEWS_MAX} of ${jobs.data?.runningTotal} running jobs (the Workers page lists
+          every id).
+        </p>`
+      }
+      <${JobsTable}
+        jobs=${jobs.data?.running}
+        label="Running jobs"
+        admin=${admin}
+        client=${client}
+        showTenant=${admin}
+      />
     </section>
+    ${admin && html`<${TenantSelect} client=${client} own=${who.tenant} value=${scope} onChange=${setScope} />`}
     <section class="panel" aria-labelledby="recent-h">
-      <h2 id="recent-h">Recent jobs <span class="muted">(tenant ${who.tenant})</span></h2>
-      <${JobsTable} jobs=${jobs.data?.recent} label="Recent jobs" admin=${admin} client=${client} />
+      <h2 id="recent-h">Recent jobs <span class="muted">(tenant ${admin ? scope : who.tenant})</span></h2>
+      <${JobsTable} jobs=${listed?.recent} label="Recent jobs" admin=${admin} client=${client} />
     </section>
     <section class="panel" aria-labelledby="failed-h">
-      <h2 id="failed-h">Recent failures</h2>
-      <${JobsTable} jobs=${jobs.data?.failed} label="Recent failures" admin=${admin} client=${client} kind="failed" />
+      <h2 id="failed-h">Recent failures <span class="muted">(tenant ${admin ? scope : who.tenant})</span></h2>
+      <${JobsTable} jobs=${listed?.failed} label="Recent failures" admin=${admin} client=${client} kind="failed" />
     </section>`;
 }
 
@@ -358,8 +481,15 @@ function QueuePage({ session }) {
  * Pools: queued jobs per priority and scheduled jobs (the `pools` lines of GET /v1/queue, the scheduler's counters)
  * beside the workers and busy slots of GET /v1/workers. A pool appears when either side knows it.
  */
+/** @param {{ q: QueueState | undefined, workers: WorkerView[] | undefined }} props */
 function PoolsPanel({ q, workers }) {
+  /**
+   * @typedef {{ depth: import('@gantry/client').PriorityDepth | undefined, scheduled: number | undefined,
+   *   waiting: number | undefined, workers: number, slots: number, busy: number }} PoolRow
+   * @type {Map<string, PoolRow>}
+   */
   const rows = new Map();
+  /** @param {string} name @returns {PoolRow} */
   const row = (name) => {
     let r = rows.get(name);
     if (!r)
@@ -378,7 +508,7 @@ function PoolsPanel({ q, workers }) {
     r.busy += w.busy;
   }
   const names = [...rows.keys()].sort();
-  const n = (v) => (v === undefined ? '–' : v);
+  const n = (/** @type {number | undefined} */ v) => (v === undefined ? '–' : v);
   return html`<section class="panel" aria-labelledby="pools-h">
     <h2 id="pools-h">Pools</h2>
     <table aria-label="Pools">
@@ -395,7 +525,7 @@ function PoolsPanel({ q, workers }) {
       </thead>
       <tbody>
         ${names.map((name) => {
-          const r = rows.get(name);
+          const r = row(name);
           return html`<tr data-pool=${name}>
             <td>${name}</td>
             ${PRIORITIES.map((p) => html`<td class="num" data-testid=${`pool-${name}-${p}`}>${n(r.depth?.[p])}</td>`)}
@@ -415,6 +545,7 @@ function PoolsPanel({ q, workers }) {
  * Tenants' fair share (GET /v1/tenants for an admin: every tenant; GET /v1/tenants/me for a client key: its own):
  * the share of the recent GPU-slot-seconds each used beside the share its weight entitles it to now.
  */
+/** @param {{ session: Session }} props */
 function TenantsPanel({ session }) {
   const { client, who } = session;
   const admin = who.role === 'admin';
@@ -423,7 +554,7 @@ function TenantsPanel({ session }) {
     2 * POLL_MS,
     [client, admin],
   );
-  const one = (v) => `${Number(v).toFixed(1)}%`;
+  const one = (/** @type {number} */ v) => `${Number(v).toFixed(1)}%`;
   return html`<section class="panel" aria-labelledby="tenants-h">
     <h2 id="tenants-h">${admin ? 'Tenants' : `Tenant ${who.tenant}`} <span class="muted">fair share</span></h2>
     ${error && html`<p class="error" role="alert">Tenants: ${msg(error)}</p>`}
@@ -479,12 +610,13 @@ function TenantsPanel({ session }) {
 }
 
 // ---- job page --------------------------------------------------------------------------------------------------
+/** @param {{ id: string, session: Session, config: UiConfig }} props */
 function JobPage({ id, session, config }) {
   const { client, who } = session;
   const admin = who.role === 'admin';
-  const [view, setView] = useState(undefined);
-  const [events, setEvents] = useState([]);
-  const [error, setError] = useState(undefined);
+  const [view, setView] = useState(/** @type {JobView | undefined} */ (undefined));
+  const [events, setEvents] = useState(/** @type {JobEventMessage[]} */ ([]));
+  const [error, setError] = useState(/** @type {unknown} */ (undefined));
   const [reload, setReload] = useState(0);
   const [notice, act] = useNotice();
   useEffect(() => {
@@ -503,15 +635,17 @@ function JobPage({ id, session, config }) {
     })();
     return () => stop.abort();
   }, [id, reload]);
-  if (error) return html`<p class="error" role="alert">${error.status === 404 ? `No job ${id}.` : msg(error)}</p>`;
+  if (error) return html`<p class="error" role="alert">${statusOf(error) === 404 ? `No job ${id}.` : msg(error)}</p>`;
   if (!view) return html`<p class="muted">Loading job ${id}…</p>`;
   const trace =
     config.traceUrlTemplate && view.traceId ? config.traceUrlTemplate.replace('{traceId}', view.traceId) : null;
+  /** @param {string} k @param {unknown} v */
   const field = (k, v) =>
     v === undefined || v === null || v === ''
       ? null
       : html`<dt>${k}</dt>
           <dd>${v}</dd>`;
+  /** @param {() => Promise<unknown>} fn @param {string} label */
   const after = (fn, label) =>
     act(label, async () => {
       await fn();
@@ -550,7 +684,8 @@ function JobPage({ id, session, config }) {
               <select
                 aria-label="priority"
                 value=${view.priority}
-                onChange=${(e) => after(() => client.jobs.setPriority(id, e.currentTarget.value), 'Priority')}
+                onChange=${(/** @type {Event & { currentTarget: HTMLSelectElement }} */ e) =>
+                  after(() => client.jobs.setPriority(id, /** @type {Priority} */ (e.currentTarget.value)), 'Priority')}
               >
                 ${PRIORITIES.map((p) => html`<option value=${p}>${p}</option>`)}
               </select></label
@@ -588,6 +723,7 @@ function JobPage({ id, session, config }) {
 }
 
 // ---- workers, webhooks, schedules ------------------------------------------------------------------------------
+/** @param {{ session: Session }} props */
 function WorkersPage({ session }) {
   const { data, error } = usePoll(() => session.client.workers.list(), 2 * POLL_MS, [session.client]);
   return html`<section class="panel" aria-labelledby="workers-h">
@@ -649,6 +785,7 @@ function WorkersPage({ session }) {
   </section>`;
 }
 
+/** @param {{ session: Session }} props */
 function WebhooksPage({ session }) {
   const [notice, act] = useNotice();
   const { data, error } = usePoll(() => session.client.webhooks.failed({ limit: 100 }), 3 * POLL_MS, [session.client]);
@@ -698,6 +835,7 @@ function WebhooksPage({ session }) {
   </section>`;
 }
 
+/** @param {{ session: Session }} props */
 function SchedulesPage({ session }) {
   const { client } = session;
   const [notice, act] = useNotice();
@@ -706,7 +844,10 @@ function SchedulesPage({ session }) {
   const refresh = () => setTick((n) => n + 1);
   const blank = { name: '', cron: '', timezone: '', type: 'noop', input: '{}', priority: 'normal' };
   const [form, setForm] = useState(blank);
-  const set = (k) => (e) => setForm({ ...form, [k]: e.currentTarget.value });
+  /** @param {keyof typeof blank} k */
+  const set = (k) => (/** @type {Event & { currentTarget: HTMLInputElement | HTMLSelectElement }} */ e) =>
+    setForm({ ...form, [k]: e.currentTarget.value });
+  /** @param {SubmitEvent} e */
   const create = (e) => {
     e.preventDefault();
     let input;
@@ -718,7 +859,7 @@ function SchedulesPage({ session }) {
     const req = {
       name: form.name,
       cron: form.cron,
-      job: { type: form.type, input, priority: form.priority },
+      job: { type: form.type, input, priority: /** @type {Priority} */ (form.priority) },
       ...(form.timezone ? { timezone: form.timezone } : {}),
     };
     void act('New schedule', async () => {
@@ -727,12 +868,13 @@ function SchedulesPage({ session }) {
       refresh();
     });
   };
+  /** @param {string} label @param {() => Promise<unknown>} fn */
   const after = (label, fn) =>
     act(label, async () => {
       await fn();
       refresh();
     });
-  const unserved = error && error.status === 404;
+  const unserved = statusOf(error) === 404;
   return html`<section class="panel" aria-labelledby="sched-h">
       <h2 id="sched-h">Schedules <span class="muted">(tenant ${session.who.tenant})</span></h2>
       ${unserved && html`<p class="muted" role="status">This gateway does not serve schedules yet.</p>`}
@@ -824,4 +966,6 @@ function SchedulesPage({ session }) {
     }`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+if (!root) throw new Error('index.html has no #app element');
+render(html`<${App} />`, root);

@@ -1,7 +1,7 @@
 /**
  * `GantryClient`: the typed HTTP client of Gantry's API (API.md §3). It runs unchanged in Node ≥ 20 and in browsers
- * (the dashboard loads the compiled file as-is): `fetch` only, no Node built-ins, and its only imports from
- * `@gantry/contracts` are types, so it shares the exact shapes the gateway validates without a runtime dependency.
+ * (the dashboard loads the compiled file as-is): `fetch` only, no Node built-ins, and its contract imports
+ * (./contracts.js) are types only, so it shares the exact shapes the gateway validates without a runtime dependency.
  */
 import type {
   BatchRequest,
@@ -27,7 +27,7 @@ import type {
   TenantView,
   Whoami,
   WorkerView,
-} from '@gantry/contracts';
+} from './contracts.js';
 import { GantryApiError, GantryError, GantryNetworkError, WaitTimeoutError } from './errors.js';
 import { readSse } from './sse.js';
 

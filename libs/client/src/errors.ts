@@ -1,4 +1,4 @@
-import type { ProblemDetails } from '@gantry/contracts';
+import type { ProblemDetails } from './contracts.js';
 
 /** Base class of every error the client throws; `code` is stable, `cause` keeps the underlying error. */
 export class GantryError extends Error {

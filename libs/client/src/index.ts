@@ -55,4 +55,4 @@ export type {
   WorkerView,
   GpuInfo,
   FailedWebhookView,
-} from '@gantry/contracts';
+} from './contracts.js';

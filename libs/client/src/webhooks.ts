@@ -4,7 +4,7 @@
  * not load this file).
  */
 import { Webhook } from 'standardwebhooks';
-import type { JobEventMessage } from '@gantry/contracts';
+import type { JobEventMessage } from './contracts.js';
 import { WebhookVerificationError } from './errors.js';
 
 export type WebhookHeaders = Headers | Record<string, string | string[] | undefined>;

@@ -64,6 +64,8 @@ export interface JobListQuery {
   priority?: Priority;
   limit?: number;
   cursor?: string;
+  /** Admin keys only: list this tenant's jobs instead of the key's own (a client key gets 403). */
+  tenant?: string;
 }
 
 /** `GET /v1/webhooks/failed` answer. */

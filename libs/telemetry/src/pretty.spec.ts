@@ -28,6 +28,30 @@ describe('readable log lines', () => {
     expect(out).toContain('Jobs: slow');
   });
 
+  it('keeps an error and a message with line breaks on the one line', () => {
+    const pretty = prettyLogLine({ colorize: true });
+    const withErr = JSON.stringify({
+      level: 'warn',
+      time: '2026-12-02T11:22:24.960Z',
+      err: 'ExecaError: Command failed with ENOENT: nvidia-smi\nspawn nvidia-smi ENOENT',
+      msg: 'no GPU found',
+    });
+    const out = pretty(withErr);
+    expect(out).not.toContain('\n');
+    expect(out).toContain('no GPU found');
+    expect(out).toContain('spawn nvidia-smi ENOENT');
+    const stack = JSON.stringify({
+      level: 'error',
+      time: '2026-12-02T11:22:24.960Z',
+      err: { type: 'Error', message: 'boom', stack: 'Error: boom\n    at x (y.js:1:1)' },
+      msg: 'first line\nsecond line',
+    });
+    const one = pretty(stack);
+    expect(one).not.toContain('\n');
+    expect(one).toContain('first line\\nsecond line');
+    expect(one).toContain('boom');
+  });
+
   it('leaves lines that are not pino JSON alone', () => {
     const pretty = prettyLogLine({ colorize: false });
     expect(pretty('plain text from a child')).toBe('plain text from a child');

@@ -9,9 +9,15 @@ const OPTIONS: PrettyOptions = {
   translateTime: 'SYS:HH:MM:ss.l',
   ignore: 'pid,hostname,service,context',
   messageFormat: '{if context}{context}: {end}{msg}',
+  // pino-pretty prints `err`/`error` as an indented block under the line even with singleLine; kept among the
+  // fields instead, an error stays on its record's line (its stack JSON-escaped).
+  errorLikeObjectKeys: [],
 };
 
-/** Formats one JSON log line as one readable line; lines that are not pino JSON come back unchanged. */
+/**
+ * Formats one JSON log line as one readable line (a line break left in a message is shown as `\n`); lines that are
+ * not pino JSON come back unchanged.
+ */
 export function prettyLogLine(o: { colorize: boolean }): (line: string) => string {
   const pretty = prettyFactory({ ...OPTIONS, colorize: o.colorize });
   return (line) => {
@@ -19,7 +25,7 @@ export function prettyLogLine(o: { colorize: boolean }): (line: string) => strin
     try {
       const record: unknown = JSON.parse(line);
       if (typeof record !== 'object' || record === null || !('msg' in record)) return line;
-      return pretty(record).replace(/\n+$/, '');
+      return pretty(record).replace(/\n+$/, '').replace(/\r?\n/g, '\\n');
     } catch {
       return line;
     }
