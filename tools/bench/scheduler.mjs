@@ -368,7 +368,20 @@ async function setup(label, queued) {
         ? `; rebuild consumer created in ${((sched.createMs ?? 0) / 1000).toFixed(1)} s after ${sched.createTimeouts} timed-out attempt(s)`
         : ''),
   );
-  return { label, queued, server, nats, store, sched, workers, rpc, idleRss: afterRebuild.rss, rates: [], cpu: [], gc: [] };
+  return {
+    label,
+    queued,
+    server,
+    nats,
+    store,
+    sched,
+    workers,
+    rpc,
+    idleRss: afterRebuild.rss,
+    rates: [],
+    cpu: [],
+    gc: [],
+  };
 }
 
 /** The scheduler's CPU seconds and its GC pause seconds (minor = scavenges, major = mark-compact) so far. */
@@ -376,9 +389,17 @@ async function cpuSeconds(opsUrl) {
   const text = await (await fetch(`${opsUrl}/metrics`)).text();
   const m = /^gantry_process_process_cpu_seconds_total\{[^}]*\} (\S+)/m.exec(text);
   const gc = (kind) =>
-    Number(new RegExp(`^gantry_process_nodejs_gc_duration_seconds_sum\\{[^}]*kind="${kind}"[^}]*\\} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
+    Number(
+      new RegExp(`^gantry_process_nodejs_gc_duration_seconds_sum\\{[^}]*kind="${kind}"[^}]*\\} (\\S+)`, 'm').exec(
+        text,
+      )?.[1] ?? 0,
+    );
   const gcCount = (kind) =>
-    Number(new RegExp(`^gantry_process_nodejs_gc_duration_seconds_count\\{[^}]*kind="${kind}"[^}]*\\} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
+    Number(
+      new RegExp(`^gantry_process_nodejs_gc_duration_seconds_count\\{[^}]*kind="${kind}"[^}]*\\} (\\S+)`, 'm').exec(
+        text,
+      )?.[1] ?? 0,
+    );
   return {
     cpu: m ? Number(m[1]) : 0,
     minor: gc('minor'),
