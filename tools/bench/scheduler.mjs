@@ -403,7 +403,8 @@ async function cpuSeconds(opsUrl) {
   return {
     cpu: m ? Number(m[1]) : 0,
     minor: gc('minor'),
-    major: gc('major'),
+    // Incremental marking steps belong to the major collections they prepare.
+    major: gc('major') + gc('incremental'),
     minorCount: gcCount('minor'),
     majorCount: gcCount('major'),
   };
@@ -428,10 +429,12 @@ async function measure(x) {
   x.rates.push(rate);
   x.cpu.push(((c1.cpu - c0.cpu) / n) * 1e6);
   x.gc.push(((c1.minor + c1.major - c0.minor - c0.major) / n) * 1e6);
+  const us = (k) => (((c1[k] - c0[k]) / n) * 1e6).toFixed(0);
   out(
     `  ${x.label}: ${Math.round(rate).toLocaleString()} dispatches/s ` +
       `(scheduler CPU ${x.cpu.at(-1).toFixed(0)} µs per dispatch, of it GC ${x.gc.at(-1).toFixed(0)} µs: ` +
-      `${c1.minorCount - c0.minorCount} scavenges, ${c1.majorCount - c0.majorCount} mark-compacts; ` +
+      `${c1.minorCount - c0.minorCount} scavenges ${us('minor')} µs, ` +
+      `${c1.majorCount - c0.majorCount} mark-compacts ${us('major')} µs; ` +
       `depth ${(await x.rpc('queue')).depth.total.toLocaleString()}; load average ${load()})`,
   );
 }

@@ -91,7 +91,11 @@ export class Dispatcher {
   private readonly recent: RecordCache;
 
   remember(s: StoredJob): void {
-    this.recent.put(s);
+    const r = s.record;
+    // Its own tenant's jobs filed at its level or above go first (itself counted once it is queued): a lower bound of
+    // the dispatches before it. Beyond what the cache holds, the record would be evicted before use (RecordCache.put).
+    const ahead = Math.max(0, this.state.index.tenantQueued(r.pool, r.tenant, priorityLevel(r.priority)) - 1);
+    this.recent.put(s, ahead);
   }
 
   /** Estimated bytes of the cached records (never above the configured budget). */

@@ -181,8 +181,8 @@ describe('OrderIndex', () => {
   });
 });
 
-describe('OrderIndex.countAbove', () => {
-  it('counts the queued jobs of a pool filed above a level, blocked tenants left out (against every entry)', () => {
+describe('OrderIndex.countAbove and tenantQueued', () => {
+  it('count the queued jobs of a pool above a level (blocked tenants left out), and one tenant’s at or above it (against every entry)', () => {
     const op = fc.record({
       add: fc.boolean(),
       pool: fc.constantFrom('a', 'b'),
@@ -209,6 +209,10 @@ describe('OrderIndex.countAbove', () => {
               (x) => x.pool === pool && x.level < level && !isBlocked(x.tenant),
             ).length;
             expect(index.countAbove(pool, level, isBlocked)).toBe(brute);
+            for (const tenant of ['t1', 't2', 't3', 'none'])
+              expect(index.tenantQueued(pool, tenant, level)).toBe(
+                [...index.all()].filter((x) => x.pool === pool && x.tenant === tenant && x.level <= level).length,
+              );
           }
       }),
       { numRuns: 200 },
