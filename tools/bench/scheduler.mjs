@@ -6,6 +6,10 @@
 //   npm run bench:scheduler -- --jobs=200000     # a smaller "big" phase
 //   npm run bench:scheduler -- --tenants=1000    # jobs spread over 1,000 tenants (default 4)
 //   npm run bench:scheduler -- --job-bytes=65536 # every job padded to that JSON size (MAX_JOB_BYTES' default)
+//   npm run bench:scheduler -- --urgent=20       # urgent jobs written behind the queue, one at a time (default 5)
+//   npm run bench:scheduler -- --cpu-prof=DIR    # CPU profiles of both schedulers into DIR, with the measured windows
+//                                                # (DIR/windows.json); `node tools/bench/scheduler-profile.mjs DIR`
+//                                                # prints the top self-time functions inside the windows only
 //
 // Setup (see docs/performance.md): a real nats-server (fresh store per phase); the queued job records are written
 // straight to the jobs stream with @gantry/job-store (pipelined creates: the gateway's write path without HTTP); then
@@ -15,7 +19,8 @@
 // `running → completed`, then ack. Every completion submits a fresh normal job, so the queue depth stays where the
 // phase put it and both phases put the same write load on the broker.
 import { spawn } from 'node:child_process';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -53,8 +58,21 @@ const SLOTS = Number(args.slots ?? 8);
 const WARMUP_MS = Number(args.warmup ?? 3_000);
 const WINDOW_MS = Number(args.window ?? 10_000);
 const ROUNDS = Number(args.rounds ?? 4);
+const URGENT_SAMPLES = Number(args.urgent ?? 5);
 // The scheduler runs with the Node options it ships with (see docs/performance.md); --node-options= overrides them.
-const NODE_OPTIONS = args['node-options'] ?? '--max-semi-space-size=2 --max-old-space-size=128';
+// --cpu-prof=DIR adds V8's CPU profiler (written when the scheduler exits) and records the measured windows on the
+// monotonic clock the profiles' timestamps use, so that the rebuild and the idle pauses can be left out.
+const PROF_DIR = args['cpu-prof'] ? resolve(args['cpu-prof']) : undefined;
+const NODE_OPTIONS =
+  (args['node-options'] ?? '--max-semi-space-size=2 --max-old-space-size=128') +
+  (PROF_DIR ? ` --cpu-prof --cpu-prof-dir=${PROF_DIR}` : '');
+/** Measured windows per scheduler pid, in µs of the monotonic clock (CLOCK_MONOTONIC, as V8's profile timestamps). */
+const windows = [];
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 // --tenants=N spreads the jobs round-robin over N tenants (fair share ranks every tenant queued at a level).
 const TENANTS = Array.from({ length: Number(args.tenants ?? 4) }, (_, i) => `t${i}`);
 // --job-bytes=N pads every job's input so that its JSON (what the gateway checks against MAX_JOB_BYTES) is N bytes.
@@ -333,8 +351,10 @@ async function setup(label, queued) {
   await sched.alive(
     waitFor(
       async () => {
+        // Not `e && …`: without a checkpoint yet `get` gives null, which waitFor takes as done (only undefined and
+        // false mean "not yet") — the wait used to end at once and the catch-up ran inside the measured windows.
         const e = await config.get(CONFIG_KEYS.listCheckpoint);
-        return e && Number(e.string()) >= info.state.last_seq;
+        return e !== null && Number(e.string()) >= info.state.last_seq;
       },
       { what: 'the listing index to catch up', timeoutMs: 60 * 60_000, intervalMs: 500 },
     ),
@@ -350,13 +370,46 @@ async function setup(label, queued) {
         ? `; rebuild consumer created in ${((sched.createMs ?? 0) / 1000).toFixed(1)} s after ${sched.createTimeouts} timed-out attempt(s)`
         : ''),
   );
-  return { label, queued, server, nats, store, sched, workers, rpc, idleRss: afterRebuild.rss, rates: [], cpu: [] };
+  return {
+    label,
+    queued,
+    server,
+    nats,
+    store,
+    sched,
+    workers,
+    rpc,
+    idleRss: afterRebuild.rss,
+    rates: [],
+    cpu: [],
+    gc: [],
+  };
 }
 
+/** The scheduler's CPU seconds and its GC pause seconds (minor = scavenges, major = mark-compact) so far. */
 async function cpuSeconds(opsUrl) {
   const text = await (await fetch(`${opsUrl}/metrics`)).text();
   const m = /^gantry_process_process_cpu_seconds_total\{[^}]*\} (\S+)/m.exec(text);
-  return m ? Number(m[1]) : 0;
+  const gc = (kind) =>
+    Number(
+      new RegExp(`^gantry_process_nodejs_gc_duration_seconds_sum\\{[^}]*kind="${kind}"[^}]*\\} (\\S+)`, 'm').exec(
+        text,
+      )?.[1] ?? 0,
+    );
+  const gcCount = (kind) =>
+    Number(
+      new RegExp(`^gantry_process_nodejs_gc_duration_seconds_count\\{[^}]*kind="${kind}"[^}]*\\} (\\S+)`, 'm').exec(
+        text,
+      )?.[1] ?? 0,
+    );
+  return {
+    cpu: m ? Number(m[1]) : 0,
+    minor: gc('minor'),
+    // Incremental marking steps belong to the major collections they prepare.
+    major: gc('major') + gc('incremental'),
+    minorCount: gcCount('minor'),
+    majorCount: gcCount('major'),
+  };
 }
 
 /** One measurement window: resume, warm up, count dispatches, pause again. */
@@ -364,60 +417,83 @@ async function measure(x) {
   await x.rpc('resume');
   await sleep(WARMUP_MS);
   const d0 = await dispatchesTotal(x.sched.opsUrl);
-  const cpu0 = await cpuSeconds(x.sched.opsUrl);
+  const c0 = await cpuSeconds(x.sched.opsUrl);
   const t0 = Date.now();
+  const m0 = monotonicUs();
   await sleep(WINDOW_MS);
   const d1 = await dispatchesTotal(x.sched.opsUrl);
-  const cpu1 = await cpuSeconds(x.sched.opsUrl);
+  const c1 = await cpuSeconds(x.sched.opsUrl);
   const seconds = (Date.now() - t0) / 1000;
+  windows.push({ label: x.label, pid: x.sched.proc.pid, from: m0, to: monotonicUs(), dispatches: d1 - d0 });
   await x.rpc('pause');
   const rate = (d1 - d0) / seconds;
+  const n = Math.max(1, d1 - d0);
   x.rates.push(rate);
-  x.cpu.push(((cpu1 - cpu0) / Math.max(1, d1 - d0)) * 1e6);
+  x.cpu.push(((c1.cpu - c0.cpu) / n) * 1e6);
+  x.gc.push(((c1.minor + c1.major - c0.minor - c0.major) / n) * 1e6);
+  const us = (k) => (((c1[k] - c0[k]) / n) * 1e6).toFixed(0);
   out(
     `  ${x.label}: ${Math.round(rate).toLocaleString()} dispatches/s ` +
-      `(scheduler CPU ${x.cpu.at(-1).toFixed(0)} µs per dispatch, depth ${(await x.rpc('queue')).depth.total.toLocaleString()})`,
+      `(scheduler CPU ${x.cpu.at(-1).toFixed(0)} µs per dispatch, of it GC ${x.gc.at(-1).toFixed(0)} µs: ` +
+      `${c1.minorCount - c0.minorCount} scavenges ${us('minor')} µs, ` +
+      `${c1.majorCount - c0.majorCount} mark-compacts ${us('major')} µs; ` +
+      `depth ${(await x.rpc('queue')).depth.total.toLocaleString()}; load average ${load()})`,
   );
 }
 
 /**
- * An urgent job written behind the queue while dispatching runs: how soon it is dispatched, and whether any dispatch
- * round that began after the scheduler knew the job (it answered a position for it) still sent another job first.
+ * Urgent jobs written behind the queue while dispatching runs, one at a time (--urgent=N, default 5): how soon each is
+ * dispatched after its acceptance (median and worst), how soon the scheduler knew it (it answered a position for it),
+ * and whether any dispatch round that began after the scheduler knew the job still sent another job first.
  */
 async function urgentBehind(x) {
   await x.rpc('resume');
   await sleep(WARMUP_MS);
-  const u = await x.store.create(newJob(spec('urgent'), new Date()));
-  const acceptedAt = Date.now();
-  const r = u.record;
-  const ask = {
-    ids: [
-      {
-        id: r.id,
-        pool: r.pool,
-        priority: r.priority,
-        tenant: r.tenant,
-        queueSeq: r.queueSeq,
-        enqueuedAt: r.enqueuedAt,
-      },
-    ],
-  };
-  let knownAt;
-  while (knownAt === undefined) {
-    const pos = await x.rpc('positions', ask);
-    if (pos.positions[r.id]) knownAt = Date.now();
+  const samples = [];
+  for (let i = 0; i < URGENT_SAMPLES; i++) {
+    const m0 = monotonicUs();
+    const u = await x.store.create(newJob(spec('urgent'), new Date()));
+    const acceptedAt = Date.now();
+    const r = u.record;
+    const ask = {
+      ids: [
+        {
+          id: r.id,
+          pool: r.pool,
+          priority: r.priority,
+          tenant: r.tenant,
+          queueSeq: r.queueSeq,
+          enqueuedAt: r.enqueuedAt,
+        },
+      ],
+    };
+    let knownAt;
+    while (knownAt === undefined) {
+      const pos = await x.rpc('positions', ask);
+      if (pos.positions[r.id] || x.workers.stats.dispatches.some((d) => d.jobId === r.id)) knownAt = Date.now();
+    }
+    const got = await waitFor(() => x.workers.stats.dispatches.find((d) => d.jobId === r.id), {
+      what: 'the urgent job to be dispatched',
+      timeoutMs: 60_000,
+      intervalMs: 2,
+    });
+    const jumped = x.workers.stats.dispatches.filter((d) => d.dispatchedAt >= knownAt && d.seq < got.seq).length;
+    samples.push({ latencyMs: got.at - acceptedAt, knownMs: knownAt - acceptedAt, jumped });
+    windows.push({ label: `${x.label}-urgent`, pid: x.sched.proc.pid, from: m0, to: monotonicUs() });
+    await sleep(200);
   }
-  const got = await waitFor(() => x.workers.stats.dispatches.find((d) => d.jobId === r.id), {
-    what: 'the urgent job to be dispatched',
-    timeoutMs: 60_000,
-    intervalMs: 2,
-  });
-  const jumped = x.workers.stats.dispatches.filter((d) => d.dispatchedAt >= knownAt && d.seq < got.seq).length;
-  x.urgent = { latencyMs: got.at - acceptedAt, knownMs: knownAt - acceptedAt, jumped };
   await x.rpc('pause');
+  const lat = samples.map((v) => v.latencyMs);
+  x.urgent = {
+    latencyMs: median(lat),
+    maxMs: Math.max(...lat),
+    knownMs: median(samples.map((v) => v.knownMs)),
+    jumped: samples.reduce((a, v) => a + v.jumped, 0),
+  };
   out(
-    `  ${x.label}: urgent job known to the scheduler ${x.urgent.knownMs} ms and dispatched ${x.urgent.latencyMs} ms ` +
-      `after it was accepted; ${jumped} dispatch(es) from rounds begun after it was known went out before it`,
+    `  ${x.label}: ${samples.length} urgent jobs dispatched ${lat.join(', ')} ms after acceptance (median ` +
+      `${x.urgent.latencyMs}, worst ${x.urgent.maxMs}); known to the scheduler after ${samples.map((v) => v.knownMs).join(', ')} ms; ` +
+      `${x.urgent.jumped} dispatch(es) from rounds begun after one was known went out before it; load average ${load()}`,
   );
 }
 
@@ -477,6 +553,7 @@ async function main() {
       `${ROUNDS} alternating windows of ${WINDOW_MS / 1000} s each; scheduler NODE_OPTIONS="${NODE_OPTIONS}"; ` +
       `${TENANTS.length.toLocaleString()} tenants; jobs of ${JOB_BYTES > 0 ? `${JOB_BYTES.toLocaleString()} bytes` : 'minimal size'}`,
   );
+  out(`load average ${load()}`);
   out('\n== setup ==');
   const small = await setup('small', SMALL);
   const big = await setup('big', BIG);
@@ -497,6 +574,11 @@ async function main() {
   }
   await teardown(small);
   await teardown(big);
+  if (PROF_DIR) {
+    mkdirSync(PROF_DIR, { recursive: true });
+    writeFileSync(join(PROF_DIR, 'windows.json'), JSON.stringify(windows, null, 2));
+    out(`\n  CPU profiles and windows.json in ${PROF_DIR} (node tools/bench/scheduler-profile.mjs ${PROF_DIR})`);
+  }
   const rs = median(small.rates);
   const rb = median(big.rates);
   const ratio = rb / rs;
@@ -505,6 +587,7 @@ async function main() {
   row('queued', small.queued.toLocaleString(), big.queued.toLocaleString());
   row('dispatches/s (median)', Math.round(rs), Math.round(rb));
   row('scheduler CPU µs/dispatch', median(small.cpu).toFixed(0), median(big.cpu).toFixed(0));
+  row('  of it GC pauses µs/dispatch', median(small.gc).toFixed(0), median(big.gc).toFixed(0));
   row('scheduler RSS after rebuild', mb(small.idleRss), mb(big.idleRss));
   row('scheduler RSS peak', mb(small.peakRss), mb(big.peakRss));
   const part = (x, k) => (x.atPeak ? mb(x.atPeak[k]) : '?');
@@ -518,6 +601,7 @@ async function main() {
     `${(big.sched.rebuildMs / 1000).toFixed(1)} s`,
   );
   row('urgent job dispatched after', `${small.urgent.latencyMs} ms`, `${big.urgent.latencyMs} ms`);
+  row('  worst of them', `${small.urgent.maxMs} ms`, `${big.urgent.maxMs} ms`);
   row('  later rounds that sent another first', small.urgent.jumped, big.urgent.jumped);
   row(
     'queuePosition of the last job',

@@ -26,7 +26,7 @@ import {
 } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
 import { ATTR, contextFromTraceparent, type Logger } from '@gantry/telemetry';
-import { planDispatch, type Decision } from '../domain/dispatch-plan';
+import { outranked, planDispatch, type Decision } from '../domain/dispatch-plan';
 import { entryOf, type SchedulerState } from '../domain/scheduler-state';
 import type { SchedulerMetrics } from '../stats/metrics';
 import { RecordCache, storedJobBytes } from './record-cache';
@@ -91,7 +91,11 @@ export class Dispatcher {
   private readonly recent: RecordCache;
 
   remember(s: StoredJob): void {
-    this.recent.put(s);
+    const r = s.record;
+    // Its own tenant's jobs filed at its level or above go first (itself counted once it is queued): a lower bound of
+    // the dispatches before it. Beyond what the cache holds, the record would be evicted before use (RecordCache.put).
+    const ahead = Math.max(0, this.state.index.tenantQueued(r.pool, r.tenant, priorityLevel(r.priority)) - 1);
+    this.recent.put(s, ahead);
   }
 
   /** Estimated bytes of the cached records (never above the configured budget). */
@@ -105,7 +109,8 @@ export class Dispatcher {
   /**
    * Records for the decided jobs: recent revisions where they match the index entry, reads for the rest, until the
    * records held reach the round's byte budget (default {@link ROUND_RECORD_BYTES}); the decisions left over are
-   * returned as `deferred`.
+   * returned as `deferred`, and so are those that a job of a higher priority queued during the reads outranks
+   * ({@link outranked}).
    */
   private async recordsFor(
     decisions: readonly Decision[],
@@ -142,7 +147,24 @@ export class Dispatcher {
       }
     }
     if (counted > 0) this.recordBytes = bytes / counted;
-    return { records: out, deferred: missing.slice(next) };
+    const deferred = missing.slice(next);
+    if (next > 0) {
+      // The reads let the projection apply revisions meanwhile: a job of a higher priority queued since the round was
+      // planned takes the token of one of the round's worst decisions (which goes back to its place, its record kept),
+      // instead of waiting for a token until this round's dispatches finish.
+      const unread = new Set(deferred);
+      for (const d of outranked(
+        this.state,
+        decisions.filter((x) => !unread.has(x)),
+        this.unplaceable,
+      )) {
+        const s = out.get(d.candidate.entry.id);
+        if (s) this.recent.put(s);
+        out.delete(d.candidate.entry.id);
+        deferred.push(d);
+      }
+    }
+    return { records: out, deferred };
   }
 
   /**

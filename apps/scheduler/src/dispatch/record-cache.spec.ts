@@ -92,4 +92,28 @@ describe('RecordCache (bounded by bytes)', () => {
     expect(off.size).toBe(0);
     expect(off.bytes).toBe(0);
   });
+
+  it('does not keep a record with more jobs ahead of it than the cache holds (it would be evicted unused)', () => {
+    const cache = new RecordCache(1_000_000);
+    for (let i = 0; i < 4; i++) cache.put(stored(`j${i}`, 200_000)); // ~200 KB each: it holds four
+    const held = cache.bytes;
+    // 100 jobs of its tenant go first: the four newer records put for the first of them would evict it.
+    cache.put(stored('deep', 200_000), 100);
+    expect(cache.take('deep')).toBeUndefined();
+    expect(cache.bytes).toBe(held);
+    expect(cache.skipped).toBe(1);
+    expect(cache.evicted).toBe(0);
+    // Within what it holds: kept as before (the oldest evicted to fit).
+    cache.put(stored('near', 200_000), 3);
+    expect(cache.take('near')?.record.id).toBe('near');
+    expect(cache.skipped).toBe(1);
+    // A newer revision of a job the cache holds, now deep in the queue, drops the older one too.
+    cache.put(stored('j3', 200_000, 1), 0);
+    cache.put(stored('j3', 200_000, 2), 100);
+    expect(cache.take('j3')).toBeUndefined();
+    // An empty cache keeps the record whatever is ahead (nothing to size it by yet).
+    const empty = new RecordCache(1_000_000);
+    empty.put(stored('first', 200_000), 1_000);
+    expect(empty.size).toBe(1);
+  });
 });

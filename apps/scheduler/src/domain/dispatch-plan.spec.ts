@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import type { GpuInfo, Priority } from '@gantry/contracts';
 import { FakeJobsStream } from '../../test/fake-jobs-stream';
-import { planDispatch } from './dispatch-plan';
+import { outranked, planDispatch, type Decision } from './dispatch-plan';
 import { SchedulerState } from './scheduler-state';
 
 const gpu = (index: number, memoryTotalMb: number): GpuInfo => ({ index, uuid: `G${index}`, name: 'F', memoryTotalMb });
@@ -120,6 +120,82 @@ describe('planDispatch', () => {
         },
       ),
       { numRuns: 100 },
+    );
+  });
+});
+
+describe('outranked (a round that awaited reads gives tokens back to higher priorities queued meanwhile)', () => {
+  const ids = (ds: Decision[]) => ds.map((d) => d.candidate.entry.id);
+  const planned = (state: SchedulerState) =>
+    planDispatch(state, { now: 0, agingMs: 0, limit: 100, unplaceable: new Set() });
+
+  it('gives back the worst decisions, one per job of a higher level queued in their pool', () => {
+    const { state, add, stream } = setup(4);
+    add('w', 'default', 4);
+    state.apply(stream.submit('h0', { priority: 'high' }), true);
+    for (let i = 0; i < 5; i++) state.apply(stream.submit(`n${i}`), true);
+    const round = planned(state);
+    expect(ids(round)).toEqual(['h0', 'n0', 'n1', 'n2']);
+    expect(outranked(state, round)).toEqual([]);
+    // Queued while the round read its records: one urgent, one high, one low (the low changes nothing).
+    state.apply(stream.submit('u', { priority: 'urgent' }), true);
+    state.apply(stream.submit('h1', { priority: 'high' }), true);
+    state.apply(stream.submit('l', { priority: 'low' }), true);
+    expect(ids(outranked(state, round))).toEqual(['n2', 'n1']);
+  });
+
+  it('does not count jobs of tenants at their cap, jobs no worker can fit, or another pool', () => {
+    const { state, add, stream } = setup(4, 1);
+    add('w', 'default', 4);
+    add('x', 'other', 4);
+    state.apply(stream.submit('a0', { tenant: 'a' }), true);
+    state.apply(stream.submit('b0', { tenant: 'b' }), true);
+    const round = planned(state);
+    expect(ids(round)).toEqual(['a0', 'b0']);
+    state.apply(stream.submit('a-urgent', { tenant: 'a', priority: 'urgent' }), true); // tenant a is at its cap
+    state.apply(stream.submit('c-urgent', { tenant: 'c', priority: 'urgent', pool: 'other' }), true);
+    expect(outranked(state, round)).toEqual([]);
+    state.apply(stream.submit('d-urgent', { tenant: 'd', priority: 'urgent' }), true);
+    expect(outranked(state, round, new Set(['d-urgent']))).toEqual([]);
+    expect(ids(outranked(state, round))).toEqual(['b0']);
+  });
+
+  it('after giving back and planning again, the round dispatches the levels a plan made after the arrivals would (simulation)', () => {
+    const prio = fc.constantFrom<Priority>('urgent', 'high', 'normal', 'low');
+    const job = fc.record({ p: prio, tenant: fc.constantFrom('t1', 't2', 't3') });
+    fc.assert(
+      fc.property(
+        fc.array(job, { maxLength: 40 }),
+        fc.array(job, { maxLength: 10 }),
+        fc.integer({ min: 1, max: 8 }),
+        (before, during, tokens) => {
+          const levels = (ds: Decision[]) => ds.map((d) => d.candidate.level).sort();
+          // What a round planned after the arrivals dispatches.
+          const fresh = setup(tokens);
+          fresh.add('w', 'default', 8);
+          let n = 0;
+          for (const j of [...before, ...during])
+            fresh.state.apply(fresh.stream.submit(`j${n++}`, { priority: j.p, tenant: j.tenant }), true);
+          const expected = levels(planned(fresh.state));
+          // A round planned before them, which gives back what they outrank, and the round planned at once after.
+          const { state, add, stream } = setup(tokens);
+          add('w', 'default', 8);
+          n = 0;
+          for (const j of before) state.apply(stream.submit(`j${n++}`, { priority: j.p, tenant: j.tenant }), true);
+          const round = planned(state);
+          expect(outranked(state, round)).toEqual([]);
+          for (const j of during) state.apply(stream.submit(`j${n++}`, { priority: j.p, tenant: j.tenant }), true);
+          const back = outranked(state, round);
+          // Worst first, each one a decision of the round.
+          expect(back.every((d) => round.includes(d))).toBe(true);
+          for (let i = 1; i < back.length; i++)
+            expect(back[i - 1]!.candidate.level).toBeGreaterThanOrEqual(back[i]!.candidate.level);
+          for (const d of back) expect(state.requeue(d.candidate.entry.id)).toBe(true);
+          const kept = round.filter((d) => !back.includes(d));
+          expect(levels([...kept, ...planned(state)])).toEqual(expected);
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 });

@@ -57,3 +57,44 @@ export function planDispatch(state: SchedulerState, o: PlanOptions): Decision[] 
   }
   return out;
 }
+
+/**
+ * The decisions of a round in progress to give back because jobs of a strictly higher priority were queued in their
+ * pool since the round was planned (a round awaits record reads before it publishes; with a deep queue the records of
+ * the jobs it dispatches are read from the stream, not cached). Worst decisions first (`decisions` is in plan order,
+ * best first), at most as many per pool as such jobs wait there (tenants at their cap not counted). The caller
+ * requeues them — each goes back to its place — and plans again at once: the higher-priority jobs take the tokens
+ * instead of waiting until the round's lower-priority dispatches finish.
+ *
+ * The better jobs are counted by base level against each decision's effective level, so a job that aging promoted
+ * is never given back for a job merely aged to the same level, and an urgent arrival always counts. Jobs no worker
+ * can ever fit (`unplaceable`) are subtracted from every count, so they never make a decision go back.
+ */
+export function outranked(
+  state: SchedulerState,
+  decisions: readonly Decision[],
+  unplaceable: ReadonlySet<string> = new Set(),
+): Decision[] {
+  const out: Decision[] = [];
+  const tenantBlocked = (t: string) => state.capacity.tenantBlocked(t);
+  /** Per pool: jobs already matched by a decision given back. */
+  const matched = new Map<string, number>();
+  /** Per pool and level: eligible queued jobs above it (computed once per pool and level). */
+  const above = new Map<string, number>();
+  for (let i = decisions.length - 1; i >= 0; i--) {
+    const d = decisions[i]!;
+    const { pool, effective } = d.candidate;
+    if (effective <= 0) continue;
+    const key = `${effective}\u0000${pool}`;
+    let n = above.get(key);
+    if (n === undefined) {
+      n = Math.max(0, state.index.countAbove(pool, effective, tenantBlocked) - unplaceable.size);
+      above.set(key, n);
+    }
+    const m = matched.get(pool) ?? 0;
+    if (n <= m) continue;
+    matched.set(pool, m + 1);
+    out.push(d);
+  }
+  return out;
+}

@@ -180,3 +180,42 @@ describe('OrderIndex', () => {
     );
   });
 });
+
+describe('OrderIndex.countAbove and tenantQueued', () => {
+  it('count the queued jobs of a pool above a level (blocked tenants left out), and one tenant’s at or above it (against every entry)', () => {
+    const op = fc.record({
+      add: fc.boolean(),
+      pool: fc.constantFrom('a', 'b'),
+      tenant: fc.constantFrom('t1', 't2', 't3'),
+      level: fc.integer({ min: 0, max: 3 }),
+      k: fc.nat(),
+    });
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 120 }), fc.subarray(['t1', 't2', 't3']), (ops, blocked) => {
+        const index = new OrderIndex();
+        let seq = 0;
+        for (const o of ops) {
+          if (o.add) index.add(o.pool, o.tenant, o.level, entry(++seq));
+          else {
+            const all = [...index.all()];
+            const x = all[o.k % Math.max(1, all.length)];
+            if (x) index.remove(x.pool, x.tenant, x.level, x.entry.seq);
+          }
+        }
+        const isBlocked = (t: string) => blocked.includes(t);
+        for (const pool of ['a', 'b', 'none'])
+          for (let level = 0; level <= 4; level++) {
+            const brute = [...index.all()].filter(
+              (x) => x.pool === pool && x.level < level && !isBlocked(x.tenant),
+            ).length;
+            expect(index.countAbove(pool, level, isBlocked)).toBe(brute);
+            for (const tenant of ['t1', 't2', 't3', 'none'])
+              expect(index.tenantQueued(pool, tenant, level)).toBe(
+                [...index.all()].filter((x) => x.pool === pool && x.tenant === tenant && x.level <= level).length,
+              );
+          }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});

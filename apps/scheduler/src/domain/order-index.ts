@@ -111,6 +111,31 @@ export class OrderIndex {
     return this.pools.get(pool)?.levels[level]?.get(tenant)?.has(seq) ?? false;
   }
 
+  /**
+   * Queued jobs of `pool` filed at a base level better (lower) than `level`, tenants for which `tenantBlocked` is true
+   * left out: O(levels × tenants), no entry is visited.
+   */
+  countAbove(pool: string, level: number, tenantBlocked: (tenant: string) => boolean = () => false): number {
+    const q = this.pools.get(pool);
+    if (!q) return 0;
+    let n = 0;
+    for (let l = 0; l < Math.min(level, LEVELS); l++)
+      for (const [tenant, set] of q.levels[l]!) if (!tenantBlocked(tenant)) n += set.size;
+    return n;
+  }
+
+  /**
+   * Queued jobs of one tenant in `pool` filed at `level` or above (the jobs of that tenant a job filed at `level`
+   * cannot overtake: FIFO within a tenant, strict priority between levels), itself included when queued. O(levels).
+   */
+  tenantQueued(pool: string, tenant: string, level: number): number {
+    const q = this.pools.get(pool);
+    if (!q) return 0;
+    let n = 0;
+    for (let l = 0; l <= Math.min(level, LEVELS - 1); l++) n += q.levels[l]!.get(tenant)?.size ?? 0;
+    return n;
+  }
+
   poolNames(): string[] {
     return [...this.pools.keys()];
   }

@@ -198,6 +198,7 @@ export class ListIndexWriter {
           // lastSeq, so the consumer delivers it before the switch.
           if (this.lastSeq >= this.feed.lastApplied) {
             this.fed = true;
+            this.logger.info({ seq: this.lastSeq }, 'listing index caught up; following the projection');
             break;
           }
         }
