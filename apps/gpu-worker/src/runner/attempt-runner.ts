@@ -126,6 +126,11 @@ class AttemptVerdict implements AttemptSettlement {
   }
 }
 
+/** How long an attempt settled in a message that was given back is remembered (its redelivery skips it). */
+const SETTLED_MEMORY_MS = 3_600_000;
+
+const attemptKey = (m: DispatchMessage) => `${m.jobId}.${m.generation}.${m.attempt}`;
+
 /** Bounds how many attempts run at once on this worker (its slots), whatever the number of messages carrying them. */
 class SlotGate {
   private used = 0;
@@ -288,6 +293,13 @@ export class AttemptRunner {
   readonly running = new Map<string, RunningAttempt>();
   readonly inflight = new Map<string, { jobId: string; attempt: number }>();
   private readonly gate: SlotGate | undefined;
+  /**
+   * Attempts this worker settled (ran, dropped or handed back) in a message that went back to the broker because
+   * another attempt in it asked for that: on the message's redelivery they are skipped, not looked at again (a
+   * handed-back attempt's record says queued for it once more, and the scheduler has re-dispatched it). Keyed
+   * `jobId.generation.attempt`, each kept for {@link SETTLED_MEMORY_MS}.
+   */
+  private readonly settledBefore = new Map<string, number>();
   /** Set by `abortAll('shutdown')`: attempts still waiting for a slot are handed back instead of started. */
   private stopping = false;
 
@@ -340,8 +352,19 @@ export class AttemptRunner {
       return;
     }
     const batch = 'attempts' in p;
-    const verdicts = await Promise.all(dispatchAttempts(p).map((m) => this.handleAttempt(m, batch)));
+    const attempts = dispatchAttempts(p);
+    const verdicts = await Promise.all(attempts.map((m) => this.handleAttempt(m, batch)));
     const failed = verdicts.find((v) => v.failed);
+    if (failed || verdicts.some((v) => v.kind === 'nak')) {
+      // The message goes back; its attempts settled here must not be taken up again when it returns.
+      const now = this.d.clock.now().getTime();
+      for (const [key, until] of this.settledBefore) if (until <= now) this.settledBefore.delete(key);
+      attempts.forEach((m, i) => {
+        const v = verdicts[i]!;
+        if (!v.failed && !v.duplicate && v.kind !== 'nak')
+          this.settledBefore.set(attemptKey(m), now + SETTLED_MEMORY_MS);
+      });
+    }
     // NATS trouble before an attempt could start: the transport naks with backoff; attempts of the message already
     // recorded are refused by the start check when it comes back.
     if (failed) throw failed.error;
@@ -362,7 +385,13 @@ export class AttemptRunner {
 
   private async handleAttempt(m: DispatchMessage, batch: boolean): Promise<AttemptVerdict> {
     const verdict = new AttemptVerdict();
-    const key = `${m.jobId}.${m.generation}.${m.attempt}`;
+    const key = attemptKey(m);
+    const settledUntil = this.settledBefore.get(key);
+    if (settledUntil !== undefined && settledUntil > this.d.clock.now().getTime()) {
+      this.d.logger.info({ jobId: m.jobId, attempt: m.attempt }, 'attempt already settled in an earlier delivery');
+      await verdict.ackAck();
+      return verdict;
+    }
     if (this.inflight.has(key)) {
       // The same attempt again while its first delivery is still being handled (its AckWait ran out, e.g. the event
       // loop stalled): never run an attempt twice.
