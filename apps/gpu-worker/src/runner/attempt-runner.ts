@@ -365,8 +365,8 @@ export class AttemptRunner {
           this.settledBefore.set(attemptKey(m), now + SETTLED_MEMORY_MS);
       });
     }
-    // NATS trouble before an attempt could start: the transport naks with backoff; attempts of the message already
-    // recorded are refused by the start check when it comes back.
+    // NATS trouble before an attempt could start: the transport naks with backoff; the attempts of the message settled
+    // here are skipped when it comes back (above), or — after a restart — refused by the start check.
     if (failed) throw failed.error;
     const naks = verdicts.filter((v) => v.kind === 'nak');
     if (naks.length > 0) {
