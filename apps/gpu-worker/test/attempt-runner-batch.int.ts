@@ -144,7 +144,7 @@ describe('a batch message given back (real nats-server)', () => {
 
     // The redelivery (after the nak's 5 s): the stuck attempt is failed retryably, the finished one is not touched.
     store.failing = undefined;
-    const again = await waitFor(() => consumer.next({ expires: 10_000 }), {
+    const again = await waitFor(async () => (await consumer.next({ expires: 10_000 })) ?? undefined, {
       what: 'the redelivery',
       timeoutMs: 20_000,
     });
