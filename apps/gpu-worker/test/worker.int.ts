@@ -739,6 +739,15 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     await dispatch(long);
     await until(long, (r) => r.status === 'running', 'running');
     const pgid = await waitFor(() => sleeperGroup('longjob'), { what: 'the long sleeper', timeoutMs: 30_000 });
+    // A batch of 4 more on 4 slots, one held by the long job: one attempt waits for a slot when the grace period ends.
+    const batched: string[] = [];
+    for (let i = 0; i < 4; i++) batched.push(await createJob('sleeper', { tag: `stopbatch${i}`, seconds: 120 }));
+    await dispatchBatch(batched.map((jobId) => ({ jobId })));
+    await until(short, (r) => r.status === 'completed', 'completed');
+    await waitFor(() => app.runner.running.size === 4 && app.runner.waitingForSlot === 1, {
+      what: 'four attempts running and one waiting for a slot',
+      timeoutMs: 30_000,
+    });
     const started = Date.now();
     await app.shutdown('test');
     expect(Date.now() - started).toBeLessThan(3_000 + 10_000);
@@ -748,6 +757,11 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     expect(back.attempts).toBe(0); // the handed-back attempt does not count
     expect(back.workerId).toBeUndefined();
     expect(groupMembers(pgid)).toEqual([]);
+    // Every attempt of the batch is handed back, the one that never got a slot without ever starting.
+    for (const id of batched) expect(await record(id)).toMatchObject({ status: 'queued', attempts: 0 });
+    const unstarted = released.filter((r) => batched.includes(r.jobId) && /before it started/.test(r.reason));
+    expect(unstarted).toHaveLength(1);
+    expect((await jobs.history(unstarted[0]!.jobId)).map((h) => h.event.type)).toEqual(['job.queued']);
     const kv = await client.kvm.open(BUCKETS.workers);
     expect(await kv.get(app.id).then((e) => e?.operation)).not.toBe('PUT'); // deregistered
     expect(existsSync(app.scratchRoot)).toBe(false);
