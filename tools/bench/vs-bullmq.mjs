@@ -19,7 +19,8 @@
 //
 //   npm run bench:vs-bullmq -- [--jobs 5000] [--rounds 2] [--batch 1000] [--tokens 64] [--workers 1]
 //                              [--in-flight 4] [--gap-jobs 200] [--gap-ms 20] [--only gantry|bullmq]
-// WORKER_STARTED_REVISION_DELAY_MS in the environment is passed to the workers (0: the "before" of issue 16 lever 2).
+// WORKER_STARTED_REVISION_DELAY_MS in the environment is passed to the workers (0: the "before" of issue 16 lever 2);
+// DISPATCH_BATCH_MAX to the scheduler (1: one dispatch message per attempt, the "before" of issue 16 lever 3).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -393,6 +394,8 @@ async function startGantry() {
     ...(process.env.WORKER_STARTED_REVISION_DELAY_MS !== undefined
       ? { WORKER_STARTED_REVISION_DELAY_MS: process.env.WORKER_STARTED_REVISION_DELAY_MS }
       : {}),
+    // The "before" of issue 16's lever 3: DISPATCH_BATCH_MAX=1 sends one dispatch message per attempt.
+    ...(process.env.DISPATCH_BATCH_MAX !== undefined ? { DISPATCH_BATCH_MAX: process.env.DISPATCH_BATCH_MAX } : {}),
   };
   const services = [new ServiceProcess('scheduler', env).start()];
   for (let i = 0; i < WORKERS; i++) services.push(new ServiceProcess('gpu-worker', env).start());

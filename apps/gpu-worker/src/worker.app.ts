@@ -228,6 +228,7 @@ async function build(host: ServiceHost, id: string, config: WorkerConfig, o: Wor
     lease,
     transfers,
     gpuPeakMb: (jobId) => gpuMonitor.peakOf(jobId),
+    slots,
     attemptEnded: (e) => {
       gpuMonitor.attemptFinished(
         e.jobId,

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import {
   BUCKETS,
   CONSUMERS,
+  DISPATCH_BATCH_LIMIT,
   STREAMS,
   SUBJECTS,
   newJob,
@@ -20,6 +21,7 @@ import {
   startAttempt,
   systemClock,
   workerLost,
+  type DispatchBatch,
   type DispatchMessage,
   type DispatchReleased,
   type JobRecord,
@@ -183,6 +185,31 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
       dispatchedAt: new Date().toISOString(),
     };
     await publishJson(client.js, SUBJECTS.dispatch(app.id), m);
+  }
+
+  /** Publishes one batch message holding these attempts (attempt 1 unless given), as a scheduler round would. */
+  async function dispatchBatch(attempts: { jobId: string; attempt?: number }[], workerId = app.id): Promise<void> {
+    const batch: DispatchBatch = {
+      v: 1,
+      workerId,
+      epoch: 1,
+      dispatchedAt: new Date().toISOString(),
+      attempts: await Promise.all(
+        attempts.map(async (a) => {
+          const stored = (await jobs.get(a.jobId))!;
+          return {
+            jobId: a.jobId,
+            generation: stored.record.generation,
+            attempt: a.attempt ?? 1,
+            gpuIndices: [],
+            memoryMb: 0,
+            record: stored.record,
+            revision: stored.revision,
+          };
+        }),
+      ),
+    };
+    await publishJson(client.js, SUBJECTS.dispatch(app.id), batch);
   }
 
   async function record(jobId: string): Promise<JobRecord> {
@@ -509,6 +536,10 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
       encodeJson({ ...valid, gpuIndices: 'all' }),
       encodeJson({ ...valid, attempt: '1' }),
       encodeJson({ ...valid, record: { id: 'poison1' } }),
+      // Batches: none, too many, or one bad attempt among good ones — the whole message is poison, nothing of it runs.
+      encodeJson({ v: 1, workerId: app.id, epoch: 1, dispatchedAt: valid.dispatchedAt, attempts: [] }),
+      encodeJson({ ...valid, attempts: Array.from({ length: DISPATCH_BATCH_LIMIT + 1 }, () => valid) }),
+      encodeJson({ ...valid, attempts: [valid, { ...valid, jobId: 'poison2', generation: '1' }] }),
     ];
     for (const data of malformed) await client.js.publish(SUBJECTS.dispatch(app.id), data);
     // A good dispatch behind them runs as usual.
@@ -530,7 +561,7 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
       { what: 'the poison dispatches gone from the work queue' },
     );
     expect(await poisoned()).toBe(malformed.length);
-    expect(released.some((r) => r.jobId === 'poison1')).toBe(false);
+    expect(released.some((r) => r.jobId === 'poison1' || r.jobId === 'poison2')).toBe(false);
   });
 
   describe('started revisions (WORKER_STARTED_REVISION_DELAY_MS, 250 ms by default)', () => {
@@ -642,6 +673,65 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     expect(sleeperGroup('orphan')).toBeUndefined();
   });
 
+  it('runs every attempt of a batch message, keeps it alive while one runs, and acks it once all have settled', async () => {
+    const before = (await consumerInfo()).num_redelivered;
+    const short = await createJob('sleeper', { tag: 'batchshort', seconds: 1 });
+    const long = await createJob('sleeper', { tag: 'batchlong', seconds: 4 }); // AckWait is 1.5 s
+    const noop = await createJob('noop', {});
+    const stale = await createJob('noop', {});
+    await dispatchBatch([{ jobId: short }, { jobId: long }, { jobId: noop }, { jobId: stale, attempt: 2 }]);
+
+    // The stale attempt is dropped and the scheduler told at once, not when the message is acked.
+    const notice = await waitFor(() => released.find((r) => r.jobId === stale), { what: 'the release notice' });
+    expect(notice).toMatchObject({ attempt: 2, workerId: app.id });
+    await until(noop, (r) => r.status === 'completed', 'completed');
+    await until(short, (r) => r.status === 'completed', 'completed');
+    // The long attempt still runs: its message is neither acked nor redelivered.
+    expect((await record(long)).status).toBe('running');
+    expect((await consumerInfo()).num_ack_pending).toBe(1);
+
+    const done = await until(long, (r) => r.status === 'completed', 'completed');
+    expect(done.result).toEqual({ tag: 'batchlong', slept: 4 });
+    await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the batch acked' });
+    expect((await consumerInfo()).num_redelivered).toBe(before);
+    for (const id of [short, long, noop]) {
+      const history = await jobs.history(id);
+      expect((await record(id)).attempts).toBe(1);
+      expect(history.filter((h) => h.event.type === 'job.started')).toHaveLength(1);
+      expect(history.filter((h) => h.event.type === 'job.completed')).toHaveLength(1);
+    }
+    expect(await record(stale)).toMatchObject({ status: 'queued', attempts: 0 });
+  });
+
+  it('never runs more attempts at once than its slots, however many one message carries', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < app.slots + 2; i++) ids.push(await createJob('sleeper', { tag: `gate${i}`, seconds: 2 }));
+    let most = 0;
+    let queued = 0;
+    const watch = setInterval(() => {
+      most = Math.max(most, app.runner.running.size);
+      queued = Math.max(queued, app.runner.waitingForSlot);
+    }, 10);
+    try {
+      await dispatchBatch(ids.map((jobId) => ({ jobId })));
+      for (const id of ids) await until(id, (r) => r.status === 'completed', 'completed', 40_000);
+    } finally {
+      clearInterval(watch);
+    }
+    expect(most).toBe(app.slots);
+    expect(queued).toBe(2);
+    await waitFor(async () => (await consumerInfo()).num_ack_pending === 0, { what: 'the batch acked' });
+  });
+
+  it('drops a batch addressed to another worker without running any of it', async () => {
+    const id = await createJob('noop', {});
+    const acked = (await consumerInfo()).ack_floor.stream_seq;
+    await dispatchBatch([{ jobId: id }], 'someone-else');
+    await waitFor(async () => (await consumerInfo()).ack_floor.stream_seq > acked, { what: 'the batch acked' });
+    expect(await record(id)).toMatchObject({ status: 'queued', attempts: 0 });
+    expect(released.some((r) => r.jobId === id)).toBe(false);
+  });
+
   it('on shutdown, finishes what fits in the grace period and hands the rest back', async () => {
     const short = await createJob('sleeper', { tag: 'shortjob', seconds: 1 });
     const long = await createJob('sleeper', { tag: 'longjob', seconds: 120 });
@@ -649,6 +739,15 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     await dispatch(long);
     await until(long, (r) => r.status === 'running', 'running');
     const pgid = await waitFor(() => sleeperGroup('longjob'), { what: 'the long sleeper', timeoutMs: 30_000 });
+    // A batch of 4 more on 4 slots, one held by the long job: one attempt waits for a slot when the grace period ends.
+    const batched: string[] = [];
+    for (let i = 0; i < 4; i++) batched.push(await createJob('sleeper', { tag: `stopbatch${i}`, seconds: 120 }));
+    await dispatchBatch(batched.map((jobId) => ({ jobId })));
+    await until(short, (r) => r.status === 'completed', 'completed');
+    await waitFor(() => app.runner.running.size === 4 && app.runner.waitingForSlot === 1, {
+      what: 'four attempts running and one waiting for a slot',
+      timeoutMs: 30_000,
+    });
     const started = Date.now();
     await app.shutdown('test');
     expect(Date.now() - started).toBeLessThan(3_000 + 10_000);
@@ -658,6 +757,11 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     expect(back.attempts).toBe(0); // the handed-back attempt does not count
     expect(back.workerId).toBeUndefined();
     expect(groupMembers(pgid)).toEqual([]);
+    // Every attempt of the batch is handed back, the one that never got a slot without ever starting.
+    for (const id of batched) expect(await record(id)).toMatchObject({ status: 'queued', attempts: 0 });
+    const unstarted = released.filter((r) => batched.includes(r.jobId) && /before it started/.test(r.reason));
+    expect(unstarted).toHaveLength(1);
+    expect((await jobs.history(unstarted[0]!.jobId)).map((h) => h.event.type)).toEqual(['job.queued']);
     const kv = await client.kvm.open(BUCKETS.workers);
     expect(await kv.get(app.id).then((e) => e?.operation)).not.toBe('PUT'); // deregistered
     expect(existsSync(app.scratchRoot)).toBe(false);

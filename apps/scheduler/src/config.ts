@@ -62,6 +62,12 @@ export const schedulerSpec = {
     max: 4 * 1024 * 1024 * 1024,
     doc: "byte budget of the dispatcher's cache of recently queued job records (estimated heap; 0 = no cache)",
   }),
+  DISPATCH_BATCH_MAX: int({
+    default: 16,
+    min: 1,
+    max: 32,
+    doc: 'most attempts one dispatch message carries for one worker (1 = one message per attempt, the pre-batch form; raise it only once every worker understands batches)',
+  }),
   STATS_INTERVAL_MS: int({
     default: 500,
     min: 50,

@@ -109,7 +109,12 @@ export class SchedulerService {
       jobs,
       state,
       clock,
-      { agingMs: config.AGING_SECONDS * 1000, batch: 256, recordCacheBytes: config.SCHEDULER_RECORD_CACHE_BYTES },
+      {
+        agingMs: config.AGING_SECONDS * 1000,
+        batch: 256,
+        recordCacheBytes: config.SCHEDULER_RECORD_CACHE_BYTES,
+        attemptsPerMessage: config.DISPATCH_BATCH_MAX,
+      },
       metrics,
       logger,
       (reason) => {

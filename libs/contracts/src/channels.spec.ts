@@ -2,7 +2,8 @@ import { CHANNELS, NOTIFIER_RPC, SCHEDULER_RPC, WORKER_RPC } from './channels';
 import { PayloadError } from './guards';
 import { JOB_STATUSES } from './job';
 import { newJob, startAttempt, toEvent, type NewJobSpec } from './job-machine';
-import type { DispatchMessage, WebhookDelivery } from './messages';
+import { DISPATCH_BATCH_LIMIT, dispatchAttempts } from './dispatch';
+import type { DispatchAttempt, DispatchBatch, DispatchMessage, WebhookDelivery } from './messages';
 import { NOTIFIER_RPC_OPS, SCHEDULER_RPC_OPS, SUBJECTS } from './names';
 
 const t0 = new Date('2026-01-01T00:00:00.000Z');
@@ -73,6 +74,41 @@ describe('channels', () => {
     expect(refusal(() => CHANNELS.dispatch.parse({ ...d, gpuIndices: [0, 'one'] })).path).toBe('gpuIndices[1]');
     expect(refusal(() => CHANNELS.dispatch.parse({ ...d, attempt: 1.5 })).path).toBe('attempt');
     expect(refusal(() => CHANNELS.dispatch.parse({ ...d, record: { id: 'x' } })).path).toBe('record.tenant');
+  });
+
+  it('checks batched dispatches: 1 to DISPATCH_BATCH_LIMIT attempts, each checked, the envelope once', () => {
+    const attempt = (i: number): DispatchAttempt => ({
+      jobId: `job${i}`,
+      generation: 1,
+      attempt: 1,
+      gpuIndices: [i % 2],
+      memoryMb: 0,
+      record: queued.record,
+      revision: 4,
+    });
+    const b: DispatchBatch = {
+      v: 1,
+      workerId: 'w1',
+      epoch: 3,
+      dispatchedAt: t0.toISOString(),
+      attempts: [attempt(0), attempt(1)],
+    };
+    expect(CHANNELS.dispatch.parse(b)).toBe(b);
+    expect(dispatchAttempts(b)).toEqual([
+      { ...attempt(0), v: 1, workerId: 'w1', epoch: 3, dispatchedAt: b.dispatchedAt },
+      { ...attempt(1), v: 1, workerId: 'w1', epoch: 3, dispatchedAt: b.dispatchedAt },
+    ]);
+    const full = Array.from({ length: DISPATCH_BATCH_LIMIT }, (_, i) => attempt(i));
+    expect(CHANNELS.dispatch.parse({ ...b, attempts: full })).toBeDefined();
+    expect(refusal(() => CHANNELS.dispatch.parse({ ...b, attempts: [] })).path).toBe('attempts');
+    expect(refusal(() => CHANNELS.dispatch.parse({ ...b, attempts: [...full, attempt(99)] })).message).toBe(
+      `dispatch: attempts: expected 1 to ${DISPATCH_BATCH_LIMIT} attempts`,
+    );
+    expect(refusal(() => CHANNELS.dispatch.parse({ ...b, attempts: 'job1' })).path).toBe('attempts');
+    expect(refusal(() => CHANNELS.dispatch.parse({ ...b, attempts: [attempt(0), { jobId: 'x' }] })).path).toBe(
+      'attempts[1].generation',
+    );
+    expect(refusal(() => CHANNELS.dispatch.parse({ ...b, workerId: undefined })).path).toBe('workerId');
   });
 
   it('checks webhook deliveries and worker control messages', () => {

@@ -19,7 +19,7 @@ import type {
   BatchManifest,
   BatchPart,
   ConcurrencyStats,
-  DispatchMessage,
+  DispatchPayload,
   DispatchReleased,
   FailedListReply,
   FailedListRequest,
@@ -158,13 +158,14 @@ export const CHANNELS = {
     stream: STREAMS.jobs,
     parse: g.jobEvent,
   }),
-  dispatch: defineChannel<DispatchMessage>({
+  /** Leader → worker: one attempt, or a batch of attempts for one worker (either form is accepted). */
+  dispatch: defineChannel<DispatchPayload>({
     name: 'dispatch',
     subject: SUBJECTS.dispatchAll,
     version: 1,
     transport: 'stream',
     stream: STREAMS.dispatch,
-    parse: g.dispatchMessage,
+    parse: g.dispatchPayload,
   }),
   batches: defineChannel<BatchManifest>({
     name: 'batches',

@@ -92,6 +92,7 @@ export type {
 export { cronProblem, isTimeZone, nextDueAfter, latestDueAtOrBefore, dueNow } from './schedule-cron';
 export type { JobView, ViewExtras } from './job-view';
 export type * from './messages';
+export { DISPATCH_BATCH_LIMIT, dispatchAttempts } from './dispatch';
 export {
   ms,
   DEFAULT_TOPOLOGY,

@@ -3,20 +3,16 @@ import type { JobRecord, JobStatus, PublicEventType, Priority } from './job';
 import type { NewJobSpec } from './job-machine';
 
 /** Leader → one worker (`gantry.v1.dispatch.<workerId>`): run this attempt on these GPUs. A hint checked against the record. */
-export interface DispatchMessage {
-  v: 1;
+/** One attempt a dispatch gives a worker: the job, the generation and attempt to start, and its resources. */
+export interface DispatchAttempt {
   jobId: string;
   generation: number;
   /** The attempt number to start (the record's `attempts` + 1). */
   attempt: number;
-  workerId: string;
   /** Indices (on that worker) of the GPUs given to the job; empty for CPU-only work. */
   gpuIndices: number[];
   /** Memory reserved on each of those GPUs. */
   memoryMb: number;
-  /** The leader's epoch (its lease revision). */
-  epoch: number;
-  dispatchedAt: string;
   /**
    * The record as the leader read it just before dispatching, and its revision: the worker tries its start
    * compare-and-set on it first and reads only if someone wrote in between (one read less per job).
@@ -24,6 +20,29 @@ export interface DispatchMessage {
   record?: JobRecord;
   revision?: number;
 }
+
+/** The fields a dispatch message names once, whatever the number of attempts it carries. */
+export interface DispatchEnvelope {
+  v: 1;
+  workerId: string;
+  /** The leader's epoch (its lease revision). */
+  epoch: number;
+  dispatchedAt: string;
+}
+
+/** Leader → worker (dispatch stream): one attempt — the only form before batched dispatch, and still a batch of one. */
+export interface DispatchMessage extends DispatchAttempt, DispatchEnvelope {}
+
+/**
+ * Leader → worker (dispatch stream): several attempts for one worker in one message (docs/architecture.md, "Batched
+ * dispatch"). 1 to `DISPATCH_BATCH_LIMIT` (32) attempts; the worker acks the message once every attempt in it settled.
+ */
+export interface DispatchBatch extends DispatchEnvelope {
+  attempts: DispatchAttempt[];
+}
+
+/** What the dispatch stream carries: the single-attempt form or a batch. */
+export type DispatchPayload = DispatchMessage | DispatchBatch;
 
 /**
  * A schedulable GPU as discovered: a whole GPU, or a MIG instance (`mig: true`, `uuid` `MIG-…`, its own memory). `index`

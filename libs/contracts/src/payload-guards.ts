@@ -40,7 +40,10 @@ import type {
   BatchManifest,
   BatchPart,
   ConcurrencyStats,
+  DispatchAttempt,
+  DispatchBatch,
   DispatchMessage,
+  DispatchPayload,
   DispatchReleased,
   FailedListReply,
   FailedListRequest,
@@ -75,6 +78,7 @@ import type {
   WorkerHeartbeat,
   WorkerView,
 } from './messages';
+import { DISPATCH_BATCH_LIMIT } from './dispatch';
 
 const priority = oneOf(PRIORITIES);
 const jobStatus = oneOf(JOB_STATUSES);
@@ -152,19 +156,38 @@ export const jobEvent: Guard<JobEvent> = object<JobEvent>({
   started: optional(coalescedStart),
 });
 
-export const dispatchMessage: Guard<DispatchMessage> = object<DispatchMessage>({
-  v: v1,
+const dispatchAttemptFields = {
   jobId: str,
   generation: int,
   attempt: int,
-  workerId: str,
   gpuIndices: arrayOf(int),
   memoryMb: num,
-  epoch: int,
-  dispatchedAt: str,
   record: optional(jobRecord),
   revision: optional(int),
+};
+const dispatchEnvelopeFields = { v: v1, workerId: str, epoch: int, dispatchedAt: str };
+
+export const dispatchMessage: Guard<DispatchMessage> = object<DispatchMessage>({
+  ...dispatchEnvelopeFields,
+  ...dispatchAttemptFields,
 });
+
+const dispatchAttempt = object<DispatchAttempt>(dispatchAttemptFields);
+const dispatchBatchAttempts: Guard<DispatchAttempt[]> = (v, p) => {
+  const list = arrayOf(dispatchAttempt)(v, p);
+  if (list.length === 0 || list.length > DISPATCH_BATCH_LIMIT)
+    throw new PayloadError(p, `1 to ${DISPATCH_BATCH_LIMIT} attempts`);
+  return list;
+};
+
+export const dispatchBatch: Guard<DispatchBatch> = object<DispatchBatch>({
+  ...dispatchEnvelopeFields,
+  attempts: dispatchBatchAttempts,
+});
+
+/** A dispatch in either form: a message with `attempts` is a batch, any other the single-attempt form. */
+export const dispatchPayload: Guard<DispatchPayload> = (v, p) =>
+  v !== null && typeof v === 'object' && 'attempts' in v ? dispatchBatch(v, p) : dispatchMessage(v, p);
 
 export const dispatchReleased: Guard<DispatchReleased> = object<DispatchReleased>({
   v: v1,

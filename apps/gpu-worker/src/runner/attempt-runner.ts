@@ -11,7 +11,8 @@
  *   3. compare-and-set the outcome — only while the record still names this attempt, so a worker that lost its
  *      lease (a zombie) can never complete or fail an attempt it no longer owns; NATS trouble is retried here;
  *   4. when the generation ended `failed` and the job has an `upload.url`, PUT a JSON error document there;
- *   5. ack the dispatch message, after all of that.
+ *   5. ack the dispatch message, after all of that — a batch message (several attempts, docs/architecture.md "Batched
+ *      dispatch") once every attempt in it has settled, naked whole if any of them wants it back.
  * An attempt is aborted on cancel (request or control message), timeout, lost ownership, a heartbeat lease this worker
  * cannot renew (it kills its own work; the job's guard does so even if this process is frozen), or the end of the
  * shutdown grace period (the job is handed back).
@@ -32,7 +33,9 @@ import {
   startAttempt,
   type AttemptOwner,
   type Clock,
+  dispatchAttempts,
   type DispatchMessage,
+  type DispatchPayload,
   type DispatchReleased,
   type GpuInfo,
   type JobError,
@@ -42,7 +45,7 @@ import {
 } from '@gantry/contracts';
 import { Backoff, encodeJson, sleep, type JetStreamContext, type NatsHandle } from '@gantry/jetstream';
 import { JobNotFoundError, type JobStore } from '@gantry/job-store';
-import { ATTR, inSpan, type Logger } from '@gantry/telemetry';
+import { ATTR, contextFromTraceparent, inSpan, type Logger } from '@gantry/telemetry';
 import { JobFailure, type ExecutionResult, type Lease } from '../executors/executor';
 import { GPU_OOM_CANDIDATES, isGpuOomText, raisedGpuMemoryMb } from '../gpu/gpu-oom';
 import type { ExecutorRegistry } from '../executors/executor-registry';
@@ -87,6 +90,71 @@ function dispatchHint(m: DispatchMessage): { current?: StoredJob } {
       },
     },
   };
+}
+
+/**
+ * How one attempt asks for its dispatch message to be settled. A message carrying several attempts is settled once
+ * all of them have: naked if any asked for that, else acked (confirmed unless one asked for a plain ack).
+ */
+export interface AttemptSettlement {
+  ackAck(): Promise<boolean>;
+  ack(): void;
+  nak(delayMs?: number): void;
+}
+
+/** One attempt's wish for its message, recorded; the first wish stands (as on a message). */
+class AttemptVerdict implements AttemptSettlement {
+  kind: 'none' | 'ack' | 'ackAck' | 'nak' = 'none';
+  delayMs: number | undefined;
+  /** A transient error the attempt threw (the transport naks with backoff). */
+  error: unknown;
+  failed = false;
+  /** Another delivery of the same message is handling this attempt: this one says nothing about it. */
+  duplicate = false;
+
+  ackAck(): Promise<boolean> {
+    if (this.kind === 'none') this.kind = 'ackAck';
+    return Promise.resolve(true);
+  }
+  ack(): void {
+    if (this.kind === 'none') this.kind = 'ack';
+  }
+  nak(delayMs?: number): void {
+    if (this.kind !== 'none') return;
+    this.kind = 'nak';
+    this.delayMs = delayMs;
+  }
+}
+
+/** How long an attempt settled in a message that was given back is remembered (its redelivery skips it). */
+const SETTLED_MEMORY_MS = 3_600_000;
+
+const attemptKey = (m: DispatchMessage) => `${m.jobId}.${m.generation}.${m.attempt}`;
+
+/** Bounds how many attempts run at once on this worker (its slots), whatever the number of messages carrying them. */
+class SlotGate {
+  private used = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly slots: number) {}
+
+  acquire(): Promise<void> {
+    if (this.used < this.slots) {
+      this.used++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next)
+      next(); // the slot passes straight on
+    else this.used--;
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
 }
 
 /** The start of an attempt whose `running` revision is not written yet (WORKER_STARTED_REVISION_DELAY_MS). */
@@ -179,6 +247,11 @@ export interface RunnerDeps {
   gpuPeakMb?: (jobId: string) => number | undefined;
   /** The OS sandbox every job process runs in, and the attempts' disk caps (absent: bare processes, no caps). */
   sandbox?: { sandbox: Sandbox; limits: DiskLimits };
+  /**
+   * Most attempts run at once (the worker's slots; absent: no bound here). The dispatch consumer's MaxAckPending counts
+   * messages, and one message may carry several attempts: this is the bound that holds per attempt.
+   */
+  slots?: number;
 }
 
 export interface AttemptEnded {
@@ -219,8 +292,25 @@ export function cudaVisibleDevices(gpuIndices: readonly number[], gpus: readonly
 export class AttemptRunner {
   readonly running = new Map<string, RunningAttempt>();
   readonly inflight = new Map<string, { jobId: string; attempt: number }>();
+  private readonly gate: SlotGate | undefined;
+  /**
+   * Attempts this worker settled (ran, dropped or handed back) in a message that went back to the broker because
+   * another attempt in it asked for that: on the message's redelivery they are skipped, not looked at again (a
+   * handed-back attempt's record says queued for it once more, and the scheduler has re-dispatched it). Keyed
+   * `jobId.generation.attempt`, each kept for {@link SETTLED_MEMORY_MS}.
+   */
+  private readonly settledBefore = new Map<string, number>();
+  /** Set by `abortAll('shutdown')`: attempts still waiting for a slot are handed back instead of started. */
+  private stopping = false;
 
-  constructor(private readonly d: RunnerDeps) {}
+  constructor(private readonly d: RunnerDeps) {
+    this.gate = d.slots !== undefined ? new SlotGate(Math.max(1, d.slots)) : undefined;
+  }
+
+  /** Attempts received and waiting for a free slot (0 unless the worker was handed more than its slots). */
+  get waitingForSlot(): number {
+    return this.gate?.queued ?? 0;
+  }
 
   private released(m: DispatchMessage, reason: string): void {
     const notice: DispatchReleased = {
@@ -236,6 +326,7 @@ export class AttemptRunner {
 
   /** Aborts every running attempt (shutdown grace over, or the lease is gone). */
   abortAll(reason: AbortReason): void {
+    if (reason === 'shutdown') this.stopping = true;
     for (const a of this.running.values()) a.abort(reason);
   }
 
@@ -246,31 +337,93 @@ export class AttemptRunner {
     return true;
   }
 
-  async handle(m: DispatchMessage, ctx: JetStreamContext): Promise<void> {
-    const key = `${m.jobId}.${m.generation}.${m.attempt}`;
-    if (m.workerId !== this.d.workerId) {
+  /**
+   * Handles one dispatch message: its attempts (one, or a batch) run side by side under the slot bound, and the
+   * message is settled once every one of them has — acked only after all of their work is done.
+   */
+  async handle(p: DispatchPayload, ctx: JetStreamContext): Promise<void> {
+    if (p.workerId !== this.d.workerId) {
+      const attempts = dispatchAttempts(p);
       this.d.logger.warn(
-        { jobId: m.jobId, addressedTo: m.workerId },
+        { jobId: attempts[0]?.jobId, attempts: attempts.length, addressedTo: p.workerId },
         'dispatch addressed to another worker; dropping it',
       );
       await ctx.ackAck();
       return;
     }
-    if (this.inflight.has(key)) {
-      // The same message again while its first delivery is still being handled (its AckWait ran out, e.g. the event
-      // loop stalled): never run an attempt twice. Acking this delivery acks the one message.
-      this.d.logger.warn({ jobId: m.jobId, attempt: m.attempt }, 'duplicate delivery of a running attempt ignored');
+    const batch = 'attempts' in p;
+    const attempts = dispatchAttempts(p);
+    const verdicts = await Promise.all(attempts.map((m) => this.handleAttempt(m, batch)));
+    const failed = verdicts.find((v) => v.failed);
+    if (failed || verdicts.some((v) => v.kind === 'nak')) {
+      // The message goes back; its attempts settled here must not be taken up again when it returns.
+      const now = this.d.clock.now().getTime();
+      for (const [key, until] of this.settledBefore) if (until <= now) this.settledBefore.delete(key);
+      attempts.forEach((m, i) => {
+        const v = verdicts[i]!;
+        if (!v.failed && !v.duplicate && v.kind !== 'nak')
+          this.settledBefore.set(attemptKey(m), now + SETTLED_MEMORY_MS);
+      });
+    }
+    // NATS trouble before an attempt could start: the transport naks with backoff; the attempts of the message settled
+    // here are skipped when it comes back (above), or — after a restart — refused by the start check.
+    if (failed) throw failed.error;
+    const naks = verdicts.filter((v) => v.kind === 'nak');
+    if (naks.length > 0) {
+      ctx.nak(Math.max(...naks.map((v) => v.delayMs ?? 0)) || undefined);
       return;
     }
-    this.inflight.set(key, { jobId: m.jobId, attempt: m.attempt });
-    try {
-      await this.run(m, ctx);
-    } finally {
-      this.inflight.delete(key);
+    // Every attempt is being handled by another delivery of this message (its AckWait ran out): as before batches,
+    // this delivery is acked by the transport and the first one keeps running its attempts.
+    if (verdicts.every((v) => v.duplicate)) return;
+    if (verdicts.some((v) => v.kind === 'ack')) {
+      ctx.ack();
+      return;
     }
+    await ctx.ackAck();
   }
 
-  private async run(m: DispatchMessage, ctx: JetStreamContext): Promise<void> {
+  private async handleAttempt(m: DispatchMessage, batch: boolean): Promise<AttemptVerdict> {
+    const verdict = new AttemptVerdict();
+    const key = attemptKey(m);
+    const settledUntil = this.settledBefore.get(key);
+    if (settledUntil !== undefined && settledUntil > this.d.clock.now().getTime()) {
+      this.d.logger.info({ jobId: m.jobId, attempt: m.attempt }, 'attempt already settled in an earlier delivery');
+      await verdict.ackAck();
+      return verdict;
+    }
+    if (this.inflight.has(key)) {
+      // The same attempt again while its first delivery is still being handled (its AckWait ran out, e.g. the event
+      // loop stalled): never run an attempt twice.
+      this.d.logger.warn({ jobId: m.jobId, attempt: m.attempt }, 'duplicate delivery of a running attempt ignored');
+      verdict.duplicate = true;
+      return verdict;
+    }
+    this.inflight.set(key, { jobId: m.jobId, attempt: m.attempt });
+    let gated = false;
+    try {
+      if (this.gate) {
+        await this.gate.acquire();
+        gated = true;
+      }
+      if (this.stopping) {
+        // The grace period ended before this attempt got a slot: hand it back unstarted (its record is still queued).
+        this.released(m, 'handed back before it started: the worker is stopping');
+        await verdict.ackAck();
+        return verdict;
+      }
+      await this.run(m, verdict, batch);
+    } catch (err) {
+      verdict.failed = true;
+      verdict.error = err;
+    } finally {
+      if (gated) this.gate?.release();
+      this.inflight.delete(key);
+    }
+    return verdict;
+  }
+
+  private async run(m: DispatchMessage, ctx: AttemptSettlement, batch = false): Promise<void> {
     const owner: AttemptOwner = { workerId: this.d.workerId, generation: m.generation, attempt: m.attempt };
     const gpus = this.d.gpus();
     const assigned = m.gpuIndices.map((i) => gpus.find((g) => g.index === i)).filter((g): g is GpuInfo => !!g);
@@ -325,6 +478,8 @@ export class AttemptRunner {
     const ranOutcome = await inSpan(
       'job run',
       {
+        // A batch message's trace context is its first job's: each attempt of a batch joins its own job's trace.
+        ...(batch ? { parent: contextFromTraceparent(record.traceparent, record.tracestate) } : {}),
         attributes: {
           [ATTR.jobId]: record.id,
           [ATTR.attempt]: m.attempt,
@@ -513,7 +668,7 @@ export class AttemptRunner {
     m: DispatchMessage,
     attempt: RunningAttempt,
     outcome: Outcome,
-    ctx: JetStreamContext,
+    ctx: AttemptSettlement,
   ): Promise<void> {
     const now = () => this.d.clock.now();
     const owner = attempt.owner;

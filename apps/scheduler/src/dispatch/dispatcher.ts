@@ -5,15 +5,24 @@
  * Fencing: every dispatch is published with `Nats-Expected-Last-Sequence` = the last sequence this leader saw on the
  * dispatch stream. A new leader first publishes a fence message, so a deposed leader's next dispatch fails and it
  * steps down; nothing it decided after losing the lease can reach a worker.
+ *
+ * Batched dispatch (docs/architecture.md, "Batched dispatch"): a round's decisions for one worker travel in one message
+ * (up to `attemptsPerMessage` attempts and {@link MESSAGE_RECORD_BYTES} of records); a group of one is sent in the
+ * single-attempt form. Fencing stays per message. Tokens stay held until the terminal record frees them, never an ack.
  */
 import {
   CHANNELS,
+  DISPATCH_BATCH_LIMIT,
   HEADERS,
   STREAMS,
   SUBJECTS,
+  dispatchAttempts,
   priorityLevel,
   type Clock,
+  type DispatchAttempt,
+  type DispatchBatch,
   type DispatchMessage,
+  type DispatchPayload,
   type StoredJob,
 } from '@gantry/contracts';
 import {
@@ -43,6 +52,12 @@ const READ_CONCURRENCY = 64;
 /** Reads of a round's first chunk while no record size is known yet (the process's first round). */
 const FIRST_CHUNK = 8;
 
+/**
+ * Estimated bytes of the records one batch message carries (well under nats-server's default 1 MiB max_payload): a
+ * batch closes once its records reach this; a record larger than this alone travels alone, as before batches.
+ */
+const MESSAGE_RECORD_BYTES = 256 * 1024;
+
 /** After a failed round: 0.5 s doubling up to 10 s (jittered) until a round succeeds, so a broker that is down is not hammered. */
 const retryAfterError = (): Backoff => new Backoff({ initialMs: 500, maxMs: 10_000 });
 
@@ -54,6 +69,16 @@ export interface DispatchSettings {
   recordCacheBytes?: number;
   /** Estimated bytes of the records one dispatch round may hold (default 8 MiB). */
   roundRecordBytes?: number;
+  /** Most attempts one dispatch message carries for one worker (default 1: one message per attempt). */
+  attemptsPerMessage?: number;
+  /** Estimated bytes of the records one batch message carries (default 256 KiB). */
+  messageRecordBytes?: number;
+}
+
+/** The attempts of one dispatch message: one worker's, in decision order. */
+interface Outgoing {
+  workerId: string;
+  decisions: Decision[];
 }
 
 export class Dispatcher {
@@ -206,6 +231,30 @@ export class Dispatcher {
     return this.lastSeq;
   }
 
+  /**
+   * The round's dispatches as messages: grouped per worker in decision order, each message closed at
+   * `attemptsPerMessage` attempts or once its records reach `messageRecordBytes`.
+   */
+  private group(valid: readonly Decision[], records: ReadonlyMap<string, StoredJob>): Outgoing[] {
+    const most = Math.max(1, Math.min(DISPATCH_BATCH_LIMIT, this.settings.attemptsPerMessage ?? 1));
+    const byteBound = this.settings.messageRecordBytes ?? MESSAGE_RECORD_BYTES;
+    const out: Outgoing[] = [];
+    const open = new Map<string, { o: Outgoing; bytes: number }>();
+    for (const d of valid) {
+      const bytes = storedJobBytes(records.get(d.candidate.entry.id)!);
+      let cur = open.get(d.workerId);
+      if (cur && (cur.o.decisions.length >= most || cur.bytes + bytes > byteBound)) cur = undefined;
+      if (!cur) {
+        cur = { o: { workerId: d.workerId, decisions: [] }, bytes: 0 };
+        open.set(d.workerId, cur);
+        out.push(cur.o);
+      }
+      cur.o.decisions.push(d);
+      cur.bytes += bytes;
+    }
+    return out;
+  }
+
   /** Reads every unfinished dispatch (direct gets, no consumer: the work queue allows one consumer per subject). */
   private async adoptOutstanding(upTo: number): Promise<void> {
     const outstanding: { seq: number; d: DispatchMessage }[] = [];
@@ -223,7 +272,9 @@ export class Dispatcher {
       seq = msg.seq + 1;
       if (msg.subject === SUBJECTS.dispatchFence) continue;
       try {
-        outstanding.push({ seq: msg.seq, d: decodePayload(CHANNELS.dispatch, msg.data) });
+        // A batch holds several attempts; each is adopted on its own (de-duplicated below by job and attempt).
+        for (const d of dispatchAttempts(decodePayload(CHANNELS.dispatch, msg.data)))
+          outstanding.push({ seq: msg.seq, d });
       } catch (err) {
         // The worker it was for will terminate it as poison; it holds no tokens here.
         this.logger.warn(
@@ -232,12 +283,13 @@ export class Dispatcher {
         );
       }
     }
-    const records = await this.jobs.getMany(outstanding.map((o) => o.d.jobId));
+    const records = await this.jobs.getMany([...new Set(outstanding.map((o) => o.d.jobId))]);
     let adopted = 0;
     for (const { seq: dispatchSeq, d } of outstanding) {
       const stored = records.get(d.jobId);
       const r = stored?.record;
-      if (!stored || !r || this.state.holdings.has(d.jobId)) continue; // gone, or already running per its record
+      // Gone, already running per its record, or already adopted (the same attempt in two messages: held once).
+      if (!stored || !r || this.state.holdings.has(d.jobId)) continue;
       if (r.status !== 'queued' || r.generation !== d.generation || r.attempts !== d.attempt - 1) continue; // stale
       const candidate = {
         pool: r.pool,
@@ -342,54 +394,61 @@ export class Dispatcher {
 
     const epoch = this.epoch;
     let expected = this.lastSeq;
-    const publishes = valid.map((d) => {
-      const e = d.candidate.entry;
-      const stored = records.get(e.id)!;
-      const r = stored.record;
-      const msg: DispatchMessage = {
-        v: 1,
-        jobId: e.id,
-        generation: e.generation,
-        attempt: e.attempts + 1,
-        workerId: d.workerId,
-        gpuIndices: d.gpuIndices,
-        memoryMb: d.memoryMb,
-        epoch,
-        dispatchedAt: now.toISOString(),
-        record: r,
-        revision: stored.revision,
-      };
+    const publishes = this.group(valid, records).map((out) => {
+      const attempts = out.decisions.map((d): DispatchAttempt => {
+        const e = d.candidate.entry;
+        const stored = records.get(e.id)!;
+        return {
+          jobId: e.id,
+          generation: e.generation,
+          attempt: e.attempts + 1,
+          gpuIndices: d.gpuIndices,
+          memoryMb: d.memoryMb,
+          record: stored.record,
+          revision: stored.revision,
+        };
+      });
+      const envelope = { v: 1 as const, workerId: out.workerId, epoch, dispatchedAt: now.toISOString() };
+      const first = attempts[0]!;
+      const msg: DispatchPayload =
+        attempts.length === 1
+          ? ({ ...envelope, ...first } satisfies DispatchMessage)
+          : ({ ...envelope, attempts } satisfies DispatchBatch);
+      const r = first.record!;
       // Pipelined on one connection, so the broker sees them in this order: each expects its predecessor's seq.
       const expect = expected++;
-      return publishJson(this.nats.js, SUBJECTS.dispatch(d.workerId), msg, {
+      return publishJson(this.nats.js, SUBJECTS.dispatch(out.workerId), msg, {
         msgID: `dispatch.${epoch}.${++this.counter}`,
         expect: { lastSequence: expect },
-        headers: { [HEADERS.epoch]: String(epoch), [HEADERS.jobId]: e.id },
+        headers: { [HEADERS.epoch]: String(epoch), [HEADERS.jobId]: first.jobId },
+        // A batch's publish span sits in its first job's trace; each attempt's run span joins its own job's trace.
         parent: contextFromTraceparent(r.traceparent, r.tracestate),
         spanName: 'job dispatch',
         attributes: {
-          [ATTR.jobId]: e.id,
-          [ATTR.attempt]: msg.attempt,
-          [ATTR.generation]: msg.generation,
-          [ATTR.workerId]: d.workerId,
+          [ATTR.jobId]: first.jobId,
+          [ATTR.attempt]: first.attempt,
+          [ATTR.generation]: first.generation,
+          [ATTR.workerId]: out.workerId,
+          ...(attempts.length > 1 ? { 'gantry.dispatch.attempts': attempts.length } : {}),
         },
       }).then(
-        (ack) => ({ d, ok: true as const, seq: ack.seq }),
-        (err: unknown) => ({ d, ok: false as const, err }),
+        (ack) => ({ out, ok: true as const, seq: ack.seq }),
+        (err: unknown) => ({ out, ok: false as const, err }),
       );
     });
     const results = await Promise.all(publishes);
     let fencedReason: string | undefined;
     for (const res of results) {
-      const id = res.d.candidate.entry.id;
-      settled.add(id);
+      for (const d of res.out.decisions) settled.add(d.candidate.entry.id);
       if (res.ok) {
         this.lastSeq = Math.max(this.lastSeq, res.seq);
-        const h = this.state.holdings.get(id);
-        if (h) h.dispatchSeq = res.seq;
-        this.metrics.dispatched(res.d.candidate.pool, now.getTime() - res.d.candidate.entry.enqueuedAt);
+        for (const d of res.out.decisions) {
+          const h = this.state.holdings.get(d.candidate.entry.id);
+          if (h) h.dispatchSeq = res.seq;
+          this.metrics.dispatched(d.candidate.pool, now.getTime() - d.candidate.entry.enqueuedAt);
+        }
       } else {
-        this.state.requeue(id);
+        for (const d of res.out.decisions) this.state.requeue(d.candidate.entry.id);
         // A publish that timed out may still have been stored: stepping down makes the next leader (maybe this
         // replica again, after a fresh fence) adopt whatever the stream really holds.
         fencedReason ??= isWrongLastSequence(res.err)

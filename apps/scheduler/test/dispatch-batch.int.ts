@@ -1,0 +1,211 @@
+/**
+ * Batched dispatch against a real nats-server (docs/architecture.md, "Batched dispatch"): a round's decisions for one
+ * worker travel in one message (bounded by attempts and by record bytes), a group of one keeps the single-attempt
+ * form, and a new leader adopts every attempt of an outstanding batch as one held token — once, even when the same
+ * attempt sits in the stream twice.
+ */
+import {
+  STREAMS,
+  SUBJECTS,
+  bucketDeclarations,
+  dispatchAttempts,
+  newJob,
+  streamDeclarations,
+  systemClock,
+  type DispatchPayload,
+  type StoredJob,
+} from '@gantry/contracts';
+import { NatsHandle, decodeJson, provision, publishJson } from '@gantry/jetstream';
+import { JobStore } from '@gantry/job-store';
+import { NatsServer, waitFor } from '@gantry/testing';
+import { createLogger, createRegistry } from '@gantry/telemetry';
+import { Dispatcher, type DispatchSettings } from '../src/dispatch/dispatcher';
+import { storedJobBytes } from '../src/dispatch/record-cache';
+import { SchedulerState } from '../src/domain/scheduler-state';
+import { SchedulerMetrics } from '../src/stats/metrics';
+
+const logger = createLogger('dispatch-batch-test', 'silent');
+
+describe('batched dispatch (real nats-server)', () => {
+  let server: NatsServer;
+  let nats: NatsHandle;
+  let counter = 0;
+
+  beforeAll(async () => {
+    server = await NatsServer.start();
+    nats = await NatsHandle.connect({ servers: [server.url], name: 'dispatch-batch', logger });
+    const s = streamDeclarations();
+    await provision(nats, { streams: [s.jobs, s.dispatch], buckets: [bucketDeclarations().leader] }, logger);
+  });
+  afterAll(async () => {
+    await nats?.drain();
+    await server?.dispose();
+  });
+  beforeEach(async () => {
+    await nats.jsm.streams.purge(STREAMS.dispatch);
+  });
+
+  const createJobs = async (n: number, inputChars = 10): Promise<StoredJob[]> => {
+    const writer = new JobStore(nats, systemClock);
+    const out: StoredJob[] = [];
+    for (let i = 0; i < n; i++)
+      out.push(
+        await writer.create(
+          newJob(
+            {
+              id: `bj${++counter}`,
+              tenant: 't',
+              type: 'noop',
+              input: { pad: 'x'.repeat(inputChars) },
+              priority: 'normal',
+              pool: 'default',
+              timeoutSeconds: 60,
+              maxAttempts: 2,
+              retryDelaysMs: [],
+              metadata: {},
+            },
+            new Date(),
+          ),
+        ),
+      );
+    return out;
+  };
+
+  /** A scheduler replica's dispatch side over its own state, with the given workers (id → slots). */
+  const replica = (
+    name: string,
+    stored: StoredJob[],
+    workers: Record<string, number>,
+    s: Partial<DispatchSettings>,
+  ) => {
+    const state = new SchedulerState(100, undefined);
+    for (const j of stored) state.apply(j, false);
+    for (const [id, slots] of Object.entries(workers)) {
+      state.capacity.upsertWorker({ id, pool: 'default', slots, slotsPerGpu: slots, gpus: [], draining: false });
+      state.capacity.setReady(id, true);
+    }
+    const fenced: string[] = [];
+    const dispatcher = new Dispatcher(
+      nats,
+      new JobStore(nats, systemClock),
+      state,
+      systemClock,
+      { agingMs: 0, batch: 64, recordCacheBytes: 0, ...s },
+      new SchedulerMetrics(
+        createRegistry(name),
+        state,
+        () => true,
+        () => ({ maxQueueSize: 1_000 }),
+      ),
+      logger,
+      (reason) => void fenced.push(reason),
+    );
+    return { state, dispatcher, fenced };
+  };
+
+  /** Every dispatch message in the stream, read from the server, with its sequence. */
+  const inStream = async (): Promise<{ seq: number; subject: string; p: DispatchPayload }[]> => {
+    const out: { seq: number; subject: string; p: DispatchPayload }[] = [];
+    for (let seq = 1; ;) {
+      const m = await nats.jsm.direct
+        .getMessage(STREAMS.dispatch, { next_by_subj: SUBJECTS.dispatchAll, seq })
+        .catch(() => null);
+      if (!m) return out;
+      seq = m.seq + 1;
+      if (m.subject !== SUBJECTS.dispatchFence) out.push({ seq: m.seq, subject: m.subject, p: decodeJson(m.data) });
+    }
+  };
+
+  const settle = async (r: ReturnType<typeof replica>, jobs: StoredJob[]) =>
+    waitFor(
+      () => (jobs.every((j) => r.state.holdings.get(j.record.id)?.dispatchSeq !== undefined) ? true : undefined),
+      { what: 'every job dispatched', timeoutMs: 30_000 },
+    );
+
+  it("publishes one message per worker holding that worker's attempts of the round", async () => {
+    const jobs = await createJobs(7);
+    const r = replica('one-message', jobs, { w1: 5, w2: 2 }, { attemptsPerMessage: 16 });
+    await r.dispatcher.activate(1, async () => undefined);
+    await settle(r, jobs);
+    r.dispatcher.deactivate();
+
+    const msgs = await inStream();
+    expect(msgs).toHaveLength(2);
+    const byWorker = new Map(msgs.map((m) => [m.p.workerId, m]));
+    const w1 = byWorker.get('w1')!;
+    const w2 = byWorker.get('w2')!;
+    expect(w1.subject).toBe(SUBJECTS.dispatch('w1'));
+    expect('attempts' in w1.p && w1.p.attempts).toHaveLength(5);
+    expect('attempts' in w2.p && w2.p.attempts).toHaveLength(2);
+    const attempts = msgs.flatMap((m) => dispatchAttempts(m.p).map((a) => ({ ...a, seq: m.seq })));
+    // Every job once, attempt 1, its record riding along; its token points at the message that carries it.
+    expect(attempts.map((a) => a.jobId).sort()).toEqual(jobs.map((j) => j.record.id).sort());
+    for (const a of attempts) {
+      expect(a).toMatchObject({ attempt: 1, generation: 1, epoch: 1 });
+      expect(a.record?.id).toBe(a.jobId);
+    }
+    expect(r.fenced).toEqual([]);
+  });
+
+  it('closes a message at attemptsPerMessage attempts and at its record bytes; a group of one keeps the old form', async () => {
+    const jobs = await createJobs(7, 20_000);
+    const perRecord = storedJobBytes(jobs[0]!);
+    // w1: 5 attempts, at most 2 a message by bytes → 2 + 2 + 1 (the last in the single-attempt form).
+    // w2: 2 attempts, at most 3 a message by count but 2 by bytes → one batch of 2.
+    const r = replica('bounds', jobs, { w1: 5, w2: 2 }, { attemptsPerMessage: 3, messageRecordBytes: 2.5 * perRecord });
+    // (Epochs are lease revisions, never reused: message ids are per epoch, so each leader here has its own.)
+    await r.dispatcher.activate(2, async () => undefined);
+    await settle(r, jobs);
+    r.dispatcher.deactivate();
+
+    const msgs = await inStream();
+    const sizes = (w: string) => msgs.filter((m) => m.p.workerId === w).map((m) => dispatchAttempts(m.p).length);
+    expect(sizes('w1')).toEqual([2, 2, 1]);
+    expect(sizes('w2')).toEqual([2]);
+    const single = msgs.find((m) => dispatchAttempts(m.p).length === 1)!;
+    expect('attempts' in single.p).toBe(false);
+    expect(single.p).toMatchObject({ attempt: 1, workerId: 'w1' });
+    expect(msgs.flatMap((m) => dispatchAttempts(m.p).map((a) => a.jobId)).sort()).toEqual(
+      jobs.map((j) => j.record.id).sort(),
+    );
+
+    // attemptsPerMessage 1 (the pre-batch behaviour): one message per attempt.
+    await nats.jsm.streams.purge(STREAMS.dispatch);
+    const more = await createJobs(4);
+    const one = replica('one-each', more, { w1: 4 }, { attemptsPerMessage: 1 });
+    await one.dispatcher.activate(3, async () => undefined);
+    await settle(one, more);
+    one.dispatcher.deactivate();
+    const each = await inStream();
+    expect(each).toHaveLength(4);
+    expect(each.every((m) => !('attempts' in m.p))).toBe(true);
+  });
+
+  it('a new leader adopts each attempt of an outstanding batch once', async () => {
+    const jobs = await createJobs(4);
+    const a = replica('leader-a', jobs, { w1: 4 }, { attemptsPerMessage: 16 });
+    await a.dispatcher.activate(10, async () => undefined);
+    await settle(a, jobs);
+    const [batch] = await inStream();
+    expect(batch && 'attempts' in batch.p && batch.p.attempts).toHaveLength(4);
+    // The same attempts once more in a second message (as a publish that timed out and was stored after all would
+    // leave them): adoption must still hold each attempt once.
+    await publishJson(nats.js, SUBJECTS.dispatch('w1'), batch!.p);
+
+    const b = replica('leader-b', jobs, { w1: 4 }, { attemptsPerMessage: 16 });
+    await b.dispatcher.activate(11, async () => undefined);
+    expect(b.state.holdings.size).toBe(4);
+    expect(b.state.capacity.used).toBe(4);
+    for (const j of jobs)
+      expect(b.state.holdings.get(j.record.id)).toMatchObject({
+        state: 'dispatched',
+        workerId: 'w1',
+        attempt: 1,
+        dispatchSeq: batch!.seq,
+      });
+    // Nothing is dispatched again: the worker's slots are all held by the adopted attempts.
+    expect(await inStream()).toHaveLength(2);
+    b.dispatcher.deactivate();
+    a.dispatcher.deactivate();
+  });
+});
