@@ -192,9 +192,17 @@ describe('weighted fair share between tenants (real processes)', () => {
     // One turnover of A's 1.5 s jobs, with a loaded machine's slack; FIFO would be 10,000 / 6 × 1.5 s ≈ 40 min.
     expect(bStarted - bAccepted).toBeLessThan(60_000);
 
-    // The tenants routes while A floods and B runs.
-    const all = await cluster.api<TenantView[]>('GET', '/v1/tenants');
-    expect(all.status).toBe(200);
+    // The tenants routes while A floods and B runs. A's jobs started together end together: a read at that instant,
+    // before the leader hands their tokens on, sees A with none running (seen once on a loaded box) — so await a
+    // snapshot where A is back on the other tokens, bounded.
+    const all = await waitFor(
+      async () => {
+        const r = await cluster.api<TenantView[]>('GET', '/v1/tenants');
+        const ta = r.body.find((v) => v.tenant === 'ta');
+        return r.status === 200 && ta && ta.running >= T - 1 ? r : undefined;
+      },
+      { what: "A back on every token but B's", timeoutMs: 60_000, intervalMs: 100 },
+    );
     const by = new Map(all.body.map((v) => [v.tenant, v]));
     const a = by.get('ta')!;
     const bt = by.get('tb')!;
