@@ -159,16 +159,18 @@ function toolEnv() {
   };
 }
 
-/** Runs a command in the foreground; resolves with its exit code and forwards SIGINT/SIGTERM to it. */
+/**
+ * Runs a command in the foreground; resolves with its exit code and forwards SIGINT, SIGTERM and SIGHUP to it (so this
+ * runner outlives it: a terminal's hang-up must not end the runner while the command is still stopping).
+ */
 function run(cmd, args, env = toolEnv(), quiet = false) {
   return new Promise((resolveRun) => {
     const child = spawn(cmd, args, { cwd: root, stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit', env });
     const forward = (sig) => child.kill(sig);
-    process.on('SIGINT', forward);
-    process.on('SIGTERM', forward);
+    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    for (const sig of signals) process.on(sig, forward);
     child.on('exit', (code, signal) => {
-      process.off('SIGINT', forward);
-      process.off('SIGTERM', forward);
+      for (const sig of signals) process.off(sig, forward);
       resolveRun(code ?? (signal ? 128 + 15 : 1));
     });
   });

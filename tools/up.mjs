@@ -1,6 +1,7 @@
 // `npm run up`: an embedded nats-server (JetStream, data under .data/nats) and S3-compatible store (.data/s3) unless
 // NATS_URL / S3_ENDPOINT point elsewhere, then the four services in the foreground with their logs prefixed.
-// Ctrl-C or SIGTERM stops the services (gracefully, then hard), then the store and the server: nothing is left behind.
+// Ctrl-C, SIGTERM or a hang-up stops the services (gracefully, then hard), then the store and the server: nothing is
+// left behind.
 // On a terminal the services' JSON lines are shown as readable coloured lines (pino-pretty); piped, they stay JSON.
 // Runs under the pinned Node 24 (started by tools/gantry.mjs after the build).
 // A second stack beside a developer's (what the test of this script does) needs its own ports and data directory:
@@ -160,8 +161,11 @@ async function stop(code = 0) {
   process.exit(code);
 }
 
-process.on('SIGINT', () => void stop(0));
-process.on('SIGTERM', () => void stop(0));
+// SIGHUP: the terminal hung up (its window closed, its shell killed). The services run in their own sessions, so
+// nothing else stops them: stop them here as for Ctrl-C. What is printed from then on cannot reach the terminal
+// (writes fail with EIO), which must not end this script before it has stopped everything.
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => void stop(0));
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
 start().catch((err) => {
   process.stderr.write(`${err?.stack ?? err}\n`);
   void stop(1);

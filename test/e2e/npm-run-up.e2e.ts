@@ -70,9 +70,18 @@ interface Up {
   exited: Promise<number | null>;
   ports: Record<(typeof SERVICES)[number], number>;
   dataDir: string;
+  /** Set by stackOf. */
+  procs?: Proc[];
 }
 
-async function startUp(onTerminal: boolean): Promise<Up> {
+/**
+ * How to run it: piped; on a terminal; or on a terminal whose session leader is a `/bin/sh` that stays in front of the
+ * command (dash does not exec the last command of `-c`), so that killing that shell hangs the terminal up — what
+ * closing a terminal window does.
+ */
+type How = 'piped' | 'terminal' | 'terminal-under-sh';
+
+async function startUp(how: How): Promise<Up> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gantry-up-'));
   const ports = {
     gateway: await freePort(),
@@ -95,9 +104,17 @@ async function startUp(onTerminal: boolean): Promise<Up> {
   for (const k of ['NATS_URL', 'S3_ENDPOINT', 'LOG_LEVEL', 'API_KEYS', 'NO_COLOR', 'FORCE_COLOR']) delete env[k];
   // `script` gives the command a pseudo-terminal as stdin/stdout and copies what it prints to ours; what we write to
   // its stdin is typed into that terminal (so "\x03" is a real Ctrl-C, delivered by the terminal's line discipline).
-  const child = onTerminal
-    ? spawn('script', ['-qfec', 'node tools/gantry.mjs up', '/dev/null'], { cwd: repoRoot(), env, stdio: 'pipe' })
-    : spawn('node', ['tools/gantry.mjs', 'up'], { cwd: repoRoot(), env, stdio: 'pipe' });
+  // It runs the command with `$SHELL -c`: `exec` makes the command the terminal's session leader whatever the shell
+  // (with SHELL unset that is /bin/sh, and dash would otherwise stay in front and die of the Ctrl-C itself).
+  if (how === 'terminal-under-sh') env['SHELL'] = '/bin/sh';
+  const child =
+    how === 'piped'
+      ? spawn('node', ['tools/gantry.mjs', 'up'], { cwd: repoRoot(), env, stdio: 'pipe' })
+      : spawn('script', ['-qfec', `${how === 'terminal' ? 'exec ' : ''}node tools/gantry.mjs up`, '/dev/null'], {
+          cwd: repoRoot(),
+          env,
+          stdio: 'pipe',
+        });
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
@@ -127,6 +144,7 @@ function stackOf(up: Up): Proc[] {
   for (const s of SERVICES) expect(procs.filter((p) => p.cmd.includes(`apps/${s}/dist/main.js`))).toHaveLength(1);
   expect(procs.filter((p) => /nats-server/.test(p.cmd))).toHaveLength(1);
   expect(procs.filter((p) => p.cmd.includes('tools/up.mjs'))).toHaveLength(1);
+  up.procs = procs;
   return procs;
 }
 
@@ -164,8 +182,10 @@ describe('npm run up', () => {
   let up: Up | undefined;
   afterEach(async () => {
     // A failed test must not leave a stack behind.
-    if (up && up.child.exitCode === null) {
-      const procs = tree(up.child.pid!);
+    if (up) {
+      // What runs below `up` now, and what ran below it when the stack was checked (the services run in their own
+      // sessions: they outlive their parents when something goes wrong).
+      const procs = [...(up.child.exitCode === null ? tree(up.child.pid!) : []), ...alive(up.procs ?? [])];
       for (const p of procs.reverse()) {
         try {
           process.kill(p.pid, 'SIGKILL');
@@ -179,7 +199,7 @@ describe('npm run up', () => {
   });
 
   it('on a terminal: one coloured line per log entry, no framework chatter, and Ctrl-C stops every process', async () => {
-    up = await startUp(true);
+    up = await startUp('terminal');
     await ready(up);
     const procs = stackOf(up);
     const output = up.output();
@@ -204,13 +224,13 @@ describe('npm run up', () => {
 
     up.child.stdin!.write('\x03');
     const code = await stopped(up, procs);
-    expect(code).toBe(0);
+    expect({ code, output: code === 0 ? '' : up.output().slice(-3000) }).toEqual({ code: 0, output: '' });
     expect(up.output()).toMatch(/\[gantry\]\S* stopped/);
     expect(up.output()).not.toMatch(NEST_NOISE);
   });
 
   it('piped: the JSON lines, no framework chatter, and SIGINT stops every process', async () => {
-    up = await startUp(false);
+    up = await startUp('piped');
     await ready(up);
     const procs = stackOf(up);
     const lines = serviceLines(up.output());
@@ -223,6 +243,25 @@ describe('npm run up', () => {
 
     up.child.kill('SIGINT');
     const code = await stopped(up, procs);
-    expect(code).toBe(0);
+    expect({ code, output: code === 0 ? '' : up.output().slice(-3000) }).toEqual({ code: 0, output: '' });
+  });
+
+  it('a terminal that hangs up (its shell killed, as when the window is closed) stops every process', async () => {
+    up = await startUp('terminal-under-sh');
+    await ready(up);
+    const procs = stackOf(up);
+    // The session leader: the shell `script` started, with `node tools/gantry.mjs up` below it.
+    const shell = procs.find((p) => p.ppid === up!.child.pid && /^(\/bin\/)?sh -c /.test(p.cmd));
+    expect(shell).toBeDefined();
+    process.kill(shell!.pid, 'SIGKILL');
+    // The kernel hangs the terminal up: SIGHUP to its foreground process group (the runner and `up`), nothing else;
+    // what they print from then on goes nowhere (`script` is gone with its shell), so only the processes tell.
+    await waitFor(() => alive(procs).length === 0, {
+      timeoutMs: 120_000,
+      intervalMs: 200,
+      what: `every process of the stack gone after the hang-up (left: ${alive(procs)
+        .map((p) => p.cmd)
+        .join('; ')})`,
+    });
   });
 });
