@@ -260,8 +260,11 @@ describe('job dependencies (real processes)', () => {
   }, 300_000);
 
   it('releases every waiting child exactly once across a kill -9 of the leader, then of every scheduler', async () => {
-    const a = await submit({ type: 'noop', input: { durationMs: 15_000 } });
+    // The parent must outlast what follows up to the kill of every scheduler (60 submits, a takeover, a spawn): 15 s
+    // was too short once on a box loaded far beyond CI's. It ends by itself after that, with no scheduler running.
+    const a = await submit({ type: 'noop', input: { durationMs: 30_000 } });
     await cluster.waitForStatus(a.id, 'running', { timeoutMs: 30_000 });
+    const parentStarted = Date.now();
     const kids = await mapBounded(
       Array.from({ length: 50 }, (_, i) => i),
       16,
@@ -274,7 +277,9 @@ describe('job dependencies (real processes)', () => {
     await leaderOf(cluster);
     // Every scheduler gone while the parent completes: nobody releases until the next takeover.
     for (const s of cluster.of('scheduler')) await s.kill('SIGKILL');
-    expect((await reader.record(a.id)).status).toBe('running');
+    expect({ status: (await reader.record(a.id)).status, afterMs: Date.now() - parentStarted }).toMatchObject({
+      status: 'running',
+    });
     await waitFor(async () => ((await reader.record(a.id)).status === 'completed' ? true : undefined), {
       what: 'the parent completed with no scheduler running',
       timeoutMs: 60_000,

@@ -192,10 +192,22 @@ describe('gpu-worker failures end to end', () => {
     // It rejoins under its id (heartbeats resumed, its dispatch consumer re-created) and takes work again.
     await zombie.waitForLog((l) => l['msg'] === 'heartbeats resumed after this worker was declared lost; rejoining');
     await waitFor(async () => (await liveWorkerIds()).includes(first.workerId!), { what: 'the resumed worker listed' });
-    const a = await cluster.submit({ type: 'sleeper', input: { tag: 'after1', seconds: 2 } });
-    const b = await cluster.submit({ type: 'sleeper', input: { tag: 'after2', seconds: 2 } });
-    const ran = await Promise.all([a, b].map((j) => waitJob(j, (v) => v.status === 'completed', 'completed')));
-    expect(ran.map((v) => v.workerId)).toContain(first.workerId); // one slot per worker: one of them ran on it
+    // Listed is not yet dispatchable: the leader sends it nothing until it has seen its re-created dispatch consumer
+    // (capacity.ts, `ready`), which a loaded box can take a moment to show. Two jobs at a time for one slot per worker:
+    // once it is ready, one of a pair runs on it.
+    let pairs = 0;
+    await waitFor(
+      async () => {
+        pairs++;
+        const pair = [
+          await cluster.submit({ type: 'sleeper', input: { tag: `after${pairs}a`, seconds: 2 } }),
+          await cluster.submit({ type: 'sleeper', input: { tag: `after${pairs}b`, seconds: 2 } }),
+        ];
+        const ran = await Promise.all(pair.map((j) => waitJob(j, (v) => v.status === 'completed', 'completed')));
+        return ran.some((v) => v.workerId === first.workerId);
+      },
+      { what: 'a job run by the resumed worker', timeoutMs: 120_000, intervalMs: 0 },
+    );
   });
 
   it('SIGTERM: stops taking work, finishes what fits in the grace period, hands the rest back at once', async () => {
