@@ -8,7 +8,8 @@
  *
  * Batched dispatch (docs/architecture.md, "Batched dispatch"): a round's decisions for one worker travel in one message
  * (up to `attemptsPerMessage` attempts — never more than the worker advertises in its heartbeat — and
- * {@link MESSAGE_RECORD_BYTES} of records); a group of one is sent in the single-attempt form. Fencing stays per message. Tokens stay held until the terminal record frees them, never an ack.
+ * {@link MESSAGE_RECORD_BYTES} of records); a group of one is sent in the single-attempt form. Fencing stays per
+ * message. Tokens stay held until the terminal record frees them, never an ack.
  */
 import {
   CHANNELS,
