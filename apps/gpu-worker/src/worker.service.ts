@@ -5,6 +5,7 @@
 import {
   BUCKETS,
   CHANNELS,
+  DISPATCH_BATCH_LIMIT,
   SUBJECTS,
   type Clock,
   type GpuInfo,
@@ -205,6 +206,8 @@ export class WorkerService {
       slotsPerGpu: this.identity.slotsPerGpu,
       gpus: this.gpus?.monitor.statuses() ?? this.identity.gpus,
       learnedPeaksMb: this.gpus?.monitor.learnedPeaks() ?? {},
+      // This release reads batched dispatches (up to the channel's limit): schedulers may batch to it.
+      dispatchBatchMax: DISPATCH_BATCH_LIMIT,
       runningJobs: [...this.runner.running.keys()],
       inflight: [...this.runner.inflight.values()],
       jobTypes: this.identity.jobTypes,

@@ -244,6 +244,9 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     expect(app.slots).toBe(4); // 2 GPUs × SLOTS_PER_GPU (2)
     const hb = await heartbeat();
     expect(hb).toMatchObject({ id: app.id, pool: 'default', slots: 4, slotsPerGpu: 2, draining: false });
+    // It reads batched dispatches, and says so: schedulers send it up to this many attempts per message (an older
+    // worker's heartbeat lacks the field and gets one message per attempt).
+    expect(hb.dispatchBatchMax).toBe(DISPATCH_BATCH_LIMIT);
     expect(hb.gpus).toEqual(app.gpus.map((g) => expect.objectContaining({ ...g, health: 'ok' })));
     expect(hb.jobTypes).toEqual(expect.arrayContaining(['noop', 'ffmpeg', 'env', 'sleeper']));
 

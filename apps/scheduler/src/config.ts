@@ -63,10 +63,10 @@ export const schedulerSpec = {
     doc: "byte budget of the dispatcher's cache of recently queued job records (estimated heap; 0 = no cache)",
   }),
   DISPATCH_BATCH_MAX: int({
-    default: 1,
+    default: 16,
     min: 1,
     max: 32,
-    doc: 'most attempts one dispatch message carries for one worker (default 1 = one message per attempt, the pre-batch form, safe in any upgrade order; 16 once every worker understands batches — deploy/ sets 16)',
+    doc: 'most attempts one dispatch message carries for one worker, and never more than that worker advertises in its heartbeat (dispatchBatchMax; a worker of an older release advertises nothing and gets one message per attempt, so any upgrade order is safe); 1 = one message per attempt everywhere',
   }),
   STATS_INTERVAL_MS: int({
     default: 500,

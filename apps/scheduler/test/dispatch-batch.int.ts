@@ -2,9 +2,13 @@
  * Batched dispatch against a real nats-server (docs/architecture.md, "Batched dispatch"): a round's decisions for one
  * worker travel in one message (bounded by attempts and by record bytes), a group of one keeps the single-attempt
  * form, and a new leader adopts every attempt of an outstanding batch as one held token — once, even when the same
- * attempt sits in the stream twice.
+ * attempt sits in the stream twice. A worker gets at most what its heartbeat advertises (`dispatchBatchMax`; absent:
+ * an older worker, one message per attempt) — heartbeats written to the workers bucket, read by the real monitor.
  */
 import {
+  BUCKETS,
+  CONSUMERS,
+  DISPATCH_BATCH_LIMIT,
   STREAMS,
   SUBJECTS,
   bucketDeclarations,
@@ -14,8 +18,10 @@ import {
   systemClock,
   type DispatchPayload,
   type StoredJob,
+  type WorkerHeartbeat,
 } from '@gantry/contracts';
-import { NatsHandle, decodeJson, provision, publishJson } from '@gantry/jetstream';
+import { NatsHandle, decodeJson, encodeJson, provision, publishJson } from '@gantry/jetstream';
+import { AckPolicy } from '@nats-io/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { NatsServer, waitFor } from '@gantry/testing';
 import { createLogger, createRegistry } from '@gantry/telemetry';
@@ -23,6 +29,7 @@ import { Dispatcher, type DispatchSettings } from '../src/dispatch/dispatcher';
 import { storedJobBytes } from '../src/dispatch/record-cache';
 import { SchedulerState } from '../src/domain/scheduler-state';
 import { SchedulerMetrics } from '../src/stats/metrics';
+import { WorkerMonitor } from '../src/workers/worker-monitor';
 
 const logger = createLogger('dispatch-batch-test', 'silent');
 
@@ -35,7 +42,8 @@ describe('batched dispatch (real nats-server)', () => {
     server = await NatsServer.start();
     nats = await NatsHandle.connect({ servers: [server.url], name: 'dispatch-batch', logger });
     const s = streamDeclarations();
-    await provision(nats, { streams: [s.jobs, s.dispatch], buckets: [bucketDeclarations().leader] }, logger);
+    const b = bucketDeclarations();
+    await provision(nats, { streams: [s.jobs, s.dispatch], buckets: [b.leader, b.workers] }, logger);
   });
   afterAll(async () => {
     await nats?.drain();
@@ -71,7 +79,10 @@ describe('batched dispatch (real nats-server)', () => {
     return out;
   };
 
-  /** A scheduler replica's dispatch side over its own state, with the given workers (id → slots). */
+  /**
+   * A scheduler replica's dispatch side over its own state, with the given workers (id → slots), each of this release
+   * (accepting the channel's limit per message).
+   */
   const replica = (
     name: string,
     stored: StoredJob[],
@@ -81,7 +92,15 @@ describe('batched dispatch (real nats-server)', () => {
     const state = new SchedulerState(100, undefined);
     for (const j of stored) state.apply(j, false);
     for (const [id, slots] of Object.entries(workers)) {
-      state.capacity.upsertWorker({ id, pool: 'default', slots, slotsPerGpu: slots, gpus: [], draining: false });
+      state.capacity.upsertWorker({
+        id,
+        pool: 'default',
+        slots,
+        slotsPerGpu: slots,
+        gpus: [],
+        draining: false,
+        dispatchBatchMax: DISPATCH_BATCH_LIMIT,
+      });
       state.capacity.setReady(id, true);
     }
     const fenced: string[] = [];
@@ -207,5 +226,91 @@ describe('batched dispatch (real nats-server)', () => {
     expect(await inStream()).toHaveLength(2);
     b.dispatcher.deactivate();
     a.dispatcher.deactivate();
+  });
+
+  it('sends a worker at most what its heartbeat advertises: absent = one message per attempt', async () => {
+    const jobs = await createJobs(18);
+    // Heartbeats as workers write them to the workers bucket: one of an older release (no dispatchBatchMax), one
+    // advertising 16 and one advertising 4, each with its dispatch consumer (the monitor checks it exists).
+    const workers: [string, number, number | undefined][] = [
+      ['w-old', 5, undefined],
+      ['w-16', 6, 16],
+      ['w-4', 7, 4],
+    ];
+    const kv = await nats.kvm.open(BUCKETS.workers);
+    for (const [id, slots, most] of workers) {
+      await nats.jsm.consumers.add(STREAMS.dispatch, {
+        durable_name: CONSUMERS.worker(id),
+        filter_subject: SUBJECTS.dispatch(id),
+        ack_policy: AckPolicy.Explicit,
+      });
+      const at = new Date().toISOString();
+      const hb: WorkerHeartbeat = {
+        v: 1,
+        id,
+        pool: 'default',
+        slots,
+        slotsPerGpu: slots,
+        gpus: [],
+        runningJobs: [],
+        inflight: [],
+        jobTypes: ['noop'],
+        ...(most === undefined ? {} : { dispatchBatchMax: most }),
+        draining: false,
+        startedAt: at,
+        heartbeatAt: at,
+        version: 'test',
+      };
+      await kv.put(id, encodeJson(hb));
+    }
+    // No worker known up front: the real monitor reads the heartbeats into the replica's state.
+    const r = replica('advertised', jobs, {}, { attemptsPerMessage: 16 });
+    const monitor = new WorkerMonitor(
+      nats,
+      new JobStore(nats, systemClock),
+      r.state,
+      systemClock,
+      600_000,
+      {
+        isLeader: () => true,
+        verifyLeadership: () => Promise.resolve(true),
+        workersChanged: () => r.dispatcher.workersChanged(),
+        lost: () => undefined,
+      },
+      logger,
+    );
+    try {
+      await monitor.start();
+      await waitFor(() => workers.every(([id]) => r.state.capacity.worker(id)?.ready) || undefined, {
+        what: 'every worker ready',
+        timeoutMs: 30_000,
+      });
+      expect(workers.map(([id]) => r.state.capacity.worker(id)?.dispatchBatchMax)).toEqual([1, 16, 4]);
+      // Every worker known before the first round: one round decides all 18 (as many as the slots).
+      await r.dispatcher.activate(20, async () => undefined);
+      await settle(r, jobs);
+      r.dispatcher.deactivate();
+    } finally {
+      await monitor.stop();
+      for (const [id] of workers) {
+        await kv.delete(id).catch(() => undefined);
+        await nats.jsm.consumers.delete(STREAMS.dispatch, CONSUMERS.worker(id)).catch(() => undefined);
+      }
+    }
+
+    const msgs = await inStream();
+    const of = (w: string) => msgs.filter((m) => m.p.workerId === w);
+    const sizes = (w: string) => of(w).map((m) => dispatchAttempts(m.p).length);
+    // The older worker: one message per attempt, every one in the single-attempt form it reads.
+    expect(sizes('w-old')).toEqual([1, 1, 1, 1, 1]);
+    expect(of('w-old').every((m) => !('attempts' in m.p))).toBe(true);
+    // 16 advertised (and configured): its six attempts in one batch.
+    expect(sizes('w-16')).toEqual([6]);
+    // 4 advertised, 16 configured: never more than 4 a message.
+    expect(sizes('w-4')).toEqual([4, 3]);
+    expect(msgs.flatMap((m) => dispatchAttempts(m.p).map((a) => a.jobId)).sort()).toEqual(
+      jobs.map((j) => j.record.id).sort(),
+    );
+    expect(r.fenced).toEqual([]);
   });
 });

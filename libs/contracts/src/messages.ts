@@ -107,6 +107,12 @@ export interface WorkerHeartbeat {
    * to hold — the scheduler's default request for jobs of the type that declare none.
    */
   learnedPeaksMb?: Record<string, number>;
+  /**
+   * Since v1.1: the most attempts this worker accepts in one dispatch message (docs/architecture.md, "Batched
+   * dispatch"). Absent = 1: a worker of an older release, which reads only the single-attempt form. The scheduler
+   * sends it at most min(DISPATCH_BATCH_MAX, this) attempts per message.
+   */
+  dispatchBatchMax?: number;
   draining: boolean;
   startedAt: string;
   heartbeatAt: string;

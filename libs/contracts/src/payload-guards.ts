@@ -259,6 +259,7 @@ export const workerHeartbeat: Guard<WorkerHeartbeat> = object<WorkerHeartbeat>({
   inflight: arrayOf(object<{ jobId: string; attempt: number }>({ jobId: str, attempt: int })),
   jobTypes: arrayOf(str),
   learnedPeaksMb: optional(recordOf(num)),
+  dispatchBatchMax: optional(int),
   draining: bool,
   startedAt: str,
   heartbeatAt: str,

@@ -7,8 +7,9 @@
  * steps down; nothing it decided after losing the lease can reach a worker.
  *
  * Batched dispatch (docs/architecture.md, "Batched dispatch"): a round's decisions for one worker travel in one message
- * (up to `attemptsPerMessage` attempts and {@link MESSAGE_RECORD_BYTES} of records); a group of one is sent in the
- * single-attempt form. Fencing stays per message. Tokens stay held until the terminal record frees them, never an ack.
+ * (up to `attemptsPerMessage` attempts — never more than the worker advertises in its heartbeat — and
+ * {@link MESSAGE_RECORD_BYTES} of records); a group of one is sent in the single-attempt form. Fencing stays per
+ * message. Tokens stay held until the terminal record frees them, never an ack.
  */
 import {
   CHANNELS,
@@ -69,7 +70,10 @@ export interface DispatchSettings {
   recordCacheBytes?: number;
   /** Estimated bytes of the records one dispatch round may hold (default 8 MiB). */
   roundRecordBytes?: number;
-  /** Most attempts one dispatch message carries for one worker (default 1: one message per attempt). */
+  /**
+   * Most attempts one dispatch message carries for one worker (default 1: one message per attempt); never more than
+   * the worker advertises in its heartbeat (`dispatchBatchMax`, absent = 1).
+   */
   attemptsPerMessage?: number;
   /** Estimated bytes of the records one batch message carries (default 256 KiB). */
   messageRecordBytes?: number;
@@ -233,19 +237,22 @@ export class Dispatcher {
 
   /**
    * The round's dispatches as messages: grouped per worker in decision order, each message closed at
-   * `attemptsPerMessage` attempts or once its records reach `messageRecordBytes`.
+   * min(`attemptsPerMessage`, the worker's advertised `dispatchBatchMax`) attempts or once its records reach
+   * `messageRecordBytes`. A worker that advertises nothing (an older release) gets one message per attempt.
    */
   private group(valid: readonly Decision[], records: ReadonlyMap<string, StoredJob>): Outgoing[] {
-    const most = Math.max(1, Math.min(DISPATCH_BATCH_LIMIT, this.settings.attemptsPerMessage ?? 1));
+    const configured = Math.max(1, Math.min(DISPATCH_BATCH_LIMIT, this.settings.attemptsPerMessage ?? 1));
     const byteBound = this.settings.messageRecordBytes ?? MESSAGE_RECORD_BYTES;
     const out: Outgoing[] = [];
-    const open = new Map<string, { o: Outgoing; bytes: number }>();
+    const open = new Map<string, { o: Outgoing; bytes: number; most: number }>();
     for (const d of valid) {
       const bytes = storedJobBytes(records.get(d.candidate.entry.id)!);
       let cur = open.get(d.workerId);
-      if (cur && (cur.o.decisions.length >= most || cur.bytes + bytes > byteBound)) cur = undefined;
+      if (cur && (cur.o.decisions.length >= cur.most || cur.bytes + bytes > byteBound)) cur = undefined;
       if (!cur) {
-        cur = { o: { workerId: d.workerId, decisions: [] }, bytes: 0 };
+        // What the worker advertised it reads (an older worker, or one no longer known: 1, the single form).
+        const most = Math.min(configured, this.state.capacity.worker(d.workerId)?.dispatchBatchMax ?? 1);
+        cur = { o: { workerId: d.workerId, decisions: [] }, bytes: 0, most };
         open.set(d.workerId, cur);
         out.push(cur.o);
       }

@@ -38,6 +38,11 @@ export interface WorkerState {
    * consumer is seen again.
    */
   ready: boolean;
+  /**
+   * Most attempts it accepts in one dispatch message, from its heartbeat (since v1.1; 1 when absent: a worker of an
+   * older release reads only the single-attempt form).
+   */
+  dispatchBatchMax: number;
 }
 
 export interface Reservation {
@@ -116,6 +121,8 @@ export class Capacity {
     draining: boolean;
     /** Known to have its dispatch consumer (kept from before when absent). */
     ready?: boolean;
+    /** Most attempts per dispatch message it accepts (absent: 1, an older worker). */
+    dispatchBatchMax?: number;
   }): void {
     const cur = this.workers.get(w.id);
     const gpus: GpuState[] = w.gpus.map((g) => {
@@ -140,6 +147,7 @@ export class Capacity {
       gpus,
       draining: w.draining,
       ready: w.ready ?? cur?.ready ?? false,
+      dispatchBatchMax: Math.max(1, Math.floor(w.dispatchBatchMax ?? 1)),
     };
     if (!cur) {
       // A worker first heard of after reservations naming it (e.g. jobs found running at takeover).
