@@ -8,7 +8,7 @@
 //   npm run bench:scheduler -- --job-bytes=65536 # every job padded to that JSON size (MAX_JOB_BYTES' default)
 //   npm run bench:scheduler -- --urgent=20       # urgent jobs written behind the queue, one at a time (default 5)
 //   npm run bench:scheduler -- --cpu-prof=DIR    # CPU profiles of both schedulers into DIR, with the measured windows
-//                                                # (DIR/windows.json); `node tools/bench/scheduler-profile.mjs DIR`
+//                                                # (DIR/windows.json); `node tools/bench/cpu-profile.mjs DIR`
 //                                                # prints the top self-time functions inside the windows only
 //
 // Setup (see docs/performance.md): a real nats-server (fresh store per phase); the queued job records are written
@@ -577,7 +577,7 @@ async function main() {
   if (PROF_DIR) {
     mkdirSync(PROF_DIR, { recursive: true });
     writeFileSync(join(PROF_DIR, 'windows.json'), JSON.stringify(windows, null, 2));
-    out(`\n  CPU profiles and windows.json in ${PROF_DIR} (node tools/bench/scheduler-profile.mjs ${PROF_DIR})`);
+    out(`\n  CPU profiles and windows.json in ${PROF_DIR} (node tools/bench/cpu-profile.mjs ${PROF_DIR})`);
   }
   const rs = median(small.rates);
   const rb = median(big.rates);

@@ -19,15 +19,21 @@
 //
 //   npm run bench:vs-bullmq -- [--jobs 5000] [--rounds 2] [--batch 1000] [--tokens 64] [--workers 1]
 //                              [--in-flight 4] [--gap-jobs 200] [--gap-ms 20] [--only gantry|bullmq]
+//                              [--cpu-prof DIR] [--cpu-prof-top 15]
+// --cpu-prof DIR: V8 CPU profiles of every Gantry service into DIR (written when they stop), DIR/windows.json with the
+// measured rounds on the monotonic clock of the profiles' timestamps, and a printed top-N self-time and inclusive
+// summary per service counted inside those rounds only, per job (tools/bench/cpu-profile.mjs; rerun it on DIR for
+// more rows). The profiler costs CPU itself: take the µs-per-job figures from a run without it.
 // WORKER_STARTED_REVISION_DELAY_MS in the environment is passed to the workers (0: the "before" of issue 16 lever 2);
 // DISPATCH_BATCH_MAX to the scheduler (1: one dispatch message per attempt, the "before" of issue 16 lever 3).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { NatsServer, S3Server, ServiceProcess, freePort } from '@gantry/testing';
+import { profileReport } from './cpu-profile.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -40,6 +46,8 @@ const { values: opt } = parseArgs({
     'gap-jobs': { type: 'string', default: '200' },
     'gap-ms': { type: 'string', default: '20' },
     only: { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    'cpu-prof-top': { type: 'string', default: '15' },
     // Internal: this script run as the BullMQ worker process.
     role: { type: 'string' },
     'redis-port': { type: 'string' },
@@ -58,6 +66,11 @@ const IN_FLIGHT = Number(opt['in-flight']);
 const GAP_JOBS = Number(opt['gap-jobs']);
 const GAP_MS = Number(opt['gap-ms']);
 const PRIORITIES = ['urgent', 'high', 'normal', 'low'];
+const PROF_DIR = opt['cpu-prof'] ? resolve(opt['cpu-prof']) : undefined;
+/** Measured rounds per Gantry process, in µs of the monotonic clock (CLOCK_MONOTONIC, as V8's profile timestamps). */
+const profWindows = [];
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+if (PROF_DIR) mkdirSync(PROF_DIR, { recursive: true });
 const KEY = 'bench-admin-key-0001';
 const CLK_TCK = 100;
 const say = (m) => process.stderr.write(`[bench] ${m}\n`);
@@ -396,6 +409,7 @@ async function startGantry() {
       : {}),
     // The "before" of issue 16's lever 3: DISPATCH_BATCH_MAX=1 sends one dispatch message per attempt.
     ...(process.env.DISPATCH_BATCH_MAX !== undefined ? { DISPATCH_BATCH_MAX: process.env.DISPATCH_BATCH_MAX } : {}),
+    ...(PROF_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROF_DIR}` } : {}),
   };
   const services = [new ServiceProcess('scheduler', env).start()];
   for (let i = 0; i < WORKERS; i++) services.push(new ServiceProcess('gpu-worker', env).start());
@@ -463,6 +477,7 @@ async function startGantry() {
   return {
     name: 'Gantry',
     monitor,
+    services,
     pids: () => [['nats-server', nats.pid], ...services.map((s) => [s.name, s.pid]), ['bench (producer)', process.pid]],
     counters: () => natsCounters(monitor),
     async round(n) {
@@ -573,7 +588,14 @@ async function main() {
         const c0 = await s.counters();
         const cpu0 = pids.map(([, pid]) => cpuTicks(pid));
         const la = loadavg()[0];
+        const m0 = monotonicUs();
         const { ms, submitMs } = await s.round(JOBS);
+        if (PROF_DIR && s.services) {
+          const to = monotonicUs();
+          for (const svc of s.services) {
+            profWindows.push({ label: svc.name, pid: svc.pid, from: m0, to, units: JOBS, unit: 'job' });
+          }
+        }
         const cpu1 = pids.map(([, pid]) => cpuTicks(pid));
         const c1 = await s.counters();
         const rate = JOBS / (ms / 1000);
@@ -668,6 +690,13 @@ async function main() {
     );
   } finally {
     await cleanup();
+  }
+  if (PROF_DIR && profWindows.length > 0) {
+    // The services have stopped: their profiles are written.
+    mkdirSync(PROF_DIR, { recursive: true });
+    writeFileSync(join(PROF_DIR, 'windows.json'), JSON.stringify(profWindows, null, 2));
+    out(`\n== CPU profiles of the measured rounds (${PROF_DIR}; node tools/bench/cpu-profile.mjs ${PROF_DIR}) ==`);
+    out(profileReport(PROF_DIR, { top: Number(opt['cpu-prof-top']) }));
   }
 }
 

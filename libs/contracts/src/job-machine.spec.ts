@@ -15,6 +15,7 @@ import {
   requestCancel,
   requeueAfterDelay,
   startAttempt,
+  stripUndefined,
   toEvent,
   workerLost,
   type AttemptOwner,
@@ -367,5 +368,16 @@ describe('job state machine', () => {
       expect(again.record.error).toBeUndefined();
       expect(again.record.finishedAt).toBeUndefined();
     });
+  });
+});
+
+describe('stripUndefined', () => {
+  it('copies the defined fields in order and leaves its argument alone (no delete: no dictionary-mode record)', () => {
+    const o: Record<string, unknown> = { a: 1, b: undefined, c: null, d: 'x', e: undefined };
+    const r = stripUndefined(o);
+    expect(Object.keys(r)).toEqual(['a', 'c', 'd']);
+    expect(r).toEqual({ a: 1, c: null, d: 'x' });
+    expect(Object.keys(o)).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(r).not.toBe(o);
   });
 });

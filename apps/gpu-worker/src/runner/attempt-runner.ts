@@ -473,8 +473,12 @@ export class AttemptRunner {
     const startTimer = pending ? setTimeout(() => void this.writeStart(attempt), delayMs) : undefined;
     const executor = this.d.executors.get(record.type);
     const startedAt = this.d.clock.now().getTime();
-    const log = this.d.logger.child({ jobId: record.id, attempt: m.attempt });
-    log.info({ type: record.type, gpus: assigned.map((g) => g.uuid) }, 'attempt started');
+    // The attempt's child logger is made when something logs through it (at the bench's `warn`, most attempts never do).
+    let child: Logger | undefined;
+    const log = (): Logger => (child ??= this.d.logger.child({ jobId: record.id, attempt: m.attempt }));
+    if (this.d.logger.isLevelEnabled('info')) {
+      log().info({ type: record.type, gpus: assigned.map((g) => g.uuid) }, 'attempt started');
+    }
     const ranOutcome = await inSpan(
       'job run',
       {
@@ -522,7 +526,9 @@ export class AttemptRunner {
             ...(this.d.parentOutputs
               ? { parentOutput: (url: string) => this.d.parentOutputs!.resolve(record, url) }
               : {}),
-            logger: log,
+            get logger() {
+              return log();
+            },
             ...(sandbox ? { sandbox } : {}),
           });
           if (attempt.reason) return { kind: attempt.reason };
@@ -537,7 +543,7 @@ export class AttemptRunner {
             span.setAttribute('gantry.error.code', err.code);
             return { kind: 'fail', error: jobError(err.code, err.message, err.retryable, err.detail) };
           }
-          log.error({ err }, 'executor crashed');
+          log().error({ err }, 'executor crashed');
           return { kind: 'fail', error: jobError('INTERNAL', err instanceof Error ? err.message : String(err), true) };
         } finally {
           clearTimeout(timer);
@@ -562,10 +568,12 @@ export class AttemptRunner {
       type: record.type,
       ...(outcome.kind === 'fail' && outcome.gpuMemoryMb !== undefined ? { gpuOomRaisedMb: outcome.gpuMemoryMb } : {}),
     });
-    log.info(
-      { outcome: outcome.kind, ...(outcome.kind === 'fail' ? { code: outcome.error.code } : {}) },
-      'attempt finished',
-    );
+    if (this.d.logger.isLevelEnabled('info')) {
+      log().info(
+        { outcome: outcome.kind, ...(outcome.kind === 'fail' ? { code: outcome.error.code } : {}) },
+        'attempt finished',
+      );
+    }
     await this.finish(m, attempt, outcome, ctx);
   }
 
