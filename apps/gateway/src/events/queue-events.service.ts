@@ -43,11 +43,11 @@ export function totalsSignature(b: QueueState): string {
 
 @Injectable()
 export class QueueEventsService implements OnModuleDestroy {
-  private readonly streams = new Set<SseStream<QueueState>>();
+  /** Open streams, each with the last state it was sent (JSON): a stream is sent a state only if it differs. */
+  private readonly streams = new Map<SseStream<QueueState>, string>();
   private unsubscribe: (() => void) | undefined;
   private refreshTimer: ReturnType<typeof setInterval> | undefined;
-  /** The last state sent to the streams (JSON) and the totals of the broadcast that last triggered a read. */
-  private lastSent: string | undefined;
+  /** The totals of the broadcast that last triggered a read. */
   private lastSignature: string | undefined;
   private fetching = false;
   private again = false;
@@ -84,8 +84,9 @@ export class QueueEventsService implements OnModuleDestroy {
       },
     });
     if (!s) return;
-    this.streams.add(s);
-    s.write(queueEvent(JSON.stringify(s.value)));
+    const first = JSON.stringify(s.value);
+    this.streams.set(s, first);
+    s.write(queueEvent(first));
     this.startFollowing();
   }
 
@@ -102,7 +103,6 @@ export class QueueEventsService implements OnModuleDestroy {
     this.refreshTimer = undefined;
     if (this.delayed) clearTimeout(this.delayed);
     this.delayed = undefined;
-    this.lastSent = undefined;
     this.lastSignature = undefined;
   }
 
@@ -113,7 +113,10 @@ export class QueueEventsService implements OnModuleDestroy {
     this.refresh();
   }
 
-  /** Reads the queue once (coalesced, at most once per QUEUE_EVENTS_MIN_INTERVAL_MS) and sends it if it changed. */
+  /**
+   * Reads the queue once (coalesced, at most once per QUEUE_EVENTS_MIN_INTERVAL_MS) and sends it to each stream whose
+   * last state it is not.
+   */
   private refresh(): void {
     if (this.streams.size === 0) return;
     if (this.fetching) {
@@ -134,10 +137,13 @@ export class QueueEventsService implements OnModuleDestroy {
       .call(SCHEDULER_RPC.queue)
       .then((state) => {
         const json = JSON.stringify(state);
-        if (json === this.lastSent) return;
-        this.lastSent = json;
-        const event = queueEvent(json);
-        for (const s of this.streams) s.write(event);
+        // Per stream: a stream opened since the last read was sent its own first state, maybe this very one.
+        let event: string | undefined;
+        for (const [s, last] of this.streams) {
+          if (last === json) continue;
+          this.streams.set(s, json);
+          s.write((event ??= queueEvent(json)));
+        }
       })
       .catch((err: unknown) => {
         // No leader for a moment: the streams stay open (keepalives) and the next broadcast or refresh tries again.
@@ -153,7 +159,7 @@ export class QueueEventsService implements OnModuleDestroy {
   }
 
   onModuleDestroy(): void {
-    for (const s of [...this.streams]) s.close();
+    for (const s of [...this.streams.keys()]) s.close();
     this.stopFollowing();
   }
 }
