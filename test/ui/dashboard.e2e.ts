@@ -2,9 +2,12 @@
  * The dashboard in a real browser: Debian's Chromium driven by playwright-core, against the whole system as real
  * processes. It loads with no console error, shows the numbers the API gives, reflects a submitted job without a
  * reload, an admin's pause reaches the queue, and a client key sees neither admin controls nor another tenant's jobs.
+ * The queue page follows the queue's SSE stream: a pause shows with no GET /v1/queue at all, and a stream cut on the
+ * wire shows "reconnecting", falls back to polling and comes back live.
  * With GANTRY_UI_SCREENSHOTS=1 it also writes the screenshots under docs/screenshots.
  */
 import { existsSync, mkdirSync } from 'node:fs';
+import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ADMIN_KEY, CLIENT_KEY, GantryCluster, OTHER_TENANT_KEY, repoRoot, waitFor } from '@gantry/testing';
@@ -31,6 +34,67 @@ interface Tenant {
   weight: number;
   queued: number;
   entitledPercent: number;
+}
+
+/**
+ * A TCP hop between Chromium and the gateway that the test can cut, as a load balancer's idle timeout or a gateway
+ * going away would: `cut()` closes the connections carrying `GET /v1/queue/events` (both sides: the browser's stream
+ * breaks, the gateway closes its end and gives the slot back), and while `refuseStreams` is set a new one is closed at
+ * its request line. Every other request passes through untouched.
+ */
+class StreamHop {
+  refuseStreams = false;
+  private readonly streams = new Set<Socket>();
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly url: string,
+  ) {}
+
+  static async start(target: string): Promise<StreamHop> {
+    const { hostname, port } = new URL(target);
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const hop = new StreamHop(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    server.on('connection', (browser) => {
+      const gateway = createConnection(Number(port), hostname);
+      const both = [browser, gateway];
+      for (const s of both) {
+        hop.sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => {
+          hop.sockets.delete(s);
+          hop.streams.delete(browser);
+          for (const o of both) o.destroy();
+        });
+      }
+      gateway.pipe(browser);
+      browser.on('data', (chunk: Buffer) => {
+        // Chromium writes each request's head in one piece, and sends the next request on a connection only after
+        // the previous answer: a chunk that starts with a request line starts a request.
+        const line = /^[A-Z]+ (\S+) HTTP\/1\.1\r\n/.exec(chunk.toString('latin1'));
+        if (line?.[1] === '/v1/queue/events') {
+          if (hop.refuseStreams) return void browser.destroy();
+          hop.streams.add(browser);
+        } else if (line) hop.streams.delete(browser);
+        gateway.write(chunk);
+      });
+    });
+    return hop;
+  }
+
+  /** Cuts every open queue stream; answers how many. */
+  cut(): number {
+    const n = this.streams.size;
+    for (const s of this.streams) s.destroy();
+    return n;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise((r) => this.server.close(r));
+  }
 }
 
 describe('dashboard in real Chromium', () => {
@@ -64,21 +128,29 @@ describe('dashboard in real Chromium', () => {
     await cluster?.stop();
   });
 
-  /** A fresh browser session signed in with `key`; collects console errors and page errors. */
-  async function signIn(key: string): Promise<{ page: Page; errors: string[] }> {
+  /**
+   * A fresh browser session signed in with `key` (at `base`: the gateway unless told); collects console errors, page
+   * errors and every request the page makes (`METHOD /path`).
+   */
+  async function signIn(
+    key: string,
+    base = cluster.gatewayUrl,
+  ): Promise<{ page: Page; errors: string[]; requests: string[] }> {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     contexts.push(context);
     const page = await context.newPage();
     const errors: string[] = [];
+    const requests: string[] = [];
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(m.text());
     });
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${cluster.gatewayUrl}/ui`);
+    page.on('request', (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}`));
+    await page.goto(`${base}/ui`);
     await page.getByLabel('API key').fill(key);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByTestId('who').waitFor(WAIT);
-    return { page, errors };
+    return { page, errors, requests };
   }
 
   /** Waits until the element with this test id shows exactly `want`. */
@@ -151,6 +223,46 @@ describe('dashboard in real Chromium', () => {
     await textIs(page, 'tokens', '0 / 7');
     expect((await cluster.api<{ maxConcurrentJobs: number }>('GET', '/v1/queue')).body.maxConcurrentJobs).toBe(7);
     expect(errors).toEqual([]);
+  });
+
+  it('the queue page follows the SSE stream: a pause shows with no GET /v1/queue; a cut stream reconnects', async () => {
+    const hop = await StreamHop.start(cluster.gatewayUrl);
+    try {
+      const { page, errors, requests } = await signIn(ADMIN_KEY, hop.url);
+      const gets = () => requests.filter((r) => r === 'GET /v1/queue').length;
+      const opens = () => requests.filter((r) => r === 'GET /v1/queue/events').length;
+      await textIs(page, 'queue-link', 'live');
+      await textIs(page, 'queue-state', 'running');
+      await cluster.api('POST', '/v1/queue/pause');
+      await textIs(page, 'queue-state', 'paused');
+      expect(gets()).toBe(0);
+      expect(opens()).toBe(1);
+
+      // The stream is cut and cannot come back for now: the page says so and polls meanwhile.
+      hop.refuseStreams = true;
+      expect(hop.cut()).toBe(1);
+      await textIs(page, 'queue-link', 'reconnecting');
+      await waitFor(() => gets() > 0, { timeoutMs: 30_000, what: 'the fallback poll of GET /v1/queue' });
+      await cluster.api('POST', '/v1/queue/resume');
+      await textIs(page, 'queue-state', 'running');
+      // Reopening is tried again and again meanwhile (refused at the request line).
+      await waitFor(() => opens() >= 2, { timeoutMs: 30_000, what: 'a reconnection attempt' });
+
+      // Streams are let through again: the page reconnects, stops polling, and follows the queue live again.
+      hop.refuseStreams = false;
+      await textIs(page, 'queue-link', 'live');
+      const polled = gets();
+      await cluster.api('POST', '/v1/queue/pause');
+      await textIs(page, 'queue-state', 'paused');
+      await cluster.api('POST', '/v1/queue/resume');
+      await textIs(page, 'queue-state', 'running');
+      expect(gets()).toBe(polled);
+      // The cut and the refused reconnections are logged by the browser as network errors; nothing else.
+      expect(errors.filter((e) => !/net::ERR_/.test(e))).toEqual([]);
+    } finally {
+      await cluster.api('POST', '/v1/queue/resume');
+      await hop.close();
+    }
   });
 
   it("a client key sees no admin controls and none of another tenant's jobs", async () => {

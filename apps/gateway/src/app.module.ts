@@ -13,6 +13,7 @@ import { JobEventsController } from './events/job-events.controller';
 import { JobEventsService } from './events/job-events.service';
 import { QueueEventsService } from './events/queue-events.service';
 import { SseSlots } from './events/sse-slots';
+import { SseStreams } from './events/sse-stream';
 import { HealthController } from './health/health.controller';
 import { HttpMetrics } from './http/http-metrics';
 import { ObserveInterceptor } from './http/observe.interceptor';
@@ -81,6 +82,7 @@ export class GatewayModule {
         JobEventsService,
         QueueEventsService,
         SseSlots,
+        SseStreams,
         GatewayRpc,
         SchedulesService,
         { provide: APP_GUARD, useClass: ApiKeyGuard },

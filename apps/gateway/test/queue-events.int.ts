@@ -2,8 +2,9 @@
  * `GET /v1/queue/events` (real NATS, real sockets; the test plays the leading scheduler on NATS: it answers the queue
  * RPC and publishes the statistics broadcast): the first event is the queue as `GET /v1/queue` answers it; a broadcast
  * whose totals changed reaches every open stream through ONE read from the leader, whatever the number of streams;
- * broadcasts that change nothing cost no read and send nothing; no leader → 503 problem; the streams share the
- * gateway's event-stream slots (429 per key) and give them back when they end.
+ * broadcasts that change nothing cost no read and send nothing; a stream is never sent its first state again; no
+ * leader → 503 problem; the streams share the gateway's event-stream slots (429 per key) and give them back when they
+ * end.
  */
 import { SCHEDULER_RPC, SUBJECTS, type QueueState, type QueueStatsBroadcast } from '@gantry/contracts';
 import { encodeJson, replyOk } from '@gantry/jetstream';
@@ -208,6 +209,26 @@ describe('GET /v1/queue/events (real NATS; the test plays the leader)', () => {
     const again = await openQueueStream(s.gateway.url, CLIENT);
     expect(again.status).toBe(200);
     again.abort();
+    await waitFor(() => s.gateway.app.get(SseSlots).open === 0, { what: 'the slot given back' });
+  });
+
+  it('does not repeat a stream its first state: the first broadcast after it opens reads the same state, sends nothing', async () => {
+    // No stream open: the gateway follows nothing, so the next broadcast is the first one it compares (read once).
+    await waitFor(() => s.gateway.app.get(QueueEventsService).open === 0, { what: 'no stream open' });
+    const st = await openQueueStream(s.gateway.url, ADMIN);
+    expect(st.status).toBe(200);
+    await waitFor(() => st.states.length >= 1, { what: 'the first queue event' });
+    expect(st.states[0]).toEqual(current);
+    const before = reads;
+    await broadcast(current);
+    await waitFor(() => reads > before, { what: 'the read the first broadcast makes' });
+    // The next change is the stream's second event (a repeat of the first state would be there instead).
+    current = queueState({ ...current, running: 3, availableTokens: 1 });
+    await broadcast(current);
+    await waitFor(() => st.states.length >= 2, { what: 'the next state' });
+    expect(st.states[1]).toEqual(current);
+    st.abort();
+    await within(st.done, 10_000, 'the stream to end');
     await waitFor(() => s.gateway.app.get(SseSlots).open === 0, { what: 'the slot given back' });
   });
 });

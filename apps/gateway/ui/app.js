@@ -3,8 +3,9 @@
 // @gantry/client with the key the user typed (kept in sessionStorage: gone when the browser session ends).
 // Typechecked (no build step all the same): `// @ts-check` with JSDoc types from @gantry/client, by
 // apps/gateway/ui/tsconfig.json under `node tools/gantry.mjs lint`.
-// Live data: the queue page polls O(1) routes (queue state, workers) and bounded pages of the listing once a
-// second; a job page follows the job's own SSE stream. Nothing scans, whatever the queue's size (docs/dashboard.md).
+// Live data: the queue page follows the queue's SSE stream (polling GET /v1/queue only while that stream is down),
+// polls O(1) routes (workers, tenants) and bounded pages of the listing; a job page follows the job's own SSE stream.
+// Nothing scans, whatever the queue's size (docs/dashboard.md).
 import { h, render } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
@@ -26,6 +27,9 @@ import { GantryClient, isTerminalStatus } from '@gantry/client';
 const html = htm.bind(h);
 const KEY = 'gantry.apiKey';
 const POLL_MS = 1000;
+/** The queue page's stream reopens after this long, doubled at each failure up to the max (then jittered). */
+const STREAM_RETRY_MS = 1000;
+const STREAM_RETRY_MAX_MS = 15_000;
 /** @type {Priority[]} */
 const PRIORITIES = ['urgent', 'high', 'normal', 'low'];
 /** At most this many running jobs are read one by one for an admin's "Running jobs" (one GET each per poll). */
@@ -89,6 +93,73 @@ function usePoll(load, ms, deps) {
       clearTimeout(timer);
     };
   }, deps);
+  return state;
+}
+/**
+ * The queue's state, live: `GET /v1/queue/events` through the client (fetch, not EventSource: the key is a header).
+ * While the stream is down (it ended, broke or was refused) the page says "reconnecting", polls `GET /v1/queue`
+ * every `ms` so the numbers stay current, and reopens the stream after a backoff (doubling from STREAM_RETRY_MS up to
+ * STREAM_RETRY_MAX_MS, jittered, reset by an event); the poll stops at the stream's first event.
+ * @param {GantryClient} client
+ * @param {number} ms
+ * @returns {{ data: QueueState | undefined, error: unknown, link: 'connecting' | 'live' | 'reconnecting' }}
+ */
+function useQueueStream(client, ms) {
+  const [state, setState] = useState(
+    /** @type {{ data: QueueState | undefined, error: unknown, link: 'connecting' | 'live' | 'reconnecting' }} */ ({
+      data: undefined,
+      error: undefined,
+      link: 'connecting',
+    }),
+  );
+  useEffect(() => {
+    const stop = new AbortController();
+    const { signal } = stop;
+    /** True while the stream is down: the poll runs only then, and only then are its answers shown. */
+    let down = false;
+    /** A poll is in flight (one at a time, whatever the stream does meanwhile). */
+    let polling = false;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let pollTimer;
+    const poll = async () => {
+      polling = true;
+      try {
+        const data = await client.queue.get({ signal });
+        if (down) setState((s) => ({ ...s, data, error: undefined }));
+      } catch (error) {
+        if (down && !signal.aborted) setState((s) => ({ ...s, error }));
+      }
+      polling = false;
+      if (down && !signal.aborted) pollTimer = setTimeout(poll, ms);
+    };
+    (async () => {
+      let failures = 0;
+      while (!signal.aborted) {
+        try {
+          for await (const data of client.queue.events({ signal, reconnect: false })) {
+            failures = 0;
+            down = false;
+            clearTimeout(pollTimer);
+            setState({ data, error: undefined, link: 'live' });
+          }
+        } catch {
+          // Refused (503 without a leader, 429) or broken: the poll below shows the data, or the error.
+        }
+        if (signal.aborted) return;
+        setState((s) => ({ ...s, link: 'reconnecting' }));
+        if (!down) {
+          down = true;
+          if (!polling) void poll();
+        }
+        const wait = Math.min(STREAM_RETRY_MAX_MS, STREAM_RETRY_MS * 2 ** failures++);
+        await new Promise((r) => setTimeout(r, wait / 2 + (Math.random() * wait) / 2));
+      }
+    })();
+    return () => {
+      stop.abort();
+      clearTimeout(pollTimer);
+    };
+  }, [client]);
   return state;
 }
 /** @param {unknown} e */
@@ -223,8 +294,8 @@ function useNotice() {
 /** @param {{ text: string }} props */
 const Notice = ({ text }) => html`<p class="muted" role="status" aria-live="polite" data-testid="notice">${text}</p>`;
 
-/** @param {{ q: QueueState, admin: boolean, client: GantryClient }} props */
-function QueuePanel({ q, admin, client }) {
+/** @param {{ q: QueueState, link: 'connecting' | 'live' | 'reconnecting', admin: boolean, client: GantryClient }} props */
+function QueuePanel({ q, link, admin, client }) {
   const [notice, act] = useNotice();
   const state = q.draining ? 'draining' : q.paused ? 'paused' : 'running';
   const used = q.maxConcurrentJobs - q.availableTokens;
@@ -239,7 +310,16 @@ function QueuePanel({ q, admin, client }) {
     void act('Queue config', () => client.queue.setConfig(body));
   };
   return html`<section class="panel" aria-labelledby="queue-h">
-    <h2 id="queue-h">Queue <span class=${`badge state-${state}`} data-testid="queue-state">${state}</span></h2>
+    <h2 id="queue-h">
+      Queue <span class=${`badge state-${state}`} data-testid="queue-state">${state}</span>
+      <span
+        class=${`link link-${link}`}
+        role="status"
+        data-testid="queue-link"
+        title=${link === 'live' ? 'updated live over the event stream' : 'the event stream is down: polling once a second while it reconnects'}
+        >${link}</span
+      >
+    </h2>
     <div class="cards">
       ${PRIORITIES.map(
         (p) =>
@@ -424,7 +504,7 @@ function QueuePage({ session }) {
   // An admin key may list any tenant (GET /v1/jobs?tenant=); a client key lists its own, and the gateway enforces it.
   const [scope, setScope] = useState(who.tenant);
   const scoped = admin && scope !== who.tenant ? { tenant: scope } : {};
-  const queue = usePoll(() => client.queue.get(), POLL_MS, [client]);
+  const queue = useQueueStream(client, POLL_MS);
   const jobs = usePoll(
     async () => {
       const [running, recent, failed] = await Promise.all([
@@ -443,7 +523,7 @@ function QueuePage({ session }) {
   const workers = usePoll(() => client.workers.list(), 2 * POLL_MS, [client]);
   const more = admin && jobs.data && jobs.data.runningTotal > RUNNING_VIEWS_MAX;
   return html` ${queue.error && html`<p class="error" role="alert">Queue: ${msg(queue.error)}</p>`}
-    ${queue.data ? html`<${QueuePanel} q=${queue.data} admin=${admin} client=${client} />` : html`<p class="muted">Loading the queue…</p>`}
+    ${queue.data ? html`<${QueuePanel} q=${queue.data} link=${queue.link} admin=${admin} client=${client} />` : html`<p class="muted">Loading the queue…</p>`}
     <${PoolsPanel} q=${queue.data} workers=${workers.data} />
     <${TenantsPanel} session=${session} />
     ${jobs.error && html`<p class="error" role="alert">Jobs: ${msg(jobs.error)}</p>`}

@@ -327,8 +327,11 @@ export class QueueApi {
    * The queue's state (the body of `get()`) now, then each time it changes, over Server-Sent Events
    * (`GET /v1/queue/events`): a live view without polling. A stream that breaks is reopened (its first event is the
    * current state, so nothing is missed); a refused one (429, 503) throws. Ends when `signal` aborts.
+   *
+   * With `reconnect: false` the iterator ends when the stream ends and throws when it breaks, so the caller decides
+   * what to do meanwhile (the dashboard shows "reconnecting", polls `get()` and reopens with a backoff).
    */
-  async *events(o: { signal?: AbortSignal } = {}): AsyncGenerator<QueueState> {
+  async *events(o: { signal?: AbortSignal; reconnect?: boolean } = {}): AsyncGenerator<QueueState> {
     for (;;) {
       const res = await this.c.send(
         'GET',
@@ -344,9 +347,10 @@ export class QueueApi {
         }
       } catch (err) {
         if (o.signal?.aborted) return;
-        void err; // The connection broke mid-stream: reopen below.
+        // The connection broke mid-stream: reopen below, or let the caller know.
+        if (o.reconnect === false) throw new GantryNetworkError('the queue event stream broke', err);
       }
-      if (o.signal?.aborted) return;
+      if (o.signal?.aborted || o.reconnect === false) return;
       await new Promise((r) => setTimeout(r, RECONNECT_MS));
     }
   }

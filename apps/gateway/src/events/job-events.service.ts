@@ -12,7 +12,6 @@
  * A comment line every SSE_KEEPALIVE_MS keeps proxies from closing a quiet stream. Each stream takes one of the
  * gateway's event-stream slots ({@link SseSlots}: SSE_MAX_STREAMS, SSE_MAX_STREAMS_PER_KEY).
  */
-import { PassThrough } from 'node:stream';
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import {
   expandStored,
@@ -29,11 +28,10 @@ import type { OutputStore } from '@gantry/storage';
 import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import type { FastifyReply } from 'fastify';
-import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
-import { HttpMetrics } from '../http/http-metrics';
 import { GatewayNats } from '../nats/gateway-nats';
 import { CLOCK, LOGGER, OUTPUT_STORE } from '../tokens';
 import { SseSlots } from './sse-slots';
+import { SseStreams, type SseStream } from './sse-stream';
 
 /** One SSE message. `data` must not contain line breaks (JSON.stringify output does not). */
 export function sseMessage(id: number, event: string, data: string): string {
@@ -43,16 +41,15 @@ export function sseMessage(id: number, event: string, data: string): string {
 @Injectable()
 export class JobEventsService implements OnModuleDestroy {
   /** Streams set up and not yet closed. */
-  private readonly closers = new Set<() => void>();
+  private readonly streams = new Set<SseStream<ConsumerMessages>>();
 
   constructor(
-    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(GatewayNats) private readonly nats: GatewayNats,
     @Inject(CLOCK) private readonly clock: Clock,
     @Inject(OUTPUT_STORE) private readonly outputs: OutputStore,
     @Inject(LOGGER) private readonly logger: Logger,
-    @Inject(HttpMetrics) private readonly metrics: HttpMetrics,
     @Inject(SseSlots) private readonly slots: SseSlots,
+    @Inject(SseStreams) private readonly sse: SseStreams,
   ) {}
 
   get open(): number {
@@ -62,67 +59,33 @@ export class JobEventsService implements OnModuleDestroy {
   /**
    * Starts streaming job `jobId`'s events after sequence `after` into `reply` (the caller checked access).
    *
-   * The slot is taken before anything is awaited and released on every way out: the client going away before the
-   * stream is set up (the socket's `close` is listened to first, and checked again once the consumer exists), an
-   * error while setting up, the client going away mid-stream, the job ending, and the gateway stopping.
+   * Opened by {@link SseStreams.open} (the slot, the early-close guard, headers, keepalives); the stream is closed, and
+   * its consumer with it, when the client goes away, the job ends, the consumer fails, or the gateway stops.
    */
   async stream(jobId: string, after: number, reply: FastifyReply, keyId: string): Promise<void> {
-    const release = this.slots.take(keyId, `GET /v1/jobs/${jobId}`);
-    const socket = reply.raw;
-    let gone = false;
-    const onEarlyClose = () => {
-      gone = true;
-      release();
-    };
-    socket.once('close', onEarlyClose);
-    let messages: ConsumerMessages;
-    try {
-      const nats = this.nats.handle();
-      const consumer = await nats.js.consumers.get(STREAMS.jobs, {
-        filter_subjects: SUBJECTS.job(jobId),
-        deliver_policy: DeliverPolicy.All,
-      });
-      messages = await consumer.consume();
-    } catch (err) {
-      socket.off('close', onEarlyClose);
-      release();
-      throw err;
-    }
-    socket.off('close', onEarlyClose);
-    if (gone || socket.destroyed || socket.req.destroyed) {
-      // The client left while the consumer was being created: nothing to send it.
-      release();
+    const stream = await this.sse.open<ConsumerMessages>(reply, {
+      keyId,
+      poll: `GET /v1/jobs/${jobId}`,
+      comment: `events of job ${jobId}`,
+      setup: async () => {
+        const nats = this.nats.handle();
+        const consumer = await nats.js.consumers.get(STREAMS.jobs, {
+          filter_subjects: SUBJECTS.job(jobId),
+          deliver_policy: DeliverPolicy.All,
+        });
+        return consumer.consume();
+      },
       // Closing an ordered consumer nobody reads: a failure leaves it to the server's inactivity expiry.
-      void messages.close().catch(() => undefined);
-      return;
-    }
-    const out = new PassThrough();
-    let closed = false;
-    const keepalive = setInterval(() => out.write(': keepalive\n\n'), this.config.SSE_KEEPALIVE_MS);
-    const close = () => {
-      if (closed) return;
-      closed = true;
-      clearInterval(keepalive);
-      this.closers.delete(close);
-      release();
-      this.metrics.sseStreams.dec();
-      // The stream is over either way; a consumer that fails to close expires on the server when idle.
-      void messages.close().catch(() => undefined);
-      out.end();
-    };
-    this.closers.add(close);
-    this.metrics.sseStreams.inc();
-    socket.on('close', close);
-    void reply
-      .status(200)
-      .headers({
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-store',
-        // nginx and friends: do not buffer the stream.
-        'x-accel-buffering': 'no',
-      })
-      .send(out);
-    out.write(`retry: 2000\n: events of job ${jobId}\n\n`);
+      discard: (messages) => void messages.close().catch(() => undefined),
+      onClose: (s) => {
+        this.streams.delete(s);
+        // The stream is over either way; a consumer that fails to close expires on the server when idle.
+        void s.value.close().catch(() => undefined);
+      },
+    });
+    if (!stream) return;
+    this.streams.add(stream);
+    const messages = stream.value;
 
     void (async () => {
       try {
@@ -142,7 +105,7 @@ export class JobEventsService implements OnModuleDestroy {
               generation: e.generation,
               data: view,
             };
-            out.write(sseMessage(e.sequence, e.type, JSON.stringify(body)));
+            stream.write(sseMessage(e.sequence, e.type, JSON.stringify(body)));
           }
           // The end: a terminal revision with nothing after it (yet). A later admin retry would be a new stream.
           if (isTerminal(stored.record.status) && m.info.pending === 0) break;
@@ -150,12 +113,12 @@ export class JobEventsService implements OnModuleDestroy {
       } catch (err) {
         this.logger.warn({ err, jobId }, 'event stream ended by an error');
       } finally {
-        close();
+        stream.close();
       }
     })();
   }
 
   onModuleDestroy(): void {
-    for (const close of [...this.closers]) close();
+    for (const s of [...this.streams]) s.close();
   }
 }

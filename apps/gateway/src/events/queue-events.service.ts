@@ -11,20 +11,18 @@
  * O(pools × priorities) answer as `GET /v1/queue`), and the answer goes to every open stream; at most one request per
  * QUEUE_EVENTS_MIN_INTERVAL_MS, plus one every QUEUE_EVENTS_REFRESH_MS (a change only the per-pool lines show). No
  * request depends on the number of queued jobs or of streams. Each stream takes one of the gateway's event-stream slots
- * ({@link SseSlots}). Every event is a whole state, so there is nothing to resume: a client that reconnects gets the
+ * (opened by {@link SseStreams}). Every event is a whole state, so there is nothing to resume: a client that reconnects gets the
  * current state first.
  */
-import { PassThrough } from 'node:stream';
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { SCHEDULER_RPC, type QueueState, type QueueStatsBroadcast } from '@gantry/contracts';
 import type { Logger } from '@gantry/telemetry';
 import type { FastifyReply } from 'fastify';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
-import { HttpMetrics } from '../http/http-metrics';
 import { GatewayNats } from '../nats/gateway-nats';
 import { GatewayRpc } from '../nats/gateway-rpc';
 import { LOGGER } from '../tokens';
-import { SseSlots } from './sse-slots';
+import { SseStreams, type SseStream } from './sse-stream';
 
 /** The totals of a broadcast that `GET /v1/queue` shows, as one comparable string. */
 export function totalsSignature(b: QueueState): string {
@@ -43,18 +41,13 @@ export function totalsSignature(b: QueueState): string {
   ]);
 }
 
-interface OpenStream {
-  out: PassThrough;
-  close: () => void;
-}
-
 @Injectable()
 export class QueueEventsService implements OnModuleDestroy {
-  private readonly streams = new Set<OpenStream>();
+  /** Open streams, each with the last state it was sent (JSON): a stream is sent a state only if it differs. */
+  private readonly streams = new Map<SseStream<QueueState>, string>();
   private unsubscribe: (() => void) | undefined;
   private refreshTimer: ReturnType<typeof setInterval> | undefined;
-  /** The last state sent to the streams (JSON) and the totals of the broadcast that last triggered a read. */
-  private lastSent: string | undefined;
+  /** The totals of the broadcast that last triggered a read. */
   private lastSignature: string | undefined;
   private fetching = false;
   private again = false;
@@ -66,8 +59,7 @@ export class QueueEventsService implements OnModuleDestroy {
     @Inject(GatewayNats) private readonly nats: GatewayNats,
     @Inject(GatewayRpc) private readonly rpc: GatewayRpc,
     @Inject(LOGGER) private readonly logger: Logger,
-    @Inject(HttpMetrics) private readonly metrics: HttpMetrics,
-    @Inject(SseSlots) private readonly slots: SseSlots,
+    @Inject(SseStreams) private readonly sse: SseStreams,
   ) {}
 
   /** Open queue streams on this gateway. */
@@ -76,61 +68,25 @@ export class QueueEventsService implements OnModuleDestroy {
   }
 
   /**
-   * Opens a queue stream into `reply`. The current state is read first, so a stream that cannot say anything (no
-   * leader: 503, as `GET /v1/queue`) is refused with a problem instead of opening silent. The slot is released on every
-   * way out.
+   * Opens a queue stream into `reply` ({@link SseStreams.open}: the slot, the early-close guard, headers, keepalives).
+   * The current state is read first, so a stream that cannot say anything (no leader: 503, as `GET /v1/queue`) is
+   * refused with a problem instead of opening silent.
    */
   async stream(reply: FastifyReply, keyId: string): Promise<void> {
-    const release = this.slots.take(keyId, 'GET /v1/queue');
-    const socket = reply.raw;
-    let gone = false;
-    const onEarlyClose = () => {
-      gone = true;
-      release();
-    };
-    socket.once('close', onEarlyClose);
-    let first: QueueState;
-    try {
-      first = await this.rpc.call(SCHEDULER_RPC.queue);
-    } catch (err) {
-      socket.off('close', onEarlyClose);
-      release();
-      throw err;
-    }
-    socket.off('close', onEarlyClose);
-    if (gone || socket.destroyed || socket.req.destroyed) {
-      release();
-      return;
-    }
-    const out = new PassThrough();
-    const keepalive = setInterval(() => out.write(': keepalive\n\n'), this.config.SSE_KEEPALIVE_MS);
-    let closed = false;
-    const s: OpenStream = {
-      out,
-      close: () => {
-        if (closed) return;
-        closed = true;
-        clearInterval(keepalive);
-        this.streams.delete(s);
-        release();
-        this.metrics.sseStreams.dec();
-        out.end();
+    const s = await this.sse.open<QueueState>(reply, {
+      keyId,
+      poll: 'GET /v1/queue',
+      comment: 'queue state',
+      setup: () => this.rpc.call(SCHEDULER_RPC.queue),
+      onClose: (closed) => {
+        this.streams.delete(closed);
         if (this.streams.size === 0) this.stopFollowing();
       },
-    };
-    this.streams.add(s);
-    this.metrics.sseStreams.inc();
-    socket.on('close', s.close);
-    void reply
-      .status(200)
-      .headers({
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-store',
-        'x-accel-buffering': 'no',
-      })
-      .send(out);
-    out.write(`retry: 2000\n: queue state\n\n`);
-    out.write(queueEvent(JSON.stringify(first)));
+    });
+    if (!s) return;
+    const first = JSON.stringify(s.value);
+    this.streams.set(s, first);
+    s.write(queueEvent(first));
     this.startFollowing();
   }
 
@@ -147,7 +103,6 @@ export class QueueEventsService implements OnModuleDestroy {
     this.refreshTimer = undefined;
     if (this.delayed) clearTimeout(this.delayed);
     this.delayed = undefined;
-    this.lastSent = undefined;
     this.lastSignature = undefined;
   }
 
@@ -158,7 +113,10 @@ export class QueueEventsService implements OnModuleDestroy {
     this.refresh();
   }
 
-  /** Reads the queue once (coalesced, at most once per QUEUE_EVENTS_MIN_INTERVAL_MS) and sends it if it changed. */
+  /**
+   * Reads the queue once (coalesced, at most once per QUEUE_EVENTS_MIN_INTERVAL_MS) and sends it to each stream whose
+   * last state it is not.
+   */
   private refresh(): void {
     if (this.streams.size === 0) return;
     if (this.fetching) {
@@ -179,10 +137,13 @@ export class QueueEventsService implements OnModuleDestroy {
       .call(SCHEDULER_RPC.queue)
       .then((state) => {
         const json = JSON.stringify(state);
-        if (json === this.lastSent) return;
-        this.lastSent = json;
-        const event = queueEvent(json);
-        for (const s of this.streams) s.out.write(event);
+        // Per stream: a stream opened since the last read was sent its own first state, maybe this very one.
+        let event: string | undefined;
+        for (const [s, last] of this.streams) {
+          if (last === json) continue;
+          this.streams.set(s, json);
+          s.write((event ??= queueEvent(json)));
+        }
       })
       .catch((err: unknown) => {
         // No leader for a moment: the streams stay open (keepalives) and the next broadcast or refresh tries again.
@@ -198,7 +159,7 @@ export class QueueEventsService implements OnModuleDestroy {
   }
 
   onModuleDestroy(): void {
-    for (const s of [...this.streams]) s.close();
+    for (const s of [...this.streams.keys()]) s.close();
     this.stopFollowing();
   }
 }
