@@ -13,13 +13,13 @@ import {
   TransitionRefused,
   expandStored,
   normalizeRecord,
+  randomToken,
   revisionMsgId,
   toEvent,
   type Clock,
   type StoredJob,
   type Transition,
 } from '@gantry/contracts';
-import { randomBytes } from 'node:crypto';
 import { DeliverPolicy, type StoredMsg } from '@nats-io/jetstream';
 import { decodePayload, isWrongLastSequence, mapBounded, publishJson, type NatsHandle } from '@gantry/jetstream';
 import { ATTR, contextFromTraceparent, hasActiveSpan, type Context } from '@gantry/telemetry';
@@ -111,7 +111,7 @@ export class JobStore {
     const now = this.clock.now();
     // The de-duplication id is unique per write attempt: it collapses a publish the client retried after a timeout,
     // and never two writers that computed the same next sequence (that race is for the compare-and-set to decide).
-    const nonce = randomBytes(6).toString('base64url');
+    const nonce = randomToken();
     const event = toEvent(t, now);
     const r = t.record;
     const parent = this.parentFor(t, expectLastSubjectSequence === 0);
