@@ -33,6 +33,8 @@ const { values: opt } = parseArgs({
     batch: { type: 'string', default: '0' },
     /** Pause the queue first: jobs are accepted and queued but not run (isolates the cost of running them). */
     paused: { type: 'boolean', default: false },
+    /** NODE_OPTIONS for the gateway (e.g. "--max-semi-space-size=32"), to try V8 settings. */
+    'gateway-node-options': { type: 'string' },
     /** Write V8 CPU profiles into this directory (open them in Chrome DevTools). */
     'profile-dir': { type: 'string' },
     /** Which processes to profile with --profile-dir: comma-separated (default gateway). */
@@ -114,7 +116,15 @@ async function main() {
         services.push(new ServiceProcess(name, env, prof(name)).start());
     }
     // The gateway logs its URL at info.
-    const gw = new ServiceProcess('gateway', { ...env, LOG_LEVEL: 'info' }, prof('gateway')).start();
+    const gw = new ServiceProcess(
+      'gateway',
+      {
+        ...env,
+        LOG_LEVEL: 'info',
+        ...(opt['gateway-node-options'] ? { NODE_OPTIONS: opt['gateway-node-options'] } : {}),
+      },
+      prof('gateway'),
+    ).start();
     services.push(gw);
     const line = await gw
       .waitForLog((l) => l.msg === 'gateway listening', { timeoutMs: 120_000 })

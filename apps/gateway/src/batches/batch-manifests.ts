@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import {
   decodePayload,
   isWrongLastSequence,
+  mapBounded,
   publishEncoded,
   publishJson,
   retry,
@@ -33,12 +34,11 @@ export const INLINE_SPECS_BYTES = 64 * 1024;
 /** Target size of one part (well under nats-server's default 1 MiB max_payload). */
 const PART_BYTES = 512 * 1024;
 /**
- * Job records of one batch published together: a wave's publishes are all written in the same tick, so the client
- * sends them to the broker in a few socket writes (its outbound buffer), and the next wave starts once every ack of
- * this one arrived. Publishing in lanes that each awaited one ack before the next publish cost a socket write per job
- * (the largest share of the gateway's CPU per batch job after GC, measured: docs/performance.md, "Gateway").
+ * Job records written at once for one batch. (Publishing a whole batch in one synchronous sweep was tried: the client
+ * already sends its buffered publishes in writes of its flush threshold, so the CPU per job did not move, and the
+ * event loop stalled about twice as long per sweep: docs/performance.md, "Gateway".)
  */
-export const CREATE_WAVE = 1024;
+const CREATE_CONCURRENCY = 256;
 /** A record write that fails is tried twice more, 50 ms then 100 ms later. */
 const CREATE_BACKOFF: BackoffOptions = { initialMs: 50, maxMs: 100, jitter: false };
 
@@ -244,8 +244,7 @@ export class BatchManifests {
         lastError = err;
       }
     };
-    for (let i = 0; i < specs.length; i += CREATE_WAVE)
-      await Promise.all(specs.slice(i, i + CREATE_WAVE).map(createOne));
+    await mapBounded(specs, CREATE_CONCURRENCY, createOne);
     return { stored, failed, ...(lastError !== undefined ? { lastError } : {}) };
   }
 
