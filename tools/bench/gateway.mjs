@@ -10,6 +10,7 @@
 //
 //   npm run bench:gateway -- [--rate 500] [--duration 30] [--warmup 5] [--only-gateway | --paused] [--idempotency]
 //                            [--profile-dir /tmp/prof] [--list-rate 20] [--batch 1000]
+//                            [--gateway-node-options=--max-semi-space-size=32]
 // --batch N posts POST /v1/batches of N jobs instead (the rate stays in jobs/s: a batch is due every N / rate s) and
 // prints jobs/s and the gateway's CPU per accepted job besides each batch's latency; with the whole system running
 // the jobs it is bound by how fast they run, so profile the gateway's own cost with --paused or --only-gateway.
