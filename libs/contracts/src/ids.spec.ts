@@ -1,4 +1,4 @@
-import { newId, newJobId, newWorkerId } from './ids';
+import { newId, newJobId, newWorkerId, randomToken } from './ids';
 import { isNoCallbackJobId, SUBJECTS } from './names';
 
 describe('ids', () => {
@@ -34,5 +34,13 @@ describe('ids', () => {
 
   it('worker ids carry a clean prefix', () => {
     expect(newWorkerId('gpu box/1')).toMatch(/^gpu-box-1-[0-9a-hjkmnp-tv-z]{26}$/);
+  });
+
+  it('random tokens are 8 base64url characters, distinct, every character drawn', () => {
+    const tokens = Array.from({ length: 20_000 }, () => randomToken());
+    for (const t of tokens) expect(t).toMatch(/^[A-Za-z0-9_-]{8}$/);
+    expect(new Set(tokens).size).toBe(tokens.length);
+    const seen = new Set(tokens.join(''));
+    expect(seen.size).toBe(64);
   });
 });

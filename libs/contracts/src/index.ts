@@ -105,7 +105,7 @@ export {
   bucketDeclarations,
 } from './topology';
 export type { StreamDeclaration, ConsumerDeclaration, BucketDeclaration, TopologyOptions } from './topology';
-export { newId, newJobId, newWorkerId } from './ids';
+export { newId, newJobId, newWorkerId, randomToken } from './ids';
 export type { FieldError, JobTypeDefinition } from './job-types/job-type';
 export { isPlainObject } from './job-types/job-type';
 export { noopJobType, NOOP_MAX_DURATION_MS } from './job-types/noop';

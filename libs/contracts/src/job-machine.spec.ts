@@ -21,6 +21,7 @@ import {
   type AttemptOwner,
   type NewJobSpec,
 } from './job-machine';
+import { setFlagsFromString } from 'node:v8';
 import { normalizeRecord, type JobRecord } from './job';
 import { toJobView } from './job-view';
 
@@ -70,6 +71,36 @@ describe('job state machine', () => {
       enqueuedAt: t0.toISOString(),
     });
     expect(t.record.createSeq).toBeUndefined();
+  });
+
+  it('creates a record with fast properties, dependsOn only when waiting, the JSON as before', () => {
+    // V8's own check: a record that had a property deleted is a dictionary-mode object, slow to read and to encode
+    // for every later use (the gateway encodes each new record at least twice).
+    setFlagsFromString('--allow-natives-syntax');
+    const hasFastProperties = new Function('o', 'return %HasFastProperties(o)') as (o: object) => boolean;
+    const plain = newJob(spec(), t0).record;
+    expect(hasFastProperties(plain)).toBe(true);
+    expect('dependsOn' in plain).toBe(false);
+    expect(Object.values(plain)).not.toContain(undefined);
+    const empty = newJob(spec({ dependsOn: [] }), t0).record;
+    expect('dependsOn' in empty).toBe(false);
+    const parents = ['p1', 'p2'];
+    const waiting = newJob(spec({ dependsOn: parents, runAt: undefined }), t0);
+    expect(waiting.type).toBe('job.waiting');
+    expect(waiting.record.dependsOn).toEqual(parents);
+    expect(waiting.record.dependsOn).not.toBe(parents);
+    expect('runAt' in waiting.record).toBe(false);
+    // Field order as before: the spec's fields (dependsOn in its place), then the state.
+    expect(Object.keys(waiting.record)).toEqual([
+      ...Object.keys(spec({ dependsOn: parents })),
+      'status',
+      'generation',
+      'attempts',
+      'sequence',
+      'enqueuedAt',
+      'createdAt',
+      'updatedAt',
+    ]);
   });
 
   it('normalizes createSeq and queueSeq from the first revision and keeps them afterwards', () => {

@@ -105,17 +105,22 @@ export function newJob(spec: NewJobSpec, now: Date): Transition {
   const waiting = hasParents(spec);
   const scheduled = !waiting && spec.runAt !== undefined && Date.parse(spec.runAt) > now.getTime();
   const status: JobStatus = waiting ? 'waiting' : scheduled ? 'scheduled' : 'queued';
+  const at = iso(now);
   const record: JobRecord = {
     ...spec,
-    dependsOn: waiting ? [...spec.dependsOn!] : undefined,
     status,
     generation: 1,
     attempts: 0,
     sequence: 1,
-    enqueuedAt: iso(now),
-    createdAt: iso(now),
-    updatedAt: iso(now),
+    enqueuedAt: at,
+    createdAt: at,
+    updatedAt: at,
   };
+  // Set or removed in its place among the spec's fields (the JSON is the same as before). No `dependsOn: undefined` to
+  // delete in the common case: a deleted property turns the record into a slow dictionary-mode object for every later
+  // read and JSON encode of it.
+  if (waiting) record.dependsOn = [...spec.dependsOn!];
+  else if ('dependsOn' in record) delete record.dependsOn;
   return { type: `job.${status}` as 'job.waiting' | 'job.scheduled' | 'job.queued', record: stripUndefined(record) };
 }
 

@@ -29,7 +29,7 @@ export { encodeJson, decodeJson, decodePayload } from './codec';
 export type { PayloadContract } from './codec';
 export { openSlowOrderedConsumer, orderedConsumerName } from './slow-consumer';
 export type { SlowConsumerOptions } from './slow-consumer';
-export { publishJson } from './publisher';
+export { publishEncoded, publishJson } from './publisher';
 export type { PublishOptions } from './publisher';
 export { rpcRequest, rpcCall, replyOk, replyError } from './rpc';
 export type { RpcCallOptions } from './rpc';

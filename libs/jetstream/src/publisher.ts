@@ -26,10 +26,27 @@ export interface PublishOptions {
   spanName?: string;
 }
 
-export async function publishJson(
+export function publishJson(
   js: JetStreamClient,
   subject: string,
   data: unknown,
+  o: PublishOptions = {},
+): Promise<PubAck> {
+  let payload: Uint8Array;
+  try {
+    payload = encodeJson(data);
+  } catch (err) {
+    // A value JSON cannot encode is a rejection, as it always was, never a throw at the call.
+    return Promise.reject(err as Error);
+  }
+  return publishEncoded(js, subject, payload, o);
+}
+
+/** {@link publishJson} of a payload already encoded (e.g. JSON assembled from parts encoded once). */
+export async function publishEncoded(
+  js: JetStreamClient,
+  subject: string,
+  payload: Uint8Array,
   o: PublishOptions = {},
 ): Promise<PubAck> {
   const attributes = publishAttributes(subject, { ...(o.msgID ? { [ATTR.messageId]: o.msgID } : {}), ...o.attributes });
@@ -40,7 +57,7 @@ export async function publishJson(
       const h = natsHeaders();
       for (const [k, v] of Object.entries(o.headers ?? {})) h.set(k, v);
       injectTrace(h);
-      return js.publish(subject, encodeJson(data), {
+      return js.publish(subject, payload, {
         headers: h,
         ...(o.msgID ? { msgID: o.msgID } : {}),
         ...(o.expect ? { expect: o.expect } : {}),

@@ -13,13 +13,13 @@ import {
   TransitionRefused,
   expandStored,
   normalizeRecord,
+  randomToken,
   revisionMsgId,
   toEvent,
   type Clock,
   type StoredJob,
   type Transition,
 } from '@gantry/contracts';
-import { randomFillSync } from 'node:crypto';
 import { DeliverPolicy, type StoredMsg } from '@nats-io/jetstream';
 import { decodePayload, isWrongLastSequence, mapBounded, publishJson, type NatsHandle } from '@gantry/jetstream';
 import { ATTR, contextFromTraceparent, hasActiveSpan, type Context } from '@gantry/telemetry';
@@ -68,26 +68,6 @@ export interface ReadOptions {
   consistent?: boolean;
 }
 
-const NONCE_BYTES = 6;
-/** Random bytes for write nonces, drawn in blocks: one `randomFillSync` per 1,024 writes. */
-const noncePool = Buffer.alloc(NONCE_BYTES * 1024);
-let nonceAt = noncePool.length;
-
-/**
- * 6 random bytes, base64url (8 characters), for a write's de-duplication id. Drawn from a block refilled every
- * 1,024 calls: `randomBytes(6)` per write cost ≈ 40 µs of the worker's CPU per job (a `getrandom` call each), the
- * largest single item of its profile after GC (docs/performance.md, "Worker and scheduler CPU per job").
- */
-export function writeNonce(): string {
-  if (nonceAt + NONCE_BYTES > noncePool.length) {
-    randomFillSync(noncePool);
-    nonceAt = 0;
-  }
-  const nonce = noncePool.toString('base64url', nonceAt, nonceAt + NONCE_BYTES);
-  nonceAt += NONCE_BYTES;
-  return nonce;
-}
-
 export class JobStore {
   constructor(
     private readonly nats: NatsHandle,
@@ -131,7 +111,8 @@ export class JobStore {
     const now = this.clock.now();
     // The de-duplication id is unique per write attempt: it collapses a publish the client retried after a timeout,
     // and never two writers that computed the same next sequence (that race is for the compare-and-set to decide).
-    const nonce = writeNonce();
+    // From a pooled random source (ids.ts): a crypto call per write was ≈ 5 % of the worker's and the gateway's CPU.
+    const nonce = randomToken();
     const event = toEvent(t, now);
     const r = t.record;
     const parent = this.parentFor(t, expectLastSubjectSequence === 0);

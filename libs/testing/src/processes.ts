@@ -36,7 +36,11 @@ export class ServiceProcess {
   constructor(
     readonly name: ServiceName,
     private env: Record<string, string>,
-    private readonly options: { echo?: boolean } = {},
+    private readonly options: {
+      echo?: boolean;
+      /** Options for Node itself, before the script (e.g. `--cpu-prof`, which NODE_OPTIONS may not carry). */
+      nodeArgs?: readonly string[];
+    } = {},
   ) {}
 
   /** The environment the process was (or will next be) started with, the cluster's base environment included. */
@@ -56,7 +60,7 @@ export class ServiceProcess {
     this.env = { ...this.env, ...extraEnv };
     const main = join(repoRoot(), 'apps', this.name, 'dist', 'main.js');
     if (!existsSync(main)) throw new Error(`${main} is missing: run npm run build first`);
-    const proc = spawn(process.execPath, [main], {
+    const proc = spawn(process.execPath, [...(this.options.nodeArgs ?? []), main], {
       env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/tmp', LOG_LEVEL: 'info', ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

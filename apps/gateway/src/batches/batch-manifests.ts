@@ -8,7 +8,6 @@ import {
   SUBJECTS,
   newJob,
   type BatchManifest,
-  type BatchPart,
   type Clock,
   type NewJobSpec,
   type StoredJob,
@@ -18,6 +17,7 @@ import {
   decodePayload,
   isWrongLastSequence,
   mapBounded,
+  publishEncoded,
   publishJson,
   retry,
   type BackoffOptions,
@@ -27,11 +27,17 @@ import { JobExistsError, JobStore } from '@gantry/job-store';
 import type { StoredMsg } from '@nats-io/jetstream';
 import { problems } from '../http/problem';
 
+const textEncoder = new TextEncoder();
+
 /** Specs up to this size (JSON) travel inside the manifest; larger batches are split into parts. */
 export const INLINE_SPECS_BYTES = 64 * 1024;
 /** Target size of one part (well under nats-server's default 1 MiB max_payload). */
 const PART_BYTES = 512 * 1024;
-/** Job records written at once for one batch. */
+/**
+ * Job records written at once for one batch. (Publishing a whole batch in one synchronous sweep was tried: the client
+ * already sends its buffered publishes in writes of its flush threshold, so the CPU per job did not move, and the
+ * event loop stalled about twice as long per sweep: docs/performance.md, "Gateway".)
+ */
 const CREATE_CONCURRENCY = 256;
 /** A record write that fails is tried twice more, 50 ms then 100 ms later. */
 const CREATE_BACKOFF: BackoffOptions = { initialMs: 50, maxMs: 100, jitter: false };
@@ -57,24 +63,47 @@ export class BatchReadError extends Error {
   }
 }
 
-/** Splits specs into parts of at most `limit` bytes of JSON (order kept). */
-export function splitIntoParts(specs: readonly NewJobSpec[], limit: number): NewJobSpec[][] {
-  const parts: NewJobSpec[][] = [];
-  let cur: NewJobSpec[] = [];
+/** Each spec's JSON, encoded once for the size checks and the parts' payloads. */
+export interface EncodedSpecs {
+  json: string[];
+  /** UTF-8 bytes of each. */
+  bytes: number[];
+}
+
+export function encodeSpecs(specs: readonly NewJobSpec[]): EncodedSpecs {
+  const json = specs.map((s) => JSON.stringify(s));
+  return { json, bytes: json.map((j) => Buffer.byteLength(j)) };
+}
+
+/** Splits specs into parts of at most `limit` bytes of JSON (order kept): the index where each part ends. */
+function partEnds(specs: readonly NewJobSpec[], bytes: readonly number[], limit: number): number[] {
+  const ends: number[] = [];
   let size = 0;
-  for (const s of specs) {
-    const n = Buffer.byteLength(JSON.stringify(s));
-    if (n > limit) throw problems.tooLarge(`job ${s.id} is larger than ${limit} bytes once stored`);
-    if (cur.length > 0 && size + n > limit) {
-      parts.push(cur);
-      cur = [];
+  for (let i = 0; i < specs.length; i++) {
+    const n = bytes[i]!;
+    if (n > limit) throw problems.tooLarge(`job ${specs[i]!.id} is larger than ${limit} bytes once stored`);
+    if (i > (ends.at(-1) ?? 0) && size + n > limit) {
+      ends.push(i);
       size = 0;
     }
-    cur.push(s);
     size += n;
   }
-  if (cur.length > 0) parts.push(cur);
-  return parts;
+  if (specs.length > (ends.at(-1) ?? 0)) ends.push(specs.length);
+  return ends;
+}
+
+/** Splits specs into parts of at most `limit` bytes of JSON (order kept). */
+export function splitIntoParts(specs: readonly NewJobSpec[], limit: number): NewJobSpec[][] {
+  let start = 0;
+  return partEnds(specs, encodeSpecs(specs).bytes, limit).map((end) => specs.slice(start, (start = end)));
+}
+
+/**
+ * A part's payload, assembled from its specs' JSON: the same bytes as `JSON.stringify` of the `BatchPart`
+ * (`batch-manifests.spec.ts`), without encoding each spec a second time.
+ */
+export function encodePart(batchId: string, part: number, specJson: readonly string[], attempt: string): string {
+  return `{"v":1,"batchId":${JSON.stringify(batchId)},"part":${part},"specs":[${specJson.join(',')}],"attempt":${JSON.stringify(attempt)}}`;
 }
 
 export class BatchManifests {
@@ -122,24 +151,26 @@ export class BatchManifests {
       state: 'accepted',
       attempt,
     };
-    const inlineBytes = Buffer.byteLength(JSON.stringify(specs));
+    const encoded = encodeSpecs(specs);
+    // The bytes of JSON.stringify(specs): each spec, a comma between two, and the brackets.
+    const inlineBytes = encoded.bytes.reduce((a, b) => a + b, 0) + Math.max(0, specs.length - 1) + 2;
     const maxPayload = this.nats.nc.info?.max_payload ?? 1024 * 1024;
     let manifest: BatchManifest;
     if (inlineBytes <= Math.min(INLINE_SPECS_BYTES, maxPayload / 2)) {
       manifest = { ...base, specs: [...specs] };
     } else {
-      const parts = splitIntoParts(specs, Math.min(PART_BYTES, Math.floor(maxPayload * 0.8)));
+      const ends = partEnds(specs, encoded.bytes, Math.min(PART_BYTES, Math.floor(maxPayload * 0.8)));
       const acks = await Promise.all(
-        parts.map((p, i) =>
-          publishJson(
+        ends.map((end, i) =>
+          publishEncoded(
             this.nats.js,
             SUBJECTS.batchPart(batchId, i),
-            { v: 1, batchId, part: i, specs: p, attempt } satisfies BatchPart,
+            textEncoder.encode(encodePart(batchId, i, encoded.json.slice(i === 0 ? 0 : ends[i - 1], end), attempt)),
             { msgID: `${batchId}.part.${i}.${attempt}` },
           ),
         ),
       );
-      manifest = { ...base, parts: parts.length, partSeqs: acks.map((a) => a.seq) };
+      manifest = { ...base, parts: ends.length, partSeqs: acks.map((a) => a.seq) };
     }
     try {
       // The msgID is this call's own, so a duplicate answer is this very publish retried, never another call's.
@@ -192,7 +223,7 @@ export class BatchManifests {
     const failed: string[] = [];
     let lastError: unknown;
     const now = this.clock.now();
-    await mapBounded(specs, CREATE_CONCURRENCY, async (spec) => {
+    const createOne = async (spec: NewJobSpec): Promise<void> => {
       try {
         const created = await retry(() => store.create(newJob(spec, now)), {
           attempts: 3,
@@ -212,7 +243,8 @@ export class BatchManifests {
         failed.push(spec.id);
         lastError = err;
       }
-    });
+    };
+    await mapBounded(specs, CREATE_CONCURRENCY, createOne);
     return { stored, failed, ...(lastError !== undefined ? { lastError } : {}) };
   }
 

@@ -17,10 +17,19 @@ import { flattenErrors } from '../http/validation';
 import { GatewayNats } from '../nats/gateway-nats';
 import { CLOCK, JOB_TYPES } from '../tokens';
 import { dependencyErrors } from './job-dependencies';
+import { fastSubmitJobDto } from './job-fast-path';
 import { JobTenants } from './job-tenants';
 import { SubmitJobDto } from './job.dto';
 import type { JobTraceContext, ParentTraces } from './job-trace';
 import { SubmitDnsResolver } from './submit-dns';
+
+/** class-validator's options for a job body (`job-fast-path.spec.ts` checks the fast path against the same). */
+export const FIELD_RULES = {
+  whitelist: true,
+  forbidNonWhitelisted: true,
+  forbidUnknownValues: true,
+  validationError: { target: false, value: false },
+};
 
 /** Errors listed in one answer at most (a 1000-job batch could have thousands). */
 export const MAX_REPORTED_ERRORS = 200;
@@ -204,16 +213,14 @@ export class JobRequestValidator {
   ): Promise<{ dto?: SubmitJobDto; errors: FieldError[] }> {
     if (!isPlainObject(raw))
       return { errors: [{ field: prefix ? prefix.slice(0, -1) : 'body', message: 'must be a JSON object' }] };
-    const dto = plainToInstance(SubmitJobDto, raw);
-    const errors = flattenErrors(
-      await validate(dto, {
-        whitelist: true,
-        forbidNonWhitelisted: true,
-        forbidUnknownValues: true,
-        validationError: { target: false, value: false },
-      }),
-      prefix,
-    );
+    // A body that certainly passes the field rules skips class-transformer and class-validator; any other is checked
+    // (and its errors worded) by them, as always.
+    let dto = fastSubmitJobDto(raw);
+    let errors: FieldError[] = [];
+    if (!dto) {
+      dto = plainToInstance(SubmitJobDto, raw);
+      errors = flattenErrors(await validate(dto, FIELD_RULES), prefix);
+    }
     const bad = new Set(errors.map((e) => topField(e.field, prefix)));
 
     let inputValid = false;
