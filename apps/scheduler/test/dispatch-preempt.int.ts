@@ -13,13 +13,14 @@ import {
   type Priority,
   type StoredJob,
 } from '@gantry/contracts';
-import { NatsHandle, decodeJson, provision } from '@gantry/jetstream';
+import { decodeJson } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer, waitFor } from '@gantry/testing';
+import { waitFor } from '@gantry/testing';
 import { createLogger, createRegistry } from '@gantry/telemetry';
 import { Dispatcher } from '../src/dispatch/dispatcher';
 import { SchedulerState } from '../src/domain/scheduler-state';
 import { SchedulerMetrics } from '../src/stats/metrics';
+import { realNats } from './real-nats';
 
 const logger = createLogger('dispatch-preempt-test', 'silent');
 
@@ -45,21 +46,13 @@ class HookedStore extends JobStore {
 }
 
 describe('dispatch round gives a token back to a higher priority queued during its reads (real nats-server)', () => {
-  let server: NatsServer;
-  let nats: NatsHandle;
-
-  beforeAll(async () => {
-    server = await NatsServer.start();
-    nats = await NatsHandle.connect({ servers: [server.url], name: 'preempt', logger });
-    const s = streamDeclarations();
-    await provision(nats, { streams: [s.jobs, s.dispatch], buckets: [bucketDeclarations().leader] }, logger);
-  });
-  afterAll(async () => {
-    await nats?.drain();
-    await server?.dispose();
+  const real = realNats('preempt', logger, {
+    streams: [streamDeclarations().jobs, streamDeclarations().dispatch],
+    buckets: [bucketDeclarations().leader],
   });
 
   it('dispatches the urgent job with the one free token, the normal job stays queued at its place', async () => {
+    const { nats } = real;
     const writer = new JobStore(nats, systemClock);
     const create = (id: string, priority: Priority) =>
       writer.create(

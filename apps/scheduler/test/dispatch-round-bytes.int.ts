@@ -14,14 +14,15 @@ import {
   type DispatchMessage,
   type StoredJob,
 } from '@gantry/contracts';
-import { NatsHandle, decodeJson, provision } from '@gantry/jetstream';
+import { decodeJson } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer, waitFor } from '@gantry/testing';
+import { waitFor } from '@gantry/testing';
 import { createLogger, createRegistry } from '@gantry/telemetry';
 import { Dispatcher } from '../src/dispatch/dispatcher';
 import { storedJobBytes } from '../src/dispatch/record-cache';
 import { SchedulerState } from '../src/domain/scheduler-state';
 import { SchedulerMetrics } from '../src/stats/metrics';
+import { realNats } from './real-nats';
 
 const logger = createLogger('dispatch-round-bytes-test', 'silent');
 const JOBS = 12;
@@ -38,21 +39,13 @@ class CountingStore extends JobStore {
 }
 
 describe('dispatch round byte budget (real nats-server)', () => {
-  let server: NatsServer;
-  let nats: NatsHandle;
-
-  beforeAll(async () => {
-    server = await NatsServer.start();
-    nats = await NatsHandle.connect({ servers: [server.url], name: 'round-bytes', logger });
-    const s = streamDeclarations();
-    await provision(nats, { streams: [s.jobs, s.dispatch], buckets: [bucketDeclarations().leader] }, logger);
-  });
-  afterAll(async () => {
-    await nats?.drain();
-    await server?.dispose();
+  const real = realNats('round-bytes', logger, {
+    streams: [streamDeclarations().jobs, streamDeclarations().dispatch],
+    buckets: [bucketDeclarations().leader],
   });
 
   it('reads no more records per round than its budget holds, and still dispatches every job once', async () => {
+    const { nats } = real;
     const writer = new JobStore(nats, systemClock);
     const stored: StoredJob[] = [];
     for (let i = 0; i < JOBS; i++)

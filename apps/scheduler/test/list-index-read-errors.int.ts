@@ -13,31 +13,24 @@ import {
   type ListPage,
   type StoredJob,
 } from '@gantry/contracts';
-import { NatsHandle, decodeJson, provision } from '@gantry/jetstream';
+import { decodeJson, type NatsHandle } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { Deferred, NatsServer, waitFor } from '@gantry/testing';
+import { Deferred, waitFor } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import { listBucket, ListIndexWriter } from '../src/listing/list-index-writer';
+import { realNats } from './real-nats';
 
 const logger = createLogger('list-index-read-errors-test', 'silent');
 
 describe('listing writer with failing reads (real nats-server)', () => {
-  let server: NatsServer;
-  let nats: NatsHandle;
-
-  beforeAll(async () => {
-    server = await NatsServer.start();
-    nats = await NatsHandle.connect({ servers: [server.url], name: 'list-read-errors', logger });
-    const s = streamDeclarations();
-    await provision(nats, { streams: [s.jobs, s.list], buckets: [bucketDeclarations().config] }, logger);
-  });
-  afterAll(async () => {
-    await nats?.drain();
-    await server?.dispose();
+  const real = realNats('list-read-errors', logger, {
+    streams: [streamDeclarations().jobs, streamDeclarations().list],
+    buckets: [bucketDeclarations().config],
   });
 
   /** A handle whose next `failures` listing reads fail like a timeout. */
   function flaky(failures: { left: number }): NatsHandle {
+    const { nats } = real;
     const direct = new Proxy(nats.jsm.direct, {
       get(target, prop, receiver) {
         if (prop !== 'getMessage') return Reflect.get(target, prop, receiver) as unknown;
@@ -91,6 +84,7 @@ describe('listing writer with failing reads (real nats-server)', () => {
     );
 
   it('retries a failed page read instead of overwriting the page: no listed job is lost', async () => {
+    const { nats } = real;
     const jobs = new JobStore(nats, systemClock);
     const first = await submit(jobs, 'first');
 
@@ -128,6 +122,7 @@ describe('listing writer with failing reads (real nats-server)', () => {
 
   /** A handle whose next listing write fails once `failing.release` resolves (like a timeout). */
   function failingWrites(failing: { on: boolean; failed: number; release: Promise<void> }): NatsHandle {
+    const { nats } = real;
     const js = new Proxy(nats.js, {
       get(target, prop, receiver) {
         if (prop !== 'publish') return Reflect.get(target, prop, receiver) as unknown;
@@ -148,6 +143,7 @@ describe('listing writer with failing reads (real nats-server)', () => {
   }
 
   it('keeps the pages of a failed flush for the next one, however many tenants pass meanwhile (no page lost)', async () => {
+    const { nats } = real;
     // Before issue 15's fix: a page being written was no longer dirty, so the page cache (64 pages) could evict it
     // while its write was in flight; when the write failed the page was marked dirty again without being held, and
     // every later flush threw on it — the listing stopped for good (checkpoint frozen, GET /v1/jobs read-your-writes
