@@ -111,6 +111,22 @@ function bareSpec(priority, i) {
   };
 }
 
+/** The `positions` RPC's request for one job record. */
+function positionsAsk(r) {
+  return {
+    ids: [
+      {
+        id: r.id,
+        pool: r.pool,
+        priority: r.priority,
+        tenant: r.tenant,
+        queueSeq: r.queueSeq,
+        enqueuedAt: r.enqueuedAt,
+      },
+    ],
+  };
+}
+
 /** Writes `n` queued jobs with pipelined creates (a window of concurrent publishes). */
 async function writeJobs(store, n, label) {
   const started = Date.now();
@@ -455,18 +471,7 @@ async function urgentBehind(x) {
     const u = await x.store.create(newJob(spec('urgent'), new Date()));
     const acceptedAt = Date.now();
     const r = u.record;
-    const ask = {
-      ids: [
-        {
-          id: r.id,
-          pool: r.pool,
-          priority: r.priority,
-          tenant: r.tenant,
-          queueSeq: r.queueSeq,
-          enqueuedAt: r.enqueuedAt,
-        },
-      ],
-    };
+    const ask = positionsAsk(r);
     let knownAt;
     while (knownAt === undefined) {
       const pos = await x.rpc('positions', ask);
@@ -514,18 +519,7 @@ async function tailPosition(x) {
   const q = await rest();
   const r = tail.record;
   const before = performance.now();
-  const pos = await x.rpc('positions', {
-    ids: [
-      {
-        id: r.id,
-        pool: r.pool,
-        priority: r.priority,
-        tenant: r.tenant,
-        queueSeq: r.queueSeq,
-        enqueuedAt: r.enqueuedAt,
-      },
-    ],
-  });
+  const pos = await x.rpc('positions', positionsAsk(r));
   const ms = performance.now() - before;
   const got = pos.positions[r.id]?.queuePosition;
   // Fair share interleaves the tenants of a level by their decayed usage, so the job written last is not last in the
