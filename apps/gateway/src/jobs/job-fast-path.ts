@@ -10,6 +10,9 @@
  * The DTO is what `plainToInstance` makes: a `SubmitJobDto` (a `GpuDto` for `gpu`) holding the body's fields, with
  * `input` and `metadata` deep copies (a job type's validation may fill defaults into its input, and the body must stay
  * as received: its hash is the Idempotency-Key's fingerprint).
+ *
+ * Keep it in step with `job.dto.ts`: a field it does not know falls back by itself, but a stricter rule added there on
+ * a field known here must be added here too, or the fast path would accept what class-validator now refuses.
  */
 import { PRIORITIES, SUBJECT_TOKEN } from '@gantry/contracts';
 import { GpuDto, ISO_INSTANT, SubmitJobDto } from './job.dto';

@@ -77,6 +77,7 @@ export class UploadDto {
   url!: string;
 }
 
+/** A rule made stricter here on a field `job-fast-path.ts` knows must be made stricter there too (see that file). */
 export class SubmitJobDto implements JobRequest {
   @ApiProperty({ example: 'noop', description: 'job type: noop, ffmpeg, or an operator-defined type' })
   @IsString()
