@@ -208,6 +208,9 @@ export class WorkerService {
       learnedPeaksMb: this.gpus?.monitor.learnedPeaks() ?? {},
       // This release reads batched dispatches (up to the channel's limit): schedulers may batch to it.
       dispatchBatchMax: DISPATCH_BATCH_LIMIT,
+      // Whether its starts read the record a dispatch carries (only without a started-revision delay): schedulers
+      // leave the record out of the dispatches of a worker that says no.
+      dispatchRecordHint: this.runner.usesDispatchRecordHint,
       runningJobs: [...this.runner.running.keys()],
       inflight: [...this.runner.inflight.values()],
       jobTypes: this.identity.jobTypes,

@@ -247,6 +247,10 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     // It reads batched dispatches, and says so: schedulers send it up to this many attempts per message (an older
     // worker's heartbeat lacks the field and gets one message per attempt).
     expect(hb.dispatchBatchMax).toBe(DISPATCH_BATCH_LIMIT);
+    // With a started-revision delay (250 ms by default) it reads every record before the start and never uses the one
+    // a dispatch carries: it says so, and schedulers leave the record out (an older worker's heartbeat lacks the
+    // field and gets it). Its dispatches here carry none (`dispatch` below), as a scheduler now sends them.
+    expect(hb.dispatchRecordHint).toBe(false);
     expect(hb.gpus).toEqual(app.gpus.map((g) => expect.objectContaining({ ...g, health: 'ok' })));
     expect(hb.jobTypes).toEqual(expect.arrayContaining(['noop', 'ffmpeg', 'env', 'sleeper']));
 

@@ -3,7 +3,9 @@
  * worker travel in one message (bounded by attempts and by record bytes), a group of one keeps the single-attempt
  * form, and a new leader adopts every attempt of an outstanding batch as one held token — once, even when the same
  * attempt sits in the stream twice. A worker gets at most what its heartbeat advertises (`dispatchBatchMax`; absent:
- * an older worker, one message per attempt) — heartbeats written to the workers bucket, read by the real monitor.
+ * an older worker, one message per attempt) — heartbeats written to the workers bucket, read by the real monitor. A
+ * worker whose heartbeat says it takes no record hint (`dispatchRecordHint: false`) gets its attempts without the job's
+ * record and revision; one that says it does, or says nothing (an older worker), gets them.
  */
 import {
   BUCKETS,
@@ -228,17 +230,20 @@ describe('batched dispatch (real nats-server)', () => {
     a.dispatcher.deactivate();
   });
 
-  it('sends a worker at most what its heartbeat advertises: absent = one message per attempt', async () => {
-    const jobs = await createJobs(18);
-    // Heartbeats as workers write them to the workers bucket: one of an older release (no dispatchBatchMax), one
-    // advertising 16 and one advertising 4, each with its dispatch consumer (the monitor checks it exists).
-    const workers: [string, number, number | undefined][] = [
-      ['w-old', 5, undefined],
-      ['w-16', 6, 16],
-      ['w-4', 7, 4],
-    ];
+  /**
+   * Heartbeats as workers write them to the workers bucket (with the given extra fields), each with its dispatch
+   * consumer (the monitor checks it exists), read by the real worker monitor into a fresh replica's state: `run` gets
+   * the replica once every worker is ready; the workers are removed afterwards.
+   */
+  const withAdvertisedWorkers = async (
+    name: string,
+    jobs: StoredJob[],
+    workers: [id: string, slots: number, fields: Partial<WorkerHeartbeat>][],
+    s: Partial<DispatchSettings>,
+    run: (r: ReturnType<typeof replica>) => Promise<void>,
+  ) => {
     const kv = await nats.kvm.open(BUCKETS.workers);
-    for (const [id, slots, most] of workers) {
+    for (const [id, slots, fields] of workers) {
       await nats.jsm.consumers.add(STREAMS.dispatch, {
         durable_name: CONSUMERS.worker(id),
         filter_subject: SUBJECTS.dispatch(id),
@@ -255,7 +260,7 @@ describe('batched dispatch (real nats-server)', () => {
         runningJobs: [],
         inflight: [],
         jobTypes: ['noop'],
-        ...(most === undefined ? {} : { dispatchBatchMax: most }),
+        ...fields,
         draining: false,
         startedAt: at,
         heartbeatAt: at,
@@ -264,7 +269,7 @@ describe('batched dispatch (real nats-server)', () => {
       await kv.put(id, encodeJson(hb));
     }
     // No worker known up front: the real monitor reads the heartbeats into the replica's state.
-    const r = replica('advertised', jobs, {}, { attemptsPerMessage: 16 });
+    const r = replica(name, jobs, {}, s);
     const monitor = new WorkerMonitor(
       nats,
       new JobStore(nats, systemClock),
@@ -285,11 +290,7 @@ describe('batched dispatch (real nats-server)', () => {
         what: 'every worker ready',
         timeoutMs: 30_000,
       });
-      expect(workers.map(([id]) => r.state.capacity.worker(id)?.dispatchBatchMax)).toEqual([1, 16, 4]);
-      // Every worker known before the first round: one round decides all 18 (as many as the slots).
-      await r.dispatcher.activate(20, async () => undefined);
-      await settle(r, jobs);
-      r.dispatcher.deactivate();
+      await run(r);
     } finally {
       await monitor.stop();
       for (const [id] of workers) {
@@ -297,6 +298,30 @@ describe('batched dispatch (real nats-server)', () => {
         await nats.jsm.consumers.delete(STREAMS.dispatch, CONSUMERS.worker(id)).catch(() => undefined);
       }
     }
+  };
+
+  it('sends a worker at most what its heartbeat advertises: absent = one message per attempt', async () => {
+    const jobs = await createJobs(18);
+    // One worker of an older release (no dispatchBatchMax), one advertising 16 and one advertising 4.
+    let r: ReturnType<typeof replica> | undefined;
+    await withAdvertisedWorkers(
+      'advertised',
+      jobs,
+      [
+        ['w-old', 5, {}],
+        ['w-16', 6, { dispatchBatchMax: 16 }],
+        ['w-4', 7, { dispatchBatchMax: 4 }],
+      ],
+      { attemptsPerMessage: 16 },
+      async (x) => {
+        r = x;
+        expect(['w-old', 'w-16', 'w-4'].map((id) => x.state.capacity.worker(id)?.dispatchBatchMax)).toEqual([1, 16, 4]);
+        // Every worker known before the first round: one round decides all 18 (as many as the slots).
+        await x.dispatcher.activate(20, async () => undefined);
+        await settle(x, jobs);
+        x.dispatcher.deactivate();
+      },
+    );
 
     const msgs = await inStream();
     const of = (w: string) => msgs.filter((m) => m.p.workerId === w);
@@ -311,6 +336,83 @@ describe('batched dispatch (real nats-server)', () => {
     expect(msgs.flatMap((m) => dispatchAttempts(m.p).map((a) => a.jobId)).sort()).toEqual(
       jobs.map((j) => j.record.id).sort(),
     );
-    expect(r.fenced).toEqual([]);
+    expect(r?.fenced).toEqual([]);
+  });
+
+  it('leaves the record out of the dispatches of a worker that takes no record hint, and a new leader adopts them', async () => {
+    // Records of ~20 kB, and messages bounded at 2.5 records' bytes: only messages that carry records are closed by it.
+    const jobs = await createJobs(12, 20_000);
+    const perRecord = storedJobBytes(jobs[0]!);
+    const workers: [string, number, Partial<WorkerHeartbeat>][] = [
+      ['h-old', 3, { dispatchBatchMax: 16 }], // an older worker: no dispatchRecordHint, it wants the hint
+      ['h-yes', 3, { dispatchBatchMax: 16, dispatchRecordHint: true }],
+      ['h-no', 4, { dispatchBatchMax: 16, dispatchRecordHint: false }],
+      ['h-no-1', 2, { dispatchRecordHint: false }], // no batches either: single-attempt messages without the record
+    ];
+    let held: ReturnType<typeof replica> | undefined;
+    await withAdvertisedWorkers(
+      'hint',
+      jobs,
+      workers,
+      { attemptsPerMessage: 16, messageRecordBytes: 2.5 * perRecord },
+      async (r) => {
+        expect(workers.map(([id]) => r.state.capacity.worker(id)?.dispatchRecordHint)).toEqual([
+          true,
+          true,
+          false,
+          false,
+        ]);
+        await r.dispatcher.activate(30, async () => undefined);
+        await settle(r, jobs);
+        held = r;
+      },
+    );
+
+    const msgs = await inStream();
+    const of = (w: string) => msgs.filter((m) => m.p.workerId === w);
+    const attemptsOf = (w: string) => of(w).flatMap((m) => dispatchAttempts(m.p));
+    // With the hint: each attempt carries the job's record and revision, exactly as stored.
+    for (const w of ['h-old', 'h-yes']) {
+      expect(attemptsOf(w)).toHaveLength(3);
+      for (const a of attemptsOf(w)) {
+        const stored = jobs.find((j) => j.record.id === a.jobId)!;
+        expect(a.record).toEqual(stored.record);
+        expect(a.revision).toBe(stored.revision);
+      }
+      // Records ride along, so the byte bound still closes their messages (2 + 1).
+      expect(of(w).map((m) => dispatchAttempts(m.p).length)).toEqual([2, 1]);
+    }
+    // Without: no record, no revision, in either form — and the byte bound does not split a message of no records.
+    expect(of('h-no').map((m) => dispatchAttempts(m.p).length)).toEqual([4]);
+    expect(of('h-no-1').map((m) => 'attempts' in m.p)).toEqual([false, false]);
+    for (const w of ['h-no', 'h-no-1']) {
+      expect(attemptsOf(w).length).toBeGreaterThan(0);
+      for (const a of attemptsOf(w)) {
+        expect(a).toMatchObject({ attempt: 1, generation: 1 });
+        expect('record' in a).toBe(false);
+        expect('revision' in a).toBe(false);
+      }
+    }
+    expect(msgs.flatMap((m) => dispatchAttempts(m.p).map((a) => a.jobId)).sort()).toEqual(
+      jobs.map((j) => j.record.id).sort(),
+    );
+    expect(held?.fenced).toEqual([]);
+
+    // A new leader adopts every outstanding attempt, the record-less ones too (it reads the records itself).
+    const b = replica('hint-successor', jobs, Object.fromEntries(workers.map(([id, slots]) => [id, slots])), {});
+    await b.dispatcher.activate(31, async () => undefined);
+    expect(b.state.holdings.size).toBe(12);
+    for (const [id] of workers)
+      for (const m of of(id))
+        for (const a of dispatchAttempts(m.p))
+          expect(b.state.holdings.get(a.jobId)).toMatchObject({
+            state: 'dispatched',
+            workerId: id,
+            attempt: 1,
+            dispatchSeq: m.seq,
+          });
+    expect(await inStream()).toHaveLength(msgs.length); // nothing dispatched twice
+    b.dispatcher.deactivate();
+    held?.dispatcher.deactivate();
   });
 });

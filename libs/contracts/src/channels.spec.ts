@@ -3,7 +3,7 @@ import { PayloadError } from './guards';
 import { JOB_STATUSES } from './job';
 import { newJob, startAttempt, toEvent, type NewJobSpec } from './job-machine';
 import { DISPATCH_BATCH_LIMIT, dispatchAttempts } from './dispatch';
-import type { DispatchAttempt, DispatchBatch, DispatchMessage, WebhookDelivery } from './messages';
+import type { DispatchAttempt, DispatchBatch, DispatchMessage, WebhookDelivery, WorkerHeartbeat } from './messages';
 import { NOTIFIER_RPC_OPS, SCHEDULER_RPC_OPS, SUBJECTS } from './names';
 
 const t0 = new Date('2026-01-01T00:00:00.000Z');
@@ -109,6 +109,33 @@ describe('channels', () => {
       'attempts[1].generation',
     );
     expect(refusal(() => CHANNELS.dispatch.parse({ ...b, workerId: undefined })).path).toBe('workerId');
+  });
+
+  it('checks heartbeats: the optional capabilities may be absent (an older worker), never malformed', () => {
+    const hb: WorkerHeartbeat = {
+      v: 1,
+      id: 'w1',
+      pool: 'default',
+      slots: 2,
+      slotsPerGpu: 2,
+      gpus: [],
+      runningJobs: [],
+      inflight: [],
+      jobTypes: ['noop'],
+      draining: false,
+      startedAt: t0.toISOString(),
+      heartbeatAt: t0.toISOString(),
+      version: 'test',
+    };
+    expect(CHANNELS.workerHeartbeats.parse(hb)).toBe(hb);
+    const current = { ...hb, dispatchBatchMax: DISPATCH_BATCH_LIMIT, dispatchRecordHint: false };
+    expect(CHANNELS.workerHeartbeats.parse(current)).toBe(current);
+    expect(refusal(() => CHANNELS.workerHeartbeats.parse({ ...hb, dispatchRecordHint: 'no' })).path).toBe(
+      'dispatchRecordHint',
+    );
+    expect(refusal(() => CHANNELS.workerHeartbeats.parse({ ...hb, dispatchBatchMax: 1.5 })).path).toBe(
+      'dispatchBatchMax',
+    );
   });
 
   it('checks webhook deliveries and worker control messages', () => {

@@ -15,7 +15,8 @@ export interface DispatchAttempt {
   memoryMb: number;
   /**
    * The record as the leader read it just before dispatching, and its revision: the worker tries its start
-   * compare-and-set on it first and reads only if someone wrote in between (one read less per job).
+   * compare-and-set on it first and reads only if someone wrote in between (one read less per job). Absent for a
+   * worker whose heartbeat says it does not use them (`WorkerHeartbeat.dispatchRecordHint: false`).
    */
   record?: JobRecord;
   revision?: number;
@@ -113,6 +114,14 @@ export interface WorkerHeartbeat {
    * sends it at most min(DISPATCH_BATCH_MAX, this) attempts per message.
    */
   dispatchBatchMax?: number;
+  /**
+   * Since v1.1: whether this worker uses the record a dispatch carries (`DispatchAttempt.record`, its start's
+   * compare-and-set hint). False for a worker that reads the record from the stream leader before every start
+   * (WORKER_STARTED_REVISION_DELAY_MS > 0, the default): the scheduler sends it dispatches without `record` and
+   * `revision`. Absent = true: a worker of an older release gets the record, as it always did (docs/architecture.md,
+   * "Dispatch record hint").
+   */
+  dispatchRecordHint?: boolean;
   draining: boolean;
   startedAt: string;
   heartbeatAt: string;

@@ -260,6 +260,7 @@ export const workerHeartbeat: Guard<WorkerHeartbeat> = object<WorkerHeartbeat>({
   jobTypes: arrayOf(str),
   learnedPeaksMb: optional(recordOf(num)),
   dispatchBatchMax: optional(int),
+  dispatchRecordHint: optional(bool),
   draining: bool,
   startedAt: str,
   heartbeatAt: str,

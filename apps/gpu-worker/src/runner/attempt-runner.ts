@@ -307,6 +307,15 @@ export class AttemptRunner {
     this.gate = d.slots !== undefined ? new SlotGate(Math.max(1, d.slots)) : undefined;
   }
 
+  /**
+   * Whether starts use the record a dispatch carries as their compare-and-set hint: only without a started-revision
+   * delay. With one, every start reads the record from the stream leader first and the hint is never looked at, so
+   * the heartbeat says so (`dispatchRecordHint`) and the scheduler leaves the record out of this worker's dispatches.
+   */
+  get usesDispatchRecordHint(): boolean {
+    return (this.d.startedRevisionDelayMs ?? 0) <= 0;
+  }
+
   /** Attempts received and waiting for a free slot (0 unless the worker was handed more than its slots). */
   get waitingForSlot(): number {
     return this.gate?.queued ?? 0;
@@ -434,7 +443,7 @@ export class AttemptRunner {
     let stored: StoredJob;
     let pending: PendingStart | undefined;
     try {
-      if (delayMs > 0) {
+      if (!this.usesDispatchRecordHint) {
         // The same check as the start's compare-and-set, on the record as it is now (read from the stream leader):
         // a stale dispatch (cancelled, another attempt, another worker, another generation) is refused here.
         const cur = await this.d.jobs.get(m.jobId, { consistent: true });

@@ -10,6 +10,10 @@
  * (up to `attemptsPerMessage` attempts — never more than the worker advertises in its heartbeat — and
  * {@link MESSAGE_RECORD_BYTES} of records); a group of one is sent in the single-attempt form. Fencing stays per
  * message. Tokens stay held until the terminal record frees them, never an ack.
+ *
+ * Record hint (docs/architecture.md, "Dispatch record hint"): each attempt carries the job's record and revision, the
+ * worker's start compare-and-set hint — unless the worker's heartbeat says it does not use them
+ * (`dispatchRecordHint: false`: it reads the record before every start), then the attempt goes without both.
  */
 import {
   CHANNELS,
@@ -83,6 +87,8 @@ export interface DispatchSettings {
 interface Outgoing {
   workerId: string;
   decisions: Decision[];
+  /** The attempts carry their records and revisions (the worker uses them as its start's hint). */
+  withRecords: boolean;
 }
 
 export class Dispatcher {
@@ -238,7 +244,8 @@ export class Dispatcher {
   /**
    * The round's dispatches as messages: grouped per worker in decision order, each message closed at
    * min(`attemptsPerMessage`, the worker's advertised `dispatchBatchMax`) attempts or once its records reach
-   * `messageRecordBytes`. A worker that advertises nothing (an older release) gets one message per attempt.
+   * `messageRecordBytes`. A worker that advertises nothing (an older release) gets one message per attempt. A worker
+   * that takes no record hint gets messages without records, which only the attempt count closes.
    */
   private group(valid: readonly Decision[], records: ReadonlyMap<string, StoredJob>): Outgoing[] {
     const configured = Math.max(1, Math.min(DISPATCH_BATCH_LIMIT, this.settings.attemptsPerMessage ?? 1));
@@ -246,13 +253,16 @@ export class Dispatcher {
     const out: Outgoing[] = [];
     const open = new Map<string, { o: Outgoing; bytes: number; most: number }>();
     for (const d of valid) {
-      const bytes = storedJobBytes(records.get(d.candidate.entry.id)!);
+      // What the worker advertised: the attempts it reads in one message (an older worker, or one no longer known:
+      // 1, the single form) and whether it uses the records (absent, or not known: yes, as before).
+      const w = this.state.capacity.worker(d.workerId);
+      const withRecords = w?.dispatchRecordHint ?? true;
+      const bytes = withRecords ? storedJobBytes(records.get(d.candidate.entry.id)!) : 0;
       let cur = open.get(d.workerId);
       if (cur && (cur.o.decisions.length >= cur.most || cur.bytes + bytes > byteBound)) cur = undefined;
       if (!cur) {
-        // What the worker advertised it reads (an older worker, or one no longer known: 1, the single form).
-        const most = Math.min(configured, this.state.capacity.worker(d.workerId)?.dispatchBatchMax ?? 1);
-        cur = { o: { workerId: d.workerId, decisions: [] }, bytes: 0, most };
+        const most = Math.min(configured, w?.dispatchBatchMax ?? 1);
+        cur = { o: { workerId: d.workerId, decisions: [], withRecords }, bytes: 0, most };
         open.set(d.workerId, cur);
         out.push(cur.o);
       }
@@ -411,8 +421,7 @@ export class Dispatcher {
           attempt: e.attempts + 1,
           gpuIndices: d.gpuIndices,
           memoryMb: d.memoryMb,
-          record: stored.record,
-          revision: stored.revision,
+          ...(out.withRecords ? { record: stored.record, revision: stored.revision } : {}),
         };
       });
       const envelope = { v: 1 as const, workerId: out.workerId, epoch, dispatchedAt: now.toISOString() };
@@ -421,7 +430,8 @@ export class Dispatcher {
         attempts.length === 1
           ? ({ ...envelope, ...first } satisfies DispatchMessage)
           : ({ ...envelope, attempts } satisfies DispatchBatch);
-      const r = first.record!;
+      // The first job's record as read for this round (whether or not the message carries it).
+      const r = records.get(first.jobId)!.record;
       // Pipelined on one connection, so the broker sees them in this order: each expects its predecessor's seq.
       const expect = expected++;
       return publishJson(this.nats.js, SUBJECTS.dispatch(out.workerId), msg, {

@@ -43,6 +43,11 @@ export interface WorkerState {
    * older release reads only the single-attempt form).
    */
   dispatchBatchMax: number;
+  /**
+   * Whether its dispatches carry the job's record and revision (its start's compare-and-set hint), from its heartbeat
+   * (`dispatchRecordHint`; true when absent: a worker of an older release uses the hint).
+   */
+  dispatchRecordHint: boolean;
 }
 
 export interface Reservation {
@@ -123,6 +128,8 @@ export class Capacity {
     ready?: boolean;
     /** Most attempts per dispatch message it accepts (absent: 1, an older worker). */
     dispatchBatchMax?: number;
+    /** Whether it uses the record a dispatch carries (absent: true, an older worker). */
+    dispatchRecordHint?: boolean;
   }): void {
     const cur = this.workers.get(w.id);
     const gpus: GpuState[] = w.gpus.map((g) => {
@@ -148,6 +155,7 @@ export class Capacity {
       draining: w.draining,
       ready: w.ready ?? cur?.ready ?? false,
       dispatchBatchMax: Math.max(1, Math.floor(w.dispatchBatchMax ?? 1)),
+      dispatchRecordHint: w.dispatchRecordHint !== false,
     };
     if (!cur) {
       // A worker first heard of after reservations naming it (e.g. jobs found running at takeover).
