@@ -46,7 +46,9 @@ export class ReplyMux {
   constructor(
     private readonly nc: NatsConnection,
     private readonly o: { inboxPrefix?: string | undefined; sweepMs?: number } = {},
-  ) {}
+  ) {
+    void this.watchPermissionErrors();
+  }
 
   /** Requests sent and not yet answered, timed out or rejected. */
   get size(): number {
@@ -99,6 +101,25 @@ export class ReplyMux {
     this.prefix = prefix;
     void sub.closed.then((err) => this.onClosed(sub, err));
     return prefix;
+  }
+
+  /**
+   * A publish the server refuses (`-ERR 'Permissions Violation for Publish to …'`) reaches the client only as a status
+   * error naming the subject; nats.js rejects the request to that subject with it, and so do we (the oldest one: the
+   * server sends one error per refused publish). Ends when the connection closes.
+   */
+  private async watchPermissionErrors(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type !== 'error' || !(s.error instanceof natsErrors.PermissionViolationError)) continue;
+      const pe = s.error;
+      if (pe.operation !== 'publish') continue;
+      for (const [token, p] of this.pending) {
+        if (p.subject !== pe.subject) continue;
+        this.pending.delete(token);
+        p.reject(new natsErrors.RequestError(pe.message, { cause: pe }));
+        break;
+      }
+    }
   }
 
   private onReply(err: Error | null, msg: Msg): void {

@@ -7,6 +7,9 @@
 import { JetStreamApiError, jetstreamManager, StorageType, type PubAck } from '@nats-io/jetstream';
 import { jserrors } from '@nats-io/jetstream/internal';
 import { errors as natsErrors, headers as natsHeaders, type Subscription } from '@nats-io/nats-core';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { NatsServer, waitFor, within } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import {
@@ -255,4 +258,49 @@ describe('the reply mux when the server or the connection goes away (real nats-s
       await nats.drain();
     }
   }, 60_000);
+});
+
+describe('a publish the server refuses (permissions) (real nats-server)', () => {
+  let server: NatsServer;
+  let nats: NatsHandle;
+
+  beforeAll(async () => {
+    // A user allowed everything but publishing to hpub.denied.>; a config file of our own carries the permissions.
+    const dir = mkdtempSync(join(tmpdir(), 'gantry-hpub-perm-'));
+    const conf = join(dir, 'perm.conf');
+    writeFileSync(
+      conf,
+      'authorization {\n  users = [\n    { user: "perm", password: "perm-pass", permissions: { publish: { allow: [">"], deny: ["hpub.denied.>"] }, subscribe: { allow: [">"] } } }\n  ]\n}\n',
+    );
+    server = await NatsServer.start({ args: ['-c', conf] });
+    nats = await NatsHandle.connect({
+      servers: [server.url],
+      name: 'js-requests-perm',
+      logger,
+      auth: { NATS_USER: 'perm', NATS_PASSWORD: 'perm-pass' },
+    });
+    await nats.jsm.streams.add({ name: STREAM, subjects: ['hpub.>'], storage: StorageType.File });
+  }, 60_000);
+
+  afterAll(async () => {
+    await nats?.drain();
+    await server?.dispose();
+  });
+
+  it('rejects at once, as js.publish does: a RequestError caused by the PermissionViolationError', async () => {
+    const timeout = 20_000;
+    const ours = await within(
+      rejection(jsPublish(nats.js, 'hpub.denied.x', enc('x'), { timeout })),
+      10_000,
+      'the refused publish rejected before its timeout',
+    );
+    const theirs = await rejection(nats.js.publish('hpub.denied.x', enc('x'), { timeout }));
+    for (const err of [ours, theirs]) {
+      expect(err).toBeInstanceOf(natsErrors.RequestError);
+      expect(err.cause).toBeInstanceOf(natsErrors.PermissionViolationError);
+    }
+    expect(replyMux(nats.nc).size).toBe(0);
+    // An allowed subject still works on the same connection.
+    expect((await jsPublish(nats.js, 'hpub.allowed', enc('y'))).stream).toBe(STREAM);
+  }, 30_000);
 });
