@@ -3,13 +3,15 @@
  * what the nats.js 3.4 method does (jsclient.js `_publish`/`publish`, jsm_direct.js `getMessage`) and returns the
  * same values and error classes: headers set as `buildPublishHeaders` sets them, the reply parsed by the client's own
  * `parseJsResponse` (JetStreamApiError and its subclasses), no responders as `JetStreamNotEnabled` for a publish and
- * a RequestError for a direct get, a timeout as `TimeoutError`. A client of another kind falls back to its own method.
+ * a RequestError for a direct get, a timeout as `TimeoutError`. A client of another kind, or one whose method is
+ * wrapped (as tests do to inject failures: a Proxy over `js.publish` or `jsm.direct.getMessage`), gets its own method.
  */
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
 import {
   PubHeaders,
   type StoredMsg,
   type DirectMsgRequest,
+  type DirectStreamAPI,
   type JetStreamClient,
   type JetStreamManager,
   type PubAck,
@@ -35,6 +37,7 @@ export interface JsPublishOptions {
 }
 
 const EMPTY = new Uint8Array(0);
+const nativePublish = JetStreamClientImpl.prototype.publish;
 
 /** `js.publish(subject, payload, o)` without nc.request. */
 export async function jsPublish(
@@ -43,7 +46,7 @@ export async function jsPublish(
   payload: Uint8Array = EMPTY,
   o: JsPublishOptions = {},
 ): Promise<PubAck> {
-  if (!(js instanceof JetStreamClientImpl)) return js.publish(subject, payload, o);
+  if (!(js instanceof JetStreamClientImpl) || js.publish !== nativePublish) return js.publish(subject, payload, o);
   const h = o.headers ?? natsHeaders();
   if (o.msgID) h.set(PubHeaders.MsgIdHdr, o.msgID);
   if (typeof o.expect?.lastSequence === 'number') h.set(PubHeaders.ExpectedLastSeqHdr, `${o.expect.lastSequence}`);
@@ -76,7 +79,13 @@ export async function directGet(
   query: DirectMsgRequest,
 ): Promise<StoredMsg | null> {
   const api = jsm.direct;
-  if (!(api instanceof BaseApiClientImpl) || 'start_time' in query) return api.getMessage(stream, query);
+  if (
+    !(api instanceof BaseApiClientImpl) ||
+    api.getMessage !== (Object.getPrototypeOf(api) as DirectStreamAPI).getMessage ||
+    'start_time' in query
+  ) {
+    return api.getMessage(stream, query);
+  }
   validateStreamName(stream);
   // By subject, the subject goes into the request subject (so permissions can be set per subject), as nats.js does.
   const last = 'last_by_subj' in query ? query.last_by_subj : undefined;

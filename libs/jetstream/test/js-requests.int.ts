@@ -129,6 +129,33 @@ describe('JetStream publishes and direct reads over the reply mux (real nats-ser
     }
   });
 
+  it('a client whose publish / direct getMessage is wrapped (a Proxy, as tests inject failures) gets its own method', async () => {
+    const calls: string[] = [];
+    const js = new Proxy(nats.js, {
+      get(target, prop, receiver) {
+        if (prop !== 'publish') return Reflect.get(target, prop, receiver) as unknown;
+        return (subject: string) => {
+          calls.push(subject);
+          return Promise.reject(new Error('injected'));
+        };
+      },
+    });
+    await expect(publishJson(js, 'hpub.wrapped', { n: 1 })).rejects.toThrow('injected');
+    const direct = new Proxy(nats.jsm.direct, {
+      get(target, prop, receiver) {
+        if (prop !== 'getMessage') return Reflect.get(target, prop, receiver) as unknown;
+        return (stream: string) => {
+          calls.push(stream);
+          return Promise.resolve(null);
+        };
+      },
+    });
+    const jsm = Object.assign(Object.create(nats.jsm) as typeof nats.jsm, { direct });
+    await jsPublish(nats.js, 'hpub.wrapped', enc('x'));
+    expect(await directGet(jsm, STREAM, { last_by_subj: 'hpub.wrapped' })).toBeNull();
+    expect(calls).toEqual(['hpub.wrapped', STREAM]);
+  });
+
   it('5,000 concurrent publishes are all acked, each once, and leave nothing pending', async () => {
     const n = 5_000;
     const acks: PubAck[] = await Promise.all(
