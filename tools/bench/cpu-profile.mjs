@@ -4,7 +4,10 @@
 //
 //   npm run bench:scheduler -- --jobs=200000 --cpu-prof=/tmp/prof       # the schedulers, per dispatch
 //   npm run bench:vs-bullmq -- --only gantry --cpu-prof=/tmp/prof        # every Gantry service, per job
-//   node tools/bench/cpu-profile.mjs /tmp/prof [--top=25]
+//   node tools/bench/cpu-profile.mjs /tmp/prof [--top=25] [--grep=REGEX]
+//
+// --grep=REGEX adds, per service, the self time of the functions whose `name file:line` matches REGEX, summed and row
+// by row (e.g. a library's request bookkeeping: docs/performance.md, "Our own publish path").
 //
 // The bench writes DIR/windows.json: per window the process's pid, a label (the windows of one label are summed),
 // its start and end in µs of CLOCK_MONOTONIC (the clock of V8's profile timestamps) and how many units of work it
@@ -15,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The report of every profile in `dir` with windows, as text. */
-export function profileReport(dir, { top = 25 } = {}) {
+export function profileReport(dir, { top = 25, grep } = {}) {
   const windows = JSON.parse(readFileSync(join(dir, 'windows.json'), 'utf8'));
   let text = '';
   const files = readdirSync(dir)
@@ -68,10 +71,17 @@ export function profileReport(dir, { top = 25 } = {}) {
         `busy ${(total / 1e6).toFixed(2)} s, idle ${(idle / 1e6).toFixed(2)} s` +
         (units > 0 ? `, ${units} ${plural(unit)}: ${(total / units).toFixed(0)} µs busy per ${unit}` : '') +
         ' ==\n';
-      for (const [title, m] of [
+      const sections = [
         ['self time', self],
         ['inclusive time (project code only)', new Map([...inclusive].filter(([k]) => /^\S+ (apps|libs)\//.test(k)))],
-      ]) {
+      ];
+      if (grep) {
+        const matching = new Map([...self].filter(([k]) => grep.test(k)));
+        const sum = [...matching.values()].reduce((a, b) => a + b, 0);
+        const per = units > 0 ? `, ${(sum / units).toFixed(1)} µs/${unit}` : '';
+        sections.push([`self time matching --grep: ${((sum / total) * 100).toFixed(1)} %${per}`, matching]);
+      }
+      for (const [title, m] of sections) {
         text += `  -- ${title}\n`;
         const rows = [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
         for (const [key, us] of rows) {
@@ -108,9 +118,15 @@ function shortUrl(url) {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const dir = process.argv[2];
   if (!dir) {
-    process.stderr.write('usage: cpu-profile.mjs DIR [--top=N]\n');
+    process.stderr.write('usage: cpu-profile.mjs DIR [--top=N] [--grep=REGEX]\n');
     process.exit(2);
   }
-  const top = Number(/^--top=(\d+)$/.exec(process.argv[3] ?? '')?.[1] ?? 25);
-  process.stdout.write(profileReport(dir, { top }));
+  const flag = (name) =>
+    process.argv
+      .slice(3)
+      .find((a) => a.startsWith(`--${name}=`))
+      ?.slice(name.length + 3);
+  const top = Number(flag('top') ?? 25);
+  const grep = flag('grep');
+  process.stdout.write(profileReport(dir, { top, ...(grep ? { grep: new RegExp(grep) } : {}) }));
 }

@@ -1,4 +1,7 @@
-/** Durable publishes with a producer span and W3C trace context in the headers. */
+/**
+ * Durable publishes with a producer span and W3C trace context in the headers, over the connection's reply mux
+ * (reply-mux.ts) instead of nc.request: the same acks and errors as `js.publish`.
+ */
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import {
@@ -11,6 +14,7 @@ import {
   type Context,
 } from '@gantry/telemetry';
 import { encodeJson } from './codec';
+import { jsPublish } from './js-requests';
 
 export interface PublishOptions {
   /** `Nats-Msg-Id`: the broker drops a repeat within the stream's duplicate window. */
@@ -57,7 +61,8 @@ export async function publishEncoded(
       const h = natsHeaders();
       for (const [k, v] of Object.entries(o.headers ?? {})) h.set(k, v);
       injectTrace(h);
-      return js.publish(subject, payload, {
+      // Our own request path (js-requests.ts): js.publish's nc.request builds an Error per answered request.
+      return jsPublish(js, subject, payload, {
         headers: h,
         ...(o.msgID ? { msgID: o.msgID } : {}),
         ...(o.expect ? { expect: o.expect } : {}),

@@ -21,7 +21,14 @@ import {
   type Transition,
 } from '@gantry/contracts';
 import { DeliverPolicy, type StoredMsg } from '@nats-io/jetstream';
-import { decodePayload, isWrongLastSequence, mapBounded, publishJson, type NatsHandle } from '@gantry/jetstream';
+import {
+  decodePayload,
+  directGet,
+  isWrongLastSequence,
+  mapBounded,
+  publishJson,
+  type NatsHandle,
+} from '@gantry/jetstream';
 import { ATTR, contextFromTraceparent, hasActiveSpan, type Context } from '@gantry/telemetry';
 
 export class JobNotFoundError extends Error {
@@ -77,10 +84,11 @@ export class JobStore {
   async get(jobId: string, o: ReadOptions = {}): Promise<StoredJob | undefined> {
     const subject = SUBJECTS.job(jobId);
     // Both reads answer null for "no message" (the client maps the broker's code); any other error (a missing stream,
-    // a timeout) propagates: reading it as "no such job" turned NATS trouble into 404s and lost races.
+    // a timeout) propagates: reading it as "no such job" turned NATS trouble into 404s and lost races. The direct read
+    // goes over the connection's reply mux (directGet: jsm.direct.getMessage without nc.request's per-call cost).
     const msg: StoredMsg | null = o.consistent
       ? await this.nats.jsm.streams.getMessage(STREAMS.jobs, { last_by_subj: subject })
-      : await this.nats.jsm.direct.getMessage(STREAMS.jobs, { last_by_subj: subject });
+      : await directGet(this.nats.jsm, STREAMS.jobs, { last_by_subj: subject });
     return msg ? decodeStored(msg) : undefined;
   }
 

@@ -14,7 +14,7 @@
  * writes for the swings it never shows (issue 16, lever 4: 0.2–0.8 durable writes per job in bursty runs before).
  */
 import { demandConsumer, STREAMS, SUBJECTS } from '@gantry/contracts';
-import { ensureConsumer, type NatsHandle } from '@gantry/jetstream';
+import { ensureConsumer, jsPublish, type NatsHandle } from '@gantry/jetstream';
 import type { Logger } from '@gantry/telemetry';
 
 /** Default spacing of the gauge's write passes. */
@@ -124,7 +124,7 @@ export class DemandGauge {
     }
     if (target > cur) {
       const units = Array.from({ length: target - cur }, () => this.nextUnit++);
-      await Promise.all(units.map((n) => this.nats.js.publish(SUBJECTS.demandUnit(pool, n))));
+      await Promise.all(units.map((n) => jsPublish(this.nats.js, SUBJECTS.demandUnit(pool, n))));
     } else if (target < cur) {
       await this.nats.jsm.streams.purge(STREAMS.demand, { filter: SUBJECTS.demandPool(pool), keep: target });
     }

@@ -23,7 +23,14 @@ import {
   type Priority,
   type StoredJob,
 } from '@gantry/contracts';
-import { Backoff, decodePayload, encodeJson, openSlowOrderedConsumer, type NatsHandle } from '@gantry/jetstream';
+import {
+  Backoff,
+  decodePayload,
+  encodeJson,
+  jsPublish,
+  openSlowOrderedConsumer,
+  type NatsHandle,
+} from '@gantry/jetstream';
 import { decodeStored } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
@@ -398,12 +405,13 @@ export class ListIndexWriter {
         await Promise.all(
           keys.map((k) => {
             const p = this.pages.get(k)!;
-            return this.nats.js.publish(SUBJECTS.listPage(p.tenant, p.bucket), encodeJson(p));
+            return jsPublish(this.nats.js, SUBJECTS.listPage(p.tenant, p.bucket), encodeJson(p));
           }),
         );
         await Promise.all(
           heads.map((t) =>
-            this.nats.js.publish(
+            jsPublish(
+              this.nats.js,
               SUBJECTS.listHead(t),
               encodeJson({ v: 1, bucket: this.heads.get(t)! } satisfies ListHead),
             ),
