@@ -1,5 +1,5 @@
 /**
- * `js.publish` and `jsm.direct.getMessage` over the connection's {@link ReplyMux} (why: reply-mux.ts). Each does
+ * `js.publish`, `jsm.direct.getMessage` and `jsm.streams.getMessage` over the connection's {@link ReplyMux} (why: reply-mux.ts). Each does
  * what the nats.js 3.4 method does (jsclient.js `_publish`/`publish`, jsm_direct.js `getMessage`) and returns the
  * same values and error classes: headers set as `buildPublishHeaders` sets them, the reply parsed by the client's own
  * `parseJsResponse` (JetStreamApiError and its subclasses), no responders as `JetStreamNotEnabled` for a publish and
@@ -19,6 +19,8 @@ import {
 import {
   BaseApiClientImpl,
   DirectMsgImpl,
+  JetStreamApiCodes,
+  JetStreamApiError,
   JetStreamClientImpl,
   JetStreamError,
   JetStreamStatus,
@@ -99,4 +101,64 @@ export async function directGet(
     throw status.toError();
   }
   return new DirectMsgImpl(r);
+}
+
+/** What a read from the stream leader gives: the message's subject, sequence, payload and time. */
+export interface LeaderMsg {
+  readonly subject: string;
+  readonly seq: number;
+  readonly data: Uint8Array;
+  readonly time: Date;
+}
+
+interface MsgGetReply {
+  message: { subject: string; seq: number; data?: string; time: string };
+}
+
+const fromStored = (m: StoredMsg): LeaderMsg => ({ subject: m.subject, seq: m.seq, data: m.data, time: m.time });
+
+/**
+ * `jsm.streams.getMessage(stream, query)` (STREAM.MSG.GET, answered by the stream leader: what a compare-and-set reads
+ * first) without nc.request: the message, or null for the server's "no message found" (JetStreamApiCodes.NoMessageFound),
+ * as nats.js answers; every other error is the client's own (`parseJsResponse`; no responders as `JetStreamNotEnabled`,
+ * as its `_request` maps it). Headers are not decoded: the callers (the job store) read the payload and sequence only.
+ */
+export async function leaderGet(
+  jsm: JetStreamManager,
+  stream: string,
+  query: { last_by_subj: string } | { seq: number },
+): Promise<LeaderMsg | null> {
+  const api = jsm.streams;
+  if (
+    !(api instanceof BaseApiClientImpl) ||
+    api.getMessage !== (Object.getPrototypeOf(api) as typeof api).getMessage
+  ) {
+    const m = await api.getMessage(stream, query);
+    return m ? fromStored(m) : null;
+  }
+  validateStreamName(stream);
+  const pre = api.opts.apiPrefix || '$JS.API';
+  let reply;
+  try {
+    reply = await replyMux(api.nc, api.nc.options.inboxPrefix).request(
+      `${pre}.STREAM.MSG.GET.${stream}`,
+      new TextEncoder().encode(JSON.stringify(query)),
+      { timeoutMs: api.timeout },
+    );
+  } catch (err) {
+    if (err instanceof natsErrors.RequestError && err.isNoResponders()) {
+      throw new jserrors.JetStreamNotEnabled('jetstream is not enabled', { cause: err });
+    }
+    throw err;
+  }
+  let r: MsgGetReply;
+  try {
+    r = api.parseJsResponse(reply) as MsgGetReply;
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.NoMessageFound) return null;
+    throw err;
+  }
+  const m = r.message;
+  const data = m.data ? Buffer.from(m.data, 'base64') : EMPTY;
+  return { subject: m.subject, seq: m.seq, data, time: new Date(m.time) };
 }

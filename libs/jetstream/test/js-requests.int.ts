@@ -17,6 +17,7 @@ import {
   isNatsUnavailable,
   isWrongLastSequence,
   jsPublish,
+  leaderGet,
   NatsHandle,
   publishEncoded,
   publishJson,
@@ -197,6 +198,29 @@ describe('JetStream publishes and direct reads over the reply mux (real nats-ser
     expect(ours.constructor).toBe(theirs.constructor);
     expect(ours.cause?.constructor).toBe(theirs.cause?.constructor);
     for (const err of [ours, theirs]) expect(isNatsUnavailable(err)).toBe(true);
+    expect(replyMux(nats.nc).size).toBe(0);
+  });
+
+  it('leaderGet answers what jsm.streams.getMessage answers (the newest revision), null for none, its errors otherwise', async () => {
+    await jsPublish(nats.js, 'hpub.leader.a', enc('{"v":1}'));
+    const ack = await jsPublish(nats.js, 'hpub.leader.a', enc('{"v":2,"s":"é\\u0000"}'));
+    const ours = await leaderGet(nats.jsm, STREAM, { last_by_subj: 'hpub.leader.a' });
+    const theirs = await nats.jsm.streams.getMessage(STREAM, { last_by_subj: 'hpub.leader.a' });
+    expect(ours).not.toBeNull();
+    expect(ours!.seq).toBe(ack.seq);
+    expect(ours!.seq).toBe(theirs!.seq);
+    expect(ours!.subject).toBe('hpub.leader.a');
+    expect(Buffer.from(ours!.data).equals(Buffer.from(theirs!.data))).toBe(true);
+    expect(new TextDecoder().decode(ours!.data)).toBe('{"v":2,"s":"é\\u0000"}');
+    expect(ours!.time.getTime()).toBe(theirs!.time.getTime());
+    expect((await leaderGet(nats.jsm, STREAM, { seq: ack.seq - 1 }))!.data).toEqual(enc('{"v":1}'));
+    expect(await leaderGet(nats.jsm, STREAM, { last_by_subj: 'hpub.leader.none' })).toBeNull();
+    expect(await nats.jsm.streams.getMessage(STREAM, { last_by_subj: 'hpub.leader.none' })).toBeNull();
+    // A stream that does not exist: the same class as the client's (StreamNotFoundError), not "no message".
+    const missing = await rejection(leaderGet(nats.jsm, 'HPUB_MISSING', { last_by_subj: 'x.y' }));
+    const theirMissing = await rejection(nats.jsm.streams.getMessage('HPUB_MISSING', { last_by_subj: 'x.y' }));
+    expect(missing).toBeInstanceOf(JetStreamApiError);
+    expect(missing.constructor).toBe(theirMissing.constructor);
     expect(replyMux(nats.nc).size).toBe(0);
   });
 });

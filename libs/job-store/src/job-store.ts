@@ -20,10 +20,11 @@ import {
   type StoredJob,
   type Transition,
 } from '@gantry/contracts';
-import { DeliverPolicy, type StoredMsg } from '@nats-io/jetstream';
+import { DeliverPolicy } from '@nats-io/jetstream';
 import {
   decodePayload,
   directGet,
+  leaderGet,
   isWrongLastSequence,
   mapBounded,
   publishJson,
@@ -85,9 +86,10 @@ export class JobStore {
     const subject = SUBJECTS.job(jobId);
     // Both reads answer null for "no message" (the client maps the broker's code); any other error (a missing stream,
     // a timeout) propagates: reading it as "no such job" turned NATS trouble into 404s and lost races. The direct read
-    // goes over the connection's reply mux (directGet: jsm.direct.getMessage without nc.request's per-call cost).
-    const msg: StoredMsg | null = o.consistent
-      ? await this.nats.jsm.streams.getMessage(STREAMS.jobs, { last_by_subj: subject })
+    // and the leader read go over the connection's reply mux (directGet, leaderGet: nats.js's getMessage without
+    // nc.request's per-call cost).
+    const msg: { seq: number; data: Uint8Array } | null = o.consistent
+      ? await leaderGet(this.nats.jsm, STREAMS.jobs, { last_by_subj: subject })
       : await directGet(this.nats.jsm, STREAMS.jobs, { last_by_subj: subject });
     return msg ? decodeStored(msg) : undefined;
   }
