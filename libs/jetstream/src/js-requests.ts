@@ -129,10 +129,7 @@ export async function leaderGet(
   query: { last_by_subj: string } | { seq: number },
 ): Promise<LeaderMsg | null> {
   const api = jsm.streams;
-  if (
-    !(api instanceof BaseApiClientImpl) ||
-    api.getMessage !== (Object.getPrototypeOf(api) as typeof api).getMessage
-  ) {
+  if (!(api instanceof BaseApiClientImpl) || api.getMessage !== (Object.getPrototypeOf(api) as typeof api).getMessage) {
     const m = await api.getMessage(stream, query);
     return m ? fromStored(m) : null;
   }
