@@ -1,9 +1,7 @@
 /**
  * A listing page as the writer holds it between flushes: each entry kept as its own JSON text, encoded once when the
  * entry changes, instead of the page re-encoded whole at every flush (issue 16: `JSON.stringify` of up to 1,024 entries
- * per dirty page every 100 ms was 5.4–8.2 % of the scheduler's CPU, for the few entries that had changed). The UTF-8
- * bytes are kept too, per group of GROUP consecutive createSeqs: a flush encodes only the groups whose entries changed
- * (new jobs land in the newest group) and copies the others.
+ * per dirty page every 100 ms was 5.4–8.2 % of the scheduler's CPU, for the few entries that had changed).
  *
  * The payload {@link EncodedListPage.encode} assembles is byte for byte what `encodeJson(page)` gives for the same
  * page (the {@link ListPage} format the gateway reads is unchanged; encoded-list-page.spec.ts checks it over random
@@ -13,10 +11,6 @@
 import type { ListEntry, ListPage } from '@gantry/contracts';
 
 const encoder = new TextEncoder();
-/** Entries per group of kept bytes, by createSeq (`floor(createSeq / GROUP)`): 16 groups in a page of 1,024. */
-const GROUP = 64;
-const COMMA = 0x2c;
-const CLOSE = [0x5d, 0x7d]; // `]}`
 
 export class EncodedListPage {
   readonly tenant: string;
@@ -26,8 +20,6 @@ export class EncodedListPage {
   private readonly seqs: number[];
   /** `JSON.stringify` of each entry, in the order of `seqs`. */
   private readonly parts: string[];
-  /** The UTF-8 of each group's entries joined by commas, by group number; dropped when one of them changes. */
-  private readonly groups = new Map<number, Uint8Array>();
 
   constructor(page: ListPage) {
     this.tenant = page.tenant;
@@ -70,7 +62,6 @@ export class EncodedListPage {
       this.seqs.splice(i, 0, e[0]);
       this.parts.splice(i, 0, json);
     }
-    this.groups.delete(Math.floor(e[0] / GROUP));
     return true;
   }
 
@@ -80,7 +71,6 @@ export class EncodedListPage {
     if (this.seqs[i] !== createSeq) return false;
     this.seqs.splice(i, 1);
     this.parts.splice(i, 1);
-    this.groups.delete(Math.floor(createSeq / GROUP));
     return true;
   }
 
@@ -89,36 +79,9 @@ export class EncodedListPage {
    * order, as the writer has always built pages), from the entries' kept JSON.
    */
   encode(): Uint8Array {
-    const head = encoder.encode(
+    return encoder.encode(
       `{"v":1,"tenant":${JSON.stringify(this.tenant)},"bucket":${JSON.stringify(this.bucket)},` +
-        `"prev":${JSON.stringify(this.prev)},"entries":[`,
+        `"prev":${JSON.stringify(this.prev)},"entries":[${this.parts.join(',')}]}`,
     );
-    const pieces: Uint8Array[] = [];
-    let size = head.length + CLOSE.length;
-    const seqs = this.seqs;
-    // Sorted by descending createSeq, so each group's entries are one run.
-    for (let i = 0; i < seqs.length;) {
-      const g = Math.floor(seqs[i]! / GROUP);
-      let end = i + 1;
-      while (end < seqs.length && Math.floor(seqs[end]! / GROUP) === g) end++;
-      let piece = this.groups.get(g);
-      if (!piece) {
-        piece = encoder.encode(this.parts.slice(i, end).join(','));
-        this.groups.set(g, piece);
-      }
-      size += piece.length + (pieces.length > 0 ? 1 : 0);
-      pieces.push(piece);
-      i = end;
-    }
-    const out = new Uint8Array(size);
-    out.set(head, 0);
-    let at = head.length;
-    for (const [k, piece] of pieces.entries()) {
-      if (k > 0) out[at++] = COMMA;
-      out.set(piece, at);
-      at += piece.length;
-    }
-    out.set(CLOSE, at);
-    return out;
   }
 }
