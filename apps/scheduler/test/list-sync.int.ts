@@ -9,6 +9,8 @@ import {
   SUBJECTS,
   bucketDeclarations,
   newJob,
+  reportProgress,
+  startAttempt,
   streamDeclarations,
   systemClock,
   type ListPage,
@@ -67,6 +69,14 @@ describe('listing writer sync (real nats-server)', () => {
     return msg ? decodeJson<ListPage>(msg.data).entries.map((e) => e[1]) : [];
   }
 
+  /** The stream sequence of the last write of the tenant's page that holds this job. */
+  async function pageWrittenAt(s: StoredJob): Promise<number | undefined> {
+    const msg = await nats.jsm.direct.getMessage(STREAMS.list, {
+      last_by_subj: SUBJECTS.listPage('acme', listBucket(s.record.createSeq ?? s.revision)),
+    });
+    return msg?.seq;
+  }
+
   beforeAll(async () => {
     server = await NatsServer.start();
     nats = await NatsHandle.connect({ servers: [server.url], name: 'list-sync-test', logger });
@@ -115,5 +125,28 @@ describe('listing writer sync (real nats-server)', () => {
     const started = Date.now();
     await writer.syncTo(await lastSeq(), 10_000);
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('does not write a page again for a revision that changes none of its listed fields (progress)', async () => {
+    const p = await submit('job-p');
+    deliver(p);
+    const owner = { workerId: 'w1', generation: p.record.generation, attempt: 1 };
+    const started = await jobs.transition('job-p', (c) =>
+      startAttempt(c.record, owner, { gpus: [], gpuIndices: [] }, systemClock.now()),
+    );
+    deliver(started);
+    await writer.syncTo(started.revision, 10_000);
+    const writtenAt = await pageWrittenAt(p);
+    expect(writtenAt).toBeDefined();
+
+    const progress = await jobs.transition('job-p', (c) =>
+      reportProgress(c.record, owner, { percent: 50 }, systemClock.now()),
+    );
+    deliver(progress);
+    // The sync still covers the progress revision (the checkpoint moves on), but the page is not rewritten.
+    expect(await writer.syncTo(progress.revision, 10_000)).toBeGreaterThanOrEqual(progress.revision);
+    expect(await pageWrittenAt(p)).toBe(writtenAt);
+    const page = await nats.jsm.direct.getMessage(STREAMS.list, { seq: writtenAt! });
+    expect(decodeJson<ListPage>(page!.data).entries.find((e) => e[1] === 'job-p')?.[2]).toBe('running');
   });
 });

@@ -16,10 +16,8 @@ import {
   CONFIG_KEYS,
   STREAMS,
   SUBJECTS,
-  type ListEntry,
   type ListHead,
   type JobStatus,
-  type ListPage,
   type Priority,
   type StoredJob,
 } from '@gantry/contracts';
@@ -35,6 +33,7 @@ import { decodeStored } from '@gantry/job-store';
 import type { Logger } from '@gantry/telemetry';
 import { DeliverPolicy, type ConsumerMessages } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
+import { EncodedListPage } from './encoded-list-page';
 
 export const LIST_BUCKET = 1_024;
 /** While a sync waits, how often it checks whether the revisions it waits for still exist (retention may purge them). */
@@ -51,26 +50,12 @@ export class ListingBehindError extends Error {
   }
 }
 const FLUSH_MS = 100;
-// Pages kept decoded: the hot ones are each tenant's newest page and the oldest ones being dispatched. Bounded, since a
-// page holds up to LIST_BUCKET entries (~250 bytes each decoded).
+// Pages kept in memory: the hot ones are each tenant's newest page and the oldest ones being dispatched. Bounded, since a
+// page holds up to LIST_BUCKET entries (each kept as its JSON text, ~80–100 bytes; see EncodedListPage).
 const CACHE_PAGES = 64;
 
 export function listBucket(createSeq: number): number {
   return Math.floor(createSeq / LIST_BUCKET);
-}
-
-/** Inserts or updates an entry, keeping the page sorted by descending createSeq. */
-export function upsertEntry(page: ListPage, e: ListEntry): void {
-  const entries = page.entries;
-  let lo = 0;
-  let hi = entries.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (entries[mid]![0] > e[0]) lo = mid + 1;
-    else hi = mid;
-  }
-  if (entries[lo]?.[0] === e[0]) entries[lo] = e;
-  else entries.splice(lo, 0, e);
 }
 
 /**
@@ -132,7 +117,7 @@ export interface ListingFeed {
 
 export class ListIndexWriter {
   private messages: ConsumerMessages | undefined;
-  private readonly pages = new Map<string, ListPage>();
+  private readonly pages = new Map<string, EncodedListPage>();
   private readonly dirty = new Set<string>();
   /**
    * Pages being written by a flush (no longer dirty, not yet stored). Never evicted: a failed flush marks them dirty
@@ -330,7 +315,7 @@ export class ListIndexWriter {
     return h.bucket;
   }
 
-  private async page(tenant: string, bucket: number): Promise<ListPage | undefined> {
+  private async page(tenant: string, bucket: number): Promise<EncodedListPage | undefined> {
     const key = this.pageKey(tenant, bucket);
     const cached = this.pages.get(key);
     if (cached) {
@@ -341,17 +326,32 @@ export class ListIndexWriter {
     }
     const msg = await this.readLast(SUBJECTS.listPage(tenant, bucket));
     if (!msg) return undefined;
-    const p = decodePayload(CHANNELS.listPages, msg.data);
+    return this.hold(key, new EncodedListPage(decodePayload(CHANNELS.listPages, msg.data)));
+  }
+
+  /**
+   * The page to change for `key`, called synchronously before the change is made and the key marked dirty: the copy
+   * held already when there is one (another read of the same page may have finished during an await, and its copy may
+   * hold changes), else `p`, held from now on. Before this, a page read back while another was changed replaced it
+   * (dropping that change), and a page changed after an await could have been evicted meanwhile (a dirty key without
+   * a page: every later flush failed on it).
+   */
+  private hold(key: string, p: EncodedListPage): EncodedListPage {
+    const held = this.pages.get(key);
+    if (held) return held;
     this.remember(key, p);
     return p;
   }
 
-  private remember(key: string, p: ListPage): void {
+  private remember(key: string, p: EncodedListPage): void {
     this.pages.set(key, p);
     if (this.pages.size > CACHE_PAGES) {
       for (const k of this.pages.keys()) {
         if (this.pages.size <= CACHE_PAGES) break;
-        if (!this.dirty.has(k) && !this.writing.has(k)) this.pages.delete(k);
+        // Never the page just taken in: the caller is about to change it and mark it dirty. When more than CACHE_PAGES
+        // pages were dirty or being written it was the only one left to evict (until issue 16), and every flush after
+        // that failed on its dirty key (the listing's checkpoint stopped for good).
+        if (k !== key && !this.dirty.has(k) && !this.writing.has(k)) this.pages.delete(k);
       }
     }
   }
@@ -361,18 +361,30 @@ export class ListIndexWriter {
     const createSeq = r.createSeq;
     const bucket = listBucket(createSeq);
     const key = this.pageKey(r.tenant, bucket);
-    let page = await this.page(r.tenant, bucket);
-    if (!page) {
+    const found = await this.page(r.tenant, bucket);
+    let page: EncodedListPage;
+    if (found) {
+      page = this.hold(key, found);
+    } else {
       const head = await this.head(r.tenant);
-      page = { v: 1, tenant: r.tenant, bucket, prev: head !== null && head < bucket ? head : null, entries: [] };
+      page = this.hold(
+        key,
+        new EncodedListPage({
+          v: 1,
+          tenant: r.tenant,
+          bucket,
+          prev: head !== null && head < bucket ? head : null,
+          entries: [],
+        }),
+      );
       if (head === null || bucket > head) {
         this.heads.set(r.tenant, bucket);
         this.dirtyHeads.add(r.tenant);
       }
-      this.remember(key, page);
     }
-    upsertEntry(page, [createSeq, r.id, r.status, r.type, r.priority, r.createdAtMs]);
-    this.dirty.add(key);
+    // A page that already holds this very entry stays as it is (and is not written again for it): the page in memory is
+    // what is stored or what a flush under way or to come writes, so read-your-writes holds without it.
+    if (page.upsert([createSeq, r.id, r.status, r.type, r.priority, r.createdAtMs])) this.dirty.add(key);
   }
 
   /** Stream sequence of the last revision applied. */
@@ -383,12 +395,10 @@ export class ListIndexWriter {
   /** Drops a job's entry (retention removed the job). Written with the next flush. */
   async remove(tenant: string, createSeq: number): Promise<void> {
     const bucket = listBucket(createSeq);
-    const page = await this.page(tenant, bucket);
-    if (!page) return;
-    const i = page.entries.findIndex((e) => e[0] === createSeq);
-    if (i < 0) return;
-    page.entries.splice(i, 1);
-    this.dirty.add(this.pageKey(tenant, bucket));
+    const found = await this.page(tenant, bucket);
+    if (!found) return;
+    const key = this.pageKey(tenant, bucket);
+    if (this.hold(key, found).remove(createSeq)) this.dirty.add(key);
   }
 
   /** Writes dirty pages, then heads, then the checkpoint (so a crash re-applies instead of skipping). */
@@ -405,7 +415,7 @@ export class ListIndexWriter {
         await Promise.all(
           keys.map((k) => {
             const p = this.pages.get(k)!;
-            return jsPublish(this.nats.js, SUBJECTS.listPage(p.tenant, p.bucket), encodeJson(p));
+            return jsPublish(this.nats.js, SUBJECTS.listPage(p.tenant, p.bucket), p.encode());
           }),
         );
         await Promise.all(
