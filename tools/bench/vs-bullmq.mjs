@@ -32,6 +32,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { connect } from '@nats-io/transport-node';
 import { NatsServer, S3Server, ServiceProcess, freePort } from '@gantry/testing';
 import { profileReport } from './cpu-profile.mjs';
 
@@ -500,6 +501,27 @@ async function startGantry() {
         if (r.status !== 200) throw new Error(`queue config answered ${r.status}: ${JSON.stringify(r.body)}`);
       };
       await set(1);
+      // Where each gap goes: a plain subscription sees every job revision and every dispatch as it is published, so
+      // a gap splits into the worker's outcome write (finishedAt → its revision published), the scheduler's part
+      // (→ the next job's dispatch published) and the worker's part (→ the next startedAt: delivery, the record's
+      // read, the start). Times are this process's receipt times, on the same clock as the records' timestamps.
+      const seen = { outcome: new Map(), dispatch: new Map() };
+      const tap = await connect({ servers: nats.url, name: 'bench-gap-tap' });
+      tap.subscribe('gantry.v1.job_nocb.*', {
+        callback: (_err, m) => {
+          const at = Date.now();
+          const e = JSON.parse(new TextDecoder().decode(m.data));
+          if (e.job?.status === 'completed') seen.outcome.set(e.job.id, at);
+        },
+      });
+      tap.subscribe('gantry.v1.dispatch.*', {
+        callback: (_err, m) => {
+          const at = Date.now();
+          const d = JSON.parse(new TextDecoder().decode(m.data));
+          for (const a of d.attempts ?? [d]) if (a.jobId) seen.dispatch.set(a.jobId, at);
+        },
+      });
+      await tap.flush();
       try {
         const base = await processed();
         const ids = await submitBatches(n, () => ({ type: 'noop', input: { durationMs: sleepMs } }));
@@ -514,8 +536,14 @@ async function startGantry() {
             ...(await Promise.all(ids.slice(i, i + 16).map(async (id) => (await api('GET', `/v1/jobs/${id}`)).body))),
           );
         }
-        return views.map((v) => ({ startedAt: Date.parse(v.startedAt), finishedAt: Date.parse(v.finishedAt) }));
+        return views.map((v) => ({
+          startedAt: Date.parse(v.startedAt),
+          finishedAt: Date.parse(v.finishedAt),
+          outcomeSeen: seen.outcome.get(v.id),
+          dispatchSeen: seen.dispatch.get(v.id),
+        }));
       } finally {
+        await tap.close().catch(() => {});
         await set(TOKENS);
       }
     },
@@ -538,14 +566,33 @@ function cpuReport(pids, before, after, seconds, jobs) {
 function gapStats(jobs) {
   const sorted = jobs.filter((j) => j.startedAt && j.finishedAt).sort((a, b) => a.startedAt - b.startedAt);
   const gaps = [];
-  for (let i = 1; i < sorted.length; i++) gaps.push(sorted[i].startedAt - sorted[i - 1].finishedAt);
+  // Gantry only: each gap split at the previous job's outcome revision and the next job's dispatch (see gaps()).
+  const parts = { outcome: [], scheduler: [], worker: [] };
+  const worst = [];
+  for (let i = 1; i < sorted.length; i++) {
+    const a = sorted[i - 1];
+    const b = sorted[i];
+    const gap = b.startedAt - a.finishedAt;
+    gaps.push(gap);
+    if (a.outcomeSeen !== undefined && b.dispatchSeen !== undefined) {
+      const split = [a.outcomeSeen - a.finishedAt, b.dispatchSeen - a.outcomeSeen, b.startedAt - b.dispatchSeen];
+      parts.outcome.push(split[0]);
+      parts.scheduler.push(split[1]);
+      parts.worker.push(split[2]);
+      worst.push({ gap, split });
+    }
+  }
   gaps.sort((a, b) => a - b);
+  for (const xs of Object.values(parts)) xs.sort((a, b) => a - b);
+  worst.sort((a, b) => b.gap - a.gap);
   return {
     n: gaps.length,
     p50: pct(gaps, 50),
     p99: pct(gaps, 99),
     max: gaps.at(-1),
     overlaps: gaps.filter((g) => g < 0).length,
+    parts: parts.outcome.length > 0 ? parts : undefined,
+    worst: worst.slice(0, 5),
   };
 }
 
@@ -668,6 +715,17 @@ async function main() {
         `  ${s.name}: ${GAP_JOBS} jobs of ${GAP_MS} ms: p50 ${g.p50} ms, p99 ${g.p99} ms, max ${g.max} ms` +
           (g.overlaps ? ` (${g.overlaps} overlaps: more than one running!)` : ''),
       );
+      if (g.parts) {
+        const row = (what, xs) => `${what} p50 ${pct(xs, 50)} / p99 ${pct(xs, 99)} / max ${xs.at(-1)} ms`;
+        out(
+          `    split (${g.parts.outcome.length} gaps): ${row('outcome write', g.parts.outcome)}; ` +
+            `${row('scheduler', g.parts.scheduler)}; ${row('worker start', g.parts.worker)}`,
+        );
+        out(
+          `    the ${g.worst.length} longest gaps as [outcome write, scheduler, worker start] ms: ` +
+            g.worst.map((w) => `${w.gap} = [${w.split.join(', ')}]`).join('; '),
+        );
+      }
     }
     const load1 = loadavg();
     out('\n== summary ==');
