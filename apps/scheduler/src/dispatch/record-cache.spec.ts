@@ -83,6 +83,19 @@ describe('RecordCache (bounded by bytes)', () => {
     expect(cache.take('a')).toBeUndefined();
   });
 
+  it('takeSized gives the entry with the size estimated when it was put (what the dispatcher counts)', () => {
+    const cache = new RecordCache(10_000_000);
+    const s = stored('b', 5_000, 3);
+    cache.put(stored('c', 7_000));
+    cache.put(s);
+    const before = cache.bytes;
+    const hit = cache.takeSized('b');
+    expect(hit?.s).toBe(s);
+    expect(hit?.bytes).toBe(storedJobBytes(s));
+    expect(cache.bytes).toBe(before - storedJobBytes(s));
+    expect(cache.takeSized('b')).toBeUndefined();
+  });
+
   it('does not cache a record bigger than the whole budget, and caches nothing with budget 0', () => {
     const small = new RecordCache(50_000);
     small.put(stored('huge', 100_000));

@@ -104,10 +104,15 @@ export class RecordCache {
 
   /** Removes and returns the entry of job `id` (a record is used once: by the dispatch that needed it). */
   take(id: string): StoredJob | undefined {
+    return this.takeSized(id)?.s;
+  }
+
+  /** {@link take}, with the size estimated when the record was put (so the taker need not walk the record again). */
+  takeSized(id: string): { s: StoredJob; bytes: number } | undefined {
     const e = this.entries.get(id);
     if (!e) return undefined;
     this.delete(id);
-    return e.s;
+    return e;
   }
 
   private delete(id: string): void {
