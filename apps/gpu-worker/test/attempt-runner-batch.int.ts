@@ -22,7 +22,7 @@ import {
 } from '@gantry/contracts';
 import { JetStreamContext, NatsHandle, decodeJson, ensureConsumer, provision, publishJson } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer, waitFor } from '@gantry/testing';
+import { NatsServer, waitFor, noopSpec } from '@gantry/testing';
 import { createLogger, createRegistry } from '@gantry/telemetry';
 import { ExecutorRegistry } from '../src/executors/executor-registry';
 import { NoopExecutor } from '../src/executors/noop.executor';
@@ -74,23 +74,7 @@ describe('a batch message given back (real nats-server)', () => {
   it('naks once all settled; the redelivery fails the unrecorded outcome and skips the attempt already done', async () => {
     const store = new FlakyStore(nats, systemClock);
     const create = async (id: string) =>
-      store.create(
-        newJob(
-          {
-            id,
-            tenant: 't',
-            type: 'noop',
-            input: {},
-            priority: 'normal',
-            pool: 'default',
-            timeoutSeconds: 60,
-            maxAttempts: 3,
-            retryDelaysMs: [0],
-            metadata: {},
-          },
-          new Date(),
-        ),
-      );
+      store.create(newJob(noopSpec(id, { maxAttempts: 3, retryDelaysMs: [0] }), new Date()));
     const done = await create('nakdone');
     const stuck = await create('nakstuck');
     const released: DispatchReleased[] = [];

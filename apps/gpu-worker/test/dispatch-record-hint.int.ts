@@ -23,7 +23,7 @@ import {
 } from '@gantry/contracts';
 import { JetStreamContext, NatsHandle, decodePayload, ensureConsumer, provision, publishJson } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer } from '@gantry/testing';
+import { NatsServer, noopSpec } from '@gantry/testing';
 import { createLogger, createRegistry } from '@gantry/telemetry';
 import { ExecutorRegistry } from '../src/executors/executor-registry';
 import { NoopExecutor } from '../src/executors/noop.executor';
@@ -95,23 +95,7 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
   /** Creates a job, dispatches attempt 1 to the worker (with its record and revision or without) and handles it. */
   const runOne = async (w: Awaited<ReturnType<typeof worker>>, withRecord: boolean): Promise<string> => {
     const id = `hint${++counter}`;
-    const created = await new JobStore(nats, systemClock).create(
-      newJob(
-        {
-          id,
-          tenant: 't',
-          type: 'noop',
-          input: {},
-          priority: 'normal',
-          pool: 'default',
-          timeoutSeconds: 60,
-          maxAttempts: 1,
-          retryDelaysMs: [],
-          metadata: {},
-        },
-        new Date(),
-      ),
-    );
+    const created = await new JobStore(nats, systemClock).create(newJob(noopSpec(id), new Date()));
     const m: DispatchMessage = {
       v: 1,
       workerId: w.workerId,

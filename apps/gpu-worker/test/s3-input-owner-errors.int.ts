@@ -8,7 +8,7 @@ import { newJob, streamDeclarations, systemClock } from '@gantry/contracts';
 import { NatsHandle, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { OutputStore } from '@gantry/storage';
-import { NatsServer } from '@gantry/testing';
+import { NatsServer, noopSpec } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,23 +47,7 @@ describe('s3 input owner check while nats-server is down (real nats-server)', ()
 
   it('refuses another tenant for good, but a failed lookup is a retryable failure of the attempt', async () => {
     const jobs = new JobStore(nats, systemClock);
-    await jobs.create(
-      newJob(
-        {
-          id: 'owned-by-bravo',
-          tenant: 'bravo',
-          type: 'noop',
-          input: {},
-          priority: 'normal',
-          pool: 'default',
-          timeoutSeconds: 60,
-          maxAttempts: 1,
-          retryDelaysMs: [],
-          metadata: {},
-        },
-        systemClock.now(),
-      ),
-    );
+    await jobs.create(newJob(noopSpec('owned-by-bravo', { tenant: 'bravo' }), systemClock.now()));
     const policy = new S3InputPolicy(BUCKET, '', { tenantOf: jobTenantLookup(jobs) });
     const download = (name: string) =>
       downloadInput(

@@ -19,7 +19,7 @@ import {
 } from '@gantry/contracts';
 import { NatsHandle, mapBounded, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer, waitFor } from '@gantry/testing';
+import { NatsServer, waitFor, noopSpec } from '@gantry/testing';
 import { createLogger, Registry } from '@gantry/telemetry';
 import { DependencyMetrics, DependencyTracker, type StepReport } from '../src/dependencies/dependency-tracker';
 import { SchedulerState } from '../src/domain/scheduler-state';
@@ -27,19 +27,8 @@ import { JobProjection } from '../src/projection/job-projection';
 
 const logger = createLogger('dependency-tracker-test', 'silent');
 
-const spec = (id: string, over: Partial<NewJobSpec> = {}): NewJobSpec => ({
-  id,
-  tenant: 'acme',
-  type: 'noop',
-  input: {},
-  priority: 'normal',
-  pool: 'default',
-  timeoutSeconds: 60,
-  maxAttempts: 1,
-  retryDelaysMs: [0],
-  metadata: {},
-  ...over,
-});
+const spec = (id: string, over: Partial<NewJobSpec> = {}): NewJobSpec =>
+  noopSpec(id, { tenant: 'acme', retryDelaysMs: [0], ...over });
 
 describe('dependency tracker (real nats-server, real projection)', () => {
   let server: NatsServer;

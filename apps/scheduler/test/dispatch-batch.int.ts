@@ -25,7 +25,7 @@ import {
 import { NatsHandle, decodeJson, encodeJson, provision, publishJson } from '@gantry/jetstream';
 import { AckPolicy } from '@nats-io/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer, waitFor } from '@gantry/testing';
+import { NatsServer, waitFor, noopSpec } from '@gantry/testing';
 import { createLogger, createRegistry } from '@gantry/telemetry';
 import { Dispatcher, type DispatchSettings } from '../src/dispatch/dispatcher';
 import { storedJobBytes } from '../src/dispatch/record-cache';
@@ -61,21 +61,7 @@ describe('batched dispatch (real nats-server)', () => {
     for (let i = 0; i < n; i++)
       out.push(
         await writer.create(
-          newJob(
-            {
-              id: `bj${++counter}`,
-              tenant: 't',
-              type: 'noop',
-              input: { pad: 'x'.repeat(inputChars) },
-              priority: 'normal',
-              pool: 'default',
-              timeoutSeconds: 60,
-              maxAttempts: 2,
-              retryDelaysMs: [],
-              metadata: {},
-            },
-            new Date(),
-          ),
+          newJob(noopSpec(`bj${++counter}`, { input: { pad: 'x'.repeat(inputChars) }, maxAttempts: 2 }), new Date()),
         ),
       );
     return out;

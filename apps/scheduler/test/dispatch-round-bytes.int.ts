@@ -16,7 +16,7 @@ import {
 } from '@gantry/contracts';
 import { decodeJson } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { waitFor } from '@gantry/testing';
+import { waitFor, noopSpec } from '@gantry/testing';
 import { createLogger, createRegistry } from '@gantry/telemetry';
 import { Dispatcher } from '../src/dispatch/dispatcher';
 import { storedJobBytes } from '../src/dispatch/record-cache';
@@ -50,23 +50,7 @@ describe('dispatch round byte budget (real nats-server)', () => {
     const stored: StoredJob[] = [];
     for (let i = 0; i < JOBS; i++)
       stored.push(
-        await writer.create(
-          newJob(
-            {
-              id: `big${i}`,
-              tenant: 't',
-              type: 'noop',
-              input: { result: 'x'.repeat(RECORD_CHARS) },
-              priority: 'normal',
-              pool: 'default',
-              timeoutSeconds: 60,
-              maxAttempts: 1,
-              retryDelaysMs: [],
-              metadata: {},
-            },
-            new Date(),
-          ),
-        ),
+        await writer.create(newJob(noopSpec(`big${i}`, { input: { result: 'x'.repeat(RECORD_CHARS) } }), new Date())),
       );
     const perRecord = storedJobBytes(stored[0]!);
     const budget = 3 * perRecord;

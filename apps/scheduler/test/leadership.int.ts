@@ -17,7 +17,7 @@ import {
 } from '@gantry/contracts';
 import { NatsHandle, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer, waitFor } from '@gantry/testing';
+import { NatsServer, waitFor, noopSpec } from '@gantry/testing';
 import { createLogger, createRegistry } from '@gantry/telemetry';
 import { Dispatcher } from '../src/dispatch/dispatcher';
 import { SchedulerState } from '../src/domain/scheduler-state';
@@ -103,25 +103,7 @@ describe('scheduler leadership (real nats-server)', () => {
     const jobs = new JobStore(h, systemClock);
     const stored: StoredJob[] = [];
     for (const id of ['fjob1', 'fjob2', 'fjob3']) {
-      stored.push(
-        await jobs.create(
-          newJob(
-            {
-              id,
-              tenant: 't',
-              type: 'noop',
-              input: {},
-              priority: 'normal',
-              pool: 'default',
-              timeoutSeconds: 60,
-              maxAttempts: 3,
-              retryDelaysMs: [1_000],
-              metadata: {},
-            },
-            new Date(),
-          ),
-        ),
-      );
+      stored.push(await jobs.create(newJob(noopSpec(id, { maxAttempts: 3, retryDelaysMs: [1_000] }), new Date())));
     }
     const replica = async (name: string) => {
       const nats = await connect(name);

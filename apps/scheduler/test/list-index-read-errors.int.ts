@@ -15,7 +15,7 @@ import {
 } from '@gantry/contracts';
 import { decodeJson, type NatsHandle } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { Deferred, waitFor } from '@gantry/testing';
+import { Deferred, waitFor, noopSpec } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import { listBucket, ListIndexWriter } from '../src/listing/list-index-writer';
 import { realNats } from './real-nats';
@@ -65,23 +65,7 @@ describe('listing writer with failing reads (real nats-server)', () => {
   }
 
   const submit = (jobs: JobStore, id: string, tenant = 'acme') =>
-    jobs.create(
-      newJob(
-        {
-          id,
-          tenant,
-          type: 'noop',
-          input: {},
-          priority: 'normal',
-          pool: 'default',
-          timeoutSeconds: 60,
-          maxAttempts: 1,
-          retryDelaysMs: [],
-          metadata: {},
-        },
-        new Date(),
-      ),
-    );
+    jobs.create(newJob(noopSpec(id, { tenant }), new Date()));
 
   it('retries a failed page read instead of overwriting the page: no listed job is lost', async () => {
     const { nats } = real;

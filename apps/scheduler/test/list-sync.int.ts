@@ -18,7 +18,7 @@ import {
 } from '@gantry/contracts';
 import { NatsHandle, decodeJson, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer } from '@gantry/testing';
+import { NatsServer, noopSpec } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import { listBucket, ListIndexWriter, ListingBehindError } from '../src/listing/list-index-writer';
 
@@ -41,23 +41,7 @@ describe('listing writer sync (real nats-server)', () => {
   const lastSeq = async () => (await nats.jsm.streams.info(STREAMS.jobs)).state.last_seq;
 
   function submit(id: string): Promise<StoredJob> {
-    return jobs.create(
-      newJob(
-        {
-          id,
-          tenant: 'acme',
-          type: 'noop',
-          input: {},
-          priority: 'normal',
-          pool: 'default',
-          timeoutSeconds: 60,
-          maxAttempts: 1,
-          retryDelaysMs: [],
-          metadata: {},
-        },
-        systemClock.now(),
-      ),
-    );
+    return jobs.create(newJob(noopSpec(id, { tenant: 'acme' }), systemClock.now()));
   }
 
   /** The ids in the tenant's written page for this job's createSeq. */

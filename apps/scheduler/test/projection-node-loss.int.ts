@@ -17,7 +17,7 @@ import {
 } from '@gantry/contracts';
 import { NatsHandle, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsCluster, waitFor } from '@gantry/testing';
+import { NatsCluster, waitFor, noopSpec } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import { SchedulerState } from '../src/domain/scheduler-state';
 import { LeaderElection } from '../src/leader/leader-election';
@@ -62,24 +62,7 @@ describe('scheduler projection after the loss of the node holding the jobs strea
   });
 
   let n = 0;
-  const submit = () =>
-    jobs.create(
-      newJob(
-        {
-          id: `job-${++n}`,
-          tenant: 't',
-          type: 'noop',
-          input: {},
-          priority: 'normal',
-          pool: 'default',
-          timeoutSeconds: 60,
-          maxAttempts: 1,
-          retryDelaysMs: [],
-          metadata: {},
-        },
-        new Date(),
-      ),
-    );
+  const submit = () => jobs.create(newJob(noopSpec(`job-${++n}`), new Date()));
 
   /** Writes revisions until stopped; writes that fail (the stream's node away) are skipped. */
   function keepWriting(): { stop: () => Promise<void>; acked: () => number; failed: () => number } {

@@ -14,7 +14,7 @@ import {
 } from '@gantry/contracts';
 import { NatsHandle, encodeJson, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer, waitFor } from '@gantry/testing';
+import { NatsServer, waitFor, noopSpec } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import { SchedulerState } from '../src/domain/scheduler-state';
 import { LeaderElection } from '../src/leader/leader-election';
@@ -41,24 +41,7 @@ describe('projection sync during a takeover (real nats-server)', () => {
     await server?.dispose();
   });
 
-  const submit = (id: string) =>
-    jobs.create(
-      newJob(
-        {
-          id,
-          tenant: 't',
-          type: 'noop',
-          input: {},
-          priority: 'normal',
-          pool: 'default',
-          timeoutSeconds: 60,
-          maxAttempts: 1,
-          retryDelaysMs: [],
-          metadata: {},
-        },
-        new Date(),
-      ),
-    );
+  const submit = (id: string) => jobs.create(newJob(noopSpec(id), new Date()));
 
   it('resolves once the live projection has applied the last revision', async () => {
     await submit('first');

@@ -24,7 +24,7 @@ import { NatsHandle, decodeJson, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { OutputStore } from '@gantry/storage';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { NatsServer, S3Server, waitFor } from '@gantry/testing';
+import { NatsServer, S3Server, waitFor, noopSpec } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import { listBucket, ListIndexWriter } from '../src/listing/list-index-writer';
 import { RetentionSweeper } from '../src/retention/retention-sweeper';
@@ -67,24 +67,7 @@ describe('retention sweeper (real nats-server and S3)', () => {
   it('removes expired terminal jobs with their listing entries and outputs, and nothing else', async () => {
     const clock: Clock & { t: number } = { t: Date.now(), now: (): Date => new Date(clock.t) };
     const jobs = new JobStore(nats, clock);
-    const submit = (id: string) =>
-      jobs.create(
-        newJob(
-          {
-            id,
-            tenant: 'acme',
-            type: 'noop',
-            input: {},
-            priority: 'normal',
-            pool: 'default',
-            timeoutSeconds: 60,
-            maxAttempts: 1,
-            retryDelaysMs: [],
-            metadata: {},
-          },
-          clock.now(),
-        ),
-      );
+    const submit = (id: string) => jobs.create(newJob(noopSpec(id, { tenant: 'acme' }), clock.now()));
     const owner = { workerId: 'w1', generation: 1, attempt: 1 };
     const run = (id: string) =>
       jobs.transition(id, (c) => startAttempt(c.record, owner, { gpus: [], gpuIndices: [] }, clock.now()));
@@ -180,23 +163,7 @@ describe('retention sweeper (real nats-server and S3)', () => {
     }
     const jobs = new RacingStore(nats, clock);
     const id = 'raced';
-    await admin.create(
-      newJob(
-        {
-          id,
-          tenant: 'race',
-          type: 'noop',
-          input: {},
-          priority: 'normal',
-          pool: 'default',
-          timeoutSeconds: 60,
-          maxAttempts: 1,
-          retryDelaysMs: [],
-          metadata: {},
-        },
-        clock.now(),
-      ),
-    );
+    await admin.create(newJob(noopSpec(id, { tenant: 'race' }), clock.now()));
     const owner = { workerId: 'w1', generation: 1, attempt: 1 };
     await admin.transition(id, (c) => startAttempt(c.record, owner, { gpus: [], gpuIndices: [] }, clock.now()));
     await admin.transition(id, (c) => failAttempt(c.record, owner, jobError('EXIT_CODE', 'boom', false), clock.now()));

@@ -15,7 +15,7 @@ import {
 } from '@gantry/contracts';
 import { NatsHandle, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer, waitFor } from '@gantry/testing';
+import { NatsServer, waitFor, noopSpec } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import { SchedulerState } from '../src/domain/scheduler-state';
 import { RetryTimer } from '../src/retries/retry-timer';
@@ -57,21 +57,7 @@ describe('retry timer while nats-server is down (real nats-server)', () => {
     const retryAt = new Map<string, number>();
     for (const id of ids) {
       await jobs.create(
-        newJob(
-          {
-            id,
-            tenant: 'acme',
-            type: 'noop',
-            input: {},
-            priority: 'normal',
-            pool: 'default',
-            timeoutSeconds: 60,
-            maxAttempts: 3,
-            retryDelaysMs: [50],
-            metadata: {},
-          },
-          systemClock.now(),
-        ),
+        newJob(noopSpec(id, { tenant: 'acme', maxAttempts: 3, retryDelaysMs: [50] }), systemClock.now()),
       );
       const owner = { workerId: 'w1', generation: 1, attempt: 1 };
       await jobs.transition(id, (c) => startAttempt(c.record, owner, { gpus: [], gpuIndices: [] }, systemClock.now()));

@@ -10,23 +10,12 @@ import {
 } from '@gantry/contracts';
 import { NatsHandle, provision } from '@gantry/jetstream';
 import { JobExistsError, JobNotFoundError, JobStore } from '@gantry/job-store';
-import { NatsServer } from '@gantry/testing';
+import { NatsServer, noopSpec } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 
 const logger = createLogger('job-store-test', 'silent');
 
-const spec = (id: string): NewJobSpec => ({
-  id,
-  tenant: 't1',
-  type: 'noop',
-  input: {},
-  priority: 'normal',
-  pool: 'default',
-  timeoutSeconds: 60,
-  maxAttempts: 2,
-  retryDelaysMs: [10],
-  metadata: {},
-});
+const spec = (id: string): NewJobSpec => noopSpec(id, { tenant: 't1', maxAttempts: 2, retryDelaysMs: [10] });
 
 describe('JobStore on a real nats-server', () => {
   let server: NatsServer;

@@ -19,3 +19,4 @@ export { historyViolations, readJobHistories, assertWholeHistory } from './histo
 export type { HistoryEntry, HistoryCheckOptions, WholeHistoryReport } from './history';
 export { CopiesMonitor, processesMatching, processesMatchingAsync, runningCopies } from './job-processes';
 export type { SeenProcess } from './job-processes';
+export { noopSpec } from './job-specs';

@@ -15,6 +15,7 @@ import {
   type Transition,
 } from '@gantry/contracts';
 import { DependencyIndex, decide } from './dependency-index';
+import { noopSpec } from '@gantry/testing';
 
 type Outcome = 'completed' | 'failed' | 'cancelled';
 const t0 = Date.parse('2026-01-01T00:00:00Z');
@@ -63,22 +64,7 @@ class World {
 
   submit(id: string, parents: string[]): void {
     this.write(
-      newJob(
-        {
-          id,
-          tenant: 't',
-          type: 'noop',
-          input: {},
-          priority: 'normal',
-          pool: 'default',
-          timeoutSeconds: 60,
-          maxAttempts: 1,
-          retryDelaysMs: [0],
-          metadata: {},
-          ...(parents.length ? { dependsOn: parents } : {}),
-        },
-        this.now(),
-      ),
+      newJob(noopSpec(id, { retryDelaysMs: [0], ...(parents.length ? { dependsOn: parents } : {}) }), this.now()),
     );
   }
 
