@@ -6,7 +6,7 @@
  * A's endpoints recover, and a new notifier delivers every one of A's 300 webhooks exactly once (with a 2xx), and
  * dead-letters none. Before v1.1 (one consumer, slots per origin) B waited for A's attempts to time out.
  */
-import type { JobEvent } from '@gantry/contracts';
+import { STREAMS, SUBJECTS, type JobEvent } from '@gantry/contracts';
 import { NatsHandle } from '@gantry/jetstream';
 import { callbackEvent, metric, publishAll } from './support/job-events';
 import { createLogger } from '@gantry/telemetry';
@@ -109,6 +109,18 @@ describe('webhooks: one tenant’s hanging endpoints never delay another tenant 
     // No hanging request of A has timed out yet, so every request A sent is still out: bounded by its share.
     expect(aElapsed).toBeLessThan(TIMEOUT_MS);
     expect(aInFlight).toBeLessThanOrEqual(TENANT_SLOTS);
+
+    // B's deliveries are settled (acked off the deliveries stream) before the kill: a kill between B's 2xx and its
+    // ack would rightly send it again (at least once, same webhook-id), which is not what this test is about.
+    await waitFor(
+      async () => {
+        const info = await client.jsm.streams.info(STREAMS.webhooks, {
+          subjects_filter: SUBJECTS.webhooksOfTenant('tenant-b'),
+        });
+        return Object.keys(info.state.subjects ?? {}).length === 0;
+      },
+      { what: "B's deliveries acked off the deliveries stream", timeoutMs: 60_000, intervalMs: 50 },
+    );
 
     // kill -9 while A's deliveries are held (its hanging requests die with the process), then A's endpoints recover.
     await notifier.kill('SIGKILL');
