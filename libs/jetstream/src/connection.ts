@@ -10,6 +10,7 @@ import {
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from '@gantry/telemetry';
+import { coalesceWrites } from './write-coalescing';
 
 export interface NatsHandleOptions {
   servers: string[];
@@ -117,6 +118,8 @@ export class NatsHandle {
       // hot paths (a dispatch, a compare-and-set) for stacks we do not need: errors carry their subject and cause.
       noAsyncTraces: true,
     });
+    // A turn's frames leave in one write (write-coalescing.ts); re-applied after each reconnect (a new transport).
+    coalesceWrites(nc);
     const timeout = o.timeoutMs ?? 5_000;
     const js = jetstream(nc, { timeout });
     const jsm = await jetstreamManager(nc, { timeout });
@@ -164,6 +167,7 @@ export class NatsHandle {
           break;
         case 'reconnect':
           this.reconnecting = false;
+          coalesceWrites(this.nc);
           this.logger.info({ status: s.type, server: this.nc.getServer() }, 'NATS reconnected');
           break;
         case 'error':

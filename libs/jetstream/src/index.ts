@@ -34,6 +34,8 @@ export type { PublishOptions } from './publisher';
 export { jsPublish, directGet, leaderGet } from './js-requests';
 export type { JsPublishOptions, LeaderMsg } from './js-requests';
 export { ReplyMux, replyMux, SWEEP_MS } from './reply-mux';
+
+export { coalesceWrites } from './write-coalescing';
 export type { MuxRequestOptions } from './reply-mux';
 export { rpcRequest, rpcCall, replyOk, replyError } from './rpc';
 export type { RpcCallOptions } from './rpc';
