@@ -103,6 +103,38 @@ describe('walking skeleton (four real processes)', () => {
     expect(receiver.received.every((w) => webhookType(w)?.startsWith('job.'))).toBe(true);
   });
 
+  it("joins the client's trace with no trace exporter configured: the view, the worker's log lines, the webhooks", async () => {
+    // No OTEL_* endpoint here: the services' spans carry ids only (libs/telemetry id-only-tracer.ts), and the trace
+    // context must still flow from the request to the record, the worker and the webhook requests.
+    const traceId = 'ef'.repeat(16);
+    const r = await cluster.api<{ id: string }>(
+      'POST',
+      '/v1/jobs',
+      { type: 'noop', input: { durationMs: 50 }, callbackUrl: `${receiver.url}/hooks/traced` },
+      CLIENT_KEY,
+      { traceparent: `00-${traceId}-${'01'.repeat(8)}-01` },
+    );
+    expect(r.status).toBe(202);
+    const id = r.body.id;
+    await cluster.waitForStatus(id, 'completed');
+    expect((await cluster.job<{ traceId?: string }>(id)).traceId).toBe(traceId);
+    const hooks = await receiver.waitForCount((w) => w.path === '/hooks/traced', 3, { timeoutMs: 20_000 });
+    for (const w of hooks)
+      expect(String(w.headers['traceparent'])).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+    const lines = await waitFor(
+      () => {
+        const l = cluster.of('gpu-worker').flatMap((w) => w.lines.filter((x) => x['jobId'] === id));
+        return l.some((x) => x.msg === 'attempt finished') && l;
+      },
+      { what: "the worker's log lines about the job", timeoutMs: 20_000 },
+    );
+    for (const l of lines) {
+      expect(l['traceId']).toBe(traceId);
+      expect(l['spanId']).toMatch(/^[0-9a-f]{16}$/);
+      expect(l['spanId']).not.toBe('01'.repeat(8));
+    }
+  });
+
   it('lists a tenant’s jobs newest first and hides other tenants', async () => {
     const a = await cluster.submit({ type: 'noop', input: {} }, CLIENT_KEY);
     const b = await cluster.submit({ type: 'noop', input: {} }, CLIENT_KEY);

@@ -8,6 +8,7 @@ import { propagation, trace, type Tracer } from '@opentelemetry/api';
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { NoopSpanProcessor } from '@opentelemetry/sdk-trace';
+import { IdOnlyTracer } from './id-only-tracer';
 
 export interface Telemetry {
   readonly serviceName: string;
@@ -17,6 +18,18 @@ export interface Telemetry {
 }
 
 let active: Telemetry | undefined;
+
+/**
+ * Samplers whose decision the id-only tracer makes too (sampled unless the parent is not): with another one
+ * configured, the SDK's spans are kept even when nothing is exported, so that the flags they propagate stay the
+ * configured sampler's.
+ */
+const ID_ONLY_SAMPLERS = new Set(['', 'always_on', 'parentbased_always_on']);
+
+/** Whether the services' spans are id-only ({@link IdOnlyTracer}): nothing is exported and the sampler is the default. */
+export function idOnlySpans(env: NodeJS.ProcessEnv = process.env): boolean {
+  return !tracingEnabled(env) && ID_ONLY_SAMPLERS.has((env['OTEL_TRACES_SAMPLER'] ?? '').trim().toLowerCase());
+}
 
 export function tracingEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
   const endpoint = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] || env['OTEL_EXPORTER_OTLP_ENDPOINT'];
@@ -43,7 +56,9 @@ export function startTelemetry(serviceName: string, env: NodeJS.ProcessEnv = pro
   active = {
     serviceName,
     exporting,
-    tracer: trace.getTracer(`gantry.${serviceName}`),
+    // Nothing exported: spans that carry ids only (id-only-tracer.ts). The SDK still provides the context manager
+    // and the propagators.
+    tracer: idOnlySpans(env) ? new IdOnlyTracer() : trace.getTracer(`gantry.${serviceName}`),
     shutdown: async () => {
       // At process exit: spans that cannot be exported now are lost either way; the exit must not wait or fail.
       await sdk.shutdown().catch(() => undefined);
