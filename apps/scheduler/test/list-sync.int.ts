@@ -18,7 +18,7 @@ import {
 } from '@gantry/contracts';
 import { NatsHandle, decodeJson, provision } from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
-import { NatsServer, noopSpec } from '@gantry/testing';
+import { NatsServer, noopSpec, waitFor } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import { listBucket, ListIndexWriter, ListingBehindError } from '../src/listing/list-index-writer';
 
@@ -80,13 +80,26 @@ describe('listing writer sync (real nats-server)', () => {
   it('resolves only once the revisions up to the target are applied, with their page written', async () => {
     const a = await submit('job-a');
     const target = await lastSeq();
+    // The sync's looks for the next revision (it exists: not purged, so keep waiting) and the periodic flushes.
+    const gapChecks = jest.spyOn(nats.jsm.direct, 'getMessage');
+    const flushes = jest.spyOn(writer, 'flush');
+    const looks = () => gapChecks.mock.calls.filter(([, q]) => 'next_by_subj' in q).length;
     let synced = false;
     const sync = writer.syncTo(target, 10_000).then((seq) => {
       synced = true;
       return seq;
     });
-    // Not delivered yet: the sync must still be waiting (well past the periodic flush).
-    await new Promise((r) => setTimeout(r, 300));
+    try {
+      // Not delivered yet: after two looks for the revision and two periodic flushes, the sync must still be waiting.
+      await waitFor(() => looks() >= 2 && flushes.mock.calls.length >= 2, {
+        what: 'two gap checks and two flushes while the revision is not delivered',
+        timeoutMs: 20_000,
+        intervalMs: 10,
+      });
+    } finally {
+      gapChecks.mockRestore();
+      flushes.mockRestore();
+    }
     expect(synced).toBe(false);
     expect(await listed(a)).toEqual([]);
     deliver(a);
