@@ -26,6 +26,7 @@ import {
   extractTrace,
   inSpan,
   processAttributes,
+  spansRecorded,
   recordError,
   SpanKind,
   type Logger,
@@ -366,49 +367,56 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     channel: Channel<unknown>,
     heartbeatMs: number,
   ): Promise<void> {
-    const ctx = new JetStreamContext(m, pattern);
+    const ctx = new JetStreamContext(m, pattern, this.options.nats.nc);
     const parent = extractTrace(m.headers);
-    const attributes = processAttributes(m.subject, {
-      [ATTR.consumer]: pattern,
-      [ATTR.deliveryCount]: m.info.deliveryCount,
-      [ATTR.streamSeq]: m.seq,
-      ...(m.headers?.get('Nats-Msg-Id') ? { [ATTR.messageId]: m.headers.get('Nats-Msg-Id') } : {}),
-    });
-    await inSpan(`${m.subject} process`, { kind: SpanKind.CONSUMER, parent, attributes }, async (span) => {
-      let data: unknown;
-      try {
-        data = decodePayload(channel, m.data);
-      } catch (err) {
-        recordError(span, err);
-        this.terminatePoison(pattern, ctx, m, err);
-        return;
-      }
-      const timer = heartbeatMs > 0 ? setInterval(() => ctx.working(), heartbeatMs) : undefined;
-      try {
-        await lastValueFrom(this.transformToObservable(await handler(data, ctx)), { defaultValue: undefined });
-        ctx.ack();
-      } catch (err) {
-        recordError(span, err);
-        if (ctx.settled !== 'pending') {
-          this.options.logger.error({ err, subject: m.subject }, 'handler failed after settling its message');
-        } else if (err instanceof PoisonMessageError) {
-          this.countPoison(pattern);
-          this.options.logger.error({ err, subject: m.subject, seq: m.seq }, 'poison message; terminating it');
-          ctx.term();
-        } else if (err instanceof RetryLaterError) {
-          ctx.nak(err.delayMs);
-        } else {
-          const delay = defaultNakDelayMs(m.info.deliveryCount);
-          this.options.logger.warn(
-            { err, subject: m.subject, seq: m.seq, retryInMs: delay },
-            'handler failed; redelivering later',
-          );
-          ctx.nak(delay);
+    // Id-only spans keep no attributes: not built at all.
+    const attributes = spansRecorded()
+      ? processAttributes(m.subject, {
+          [ATTR.consumer]: pattern,
+          [ATTR.deliveryCount]: m.info.deliveryCount,
+          [ATTR.streamSeq]: m.seq,
+          ...(m.headers?.get('Nats-Msg-Id') ? { [ATTR.messageId]: m.headers.get('Nats-Msg-Id') } : {}),
+        })
+      : undefined;
+    await inSpan(
+      `${m.subject} process`,
+      { kind: SpanKind.CONSUMER, parent, ...(attributes ? { attributes } : {}) },
+      async (span) => {
+        let data: unknown;
+        try {
+          data = decodePayload(channel, m.data);
+        } catch (err) {
+          recordError(span, err);
+          this.terminatePoison(pattern, ctx, m, err);
+          return;
         }
-      } finally {
-        if (timer) clearInterval(timer);
-      }
-    });
+        const timer = heartbeatMs > 0 ? setInterval(() => ctx.working(), heartbeatMs) : undefined;
+        try {
+          await lastValueFrom(this.transformToObservable(await handler(data, ctx)), { defaultValue: undefined });
+          ctx.ack();
+        } catch (err) {
+          recordError(span, err);
+          if (ctx.settled !== 'pending') {
+            this.options.logger.error({ err, subject: m.subject }, 'handler failed after settling its message');
+          } else if (err instanceof PoisonMessageError) {
+            this.countPoison(pattern);
+            this.options.logger.error({ err, subject: m.subject, seq: m.seq }, 'poison message; terminating it');
+            ctx.term();
+          } else if (err instanceof RetryLaterError) {
+            ctx.nak(err.delayMs);
+          } else {
+            const delay = defaultNakDelayMs(m.info.deliveryCount);
+            this.options.logger.warn(
+              { err, subject: m.subject, seq: m.seq, retryInMs: delay },
+              'handler failed; redelivering later',
+            );
+            ctx.nak(delay);
+          }
+        } finally {
+          if (timer) clearInterval(timer);
+        }
+      },
+    );
   }
 
   private countPoison(binding: string): void {

@@ -4,7 +4,15 @@
  * classes, so the predicates in errors.ts classify them unchanged — and no request is left pending, whatever happens
  * to the server or the connection.
  */
-import { JetStreamApiError, jetstreamManager, StorageType, type PubAck } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  JetStreamApiError,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type JsMsg,
+  type PubAck,
+} from '@nats-io/jetstream';
 import { jserrors } from '@nats-io/jetstream/internal';
 import { errors as natsErrors, headers as natsHeaders, type Subscription } from '@nats-io/nats-core';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -14,6 +22,7 @@ import { NatsServer, waitFor, within } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
 import {
   directGet,
+  JetStreamContext,
   isNatsUnavailable,
   isWrongLastSequence,
   jsPublish,
@@ -222,6 +231,65 @@ describe('JetStream publishes and direct reads over the reply mux (real nats-ser
     expect(missing).toBeInstanceOf(JetStreamApiError);
     expect(missing.constructor).toBe(theirMissing.constructor);
     expect(replyMux(nats.nc).size).toBe(0);
+  });
+});
+
+describe('confirmed acks over the reply mux (JetStreamContext.ackAck, real nats-server)', () => {
+  let server: NatsServer;
+  let nats: NatsHandle;
+  const WQ = 'ACKQ';
+
+  beforeAll(async () => {
+    server = await NatsServer.start();
+    nats = await NatsHandle.connect({ servers: [server.url], name: 'ackack-test', logger });
+    await nats.jsm.streams.add({
+      name: WQ,
+      subjects: ['ackq.>'],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Workqueue,
+    });
+    await nats.jsm.consumers.add(WQ, { durable_name: 'w', ack_policy: AckPolicy.Explicit, ack_wait: 30_000_000_000 });
+  }, 60_000);
+
+  afterAll(async () => {
+    await nats?.drain();
+    await server?.dispose();
+  });
+
+  it('resolves once the broker recorded the ack (the work-queue message is gone), with no request left pending, and settles once', async () => {
+    for (let i = 0; i < 20; i++) await publishJson(nats.js, `ackq.${i}`, { i });
+    const consumer = await nats.js.consumers.get(WQ, 'w');
+    const msgs = await consumer.fetch({ max_messages: 20, expires: 5_000 });
+    const contexts: JetStreamContext[] = [];
+    for await (const m of msgs) {
+      contexts.push(new JetStreamContext(m, 'w', nats.nc));
+      if (contexts.length === 20) break;
+    }
+    const before = replyMux(nats.nc).size;
+    expect(await Promise.all(contexts.map((c) => c.ackAck(10_000)))).toEqual(Array(20).fill(true));
+    // Confirmed: the broker has removed every acked message from the work queue by the time the acks resolved.
+    expect((await nats.jsm.streams.info(WQ)).state.messages).toBe(0);
+    expect((await nats.jsm.consumers.info(WQ, 'w')).num_ack_pending).toBe(0);
+    expect(replyMux(nats.nc).size).toBe(before);
+    // Settled once: a second ackAck or a nak changes nothing.
+    expect(await contexts[0]!.ackAck()).toBe(true);
+    contexts[0]!.nak();
+    expect(contexts[0]!.settled).toBe('ack');
+  });
+
+  it("rejects when the broker never answers (the ack subject is not a consumer's), by its timeout", async () => {
+    const nc = nats.nc;
+    const reply = `ackq-none.${Date.now()}`;
+    const fake = { reply, ackAck: () => Promise.resolve(false) } as unknown as JsMsg;
+    const silent = nc.subscribe(reply);
+    try {
+      const started = Date.now();
+      const err = await rejection(new JetStreamContext(fake, 'w', nc).ackAck(300));
+      expect(err).toBeInstanceOf(natsErrors.TimeoutError);
+      expect(Date.now() - started).toBeLessThan(300 + SWEEP_MS + 2_000);
+    } finally {
+      silent.unsubscribe();
+    }
   });
 });
 

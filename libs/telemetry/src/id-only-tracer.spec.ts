@@ -10,7 +10,7 @@ import {
 } from '@opentelemetry/api';
 import { IdOnlyTracer } from './id-only-tracer';
 import { contextFromTraceparent, currentTraceparent } from './propagation';
-import { ensurePropagator, idOnlySpans, startTelemetry, tracer } from './tracing';
+import { ensurePropagator, idOnlySpans, spansRecorded, startTelemetry, tracer } from './tracing';
 
 const HEX32 = /^[0-9a-f]{32}$/;
 const HEX16 = /^[0-9a-f]{16}$/;
@@ -72,6 +72,10 @@ describe('IdOnlyTracer: spans with ids and nothing else, when nothing is exporte
     expect(t.startSpan('r', {}, invalid).spanContext().traceId).not.toBe(INVALID_SPAN_CONTEXT.traceId);
   });
 
+  it('says spans are recorded while telemetry is not started (a test may install its own provider)', () => {
+    expect(spansRecorded()).toBe(true);
+  });
+
   describe('as the tracer of a service that exports nothing (startTelemetry)', () => {
     let stop: () => Promise<void>;
     beforeAll(() => {
@@ -84,6 +88,8 @@ describe('IdOnlyTracer: spans with ids and nothing else, when nothing is exporte
 
     it('is what tracer() gives, and its spans are active inside startActiveSpan and propagate as traceparent', async () => {
       expect(tracer()).toBeInstanceOf(IdOnlyTracer);
+      // Hot paths skip building attributes that an id-only span would drop (publisher.ts, server.ts).
+      expect(spansRecorded()).toBe(false);
       const outer = tracer().startSpan('outer', {}, ROOT_CONTEXT);
       const outerCtx = trace.setSpan(ROOT_CONTEXT, outer);
       const seen = await tracer().startActiveSpan('inner', {}, outerCtx, async (span: Span) => {

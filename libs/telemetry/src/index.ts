@@ -1,4 +1,4 @@
-export { startTelemetry, tracer, tracingEnabled, idOnlySpans, ensurePropagator } from './tracing';
+export { startTelemetry, tracer, tracingEnabled, idOnlySpans, spansRecorded, ensurePropagator } from './tracing';
 export type { Telemetry } from './tracing';
 export {
   injectTrace,

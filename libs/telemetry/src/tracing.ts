@@ -68,6 +68,14 @@ export function startTelemetry(serviceName: string, env: NodeJS.ProcessEnv = pro
   return active;
 }
 
+/**
+ * False while the spans are id-only (nothing exported, {@link IdOnlyTracer}): hot paths skip building attribute
+ * objects that no span would keep. True when telemetry was not started (a test's own provider may record).
+ */
+export function spansRecorded(): boolean {
+  return !(active?.tracer instanceof IdOnlyTracer);
+}
+
 export function tracer(): Tracer {
   return active?.tracer ?? trace.getTracer('gantry');
 }

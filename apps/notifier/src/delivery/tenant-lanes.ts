@@ -206,7 +206,7 @@ export class TenantLanes {
 
   /** One message: renewed while held, a fair slot, the delivery handler, settled like the JetStream transport does. */
   private async handle(tenant: string, m: JsMsg): Promise<void> {
-    const ctx = new JetStreamContext(m, BINDING);
+    const ctx = new JetStreamContext(m, BINDING, this.o.nats.nc);
     const timer = setInterval(() => ctx.working(), this.o.heartbeatMs);
     const release = await this.o.slots.acquire(tenant);
     try {
