@@ -266,7 +266,10 @@ describe('confirmed acks over the reply mux (JetStreamContext.ackAck, real nats-
       if (contexts.length === 20) break;
     }
     const before = replyMux(nats.nc).size;
-    expect(await Promise.all(contexts.map((c) => c.ackAck(10_000)))).toEqual(Array(20).fill(true));
+    const acks = contexts.map((c) => c.ackAck(10_000));
+    // Through the connection's reply mux (not nats.js's ackAck): each ack is a pending mux request until answered.
+    expect(replyMux(nats.nc).size).toBe(before + 20);
+    expect(await Promise.all(acks)).toEqual(Array(20).fill(true));
     // Confirmed: the broker has removed every acked message from the work queue by the time the acks resolved.
     expect((await nats.jsm.streams.info(WQ)).state.messages).toBe(0);
     expect((await nats.jsm.consumers.info(WQ, 'w')).num_ack_pending).toBe(0);
