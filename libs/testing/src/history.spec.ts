@@ -20,6 +20,7 @@ import {
   type Transition,
 } from '@gantry/contracts';
 import { historyViolations, type HistoryEntry } from './history';
+import { noopSpec } from './job-specs';
 
 const ID = 'job_history_1';
 const t0 = Date.parse('2026-01-01T00:00:00Z');
@@ -32,20 +33,12 @@ class Recorder {
   constructor(runAt?: number, dependsOn?: string[]) {
     this.push(
       newJob(
-        {
-          id: ID,
-          tenant: 't',
-          type: 'noop',
-          input: {},
-          priority: 'normal',
-          pool: 'default',
-          timeoutSeconds: 60,
+        noopSpec(ID, {
           maxAttempts: 3,
           retryDelaysMs: [0],
-          metadata: {},
           ...(runAt !== undefined ? { runAt: new Date(t0 + runAt).toISOString() } : {}),
           ...(dependsOn ? { dependsOn } : {}),
-        },
+        }),
         this.now(),
       ),
     );

@@ -1,5 +1,6 @@
 import { CHANNELS, type BatchPart, type NewJobSpec } from '@gantry/contracts';
 import fc from 'fast-check';
+import { noopSpec } from '@gantry/testing';
 import { encodePart, encodeSpecs, splitIntoParts } from './batch-manifests';
 
 /** The split as it was written before the specs were encoded once (the reference). */
@@ -22,18 +23,8 @@ function splitReference(specs: readonly NewJobSpec[], limit: number): NewJobSpec
   return parts;
 }
 
-const spec = (id: string, pad = 0): NewJobSpec => ({
-  id,
-  tenant: 'default',
-  type: 'noop',
-  input: {},
-  priority: 'normal',
-  pool: 'default',
-  timeoutSeconds: 60,
-  maxAttempts: 1,
-  retryDelaysMs: [],
-  metadata: pad ? { pad: 'x'.repeat(pad) } : {},
-});
+const spec = (id: string, pad = 0): NewJobSpec =>
+  noopSpec(id, { tenant: 'default', metadata: pad ? { pad: 'x'.repeat(pad) } : {} });
 
 describe('splitIntoParts', () => {
   it('packs specs in order into parts under the limit', () => {
