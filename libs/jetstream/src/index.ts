@@ -34,6 +34,7 @@ export type { PublishOptions } from './publisher';
 export { jsPublish, directGet, leaderGet } from './js-requests';
 export type { JsPublishOptions, LeaderMsg } from './js-requests';
 export { ReplyMux, replyMux, SWEEP_MS } from './reply-mux';
+export { PublishHeaders } from './publish-headers';
 
 export { coalesceWrites } from './write-coalescing';
 export type { MuxRequestOptions } from './reply-mux';

@@ -6,7 +6,7 @@
  * a RequestError for a direct get, a timeout as `TimeoutError`. A client of another kind, or one whose method is
  * wrapped (as tests do to inject failures: a Proxy over `js.publish` or `jsm.direct.getMessage`), gets its own method.
  */
-import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
+import type { MsgHdrs } from '@nats-io/nats-core';
 import {
   PubHeaders,
   type StoredMsg,
@@ -28,10 +28,12 @@ import {
   validateStreamName,
 } from '@nats-io/jetstream/internal';
 import { errors as natsErrors } from '@nats-io/nats-core';
+import { PublishHeaders } from './publish-headers';
 import { replyMux } from './reply-mux';
 
 export interface JsPublishOptions {
-  headers?: MsgHdrs;
+  /** nats.js's own, or (cheaper to build) {@link PublishHeaders}. */
+  headers?: MsgHdrs | PublishHeaders;
   msgID?: string;
   expect?: { lastSequence?: number; lastSubjectSequence?: number };
   /** Milliseconds; the client's own timeout when absent. */
@@ -48,8 +50,12 @@ export async function jsPublish(
   payload: Uint8Array = EMPTY,
   o: JsPublishOptions = {},
 ): Promise<PubAck> {
-  if (!(js instanceof JetStreamClientImpl) || js.publish !== nativePublish) return js.publish(subject, payload, o);
-  const h = o.headers ?? natsHeaders();
+  if (!(js instanceof JetStreamClientImpl) || js.publish !== nativePublish) {
+    const { headers, ...rest } = o;
+    const h = headers instanceof PublishHeaders ? headers.toMsgHdrs() : headers;
+    return js.publish(subject, payload, { ...rest, ...(h ? { headers: h } : {}) });
+  }
+  const h = o.headers ?? new PublishHeaders();
   if (o.msgID) h.set(PubHeaders.MsgIdHdr, o.msgID);
   if (typeof o.expect?.lastSequence === 'number') h.set(PubHeaders.ExpectedLastSeqHdr, `${o.expect.lastSequence}`);
   if (typeof o.expect?.lastSubjectSequence === 'number') {
@@ -58,7 +64,8 @@ export async function jsPublish(
   let reply;
   try {
     reply = await replyMux(js.nc, js.nc.options.inboxPrefix).request(subject, payload, {
-      headers: h,
+      // No header at all: a plain PUB (nats.js would send an HPUB with an empty header block).
+      headers: h instanceof PublishHeaders ? (h.size > 0 ? h.forPublish() : undefined) : h,
       timeoutMs: o.timeout || js.timeout,
     });
   } catch (err) {

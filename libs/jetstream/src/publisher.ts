@@ -2,7 +2,6 @@
  * Durable publishes with a producer span and W3C trace context in the headers, over the connection's reply mux
  * (reply-mux.ts) instead of nc.request: the same acks and errors as `js.publish`.
  */
-import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import {
   ATTR,
@@ -16,6 +15,7 @@ import {
 } from '@gantry/telemetry';
 import { encodeJson } from './codec';
 import { jsPublish } from './js-requests';
+import { PublishHeaders } from './publish-headers';
 
 export interface PublishOptions {
   /** `Nats-Msg-Id`: the broker drops a repeat within the stream's duplicate window. */
@@ -62,7 +62,7 @@ export async function publishEncoded(
     o.spanName ?? `${subject} publish`,
     { kind: SpanKind.PRODUCER, ...(attributes ? { attributes } : {}), ...(o.parent ? { parent: o.parent } : {}) },
     async () => {
-      const h = natsHeaders();
+      const h = new PublishHeaders();
       if (o.headers) for (const k in o.headers) h.set(k, o.headers[k]!);
       injectTrace(h);
       // Our own request path (js-requests.ts): js.publish's nc.request builds an Error per answered request.

@@ -14,7 +14,7 @@ import {
   type PubAck,
 } from '@nats-io/jetstream';
 import { jserrors } from '@nats-io/jetstream/internal';
-import { errors as natsErrors, headers as natsHeaders, type Subscription } from '@nats-io/nats-core';
+import { errors as natsErrors, headers as natsHeaders, type MsgHdrs, type Subscription } from '@nats-io/nats-core';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,6 +74,8 @@ describe('JetStream publishes and direct reads over the reply mux (real nats-ser
     expect(ours).toEqual({ stream: STREAM, seq: theirs.seq - 1, duplicate: false });
     expect(Object.keys(ours).sort()).toEqual(Object.keys(theirs).sort());
     expect(mux.size).toBe(0);
+    // Nothing to say in headers: a plain PUB, stored with no header block.
+    expect((await nats.jsm.streams.getMessage(STREAM, { seq: ours.seq }))?.header.keys() ?? []).toEqual([]);
   });
 
   it('publishJson sends the caller headers and the msg id and answers duplicate: true for a repeat', async () => {
@@ -144,13 +146,20 @@ describe('JetStream publishes and direct reads over the reply mux (real nats-ser
     const js = new Proxy(nats.js, {
       get(target, prop, receiver) {
         if (prop !== 'publish') return Reflect.get(target, prop, receiver) as unknown;
-        return (subject: string) => {
+        return (subject: string, _payload: unknown, o?: { headers?: MsgHdrs }) => {
           calls.push(subject);
+          seen = o?.headers;
           return Promise.reject(new Error('injected'));
         };
       },
     });
-    await expect(publishJson(js, 'hpub.wrapped', { n: 1 })).rejects.toThrow('injected');
+    let seen: MsgHdrs | undefined;
+    await expect(
+      publishJson(js, 'hpub.wrapped', { n: 1 }, { msgID: 'w-1', headers: { 'X-Gantry': 'wrapped' } }),
+    ).rejects.toThrow('injected');
+    // The wrapped method gets nats.js's own header object (its whole interface), holding what ours held.
+    expect(typeof seen?.hasError).toBe('boolean');
+    expect(seen?.get('X-Gantry')).toBe('wrapped');
     const direct = new Proxy(nats.jsm.direct, {
       get(target, prop, receiver) {
         if (prop !== 'getMessage') return Reflect.get(target, prop, receiver) as unknown;
