@@ -2,8 +2,9 @@
  * Batched dispatch through the whole system (real processes; docs/architecture.md, "Batched dispatch"): jobs queued
  * before their worker arrives reach it in ONE dispatch message (read from the server), and a worker killed with
  * kill -9 halfway through that batch loses nothing and runs nothing twice — the attempts it finished stay finished
- * (one run, one outcome each), the ones it was running are declared lost and run once more elsewhere. The message
- * carries no job record: the worker (default started-revision delay) says in its heartbeat that it reads records itself.
+ * (one run, one outcome each), the ones it was running are declared lost and run once more elsewhere. Each attempt of
+ * the message carries its job's record and revision as the scheduler read them: the worker (default started-revision
+ * delay) checks its starts against them (docs/architecture.md, "Trusted dispatch records").
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -111,10 +112,13 @@ describe('batched dispatch end to end', () => {
         .map((a) => a.jobId)
         .sort(),
     ).toEqual([...all].sort());
-    // The worker runs with a started-revision delay (the default), reads each record before the start and says so in
-    // its heartbeat: its attempts travel without the job's record and revision (docs/architecture.md, "Dispatch
-    // record hint").
-    for (const a of dispatchAttempts(messages[0]!)) expect([a.record, a.revision]).toEqual([undefined, undefined]);
+    // The worker runs with a started-revision delay (the default) and checks each start against the record the
+    // dispatch carries: its attempts travel with the job's record and revision (docs/architecture.md, "Trusted
+    // dispatch records"; WORKER_READ_BEFORE_START=true would leave them out).
+    for (const a of dispatchAttempts(messages[0]!)) {
+      expect(a.record).toMatchObject({ id: a.jobId, status: 'queued', generation: a.generation });
+      expect(a.revision).toEqual(expect.any(Number));
+    }
     for (const id of short) await waitJob(id, (v) => v.status === 'completed', 'completed');
     await waitFor(() => long.every((_, i) => runningCopies(sleeperPattern(`blong${i + 1}`)).length === 1), {
       what: 'both long sleepers running',

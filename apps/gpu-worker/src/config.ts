@@ -132,6 +132,13 @@ export const workerSpec = {
       'sooner writes its outcome alone, which records the start too (0 = running written before the job starts; ' +
       'capped at a quarter of the lease, WORKER_LOST_AFTER_MS × 0.6 / 4)',
   }),
+  WORKER_READ_BEFORE_START: bool({
+    default: false,
+    doc:
+      'with a started-revision delay, read the record from the stream leader before every start (true) instead of ' +
+      'checking the record the dispatch carries and letting the first write catch one that moved (false); true ' +
+      'costs a request and its reply per attempt and narrows how long a job cancelled just before its start may run',
+  }),
   PROGRESS_RECORD_INTERVAL_MS: int({
     default: 1_000,
     min: 0,

@@ -223,6 +223,7 @@ async function build(host: ServiceHost, id: string, config: WorkerConfig, o: Wor
     scratchRoot,
     progressIntervalMs: config.PROGRESS_RECORD_INTERVAL_MS,
     startedRevisionDelayMs,
+    readBeforeStart: config.WORKER_READ_BEFORE_START,
     metrics,
     logger,
     lease,

@@ -1,10 +1,12 @@
 /**
  * The dispatch's record hint from the worker's side (real nats-server, the runner driven directly through real dispatch
- * messages; docs/architecture.md, "Dispatch record hint"). A worker with no started-revision delay compare-and-sets its
- * start on the record a dispatch carries and says so in its heartbeat (`dispatchRecordHint: true`); one with a delay
- * reads the record from the stream leader before every start, never looks at the hint, and says so (`false`) — the
- * scheduler then leaves the record out. Both run a dispatch with or without the record. Reads of the record are counted
- * on the real store (a port we own): the hint saves exactly the start's read.
+ * messages; docs/architecture.md, "Dispatch record hint" and "Trusted dispatch records"). A worker with no
+ * started-revision delay compare-and-sets its start on the record a dispatch carries; one with a delay (the default)
+ * checks its start against that record and lets its first write's compare-and-set catch a record that moved since;
+ * both say so in their heartbeat (`dispatchRecordHint: true`). One with `readBeforeStart` reads the record from the
+ * stream leader before every start, never looks at the hint, and says so (`false`) — the scheduler then leaves the
+ * record out. All run a dispatch with or without the record. Reads of the record are counted on the real store (a
+ * port we own): the hint saves exactly the start's read, and a record that moved costs the read it saved.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,7 +20,10 @@ import {
   streamDeclarations,
   systemClock,
   workerConsumer,
+  requestCancel,
+  reprioritize,
   type DispatchMessage,
+  type DispatchPayload,
   type StoredJob,
 } from '@gantry/contracts';
 import { JetStreamContext, NatsHandle, decodePayload, ensureConsumer, provision, publishJson } from '@gantry/jetstream';
@@ -63,7 +68,11 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
   });
 
   /** A worker's runner and its service (not started: only its heartbeat is read) with this started-revision delay. */
-  const worker = async (workerId: string, startedRevisionDelayMs: number) => {
+  const worker = async (
+    workerId: string,
+    startedRevisionDelayMs: number,
+    o: { readBeforeStart?: boolean; slots?: number } = {},
+  ) => {
     await ensureConsumer(nats.jsm, workerConsumer(workerId, 4), logger);
     const store = new CountingStore(nats, systemClock);
     const runner = new AttemptRunner({
@@ -79,7 +88,8 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
       logger,
       transfers: DEFAULT_TRANSFERS,
       startedRevisionDelayMs,
-      slots: 4,
+      ...(o.readBeforeStart !== undefined ? { readBeforeStart: o.readBeforeStart } : {}),
+      slots: o.slots ?? 4,
     });
     const service = new WorkerService(
       { id: workerId, pool: 'default', slots: 4, slotsPerGpu: 4, gpus: [], jobTypes: ['noop'], version: 'test' },
@@ -92,34 +102,57 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
     return { workerId, store, runner, service };
   };
 
-  /** Creates a job, dispatches attempt 1 to the worker (with its record and revision or without) and handles it. */
-  const runOne = async (w: Awaited<ReturnType<typeof worker>>, withRecord: boolean): Promise<string> => {
-    const id = `hint${++counter}`;
-    const created = await new JobStore(nats, systemClock).create(newJob(noopSpec(id), new Date()));
-    const m: DispatchMessage = {
-      v: 1,
-      workerId: w.workerId,
-      epoch: 1,
-      dispatchedAt: new Date().toISOString(),
-      jobId: id,
-      generation: 1,
-      attempt: 1,
-      gpuIndices: [],
-      memoryMb: 0,
-      ...(withRecord ? { record: created.record, revision: created.revision } : {}),
-    };
-    await publishJson(nats.js, SUBJECTS.dispatch(w.workerId), m);
+  /** A new queued job, as the gateway stores it. */
+  const createJob = async (o: Parameters<typeof noopSpec>[1] = {}): Promise<StoredJob> =>
+    new JobStore(nats, systemClock).create(newJob(noopSpec(`hint${++counter}`, o), new Date()));
+
+  /** Attempt 1 of `job` for the worker, with the record and revision it was given (or none). */
+  const attempt = (w: Awaited<ReturnType<typeof worker>>, job: StoredJob, withRecord: boolean): DispatchMessage => ({
+    v: 1,
+    workerId: w.workerId,
+    epoch: 1,
+    dispatchedAt: new Date().toISOString(),
+    jobId: job.record.id,
+    generation: 1,
+    attempt: 1,
+    gpuIndices: [],
+    memoryMb: 0,
+    ...(withRecord ? { record: job.record, revision: job.revision } : {}),
+  });
+
+  /** Publishes the dispatch to the worker's subject and takes the next delivery from its durable consumer. */
+  const deliver = async (w: Awaited<ReturnType<typeof worker>>, p: DispatchPayload) => {
+    await publishJson(nats.js, SUBJECTS.dispatch(w.workerId), p);
+    return next(w);
+  };
+  const next = async (w: Awaited<ReturnType<typeof worker>>) => {
     const consumer = await nats.js.consumers.get(STREAMS.dispatch, workerConsumer(w.workerId, 4).durable_name);
     const msg = await consumer.next({ expires: 10_000 });
     expect(msg).not.toBeNull();
-    // As the worker's transport does: the channel's check, then the runner (which settles the message).
-    const ctx = new JetStreamContext(msg!, 'dispatch');
-    await w.runner.handle(decodePayload(CHANNELS.dispatch, msg!.data), ctx);
+    return msg!;
+  };
+
+  /** As the worker's transport does: the channel's check, then the runner (which settles the message). */
+  const handle = async (w: Awaited<ReturnType<typeof worker>>, msg: Awaited<ReturnType<typeof next>>) => {
+    const ctx = new JetStreamContext(msg, 'dispatch');
+    await w.runner.handle(decodePayload(CHANNELS.dispatch, msg.data), ctx);
+    return ctx;
+  };
+
+  /** Read on another store: the worker's counts only its own reads. */
+  const stored = async (id: string) => (await new JobStore(nats, systemClock).get(id, { consistent: true }))!;
+
+  /** Creates a job, dispatches attempt 1 to the worker (with its record and revision or without) and handles it. */
+  const runOne = async (w: Awaited<ReturnType<typeof worker>>, withRecord: boolean): Promise<string> => {
+    const job = await createJob();
+    const ctx = await handle(w, await deliver(w, attempt(w, job, withRecord)));
     expect(ctx.settled).toBe('ack');
-    // Read on another store: the worker's counts only its own reads.
-    const done = await new JobStore(nats, systemClock).get(id, { consistent: true });
-    expect(done!.record).toMatchObject({ status: 'completed', attempts: 1, workerId: w.workerId });
-    return id;
+    expect((await stored(job.record.id)).record).toMatchObject({
+      status: 'completed',
+      attempts: 1,
+      workerId: w.workerId,
+    });
+    return job.record.id;
   };
 
   it('with no started-revision delay: says it uses the hint, and its start reads nothing when the dispatch has one', async () => {
@@ -133,8 +166,21 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
     expect(w.store.reads.get(bare)).toBe(1); // no hint: the start reads the record first
   });
 
-  it('with a started-revision delay: says it takes no hint, reads before every start, and runs dispatches without one', async () => {
+  it('with a started-revision delay (the default): says it uses the hint, and a first delivery with one reads nothing', async () => {
     const w = await worker('hint-delay', 250);
+    expect(w.runner.usesDispatchRecordHint).toBe(true);
+    expect(w.service.heartbeat().dispatchRecordHint).toBe(true);
+
+    const hinted = await runOne(w, true);
+    expect(w.store.reads.get(hinted) ?? 0).toBe(0); // checked on the carried record; one revision, its outcome
+    const bare = await runOne(w, false);
+    expect(w.store.reads.get(bare)).toBe(1); // no record carried: read before the start
+    const history = await new JobStore(nats, systemClock).history(hinted, { raw: true });
+    expect(history.map((e) => e.record.status)).toEqual(['queued', 'completed']);
+  });
+
+  it('with readBeforeStart: says it takes no hint, reads before every start, and runs dispatches without one', async () => {
+    const w = await worker('hint-read', 250, { readBeforeStart: true });
     expect(w.runner.usesDispatchRecordHint).toBe(false);
     expect(w.service.heartbeat().dispatchRecordHint).toBe(false);
 
@@ -143,5 +189,83 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
     const hinted = await runOne(w, true);
     expect(w.store.reads.get(bare)).toBe(1);
     expect(w.store.reads.get(hinted)).toBe(1);
+  });
+
+  it('a job cancelled after its dispatch: the carried record is trusted, the outcome write is refused, nothing is written over the cancel', async () => {
+    const w = await worker('hint-cancelled', 250);
+    const job = await createJob();
+    const msg = await deliver(w, attempt(w, job, true));
+    // The cancel lands between the scheduler's read (the carried record) and the worker's start.
+    await new JobStore(nats, systemClock).transition(job.record.id, (c) => requestCancel(c.record, new Date()));
+    const ctx = await handle(w, msg);
+    expect(ctx.settled).toBe('ack');
+    const after = await stored(job.record.id);
+    expect(after.record.status).toBe('cancelled');
+    expect(after.record.attempts).toBe(0); // no attempt counted, no start recorded
+    const history = await new JobStore(nats, systemClock).history(job.record.id, { raw: true });
+    expect(history.map((e) => e.record.status)).toEqual(['queued', 'cancelled']);
+    expect(w.store.reads.get(job.record.id)).toBe(1); // the refused compare-and-set's read, which found the cancel
+  });
+
+  it('a job cancelled after its dispatch that runs past the delay: its start write is refused and the process killed at the delay', async () => {
+    const w = await worker('hint-cancelled-long', 100);
+    const job = await createJob({ input: { durationMs: 30_000 } });
+    const msg = await deliver(w, attempt(w, job, true));
+    await new JobStore(nats, systemClock).transition(job.record.id, (c) => requestCancel(c.record, new Date()));
+    const begun = Date.now();
+    const ctx = await handle(w, msg); // would take 30 s if the job ran to its end
+    expect(Date.now() - begun).toBeLessThan(15_000);
+    expect(ctx.settled).toBe('ack');
+    const history = await new JobStore(nats, systemClock).history(job.record.id, { raw: true });
+    expect(history.map((e) => e.record.status)).toEqual(['queued', 'cancelled']);
+  });
+
+  it('a priority change after its dispatch: the carried revision is stale, the outcome is stored on the current record', async () => {
+    const w = await worker('hint-moved', 250);
+    const job = await createJob();
+    const msg = await deliver(w, attempt(w, job, true));
+    await new JobStore(nats, systemClock).transition(job.record.id, (c) =>
+      reprioritize(c.record, 'urgent', new Date()),
+    );
+    const ctx = await handle(w, msg);
+    expect(ctx.settled).toBe('ack');
+    const after = await stored(job.record.id);
+    expect(after.record).toMatchObject({ status: 'completed', attempts: 1, priority: 'urgent', workerId: w.workerId });
+    expect(w.store.reads.get(job.record.id)).toBe(1); // the compare-and-set on the carried revision lost, then read
+  });
+
+  it('a message delivered again reads before it starts, whatever it carries', async () => {
+    const w = await worker('hint-redelivered', 250);
+    const job = await createJob();
+    const first = await deliver(w, attempt(w, job, true));
+    expect(first.info.deliveryCount).toBe(1);
+    first.nak();
+    const again = await next(w);
+    expect(again.info.deliveryCount).toBe(2);
+    const ctx = await handle(w, again);
+    expect(ctx.settled).toBe('ack');
+    expect((await stored(job.record.id)).record.status).toBe('completed');
+    expect(w.store.reads.get(job.record.id)).toBe(1);
+  });
+
+  it('an attempt that waited for a slot reads before it starts (its carried record may be old by then)', async () => {
+    const w = await worker('hint-slot', 250, { slots: 1 });
+    const a = await createJob({ input: { durationMs: 300 } });
+    const b = await createJob();
+    const { v, workerId, epoch, dispatchedAt } = attempt(w, a, true);
+    const strip = ({ v: _v, workerId: _w, epoch: _e, dispatchedAt: _d, ...one }: DispatchMessage) => one;
+    const batch: DispatchPayload = {
+      v,
+      workerId,
+      epoch,
+      dispatchedAt,
+      attempts: [strip(attempt(w, a, true)), strip(attempt(w, b, true))],
+    };
+    const ctx = await handle(w, await deliver(w, batch));
+    expect(ctx.settled).toBe('ack');
+    expect((await stored(a.record.id)).record.status).toBe('completed');
+    expect((await stored(b.record.id)).record.status).toBe('completed');
+    expect(w.store.reads.get(a.record.id) ?? 0).toBe(0); // got the slot at once
+    expect(w.store.reads.get(b.record.id)).toBe(1); // waited for a's slot
   });
 });

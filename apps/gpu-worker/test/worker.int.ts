@@ -247,10 +247,10 @@ describe('gpu-worker (in-process, real NATS and S3)', () => {
     // It reads batched dispatches, and says so: schedulers send it up to this many attempts per message (an older
     // worker's heartbeat lacks the field and gets one message per attempt).
     expect(hb.dispatchBatchMax).toBe(DISPATCH_BATCH_LIMIT);
-    // With a started-revision delay (250 ms by default) it reads every record before the start and never uses the one
-    // a dispatch carries: it says so, and schedulers leave the record out (an older worker's heartbeat lacks the
-    // field and gets it). Its dispatches here carry none (`dispatch` below), as a scheduler now sends them.
-    expect(hb.dispatchRecordHint).toBe(false);
+    // With a started-revision delay (250 ms by default) it checks its start against the record a dispatch carries
+    // (docs/architecture.md, "Trusted dispatch records") and says so; only WORKER_READ_BEFORE_START=true says no.
+    // Its dispatches here carry none (`dispatch` below): it reads the record then.
+    expect(hb.dispatchRecordHint).toBe(true);
     expect(hb.gpus).toEqual(app.gpus.map((g) => expect.objectContaining({ ...g, health: 'ok' })));
     expect(hb.jobTypes).toEqual(expect.arrayContaining(['noop', 'ffmpeg', 'env', 'sleeper']));
 

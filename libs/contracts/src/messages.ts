@@ -14,9 +14,10 @@ export interface DispatchAttempt {
   /** Memory reserved on each of those GPUs. */
   memoryMb: number;
   /**
-   * The record as the leader read it just before dispatching, and its revision: the worker tries its start
-   * compare-and-set on it first and reads only if someone wrote in between (one read less per job). Absent for a
-   * worker whose heartbeat says it does not use them (`WorkerHeartbeat.dispatchRecordHint: false`).
+   * The record as the leader read it just before dispatching, and its revision: the worker checks its start against it
+   * and tries its first compare-and-set on it, reading only if someone wrote in between (one read less per job;
+   * docs/architecture.md, "Trusted dispatch records"). Absent for a worker whose heartbeat says it does not use them
+   * (`WorkerHeartbeat.dispatchRecordHint: false`).
    */
   record?: JobRecord;
   revision?: number;

@@ -2,6 +2,8 @@ import { errors as natsErrors, headers as natsHeaders, type MsgHdrs } from '@nat
 import { PublishHeaders } from './publish-headers';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
+/** What nats.js's publish writes for its header object (`MsgHdrsImpl.encode`, not part of the `MsgHdrs` type). */
+const wire = (h: MsgHdrs) => (h as unknown as { encode(): Uint8Array }).encode();
 
 /** The same calls on ours and on nats.js's own header object. */
 function both(calls: [string, string][]): { ours: PublishHeaders; theirs: MsgHdrs } {
@@ -23,7 +25,7 @@ describe('PublishHeaders', () => {
       ['X-Gantry', '  padded  '],
       ['Nats-Msg-Id', 'job-1.4'],
     ]);
-    expect(text(ours.encode())).toBe(text(theirs.encode()));
+    expect(text(ours.encode())).toBe(text(wire(theirs)));
     expect(text(ours.encode())).toBe(
       'NATS/1.0\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n' +
         'Nats-Expected-Last-Subject-Sequence: 41\r\nX-Gantry: padded\r\nNats-Msg-Id: job-1.4\r\n\r\n',
@@ -37,7 +39,7 @@ describe('PublishHeaders', () => {
   it('no header encodes to nothing, as nats.js', () => {
     const { ours, theirs } = both([]);
     expect(ours.encode()).toHaveLength(0);
-    expect(theirs.encode()).toHaveLength(0);
+    expect(wire(theirs)).toHaveLength(0);
   });
 
   it.each([
@@ -67,7 +69,7 @@ describe('PublishHeaders', () => {
       ['B-Key', '2'],
     ]);
     const h = ours.toMsgHdrs();
-    expect(text(h.encode())).toBe(text(theirs.encode()));
+    expect(text(wire(h))).toBe(text(wire(theirs)));
     expect(h.get('B-Key')).toBe('2');
   });
 });

@@ -137,12 +137,13 @@ class SlotGate {
   private readonly waiting: (() => void)[] = [];
   constructor(private readonly slots: number) {}
 
-  acquire(): Promise<void> {
+  /** Resolves true when the attempt had to wait for a slot (another attempt's release handed it on). */
+  acquire(): Promise<boolean> {
     if (this.used < this.slots) {
       this.used++;
-      return Promise.resolve();
+      return Promise.resolve(false);
     }
-    return new Promise((resolve) => this.waiting.push(resolve));
+    return new Promise((resolve) => this.waiting.push(() => resolve(true)));
   }
 
   release(): void {
@@ -237,6 +238,12 @@ export interface RunnerDeps {
    * An attempt over sooner writes only its outcome, which records the start too.
    */
   startedRevisionDelayMs?: number;
+  /**
+   * With a started-revision delay: read the record from the stream leader before every start, as the start's check
+   * (true), or check the record the dispatch carries and let the first write's compare-and-set catch a record that
+   * moved since the scheduler read it (false, the default; docs/architecture.md, "Trusted dispatch records").
+   */
+  readBeforeStart?: boolean;
   /** Which s3:// inputs a job may read (absent: any). */
   s3Inputs?: S3InputPolicy;
   /** Resolves parent outputs named as inputs (`job:<parent id>/<name>`; absent: refused). */
@@ -308,12 +315,13 @@ export class AttemptRunner {
   }
 
   /**
-   * Whether starts use the record a dispatch carries as their compare-and-set hint: only without a started-revision
-   * delay. With one, every start reads the record from the stream leader first and the hint is never looked at, so
-   * the heartbeat says so (`dispatchRecordHint`) and the scheduler leaves the record out of this worker's dispatches.
+   * Whether starts use the record a dispatch carries: without a started-revision delay as the start's compare-and-set
+   * hint; with one as the record the start is checked against, unless `readBeforeStart` asks for a read from the stream
+   * leader before every start. A worker that never looks at the hint says so in its heartbeat (`dispatchRecordHint`)
+   * and the scheduler leaves the record out of its dispatches.
    */
   get usesDispatchRecordHint(): boolean {
-    return (this.d.startedRevisionDelayMs ?? 0) <= 0;
+    return (this.d.startedRevisionDelayMs ?? 0) <= 0 || this.d.readBeforeStart !== true;
   }
 
   /** Attempts received and waiting for a free slot (0 unless the worker was handed more than its slots). */
@@ -362,7 +370,10 @@ export class AttemptRunner {
     }
     const batch = 'attempts' in p;
     const attempts = dispatchAttempts(p);
-    const verdicts = await Promise.all(attempts.map((m) => this.handleAttempt(m, batch)));
+    // A message delivered again (naked, or its AckWait ran out) may carry records that are no longer current, even
+    // records of attempts this process recorded: its starts read the record first.
+    const firstDelivery = ctx.deliveryCount === 1;
+    const verdicts = await Promise.all(attempts.map((m) => this.handleAttempt(m, batch, firstDelivery)));
     const failed = verdicts.find((v) => v.failed);
     if (failed || verdicts.some((v) => v.kind === 'nak')) {
       // The message goes back; its attempts settled here must not be taken up again when it returns.
@@ -392,7 +403,7 @@ export class AttemptRunner {
     await ctx.ackAck();
   }
 
-  private async handleAttempt(m: DispatchMessage, batch: boolean): Promise<AttemptVerdict> {
+  private async handleAttempt(m: DispatchMessage, batch: boolean, firstDelivery: boolean): Promise<AttemptVerdict> {
     const verdict = new AttemptVerdict();
     const key = attemptKey(m);
     const settledUntil = this.settledBefore.get(key);
@@ -410,9 +421,10 @@ export class AttemptRunner {
     }
     this.inflight.set(key, { jobId: m.jobId, attempt: m.attempt });
     let gated = false;
+    let waited = false;
     try {
       if (this.gate) {
-        await this.gate.acquire();
+        waited = await this.gate.acquire();
         gated = true;
       }
       if (this.stopping) {
@@ -421,7 +433,8 @@ export class AttemptRunner {
         await verdict.ackAck();
         return verdict;
       }
-      await this.run(m, verdict, batch);
+      // A record carried is trusted only as delivered: not after a wait for a slot (it may be old by then).
+      await this.run(m, verdict, batch, firstDelivery && !waited);
     } catch (err) {
       verdict.failed = true;
       verdict.error = err;
@@ -432,7 +445,7 @@ export class AttemptRunner {
     return verdict;
   }
 
-  private async run(m: DispatchMessage, ctx: AttemptSettlement, batch = false): Promise<void> {
+  private async run(m: DispatchMessage, ctx: AttemptSettlement, batch = false, trustRecord = false): Promise<void> {
     const owner: AttemptOwner = { workerId: this.d.workerId, generation: m.generation, attempt: m.attempt };
     const gpus = this.d.gpus();
     const assigned = m.gpuIndices.map((i) => gpus.find((g) => g.index === i)).filter((g): g is GpuInfo => !!g);
@@ -443,14 +456,29 @@ export class AttemptRunner {
     let stored: StoredJob;
     let pending: PendingStart | undefined;
     try {
-      if (!this.usesDispatchRecordHint) {
-        // The same check as the start's compare-and-set, on the record as it is now (read from the stream leader):
-        // a stale dispatch (cancelled, another attempt, another worker, another generation) is refused here.
-        const cur = await this.d.jobs.get(m.jobId, { consistent: true });
-        if (!cur) throw new JobNotFoundError(m.jobId);
+      if (delayMs > 0) {
+        // The same check as the start's compare-and-set: a stale dispatch (cancelled, another attempt, another worker,
+        // another generation) is refused here. On the record the dispatch carries, as the scheduler read it just
+        // before dispatching (a record that moved since is caught by the first write's compare-and-set, by the
+        // delay's end at the latest: "Trusted dispatch records"); else, or when that record is refused, on the record
+        // as it is now, read from the stream leader (which also finds an unfinished attempt of this worker's own).
         const startedAt = this.d.clock.now();
-        record = startAttempt(cur.record, owner, placement, startedAt).record;
-        stored = cur;
+        const carried = trustRecord && this.d.readBeforeStart !== true ? dispatchHint(m).current : undefined;
+        let checked: { record: JobRecord; stored: StoredJob } | undefined;
+        if (carried) {
+          try {
+            checked = { record: startAttempt(carried.record, owner, placement, startedAt).record, stored: carried };
+          } catch (err) {
+            if (!(err instanceof TransitionRefused)) throw err;
+          }
+        }
+        if (!checked) {
+          const cur = await this.d.jobs.get(m.jobId, { consistent: true });
+          if (!cur) throw new JobNotFoundError(m.jobId);
+          checked = { record: startAttempt(cur.record, owner, placement, startedAt).record, stored: cur };
+        }
+        record = checked.record;
+        stored = checked.stored;
         pending = { startedAt, placement };
       } else {
         stored = await this.d.jobs.transition(

@@ -11,9 +11,10 @@
  * {@link MESSAGE_RECORD_BYTES} of records); a group of one is sent in the single-attempt form. Fencing stays per
  * message. Tokens stay held until the terminal record frees them, never an ack.
  *
- * Record hint (docs/architecture.md, "Dispatch record hint"): each attempt carries the job's record and revision, the
- * worker's start compare-and-set hint — unless the worker's heartbeat says it does not use them
- * (`dispatchRecordHint: false`: it reads the record before every start), then the attempt goes without both.
+ * Record hint (docs/architecture.md, "Dispatch record hint", "Trusted dispatch records"): each attempt carries the
+ * job's record and revision, which the worker checks its start against and tries its first compare-and-set on —
+ * unless the worker's heartbeat says it does not use them (`dispatchRecordHint: false`: it reads the record before
+ * every start), then the attempt goes without both.
  */
 import {
   CHANNELS,
