@@ -159,3 +159,67 @@ describe('startAndEnd: an attempt recorded in one revision, from queued straight
     }
   });
 });
+
+describe('the next revision is the spread of the record and the patch, without undefined fields, in the same order', () => {
+  /** The definition the one-copy `next` replaced: the JSON (key order included) must be the same. */
+  const reference = (cur: JobRecord, now: Date, patch: Partial<JobRecord>): string =>
+    JSON.stringify(
+      Object.fromEntries(
+        Object.entries({ ...cur, ...patch, sequence: cur.sequence + 1, updatedAt: now.toISOString() }).filter(
+          ([, v]) => v !== undefined,
+        ),
+      ),
+    );
+
+  it('for a start, then a retryable failure (fields set, replaced and removed), on records with and without optional fields', () => {
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            callbackUrl: fc.constant('https://example.test/hook'),
+            gpu: fc.record({ count: fc.integer({ min: 0, max: 4 }), memoryMb: fc.integer({ min: 0, max: 20_000 }) }),
+            progress: fc.record({ percent: fc.integer({ min: 0, max: 100 }) }),
+            error: fc.constant(jobError('EXIT_CODE', 'earlier', true)),
+            retryAt: fc.constant(at(5).toISOString()),
+          },
+          { requiredKeys: [] },
+        ),
+        fc.integer({ min: 0, max: 10_000 }),
+        (extra, ms) => {
+          const cur = { ...queued(), ...extra } as JobRecord;
+          const now = at(ms);
+          const started = startAttempt(cur, owner(1), placement, now).record;
+          expect(JSON.stringify(started)).toBe(
+            reference(cur, now, {
+              status: 'running',
+              attempts: 1,
+              workerId: 'w1',
+              gpus: placement.gpus,
+              gpuIndices: placement.gpuIndices,
+              startedAt: now.toISOString(),
+              finishedAt: undefined,
+              retryAt: undefined,
+              progress: undefined,
+              error: undefined,
+              result: undefined,
+              outputs: undefined,
+            }),
+          );
+          const error = jobError('EXIT_CODE', 'boom', true);
+          const later = at(ms + 1_000);
+          const retrying = failAttempt(started, owner(1), error, later).record;
+          expect(JSON.stringify(retrying)).toBe(
+            reference(started, later, {
+              status: 'retrying',
+              error,
+              retryAt: at(ms + 2_000).toISOString(),
+              workerId: undefined,
+              gpus: undefined,
+              gpuIndices: undefined,
+            }),
+          );
+        },
+      ),
+    );
+  });
+});

@@ -124,8 +124,27 @@ export function newJob(spec: NewJobSpec, now: Date): Transition {
   return { type: `job.${status}` as 'job.waiting' | 'job.scheduled' | 'job.queued', record: stripUndefined(record) };
 }
 
+/**
+ * The next revision: `{ ...cur, ...patch, sequence + 1, updatedAt }` without its undefined fields, built in one copy
+ * (the spread and then {@link stripUndefined} made two of every record, three times per short attempt in the worker).
+ * Keys keep the spread's order — the record's own, then the patch's new ones — so the JSON is the same.
+ */
 function next(cur: JobRecord, now: Date, patch: Partial<JobRecord>): JobRecord {
-  return stripUndefined({ ...cur, ...patch, sequence: cur.sequence + 1, updatedAt: iso(now) });
+  const out: Record<string, unknown> = {};
+  const from = cur as unknown as Record<string, unknown>;
+  const changes = patch as Record<string, unknown>;
+  for (const k of Object.keys(from)) {
+    const v = Object.prototype.hasOwnProperty.call(changes, k) ? changes[k] : from[k];
+    if (v !== undefined) out[k] = v;
+  }
+  for (const k of Object.keys(changes)) {
+    if (Object.prototype.hasOwnProperty.call(from, k)) continue;
+    const v = changes[k];
+    if (v !== undefined) out[k] = v;
+  }
+  out['sequence'] = cur.sequence + 1;
+  out['updatedAt'] = iso(now);
+  return out as unknown as JobRecord;
 }
 
 /**
