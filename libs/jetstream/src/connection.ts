@@ -8,8 +8,11 @@ import {
   type NatsConnection,
 } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { jserrors } from '@nats-io/jetstream/internal';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from '@gantry/telemetry';
+import { Backoff } from './backoff';
+import { isNatsUnavailable } from './errors';
 import { coalesceWrites } from './write-coalescing';
 
 export interface NatsHandleOptions {
@@ -90,6 +93,31 @@ export function versionAtLeast(have: string, want: string): boolean {
   return true;
 }
 
+/**
+ * The JetStream manager, whose creation asks the server for the account's JetStream info. The connection itself is
+ * retried until the server answers (`waitOnFirstConnect`); this first API call is retried the same way while the broker
+ * cannot answer it (a timeout on a loaded or starting server, a cluster without a meta leader yet), instead of failing
+ * the service's start on one slow answer. Any other refusal (JetStream disabled on the account, a permission) fails it.
+ */
+async function managerOnceAnswered(nc: NatsConnection, timeout: number, logger: Logger): Promise<JetStreamManager> {
+  const backoff = new Backoff({ initialMs: 250, maxMs: 5_000 });
+  for (;;) {
+    try {
+      return await jetstreamManager(nc, { timeout });
+    } catch (err) {
+      if (nc.isClosed() || !isTransientApiError(err)) throw err;
+      const retryInMs = backoff.next();
+      logger.warn({ err: String(err), retryInMs }, 'JetStream did not answer yet; retrying');
+      await new Promise((r) => setTimeout(r, retryInMs));
+    }
+  }
+}
+
+/** A first API call the broker could not answer yet (not a refusal): timeouts and 503s. */
+function isTransientApiError(err: unknown): boolean {
+  return isNatsUnavailable(err) && !(err instanceof jserrors.JetStreamNotEnabled);
+}
+
 export class NatsHandle {
   private closed = false;
 
@@ -122,7 +150,13 @@ export class NatsHandle {
     coalesceWrites(nc);
     const timeout = o.timeoutMs ?? 5_000;
     const js = jetstream(nc, { timeout });
-    const jsm = await jetstreamManager(nc, { timeout });
+    let jsm: JetStreamManager;
+    try {
+      jsm = await managerOnceAnswered(nc, timeout, o.logger);
+    } catch (err) {
+      await nc.close().catch(() => undefined);
+      throw err;
+    }
     const handle = new NatsHandle(nc, js, jsm, new Kvm(js), o.logger, o);
     void handle.watchStatus();
     o.logger.info({ server: nc.getServer(), version: handle.serverVersion }, 'connected to NATS');
