@@ -26,10 +26,27 @@ import {
   type DispatchPayload,
   type StoredJob,
 } from '@gantry/contracts';
-import { JetStreamContext, NatsHandle, decodePayload, ensureConsumer, provision, publishJson } from '@gantry/jetstream';
+import {
+  JetStreamContext,
+  NatsHandle,
+  decodeJson,
+  decodePayload,
+  ensureConsumer,
+  provision,
+  publishJson,
+} from '@gantry/jetstream';
 import { JobStore } from '@gantry/job-store';
 import { NatsServer, noopSpec } from '@gantry/testing';
-import { createLogger, createRegistry } from '@gantry/telemetry';
+import {
+  contextFromTraceparent,
+  createLogger,
+  createRegistry,
+  extractTrace,
+  inContext,
+  startTelemetry,
+  type Context,
+  type Telemetry,
+} from '@gantry/telemetry';
 import { ExecutorRegistry } from '../src/executors/executor-registry';
 import { NoopExecutor } from '../src/executors/noop.executor';
 import { DEFAULT_TRANSFERS } from '../src/executors/transfers';
@@ -121,8 +138,8 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
   });
 
   /** Publishes the dispatch to the worker's subject and takes the next delivery from its durable consumer. */
-  const deliver = async (w: Awaited<ReturnType<typeof worker>>, p: DispatchPayload) => {
-    await publishJson(nats.js, SUBJECTS.dispatch(w.workerId), p);
+  const deliver = async (w: Awaited<ReturnType<typeof worker>>, p: DispatchPayload, parent?: Context) => {
+    await publishJson(nats.js, SUBJECTS.dispatch(w.workerId), p, parent ? { parent } : {});
     return next(w);
   };
   const next = async (w: Awaited<ReturnType<typeof worker>>) => {
@@ -267,5 +284,80 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
     expect((await stored(b.record.id)).record.status).toBe('completed');
     expect(w.store.reads.get(a.record.id) ?? 0).toBe(0); // got the slot at once
     expect(w.store.reads.get(b.record.id)).toBe(1); // waited for a's slot
+  });
+
+  it('an attempt sent without its record whose job was cancelled since: read, dropped, the scheduler told', async () => {
+    const w = await worker('hint-stale-unread', 250);
+    const job = await createJob();
+    await new JobStore(nats, systemClock).transition(job.record.id, (c) => requestCancel(c.record, new Date()));
+    const released = nats.nc.subscribe(SUBJECTS.dispatchReleased, { max: 1 });
+    const ctx = await handle(w, await deliver(w, attempt(w, job, false)));
+    expect(ctx.settled).toBe('ack');
+    for await (const m of released) {
+      expect(decodeJson(m.data)).toMatchObject({ jobId: job.record.id, workerId: w.workerId });
+      break;
+    }
+    const history = await new JobStore(nats, systemClock).history(job.record.id, { raw: true });
+    expect(history.map((e) => e.record.status)).toEqual(['queued', 'cancelled']);
+    expect(w.store.reads.get(job.record.id)).toBe(2); // the start's check, then the look for an own unfinished attempt
+  });
+
+  describe('traces (telemetry started as a worker starts it, nothing exported)', () => {
+    let telemetry: Telemetry;
+    beforeAll(() => {
+      telemetry = startTelemetry('dispatch-record-hint-test', {});
+    });
+    afterAll(async () => {
+      await telemetry.shutdown();
+    });
+
+    const traceOf = (traceparent: string | undefined) => traceparent?.slice(3, 35);
+    /** The trace id of the job's last stored revision (its outcome's publish span is in that trace). */
+    const outcomeTrace = async (id: string) =>
+      traceOf(
+        (await nats.jsm.streams.getMessage(STREAMS.jobs, { last_by_subj: SUBJECTS.job(id) }))?.header.get(
+          'traceparent',
+        ),
+      );
+
+    /** As the worker's transport does: the message's trace context active while it is handled. */
+    const handleInItsTrace = async (w: Awaited<ReturnType<typeof worker>>, msg: Awaited<ReturnType<typeof next>>) => {
+      const ctx = new JetStreamContext(msg, 'dispatch');
+      await inContext(extractTrace(msg.headers), () =>
+        w.runner.handle(decodePayload(CHANNELS.dispatch, msg.data), ctx),
+      );
+      return ctx;
+    };
+
+    it("an attempt dispatched in another trace than its job's (sent without its record at depth) runs and ends in its job's trace", async () => {
+      const w = await worker('trace-unread', 250);
+      const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+      const job = await createJob({ traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+      const msg = await deliver(w, attempt(w, job, false)); // published in a trace of its own, as at depth
+      expect(traceOf(msg.headers?.get('traceparent'))).not.toBe(traceId);
+      expect((await handleInItsTrace(w, msg)).settled).toBe('ack');
+      expect(await outcomeTrace(job.record.id)).toBe(traceId);
+    });
+
+    it("each attempt of a batch (in its first job's trace) ends in its own job's trace", async () => {
+      const w = await worker('trace-batch', 250);
+      const ids = ['aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1', 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2'];
+      const a = await createJob({ traceparent: `00-${ids[0]}-00f067aa0ba902b7-01` });
+      const b = await createJob({ traceparent: `00-${ids[1]}-00f067aa0ba902b7-01` });
+      const { v, workerId, epoch, dispatchedAt } = attempt(w, a, true);
+      const strip = ({ v: _v, workerId: _w, epoch: _e, dispatchedAt: _d, ...one }: DispatchMessage) => one;
+      const batch: DispatchPayload = {
+        v,
+        workerId,
+        epoch,
+        dispatchedAt,
+        attempts: [strip(attempt(w, a, true)), strip(attempt(w, b, true))],
+      };
+      const msg = await deliver(w, batch, contextFromTraceparent(a.record.traceparent));
+      expect(traceOf(msg.headers?.get('traceparent'))).toBe(ids[0]);
+      expect((await handleInItsTrace(w, msg)).settled).toBe('ack');
+      expect(await outcomeTrace(a.record.id)).toBe(ids[0]);
+      expect(await outcomeTrace(b.record.id)).toBe(ids[1]);
+    });
   });
 });

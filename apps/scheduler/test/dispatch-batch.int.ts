@@ -16,6 +16,7 @@ import {
   bucketDeclarations,
   dispatchAttempts,
   newJob,
+  requestCancel,
   streamDeclarations,
   systemClock,
   type DispatchPayload,
@@ -34,6 +35,15 @@ import { SchedulerMetrics } from '../src/stats/metrics';
 import { WorkerMonitor } from '../src/workers/worker-monitor';
 
 const logger = createLogger('dispatch-batch-test', 'silent');
+
+/** The real store, counting record reads (a port we own). */
+class CountingStore extends JobStore {
+  reads = 0;
+  override get(id: string, o?: Parameters<JobStore['get']>[1]): Promise<StoredJob | undefined> {
+    this.reads++;
+    return super.get(id, o);
+  }
+}
 
 describe('batched dispatch (real nats-server)', () => {
   let server: NatsServer;
@@ -76,6 +86,7 @@ describe('batched dispatch (real nats-server)', () => {
     stored: StoredJob[],
     workers: Record<string, number>,
     s: Partial<DispatchSettings>,
+    store = new JobStore(nats, systemClock),
   ) => {
     const state = new SchedulerState(100, undefined);
     for (const j of stored) state.apply(j, false);
@@ -94,7 +105,7 @@ describe('batched dispatch (real nats-server)', () => {
     const fenced: string[] = [];
     const dispatcher = new Dispatcher(
       nats,
-      new JobStore(nats, systemClock),
+      store,
       state,
       systemClock,
       { agingMs: 0, batch: 64, recordCacheBytes: 0, ...s },
@@ -400,5 +411,78 @@ describe('batched dispatch (real nats-server)', () => {
     expect(await inStream()).toHaveLength(msgs.length); // nothing dispatched twice
     b.dispatcher.deactivate();
     held?.dispatcher.deactivate();
+  });
+
+  describe('records at depth (docs/architecture.md, "Records at depth")', () => {
+    /** Six queued jobs, two of them just seen by the projection (cached), the rest queued long ago (not cached). */
+    const depth = async (name: string, readUncachedRecords: boolean, epoch: number) => {
+      const jobs = await createJobs(6);
+      const store = new CountingStore(nats, systemClock);
+      const r = replica(
+        name,
+        jobs,
+        { w1: 6 },
+        { attemptsPerMessage: 16, recordCacheBytes: 16 * 1024 * 1024, readUncachedRecords },
+        store,
+      );
+      for (const j of jobs.slice(0, 2)) r.dispatcher.remember(j);
+      return { jobs, store, r, epoch };
+    };
+
+    it('without reads, a decision the cache does not hold goes without its record and nothing is read; a cached one carries it', async () => {
+      const { jobs, store, r, epoch } = await depth('depth-unread', false, 40);
+      await r.dispatcher.activate(epoch, async () => undefined);
+      await settle(r, jobs);
+      r.dispatcher.deactivate();
+      expect(store.reads).toBe(0);
+      const msgs = await inStream();
+      expect(msgs).toHaveLength(1);
+      const attempts = dispatchAttempts(msgs[0]!.p);
+      expect(attempts.map((a) => a.jobId).sort()).toEqual(jobs.map((j) => j.record.id).sort());
+      for (const a of attempts) {
+        const j = jobs.find((x) => x.record.id === a.jobId)!;
+        if (jobs.indexOf(j) < 2) expect([a.record, a.revision]).toEqual([j.record, j.revision]);
+        else expect(['record' in a, 'revision' in a]).toEqual([false, false]);
+      }
+      expect(r.fenced).toEqual([]);
+    });
+
+    it('with reads (the default while spans are recorded), every uncached decision is read and carries its record', async () => {
+      const { jobs, store, r, epoch } = await depth('depth-read', true, 41);
+      await r.dispatcher.activate(epoch, async () => undefined);
+      await settle(r, jobs);
+      r.dispatcher.deactivate();
+      expect(store.reads).toBe(4);
+      const attempts = (await inStream()).flatMap((m) => dispatchAttempts(m.p));
+      expect(attempts).toHaveLength(6);
+      for (const a of attempts) expect(a.record).toEqual(jobs.find((x) => x.record.id === a.jobId)!.record);
+    });
+
+    it('a stale index entry (cancelled in the stream, not yet in the index): dropped by a read; dispatched without one, for the worker to refuse', async () => {
+      for (const [readUncachedRecords, epoch] of [
+        [true, 42],
+        [false, 43],
+      ] as const) {
+        await nats.jsm.streams.purge(STREAMS.dispatch);
+        const { jobs, r } = await depth(`depth-stale-${readUncachedRecords}`, readUncachedRecords, epoch);
+        const stale = jobs[5]!; // not cached
+        await new JobStore(nats, systemClock).transition(stale.record.id, (c) => requestCancel(c.record, new Date()));
+        await r.dispatcher.activate(epoch, async () => undefined);
+        const others = jobs.slice(0, 5);
+        await settle(r, others);
+        r.dispatcher.deactivate();
+        const sent = (await inStream()).flatMap((m) => dispatchAttempts(m.p)).map((a) => a.jobId);
+        if (readUncachedRecords) {
+          // The read found it cancelled: no dispatch, its token given back at once.
+          expect(sent.sort()).toEqual(others.map((j) => j.record.id).sort());
+        } else {
+          // Sent on the index's word; a worker reads the record before starting an attempt that came without one
+          // and drops it (apps/gpu-worker/test/dispatch-record-hint.int.ts), telling the scheduler.
+          expect(sent).toContain(stale.record.id);
+          expect(sent).toHaveLength(6);
+        }
+        expect(r.fenced).toEqual([]);
+      }
+    });
   });
 });

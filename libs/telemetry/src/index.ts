@@ -5,6 +5,7 @@ export {
   extractTrace,
   currentTraceparent,
   contextFromTraceparent,
+  inContext,
   activeIds,
   hasActiveSpan,
   linkToTraceparent,

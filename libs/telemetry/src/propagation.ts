@@ -59,6 +59,11 @@ export function contextFromTraceparent(traceparent?: string, tracestate?: string
   return propagation.extract(ROOT_CONTEXT, carrier);
 }
 
+/** Runs `fn` with `ctx` as the active context (work done after a span ended that still belongs to its trace). */
+export function inContext<T>(ctx: Context, fn: () => T): T {
+  return context.with(ctx, fn);
+}
+
 /** The trace and span ids of the active span, for log lines. */
 export function activeIds(): { traceId?: string; spanId?: string } {
   const span = trace.getSpan(context.active());

@@ -45,7 +45,7 @@ import {
 } from '@gantry/contracts';
 import { Backoff, encodeJson, sleep, type JetStreamContext, type NatsHandle } from '@gantry/jetstream';
 import { JobNotFoundError, type JobStore } from '@gantry/job-store';
-import { ATTR, contextFromTraceparent, inSpan, type Logger } from '@gantry/telemetry';
+import { ATTR, activeIds, contextFromTraceparent, inContext, inSpan, type Logger } from '@gantry/telemetry';
 import { JobFailure, type ExecutionResult, type Lease } from '../executors/executor';
 import { GPU_OOM_CANDIDATES, isGpuOomText, raisedGpuMemoryMb } from '../gpu/gpu-oom';
 import type { ExecutorRegistry } from '../executors/executor-registry';
@@ -506,8 +506,16 @@ export class AttemptRunner {
     attempt.stored = stored;
     attempt.pending = pending;
     this.running.set(m.jobId, attempt);
+    // The run and the attempt's writes (start, outcome) join their job's trace: under the dispatch's span when the
+    // message is in that trace, else (a batch's context is its first job's; a dispatch sent without its record at
+    // depth is a trace of its own) under the trace the record holds.
+    const jobTrace =
+      record.traceparent !== undefined && (batch || activeIds().traceId !== record.traceparent.slice(3, 35))
+        ? contextFromTraceparent(record.traceparent, record.tracestate)
+        : undefined;
     // Written only if the attempt is still running when the delay is over.
-    const startTimer = pending ? setTimeout(() => void this.writeStart(attempt), delayMs) : undefined;
+    const writeStartLater = () => setTimeout(() => void this.writeStart(attempt), delayMs);
+    const startTimer = pending ? (jobTrace ? inContext(jobTrace, writeStartLater) : writeStartLater()) : undefined;
     const executor = this.d.executors.get(record.type);
     const startedAt = this.d.clock.now().getTime();
     // The attempt's child logger is made when something logs through it (at the bench's `warn`, most attempts never do).
@@ -519,8 +527,7 @@ export class AttemptRunner {
     const ranOutcome = await inSpan(
       'job run',
       {
-        // A batch message's trace context is its first job's: each attempt of a batch joins its own job's trace.
-        ...(batch ? { parent: contextFromTraceparent(record.traceparent, record.tracestate) } : {}),
+        ...(jobTrace ? { parent: jobTrace } : {}),
         attributes: {
           [ATTR.jobId]: record.id,
           [ATTR.attempt]: m.attempt,
@@ -611,7 +618,8 @@ export class AttemptRunner {
         'attempt finished',
       );
     }
-    await this.finish(m, attempt, outcome, ctx);
+    if (jobTrace) await inContext(jobTrace, () => this.finish(m, attempt, outcome, ctx));
+    else await this.finish(m, attempt, outcome, ctx);
   }
 
   /**

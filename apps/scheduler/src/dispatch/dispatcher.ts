@@ -40,7 +40,7 @@ import {
   type NatsHandle,
 } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
-import { ATTR, contextFromTraceparent, type Logger } from '@gantry/telemetry';
+import { ATTR, contextFromTraceparent, spansRecorded, type Logger } from '@gantry/telemetry';
 import { outranked, planDispatch, type Decision } from '../domain/dispatch-plan';
 import { entryOf, type SchedulerState } from '../domain/scheduler-state';
 import type { SchedulerMetrics } from '../stats/metrics';
@@ -82,13 +82,20 @@ export interface DispatchSettings {
   attemptsPerMessage?: number;
   /** Estimated bytes of the records one batch message carries (default 256 KiB). */
   messageRecordBytes?: number;
+  /**
+   * Read the record of a decision the cache does not hold before dispatching it (default: only while spans are
+   * recorded, i.e. exported — the dispatch span's parent is the job's trace, which only the record holds). Without a
+   * read the attempt goes without its record: the index entry is trusted, and the worker reads and checks the record
+   * itself, as it must to run the job (docs/architecture.md, "Records at depth").
+   */
+  readUncachedRecords?: boolean;
 }
 
 /** The attempts of one dispatch message: one worker's, in decision order. */
 interface Outgoing {
   workerId: string;
   decisions: Decision[];
-  /** The attempts carry their records and revisions (the worker uses them as its start's hint). */
+  /** The attempts carry their records and revisions, those the round has (the worker uses them as its start's hint). */
   withRecords: boolean;
 }
 
@@ -120,6 +127,11 @@ export class Dispatcher {
     return this.epoch > 0;
   }
 
+  /** Whether a decision the cache has no record for is read before its dispatch (`readUncachedRecords`). */
+  private get readsUncached(): boolean {
+    return this.settings.readUncachedRecords ?? spansRecorded();
+  }
+
   /**
    * The latest queued revisions the projection saw, newest kept, bounded by bytes (`RecordCache`): in steady state the
    * job dispatched next was queued a moment ago, and its record is taken from here instead of being read again.
@@ -143,10 +155,10 @@ export class Dispatcher {
   private recordBytes = 0;
 
   /**
-   * Records for the decided jobs: recent revisions where they match the index entry, reads for the rest, until the
-   * records held reach the round's byte budget (default {@link ROUND_RECORD_BYTES}); the decisions left over are
-   * returned as `deferred`, and so are those that a job of a higher priority queued during the reads outranks
-   * ({@link outranked}).
+   * Records for the decided jobs: recent revisions where they match the index entry, reads for the rest (when
+   * {@link readsUncached}), until the records held reach the round's byte budget (default {@link ROUND_RECORD_BYTES});
+   * the decisions left over are returned as `deferred`, and so are those that a job of a higher priority queued during
+   * the reads outranks ({@link outranked}).
    */
   private async recordsFor(
     decisions: readonly Decision[],
@@ -167,6 +179,8 @@ export class Dispatcher {
         counted++;
       } else missing.push(d);
     }
+    // Not read: these attempts go without their records (the index entry trusted, the worker reads).
+    if (!this.readsUncached) return { records: out, deferred: [] };
     const budget = this.settings.roundRecordBytes ?? ROUND_RECORD_BYTES;
     let next = 0;
     while (next < missing.length && bytes < budget) {
@@ -261,7 +275,8 @@ export class Dispatcher {
       // 1, the single form) and whether it uses the records (absent, or not known: yes, as before).
       const w = this.state.capacity.worker(d.workerId);
       const withRecords = w?.dispatchRecordHint ?? true;
-      const bytes = withRecords ? storedJobBytes(records.get(d.candidate.entry.id)!) : 0;
+      const stored = withRecords ? records.get(d.candidate.entry.id) : undefined;
+      const bytes = stored ? storedJobBytes(stored) : 0;
       let cur = open.get(d.workerId);
       if (cur && (cur.o.decisions.length >= cur.most || cur.bytes + bytes > byteBound)) cur = undefined;
       if (!cur) {
@@ -394,10 +409,16 @@ export class Dispatcher {
     }
     if (deferred.length > 0) this.again = true;
     const valid: Decision[] = [];
+    const unread = !this.readsUncached;
     for (const d of decisions) {
       const e = d.candidate.entry;
       if (settled.has(e.id)) continue;
       const r = records.get(e.id)?.record;
+      if (!r && unread) {
+        // Not read (records at depth): the index entry stands for the record; the worker checks the real one.
+        valid.push(d);
+        continue;
+      }
       if (
         !r ||
         r.status !== 'queued' ||
@@ -418,14 +439,14 @@ export class Dispatcher {
     const publishes = this.group(valid, records).map((out) => {
       const attempts = out.decisions.map((d): DispatchAttempt => {
         const e = d.candidate.entry;
-        const stored = records.get(e.id)!;
+        const stored = out.withRecords ? records.get(e.id) : undefined;
         return {
           jobId: e.id,
           generation: e.generation,
           attempt: e.attempts + 1,
           gpuIndices: d.gpuIndices,
           memoryMb: d.memoryMb,
-          ...(out.withRecords ? { record: stored.record, revision: stored.revision } : {}),
+          ...(stored ? { record: stored.record, revision: stored.revision } : {}),
         };
       });
       const envelope = { v: 1 as const, workerId: out.workerId, epoch, dispatchedAt: now.toISOString() };
@@ -434,8 +455,10 @@ export class Dispatcher {
         attempts.length === 1
           ? ({ ...envelope, ...first } satisfies DispatchMessage)
           : ({ ...envelope, attempts } satisfies DispatchBatch);
-      // The first job's record as read for this round (whether or not the message carries it).
-      const r = records.get(first.jobId)!.record;
+      // The first job's record the round has (whether or not the message carries it): the publish span's trace. A
+      // message none of whose records was read (records at depth, nothing exported) is a trace of its own (a root:
+      // contextFromTraceparent without one).
+      const r = attempts.map((a) => records.get(a.jobId)?.record).find((x) => x !== undefined);
       // Pipelined on one connection, so the broker sees them in this order: each expects its predecessor's seq.
       const expect = expected++;
       return publishJson(this.nats.js, SUBJECTS.dispatch(out.workerId), msg, {
@@ -443,7 +466,7 @@ export class Dispatcher {
         expect: { lastSequence: expect },
         headers: { [HEADERS.epoch]: String(epoch), [HEADERS.jobId]: first.jobId },
         // A batch's publish span sits in its first job's trace; each attempt's run span joins its own job's trace.
-        parent: contextFromTraceparent(r.traceparent, r.tracestate),
+        parent: contextFromTraceparent(r?.traceparent, r?.tracestate),
         spanName: 'job dispatch',
         attributes: {
           [ATTR.jobId]: first.jobId,
