@@ -137,6 +137,21 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
     ...(withRecord ? { record: job.record, revision: job.revision } : {}),
   });
 
+  /** Attempt 1 of each job in one batch message for the worker, each with its record and revision. */
+  const batchOf = (w: Awaited<ReturnType<typeof worker>>, jobs: StoredJob[]): DispatchPayload => {
+    const { v, workerId, epoch, dispatchedAt } = attempt(w, jobs[0]!, true);
+    return {
+      v,
+      workerId,
+      epoch,
+      dispatchedAt,
+      attempts: jobs.map((j) => {
+        const { v: _v, workerId: _w, epoch: _e, dispatchedAt: _d, ...one } = attempt(w, j, true);
+        return one;
+      }),
+    };
+  };
+
   /** Publishes the dispatch to the worker's subject and takes the next delivery from its durable consumer. */
   const deliver = async (w: Awaited<ReturnType<typeof worker>>, p: DispatchPayload, parent?: Context) => {
     await publishJson(nats.js, SUBJECTS.dispatch(w.workerId), p, parent ? { parent } : {});
@@ -269,16 +284,7 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
     const w = await worker('hint-slot', 250, { slots: 1 });
     const a = await createJob({ input: { durationMs: 300 } });
     const b = await createJob();
-    const { v, workerId, epoch, dispatchedAt } = attempt(w, a, true);
-    const strip = ({ v: _v, workerId: _w, epoch: _e, dispatchedAt: _d, ...one }: DispatchMessage) => one;
-    const batch: DispatchPayload = {
-      v,
-      workerId,
-      epoch,
-      dispatchedAt,
-      attempts: [strip(attempt(w, a, true)), strip(attempt(w, b, true))],
-    };
-    const ctx = await handle(w, await deliver(w, batch));
+    const ctx = await handle(w, await deliver(w, batchOf(w, [a, b])));
     expect(ctx.settled).toBe('ack');
     expect((await stored(a.record.id)).record.status).toBe('completed');
     expect((await stored(b.record.id)).record.status).toBe('completed');
@@ -344,16 +350,7 @@ describe('the dispatch record hint on the worker (real nats-server)', () => {
       const ids = ['aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1', 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2'];
       const a = await createJob({ traceparent: `00-${ids[0]}-00f067aa0ba902b7-01` });
       const b = await createJob({ traceparent: `00-${ids[1]}-00f067aa0ba902b7-01` });
-      const { v, workerId, epoch, dispatchedAt } = attempt(w, a, true);
-      const strip = ({ v: _v, workerId: _w, epoch: _e, dispatchedAt: _d, ...one }: DispatchMessage) => one;
-      const batch: DispatchPayload = {
-        v,
-        workerId,
-        epoch,
-        dispatchedAt,
-        attempts: [strip(attempt(w, a, true)), strip(attempt(w, b, true))],
-      };
-      const msg = await deliver(w, batch, contextFromTraceparent(a.record.traceparent));
+      const msg = await deliver(w, batchOf(w, [a, b]), contextFromTraceparent(a.record.traceparent));
       expect(traceOf(msg.headers?.get('traceparent'))).toBe(ids[0]);
       expect((await handleInItsTrace(w, msg)).settled).toBe('ack');
       expect(await outcomeTrace(a.record.id)).toBe(ids[0]);
