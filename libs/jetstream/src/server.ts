@@ -37,10 +37,11 @@ import { decodePayload } from './codec';
 import type { NatsHandle } from './connection';
 import { JetStreamContext, NatsRpcContext } from './context';
 import type { HandlerExtras } from './decorators';
-import { isNotFound, PoisonMessageError, RetryLaterError, RpcError } from './errors';
+import { isNotFound, RpcError } from './errors';
 import { NO_REPLY } from './no-reply';
 import { ensureConsumer } from './provision';
 import { replyError, replyOk } from './rpc';
+import { settleAfterFailure } from './settle';
 
 export { NO_REPLY };
 
@@ -93,11 +94,6 @@ export interface JetStreamServerOptions {
 
 function extrasOf(handler: MessageHandler): HandlerExtras {
   return (handler.extras ?? {}) as HandlerExtras;
-}
-
-/** Exponential backoff for naks of unexpected errors: 1 s, 2 s, 4 s … capped at 30 s. */
-export function defaultNakDelayMs(deliveryCount: number): number {
-  return Math.min(30_000, 1_000 * 2 ** Math.max(0, deliveryCount - 1));
 }
 
 interface Loop {
@@ -396,22 +392,11 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
           ctx.ack();
         } catch (err) {
           recordError(span, err);
-          if (ctx.settled !== 'pending') {
-            this.options.logger.error({ err, subject: m.subject }, 'handler failed after settling its message');
-          } else if (err instanceof PoisonMessageError) {
-            this.countPoison(pattern);
-            this.options.logger.error({ err, subject: m.subject, seq: m.seq }, 'poison message; terminating it');
-            ctx.term();
-          } else if (err instanceof RetryLaterError) {
-            ctx.nak(err.delayMs);
-          } else {
-            const delay = defaultNakDelayMs(m.info.deliveryCount);
-            this.options.logger.warn(
-              { err, subject: m.subject, seq: m.seq, retryInMs: delay },
-              'handler failed; redelivering later',
-            );
-            ctx.nak(delay);
-          }
+          settleAfterFailure(ctx, m, err, {
+            logger: this.options.logger,
+            item: 'message',
+            onPoison: () => this.countPoison(pattern),
+          });
         } finally {
           if (timer) clearInterval(timer);
         }

@@ -26,13 +26,13 @@ import {
   type WebhookDelivery,
 } from '@gantry/contracts';
 import {
-  defaultNakDelayMs,
   decodePayload,
   ensureConsumer,
   isNotFound,
   JetStreamContext,
   PoisonMessageError,
   publishJson,
+  settleAfterFailure,
   type NatsHandle,
 } from '@gantry/jetstream';
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
@@ -204,7 +204,7 @@ export class TenantLanes {
     };
   }
 
-  /** One message: renewed while held, a fair slot, the delivery handler, settled like the JetStream transport does. */
+  /** One message: renewed while held, a fair slot, the delivery handler, settled as the JetStream transport settles (settleAfterFailure). */
   private async handle(tenant: string, m: JsMsg): Promise<void> {
     const ctx = new JetStreamContext(m, BINDING, this.o.nats.nc);
     const timer = setInterval(() => ctx.working(), this.o.heartbeatMs);
@@ -231,16 +231,7 @@ export class TenantLanes {
             ctx.ack();
           } catch (err) {
             recordError(span, err);
-            if (ctx.settled !== 'pending') {
-              this.o.logger.error({ err, subject: m.subject }, 'delivery handler failed after settling its message');
-            } else if (err instanceof PoisonMessageError) {
-              this.o.logger.error({ err, subject: m.subject, seq: m.seq }, 'poison delivery; terminating it');
-              ctx.term();
-            } else {
-              const delay = defaultNakDelayMs(m.info.deliveryCount);
-              this.o.logger.warn({ err, subject: m.subject, retryInMs: delay }, 'delivery failed; redelivering later');
-              ctx.nak(delay);
-            }
+            settleAfterFailure(ctx, m, err, { logger: this.o.logger, item: 'delivery' });
           }
         },
       );
