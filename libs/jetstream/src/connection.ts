@@ -11,6 +11,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { jserrors } from '@nats-io/jetstream/internal';
 import { Kvm } from '@nats-io/kv';
 import type { Logger } from '@gantry/telemetry';
+import { sleep } from './async';
 import { Backoff } from './backoff';
 import { isNatsUnavailable } from './errors';
 import { coalesceWrites } from './write-coalescing';
@@ -108,7 +109,7 @@ async function managerOnceAnswered(nc: NatsConnection, timeout: number, logger: 
       if (nc.isClosed() || !isTransientApiError(err)) throw err;
       const retryInMs = backoff.next();
       logger.warn({ err: String(err), retryInMs }, 'JetStream did not answer yet; retrying');
-      await new Promise((r) => setTimeout(r, retryInMs));
+      await sleep(retryInMs);
     }
   }
 }
