@@ -241,9 +241,9 @@ async function main() {
       break;
     }
     case 'bench': {
-      ensureSystemTools(
-        rest[0] === 'vs-bullmq' ? ['nats-server', 'ffmpeg', 'redis-server'] : ['nats-server', 'ffmpeg'],
-      );
+      // Every bench that starts a worker runs its jobs in the sandbox, as a deployment does: bubblewrap too.
+      const tools = ['nats-server', 'ffmpeg', 'bwrap'];
+      ensureSystemTools(rest[0] === 'vs-bullmq' ? [...tools, 'redis-server'] : tools);
       await build();
       process.exitCode = await run('node', [`tools/bench/${rest[0]}.mjs`, ...rest.slice(1)]);
       break;
