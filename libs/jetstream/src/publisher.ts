@@ -5,13 +5,16 @@
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import {
   ATTR,
-  inSpan,
+  contextFromTraceparent,
+  idOnlyChildTrace,
+  inLeafSpan,
   injectTrace,
   publishAttributes,
   SpanKind,
   spansRecorded,
   type Attributes,
   type Context,
+  type StoredTrace,
 } from '@gantry/telemetry';
 import { encodeJson } from './codec';
 import { jsPublish } from './js-requests';
@@ -25,7 +28,10 @@ export interface PublishOptions {
   headers?: Record<string, string>;
   /** Parent of the producer span; the active context when absent. */
   parent?: Context;
-  attributes?: Attributes;
+  /** A stored trace context (a job record's `traceparent`) as the parent, in place of `parent`. */
+  parentTrace?: StoredTrace;
+  /** The span's own attributes; as a function, built only when spans are recorded. */
+  attributes?: Attributes | (() => Attributes);
   timeoutMs?: number;
   /** Span name; `<subject> publish` when absent. */
   spanName?: string;
@@ -54,24 +60,47 @@ export async function publishEncoded(
   payload: Uint8Array,
   o: PublishOptions = {},
 ): Promise<PubAck> {
+  if (!spansRecorded()) {
+    // Nothing is recorded: what the span would be is the trace context it propagates, written without building it.
+    const t = idOnlyChildTrace(o.parentTrace ?? o.parent);
+    if (t) {
+      const h = headersOf(o);
+      h.set('traceparent', t.traceparent);
+      if (t.tracestate !== undefined) h.set('tracestate', t.tracestate);
+      return jsPublish(js, subject, payload, requestOptions(h, o));
+    }
+  }
   // Id-only spans keep no attributes: not built at all (two object spreads per publish).
   const attributes = spansRecorded()
-    ? publishAttributes(subject, { ...(o.msgID ? { [ATTR.messageId]: o.msgID } : {}), ...o.attributes })
+    ? publishAttributes(subject, {
+        ...(o.msgID ? { [ATTR.messageId]: o.msgID } : {}),
+        ...(typeof o.attributes === 'function' ? o.attributes() : o.attributes),
+      })
     : undefined;
-  return inSpan(
+  const parent = o.parentTrace ? contextFromTraceparent(o.parentTrace.traceparent, o.parentTrace.tracestate) : o.parent;
+  return inLeafSpan(
     o.spanName ?? `${subject} publish`,
-    { kind: SpanKind.PRODUCER, ...(attributes ? { attributes } : {}), ...(o.parent ? { parent: o.parent } : {}) },
-    async () => {
-      const h = new PublishHeaders();
-      if (o.headers) for (const k in o.headers) h.set(k, o.headers[k]!);
-      injectTrace(h);
-      // Our own request path (js-requests.ts): js.publish's nc.request builds an Error per answered request.
-      return jsPublish(js, subject, payload, {
-        headers: h,
-        ...(o.msgID ? { msgID: o.msgID } : {}),
-        ...(o.expect ? { expect: o.expect } : {}),
-        ...(o.timeoutMs ? { timeout: o.timeoutMs } : {}),
-      });
+    { kind: SpanKind.PRODUCER, ...(attributes ? { attributes } : {}), ...(parent ? { parent } : {}) },
+    async (_span, ctx) => {
+      const h = headersOf(o);
+      injectTrace(h, ctx);
+      return jsPublish(js, subject, payload, requestOptions(h, o));
     },
   );
+}
+
+function headersOf(o: PublishOptions): PublishHeaders {
+  const h = new PublishHeaders();
+  if (o.headers) for (const k in o.headers) h.set(k, o.headers[k]!);
+  return h;
+}
+
+/** Our own request path (js-requests.ts): js.publish's nc.request builds an Error per answered request. */
+function requestOptions(headers: PublishHeaders, o: PublishOptions) {
+  return {
+    headers,
+    ...(o.msgID ? { msgID: o.msgID } : {}),
+    ...(o.expect ? { expect: o.expect } : {}),
+    ...(o.timeoutMs ? { timeout: o.timeoutMs } : {}),
+  };
 }

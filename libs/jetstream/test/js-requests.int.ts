@@ -19,7 +19,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NatsServer, waitFor, within } from '@gantry/testing';
-import { createLogger } from '@gantry/telemetry';
+import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { contextFromTraceparent, createLogger, spansRecorded, startTelemetry, tracer } from '@gantry/telemetry';
 import {
   directGet,
   JetStreamContext,
@@ -434,4 +435,66 @@ describe('a publish the server refuses (permissions) (real nats-server)', () => 
     // An allowed subject still works on the same connection.
     expect((await jsPublish(nats.js, 'hpub.allowed', enc('y'))).stream).toBe(STREAM);
   }, 30_000);
+});
+
+describe('the trace context of a publish when nothing is exported (id-only spans, real nats-server)', () => {
+  const STREAM_T = 'HPUB_TRACE';
+  const PARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+  let server: NatsServer;
+  let nats: NatsHandle;
+  let stop: () => Promise<void>;
+
+  beforeAll(async () => {
+    // As a service that exports nothing starts its telemetry.
+    stop = startTelemetry('js-requests-trace-test', {}).shutdown;
+    server = await NatsServer.start();
+    nats = await NatsHandle.connect({ servers: [server.url], name: 'js-requests-trace-test', logger });
+    await nats.jsm.streams.add({ name: STREAM_T, subjects: ['htrace.>'], storage: StorageType.File });
+  }, 60_000);
+  afterAll(async () => {
+    await nats?.drain();
+    await server?.dispose();
+    await stop?.();
+  });
+
+  const stored = async (seq: number) => (await nats.jsm.streams.getMessage(STREAM_T, { seq }))!.header;
+  const parts = (tp: string) => tp.split('-');
+
+  it("writes a child of a stored traceparent after the caller's headers: the parent's trace, a span id of its own", async () => {
+    expect(spansRecorded()).toBe(false);
+    const a = await publishJson(
+      nats.js,
+      'htrace.a',
+      { n: 1 },
+      { headers: { 'X-One': '1' }, parentTrace: { traceparent: PARENT } },
+    );
+    const h = await stored(a.seq);
+    expect(h.keys()).toEqual(['X-One', 'traceparent']);
+    const [v, traceId, spanId, flags] = parts(h.get('traceparent'));
+    expect([v, traceId, flags]).toEqual(['00', '0af7651916cd43dd8448eb211c80319c', '01']);
+    expect(spanId).toMatch(/^[0-9a-f]{16}$/);
+    expect(spanId).not.toBe('b7ad6b7169203331');
+  });
+
+  it('takes the active span as the parent when given none, and starts a new trace when there is none', async () => {
+    const active = tracer().startSpan('handler', {}, contextFromTraceparent(PARENT));
+    const a = await context.with(trace.setSpan(ROOT_CONTEXT, active), () => publishJson(nats.js, 'htrace.b', { n: 2 }));
+    expect(parts((await stored(a.seq)).get('traceparent'))[1]).toBe('0af7651916cd43dd8448eb211c80319c');
+    const b = await publishJson(nats.js, 'htrace.c', { n: 3 });
+    const root = parts((await stored(b.seq)).get('traceparent'));
+    expect(root[1]).toMatch(/^[0-9a-f]{32}$/);
+    expect(root[1]).not.toBe('0af7651916cd43dd8448eb211c80319c');
+  });
+
+  it('keeps a stored trace state (through the propagator, which parses it)', async () => {
+    const a = await publishJson(
+      nats.js,
+      'htrace.d',
+      { n: 4 },
+      { parentTrace: { traceparent: PARENT, tracestate: 'vendor=a' } },
+    );
+    const h = await stored(a.seq);
+    expect(parts(h.get('traceparent'))[1]).toBe('0af7651916cd43dd8448eb211c80319c');
+    expect(h.get('tracestate')).toBe('vendor=a');
+  });
 });

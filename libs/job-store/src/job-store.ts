@@ -13,7 +13,6 @@ import {
   TransitionRefused,
   expandStored,
   normalizeRecord,
-  randomToken,
   revisionMsgId,
   toEvent,
   type Clock,
@@ -30,7 +29,7 @@ import {
   publishJson,
   type NatsHandle,
 } from '@gantry/jetstream';
-import { ATTR, contextFromTraceparent, hasActiveSpan, type Context } from '@gantry/telemetry';
+import { ATTR, hasActiveSpan, type StoredTrace } from '@gantry/telemetry';
 
 export class JobNotFoundError extends Error {
   override readonly name = 'JobNotFoundError';
@@ -112,22 +111,22 @@ export class JobStore {
    * published in the job's own trace (its record's context): a batch's jobs each have their own trace, apart from the
    * request's (`job-trace.ts` in the gateway); for a single submit the record's context is the request's span anyway.
    */
-  private parentFor(t: Transition, first: boolean): Context | undefined {
+  private parentFor(t: Transition, first: boolean): StoredTrace | undefined {
     if (hasActiveSpan() && !(first && t.record.traceparent)) return undefined;
-    return contextFromTraceparent(t.record.traceparent, t.record.tracestate);
+    return { traceparent: t.record.traceparent, tracestate: t.record.tracestate };
   }
 
   private async write(t: Transition, expectLastSubjectSequence: number): Promise<StoredJob> {
     const now = this.clock.now();
-    // The de-duplication id is unique per write attempt: it collapses a publish the client retried after a timeout,
-    // and never two writers that computed the same next sequence (that race is for the compare-and-set to decide).
-    // From a pooled random source (ids.ts): a crypto call per write was ≈ 5 % of the worker's and the gateway's CPU.
-    const nonce = randomToken();
+    // No `Nats-Msg-Id`: the compare-and-set already stores each revision at most once (a second publish of it, by us or
+    // by anyone, expects a subject sequence the first one moved), and nothing here ever sends the same publish twice (a
+    // retry is a new write, decided again from a fresh read). The broker's de-duplication map cost it 4–5 µs per
+    // revision and the id ≈ 70 bytes in every stored revision (docs/performance.md, "Revisions without a
+    // de-duplication id"). Spans still name the revision.
     const event = toEvent(t, now);
     const r = t.record;
     const parent = this.parentFor(t, expectLastSubjectSequence === 0);
     const ack = await publishJson(this.nats.js, SUBJECTS.job(r.id), event, {
-      msgID: `${revisionMsgId(r.id, r.generation, r.sequence)}.${nonce}`,
       expect: { lastSubjectSequence: expectLastSubjectSequence },
       headers: {
         [HEADERS.eventType]: t.type,
@@ -135,21 +134,16 @@ export class JobStore {
         [HEADERS.callback]: r.callbackUrl ? '1' : '0',
         [HEADERS.tenant]: r.tenant,
       },
-      attributes: {
+      attributes: () => ({
+        [ATTR.messageId]: revisionMsgId(r.id, r.generation, r.sequence),
         [ATTR.jobId]: r.id,
         [ATTR.generation]: r.generation,
         [ATTR.attempt]: r.attempts,
         [ATTR.eventType]: t.type,
-      },
+      }),
       spanName: `${t.type} publish`,
-      ...(parent ? { parent } : {}),
+      ...(parent ? { parentTrace: parent } : {}),
     });
-    if (ack.duplicate) {
-      // Our own earlier publish of this very write landed (the client retried it): the stream holds it at ack.seq.
-      const stored = await this.get(r.id, { consistent: true });
-      if (stored && stored.revision === ack.seq) return stored;
-      throw new JobConflictError(r.id);
-    }
     const record = normalizeRecord(event.job, ack.seq);
     return { record, revision: ack.seq, event: { ...event, job: record } };
   }
@@ -164,9 +158,6 @@ export class JobStore {
       return await this.write(t, 0);
     } catch (err) {
       if (isWrongLastSequence(err)) throw new JobExistsError(t.record.id);
-      // A duplicate of this first revision (same Nats-Msg-Id, within the duplicate window) whose job has moved on
-      // since (e.g. it already ran): the job exists.
-      if (err instanceof JobConflictError) throw new JobExistsError(t.record.id);
       throw err;
     }
   }

@@ -5,10 +5,12 @@ import {
   startAttempt,
   streamDeclarations,
   systemClock,
+  SUBJECTS,
+  STREAMS,
   TransitionRefused,
   type NewJobSpec,
 } from '@gantry/contracts';
-import { NatsHandle, provision } from '@gantry/jetstream';
+import { isWrongLastSequence, NatsHandle, provision } from '@gantry/jetstream';
 import { JobExistsError, JobNotFoundError, JobStore } from '@gantry/job-store';
 import { NatsServer, noopSpec } from '@gantry/testing';
 import { createLogger } from '@gantry/telemetry';
@@ -85,6 +87,27 @@ describe('JobStore on a real nats-server', () => {
     const seqs = history.map((h) => h.record.sequence);
     expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
     expect(new Set(seqs).size).toBe(seqs.length);
+  });
+
+  it('stores each revision once without a de-duplication id: the same publish sent again is refused by its compare-and-set', async () => {
+    await store.create(newJob(spec('replayed'), new Date()));
+    const owner = { workerId: 'w1', generation: 1, attempt: 1 };
+    const started = await store.transition('replayed', (c) =>
+      startAttempt(c.record, owner, { gpus: [], gpuIndices: [] }, new Date()),
+    );
+    // The stored message, sent again exactly as it was (headers with the expected subject sequence included), as a
+    // publish resent by a client or a broker would be.
+    const stored = (await nats.jsm.streams.getMessage(STREAMS.jobs, { seq: started.revision }))!;
+    expect(stored.header.get('Nats-Msg-Id')).toBe('');
+    expect(stored.header.get('Nats-Expected-Last-Subject-Sequence')).not.toBe('');
+    const again = await nats.js.publish(SUBJECTS.job('replayed'), stored.data, { headers: stored.header }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(isWrongLastSequence(again)).toBe(true);
+    const cur = await store.get('replayed', { consistent: true });
+    expect(cur?.revision).toBe(started.revision);
+    expect(cur?.record.sequence).toBe(2);
   });
 
   it('reads a missing job as undefined, but a broker error (no jobs stream) as an error, not as "no such job"', async () => {

@@ -12,9 +12,11 @@
  * Ids come from `crypto.randomFillSync` into a pooled buffer (one call per 4 KiB of ids), as hex.
  */
 import { randomFillSync } from 'node:crypto';
+import { isTracingSuppressed, parseTraceParent } from '@opentelemetry/core';
 import {
   context as contextApi,
   isSpanContextValid,
+  propagation,
   trace,
   TraceFlags,
   type Context,
@@ -90,4 +92,50 @@ export class IdOnlyTracer implements Tracer {
     const span = this.startSpan(name, options, ctx);
     return contextApi.with(trace.setSpan(ctx, span), fn as (s: Span) => ReturnType<F>, undefined, span);
   }
+}
+
+/** A trace context as a job record stores it (`currentTraceparent`). */
+export interface StoredTrace {
+  traceparent?: string;
+  tracestate?: string;
+}
+
+/** W3C trace context headers. */
+export interface TraceHeaders {
+  traceparent: string;
+  tracestate?: string;
+}
+
+/**
+ * The headers the services' propagators (W3C trace context and baggage, tracing.ts) write for an id-only span started
+ * under `parent` — a context (the active one when absent), or a stored `traceparent` — without building the span, a context for it, or a stored
+ * parent's context: on every job revision's publish that was ≈ 10 % of the gateway's CPU per job and ≈ 4 % of the
+ * worker's. The same bytes as {@link IdOnlyTracer.startSpan} and then `propagation.inject` (id-only-trace-headers.spec.ts
+ * compares them); undefined where the shortcut would not be exact — tracing suppressed, baggage in the context, a
+ * stored `tracestate` (the propagator parses and re-serializes it) — and the caller takes that path.
+ */
+export function idOnlyChildTrace(parent: Context | StoredTrace = contextApi.active()): TraceHeaders | undefined {
+  let inherited: SpanContext | undefined;
+  if (isStoredTrace(parent)) {
+    if (parent.tracestate) return undefined;
+    const parsed = parent.traceparent ? parseTraceParent(parent.traceparent) : null;
+    inherited = parsed ?? undefined;
+  } else {
+    if (isTracingSuppressed(parent) || propagation.getBaggage(parent)) return undefined;
+    const sc = trace.getSpanContext(parent);
+    inherited = sc && isSpanContextValid(sc) ? sc : undefined;
+  }
+  const traceId = inherited?.traceId ?? randomHex(16);
+  const flags = inherited ? inherited.traceFlags : TraceFlags.SAMPLED;
+  // Formatted as W3CTraceContextPropagator.inject formats it.
+  const out: TraceHeaders = {
+    traceparent: `00-${traceId}-${randomHex(8)}-0${Number(flags || TraceFlags.NONE).toString(16)}`,
+  };
+  if (inherited?.traceState) out.tracestate = inherited.traceState.serialize();
+  return out;
+}
+
+function isStoredTrace(p: Context | StoredTrace): p is StoredTrace {
+  // A Context has getValue; a stored trace is a plain object of strings.
+  return typeof (p as Context).getValue !== 'function';
 }

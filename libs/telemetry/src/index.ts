@@ -1,3 +1,5 @@
+export { idOnlyChildTrace } from './id-only-tracer';
+export type { StoredTrace, TraceHeaders } from './id-only-tracer';
 export { startTelemetry, tracer, tracingEnabled, idOnlySpans, spansRecorded, ensurePropagator } from './tracing';
 export type { Telemetry } from './tracing';
 export {
@@ -12,7 +14,16 @@ export {
   linkToActive,
 } from './propagation';
 export type { HeaderCarrier } from './propagation';
-export { ATTR, inSpan, recordError, publishAttributes, processAttributes, SpanKind, SpanStatusCode } from './messaging';
+export {
+  ATTR,
+  inSpan,
+  inLeafSpan,
+  recordError,
+  publishAttributes,
+  processAttributes,
+  SpanKind,
+  SpanStatusCode,
+} from './messaging';
 export type { Span, Context, Attributes, Link, SpanOptions } from './messaging';
 export { createLogger, NestPinoLogger } from './logger';
 export type { Logger } from './logger';

@@ -65,6 +65,36 @@ export async function inSpan<T>(name: string, options: SpanOptions, fn: (span: S
   });
 }
 
+/**
+ * {@link inSpan} for a span that has no children (a publish): `fn` gets the span's context to propagate (e.g. into
+ * message headers) instead of running inside it. No `context.with`: that copied the context frame and chained the
+ * call's promises through it on every publish (≈ 2 % of the worker's and the gateway's CPU per job).
+ */
+export async function inLeafSpan<T>(
+  name: string,
+  options: SpanOptions,
+  fn: (span: Span, ctx: Context) => Promise<T>,
+): Promise<T> {
+  const parent = options.parent ?? context.active();
+  const span = tracer().startSpan(
+    name,
+    {
+      kind: options.kind ?? SpanKind.INTERNAL,
+      attributes: options.attributes,
+      ...(options.links?.length ? { links: options.links } : {}),
+    },
+    parent,
+  );
+  try {
+    return await fn(span, trace.setSpan(parent, span));
+  } catch (err) {
+    recordError(span, err);
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
 export function recordError(span: Span, err: unknown, message?: string): void {
   const e = err instanceof Error ? err : new Error(String(err));
   span.recordException(e);
