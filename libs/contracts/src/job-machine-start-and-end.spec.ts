@@ -171,7 +171,7 @@ describe('the next revision is the spread of the record and the patch, without u
       ),
     );
 
-  it('for a start, then a retryable failure (fields set, replaced and removed), on records with and without optional fields', () => {
+  it('for a start, a completion, then a retryable failure (fields set, replaced and removed), on records with and without optional fields', () => {
     fc.assert(
       fc.property(
         fc.record(
@@ -205,9 +205,23 @@ describe('the next revision is the spread of the record and the patch, without u
               outputs: undefined,
             }),
           );
+          const done = completeAttempt(started, owner(1), { result: { n: ms } }, at(ms + 500)).record;
+          expect(JSON.stringify(done)).toBe(
+            reference(started, at(ms + 500), {
+              status: 'completed',
+              finishedAt: at(ms + 500).toISOString(),
+              progress: { percent: 100, stage: 'done' },
+              result: { n: ms },
+              outputs: undefined,
+              error: undefined,
+            }),
+          );
+          // No field is kept as undefined, whichever way the copy was made.
+          for (const r of [started, done]) expect(Object.values(r).filter((v) => v === undefined)).toEqual([]);
           const error = jobError('EXIT_CODE', 'boom', true);
           const later = at(ms + 1_000);
           const retrying = failAttempt(started, owner(1), error, later).record;
+          expect(Object.values(retrying).filter((v) => v === undefined)).toEqual([]);
           expect(JSON.stringify(retrying)).toBe(
             reference(started, later, {
               status: 'retrying',

@@ -91,7 +91,20 @@ export type NewJobSpec = Pick<
     >
   >;
 
-const iso = (d: Date) => d.toISOString();
+let isoAt = Number.NaN;
+let isoText = '';
+/**
+ * A date as ISO text, the last one kept: a transition stamps the same instant two or three times (`updatedAt` with
+ * `startedAt` or `finishedAt`, and an attempt recorded in one revision both). An invalid date throws, as before.
+ */
+function iso(d: Date): string {
+  const t = d.getTime();
+  if (t !== isoAt) {
+    isoText = d.toISOString();
+    isoAt = t;
+  }
+  return isoText;
+}
 
 const hasParents = (r: Pick<JobRecord, 'dependsOn'>): boolean => (r.dependsOn?.length ?? 0) > 0;
 
@@ -124,25 +137,45 @@ export function newJob(spec: NewJobSpec, now: Date): Transition {
   return { type: `job.${status}` as 'job.waiting' | 'job.scheduled' | 'job.queued', record: stripUndefined(record) };
 }
 
+const hasOwn = Object.prototype.hasOwnProperty;
+
 /**
  * The next revision: `{ ...cur, ...patch, sequence + 1, updatedAt }` without its undefined fields, built in one copy
  * (the spread and then {@link stripUndefined} made two of every record, three times per short attempt in the worker).
  * Keys keep the spread's order — the record's own, then the patch's new ones — so the JSON is the same.
+ *
+ * When the patch removes nothing the record has (the common case: a start from a fresh `queued` record, an outcome
+ * after it), the copy is the engine's object spread and the patch's few fields are set on it; a field-by-field copy
+ * of the whole record cost ≈ 1.5 µs against ≈ 0.4.
  */
 function next(cur: JobRecord, now: Date, patch: Partial<JobRecord>): JobRecord {
-  const out: Record<string, unknown> = {};
   const from = cur as unknown as Record<string, unknown>;
   const changes = patch as Record<string, unknown>;
-  for (const k of Object.keys(from)) {
-    const v = Object.prototype.hasOwnProperty.call(changes, k) ? changes[k] : from[k];
-    if (v !== undefined) out[k] = v;
-  }
-  for (const k of Object.keys(changes)) {
-    if (Object.prototype.hasOwnProperty.call(from, k)) continue;
+  for (const k in changes)
+    if (changes[k] === undefined && hasOwn.call(from, k)) return nextRemoving(from, now, changes);
+  const out: Record<string, unknown> = { ...from };
+  for (const k in changes) {
     const v = changes[k];
     if (v !== undefined) out[k] = v;
   }
   out['sequence'] = cur.sequence + 1;
+  out['updatedAt'] = iso(now);
+  return out as unknown as JobRecord;
+}
+
+/** {@link next} for a patch that removes fields of the record: copied field by field, the removed ones left out. */
+function nextRemoving(from: Record<string, unknown>, now: Date, changes: Record<string, unknown>): JobRecord {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(from)) {
+    const v = hasOwn.call(changes, k) ? changes[k] : from[k];
+    if (v !== undefined) out[k] = v;
+  }
+  for (const k of Object.keys(changes)) {
+    if (hasOwn.call(from, k)) continue;
+    const v = changes[k];
+    if (v !== undefined) out[k] = v;
+  }
+  out['sequence'] = (from['sequence'] as number) + 1;
   out['updatedAt'] = iso(now);
   return out as unknown as JobRecord;
 }
