@@ -162,8 +162,10 @@ export class Dispatcher {
    */
   private async recordsFor(
     decisions: readonly Decision[],
-  ): Promise<{ records: Map<string, StoredJob>; deferred: Decision[] }> {
+  ): Promise<{ records: Map<string, StoredJob>; sizes: Map<string, number>; deferred: Decision[] }> {
     const out = new Map<string, StoredJob>();
+    // Each record's estimated size, for the messages' byte bound (group): estimated once, by the cache or here.
+    const sizes = new Map<string, number>();
     const missing: Decision[] = [];
     let bytes = 0;
     let counted = 0;
@@ -175,12 +177,13 @@ export class Dispatcher {
       const s = hit?.s;
       if (s && s.record.generation === e.generation && s.record.attempts === e.attempts) {
         out.set(e.id, s);
+        sizes.set(e.id, hit.bytes);
         bytes += hit.bytes;
         counted++;
       } else missing.push(d);
     }
     // Not read: these attempts go without their records (the index entry trusted, the worker reads).
-    if (!this.readsUncached) return { records: out, deferred: [] };
+    if (!this.readsUncached) return { records: out, sizes, deferred: [] };
     const budget = this.settings.roundRecordBytes ?? ROUND_RECORD_BYTES;
     let next = 0;
     while (next < missing.length && bytes < budget) {
@@ -194,8 +197,10 @@ export class Dispatcher {
         { concurrency: READ_CONCURRENCY },
       );
       for (const [id, s] of got) {
+        const size = storedJobBytes(s);
         out.set(id, s);
-        bytes += storedJobBytes(s);
+        sizes.set(id, size);
+        bytes += size;
         counted++;
       }
     }
@@ -217,7 +222,7 @@ export class Dispatcher {
         deferred.push(d);
       }
     }
-    return { records: out, deferred };
+    return { records: out, sizes, deferred };
   }
 
   /**
@@ -265,7 +270,11 @@ export class Dispatcher {
    * `messageRecordBytes`. A worker that advertises nothing (an older release) gets one message per attempt. A worker
    * that takes no record hint gets messages without records, which only the attempt count closes.
    */
-  private group(valid: readonly Decision[], records: ReadonlyMap<string, StoredJob>): Outgoing[] {
+  private group(
+    valid: readonly Decision[],
+    records: ReadonlyMap<string, StoredJob>,
+    sizes: ReadonlyMap<string, number>,
+  ): Outgoing[] {
     const configured = Math.max(1, Math.min(DISPATCH_BATCH_LIMIT, this.settings.attemptsPerMessage ?? 1));
     const byteBound = this.settings.messageRecordBytes ?? MESSAGE_RECORD_BYTES;
     const out: Outgoing[] = [];
@@ -276,7 +285,7 @@ export class Dispatcher {
       const w = this.state.capacity.worker(d.workerId);
       const withRecords = w?.dispatchRecordHint ?? true;
       const stored = withRecords ? records.get(d.candidate.entry.id) : undefined;
-      const bytes = stored ? storedJobBytes(stored) : 0;
+      const bytes = stored ? (sizes.get(d.candidate.entry.id) ?? storedJobBytes(stored)) : 0;
       let cur = open.get(d.workerId);
       if (cur && (cur.o.decisions.length >= cur.most || cur.bytes + bytes > byteBound)) cur = undefined;
       if (!cur) {
@@ -401,7 +410,7 @@ export class Dispatcher {
   private async publish(decisions: Decision[], now: Date, settled: Set<string>): Promise<void> {
     // Check each record (the index is a cache of it) and pick up its trace context. A revision the projection just
     // applied is as good as a read: the worker's compare-and-set catches anything written since.
-    const { records, deferred } = await this.recordsFor(decisions);
+    const { records, sizes, deferred } = await this.recordsFor(decisions);
     for (const d of deferred) {
       // Not read this round (the round's record bytes are spent): back in the queue, taken by the next round.
       this.state.requeue(d.candidate.entry.id);
@@ -436,7 +445,7 @@ export class Dispatcher {
 
     const epoch = this.epoch;
     let expected = this.lastSeq;
-    const publishes = this.group(valid, records).map((out) => {
+    const publishes = this.group(valid, records, sizes).map((out) => {
       const attempts = out.decisions.map((d): DispatchAttempt => {
         const e = d.candidate.entry;
         const stored = out.withRecords ? records.get(e.id) : undefined;
