@@ -40,7 +40,7 @@ import {
   type NatsHandle,
 } from '@gantry/jetstream';
 import type { JobStore } from '@gantry/job-store';
-import { ATTR, contextFromTraceparent, spansRecorded, type Logger } from '@gantry/telemetry';
+import { ATTR, spansRecorded, type Logger } from '@gantry/telemetry';
 import { outranked, planDispatch, type Decision } from '../domain/dispatch-plan';
 import { entryOf, type SchedulerState } from '../domain/scheduler-state';
 import type { SchedulerMetrics } from '../stats/metrics';
@@ -475,15 +475,15 @@ export class Dispatcher {
         expect: { lastSequence: expect },
         headers: { [HEADERS.epoch]: String(epoch), [HEADERS.jobId]: first.jobId },
         // A batch's publish span sits in its first job's trace; each attempt's run span joins its own job's trace.
-        parent: contextFromTraceparent(r?.traceparent, r?.tracestate),
+        parentTrace: { traceparent: r?.traceparent, tracestate: r?.tracestate },
         spanName: 'job dispatch',
-        attributes: {
+        attributes: () => ({
           [ATTR.jobId]: first.jobId,
           [ATTR.attempt]: first.attempt,
           [ATTR.generation]: first.generation,
           [ATTR.workerId]: out.workerId,
           ...(attempts.length > 1 ? { 'gantry.dispatch.attempts': attempts.length } : {}),
-        },
+        }),
       }).then(
         (ack) => ({ out, ok: true as const, seq: ack.seq }),
         (err: unknown) => ({ out, ok: false as const, err }),

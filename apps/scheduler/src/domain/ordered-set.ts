@@ -64,8 +64,12 @@ class Chunk {
   att!: Int32Array;
   gpuMem!: Int32Array;
   gpuCount!: Int16Array;
-  /** ID_BYTES per entry; a first byte of ODD_ID means "see the set's side map". */
-  ids!: Uint8Array;
+  /**
+   * ID_BYTES per entry; a first byte of ODD_ID means "see the set's side map". A Buffer view (a Uint8Array) for its
+   * native Latin-1 decode: an id read back with `String.fromCharCode(...subarray)` was ≈ 0.65 µs, ≈ 2 % of the
+   * scheduler's CPU per job; `toString('latin1')` ≈ 0.06.
+   */
+  ids!: Buffer;
 
   constructor(
     private readonly odd: Map<number, string>,
@@ -92,7 +96,7 @@ class Chunk {
     this.att = new Int32Array(buf, next(4), cap);
     this.gpuMem = new Int32Array(buf, next(4), cap);
     this.gpuCount = new Int16Array(buf, next(2), cap);
-    this.ids = new Uint8Array(buf, next(ID_BYTES), cap * ID_BYTES);
+    this.ids = Buffer.from(buf, next(ID_BYTES), cap * ID_BYTES);
   }
 
   private grow(): void {
@@ -118,7 +122,7 @@ class Chunk {
   id(i: number): string {
     const at = i * ID_BYTES;
     if (this.ids[at] === ODD_ID) return this.odd.get(this.seqs[i]!)!;
-    return String.fromCharCode(...this.ids.subarray(at, at + ID_BYTES));
+    return this.ids.toString('latin1', at, at + ID_BYTES);
   }
 
   private writeId(i: number, id: string): void {
