@@ -1,27 +1,15 @@
-import { context, propagation, ROOT_CONTEXT, SpanStatusCode, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { context, ROOT_CONTEXT, SpanStatusCode, trace } from '@opentelemetry/api';
+import { MemorySpans } from '@gantry/testing';
 import { inLeafSpan, SpanKind } from './messaging';
 import { injectTrace } from './propagation';
 
 describe('inLeafSpan: a span without children, propagated through the context it hands over', () => {
-  const exporter = new InMemorySpanExporter();
-  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
-  const tracer = provider.getTracer('test');
+  const spans = new MemorySpans();
+  const tracer = spans.tracer;
 
-  beforeAll(() => {
-    trace.setGlobalTracerProvider(provider);
-    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  });
-  afterAll(async () => {
-    await provider.shutdown();
-    trace.disable();
-    propagation.disable();
-    context.disable();
-  });
-  beforeEach(() => exporter.reset());
+  beforeAll(() => spans.install());
+  afterAll(() => spans.uninstall());
+  beforeEach(() => spans.exporter.reset());
 
   it("is a child of the active span; its context injects the leaf's own ids; the caller's context stays active", async () => {
     const request = tracer.startSpan('request');
@@ -44,7 +32,7 @@ describe('inLeafSpan: a span without children, propagated through the context it
     expect(leaf.traceId).toBe(request.spanContext().traceId);
     expect(leaf.spanId).not.toBe(request.spanContext().spanId);
     expect(seen.headers['traceparent']).toBe(`00-${leaf.traceId}-${leaf.spanId}-01`);
-    const done = exporter.getFinishedSpans().find((s) => s.name === 'x publish')!;
+    const done = spans.finished('x publish')[0]!;
     expect(done.parentSpanContext?.spanId).toBe(request.spanContext().spanId);
     expect(done.kind).toBe(SpanKind.PRODUCER);
     expect(done.attributes).toEqual({ a: 1 });
@@ -65,7 +53,7 @@ describe('inLeafSpan: a span without children, propagated through the context it
         throw boom;
       }),
     ).rejects.toBe(boom);
-    const done = exporter.getFinishedSpans().find((s) => s.name === 'z publish')!;
+    const done = spans.finished('z publish')[0]!;
     expect(done.ended).toBe(true);
     expect(done.status).toEqual({ code: SpanStatusCode.ERROR, message: 'no stream' });
     expect(done.events.map((e) => e.name)).toEqual(['exception']);

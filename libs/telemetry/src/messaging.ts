@@ -42,27 +42,8 @@ export type SpanOptions = {
 
 /** Runs `fn` inside a new span; records exceptions and sets the status; always ends the span. */
 export async function inSpan<T>(name: string, options: SpanOptions, fn: (span: Span) => Promise<T>): Promise<T> {
-  const parent = options.parent ?? context.active();
-  const span = tracer().startSpan(
-    name,
-    {
-      kind: options.kind ?? SpanKind.INTERNAL,
-      attributes: options.attributes,
-      ...(options.links?.length ? { links: options.links } : {}),
-    },
-    parent,
-  );
-  return context.with(trace.setSpan(parent, span), async () => {
-    try {
-      const out = await fn(span);
-      return out;
-    } catch (err) {
-      recordError(span, err);
-      throw err;
-    } finally {
-      span.end();
-    }
-  });
+  const { span, ctx } = startChild(name, options);
+  return context.with(ctx, () => endAfter(span, () => fn(span)));
 }
 
 /**
@@ -75,6 +56,12 @@ export async function inLeafSpan<T>(
   options: SpanOptions,
   fn: (span: Span, ctx: Context) => Promise<T>,
 ): Promise<T> {
+  const { span, ctx } = startChild(name, options);
+  return endAfter(span, () => fn(span, ctx));
+}
+
+/** A span under `options.parent` (the active context when absent), and the context that holds it. */
+function startChild(name: string, options: SpanOptions): { span: Span; ctx: Context } {
   const parent = options.parent ?? context.active();
   const span = tracer().startSpan(
     name,
@@ -85,8 +72,13 @@ export async function inLeafSpan<T>(
     },
     parent,
   );
+  return { span, ctx: trace.setSpan(parent, span) };
+}
+
+/** Awaits `run`; records its error on `span` (and rethrows it); ends the span either way. */
+async function endAfter<T>(span: Span, run: () => Promise<T>): Promise<T> {
   try {
-    return await fn(span, trace.setSpan(parent, span));
+    return await run();
   } catch (err) {
     recordError(span, err);
     throw err;

@@ -20,3 +20,4 @@ export type { HistoryEntry, HistoryCheckOptions, WholeHistoryReport } from './hi
 export { CopiesMonitor, processesMatching, processesMatchingAsync, runningCopies } from './job-processes';
 export type { SeenProcess } from './job-processes';
 export { noopSpec } from './job-specs';
+export { MemorySpans } from './memory-spans';

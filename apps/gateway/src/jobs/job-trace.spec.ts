@@ -1,12 +1,6 @@
-import { context, propagation, ROOT_CONTEXT, trace } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import {
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  StackContextManager,
-  TracerProvider,
-  type ReadableSpan,
-} from '@opentelemetry/sdk-trace';
+import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
+import { MemorySpans } from '@gantry/testing';
 import { jobTrace, LINK_KIND } from './job-trace';
 
 /** The trace id and span id of a stored `traceparent`. */
@@ -16,9 +10,8 @@ const ids = (tp: string | undefined) => {
 };
 
 describe('jobTrace: one trace per job, linked to its parents', () => {
-  const exporter = new InMemorySpanExporter();
-  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
-  const tracer = provider.getTracer('test');
+  const spans = new MemorySpans();
+  const tracer = spans.tracer;
   const parentA = `00-${'a'.repeat(32)}-${'1'.repeat(16)}-01`;
   const parentB = `00-${'b'.repeat(32)}-${'2'.repeat(16)}-01`;
   const parentTraces = new Map([
@@ -26,18 +19,9 @@ describe('jobTrace: one trace per job, linked to its parents', () => {
     ['B', { traceparent: parentB }],
   ]);
 
-  beforeAll(() => {
-    trace.setGlobalTracerProvider(provider);
-    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-    context.setGlobalContextManager(new StackContextManager().enable());
-  });
-  afterAll(async () => {
-    await provider.shutdown();
-    trace.disable();
-    propagation.disable();
-    context.disable();
-  });
-  beforeEach(() => exporter.reset());
+  beforeAll(() => spans.install());
+  afterAll(() => spans.uninstall());
+  beforeEach(() => spans.exporter.reset());
 
   /** Runs `fn` inside a request's server span; returns the span's context and what `fn` returned. */
   const inRequest = <T>(fn: () => T) => {
@@ -46,7 +30,7 @@ describe('jobTrace: one trace per job, linked to its parents', () => {
     request.end();
     return { request: request.spanContext(), out };
   };
-  const submitSpans = (): ReadableSpan[] => exporter.getFinishedSpans().filter((s) => s.name === 'job.submit');
+  const submitSpans = (): ReadableSpan[] => spans.finished('job.submit');
 
   it("keeps a lone job without parents in the request's trace (no span of its own)", () => {
     const { request, out } = inRequest(() => jobTrace({ jobId: 'j1', type: 'noop', tenant: 't' }));
