@@ -60,7 +60,8 @@ export async function publishEncoded(
   payload: Uint8Array,
   o: PublishOptions = {},
 ): Promise<PubAck> {
-  if (!spansRecorded()) {
+  const recorded = spansRecorded();
+  if (!recorded) {
     // Nothing is recorded: what the span would be is the trace context it propagates, written without building it.
     const t = idOnlyChildTrace(o.parentTrace ?? o.parent);
     if (t) {
@@ -71,7 +72,7 @@ export async function publishEncoded(
     }
   }
   // Id-only spans keep no attributes: not built at all (two object spreads per publish).
-  const attributes = spansRecorded()
+  const attributes = recorded
     ? publishAttributes(subject, {
         ...(o.msgID ? { [ATTR.messageId]: o.msgID } : {}),
         ...(typeof o.attributes === 'function' ? o.attributes() : o.attributes),
