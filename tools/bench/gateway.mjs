@@ -8,7 +8,7 @@
 // moment the request was written ("service"). Prints p50/p90/p99/p99.9/max, the achieved rate, every status seen,
 // and the CPU each process used during the measurement, to show what bounds the figures.
 //
-//   npm run bench:gateway -- [--rate 500] [--duration 30] [--warmup 5] [--only-gateway | --paused] [--idempotency]
+//   npm run bench:gateway -- [--rate 500] [--duration 30] [--warmup 40] [--only-gateway | --paused] [--idempotency]
 //                            [--profile-dir /tmp/prof] [--list-rate 20] [--batch 1000]
 //                            [--gateway-node-options=--max-semi-space-size=32]
 // --batch N posts POST /v1/batches of N jobs instead (the rate stays in jobs/s: a batch is due every N / rate s) and
@@ -16,17 +16,22 @@
 // the jobs it is bound by how fast they run, so profile the gateway's own cost with --paused or --only-gateway.
 // --list-rate adds GET /v1/jobs?limit=50 at that rate during the measurement (each one syncs the listing index with
 // the leader), to show what listing traffic costs submits; its own latency is printed too.
+// --warmup S: seconds of the same load before the measurement, unmeasured. 40 s (20,000 submits at 500/s) because every
+// process here is a Node process whose cost per job keeps falling for the first ~20,000 jobs (the JIT's later tiers,
+// the heap's sizing); with the 5 s used until 3 December 2026 the measurement was mostly cold code (the gateway's CPU
+// per submit 654 µs cold, 529–544 µs warm, the same hour). docs/performance.md, "Warm, not cold".
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { NatsServer, S3Server, ServiceProcess } from '@gantry/testing';
+import { NatsServer, S3Server, ServiceProcess, freePort } from '@gantry/testing';
+import { brokerReport, natsCounters, natsDelta } from './broker-counters.mjs';
 
 const { values: opt } = parseArgs({
   options: {
     rate: { type: 'string', default: '500' },
     duration: { type: 'string', default: '30' },
-    warmup: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '40' },
     'only-gateway': { type: 'boolean', default: false },
     idempotency: { type: 'boolean', default: false },
     'list-rate': { type: 'string', default: '0' },
@@ -82,7 +87,9 @@ function pct(sorted, p) {
 }
 
 async function main() {
-  const nats = await NatsServer.start();
+  const monitorPort = await freePort();
+  const monitor = `http://127.0.0.1:${monitorPort}`;
+  const nats = await NatsServer.start({ monitorPort });
   const s3 = await S3Server.start();
   const env = {
     NATS_URL: nats.url,
@@ -96,6 +103,8 @@ async function main() {
     NOTIFIER_HTTP_PORT: '0',
     GPU_DISCOVERY: 'false',
     WORKER_SLOTS: '8',
+    // The worker's NATS connection is named after its id: this prefix lets the broker's per-component counts name it.
+    WORKER_ID_PREFIX: 'gpu-worker',
     MAX_CONCURRENT_JOBS: '8',
     LOG_LEVEL: 'warn',
   };
@@ -226,6 +235,7 @@ async function main() {
     const before = pids.map(([, pid]) => cpuTicks(pid));
     const loadBefore = loadavg()[0];
     const gwBefore = await gatewayProcess(base.origin);
+    const brokerBefore = await natsCounters(monitor);
     say('measuring…');
     const measured = run(DURATION_S);
     const listing = listLoad(measured);
@@ -233,6 +243,7 @@ async function main() {
     const lists = await listing;
     const after = pids.map(([, pid]) => cpuTicks(pid));
     const gwAfter = await gatewayProcess(base.origin);
+    const broker = natsDelta(brokerBefore, await natsCounters(monitor));
 
     const statuses = {};
     for (const s of samples) statuses[s.status] = (statuses[s.status] ?? 0) + 1;
@@ -261,6 +272,7 @@ async function main() {
             row('listing', lists.latencies),
           ]
         : []),
+      ...brokerReport(broker, jobs),
       `CPU during the measurement (% of one core): ${pids
         .map(([name], i) => `${name} ${(((after[i] - before[i]) / 100 / (elapsed / 1000)) * 100).toFixed(0)}%`)
         .join(', ')}`,

@@ -11,21 +11,30 @@
 // Jobs are spread over 4 priorities on both sides. A round ends when the system reports every job done.
 //
 // Printed per system: jobs/s (submit of the first job → last job done), the ratio, the dispatch gap with one token
-// (a job's `finishedAt` → the next one's `startedAt`, 20 ms jobs), broker operations per job (nats-server /varz,
+// (a job's `finishedAt` → the next one's `startedAt`, 20 ms jobs; beside it, how late a bystander process on a 5 ms
+// timer woke meanwhile: what the machine does to any process), broker operations per job (nats-server /varz,
 // /jsz and /connz counters through its monitoring port: messages in and out, JetStream API calls, durable writes per
 // stream, consumer deliveries per stream, messages per component; Redis INFO commandstats for BullMQ) and the CPU
 // each process used per job (from /proc/<pid>/stat). The load average is printed at start and end: this box is
 // shared, and figures taken under load are labelled so.
 //
-//   npm run bench:vs-bullmq -- [--jobs 5000] [--rounds 2] [--batch 1000] [--tokens 64] [--workers 1]
-//                              [--in-flight 4] [--gap-jobs 200] [--gap-ms 20] [--only gantry|bullmq]
+//   npm run bench:vs-bullmq -- [--jobs 5000] [--rounds 4] [--warmup-jobs 20000] [--batch 1000] [--tokens 64]
+//                              [--workers 1] [--in-flight 4] [--gap-jobs 200] [--gap-ms 20] [--only gantry|bullmq]
 //                              [--cpu-prof DIR] [--cpu-prof-top 15]
+// --warmup-jobs: unmeasured jobs each system runs first, in rounds of --jobs, alternating like the measured ones. Every
+// process here is a Node process (BullMQ's worker and producer too) whose cost per job keeps falling for the first
+// ~20,000 jobs (the JIT's later tiers, the heap's sizing): measured on 3 December 2026, Gantry's services went from
+// ≈ 600 to ≈ 300 µs of CPU per job over 8 rounds of 5,000 and BullMQ's worker from ≈ 70 to ≈ 35. A queue serves for
+// days, so the measured rounds are the warm ones; each warm-up round's rate is printed as well ("cold"), and the
+// summary gives the ratio of the first warm-up rounds next to the measured one. `--warmup-jobs 2000` is the short
+// warm-up this bench used before (docs/performance.md, "Warm, not cold").
 // --cpu-prof DIR: V8 CPU profiles of every Gantry service into DIR (written when they stop), DIR/windows.json with the
 // measured rounds on the monotonic clock of the profiles' timestamps, and a printed top-N self-time and inclusive
 // summary per service counted inside those rounds only, per job (tools/bench/cpu-profile.mjs; rerun it on DIR for
 // more rows). The profiler costs CPU itself: take the µs-per-job figures from a run without it.
 // WORKER_STARTED_REVISION_DELAY_MS in the environment is passed to the workers (0: the "before" of issue 16 lever 2);
-// DISPATCH_BATCH_MAX to the scheduler (1: one dispatch message per attempt, the "before" of issue 16 lever 3).
+// DISPATCH_BATCH_MAX to the scheduler (1: one dispatch message per attempt, the "before" of issue 16 lever 3);
+// SERVICE_NODE_OPTIONS to every service's Node as NODE_OPTIONS (the flags Node allows there).
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -34,12 +43,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { NatsServer, S3Server, ServiceProcess, freePort } from '@gantry/testing';
+import { brokerReport, natsCounters, natsDelta } from './broker-counters.mjs';
 import { profileReport } from './cpu-profile.mjs';
 
 const { values: opt } = parseArgs({
   options: {
     jobs: { type: 'string', default: '5000' },
-    rounds: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '4' },
+    'warmup-jobs': { type: 'string', default: '20000' },
     batch: { type: 'string', default: '1000' },
     tokens: { type: 'string', default: '64' },
     workers: { type: 'string', default: '1' },
@@ -60,6 +71,7 @@ const { values: opt } = parseArgs({
 
 const JOBS = Number(opt.jobs);
 const ROUNDS = Number(opt.rounds);
+const WARMUP_JOBS = Number(opt['warmup-jobs']);
 const BATCH = Number(opt.batch);
 const TOKENS = Number(opt.tokens);
 const WORKERS = Number(opt.workers);
@@ -137,84 +149,65 @@ const median = (xs) => {
 };
 const perJob = (n, jobs) => (n / jobs).toFixed(2);
 
-/** Counters of a nats-server through its monitoring port. */
-async function natsCounters(monitor) {
-  const get = async (path) => (await fetch(`${monitor}${path}`)).json();
-  const [varz, jsz, connz] = await Promise.all([
-    get('/varz'),
-    get('/jsz?streams=true&consumers=true'),
-    get('/connz?limit=4096'),
-  ]);
-  const streams = {};
-  const deliveries = {};
-  for (const acc of jsz.account_details ?? []) {
-    for (const s of acc.stream_detail ?? []) {
-      streams[s.name] = s.state.last_seq;
-      for (const c of s.consumer_detail ?? []) {
-        // Ordered and other ephemeral consumers have random names: count them per stream.
-        deliveries[`${s.name}/${c.name}`] = c.delivered?.consumer_seq ?? 0;
-      }
-    }
-  }
-  const components = {};
-  for (const c of connz.connections ?? []) {
-    const who = component(c.name ?? '');
-    const x = (components[who] ??= { in: 0, out: 0, conns: new Set() });
-    x.in += c.in_msgs;
-    x.out += c.out_msgs;
-    x.conns.add(c.cid);
-  }
-  // Connections closed since (an ordered consumer's reconnect, a stopped process) are not in /connz: their
-  // messages count in the server totals only.
+/**
+ * A bystander: a separate Node process that does nothing but wake on a 5 ms timer and note how late each wake-up
+ * was, from `start()` until `stop()`. It runs no part of either system, so its late wake-ups are what the machine
+ * itself (the other processes, the kernel, the VM) does to any process at that moment — the measure against which a
+ * dispatch gap's tail is read.
+ */
+function startBystander() {
+  const code = `
+    const late = [];
+    let due = performance.now() + 5;
+    const tick = () => {
+      const now = performance.now();
+      late.push(now - due);
+      due = now + 5;
+      setTimeout(tick, 5);
+    };
+    setTimeout(tick, 5);
+    process.stdin.on('data', () => {});
+    process.stdin.on('end', () => {
+      process.stdout.write(JSON.stringify(late), () => process.exit(0));
+    });`;
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let text = '';
+  child.stdout.on('data', (b) => (text += b));
+  const exited = new Promise((r) => child.on('exit', r));
   return {
-    inMsgs: varz.in_msgs,
-    outMsgs: varz.out_msgs,
-    inBytes: varz.in_bytes,
-    outBytes: varz.out_bytes,
-    api: jsz.api?.total ?? 0,
-    apiErrors: jsz.api?.errors ?? 0,
-    streams,
-    deliveries,
-    components,
-    perConn: Object.fromEntries((connz.connections ?? []).map((c) => [c.cid, { in: c.in_msgs, out: c.out_msgs }])),
+    async stop() {
+      child.stdin.end();
+      await exited;
+      const late = JSON.parse(text || '[]').sort((a, b) => a - b);
+      return {
+        n: late.length,
+        p50: pct(late, 50),
+        p99: pct(late, 99),
+        max: late.at(-1) ?? NaN,
+        over5: late.filter((x) => x > 5).length,
+        over10: late.filter((x) => x > 10).length,
+      };
+    },
   };
 }
 
-/** Which Gantry component a NATS connection belongs to, from its name. */
-function component(name) {
-  for (const p of ['scheduler', 'notifier', 'gpu-worker', 'gateway']) if (name.startsWith(p)) return p;
-  return name || '(unnamed)';
-}
-
-function natsDelta(a, b) {
-  const streams = {};
-  for (const [k, v] of Object.entries(b.streams)) streams[k] = v - (a.streams[k] ?? 0);
-  const deliveries = {};
-  for (const [k, v] of Object.entries(b.deliveries)) {
-    const stream = k.split('/')[0];
-    deliveries[stream] = (deliveries[stream] ?? 0) + Math.max(0, v - (a.deliveries[k] ?? 0));
-  }
-  const components = {};
-  for (const [who, x] of Object.entries(b.components)) {
-    let dIn = 0;
-    let dOut = 0;
-    for (const cid of x.conns) {
-      dIn += b.perConn[cid].in - (a.perConn[cid]?.in ?? 0);
-      dOut += b.perConn[cid].out - (a.perConn[cid]?.out ?? 0);
-    }
-    components[who] = { in: dIn, out: dOut };
-  }
-  return {
-    inMsgs: b.inMsgs - a.inMsgs,
-    outMsgs: b.outMsgs - a.outMsgs,
-    inBytes: b.inBytes - a.inBytes,
-    outBytes: b.outBytes - a.outBytes,
-    api: b.api - a.api,
-    apiErrors: b.apiErrors - a.apiErrors,
-    streams,
-    deliveries,
-    components,
+/**
+ * GC pauses of a service so far, from its /metrics (prom-client's `nodejs_gc_duration_seconds` histogram, every kind
+ * of collection): how many in all, how many longer than 1 ms and than 10 ms.
+ */
+async function gcPausesOf(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const le = (bound) => {
+    let n = 0;
+    const re = new RegExp(
+      `^gantry_process_nodejs_gc_duration_seconds_bucket\\{[^}]*le="${bound.replace('+', '\\+')}"[^}]*\\} (\\S+)$`,
+      'gm',
+    );
+    for (const m of text.matchAll(re)) n += Number(m[1]);
+    return n;
   };
+  const all = le('+Inf');
+  return { all, over1: all - le('0.001'), over10: all - le('0.01') };
 }
 
 /** Redis INFO commandstats: calls per command. */
@@ -389,6 +382,8 @@ async function startGantry() {
   const nats = await NatsServer.start({ monitorPort });
   const s3 = await S3Server.start();
   const gatewayPort = await freePort();
+  const schedulerOpsPort = await freePort();
+  const workerOpsPorts = await Promise.all(Array.from({ length: WORKERS }, () => freePort()));
   const env = {
     NATS_URL: nats.url,
     ...s3.env(),
@@ -396,7 +391,7 @@ async function startGantry() {
     RATE_LIMIT_SUBMITS_PER_MINUTE: '10000000',
     MAX_QUEUE_SIZE: '100000000',
     GATEWAY_PORT: String(gatewayPort),
-    SCHEDULER_HTTP_PORT: '0',
+    SCHEDULER_HTTP_PORT: String(schedulerOpsPort),
     WORKER_HTTP_PORT: '0',
     NOTIFIER_HTTP_PORT: '0',
     GPU_DISCOVERY: 'false',
@@ -410,10 +405,23 @@ async function startGantry() {
       : {}),
     // The "before" of issue 16's lever 3: DISPATCH_BATCH_MAX=1 sends one dispatch message per attempt.
     ...(process.env.DISPATCH_BATCH_MAX !== undefined ? { DISPATCH_BATCH_MAX: process.env.DISPATCH_BATCH_MAX } : {}),
-    ...(PROF_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROF_DIR}` } : {}),
+    // SERVICE_NODE_OPTIONS in the environment is passed to the services' Node (e.g. --trace-gc with GANTRY_TEST_ECHO=1);
+    // the services do not inherit this process's environment, so NODE_OPTIONS itself would not reach them.
+    ...(PROF_DIR || process.env.SERVICE_NODE_OPTIONS
+      ? {
+          NODE_OPTIONS: [
+            process.env.SERVICE_NODE_OPTIONS ?? '',
+            PROF_DIR ? `--cpu-prof --cpu-prof-dir=${PROF_DIR}` : '',
+          ]
+            .join(' ')
+            .trim(),
+        }
+      : {}),
   };
   const services = [new ServiceProcess('scheduler', env).start()];
-  for (let i = 0; i < WORKERS; i++) services.push(new ServiceProcess('gpu-worker', env).start());
+  for (let i = 0; i < WORKERS; i++) {
+    services.push(new ServiceProcess('gpu-worker', { ...env, WORKER_HTTP_PORT: String(workerOpsPorts[i]) }).start());
+  }
   services.push(new ServiceProcess('notifier', env).start());
   const gw = new ServiceProcess('gateway', env).start();
   services.push(gw);
@@ -480,6 +488,15 @@ async function startGantry() {
     monitor,
     services,
     pids: () => [['nats-server', nats.pid], ...services.map((s) => [s.name, s.pid]), ['bench (producer)', process.pid]],
+    /** Each service's GC pauses so far, from its own metrics (the prom-client histogram's buckets). */
+    gcPauses: async () => {
+      const from = [
+        ['scheduler', `http://127.0.0.1:${schedulerOpsPort}`],
+        ...workerOpsPorts.map((p, i) => [WORKERS > 1 ? `gpu-worker ${i + 1}` : 'gpu-worker', `http://127.0.0.1:${p}`]),
+        ['gateway', origin],
+      ];
+      return Object.fromEntries(await Promise.all(from.map(async ([name, url]) => [name, await gcPausesOf(url)])));
+    },
     counters: () => natsCounters(monitor),
     async round(n) {
       const base = await processed();
@@ -623,10 +640,29 @@ async function main() {
       stops.push(b.stop);
       systems.push(b);
     }
-    // One unmeasured warm-up round each (JIT, connections, first stream writes).
-    for (const s of systems) {
-      say(`${s.name}: warm-up round (${Math.min(JOBS, 2 * BATCH)} jobs)…`);
-      await s.round(Math.min(JOBS, 2 * BATCH));
+    // Unmeasured warm-up rounds (JIT, heap sizing, connections, first stream writes), alternating; each one's rate
+    // is printed as the cold figure.
+    const cold = new Map(systems.map((s) => [s.name, []]));
+    const warmRounds = [];
+    for (let left = WARMUP_JOBS; left > 0; left -= JOBS) warmRounds.push(Math.min(JOBS, left));
+    out(
+      `\nwarm-up: ${WARMUP_JOBS.toLocaleString()} jobs per system in ${warmRounds.length} round(s), not measured ` +
+        `(jobs/s of each, cold first):`,
+    );
+    for (const [i, n] of warmRounds.entries()) {
+      for (const s of i % 2 === 0 ? systems : [...systems].reverse()) {
+        const pids = s.pids();
+        const cpu0 = pids.map(([, pid]) => cpuTicks(pid));
+        const { ms } = await s.round(n);
+        const cpu1 = pids.map(([, pid]) => cpuTicks(pid));
+        const ticks = cpu1.reduce((a, v, k) => a + v - cpu0[k], 0);
+        const rate = n / (ms / 1000);
+        cold.get(s.name).push(rate);
+        out(
+          `  warm-up ${i + 1} ${s.name}: ${Math.round(rate).toLocaleString()} jobs/s, ` +
+            `${Math.round(((ticks / CLK_TCK) * 1e6) / n)} µs of CPU per job in all its processes`,
+        );
+      }
     }
     const results = new Map(systems.map((s) => [s.name, { rates: [], broker: [], cpu: [] }]));
     for (let r = 0; r < ROUNDS; r++) {
@@ -656,37 +692,7 @@ async function main() {
         if (s.name === 'Gantry') {
           const d = natsDelta(c0, c1);
           res.broker.push(d);
-          out(
-            `  broker per job: ${perJob(d.inMsgs, JOBS)} msgs in, ${perJob(d.outMsgs, JOBS)} msgs out ` +
-              `(${perJob(d.inBytes, JOBS)} B in, ${perJob(d.outBytes, JOBS)} B out), ${perJob(d.api, JOBS)} JetStream API calls` +
-              (d.apiErrors ? ` (${d.apiErrors} errors)` : ''),
-          );
-          out(
-            `  durable writes per job: ${perJob(
-              Object.values(d.streams).reduce((a, b) => a + b, 0),
-              JOBS,
-            )} — ${Object.entries(d.streams)
-              .filter(([, v]) => v > 0)
-              .sort((a, b) => b[1] - a[1])
-              .map(([k, v]) => `${k} ${perJob(v, JOBS)}`)
-              .join(', ')}`,
-          );
-          out(
-            `  consumer deliveries per job: ${perJob(
-              Object.values(d.deliveries).reduce((a, b) => a + b, 0),
-              JOBS,
-            )} — ${Object.entries(d.deliveries)
-              .filter(([, v]) => v > 0)
-              .sort((a, b) => b[1] - a[1])
-              .map(([k, v]) => `${k} ${perJob(v, JOBS)}`)
-              .join(', ')}`,
-          );
-          out(
-            `  messages per job by component (client → server / server → client): ${Object.entries(d.components)
-              .sort((a, b) => b[1].in + b[1].out - (a[1].in + a[1].out))
-              .map(([k, v]) => `${k} ${perJob(v.in, JOBS)} / ${perJob(v.out, JOBS)}`)
-              .join(', ')}`,
-          );
+          for (const line of brokerReport(d, JOBS)) out(`  ${line}`);
         } else {
           const calls = {};
           let total = 0;
@@ -709,12 +715,31 @@ async function main() {
     out('\n== dispatch gap with one token (finishedAt → next startedAt) ==');
     const gaps = new Map();
     for (const s of systems) {
+      const bystander = startBystander();
+      const gc0 = await s.gcPauses?.();
       const g = gapStats(await s.gaps(GAP_JOBS, GAP_MS));
+      const gc1 = await s.gcPauses?.();
+      const by = await bystander.stop();
       gaps.set(s.name, g);
       out(
         `  ${s.name}: ${GAP_JOBS} jobs of ${GAP_MS} ms: p50 ${g.p50} ms, p99 ${g.p99} ms, max ${g.max} ms` +
           (g.overlaps ? ` (${g.overlaps} overlaps: more than one running!)` : ''),
       );
+      const ms = (x) => x.toFixed(1);
+      out(
+        `    meanwhile a bystander process on a 5 ms timer woke late by p50 ${ms(by.p50)} / p99 ${ms(by.p99)} / max ` +
+          `${ms(by.max)} ms (${by.n} wake-ups; ${by.over5} over 5 ms late, ${by.over10} over 10 ms)`,
+      );
+      if (gc0 && gc1) {
+        out(
+          `    GC pauses meanwhile: ${Object.keys(gc1)
+            .map((k) => {
+              const d = (f) => gc1[k][f] - gc0[k][f];
+              return `${k} ${d('all')} (${d('over1')} over 1 ms, ${d('over10')} over 10 ms)`;
+            })
+            .join(', ')}`,
+        );
+      }
       if (g.parts) {
         const row = (what, xs) => `${what} p50 ${pct(xs, 50)} / p99 ${pct(xs, 99)} / max ${xs.at(-1)} ms`;
         out(
@@ -740,7 +765,11 @@ async function main() {
     }
     if (systems.length === 2) {
       const ratio = median(results.get('Gantry').rates) / median(results.get('BullMQ').rates);
-      out(`  Gantry / BullMQ = ${ratio.toFixed(2)}×`);
+      out(`  Gantry / BullMQ = ${ratio.toFixed(2)}× (measured rounds, warm)`);
+      const g = cold.get('Gantry')[0];
+      const b = cold.get('BullMQ')[0];
+      if (g && b)
+        out(`  cold, the first warm-up round of each: ${(g / b).toFixed(2)}× (${Math.round(g)} vs ${Math.round(b)})`);
     }
     out(
       `  load average at start ${load0[0].toFixed(2)}, at end ${load1[0].toFixed(2)} on ${cpus().length} CPUs` +
