@@ -192,22 +192,23 @@ function startBystander() {
 }
 
 /**
- * GC pauses of a service so far, from its /metrics (prom-client's `nodejs_gc_duration_seconds` histogram, every kind
- * of collection): how many in all, how many longer than 1 ms and than 10 ms.
+ * GC pauses of a service so far, from its /metrics (prom-client's `nodejs_gc_duration_seconds` histogram, by kind of
+ * collection): how many in all, how many longer than 1 ms and than 10 ms, and the kinds of those over 10 ms.
  */
 async function gcPausesOf(url) {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const le = (bound) => {
-    let n = 0;
-    const re = new RegExp(
-      `^gantry_process_nodejs_gc_duration_seconds_bucket\\{[^}]*le="${bound.replace('+', '\\+')}"[^}]*\\} (\\S+)$`,
-      'gm',
-    );
-    for (const m of text.matchAll(re)) n += Number(m[1]);
-    return n;
-  };
-  const all = le('+Inf');
-  return { all, over1: all - le('0.001'), over10: all - le('0.01') };
+  const byKind = {};
+  for (const m of text.matchAll(/^gantry_process_nodejs_gc_duration_seconds_bucket\{([^}]*)\} (\S+)$/gm)) {
+    const kind = /kind="([^"]*)"/.exec(m[1])?.[1] ?? '?';
+    const le = /le="([^"]*)"/.exec(m[1])?.[1];
+    if (le) (byKind[kind] ??= {})[le] = (byKind[kind]?.[le] ?? 0) + Number(m[2]);
+  }
+  const total = (le) => Object.values(byKind).reduce((a, k) => a + (k[le] ?? 0), 0);
+  const all = total('+Inf');
+  const over10ByKind = Object.fromEntries(
+    Object.entries(byKind).map(([kind, k]) => [kind, (k['+Inf'] ?? 0) - (k['0.01'] ?? 0)]),
+  );
+  return { all, over1: all - total('0.001'), over10: all - total('0.01'), over10ByKind };
 }
 
 /** Redis INFO commandstats: calls per command. */
@@ -735,7 +736,15 @@ async function main() {
           `    GC pauses meanwhile: ${Object.keys(gc1)
             .map((k) => {
               const d = (f) => gc1[k][f] - gc0[k][f];
-              return `${k} ${d('all')} (${d('over1')} over 1 ms, ${d('over10')} over 10 ms)`;
+              const kinds = Object.entries(gc1[k].over10ByKind)
+                .map(([kind, n]) => [kind, n - (gc0[k].over10ByKind[kind] ?? 0)])
+                .filter(([, n]) => n > 0)
+                .map(([kind, n]) => `${n} ${kind}`);
+              return (
+                `${k} ${d('all')} (${d('over1')} over 1 ms, ${d('over10')} over 10 ms` +
+                (kinds.length ? `: ${kinds.join(', ')}` : '') +
+                ')'
+              );
             })
             .join(', ')}`,
         );
