@@ -34,7 +34,8 @@
 // more rows). The profiler costs CPU itself: take the µs-per-job figures from a run without it.
 // WORKER_STARTED_REVISION_DELAY_MS in the environment is passed to the workers (0: the "before" of issue 16 lever 2);
 // DISPATCH_BATCH_MAX to the scheduler (1: one dispatch message per attempt, the "before" of issue 16 lever 3);
-// SERVICE_NODE_OPTIONS to every service's Node as NODE_OPTIONS (the flags Node allows there).
+// SERVICE_NODE_OPTIONS to every service's Node as NODE_OPTIONS (the flags Node allows there); SCHEDULER_NODE_ARGS
+// replaces the scheduler's Node flags (default: the heap settings docker-compose.yml ships; '' for Node's defaults).
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -419,7 +420,12 @@ async function startGantry() {
         }
       : {}),
   };
-  const services = [new ServiceProcess('scheduler', env).start()];
+  // The scheduler with the heap settings docker-compose.yml and deploy/ ship (docs/architecture.md, "Memory");
+  // SCHEDULER_NODE_ARGS in the environment replaces them ('' = Node's defaults).
+  const schedulerNodeArgs = (process.env.SCHEDULER_NODE_ARGS ?? '--max-semi-space-size=2 --max-old-space-size=512')
+    .split(' ')
+    .filter(Boolean);
+  const services = [new ServiceProcess('scheduler', env, { nodeArgs: schedulerNodeArgs }).start()];
   for (let i = 0; i < WORKERS; i++) {
     services.push(new ServiceProcess('gpu-worker', { ...env, WORKER_HTTP_PORT: String(workerOpsPorts[i]) }).start());
   }
