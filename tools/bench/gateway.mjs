@@ -16,6 +16,7 @@
 // the jobs it is bound by how fast they run, so profile the gateway's own cost with --paused or --only-gateway.
 // --list-rate adds GET /v1/jobs?limit=50 at that rate during the measurement (each one syncs the listing index with
 // the leader), to show what listing traffic costs submits; its own latency is printed too.
+// The scheduler runs with the heap settings docker-compose.yml ships (tools/bench/service-flags.mjs).
 // --warmup S: seconds of the same load before the measurement, unmeasured. 40 s (20,000 submits at 500/s) because every
 // process here is a Node process whose cost per job keeps falling for the first ~20,000 jobs (the JIT's later tiers,
 // the heap's sizing); with the 5 s used until 3 December 2026 the measurement was mostly cold code (the gateway's CPU
@@ -26,6 +27,7 @@ import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { NatsServer, S3Server, ServiceProcess, freePort } from '@gantry/testing';
 import { brokerReport, natsCounters, natsDelta } from './broker-counters.mjs';
+import { schedulerNodeArgs } from './service-flags.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -114,6 +116,7 @@ async function main() {
     opt['profile-dir'] && opt.profile.split(',').includes(name)
       ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${opt['profile-dir']}`, `--cpu-prof-name=${name}.cpuprofile`] }
       : {};
+  const schedulerOptions = () => ({ nodeArgs: [...schedulerNodeArgs(), ...(prof('scheduler').nodeArgs ?? [])] });
   const stop = async () => {
     await Promise.all(services.map((s) => s.kill('SIGTERM', 15_000).catch(() => s.kill('SIGKILL').catch(() => {}))));
     await s3.stop().catch(() => {});
@@ -123,7 +126,7 @@ async function main() {
   try {
     if (!opt['only-gateway']) {
       for (const name of ['scheduler', 'gpu-worker', 'notifier'])
-        services.push(new ServiceProcess(name, env, prof(name)).start());
+        services.push(new ServiceProcess(name, env, name === 'scheduler' ? schedulerOptions() : prof(name)).start());
     }
     // The gateway logs its URL at info.
     const gw = new ServiceProcess(

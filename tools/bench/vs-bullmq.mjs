@@ -46,6 +46,7 @@ import { connect } from '@nats-io/transport-node';
 import { NatsServer, S3Server, ServiceProcess, freePort } from '@gantry/testing';
 import { brokerReport, natsCounters, natsDelta } from './broker-counters.mjs';
 import { profileReport } from './cpu-profile.mjs';
+import { schedulerNodeArgs } from './service-flags.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -420,12 +421,8 @@ async function startGantry() {
         }
       : {}),
   };
-  // The scheduler with the heap settings docker-compose.yml and deploy/ ship (docs/architecture.md, "Memory");
-  // SCHEDULER_NODE_ARGS in the environment replaces them ('' = Node's defaults).
-  const schedulerNodeArgs = (process.env.SCHEDULER_NODE_ARGS ?? '--max-semi-space-size=2 --max-old-space-size=512')
-    .split(' ')
-    .filter(Boolean);
-  const services = [new ServiceProcess('scheduler', env, { nodeArgs: schedulerNodeArgs }).start()];
+  // The scheduler as deployed (its heap settings: service-flags.mjs).
+  const services = [new ServiceProcess('scheduler', env, { nodeArgs: schedulerNodeArgs() }).start()];
   for (let i = 0; i < WORKERS; i++) {
     services.push(new ServiceProcess('gpu-worker', { ...env, WORKER_HTTP_PORT: String(workerOpsPorts[i]) }).start());
   }
