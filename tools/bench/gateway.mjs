@@ -21,12 +21,12 @@
 // process here is a Node process whose cost per job keeps falling for the first ~20,000 jobs (the JIT's later tiers,
 // the heap's sizing); with the 5 s used until 3 December 2026 the measurement was mostly cold code (the gateway's CPU
 // per submit 654 µs cold, 529–544 µs warm, the same hour). docs/performance.md, "Warm, not cold".
-import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { NatsServer, S3Server, ServiceProcess, freePort } from '@gantry/testing';
 import { brokerReport, natsCounters, natsDelta } from './broker-counters.mjs';
+import { CLK_TCK, cpuTicks } from './proc-cpu.mjs';
 import { schedulerNodeArgs } from './service-flags.mjs';
 
 const { values: opt } = parseArgs({
@@ -58,15 +58,6 @@ const BATCH = Number(opt.batch);
 const PER_REQUEST = BATCH > 0 ? BATCH : 1;
 const KEY = 'bench-client-key-0001';
 const say = (m) => process.stderr.write(`[bench] ${m}\n`);
-
-function cpuTicks(pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return Number(f[11]) + Number(f[12]); // utime + stime, in clock ticks (100/s)
-  } catch {
-    return NaN;
-  }
-}
 
 /** A few of the gateway's own process metrics: event-loop lag and time spent in GC. */
 async function gatewayProcess(origin) {
@@ -258,7 +249,7 @@ async function main() {
       `p99.9 ${pct(xs, 99.9).toFixed(2)} ms  max ${xs[xs.length - 1].toFixed(2)} ms`;
     const cpuOf = (name) => {
       const i = pids.findIndex(([n]) => n === name);
-      return i < 0 ? NaN : ((after[i] - before[i]) / 100) * 1e6; // µs
+      return i < 0 ? NaN : ((after[i] - before[i]) / CLK_TCK) * 1e6; // µs
     };
     const jobs = ok.length * PER_REQUEST;
     const lines = [
@@ -277,7 +268,7 @@ async function main() {
         : []),
       ...brokerReport(broker, jobs),
       `CPU during the measurement (% of one core): ${pids
-        .map(([name], i) => `${name} ${(((after[i] - before[i]) / 100 / (elapsed / 1000)) * 100).toFixed(0)}%`)
+        .map(([name], i) => `${name} ${(((after[i] - before[i]) / CLK_TCK / (elapsed / 1000)) * 100).toFixed(0)}%`)
         .join(', ')}`,
       `gateway process: event-loop lag p99 ${(gwAfter.lagP99 * 1000).toFixed(1)} ms, max ${(gwAfter.lagMax * 1000).toFixed(1)} ms ` +
         `(since start, sampling interval of 10 ms included); GC ${(((gwAfter.gcSeconds - gwBefore.gcSeconds) / (elapsed / 1000)) * 100).toFixed(1)}% of the time`,

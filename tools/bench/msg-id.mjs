@@ -8,8 +8,8 @@
 //
 //   node tools/gantry.mjs build && node tools/gantry.mjs bench msg-id [N]
 import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { CLK_TCK, cpuTicks } from './proc-cpu.mjs';
 
 const require = createRequire(import.meta.url);
 const testing = require('../../libs/testing/dist/index.js');
@@ -19,13 +19,6 @@ const { jetstream, jetstreamManager } = require('@nats-io/jetstream');
 const N = Number(process.argv[2] ?? 60_000);
 const IN_FLIGHT = 256;
 const PAYLOAD = new Uint8Array(300);
-const CLK_TCK = 100;
-
-/** The process's user + system CPU so far, in µs. */
-function cpuMicros(pid) {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return ((Number(f[11]) + Number(f[12])) / CLK_TCK) * 1e6;
-}
 
 const VARIANTS = [
   { name: 'no id', windowNs: 120e9, id: false },
@@ -48,7 +41,7 @@ try {
     for (const v of VARIANTS) {
       const stream = `MSGID_${round++}`;
       await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], duplicate_window: v.windowNs, storage: 'file' });
-      const before = cpuMicros(server.pid);
+      const before = cpuTicks(server.pid);
       const t0 = Date.now();
       const pending = [];
       for (let i = 0; i < N; i++) {
@@ -64,7 +57,7 @@ try {
         }
       }
       await Promise.all(pending);
-      const us = (cpuMicros(server.pid) - before) / N;
+      const us = (((cpuTicks(server.pid) - before) / CLK_TCK) * 1e6) / N;
       console.log(
         `pass ${pass}  ${v.name.padEnd(24)} nats-server ${us.toFixed(1)} µs per message, ${Date.now() - t0} ms`,
       );

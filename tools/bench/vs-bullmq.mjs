@@ -37,7 +37,7 @@
 // SERVICE_NODE_OPTIONS to every service's Node as NODE_OPTIONS (the flags Node allows there); SCHEDULER_NODE_ARGS
 // replaces the scheduler's Node flags (default: the heap settings docker-compose.yml ships; '' for Node's defaults).
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,7 @@ import { connect } from '@nats-io/transport-node';
 import { NatsServer, S3Server, ServiceProcess, freePort } from '@gantry/testing';
 import { brokerReport, natsCounters, natsDelta } from './broker-counters.mjs';
 import { profileReport } from './cpu-profile.mjs';
+import { CLK_TCK, cpuTicks } from './proc-cpu.mjs';
 import { schedulerNodeArgs } from './service-flags.mjs';
 
 const { values: opt } = parseArgs({
@@ -87,7 +88,6 @@ const profWindows = [];
 const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 if (PROF_DIR) mkdirSync(PROF_DIR, { recursive: true });
 const KEY = 'bench-admin-key-0001';
-const CLK_TCK = 100;
 const say = (m) => process.stderr.write(`[bench] ${m}\n`);
 const out = (s = '') => process.stdout.write(`${s}\n`);
 
@@ -115,15 +115,6 @@ if (opt.role === 'bullmq-worker') {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Measurement helpers
-
-function cpuTicks(pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return Number(f[11]) + Number(f[12]); // utime + stime, clock ticks
-  } catch {
-    return NaN;
-  }
-}
 
 function pct(sorted, p) {
   if (sorted.length === 0) return NaN;
